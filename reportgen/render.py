@@ -1,0 +1,205 @@
+"""Saved results -> HTML (Jinja2, autoescaped, images embedded) and PDF (WeasyPrint with a fetcher that
+reads only files under the output folder). No torch import anywhere on this path."""
+from __future__ import annotations
+
+import base64
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import jinja2
+
+from .config import AnalysisConfig
+from .errors import OutputError
+from .rules import conclude
+from .scoring import find
+from .store import SavedResults, atomic_write_bytes, load_results
+from . import figures
+
+SECTIONS = ("Introduction", "The chosen networks", "Experiments", "Conclusions", "Appendix")
+UNTRAINED_BANNER = "UNTRAINED WEIGHTS — not evidence"
+SIZES = ("small", "medium", "large")
+BACKGROUNDS = ("clean", "cluttered")
+
+
+@dataclass(frozen=True)
+class Figure:
+    anchor: str
+    caption: str
+    png: bytes
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+def template_environment() -> jinja2.Environment:
+    folder = resources.files("reportgen.templates")
+    # autoescape=True escapes every template whatever its file extension.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"
+    env.filters["ci"] = _ci
+    return env
+
+
+def _num(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _ci(row) -> str:
+    if not row or row.get("mean") is None:
+        return "n/a"
+    if row.get("ci_low") is None:
+        return f"{_num(row['mean'])} (n={row['n']})"
+    return f"{_num(row['mean'])} [{_num(row['ci_low'])}, {_num(row['ci_high'])}] (n={row['n']})"
+
+
+def _depth_images(results: SavedResults, config: AnalysisConfig) -> list[int]:
+    files = [img["file"] for img in results.index["images"]]
+    if config.depth_figure_images:
+        return [files.index(f) for f in config.depth_figure_images if f in files]
+    chosen = []
+    for size in SIZES:
+        for position, image in enumerate(results.index["images"]):
+            if image["size"] == size and image["box"] is not None and not image["file"].startswith("controlled"):
+                chosen.append(position)
+                break
+    return chosen or [0]
+
+
+def _groups(results: SavedResults):
+    """Image positions per (size, background) cell, then images without annotations."""
+    cells = []
+    images = results.index["images"]
+    for size in SIZES:
+        for background in BACKGROUNDS:
+            members = [i for i, img in enumerate(images) if img["size"] == size and img["background"] == background]
+            if members:
+                cells.append((f"{size} objects, {background} background", members))
+    rest = [i for i, img in enumerate(images) if img["size"] not in SIZES or img["background"] not in BACKGROUNDS]
+    if rest:
+        cells.append(("images without size/background annotation", rest))
+    return cells
+
+
+def build_context(results: SavedResults) -> dict:
+    index, metrics = results.index, results.metrics
+    config = AnalysisConfig.from_dict(index["config"])
+    aggregates = metrics["aggregates"]
+    cache = figures.ViewCache(results)
+    figs: dict[str, Figure] = {}
+    counter = [0]
+
+    def add(anchor, caption, png):
+        counter[0] += 1
+        figs[anchor] = Figure(anchor, f"Figure {counter[0]}. {caption}", png)
+        return figs[anchor]
+
+    object_figures = [add(f"fig-objects-{n}", f"Deep-layer Grad-CAM, {label}. Dashed box: annotated object.",
+                          figures.object_grid(cache, members)) for n, (label, members) in enumerate(_groups(results))]
+    localisation_figures = [add(f"fig-loc-{metric}", f"Deep-layer {metric} by object size and background "
+                                f"(95 % bootstrap intervals), with uniform and centred-Gaussian baselines.",
+                                figures.localisation_plot(index, aggregates, metric))
+                            for metric in ("mass_ratio", "spread")]
+    depth_positions = _depth_images(results, config)
+    depth_figures = [add(f"fig-depth-{p}", f"Grad-CAM at shallow, middle and deep layers: "
+                         f"{index['images'][p]['file']}.", figures.depth_grid(cache, p)) for p in depth_positions]
+    example = depth_positions[0]
+    last_three_figures = {b["name"]: add(f"fig-last3-{b['name']}", f"{b['display_name']}: weight histograms, "
+                                         f"feature visualisation and Grad-CAM ({index['images'][example]['file']}) "
+                                         f"of the last three layers.", figures.last_three_figure(cache, b, example))
+                          for b in index["backbones"]}
+
+    def agg(name, role, group, metric, scope="backbone"):
+        return find(aggregates, scope, name, role, group, metric)
+
+    flagged = []
+    for b in index["backbones"]:
+        for layer, statuses in b["cam_status"].items():
+            for position, status in enumerate(statuses):
+                if status not in ("ok", "not-spatial"):
+                    flagged.append({"backbone": b["display_name"], "layer": layer,
+                                    "image": index["images"][position]["file"], "status": status})
+    return {
+        "index": index,
+        "metrics": metrics,
+        "config": config,
+        "conclusions": conclude(index, metrics),
+        "untrained": index["weights_mode"] == "random",
+        "banner": UNTRAINED_BANNER,
+        "agg": agg,
+        "sizes": SIZES,
+        "backgrounds": BACKGROUNDS,
+        "table_groups": ["all"] + [f"size={s}" for s in SIZES] + [f"background={g}" for g in BACKGROUNDS],
+        "object_figures": object_figures,
+        "localisation_figures": localisation_figures,
+        "depth_figures": depth_figures,
+        "last_three_figures": last_three_figures,
+        "figure_count": len(figs),
+        "flagged": flagged,
+        "timings": results.timings,
+    }
+
+
+def render_html(results: SavedResults) -> str:
+    return template_environment().get_template("report.html.j2").render(**build_context(results))
+
+
+def output_fetcher(root: Path):
+    """A WeasyPrint fetcher for ``data:`` URLs and ``file:`` URLs that resolve under ``root`` only."""
+    from weasyprint.urls import URLFetcher
+
+    allowed_root = Path(root).resolve()
+
+    class OutputFolderFetcher(URLFetcher):
+        def fetch(self, url, headers=None):
+            scheme = urlparse(url).scheme.lower()
+            if scheme == "file":
+                target = Path(unquote(urlparse(url).path)).resolve()
+                if target != allowed_root and allowed_root not in target.parents:
+                    raise ValueError(f"refusing to read {url}: outside the output folder")
+            elif scheme != "data":
+                raise ValueError(f"refusing to fetch {url}: only data: and output-folder file: URLs are allowed")
+            return super().fetch(url, headers)
+
+    return OutputFolderFetcher(allowed_protocols={"file", "data"}, allow_redirects=False, timeout=2)
+
+
+def write_pdf(html: str, out_dir: Path, target: Path) -> None:
+    from weasyprint import HTML
+
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        HTML(string=html, base_url=str(out_dir.resolve()) + "/", url_fetcher=output_fetcher(out_dir)).write_pdf(tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {target}: {exc}; check free space and permissions.") from None
+
+
+def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf")) -> dict:
+    """Render HTML and PDF into ``out_dir`` from saved results; returns the paths written."""
+    results = load_results(results_dir)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
+    html = render_html(results)
+    written = {}
+    if "html" in formats:
+        atomic_write_bytes(out_dir / "report.html", html.encode("utf-8"))
+        written["html"] = out_dir / "report.html"
+    if "pdf" in formats:
+        write_pdf(html, out_dir, out_dir / "report.pdf")
+        written["pdf"] = out_dir / "report.pdf"
+    return written

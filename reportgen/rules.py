@@ -1,0 +1,275 @@
+"""Conclusions from measured numbers. Returns data (verdict codes and the numbers behind them);
+templates phrase it. Thresholds come from the config saved with the results."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .config import AnalysisConfig, RuleThresholds
+from .registry import FAMILIES
+from .scoring import find
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A family-level number: sum of sign * mean(metric over a group) at the deep layer."""
+    terms: tuple  # ((sign, group, metric), ...)
+    absolute: bool = False
+
+
+@dataclass(frozen=True)
+class Test:
+    family: str  # the family the claim is about
+    others: tuple  # compared with each of these
+    quantity: Quantity
+    higher: bool  # True: the claim expects `family` to be higher than each of `others`
+    label: str  # what is measured, e.g. "mass_ratio, small objects"
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    sentence: str
+    tests: tuple  # of Test; all must hold
+
+
+def _q(metric, group="all"):
+    return Quantity(((1, group, metric),))
+
+
+CLAIMS = (
+    Claim("focus", "Deeper backbones focus on the principal object more than wider ones.", (
+        Test("deeper", ("wider",), _q("mass_ratio"), True, "mass_ratio, all images"),
+        Test("deeper", ("wider",), _q("spread"), False, "spread, all images"),
+    )),
+    Claim("wider-spread", "Wider backbones catch more of the image.", (
+        Test("wider", ("deeper",), _q("spread"), True, "spread, all images"),
+    )),
+    Claim("small-deeper", "Deeper backbones suit small objects better.", (
+        Test("deeper", ("wider", "attention"), _q("mass_ratio", "size=small"), True, "mass_ratio, small objects"),
+    )),
+    Claim("large-wider", "Wider backbones suit large objects better.", (
+        Test("wider", ("deeper", "attention"), _q("mass_ratio", "size=large"), True, "mass_ratio, large objects"),
+    )),
+    Claim("clutter-attention", "Attention backbones are robust to cluttered backgrounds.", (
+        Test("attention", ("deeper", "wider"),
+             Quantity(((1, "background=clean", "mass_ratio"), (-1, "background=cluttered", "mass_ratio"))),
+             False, "drop in mass_ratio from clean to cluttered"),
+    )),
+    Claim("size-attention", "Attention backbones are sensitive to object size.", (
+        Test("attention", ("deeper", "wider"),
+             Quantity(((1, "size=small", "mass_ratio"), (-1, "size=large", "mass_ratio")), absolute=True),
+             True, "|mass_ratio small - large|"),
+    )),
+)
+SLIM_CLAIM = ("slimming", "The penultimate layer can be cut for deeper and attention backbones, not for wider ones.")
+
+
+@dataclass(frozen=True)
+class FamilyNumber:
+    family: str
+    mean: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    n: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    label: str
+    family: str
+    other: str
+    difference: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    outcome: str  # as-claimed | against-claim | overlap | below-threshold | small-group | family-missing
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    key: str
+    sentence: str
+    verdict: str
+    numbers: tuple  # FamilyNumber per (test label, family)
+    comparisons: tuple  # Comparison
+    reason: str  # code: untrained | family-missing | small-group | overlap | as-claimed | against-claim | mixed
+
+
+@dataclass(frozen=True)
+class BackboneFinding:
+    backbone: str
+    display_name: str
+    family: str
+    deep_layer: str
+    mass_ratio: Optional[float]
+    mass_ratio_ci: tuple
+    n: int
+    focus_threshold: float
+    gaussian_baseline: Optional[float]
+    focus: str  # above | below | unclear | no-data
+    flagged_cams: int
+    total_cams: int
+    top1_correct: int
+    top5_correct: int
+    labelled: int
+    penultimate_cka: Optional[float]
+    penultimate_w1: Optional[float]
+
+
+@dataclass(frozen=True)
+class Conclusions:
+    untrained: bool
+    claims: tuple
+    findings: tuple
+    families_present: tuple
+    thresholds: RuleThresholds
+
+
+def _values(rows, family, group, metric):
+    out = []
+    for row in rows:
+        if row["family"] != family or row["role"] != "deep" or row[metric] is None:
+            continue
+        if group == "all" or all(f"{k}={row[k]}" in group.split(",") for k in _group_keys(group)):
+            out.append(float(row[metric]))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _group_keys(group):
+    return [part.split("=")[0] for part in group.split(",")]
+
+
+def _bootstrap_quantity(rows, family, quantity: Quantity, samples, rng):
+    """(point estimate, bootstrap draws, n) of a family quantity; n = smallest group behind it."""
+    point, draws, n = 0.0, np.zeros(samples), None
+    for sign, group, metric in quantity.terms:
+        values = _values(rows, family, group, metric)
+        n = len(values) if n is None else min(n, len(values))
+        if len(values) == 0:
+            return None, None, 0
+        point += sign * values.mean()
+        draws = draws + sign * values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    if quantity.absolute:
+        point, draws = abs(point), np.abs(draws)
+    return float(point), draws, n
+
+
+def _judge_test(test: Test, rows, families_present, thresholds: RuleThresholds, samples, seed):
+    rng = np.random.default_rng(seed)
+    numbers, comparisons = [], []
+    estimates = {}
+    for family in (test.family,) + test.others:
+        point, draws, n = _bootstrap_quantity(rows, family, test.quantity, samples, rng)
+        estimates[family] = (point, draws, n)
+        if point is None:
+            numbers.append(FamilyNumber(family, None, None, None, 0))
+        else:
+            low, high = np.percentile(draws, [2.5, 97.5])
+            numbers.append(FamilyNumber(family, point, float(low), float(high), n))
+    point_a, draws_a, n_a = estimates[test.family]
+    for other in test.others:
+        point_b, draws_b, n_b = estimates[other]
+        if point_a is None or point_b is None:
+            comparisons.append(Comparison(test.label, test.family, other, None, None, None, "family-missing"))
+            continue
+        diff = point_a - point_b
+        low, high = (float(v) for v in np.percentile(draws_a - draws_b, [2.5, 97.5]))
+        if min(n_a, n_b) < thresholds.min_group_size:
+            outcome = "small-group"
+        elif low <= 0 <= high:
+            outcome = "overlap"
+        elif abs(diff) < thresholds.min_relative_difference * max(abs(point_a), abs(point_b)):
+            outcome = "below-threshold"
+        else:
+            outcome = "as-claimed" if (diff > 0) == test.higher else "against-claim"
+        comparisons.append(Comparison(test.label, test.family, other, diff, low, high, outcome))
+    return numbers, comparisons
+
+
+def _verdict(outcomes) -> tuple[str, str]:
+    if any(o == "family-missing" for o in outcomes):
+        return NOT_TESTED, "family-missing"
+    if any(o == "against-claim" for o in outcomes):
+        return (CONTRADICTED, "against-claim") if all(o == "against-claim" for o in outcomes) else (INCONCLUSIVE, "mixed")
+    if all(o == "as-claimed" for o in outcomes):
+        return SUPPORTED, "as-claimed"
+    if any(o == "small-group" for o in outcomes):
+        return INCONCLUSIVE, "small-group"
+    return INCONCLUSIVE, "overlap"
+
+
+def _slimming(index, metrics, thresholds: RuleThresholds, untrained, families_present):
+    numbers, comparisons = [], []
+    outcomes = []
+    for entry in index["backbones"]:
+        summary = metrics["last_three"][entry["name"]]
+        cka = summary["cka"][0][1]
+        expected_cut = entry["family"] in ("deeper", "attention")
+        removable = cka is not None and cka >= thresholds.slim_cka
+        outcome = "as-claimed" if removable == expected_cut else "against-claim"
+        outcomes.append(outcome)
+        comparisons.append(Comparison(f"CKA({summary['layers'][0]}, {summary['layers'][1]})", entry["family"],
+                                      entry["display_name"], cka, None, None, outcome))
+    if untrained:
+        verdict, reason = NOT_TESTED, "untrained"
+    elif set(families_present) != set(FAMILIES):
+        verdict, reason = NOT_TESTED, "family-missing"
+    else:
+        verdict, reason = _verdict(outcomes)
+    return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, tuple(numbers), tuple(comparisons), reason)
+
+
+def _findings(index, metrics, config: AnalysisConfig):
+    aggregates = metrics["aggregates"]
+    out = []
+    for entry in index["backbones"]:
+        row = find(aggregates, "backbone", entry["name"], "deep", "all", "mass_ratio")
+        gauss = find(aggregates, "backbone", entry["name"], "baseline:gaussian", "all", "mass_ratio")
+        mean, low, high, n = (row["mean"], row["ci_low"], row["ci_high"], row["n"]) if row else (None, None, None, 0)
+        threshold = config.rules.focus_mass_ratio
+        if mean is None:
+            focus = "no-data"
+        elif low is not None and low > threshold:
+            focus = "above"
+        elif high is not None and high < threshold:
+            focus = "below"
+        else:
+            focus = "unclear"
+        statuses = [s for layer in entry["cam_status"].values() for s in layer if s != "not-spatial"]
+        labelled = [p for p in entry["predictions"] if p["correct_top1"] is not None]
+        summary = metrics["last_three"][entry["name"]]
+        out.append(BackboneFinding(
+            entry["name"], entry["display_name"], entry["family"], entry["depth_layers"]["deep"], mean, (low, high), n,
+            threshold, gauss["mean"] if gauss else None, focus,
+            sum(s != "ok" for s in statuses), len(statuses),
+            sum(p["correct_top1"] for p in labelled), sum(p["correct_top5"] for p in labelled), len(labelled),
+            summary["cka"][0][1], summary["weight_w1_consecutive"][0]))
+    return tuple(out)
+
+
+def conclude(index: dict, metrics: dict) -> Conclusions:
+    config = AnalysisConfig.from_dict(index["config"])
+    thresholds = config.rules
+    untrained = index["weights_mode"] == "random"
+    families_present = tuple(f for f in FAMILIES if any(b["family"] == f for b in index["backbones"]))
+    rows = metrics["per_image"]
+    claims = []
+    for number, claim in enumerate(CLAIMS):
+        numbers, comparisons = [], []
+        for test_number, test in enumerate(claim.tests):
+            found_numbers, found_comparisons = _judge_test(test, rows, families_present, thresholds,
+                                                           config.bootstrap_samples,
+                                                           config.seed + 1000 * number + test_number)
+            numbers += [(test.label, n) for n in found_numbers]
+            comparisons += found_comparisons
+        if untrained:
+            verdict, reason = NOT_TESTED, "untrained"
+        else:
+            verdict, reason = _verdict([c.outcome for c in comparisons])
+        claims.append(ClaimVerdict(claim.key, claim.sentence, verdict, tuple(numbers), tuple(comparisons), reason))
+    claims.append(_slimming(index, metrics, thresholds, untrained, families_present))
+    return Conclusions(untrained, tuple(claims), _findings(index, metrics, config), families_present, thresholds)
