@@ -91,11 +91,20 @@ def parse_checkpoints(values: tuple[str, ...], backbones: tuple[Backbone, ...]) 
     return out
 
 
+def hf_cache_dir() -> Optional[str]:
+    """The HF hub cache as the environment says now (huggingface_hub reads it only at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
 def _hf_cached_file(repo_id: str) -> Optional[str]:
     from huggingface_hub import try_to_load_from_cache
 
     for filename in HF_WEIGHT_FILES:
-        found = try_to_load_from_cache(repo_id, filename)
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=hf_cache_dir())
         if isinstance(found, str) and os.path.isfile(found):
             return found
     return None

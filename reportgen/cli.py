@@ -1,0 +1,187 @@
+"""Command line. Thin: parsing, messages and exit codes; the work happens in the package.
+Heavy imports (torch, timm, weasyprint) happen inside commands so --help stays instant."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from .errors import OutputError, ReportgenError, UsageError
+
+EXIT_CODES = """Exit codes: 0 success; 1 internal error; 2 usage; 3 bad input data;
+4 weights missing / offline; 5 output folder problem."""
+
+
+def _fail(exc: ReportgenError, debug: bool):
+    if debug:
+        traceback.print_exc()
+    click.echo(f"reportgen: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+class ReportgenGroup(click.Group):
+    def invoke(self, ctx):
+        debug = "--debug" in sys.argv
+        try:
+            return super().invoke(ctx)
+        except ReportgenError as exc:
+            _fail(exc, debug)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("reportgen: interrupted; finished backbones' files are complete, nothing half-written.", err=True)
+            sys.exit(130)
+        except Exception:
+            if debug:
+                raise
+            click.echo(f"reportgen: internal error: {sys.exc_info()[1]!r} — please report it with the output of "
+                       "the same command run with --debug.", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=ReportgenGroup, epilog=EXIT_CODES)
+@click.version_option(package_name="reportgen")
+def main():
+    """Turn the choice of a vision backbone into evidence: Grad-CAM, weight and feature analyses of
+    ImageNet backbones, rendered as an HTML and PDF report.
+
+    \b
+    Example (offline, real weights):
+      reportgen run --preset lite
+    """
+
+
+@main.command(epilog=EXIT_CODES)
+@click.option("--preset", default="paper", show_default=True, help="Backbone preset: paper or lite.")
+@click.option("--backbone", "backbones", multiple=True, metavar="NAME",
+              help="Restrict the run to this backbone of the preset (registry name or timm id). Repeatable.")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
+              help="Image folder (images + optional annotations.csv). Default: the curated set in images/.")
+@click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
+              help="pretrained, or random to run untrained models on purpose (report is bannered).")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=PATH",
+              help="Use this .safetensors file for backbone NAME. Repeatable.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
+              help="Output folder: report.html, report.pdf, results/.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--offline", is_flag=True, help="Never contact the hub (as HF_HUB_OFFLINE=1).")
+@click.option("--force", is_flag=True, help="Replace a previous report in --out.")
+@click.option("--quiet", is_flag=True, help="No progress messages.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, batch_size, seed, offline, force,
+        quiet, debug):
+    """Run the analysis battery and write the report.
+
+    \b
+    Examples:
+      reportgen run --preset lite                       # offline, real ImageNet weights
+      reportgen run --backbone resnet50 --backbone deit_small
+      reportgen run --weights random --out /tmp/untrained
+    """
+    from . import registry
+    from .config import AnalysisConfig
+    from .imageset import default_image_dir, load_image_set
+    from .weights import parse_checkpoints, plan_weights, require_available
+
+    say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
+    try:
+        chosen = registry.select(preset, backbones)
+    except registry.UnknownName as exc:
+        raise UsageError(str(exc)) from None
+    checkpoint_paths = parse_checkpoints(checkpoints, chosen)
+    if (out_dir / "report.html").exists() and not force:
+        raise OutputError(f"{out_dir} already holds a report; pass --force to replace it or choose another --out.")
+    import torch  # after the cheap checks: a mistyped flag fails before torch loads
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is visible; use --device cpu.")
+    from .runner import ClassNames, run_battery
+
+    class_names = ClassNames()
+    image_set = load_image_set(images_dir or default_image_dir(), class_names.resolve)
+    plans = plan_weights(chosen, weights, checkpoint_paths, offline=offline)
+    require_available(plans)
+    say(f"{len(chosen)} backbone(s), {len(image_set.records)} images, weights: "
+        + ", ".join(f"{p.backbone.name}={p.source}" for p in plans))
+    config = AnalysisConfig(batch_size=batch_size, seed=seed)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
+    # Build results next to the final folder and swap them in only when complete.
+    staging = out_dir / f".results.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        run_battery(plans, image_set, class_names, config, staging, device=device, weights_mode=weights, progress=say)
+        final = out_dir / "results"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    from .render import render_report
+
+    say("rendering HTML and PDF")
+    written = render_report(out_dir / "results", out_dir)
+    for kind, path in written.items():
+        click.echo(f"{kind}: {path}")
+    click.echo(f"results: {out_dir / 'results'}")
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write report.html and report.pdf. Default: the folder above RESULTS_DIR.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def render(results_dir, out_dir, debug):
+    """Rebuild the HTML and PDF report from saved results, without torch.
+
+    \b
+    Example:
+      reportgen render output/results --out /tmp/report
+    """
+    from .render import render_report
+
+    written = render_report(results_dir, out_dir or Path(results_dir).resolve().parent)
+    for kind, path in written.items():
+        click.echo(f"{kind}: {path}")
+
+
+@main.command(epilog=EXIT_CODES)
+@click.option("--preset", default=None, help="Only this preset (paper or lite). Default: every backbone.")
+@click.option("--offline", is_flag=True, help="Do not probe the hub when checking availability.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def backbones(preset, offline, debug):
+    """List backbones: name, timm id, family, layers, weights source and availability here.
+
+    \b
+    Example:
+      reportgen backbones --preset paper
+    """
+    from . import registry
+    from .weights import plan_weights
+
+    try:
+        rows = registry.preset(preset) if preset else registry.BACKBONES
+    except registry.UnknownName as exc:
+        raise UsageError(str(exc)) from None
+    membership = {name: p for p, names in registry.PRESETS.items() for name in names}
+    for plan in plan_weights(rows, "pretrained", {}, offline=offline):
+        b = plan.backbone
+        layers = ", ".join(f"{d}={n}" for d, n in b.cam_layers)
+        available = f"available ({plan.source}: {plan.location})" if plan.available else f"MISSING — {plan.fix}"
+        click.echo(f"{b.name:20} {b.timm_id:32} {b.family:9} preset={membership.get(b.name, '-')}\n"
+                   f"    layers: {layers}; last three: {', '.join(b.last_three)}\n"
+                   f"    weights: {'bundled package' if b.weights.startswith('lite') else 'timm pretrained'}; {available}")
+
+
+if __name__ == "__main__":
+    main()

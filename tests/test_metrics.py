@@ -1,0 +1,89 @@
+"""Metric unit tests on synthetic maps with known answers, and the crop geometry against timm."""
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from reportgen.imageset import crop_window
+from reportgen.metrics import (bootstrap_ci, box_mask, centred_gaussian, linear_cka_from_grams, localisation,
+                               uniform_map, weight_summary)
+
+
+def test_cam_equal_to_box_puts_all_mass_inside():
+    box = (10, 20, 30, 50)
+    cam = box_mask(64, 64, box).astype(np.float32)
+    found = localisation(cam, box)
+    assert found.mass_in_box == pytest.approx(1.0)
+    assert found.mass_ratio == pytest.approx(1.0 / found.box_share)
+    assert found.pointing_hit
+
+
+def test_uniform_map_has_mass_ratio_one_and_full_spread():
+    found = localisation(uniform_map(80, 60), (5, 5, 40, 30))
+    assert found.mass_ratio == pytest.approx(1.0)
+    assert found.spread == pytest.approx(1.0)
+    assert found.entropy == pytest.approx(1.0)
+
+
+def test_pointing_on_single_peak():
+    cam = np.zeros((50, 50), np.float32)
+    cam[40, 10] = 1.0
+    assert localisation(cam, (5, 35, 15, 45)).pointing_hit
+    assert not localisation(cam, (20, 20, 30, 30)).pointing_hit
+    assert localisation(cam, (20, 20, 30, 30)).spread == pytest.approx(1 / 2500)
+
+
+def test_zero_or_nan_cam_gives_no_metrics():
+    assert localisation(np.zeros((8, 8)), (0, 0, 4, 4)) is None
+    assert localisation(np.full((8, 8), np.nan), (0, 0, 4, 4)) is None
+
+
+def test_gaussian_baseline_favours_central_boxes():
+    gauss = centred_gaussian(100, 100)
+    assert localisation(gauss, (40, 40, 60, 60)).mass_ratio > 1 > localisation(gauss, (0, 0, 20, 20)).mass_ratio
+
+
+def test_cka_self_is_one_and_invariant_to_scale():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 30))
+    xc = x - x.mean(0)
+    gram = xc @ xc.T
+    assert linear_cka_from_grams(gram, gram) == pytest.approx(1.0)
+    assert linear_cka_from_grams(gram, 7 * gram) == pytest.approx(1.0)
+    y = rng.normal(size=(10, 30))
+    yc = y - y.mean(0)
+    assert linear_cka_from_grams(gram, yc @ yc.T) < 0.9
+
+
+def test_bootstrap_interval_contains_mean_and_is_seeded():
+    values = [1.0, 2.0, 3.0, 4.0]
+    mean, low, high = bootstrap_ci(values, 500, seed=3)
+    assert low <= mean <= high and mean == 2.5
+    assert bootstrap_ci(values, 500, seed=3) == (mean, low, high)
+    assert bootstrap_ci([1.0], 500, 0) == (1.0, None, None)
+
+
+def test_weight_summary():
+    w = np.random.default_rng(0).normal(0, 2, size=100_000)
+    s = weight_summary(w, bins=20, quantiles=11, near_zero_fraction=0.01)
+    assert s["std"] == pytest.approx(2, rel=0.02)
+    assert abs(s["excess_kurtosis"]) < 0.1
+    assert s["hist_counts"].sum() == w.size and len(s["hist_edges"]) == 21
+
+
+@pytest.mark.parametrize("size", [(451, 300), (300, 451), (320, 320)])
+@pytest.mark.parametrize("model_id", ["tf_efficientnet_lite2", "inception_v3.tv_in1k", "deit_small_patch16_224.fb_in1k"])
+def test_crop_window_matches_timm_transform(size, model_id):
+    config = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(model_id).to_dict())
+    width, height = size
+    pixels = np.zeros((height, width, 3), np.uint8)
+    box = (int(width * 0.4), int(height * 0.3), int(width * 0.7), int(height * 0.8))
+    pixels[box[1]:box[3], box[0]:box[2]] = 255
+    config_no_norm = dict(config, mean=(0, 0, 0), std=(1, 1, 1))
+    tensor = timm.data.create_transform(**config_no_norm)(Image.fromarray(pixels))
+    mapped = crop_window(width, height, config).map_box(box)
+    white = (tensor[0] > 0.5).numpy()
+    ys, xs = np.nonzero(white)
+    assert abs(xs.min() - mapped[0]) <= 1.5 and abs(xs.max() + 1 - mapped[2]) <= 1.5
+    assert abs(ys.min() - mapped[1]) <= 1.5 and abs(ys.max() + 1 - mapped[3]) <= 1.5

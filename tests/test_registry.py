@@ -1,0 +1,63 @@
+"""Every layer named in the registry exists, is hooked once per forward and yields a usable CAM."""
+import numpy as np
+import pytest
+import timm
+import torch
+
+from reportgen import registry
+from reportgen.engine import analyse_backbone, tokens_to_map
+from reportgen.imageset import load_rgb
+
+from conftest import IMAGES
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_rgb(IMAGES / "chelsea.png")
+
+
+@pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)
+def test_layers_exist_and_give_nonconstant_cams(backbone, photo):
+    torch.manual_seed(0)
+    model = timm.create_model(backbone.architecture, pretrained=False).eval()
+    names = dict(model.named_modules())
+    for layer in backbone.all_layers():
+        assert layer in names, f"{backbone.name}: {layer} not in named_modules()"
+    config = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(backbone.timm_id).to_dict())
+    batch = torch.stack([timm.data.create_transform(**config)(photo)] * 2)
+    batch[1] = batch[1].flip(-1)
+    expected = {}
+    hooks = [names[l].register_forward_hook(lambda m, i, o, l=l: expected.__setitem__(l, tokens_to_map(model, o)))
+             for l in backbone.depth_layers.values()]
+    with torch.no_grad():
+        model(batch)
+    for h in hooks:
+        h.remove()
+    result = analyse_backbone(model, [batch], backbone.all_layers(), [None, None])
+    for role, layer in backbone.cam_layers:
+        cam = result.layer(layer).cam
+        assert cam is not None, f"{backbone.name}/{role}: no spatial map"
+        assert cam.shape == (2,) + tuple(expected[layer].shape[-2:])
+        assert np.all(np.isfinite(cam))
+        assert cam.std() > 0, f"{backbone.name}/{role} ({layer}): constant CAM"
+    assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
+
+
+def test_presets_and_lookup():
+    assert [b.name for b in registry.preset("paper")] == list(registry.PRESETS["paper"])
+    assert {b.family for b in registry.preset("paper")} == set(registry.FAMILIES)
+    assert registry.lookup("resnet50.tv_in1k").name == "resnet50"
+    assert registry.lookup("legacy_seresnet50").name == "seresnet50"
+    with pytest.raises(registry.UnknownName, match="Did you mean: resnet50"):
+        registry.lookup("resnet5")
+    with pytest.raises(registry.UnknownName, match="not in preset 'lite'"):
+        registry.select("lite", ("vgg19",))
+
+
+def test_deit_reshape_uses_prefix_tokens_and_grid():
+    model = timm.create_model("deit_small_distilled_patch16_224", pretrained=False)
+    assert model.num_prefix_tokens == 2
+    tokens = torch.arange(2 * 198 * 3, dtype=torch.float32).reshape(2, 198, 3)
+    grid = tokens_to_map(model, tokens)
+    assert grid.shape == (2, 3, 14, 14)
+    assert torch.equal(grid[:, :, 0, 0], tokens[:, 2, :])
