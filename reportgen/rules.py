@@ -212,8 +212,8 @@ def _slimming(index, metrics, thresholds: RuleThresholds, untrained, families_pr
         removable = cka is not None and cka >= thresholds.slim_cka
         outcome = "as-claimed" if removable == expected_cut else "against-claim"
         outcomes.append(outcome)
-        comparisons.append(Comparison(f"CKA({summary['layers'][0]}, {summary['layers'][1]})", entry["family"],
-                                      entry["display_name"], cka, None, None, outcome))
+        comparisons.append(Comparison(f"{entry['display_name']} CKA({summary['layers'][0]}, {summary['layers'][1]})",
+                                      entry["family"], entry["name"], cka, None, None, outcome))
     if untrained:
         verdict, reason = NOT_TESTED, "untrained"
     elif set(families_present) != set(FAMILIES):

@@ -1,0 +1,76 @@
+"""Command-line contract: help, listing, user errors as one line, render without torch, determinism."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["render"], ["backbones"]])
+def test_help_has_examples(command):
+    result = run_cli(*command, "--help")
+    assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_backbones_lists_table():
+    result = run_cli("backbones", "--preset", "lite", "--offline")
+    assert result.exit_code == 0
+    for name in ("efficientnet_lite0", "tf_efficientnet_lite1", "blocks.6.0.conv_pwl", "available (lite-package"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["run", "--backbone", "resnet5"], 2, "Did you mean: resnet50"),
+    (["run", "--preset", "papr"], 2, "Did you mean: paper"),
+    (["backbones", "--preset", "nope"], 2, "unknown preset"),
+    (["render", "/nonexistent/results"], 3, "holds no results.json"),
+])
+def test_user_errors_are_one_line(args, code, text):
+    result = run_cli(*args)
+    assert result.exit_code == code
+    assert text in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_bad_manifest_is_reported_before_models_load(tmp_path, small_image_dir):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for f in small_image_dir.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    manifest = folder / "annotations.csv"
+    manifest.write_text(manifest.read_text().replace("chelsea.png,n02123045,120", "chelsea.png,n02123045,9999"))
+    result = run_cli("run", "--preset", "lite", "--images", str(folder), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 3 and "annotations.csv:" in result.output and "inverted or outside" in result.output
+
+
+def _run_small(out, images, seed="0"):
+    return run_cli("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(images),
+                   "--out", str(out), "--seed", seed, "--quiet")
+
+
+def test_run_refuses_to_overwrite_and_is_deterministic(tmp_path, small_image_dir):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert _run_small(first, small_image_dir).exit_code == 0
+    again = _run_small(first, small_image_dir)
+    assert again.exit_code == 5 and "--force" in again.output
+    assert _run_small(second, small_image_dir).exit_code == 0
+    for name in ("results.json", "metrics.json"):
+        assert (first / "results" / name).read_bytes() == (second / "results" / name).read_bytes()
+    index = json.loads((first / "results" / "results.json").read_text())
+    assert index["schema_version"] == 1 and index["seed"] == 0
+    assert index["versions"]["torch"] and index["versions"]["timm"]
+    assert all(len(img["sha256"]) == 64 for img in index["images"])
+    weights = index["backbones"][0]["weights"]
+    assert weights["source"] == "lite-package" and len(weights["file_sha256"]) == 64
+
+
+def test_render_does_not_import_torch(lite_report, tmp_path):
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['timm'] = None\n"
+            "from reportgen.cli import main\n"
+            f"main(['render', {str(lite_report / 'results')!r}, '--out', {str(tmp_path)!r}])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "report.html").stat().st_size > 100_000
+    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")

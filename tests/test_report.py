@@ -1,0 +1,65 @@
+"""The offline report: sections, embedded figures, PDF outline, numbers computed in the run."""
+import json
+import re
+
+import pytest
+from pypdf import PdfReader
+
+from reportgen.render import output_fetcher
+from reportgen.scoring import find
+
+SECTION_IDS = ("introduction", "networks", "experiments", "conclusions", "appendix")
+SECTION_TITLES = ("1 Introduction", "2 The chosen networks", "3 Experiments", "4 Conclusions", "5 Appendix")
+
+
+@pytest.fixture(scope="module")
+def html(lite_report):
+    return (lite_report / "report.html").read_text()
+
+
+def test_html_has_sections_and_no_external_urls(html):
+    for section in SECTION_IDS:
+        assert f'<h1 id="{section}">' in html
+    sources = re.findall(r'\bsrc="([^"]*)"', html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    links = re.findall(r'\bhref="([^"]*)"', html)
+    assert links and all(link.startswith("#") for link in links)
+    for link in set(links):
+        assert f'id="{link[1:]}"' in html, f"dangling anchor {link}"
+    assert "UNTRAINED" not in html
+
+
+def test_pdf_has_outline_and_every_figure(lite_report, html):
+    reader = PdfReader(str(lite_report / "report.pdf"))
+    titles = [item.title for item in reader.outline if not isinstance(item, list)]
+    for title in SECTION_TITLES:
+        assert title in titles
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    captions = re.findall(r"<figcaption>(Figure \d+)\.", html)
+    assert len(captions) == len(re.findall(r"<img ", html)) >= 8
+    flat = re.sub(r"\s+", " ", text)
+    for caption in captions:
+        assert caption + "." in flat
+    images = sum(len(page.images) for page in reader.pages)
+    assert images >= len(captions)
+    assert "page 1 of" in flat
+
+
+def test_deep_cams_localise_objects(lite_report):
+    metrics = json.loads((lite_report / "results" / "metrics.json").read_text())
+    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        deep = find(metrics["aggregates"], "backbone", name, "deep", "all", "mass_ratio")
+        uniform = find(metrics["aggregates"], "backbone", name, "baseline:uniform", "all", "mass_ratio")
+        assert deep["n"] >= 15
+        assert deep["mean"] > 1.2 and deep["mean"] > uniform["mean"]
+
+
+def test_fetcher_reads_only_the_output_folder(tmp_path):
+    inside = tmp_path / "inside.txt"
+    inside.write_text("ok")
+    (tmp_path / "link").symlink_to("/etc/passwd")
+    fetcher = output_fetcher(tmp_path)
+    assert fetcher.fetch(inside.as_uri()).read() == b"ok"
+    for url in ("file:///etc/passwd", "http://127.0.0.1:9/x.png", (tmp_path / "link").as_uri()):
+        with pytest.raises(ValueError):
+            fetcher.fetch(url)
