@@ -84,24 +84,13 @@ BACKBONES: tuple[Backbone, ...] = (
         _depths("blocks.3", "blocks.7", "blocks.11.norm1"),
         ("blocks.11.mlp.fc1", "blocks.11.mlp.fc2", "head"),
     ),
-    Backbone(
-        "efficientnet_lite0", "tf_efficientnet_lite0", "deeper", "EfficientNet-Lite0",
+    # EfficientNet-Lite0/1/2 share one layout: same module names at every scale.
+    *(Backbone(
+        f"efficientnet_lite{i}", f"tf_efficientnet_lite{i}", "deeper", f"EfficientNet-Lite{i}",
         _depths("blocks.2", "blocks.4", "bn2"),
         ("blocks.6.0.conv_pwl", "conv_head", "classifier"),
-        weights="lite:0",
-    ),
-    Backbone(
-        "efficientnet_lite1", "tf_efficientnet_lite1", "deeper", "EfficientNet-Lite1",
-        _depths("blocks.2", "blocks.4", "bn2"),
-        ("blocks.6.0.conv_pwl", "conv_head", "classifier"),
-        weights="lite:1",
-    ),
-    Backbone(
-        "efficientnet_lite2", "tf_efficientnet_lite2", "deeper", "EfficientNet-Lite2",
-        _depths("blocks.2", "blocks.4", "bn2"),
-        ("blocks.6.0.conv_pwl", "conv_head", "classifier"),
-        weights="lite:2",
-    ),
+        weights=f"lite:{i}",
+    ) for i in range(3)),
 )
 
 PRESETS: dict[str, tuple[str, ...]] = {
