@@ -60,11 +60,8 @@ class ImageSet:
 
 
 def default_image_dir() -> Path:
-    """The curated set: ``images/`` of a source checkout, else the copy shipped in the package."""
-    checkout = Path(__file__).resolve().parent.parent / "images"
-    if (checkout / MANIFEST).is_file():
-        return checkout
-    return Path(__file__).resolve().parent / "data" / "images"
+    """The curated set: ``images/`` of the source checkout (the README installs with ``pip install -e``)."""
+    return Path(__file__).resolve().parent.parent / "images"
 
 
 def load_rgb(path: Path) -> Image.Image:

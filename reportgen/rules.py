@@ -130,17 +130,11 @@ class Conclusions:
 
 
 def _values(rows, family, group, metric):
-    out = []
-    for row in rows:
-        if row["family"] != family or row["role"] != "deep" or row[metric] is None:
-            continue
-        if group == "all" or all(f"{k}={row[k]}" in group.split(",") for k in _group_keys(group)):
-            out.append(float(row[metric]))
-    return np.asarray(out, dtype=np.float64)
-
-
-def _group_keys(group):
-    return [part.split("=")[0] for part in group.split(",")]
+    """Deep-layer values of ``metric`` for one family in a group such as "all" or "size=small,background=clean"."""
+    wanted = {} if group == "all" else dict(part.split("=") for part in group.split(","))
+    return np.asarray([float(row[metric]) for row in rows
+                       if row["family"] == family and row["role"] == "deep" and row[metric] is not None
+                       and all(row[key] == value for key, value in wanted.items())], dtype=np.float64)
 
 
 def _bootstrap_quantity(rows, family, quantity: Quantity, samples, rng):

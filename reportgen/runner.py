@@ -109,6 +109,7 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
         })
 
     entries = []
+    arrays_by_backbone: dict = {}
     for plan in plans:
         backbone = plan.backbone
         progress(f"{backbone.name}: loading weights ({plan.source})")
@@ -148,6 +149,7 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
             stats_json[layer] = {k: v for k, v in summary.items() if k not in ("hist_counts", "hist_edges", "quantiles")}
         arrays_name = f"{backbone.name}.npz"
         write_arrays(results_dir / arrays_name, arrays)
+        arrays_by_backbone[backbone.name] = arrays
 
         views, predictions = [], []
         for position, record in enumerate(image_set.records):
@@ -191,16 +193,8 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
         "images": image_entries,
         "backbones": entries,
     }
-    arrays_cache: dict = {}
-
-    def arrays_of(name: str) -> dict:
-        if name not in arrays_cache:
-            with np.load(results_dir / f"{name}.npz", allow_pickle=False) as data:
-                arrays_cache[name] = {k: data[k] for k in data.files}
-        return arrays_cache[name]
-
     progress("scoring CAMs")
-    metrics = score(index, arrays_of, config)
+    metrics = score(index, arrays_by_backbone.__getitem__, config)
     write_json(results_dir / METRICS, metrics)
     write_json(results_dir / INDEX, index)
     timings["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
