@@ -55,6 +55,21 @@ def main():
     """
 
 
+REPORT_FORMATS = ("html", "pdf")
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [f for f in chosen if f not in REPORT_FORMATS]
+    if unknown or not chosen:
+        raise UsageError(f"--format {text!r}: choose from {', '.join(REPORT_FORMATS)}, comma-separated (e.g. html,pdf).")
+    return chosen
+
+
+FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_default=True, metavar="LIST",
+                             help="Report formats, comma-separated: html, pdf.")
+
+
 @main.command(epilog=EXIT_CODES)
 @click.option("--preset", default="paper", show_default=True, help="Backbone preset: paper or lite.")
 @click.option("--backbone", "backbones", multiple=True, metavar="NAME",
@@ -73,9 +88,12 @@ def main():
 @click.option("--offline", is_flag=True, help="Never contact the hub (as HF_HUB_OFFLINE=1).")
 @click.option("--force", is_flag=True, help="Replace a previous report in --out.")
 @click.option("--quiet", is_flag=True, help="No progress messages.")
+@click.option("--no-sanity-check", "no_sanity", is_flag=True,
+              help="Skip the model-parameter randomisation test (saves about three CAM passes per backbone).")
+@FORMAT_OPTION
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, batch_size, seed, offline, force,
-        quiet, debug):
+        quiet, no_sanity, formats, debug):
     """Run the analysis battery and write the report.
 
     \b
@@ -90,12 +108,13 @@ def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, ba
     from .weights import parse_checkpoints, plan_weights, require_available
 
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
+    formats = _formats(formats)
     try:
         chosen = registry.select(preset, backbones)
     except registry.UnknownName as exc:
         raise UsageError(str(exc)) from None
     checkpoint_paths = parse_checkpoints(checkpoints, chosen)
-    if (out_dir / "report.html").exists() and not force:
+    if any((out_dir / name).exists() for name in ("report.html", "report.pdf", "results")) and not force:
         raise OutputError(f"{out_dir} already holds a report; pass --force to replace it or choose another --out.")
     import torch  # after the cheap checks: a mistyped flag fails before torch loads
 
@@ -111,7 +130,7 @@ def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, ba
     require_available(plans)
     say(f"{len(chosen)} backbone(s), {len(image_set.records)} images, weights: "
         + ", ".join(f"{p.backbone.name}={p.source}" for p in plans))
-    config = AnalysisConfig(batch_size=batch_size, seed=seed)
+    config = AnalysisConfig(batch_size=batch_size, seed=seed, sanity_check=not no_sanity)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -129,8 +148,8 @@ def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, ba
         shutil.rmtree(staging, ignore_errors=True)
     from .render import render_report
 
-    say("rendering HTML and PDF")
-    written = render_report(out_dir / "results", out_dir)
+    say(f"rendering {', '.join(formats)}")
+    written = render_report(out_dir / "results", out_dir, formats)
     for kind, path in written.items():
         click.echo(f"{kind}: {path}")
     click.echo(f"results: {out_dir / 'results'}")
@@ -140,8 +159,9 @@ def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, ba
 @click.argument("results_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Where to write report.html and report.pdf. Default: the folder above RESULTS_DIR.")
+@FORMAT_OPTION
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def render(results_dir, out_dir, debug):
+def render(results_dir, out_dir, formats, debug):
     """Rebuild the HTML and PDF report from saved results, without torch.
 
     \b
@@ -150,7 +170,7 @@ def render(results_dir, out_dir, debug):
     """
     from .render import render_report
 
-    written = render_report(results_dir, out_dir or Path(results_dir).resolve().parent)
+    written = render_report(results_dir, out_dir or Path(results_dir).resolve().parent, _formats(formats))
     for kind, path in written.items():
         click.echo(f"{kind}: {path}")
 

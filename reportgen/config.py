@@ -17,6 +17,13 @@ class RuleThresholds:
     # Slimming: the penultimate layer is redundant when its features are this similar (linear CKA)
     # to the layer before it.
     slim_cka: float = 0.8
+    # ... and the Kolmogorov-Smirnov distance between their standardised weight distributions is at most this.
+    slim_max_ks: float = 0.1
+    # Sanity check: a layer is flagged when, after randomising every weight, its CAMs still correlate
+    # with the trained model's at least this much (mean Spearman rank correlation over the images).
+    sanity_max_spearman: float = 0.5
+    # ... or when their mean SSIM is at least this.
+    sanity_max_ssim: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,10 @@ class AnalysisConfig:
     spread_level: float = 0.5
     # Images shown in the depth figure (section 3.2), by file name; empty = first of each size class.
     depth_figure_images: tuple = ()
+    # Model-parameter randomisation test (trained weights only).
+    sanity_check: bool = True
+    # Both CAMs are resized to this square size before Spearman / SSIM are computed.
+    sanity_resolution: int = 64
     rules: RuleThresholds = field(default_factory=RuleThresholds)
 
     def to_dict(self) -> dict:

@@ -199,3 +199,36 @@ def localisation_plot(index: dict, aggregates: list[dict], metric: str) -> bytes
 
 def _short(name: str, limit: int = 22) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def sanity_plot(index: dict, sanity: dict, threshold: float) -> bytes:
+    """Similarity of trained to randomised CAMs along the randomisation cascade, one panel per backbone."""
+    done = [entry for entry in index["backbones"] if sanity[entry["name"]]["status"] == "done"]
+    fig, axes = plt.subplots(1, len(done), figsize=(PAGE_WIDTH_IN, 2.1), sharey=True, squeeze=False)
+    colours = {"shallow": "#7a9e3b", "middle": "#2a7fd4", "deep": "#b00020"}
+    for c, entry in enumerate(done):
+        ax = axes[0][c]
+        labels = []
+        for layer, found in sanity[entry["name"]]["layers"].items():
+            labels = [step["step"].replace(" (trained)", "") for step in found["steps"]]
+            xs = np.arange(len(found["steps"]))
+            for metric, style in (("spearman", "-"), ("ssim", "--")):
+                means = [step[metric]["mean"] for step in found["steps"]]
+                lows = [m - (step[metric]["ci_low"] if step[metric]["ci_low"] is not None else m)
+                        for m, step in zip(means, found["steps"])]
+                highs = [(step[metric]["ci_high"] if step[metric]["ci_high"] is not None else m) - m
+                         for m, step in zip(means, found["steps"])]
+                ax.errorbar(xs, means, yerr=[lows, highs], color=colours.get(found["role"], "black"), ls=style,
+                            marker="o", ms=2.5, lw=0.9, capsize=1.5,
+                            label=f"{found['role']} {metric}" if c == 0 else None)
+        ax.axhline(threshold, color="grey", ls=":", lw=0.8, label="flag threshold" if c == 0 else None)
+        ax.axhline(0, color="black", lw=0.4)
+        ax.set_xticks(range(len(labels)), labels, fontsize=5.5, rotation=30)
+        ax.set_title(entry["display_name"], fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_ylim(-0.3, 1.05)
+    axes[0][0].set_ylabel("similarity to trained CAM", fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=6, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.16))
+    fig.tight_layout()
+    return _png(fig)

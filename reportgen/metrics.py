@@ -120,3 +120,72 @@ def weight_summary(values: np.ndarray, bins: int, quantiles: int, near_zero_frac
         "hist_edges": edges.astype(np.float64),
         "quantiles": np.quantile(w, np.linspace(0, 1, quantiles)).astype(np.float32),
     }
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks with ties given their average rank (as scipy.stats.rankdata)."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    group = np.cumsum(starts) - 1
+    counts = np.bincount(group)
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    average = first + (counts - 1) / 2.0
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = average[group]
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps; 0.0 when either is constant (no ranking to agree with)."""
+    x, y = _ranks(np.asarray(a, np.float64).ravel()), _ranks(np.asarray(b, np.float64).ravel())
+    x -= x.mean()
+    y -= y.mean()
+    norm = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
+    return float((x * y).sum() / norm) if norm > 0 else 0.0
+
+
+def _gaussian_filter_matrix(size: int, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
+    """'valid' Gaussian filtering along one axis as a matrix, so a 2-D filter is K @ X @ K.T."""
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    rows = size - 2 * radius
+    matrix = np.zeros((rows, size))
+    for r in range(rows):
+        matrix[r, r:r + 2 * radius + 1] = taps
+    return matrix
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Structural similarity (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) of two
+    maps already scaled to [0, 1] and of equal shape (at least 11x11)."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    k_rows, k_cols = _gaussian_filter_matrix(x.shape[0]), _gaussian_filter_matrix(x.shape[1])
+
+    def blur(m):
+        return k_rows @ m @ k_cols.T
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x ** 2
+    var_y = blur(y * y) - mu_y ** 2
+    cov = blur(x * y) - mu_x * mu_y
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return float(index.mean())
+
+
+def cam_similarity(trained: np.ndarray, other: np.ndarray, size: int = 64) -> tuple[float, float]:
+    """(Spearman, SSIM) of two CAMs after resizing both to size x size and scaling each to [0, 1]."""
+    x = normalise01(upsample(trained, size, size))
+    y = normalise01(upsample(other, size, size))
+    return spearman(x, y), ssim(x, y)
+
+
+def ks_from_quantiles(q_a: np.ndarray, q_b: np.ndarray) -> float:
+    """Kolmogorov-Smirnov statistic between two distributions given by quantiles at equal probabilities."""
+    q_a, q_b = np.asarray(q_a, np.float64), np.asarray(q_b, np.float64)
+    probs = np.linspace(0.0, 1.0, q_a.size)
+    grid = np.union1d(q_a, q_b)
+    cdf_a = np.interp(grid, q_a, probs, left=0.0, right=1.0)
+    cdf_b = np.interp(grid, q_b, np.linspace(0.0, 1.0, q_b.size), left=0.0, right=1.0)
+    return float(np.abs(cdf_a - cdf_b).max())

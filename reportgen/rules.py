@@ -90,6 +90,35 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class SlimmingEvidence:
+    """Penultimate layer vs the one before it: similar features (CKA) and similar weight distributions (KS)."""
+    cka: Optional[float]
+    ks: Optional[float]
+    w1: Optional[float]
+    removable: bool
+
+
+def slimming_evidence(summary: dict, thresholds: RuleThresholds) -> SlimmingEvidence:
+    cka = summary["cka"][0][1]
+    ks = summary["weight_ks_consecutive"][0]
+    w1 = summary["weight_w1_consecutive"][0]
+    removable = (cka is not None and np.isfinite(cka) and cka >= thresholds.slim_cka
+                 and ks is not None and ks <= thresholds.slim_max_ks)
+    return SlimmingEvidence(cka, ks, w1, bool(removable))
+
+
+@dataclass(frozen=True)
+class SlimmingRow:
+    backbone: str
+    display_name: str
+    family: str
+    layers: tuple  # (layer before the penultimate, penultimate)
+    evidence: SlimmingEvidence
+    expected_removable: bool  # what the paper says for this family
+    outcome: str  # as-claimed | against-claim
+
+
+@dataclass(frozen=True)
 class ClaimVerdict:
     key: str
     sentence: str
@@ -97,6 +126,7 @@ class ClaimVerdict:
     numbers: tuple  # FamilyNumber per (test label, family)
     comparisons: tuple  # Comparison
     reason: str  # code: untrained | family-missing | small-group | overlap | as-claimed | against-claim | mixed
+    slimming: tuple = ()  # SlimmingRow per backbone, slimming claim only
 
 
 @dataclass(frozen=True)
@@ -116,8 +146,11 @@ class BackboneFinding:
     top1_correct: int
     top5_correct: int
     labelled: int
-    penultimate_cka: Optional[float]
-    penultimate_w1: Optional[float]
+    slimming: SlimmingEvidence
+    sanity: str  # done | skipped
+    sanity_reason: str
+    sanity_flagged_layers: tuple  # layers whose CAMs stay similar after full randomisation
+    sanity_deep_spearman: Optional[float]  # deep layer, trained vs fully randomised
 
 
 @dataclass(frozen=True)
@@ -152,15 +185,20 @@ def _bootstrap_quantity(rows, family, quantity: Quantity, samples, rng):
     return float(point), draws, n
 
 
-def _judge_test(test: Test, rows, families_present, thresholds: RuleThresholds, samples, seed):
+def _judge_test(test: Test, rows, aggregates, thresholds: RuleThresholds, samples, seed):
     rng = np.random.default_rng(seed)
     numbers, comparisons = [], []
     estimates = {}
     for family in (test.family,) + test.others:
         point, draws, n = _bootstrap_quantity(rows, family, test.quantity, samples, rng)
         estimates[family] = (point, draws, n)
+        single = test.quantity.terms[0] if len(test.quantity.terms) == 1 and not test.quantity.absolute else None
         if point is None:
             numbers.append(FamilyNumber(family, None, None, None, 0))
+        elif single is not None:
+            # A plain group mean: quote the family table's row (same mean, same interval).
+            row = find(aggregates, "family", family, "deep", single[1], single[2])
+            numbers.append(FamilyNumber(family, row["mean"], row["ci_low"], row["ci_high"], row["n"]))
         else:
             low, high = np.percentile(draws, [2.5, 97.5])
             numbers.append(FamilyNumber(family, point, float(low), float(high), n))
@@ -197,24 +235,22 @@ def _verdict(outcomes) -> tuple[str, str]:
 
 
 def _slimming(index, metrics, thresholds: RuleThresholds, untrained, families_present):
-    numbers, comparisons = [], []
-    outcomes = []
+    rows, outcomes = [], []
     for entry in index["backbones"]:
         summary = metrics["last_three"][entry["name"]]
-        cka = summary["cka"][0][1]
         expected_cut = entry["family"] in ("deeper", "attention")
-        removable = cka is not None and cka >= thresholds.slim_cka
-        outcome = "as-claimed" if removable == expected_cut else "against-claim"
+        evidence = slimming_evidence(summary, thresholds)
+        outcome = "as-claimed" if evidence.removable == expected_cut else "against-claim"
         outcomes.append(outcome)
-        comparisons.append(Comparison(f"{entry['display_name']} CKA({summary['layers'][0]}, {summary['layers'][1]})",
-                                      entry["family"], entry["name"], cka, None, None, outcome))
+        rows.append(SlimmingRow(entry["name"], entry["display_name"], entry["family"], tuple(summary["layers"][:2]),
+                                evidence, expected_cut, outcome))
     if untrained:
         verdict, reason = NOT_TESTED, "untrained"
     elif set(families_present) != set(FAMILIES):
         verdict, reason = NOT_TESTED, "family-missing"
     else:
         verdict, reason = _verdict(outcomes)
-    return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, tuple(numbers), tuple(comparisons), reason)
+    return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, (), (), reason, tuple(rows))
 
 
 def _findings(index, metrics, config: AnalysisConfig):
@@ -236,12 +272,16 @@ def _findings(index, metrics, config: AnalysisConfig):
         statuses = [s for layer in entry["cam_status"].values() for s in layer if s != "not-spatial"]
         labelled = [p for p in entry["predictions"] if p["correct_top1"] is not None]
         summary = metrics["last_three"][entry["name"]]
+        sanity = metrics["sanity"][entry["name"]]
+        deep_sanity = sanity["layers"].get(entry["depth_layers"]["deep"])
         out.append(BackboneFinding(
             entry["name"], entry["display_name"], entry["family"], entry["depth_layers"]["deep"], mean, (low, high), n,
             threshold, gauss["mean"] if gauss else None, focus,
             sum(s != "ok" for s in statuses), len(statuses),
             sum(p["correct_top1"] for p in labelled), sum(p["correct_top5"] for p in labelled), len(labelled),
-            summary["cka"][0][1], summary["weight_w1_consecutive"][0]))
+            slimming_evidence(summary, config.rules), sanity["status"], sanity["reason"],
+            tuple(layer for layer, found in sanity["layers"].items() if found["flagged"]),
+            deep_sanity["steps"][-1]["spearman"]["mean"] if deep_sanity and deep_sanity["steps"] else None))
     return tuple(out)
 
 
@@ -255,7 +295,7 @@ def conclude(index: dict, metrics: dict) -> Conclusions:
     for number, claim in enumerate(CLAIMS):
         numbers, comparisons = [], []
         for test_number, test in enumerate(claim.tests):
-            found_numbers, found_comparisons = _judge_test(test, rows, families_present, thresholds,
+            found_numbers, found_comparisons = _judge_test(test, rows, metrics["aggregates"], thresholds,
                                                            config.bootstrap_samples,
                                                            config.seed + 1000 * number + test_number)
             numbers += [(test.label, n) for n in found_numbers]

@@ -18,6 +18,7 @@ from .imageset import ImageSet, crop_window, load_rgb
 from .metrics import weight_summary
 from .models import load_model
 from .registry import Backbone
+from .sanity import cascading_randomisation
 from .scoring import score
 from .store import INDEX, METRICS, SCHEMA_VERSION, TIMINGS, write_arrays, write_json
 from .weights import WeightsPlan
@@ -126,12 +127,28 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
         progress(f"{backbone.name}: Grad-CAM on {len(images)} images, {len(layers)} layers")
         analysis = analyse_backbone(model, chunks, layers, targets, config.cam_method, device)
         cam_done = time.perf_counter()
+        sanity_entry = {"status": "skipped", "reason": "untrained weights" if weights_mode == "random" else
+                        "disabled in the config", "steps": []}
+        sanity_cams = {}
+        if config.sanity_check and weights_mode != "random" and backbone.randomisation:
+            progress(f"{backbone.name}: sanity check, {len(backbone.randomisation)} randomisation steps")
+            depth_layers = list(dict.fromkeys(backbone.depth_layers.values()))
+            sanity = cascading_randomisation(model, chunks, depth_layers, [int(t) for t in analysis.targets],
+                                             backbone.randomisation, config.cam_method, device, config.seed)
+            sanity_entry = {"status": "done", "reason": "", "steps": [
+                {"label": step.label, "modules": list(step.modules), "parameters": int(step.parameters),
+                 "cam_status": {layer: list(s) for layer, s in step.cam_status.items() if layer in step.cams}}
+                for step in sanity.steps]}
+            for number, step in enumerate(sanity.steps):
+                for layer, cam in step.cams.items():
+                    sanity_cams[f"sanitycam__{number}__{layer}"] = cam.astype(np.float32)
+        sanity_done = time.perf_counter()
         wstats = weight_stats(model, backbone.last_three, config)
         params = sum(p.numel() for p in model.parameters())
         macs = count_macs(model, loaded.data_config["input_size"], device)
         finished = time.perf_counter()
 
-        arrays, cam_status, feature_stats = {}, {}, {}
+        arrays, cam_status, feature_stats = dict(sanity_cams), {}, {}
         for layer in analysis.layers:
             cam_status[layer.name] = list(layer.cam_status)
             if layer.cam is not None:
@@ -175,10 +192,11 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
             "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in loaded.data_config.items()},
             "params": int(params), "macs": float(macs),
             "cam_status": cam_status, "feature_stats": feature_stats, "weight_stats": stats_json,
-            "views": views, "predictions": predictions, "arrays": arrays_name,
+            "views": views, "predictions": predictions, "sanity": sanity_entry, "arrays": arrays_name,
         })
         timings["backbones"][backbone.name] = {"load_s": loaded_at - started, "cam_s": cam_done - loaded_at,
-                                              "weights_and_flops_s": finished - cam_done}
+                                              "sanity_s": sanity_done - cam_done,
+                                              "weights_and_flops_s": finished - sanity_done}
         del model, loaded
         progress(f"{backbone.name}: done in {finished - started:.1f}s")
 

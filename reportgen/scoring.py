@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 
 from .config import AnalysisConfig
-from .metrics import (bootstrap_ci, centred_gaussian, linear_cka_from_grams, localisation, uniform_map,
-                      upsample)
+from .metrics import (bootstrap_ci, cam_similarity, centred_gaussian, ks_from_quantiles, linear_cka_from_grams,
+                      localisation, uniform_map, upsample)
 from .registry import DEPTHS
 
 METRIC_NAMES = ("mass_in_box", "mass_ratio", "pointing_hit", "spread", "entropy")
@@ -91,13 +91,71 @@ def last_three_summary(index: dict, arrays_of: Callable[[str], dict]) -> dict:
             stats = entry["weight_stats"][layer]
             standardised.append((q - stats["mean"]) / stats["std"] if stats["std"] else q * 0)
         w1 = [float(np.mean(np.abs(standardised[i] - standardised[i + 1]))) for i in range(len(layers) - 1)]
+        ks = [ks_from_quantiles(standardised[i], standardised[i + 1]) for i in range(len(layers) - 1)]
         out[entry["name"]] = {
             "layers": layers,
             "cka": cka,
             "weight_w1_consecutive": w1,
+            "weight_ks_consecutive": ks,
             "feature_variance": [entry["feature_stats"][layer]["variance"] for layer in layers],
         }
     return out
+
+
+def sanity_summary(index: dict, arrays_of: Callable[[str], dict], config: AnalysisConfig) -> dict:
+    """Per backbone and depth layer: similarity of the trained CAMs to those after each randomisation step.
+
+    Images whose trained CAM is flagged are left out. A randomised CAM that is all zero counts as
+    Spearman 0 (it ranks nothing) and its SSIM is computed against the zero map."""
+    thresholds = config.rules
+    out = {}
+    for entry in index["backbones"]:
+        sanity = entry.get("sanity", {"status": "skipped", "reason": "not run", "steps": []})
+        if sanity["status"] != "done":
+            out[entry["name"]] = {"status": sanity["status"], "reason": sanity["reason"], "layers": {}}
+            continue
+        arrays = arrays_of(entry["name"])
+        layers = {}
+        for seed_offset, (role, layer) in enumerate(entry["depth_layers"].items()):
+            if f"cam__{layer}" not in arrays:
+                continue
+            trained = arrays[f"cam__{layer}"]
+            usable = [i for i, st in enumerate(entry["cam_status"][layer]) if st == "ok"]
+            # Reference point: the trained CAMs against themselves (1.0 unless the similarity code is broken).
+            reference = [cam_similarity(trained[i], trained[i], config.sanity_resolution) for i in usable]
+            steps = [{"step": "none (trained)", "parameters": 0, "zero_maps": 0,
+                      "spearman": _mean_only([p[0] for p in reference]), "ssim": _mean_only([p[1] for p in reference])}]
+            for number, step in enumerate(sanity["steps"]):
+                randomised = arrays[f"sanitycam__{number}__{layer}"]
+                pairs = [cam_similarity(trained[i], randomised[i], config.sanity_resolution) for i in usable]
+                row = {"step": step["label"], "parameters": step["parameters"],
+                       "zero_maps": sum(step["cam_status"][layer][i] != "ok" for i in usable)}
+                for k, name in enumerate(("spearman", "ssim")):
+                    mean, low, high = bootstrap_ci([p[k] for p in pairs], config.bootstrap_samples,
+                                                   config.seed + 100 * seed_offset + number)
+                    row[name] = {"mean": mean, "ci_low": low, "ci_high": high, "n": len(pairs)}
+                steps.append(row)
+            final = steps[-1] if steps else None
+            stays_similar = bool(final and final["spearman"]["mean"] is not None and (
+                final["spearman"]["mean"] >= thresholds.sanity_max_spearman
+                or final["ssim"]["mean"] >= thresholds.sanity_max_ssim))
+            layers[layer] = {"role": role, "steps": steps, "flagged": stays_similar}
+        out[entry["name"]] = {"status": "done", "reason": "", "layers": layers}
+    return out
+
+
+def _mean_only(values) -> dict:
+    return {"mean": float(np.mean(values)) if values else None, "ci_low": None, "ci_high": None, "n": len(values)}
+
+
+def predictions_table(index: dict) -> list[dict]:
+    """Per image and backbone: the class the CAM explains, top-5 with probabilities, correct or not."""
+    rows = []
+    for entry in index["backbones"]:
+        for image, prediction in zip(index["images"], entry["predictions"]):
+            rows.append({"image": image["file"], "backbone": entry["name"], "class_index": image["class_index"],
+                         **prediction})
+    return rows
 
 
 def score(index: dict, arrays_of: Callable[[str], dict], config: AnalysisConfig) -> dict:
@@ -105,8 +163,10 @@ def score(index: dict, arrays_of: Callable[[str], dict], config: AnalysisConfig)
     return {
         "schema_version": index["schema_version"],
         "per_image": rows,
+        "predictions": predictions_table(index),
         "aggregates": aggregate(rows, config),
         "last_three": last_three_summary(index, arrays_of),
+        "sanity": sanity_summary(index, arrays_of, config),
     }
 
 

@@ -87,3 +87,47 @@ def test_crop_window_matches_timm_transform(size, model_id):
     ys, xs = np.nonzero(white)
     assert abs(xs.min() - mapped[0]) <= 1.5 and abs(xs.max() + 1 - mapped[2]) <= 1.5
     assert abs(ys.min() - mapped[1]) <= 1.5 and abs(ys.max() + 1 - mapped[3]) <= 1.5
+
+
+def test_spearman_known_answers():
+    from reportgen.metrics import spearman
+
+    ramp = np.arange(100, dtype=float).reshape(10, 10)
+    assert spearman(ramp, ramp) == pytest.approx(1.0)
+    assert spearman(ramp, ramp ** 3) == pytest.approx(1.0)  # rank-based: any monotone map agrees
+    assert spearman(ramp, -ramp) == pytest.approx(-1.0)
+    assert spearman(ramp, np.zeros_like(ramp)) == 0.0  # a constant map ranks nothing
+    ties = np.array([1.0, 2.0, 2.0, 3.0])
+    assert spearman(ties, np.array([10.0, 20.0, 20.0, 30.0])) == pytest.approx(1.0)
+
+
+def test_ssim_known_answers():
+    from reportgen.metrics import ssim
+
+    rng = np.random.default_rng(0)
+    a = rng.random((32, 32))
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert ssim(a, rng.random((32, 32))) < 0.1  # independent noise shares no structure
+    assert 0.5 < ssim(a, np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1)) < 1.0
+
+
+def test_cam_similarity_of_a_map_with_itself_is_one():
+    from reportgen.metrics import cam_similarity
+
+    cam = np.outer(np.hanning(7), np.hanning(7))
+    assert cam_similarity(cam, cam) == pytest.approx((1.0, 1.0))
+    moved = np.roll(cam, 3, axis=1)
+    rho, structural = cam_similarity(cam, moved)
+    assert rho < 0.5 and structural < 0.9
+
+
+def test_ks_from_quantiles():
+    from reportgen.metrics import ks_from_quantiles
+
+    probs = np.linspace(0, 1, 1001)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal(200_000), rng.standard_normal(200_000) + 0.5
+    assert ks_from_quantiles(np.quantile(x, probs), np.quantile(x, probs)) == 0.0
+    # KS between N(0,1) and N(0.5,1) is 2*Phi(0.25) - 1 = 0.1974
+    assert ks_from_quantiles(np.quantile(x, probs), np.quantile(y, probs)) == pytest.approx(0.1974, abs=0.01)
+    assert ks_from_quantiles(np.linspace(0, 1, 11), np.linspace(5, 6, 11)) == 1.0

@@ -25,10 +25,14 @@ def _index(weights_mode="pretrained", families=("deeper", "wider", "attention"))
     return {"config": AnalysisConfig().to_dict(), "weights_mode": weights_mode, "backbones": backbones}
 
 
-def _metrics(rows, cka_by_family):
-    return {"per_image": rows, "aggregates": [],
+def _metrics(rows, cka_by_family, ks=0.05):
+    from reportgen.scoring import aggregate
+
+    return {"per_image": rows, "aggregates": aggregate(rows, AnalysisConfig()),
             "last_three": {f"{f}-net": {"layers": ["a", "b", "c"], "cka": [[1, c, 0.5], [c, 1, 0.5], [0.5, 0.5, 1]],
-                                        "weight_w1_consecutive": [0.1, 0.2]} for f, c in cka_by_family.items()}}
+                                        "weight_w1_consecutive": [0.1, 0.2], "weight_ks_consecutive": [ks, 0.2]}
+                           for f, c in cka_by_family.items()},
+            "sanity": {f"{f}-net": {"status": "skipped", "reason": "test", "layers": {}} for f in cka_by_family}}
 
 
 def _spread_values(mass, spread, n=12, jitter=0.02):
@@ -74,3 +78,29 @@ def test_missing_family_and_untrained_are_not_tested():
                   "attention": _spread_values(2.0, 0.4)})
     result = conclude(_index("random"), _metrics(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9}))
     assert result.untrained and all(c.reason == "untrained" for c in result.claims)
+
+
+def test_slimming_needs_similar_features_and_similar_weight_distributions():
+    rows = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
+                  "attention": _spread_values(2.0, 0.4)})
+    ckas = {"deeper": 0.95, "wider": 0.3, "attention": 0.9}
+    close = next(c for c in conclude(_index(), _metrics(rows, ckas, ks=0.05)).claims if c.key == "slimming")
+    assert close.verdict == SUPPORTED
+    assert [r.evidence.removable for r in close.slimming] == [True, False, True]
+    # Same features, but the weight distributions differ: the rule no longer calls the layer removable.
+    far = next(c for c in conclude(_index(), _metrics(rows, ckas, ks=0.4)).claims if c.key == "slimming")
+    assert [r.evidence.removable for r in far.slimming] == [False, False, False]
+    assert far.verdict == INCONCLUSIVE and far.reason == "mixed"
+
+
+def test_family_numbers_quote_the_family_table():
+    rows = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
+                  "attention": _spread_values(2.0, 0.4)})
+    metrics = _metrics(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9})
+    focus = next(c for c in conclude(_index(), metrics).claims if c.key == "focus")
+    from reportgen.scoring import find
+
+    for label, number in focus.numbers:
+        metric = label.split(",")[0]
+        row = find(metrics["aggregates"], "family", number.family, "deep", "all", metric)
+        assert (number.mean, number.ci_low, number.ci_high, number.n) == (row["mean"], row["ci_low"], row["ci_high"], row["n"])
