@@ -2,8 +2,7 @@
 Heavy imports (torch, timm, weasyprint) happen inside commands so --help stays instant."""
 from __future__ import annotations
 
-import os
-import shutil
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -86,14 +85,17 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--offline", is_flag=True, help="Never contact the hub (as HF_HUB_OFFLINE=1).")
-@click.option("--force", is_flag=True, help="Replace a previous report in --out.")
+@click.option("--force", is_flag=True, help="Write into a non-empty --out that holds no reportgen results.")
+@click.option("--fresh", is_flag=True, help="Ignore saved per-backbone results and recompute everything.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a machine-readable summary (paths, per-backbone status, timings) on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 @click.option("--no-sanity-check", "no_sanity", is_flag=True,
               help="Skip the model-parameter randomisation test (saves about three CAM passes per backbone).")
 @FORMAT_OPTION
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, batch_size, seed, offline, force,
-        quiet, no_sanity, formats, debug):
+        fresh, as_json, quiet, no_sanity, formats, debug):
     """Run the analysis battery and write the report.
 
     \b
@@ -108,14 +110,14 @@ def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, ba
     from .weights import parse_checkpoints, plan_weights, require_available
 
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
+    # Re-running the same command into the same --out reuses every unchanged backbone and re-renders.
     formats = _formats(formats)
     try:
         chosen = registry.select(preset, backbones)
     except registry.UnknownName as exc:
         raise UsageError(str(exc)) from None
     checkpoint_paths = parse_checkpoints(checkpoints, chosen)
-    if any((out_dir / name).exists() for name in ("report.html", "report.pdf", "results")) and not force:
-        raise OutputError(f"{out_dir} already holds a report; pass --force to replace it or choose another --out.")
+    _check_output_folder(out_dir, force)
     import torch  # after the cheap checks: a mistyped flag fails before torch loads
 
     if device == "auto":
@@ -135,24 +137,47 @@ def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, ba
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
-    # Build results next to the final folder and swap them in only when complete.
-    staging = out_dir / f".results.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        run_battery(plans, image_set, class_names, config, staging, device=device, weights_mode=weights, progress=say)
-        final = out_dir / "results"
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    from .progress import BatchProgress
+    from .store import prune_unreferenced
+
+    with BatchProgress(enabled=not quiet and not as_json) as bars:
+        outcome = run_battery(plans, image_set, class_names, config, out_dir / "results", device=device,
+                              weights_mode=weights, progress=bars.message if not quiet else (lambda m: None),
+                              fresh=fresh, on_batch=bars.update)
+    prune_unreferenced(out_dir / "results")
     from .render import render_report
 
     say(f"rendering {', '.join(formats)}")
-    written = render_report(out_dir / "results", out_dir, formats)
+    render_timings: dict = {}
+    written = render_report(out_dir / "results", out_dir, formats, timings=render_timings)
+    from .store import TIMINGS, write_json
+
+    outcome.timings["render"] = render_timings
+    write_json(out_dir / "results" / TIMINGS, outcome.timings)
+    if as_json:
+        click.echo(json.dumps({
+            "outputs": {kind: str(path) for kind, path in written.items()},
+            "results": str(out_dir / "results"),
+            "backbones": outcome.status,
+            "timings": outcome.timings,
+        }, indent=1, sort_keys=True))
+        return
     for kind, path in written.items():
         click.echo(f"{kind}: {path}")
     click.echo(f"results: {out_dir / 'results'}")
+
+
+def _check_output_folder(out_dir: Path, force: bool) -> None:
+    """A folder reportgen wrote before is updated in place (unchanged backbones are reused and the old
+    report stays until the new one is complete); any other non-empty folder needs --force."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir} is a file; give a folder.")
+    ours = (out_dir / "results").is_dir()
+    if not ours and any(out_dir.iterdir()) and not force:
+        raise OutputError(f"--out {out_dir} is not empty and holds no reportgen results; choose another --out, "
+                          "or pass --force to write report.html, report.pdf and results/ beside its files.")
 
 
 @main.command(epilog=EXIT_CODES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ CAM_METHODS = {
     "layercam": LayerCAM,
 }
 ZERO_CAM_EPS = 1e-12
+FEATURE_VECTOR_UNITS = 256  # units kept per image of a non-spatial layer, for the feature picture
 
 
 def cam_math(method: str):
@@ -53,8 +54,11 @@ class BatchOutput:
     targets: np.ndarray  # (B,) class index each CAM explains
     cams: dict  # layer -> (B, h, w) float32 raw CAM (after ReLU), spatial layers only
     cam_status: dict  # layer -> tuple of per-image status strings
-    features: dict  # layer -> (B, D) float32 flattened activation, every layer
+    pooled: dict  # layer -> (B, C) channel means (spatial/token layers) or the vector itself
+    unit_mean: dict  # layer -> (D,) mean over the batch of every unit of the flattened output
+    unit_m2: dict  # layer -> (D,) sum of squared deviations from that mean
     feature_maps: dict  # layer -> (B, h, w) mean |activation| over channels, spatial layers
+    head_units: dict  # layer -> (B, k) first units, non-spatial layers
 
 
 @contextlib.contextmanager
@@ -77,13 +81,29 @@ class LayerCallError(RuntimeError):
     pass
 
 
+def _to_host(tensors: dict) -> dict:
+    """Every tensor to float32 numpy with ONE device-to-host copy (a no-op on the CPU)."""
+    if not tensors:
+        return {}
+    first = next(iter(tensors.values()))
+    if first.device.type == "cpu":
+        return {k: v.float().numpy() for k, v in tensors.items()}
+    flat = torch.cat([v.float().reshape(-1) for v in tensors.values()]).cpu().numpy()
+    out, offset = {}, 0
+    for key, value in tensors.items():
+        size = value.numel()
+        out[key] = flat[offset:offset + size].reshape(tuple(value.shape))
+        offset += size
+    return out
+
+
 def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence[str],
               class_targets: Sequence[Optional[int]], method: str = "gradcam", math=None) -> BatchOutput:
     """One forward + one backward for all layers. ``class_targets[i]`` None -> top-1 prediction."""
     modules = dict(model.named_modules())
     captured: dict[str, torch.Tensor] = {}
     versions: dict[str, int] = {}
-    features: dict[str, np.ndarray] = {}
+    summaries: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
     handles = []
     math = math or cam_math(method)
@@ -95,8 +115,20 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
                 raise LayerCallError(f"layer {name!r} returns {type(output).__name__}, not a tensor; choose another module")
             captured[name] = output
             versions[name] = output._version
-            # Copy now: a later in-place op (e.g. ReLU(inplace=True)) would change these values.
-            features[name] = output.detach().float().reshape(output.shape[0], -1).cpu().numpy().copy()
+            # Reduce now, on the device: a later in-place op (e.g. ReLU(inplace=True)) would change these values.
+            with torch.no_grad():
+                value = output.detach().float()
+                flat = value.reshape(value.shape[0], -1)
+                mean = flat.mean(dim=0)
+                summaries[f"mean:{name}"] = mean
+                summaries[f"m2:{name}"] = ((flat - mean) ** 2).sum(dim=0)
+                spatial = tokens_to_map(model, value)
+                if spatial is not None and spatial.shape[-1] * spatial.shape[-2] > 1:
+                    summaries[f"pooled:{name}"] = spatial.mean(dim=(2, 3))
+                    summaries[f"featmap:{name}"] = spatial.abs().mean(dim=1)
+                else:
+                    summaries[f"pooled:{name}"] = flat
+                    summaries[f"head:{name}"] = flat[:, :FEATURE_VECTOR_UNITS]
         return hook
 
     with _frozen_eval(model):
@@ -123,28 +155,32 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
             asked = [n for n in maps if n not in in_place]
             # Gradients w.r.t. the captured outputs themselves (a reshaped view is not in the graph).
             raw_grads = torch.autograd.grad(score, [captured[n] for n in asked], allow_unused=True) if asked else []
-            grads = [None if g is None else tokens_to_map(model, g) for g in raw_grads]
         finally:
             for handle in handles:
                 handle.remove()
             batch.requires_grad_(False)
 
-        cams, status = {}, {}
-        feature_maps = {n: m.float().abs().mean(dim=1).cpu().numpy() for n, m in maps.items()}
-        for name, grad in zip(asked, grads):
-            acts = maps[name].float().cpu().numpy()
-            if grad is None:
-                cam = np.zeros((acts.shape[0],) + acts.shape[2:], dtype=np.float32)
-            else:
-                grad_np = grad.detach().float().cpu().numpy()
-                cam = math.get_cam_image(None, None, None, acts, grad_np)
-                cam = np.maximum(cam, 0).astype(np.float32)
-            cams[name] = cam
-            status[name] = tuple(_cam_status(c) for c in cam)
-        for name in in_place:
-            status[name] = ("overwritten-in-place",) * batch.shape[0]
-    return BatchOutput(logits.detach().float().cpu().numpy(), targets.cpu().numpy(), cams, status, features,
-                       feature_maps)
+        for name, grad in zip(asked, raw_grads):
+            summaries[f"acts:{name}"] = maps[name]
+            summaries[f"grads:{name}"] = torch.zeros_like(maps[name]) if grad is None else tokens_to_map(model, grad)
+        summaries["logits"] = logits.detach()
+        summaries["targets"] = targets
+        host = _to_host(summaries)
+
+    cams, status = {}, {}
+    for name in asked:
+        cam = math.get_cam_image(None, None, None, host[f"acts:{name}"], host[f"grads:{name}"])
+        cam = np.maximum(cam, 0).astype(np.float32)
+        cams[name] = cam
+        status[name] = tuple(_cam_status(c) for c in cam)
+    for name in in_place:
+        status[name] = ("overwritten-in-place",) * batch.shape[0]
+
+    def pick(prefix):
+        return {n: host[f"{prefix}:{n}"] for n in layer_names if f"{prefix}:{n}" in host}
+
+    return BatchOutput(host["logits"], host["targets"].astype(np.int64), cams, status, pick("pooled"), pick("mean"),
+                       pick("m2"), pick("featmap"), pick("head"))
 
 
 def _cam_status(cam: np.ndarray) -> str:
@@ -153,6 +189,71 @@ def _cam_status(cam: np.ndarray) -> str:
     if float(cam.max()) <= ZERO_CAM_EPS:
         return "zero"
     return "ok"
+
+
+class RunningMoments:
+    """Mean and variance of every unit over all images, merged batch by batch (Chan et al.), so memory
+    does not grow with the number of images."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, None, None
+
+    def add(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        mean, m2 = mean.astype(np.float64), m2.astype(np.float64)
+        if self.n == 0:
+            self.n, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta ** 2 * (self.n * n / total)
+        self.n = total
+
+    def mean_variance(self) -> float:
+        """Mean over units of the (population) variance across images."""
+        return float((self.m2 / self.n).mean()) if self.n else float("nan")
+
+
+class RunningCoMoments:
+    """Centred cross-products between layers' pooled features, merged batch by batch: linear CKA over all
+    images without keeping their features (Kornblith et al. 2019, feature-space form)."""
+
+    def __init__(self, layers: Sequence[str]):
+        self.layers = tuple(layers)
+        self.n = 0
+        self.mean: dict = {}
+        self.co: dict = {}
+
+    def add(self, pooled: dict) -> None:
+        batch = {k: pooled[k].astype(np.float64) for k in self.layers}
+        n = next(iter(batch.values())).shape[0]
+        means = {k: v.mean(axis=0) for k, v in batch.items()}
+        centred = {k: v - means[k] for k, v in batch.items()}
+        total = self.n + n
+        for i, a in enumerate(self.layers):
+            for b in self.layers[i:]:
+                co = centred[a].T @ centred[b]
+                if self.n:
+                    co += np.outer(means[a] - self.mean[a], means[b] - self.mean[b]) * (self.n * n / total)
+                    co += self.co[(a, b)]
+                self.co[(a, b)] = co
+        for k in self.layers:
+            self.mean[k] = means[k] if not self.n else self.mean[k] + (means[k] - self.mean[k]) * (n / total)
+        self.n = total
+
+    def cka(self) -> list[list[Optional[float]]]:
+        def frob2(a, b):
+            co = self.co[(a, b)] if (a, b) in self.co else self.co[(b, a)]
+            return float((co * co).sum())
+
+        out = []
+        for a in self.layers:
+            row = []
+            for b in self.layers:
+                norm = (frob2(a, a) * frob2(b, b)) ** 0.5
+                row.append(frob2(a, b) / norm if norm > 0 else None)
+            out.append(row)
+        return out
 
 
 @dataclass(frozen=True)
@@ -164,7 +265,6 @@ class LayerAnalysis:
     feature_vector: Optional[np.ndarray]  # (N, k) first units, non-spatial layers
     feature_variance: float  # mean over units of the variance across images
     feature_dim: int
-    gram: np.ndarray  # (N, N) Gram matrix of column-centred features (for linear CKA)
 
 
 @dataclass(frozen=True)
@@ -174,51 +274,65 @@ class BackboneAnalysis:
     target_from_prediction: np.ndarray  # (N,) bool
     top5_index: np.ndarray  # (N, 5)
     top5_prob: np.ndarray  # (N, 5)
+    cka_layers: tuple  # layers of the CKA matrix
+    cka: tuple  # linear CKA between cka_layers over all images (pooled features), rows of floats
 
     def layer(self, name: str) -> LayerAnalysis:
         return next(layer for layer in self.layers if layer.name == name)
 
 
-FEATURE_VECTOR_UNITS = 256
-
-
 def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], layer_names: Sequence[str],
                      class_targets: Sequence[Optional[int]], method: str = "gradcam",
-                     device: str = "cpu") -> BackboneAnalysis:
-    """Run the engine over all batches and reduce to per-layer arrays (pure: no files, no printing)."""
+                     device: str = "cpu", cka_layers: Sequence[str] = (),
+                     on_batch: Callable[[int], None] = lambda n: None) -> BackboneAnalysis:
+    """Run the engine over all batches and reduce to per-layer results (pure: no files, no printing).
+    Only per-image outputs (CAMs, small feature pictures) are kept; unit statistics and CKA are merged
+    batch by batch, so memory does not grow with the activations of all images."""
     math = cam_math(method)
-    outputs = []
+    moments = {name: RunningMoments() for name in layer_names}
+    co_moments = RunningCoMoments(cka_layers) if cka_layers else None
+    kept: dict = {"cams": [], "status": [], "featmap": [], "head": [], "logits": [], "targets": []}
+    dims: dict = {}
     start = 0
     for batch in batches:
         n = batch.shape[0]
-        outputs.append(run_batch(model, batch.to(device), layer_names, class_targets[start:start + n], method, math))
+        out = run_batch(model, batch.to(device), layer_names, class_targets[start:start + n], method, math)
         start += n
-    logits = np.concatenate([o.logits for o in outputs])
+        for name in layer_names:
+            moments[name].add(n, out.unit_mean[name], out.unit_m2[name])
+            dims[name] = int(out.unit_mean[name].shape[0])
+        if co_moments is not None:
+            co_moments.add(out.pooled)
+        for key, value in (("cams", out.cams), ("status", out.cam_status), ("featmap", out.feature_maps),
+                           ("head", out.head_units)):
+            kept[key].append(value)
+        kept["logits"].append(out.logits)
+        kept["targets"].append(out.targets)
+        on_batch(n)
+    logits = np.concatenate(kept["logits"])
     shifted = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
     layers = []
     for name in layer_names:
-        feats = np.concatenate([o.features[name] for o in outputs]).astype(np.float64)
-        centred = feats - feats.mean(axis=0, keepdims=True)
-        has_cam = name in outputs[0].cams
-        spatial = name in outputs[0].feature_maps
-        status = sum((o.cam_status.get(name, ("not-spatial",) * o.logits.shape[0]) for o in outputs), ())
+        has_cam = name in kept["cams"][0]
+        spatial = name in kept["featmap"][0]
+        status = sum((s.get(name, ("not-spatial",) * len(lg)) for s, lg in zip(kept["status"], kept["logits"])), ())
         layers.append(LayerAnalysis(
             name=name,
-            cam=np.concatenate([o.cams[name] for o in outputs]) if has_cam else None,
+            cam=np.concatenate([c[name] for c in kept["cams"]]) if has_cam else None,
             cam_status=status,
-            feature_map=np.concatenate([o.feature_maps[name] for o in outputs]) if spatial else None,
-            feature_vector=None if spatial else feats[:, :FEATURE_VECTOR_UNITS].astype(np.float32),
-            feature_variance=float(feats.var(axis=0).mean()),
-            feature_dim=int(feats.shape[1]),
-            gram=centred @ centred.T,
+            feature_map=np.concatenate([f[name] for f in kept["featmap"]]) if spatial else None,
+            feature_vector=None if spatial else np.concatenate([h[name] for h in kept["head"]]),
+            feature_variance=moments[name].mean_variance(),
+            feature_dim=dims[name],
         ))
     return BackboneAnalysis(
         layers=tuple(layers),
-        targets=np.concatenate([o.targets for o in outputs]),
+        targets=np.concatenate(kept["targets"]),
         target_from_prediction=np.array([t is None for t in class_targets]),
         top5_index=top5,
         top5_prob=np.take_along_axis(probs, top5, axis=1).astype(np.float32),
+        cka_layers=tuple(cka_layers),
+        cka=tuple(tuple(row) for row in co_moments.cka()) if co_moments is not None else (),
     )
-

@@ -12,7 +12,9 @@ import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from PIL import Image  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from PIL import Image, ImageDraw  # noqa: E402
 
 from .metrics import normalise01, upsample  # noqa: E402
 from .store import SavedResults  # noqa: E402
@@ -24,7 +26,7 @@ FLAG_COLOUR = "#c00000"
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", pil_kwargs={"compress_level": 3})
     plt.close(fig)
     return buffer.getvalue()
 
@@ -87,44 +89,127 @@ def _flag_text(status: str) -> str | None:
     return None if status == "ok" else {"zero": "ALL-ZERO CAM", "nan": "NaN CAM"}.get(status, status.upper())
 
 
+# Heatmap grids are composed with numpy/PIL: one matplotlib figure per grid cost more than the
+# analyses themselves (see bench/). Text uses matplotlib's bundled DejaVu Sans.
+CELL_PX = 150
+GAP_PX = 6
+LABEL_PX = 118
+TITLE_PX = 30
+BAR_PX = 70
+
+
+@lru_cache(maxsize=8)
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"), size)
+
+
+def _cell_image(view: np.ndarray, cam: np.ndarray | None, box, flag: str | None, caption: str = "") -> Image.Image:
+    pixels = overlay(view, cam) if cam is not None else (view * 0.35 + 0.65 if flag else view)
+    image = Image.fromarray(np.clip(pixels * 255, 0, 255).astype(np.uint8))
+    scale = CELL_PX / max(image.width, image.height)
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    draw = ImageDraw.Draw(image)
+    if box is not None:
+        x0, y0, x1, y1 = (v * scale for v in box)
+        _dashed_rectangle(draw, (x0, y0, x1, y1))
+    if flag:
+        font = _font(11)
+        left, top, right, bottom = draw.textbbox((0, 0), flag, font=font)
+        w, h = right - left, bottom - top
+        cx, cy = image.width / 2, image.height / 2
+        draw.rectangle((cx - w / 2 - 4, cy - h / 2 - 4, cx + w / 2 + 4, cy + h / 2 + 4), fill=FLAG_COLOUR)
+        draw.text((cx - w / 2 - left, cy - h / 2 - top), flag, fill="white", font=font)
+    if caption:
+        draw.rectangle((0, image.height - 17, image.width, image.height), fill=(30, 30, 30))
+        draw.text((image.width / 2, image.height - 2), _short(caption, 24), fill="white", font=_font(12), anchor="md")
+    return image
+
+
+def _dashed_rectangle(draw, box, dash: int = 5, colour=(255, 255, 255)) -> None:
+    x0, y0, x1, y1 = box
+    for (ax, ay), (bx, by) in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
+        length = max(abs(bx - ax), abs(by - ay))
+        steps = max(1, int(length // dash))
+        for i in range(0, steps, 2):
+            t0, t1 = i / steps, min(1.0, (i + 1) / steps)
+            draw.line((ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1),
+                      fill=colour, width=2)
+
+
+def _text(draw, xy, text: str, size: int, anchor: str = "la", fill=(20, 20, 20)) -> None:
+    draw.text(xy, text, fill=fill, font=_font(size), anchor=anchor)
+
+
+def _colour_bar(height: int) -> Image.Image:
+    bar = Image.new("RGB", (BAR_PX, height), "white")
+    strip = (CMAP(np.linspace(1, 0, height - 20))[:, :3] * 255).astype(np.uint8)
+    bar.paste(Image.fromarray(np.repeat(strip[:, None, :], 14, axis=1)), (6, 10))
+    draw = ImageDraw.Draw(bar)
+    for value in (0.0, 0.5, 1.0):
+        y = 10 + (1 - value) * (height - 21)
+        draw.line((20, y, 24, y), fill=(20, 20, 20))
+        _text(draw, (27, y), f"{value:.1f}", 11, anchor="lm")
+    _text(draw, (27, height / 2 + 20), "CAM", 10, anchor="lm", fill=(80, 80, 80))
+    return bar
+
+
+def _grid(cells: list[list[Image.Image | None]], column_titles: list[str], row_labels: list[str]) -> bytes:
+    rows, cols = len(cells), len(cells[0])
+    width = LABEL_PX + cols * (CELL_PX + GAP_PX) + BAR_PX
+    height = TITLE_PX + rows * (CELL_PX + GAP_PX)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, title in enumerate(column_titles):
+        for k, line in enumerate(title.split("\n")[:2]):
+            _text(draw, (LABEL_PX + c * (CELL_PX + GAP_PX) + CELL_PX / 2, 4 + 15 * k), _short(line, 24), 13, anchor="ma")
+    for r, row in enumerate(cells):
+        top = TITLE_PX + r * (CELL_PX + GAP_PX)
+        _text(draw, (LABEL_PX - 6, top + CELL_PX / 2), _short(row_labels[r], 16), 13, anchor="rm")
+        for c, cell in enumerate(row):
+            if cell is None:
+                continue
+            left = LABEL_PX + c * (CELL_PX + GAP_PX)
+            canvas.paste(cell, (left + (CELL_PX - cell.width) // 2, top + (CELL_PX - cell.height) // 2))
+    canvas.paste(_colour_bar(min(height - TITLE_PX, 260)), (width - BAR_PX, TITLE_PX))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
+
+
 def object_grid(cache: ViewCache, positions: list[int], role: str = "deep") -> bytes:
     """Images (rows) x backbones (columns), CAM of the given depth over the model's view, box dashed."""
     backbones = cache.results.index["backbones"]
-    rows, cols = len(positions), len(backbones)
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH_IN, 1.15 * rows + 0.4), squeeze=False)
-    for c, entry in enumerate(backbones):
-        layer = entry["depth_layers"][role]
-        cams = cache.arrays(entry["name"]).get(f"cam__{layer}")
-        for r, position in enumerate(positions):
-            view = cache.view(entry, position)
-            status = entry["cam_status"][layer][position]
-            image = overlay(view, cams[position]) if cams is not None and status == "ok" else view
-            _cell(axes[r][c], image, entry["views"][position]["box"], _flag_text(status),
-                  title=entry["display_name"] if r == 0 else None,
-                  ylabel=_short(cache.results.index["images"][position]["file"]) if c == 0 else None)
-    _colourbar(fig, axes)
-    return _png(fig)
-
-
-def depth_grid(cache: ViewCache, position: int) -> bytes:
-    """Backbones (rows) x (input, shallow, middle, deep) for one image."""
-    backbones = cache.results.index["backbones"]
-    fig, axes = plt.subplots(len(backbones), 4, figsize=(PAGE_WIDTH_IN * 0.72, 1.45 * len(backbones) + 0.3),
-                             squeeze=False)
-    for r, entry in enumerate(backbones):
-        view = cache.view(entry, position)
-        _cell(axes[r][0], view, entry["views"][position]["box"], title="input" if r == 0 else None,
-              ylabel=entry["display_name"])
-        for c, role in enumerate(("shallow", "middle", "deep"), start=1):
+    cells = []
+    for position in positions:
+        row = []
+        for entry in backbones:
             layer = entry["depth_layers"][role]
             cams = cache.arrays(entry["name"]).get(f"cam__{layer}")
             status = entry["cam_status"][layer][position]
-            image = overlay(view, cams[position]) if cams is not None and status == "ok" else view
-            _cell(axes[r][c], image, None, _flag_text(status), title=f"{role}\n{layer}" if r == 0 else None)
-            if r > 0:
-                axes[r][c].set_title(layer, fontsize=5)
-    _colourbar(fig, axes)
-    return _png(fig)
+            cam = cams[position] if cams is not None and status == "ok" else None
+            row.append(_cell_image(cache.view(entry, position), cam, entry["views"][position]["box"], _flag_text(status)))
+        cells.append(row)
+    return _grid(cells, [entry["display_name"] for entry in backbones],
+                 [cache.results.index["images"][p]["file"] for p in positions])
+
+
+def depth_grid(cache: ViewCache, position: int) -> bytes:
+    """Backbones (rows) x (input, shallow, middle, deep) for one image; each cell titled by its layer."""
+    backbones = cache.results.index["backbones"]
+    cells = []
+    for entry in backbones:
+        view = cache.view(entry, position)
+        row = [_cell_image(view, None, entry["views"][position]["box"], None)]
+        for role in ("shallow", "middle", "deep"):
+            layer = entry["depth_layers"][role]
+            cams = cache.arrays(entry["name"]).get(f"cam__{layer}")
+            status = entry["cam_status"][layer][position]
+            cam = cams[position] if cams is not None and status == "ok" else None
+            row.append(_cell_image(view, cam, None, _flag_text(status), caption=layer))
+        cells.append(row)
+    return _grid(cells, ["input", "shallow", "middle", "deep"], [entry["display_name"] for entry in backbones])
 
 
 def last_three_figure(cache: ViewCache, backbone: dict, position: int) -> bytes:
@@ -136,7 +221,7 @@ def last_three_figure(cache: ViewCache, backbone: dict, position: int) -> bytes:
         counts, edges = arrays[f"histcounts__{layer}"], arrays[f"histedges__{layer}"]
         stats = backbone["weight_stats"][layer]
         ax = axes[0][c]
-        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#3b6ea8")
+        ax.stairs(counts, edges, fill=True, color="#3b6ea8")
         ax.set_title(f"{layer}\nweights: std {stats['std']:.3g}, kurt {stats['excess_kurtosis']:.2g}", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])

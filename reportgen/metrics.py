@@ -99,26 +99,56 @@ def linear_cka_from_grams(gram_x: np.ndarray, gram_y: np.ndarray) -> float:
     return hsic_xy / norm if norm > 0 else float("nan")
 
 
+def _sorted_quantiles(sorted_values: np.ndarray, probs) -> np.ndarray:
+    """np.quantile's default (linear) method on already sorted data."""
+    position = np.asarray(probs, dtype=np.float64) * (sorted_values.size - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, sorted_values.size - 1)
+    fraction = position - below
+    low, high = sorted_values[below].astype(np.float64), sorted_values[above].astype(np.float64)
+    return low + (high - low) * fraction
+
+
+def _central_moments(values: np.ndarray, mean: float, chunk: int = 1 << 22) -> tuple[float, float]:
+    """Second and fourth central moments in float64, a chunk at a time (no float64 copy of it all)."""
+    m2 = m4 = 0.0
+    for start in range(0, values.size, chunk):
+        d = values[start:start + chunk].astype(np.float64) - mean
+        d2 = d * d
+        m2 += float(d2.sum())
+        m4 += float((d2 * d2).sum())
+    return m2 / values.size, m4 / values.size
+
+
 def weight_summary(values: np.ndarray, bins: int, quantiles: int, near_zero_fraction: float) -> dict:
-    """Statistics and histogram of a flat weight vector."""
-    w = np.asarray(values, dtype=np.float64).ravel()
-    mean, std = float(w.mean()), float(w.std())
-    kurtosis = float(((w - mean) ** 4).mean() / std ** 4 - 3.0) if std > 0 else float("nan")
-    largest = float(np.abs(w).max()) if w.size else 0.0
-    low, high = np.percentile(w, [0.5, 99.5])
+    """Statistics and histogram of a flat weight vector. One float32 sort serves the quantiles, the
+    histogram and the near-zero count (a VGG fc layer has 100 M weights)."""
+    w = np.sort(np.asarray(values, dtype=np.float32).ravel())
+    n = w.size
+    mean = float(w.sum(dtype=np.float64) / n)
+    m2, m4 = _central_moments(w, mean)
+    std = math.sqrt(m2)
+    kurtosis = m4 / m2 ** 2 - 3.0 if m2 > 0 else float("nan")
+    largest = float(max(abs(float(w[0])), abs(float(w[-1])))) if n else 0.0
+    low, high = _sorted_quantiles(w, [0.005, 0.995])
     if high <= low:
         low, high = low - 1e-6, high + 1e-6
-    counts, edges = np.histogram(np.clip(w, low, high), bins=bins, range=(low, high))
+    edges = np.linspace(low, high, bins + 1)
+    # Values outside [low, high] are clipped into the end bins, as np.histogram(np.clip(w, low, high)).
+    inner = np.searchsorted(w, edges[1:-1], side="left")
+    counts = np.diff(np.concatenate([[0], inner, [n]]))
+    threshold = near_zero_fraction * largest
+    near_zero = (np.searchsorted(w, threshold, side="left") - np.searchsorted(w, -threshold, side="right")) / n
     return {
-        "count": int(w.size),
+        "count": int(n),
         "mean": mean,
         "std": std,
-        "variance": std ** 2,
+        "variance": m2,
         "excess_kurtosis": kurtosis,
-        "near_zero_share": float((np.abs(w) < near_zero_fraction * largest).mean()) if largest > 0 else 1.0,
+        "near_zero_share": float(near_zero) if largest > 0 else 1.0,
         "hist_counts": counts.astype(np.int64),
         "hist_edges": edges.astype(np.float64),
-        "quantiles": np.quantile(w, np.linspace(0, 1, quantiles)).astype(np.float32),
+        "quantiles": _sorted_quantiles(w, np.linspace(0, 1, quantiles)).astype(np.float32),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -207,20 +208,29 @@ def write_pdf(html: str, out_dir: Path, target: Path) -> None:
         raise OutputError(f"cannot write {target}: {exc}; check free space and permissions.") from None
 
 
-def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf")) -> dict:
-    """Render HTML and PDF into ``out_dir`` from saved results; returns the paths written."""
+def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), timings: dict | None = None) -> dict:
+    """Render HTML and PDF into ``out_dir`` from saved results; returns the paths written and, when
+    ``timings`` is given, fills it with seconds per stage (figures, html, pdf)."""
+    timings = {} if timings is None else timings
     results = load_results(results_dir)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
-    html = render_html(results)
+    mark = time.perf_counter()
+    context = build_context(results)
+    timings["figures_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    html = template_environment().get_template("report.html.j2").render(**context)
     written = {}
     if "html" in formats:
         atomic_write_bytes(out_dir / "report.html", html.encode("utf-8"))
         written["html"] = out_dir / "report.html"
+    timings["html_s"] = time.perf_counter() - mark
     if "pdf" in formats:
+        mark = time.perf_counter()
         write_pdf(html, out_dir, out_dir / "report.pdf")
         written["pdf"] = out_dir / "report.pdf"
+        timings["pdf_s"] = time.perf_counter() - mark
     return written

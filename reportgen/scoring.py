@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from .config import AnalysisConfig
-from .metrics import (bootstrap_ci, cam_similarity, centred_gaussian, ks_from_quantiles, linear_cka_from_grams,
+from .metrics import (bootstrap_ci, cam_similarity, centred_gaussian, ks_from_quantiles,
                       localisation, uniform_map, upsample)
 from .registry import DEPTHS
 
@@ -77,14 +77,14 @@ def aggregate(rows: list[dict], config: AnalysisConfig) -> list[dict]:
 
 
 def last_three_summary(index: dict, arrays_of: Callable[[str], dict]) -> dict:
-    """Per backbone: linear CKA between the last three layers' features, and Wasserstein-1 between their
-    standardised weight distributions (from stored quantiles)."""
+    """Per backbone: linear CKA between the last three layers' features (measured over all images by the
+    engine), and Wasserstein-1 / Kolmogorov-Smirnov between their standardised weight distributions
+    (from stored quantiles)."""
     out = {}
     for entry in index["backbones"]:
         arrays = arrays_of(entry["name"])
         layers = entry["last_three"]
-        grams = [arrays[f"gram__{layer}"] for layer in layers]
-        cka = [[linear_cka_from_grams(a, b) for b in grams] for a in grams]
+        cka = entry["feature_cka"]["matrix"]
         standardised = []
         for layer in layers:
             q = arrays[f"quantiles__{layer}"].astype(np.float64)

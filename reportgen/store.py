@@ -19,6 +19,7 @@ SCHEMA_VERSION = 1
 INDEX = "results.json"
 METRICS = "metrics.json"
 TIMINGS = "timings.json"
+BACKBONES_DIR = "backbones"  # one <name>-<key>.json + .npz per finished backbone
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -63,6 +64,51 @@ def write_arrays(path: Path, arrays: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def load_arrays(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def read_backbone(folder: Path, stem: str, key: str):
+    """A finished backbone's saved entry when its key matches and its arrays load; else None."""
+    entry_path, arrays_path = folder / f"{stem}.json", folder / f"{stem}.npz"
+    try:
+        entry = json.loads(entry_path.read_text(encoding="utf-8"))
+        if entry.get("cache_key") != key:
+            return None
+        with np.load(arrays_path, allow_pickle=False) as data:
+            data.files  # noqa: B018 -- reading the zip directory checks the file is complete
+    except (OSError, ValueError, KeyError):
+        return None
+    return entry
+
+
+def remove_stale_temp_files(folder: Path) -> int:
+    """Temp files of a run that was killed before it could rename them."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp-*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def prune_unreferenced(results_dir: Path) -> int:
+    """Per-backbone files the current results.json does not use (older configs, removed backbones)."""
+    results_dir = Path(results_dir)
+    index = json.loads((results_dir / INDEX).read_text(encoding="utf-8"))
+    keep = set()
+    for entry in index["backbones"]:
+        keep.add((results_dir / entry["arrays"]).resolve())
+        keep.add((results_dir / entry["arrays"]).with_suffix(".json").resolve())
+    removed = 0
+    for path in (results_dir / BACKBONES_DIR).glob("*"):
+        if path.is_file() and path.resolve() not in keep:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @dataclass
 class SavedResults:
     root: Path
@@ -71,9 +117,7 @@ class SavedResults:
     timings: dict
 
     def arrays(self, backbone_name: str) -> dict:
-        entry = self.backbone(backbone_name)
-        with np.load(self.root / entry["arrays"], allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        return load_arrays(self.root / self.backbone(backbone_name)["arrays"])
 
     def backbone(self, name: str) -> dict:
         return next(b for b in self.index["backbones"] if b["name"] == name)

@@ -50,11 +50,9 @@ def _run_small(out, images, seed="0"):
                    "--out", str(out), "--seed", seed, "--quiet")
 
 
-def test_run_refuses_to_overwrite_and_is_deterministic(tmp_path, small_image_dir):
+def test_run_is_deterministic_and_reuses_unchanged_backbones(tmp_path, small_image_dir):
     first, second = tmp_path / "a", tmp_path / "b"
     assert _run_small(first, small_image_dir).exit_code == 0
-    again = _run_small(first, small_image_dir)
-    assert again.exit_code == 5 and "--force" in again.output
     assert _run_small(second, small_image_dir).exit_code == 0
     for name in ("results.json", "metrics.json"):
         assert (first / "results" / name).read_bytes() == (second / "results" / name).read_bytes()
@@ -64,6 +62,43 @@ def test_run_refuses_to_overwrite_and_is_deterministic(tmp_path, small_image_dir
     assert all(len(img["sha256"]) == 64 for img in index["images"])
     weights = index["backbones"][0]["weights"]
     assert weights["source"] == "lite-package" and len(weights["file_sha256"]) == 64
+
+    before = (first / "results" / "metrics.json").read_bytes()
+    again = run_cli("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(small_image_dir),
+                    "--out", str(first), "--json")
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)
+    assert summary["backbones"] == {"efficientnet_lite0": "cached"}
+    assert set(summary["timings"]["render"]) == {"figures_s", "html_s", "pdf_s"}
+    assert (first / "results" / "metrics.json").read_bytes() == before
+
+    fresh = run_cli("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(small_image_dir),
+                    "--out", str(first), "--json", "--fresh", "--format", "html")
+    assert json.loads(fresh.stdout)["backbones"] == {"efficientnet_lite0": "computed"}
+    assert (first / "results" / "metrics.json").read_bytes() == before
+
+
+def test_changed_images_recompute_and_foreign_folders_are_refused(tmp_path, small_image_dir):
+    out = tmp_path / "out"
+    assert _run_small(out, small_image_dir).exit_code == 0
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    lines = (small_image_dir / "annotations.csv").read_text().splitlines()
+    (fewer / "annotations.csv").write_text("\n".join(lines[:2]) + "\n")
+    kept = lines[1].split(",")[0]
+    (fewer / kept).write_bytes((small_image_dir / kept).read_bytes())
+    changed = run_cli("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(fewer),
+                      "--out", str(out), "--json", "--format", "html")
+    assert json.loads(changed.stdout)["backbones"] == {"efficientnet_lite0": "computed"}
+    assert json.loads((out / "results" / "results.json").read_text())["image_set"]["count"] == 1
+    assert len(list((out / "results" / "backbones").glob("*.npz"))) == 1  # the old image set's result pruned
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    refused = _run_small(foreign, small_image_dir)
+    assert refused.exit_code == 5 and "--force" in refused.output
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
 
 def test_render_does_not_import_torch(lite_report, tmp_path):

@@ -53,3 +53,43 @@ def test_shared_module_is_refused():
     with pytest.raises(LayerCallError, match="more than once"):
         analyse_backbone(model, [torch.randn(1, 3, 64, 64)], ["layer4.2.relu"], [None])
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_streamed_statistics_match_all_at_once():
+    """Unit variance and CKA merged batch by batch equal the same numbers computed on all images at once."""
+    from reportgen.engine import RunningCoMoments, RunningMoments
+    from reportgen.metrics import linear_cka_from_grams
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((23, 40)) * 3 + 5
+    y = x[:, :30] @ rng.standard_normal((30, 12)) + 0.1 * rng.standard_normal((23, 12))
+    moments, co = RunningMoments(), RunningCoMoments(("x", "y"))
+    for start in (0, 8, 16):
+        part_x, part_y = x[start:start + 8], y[start:start + 8]
+        moments.add(len(part_x), part_x.mean(axis=0), ((part_x - part_x.mean(axis=0)) ** 2).sum(axis=0))
+        co.add({"x": part_x, "y": part_y})
+    assert moments.mean_variance() == pytest.approx(x.var(axis=0).mean())
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    expected = linear_cka_from_grams(xc @ xc.T, yc @ yc.T)
+    matrix = co.cka()
+    assert matrix[0][1] == pytest.approx(expected) and matrix[1][0] == pytest.approx(expected)
+    assert matrix[0][0] == pytest.approx(1.0) and matrix[1][1] == pytest.approx(1.0)
+
+
+def test_batches_are_consumed_lazily():
+    """analyse_backbone takes any iterable and holds one batch at a time (a generator works)."""
+    model = timm.create_model("resnet18", pretrained=False)
+    made = []
+
+    def batches():
+        for i in range(3):
+            made.append(i)
+            yield torch.randn(2, 3, 64, 64)
+
+    seen = []
+    result = analyse_backbone(model, batches(), ["layer3", "layer4", "fc"], [None] * 6,
+                              cka_layers=("layer3", "layer4", "fc"), on_batch=lambda n: seen.append(len(made)))
+    assert seen == [1, 2, 3]  # batch k is made only after batch k-1 was processed
+    assert result.layer("layer4").cam.shape == (6, 2, 2)
+    assert result.layer("fc").feature_vector.shape == (6, 256)
+    assert len(result.cka) == 3 and result.cka[0][0] == pytest.approx(1.0)

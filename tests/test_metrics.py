@@ -131,3 +131,18 @@ def test_ks_from_quantiles():
     # KS between N(0,1) and N(0.5,1) is 2*Phi(0.25) - 1 = 0.1974
     assert ks_from_quantiles(np.quantile(x, probs), np.quantile(y, probs)) == pytest.approx(0.1974, abs=0.01)
     assert ks_from_quantiles(np.linspace(0, 1, 11), np.linspace(5, 6, 11)) == 1.0
+
+
+def test_weight_summary_matches_numpy_reference():
+    """The one-sort implementation gives numpy's quantiles, histogram and moments."""
+    w = (np.random.default_rng(3).standard_t(5, size=300_001) * 0.02).astype(np.float32)
+    s = weight_summary(w, bins=60, quantiles=1001, near_zero_fraction=0.01)
+    w64 = w.astype(np.float64)
+    low, high = np.percentile(w64, [0.5, 99.5])
+    counts, edges = np.histogram(np.clip(w64, low, high), bins=60, range=(low, high))
+    assert np.array_equal(counts, s["hist_counts"]) and np.allclose(edges, s["hist_edges"])
+    assert np.allclose(np.quantile(w64, np.linspace(0, 1, 1001)).astype(np.float32), s["quantiles"])
+    assert s["mean"] == pytest.approx(w64.mean()) and s["std"] == pytest.approx(w64.std())
+    kurt = ((w64 - w64.mean()) ** 4).mean() / w64.std() ** 4 - 3
+    assert s["excess_kurtosis"] == pytest.approx(kurt)
+    assert s["near_zero_share"] == pytest.approx((np.abs(w64) < 0.01 * np.abs(w64).max()).mean())

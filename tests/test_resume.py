@@ -1,0 +1,64 @@
+"""A run killed at any moment leaves no corrupt files; the next run resumes and loses only the backbone
+in flight."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from reportgen.store import BACKBONES_DIR
+
+
+def _command(out, images):
+    return [sys.executable, "-m", "reportgen.cli", "run", "--preset", "lite", "--backbone", "efficientnet_lite0",
+            "--backbone", "efficientnet_lite1", "--images", str(images), "--out", str(out), "--quiet", "--json"]
+
+
+def _start_and_stop_mid_second_backbone(out, images, sig):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    process = subprocess.Popen(_command(out, images), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    folder = out / "results" / BACKBONES_DIR
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(folder.glob("efficientnet_lite0-*.json")):
+        if process.poll() is not None:
+            pytest.fail(f"run ended before it could be interrupted: {process.stderr.read()}")
+        time.sleep(0.05)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def _assert_nothing_corrupt(results):
+    # Only complete files carry final names (a temp name may remain; the next run sweeps it).
+    for entry in (results / BACKBONES_DIR).glob("*.json"):
+        data = json.loads(entry.read_text())
+        with np.load(entry.with_suffix(".npz"), allow_pickle=False) as arrays:
+            assert arrays.files and data["cache_key"]
+    if (results / "results.json").exists():
+        json.loads((results / "results.json").read_text())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_run_resumes(tmp_path, small_image_dir, sig):
+    out = tmp_path / "out"
+    code, stderr = _start_and_stop_mid_second_backbone(out, small_image_dir, sig)
+    if sig == signal.SIGINT:
+        assert code == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    else:
+        assert code == -signal.SIGKILL
+    results = out / "results"
+    _assert_nothing_corrupt(results)
+    assert not (out / "report.html").exists()
+    done = subprocess.run(_command(out, small_image_dir), capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["backbones"]["efficientnet_lite0"] == "cached"
+    assert summary["backbones"]["efficientnet_lite1"] in ("computed", "cached")
+    assert not [p for p in results.rglob("*") if ".tmp-" in p.name]
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
