@@ -79,6 +79,8 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
               help="pretrained, or random to run untrained models on purpose (report is bannered).")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=PATH",
               help="Use this .safetensors file for backbone NAME. Repeatable.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Also accept pickle checkpoints (.pth/.pt/.bin), loaded with torch.load(weights_only=True).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
               help="Output folder: report.html, report.pdf, results/.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
@@ -94,7 +96,7 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
               help="Skip the model-parameter randomisation test (saves about three CAM passes per backbone).")
 @FORMAT_OPTION
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, batch_size, seed, offline, force,
+def run(preset, backbones, images_dir, weights, checkpoints, trust_pickle, out_dir, device, batch_size, seed, offline, force,
         fresh, as_json, quiet, no_sanity, formats, debug):
     """Run the analysis battery and write the report.
 
@@ -116,7 +118,7 @@ def run(preset, backbones, images_dir, weights, checkpoints, out_dir, device, ba
         chosen = registry.select(preset, backbones)
     except registry.UnknownName as exc:
         raise UsageError(str(exc)) from None
-    checkpoint_paths = parse_checkpoints(checkpoints, chosen)
+    checkpoint_paths = parse_checkpoints(checkpoints, chosen, trust_pickle)
     _check_output_folder(out_dir, force)
     import torch  # after the cheap checks: a mistyped flag fails before torch loads
 
@@ -198,6 +200,29 @@ def render(results_dir, out_dir, formats, debug):
     written = render_report(results_dir, out_dir or Path(results_dir).resolve().parent, _formats(formats))
     for kind, path in written.items():
         click.echo(f"{kind}: {path}")
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for the merged results/ and the report.")
+@FORMAT_OPTION
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def merge(shards, out_dir, formats, debug):
+    """Merge results of `run_shard` jobs (one backbone x a slice of the images each) and render the report.
+
+    \b
+    Example:
+      reportgen merge shards/resnet50-0 shards/resnet50-1 shards/deit-0 --out merged
+    """
+    from .render import render_report
+    from .shard import merge_shards
+
+    _check_output_folder(out_dir, force=False)
+    results = merge_shards(shards, out_dir)
+    for kind, path in render_report(results, out_dir, _formats(formats)).items():
+        click.echo(f"{kind}: {path}")
+    click.echo(f"results: {results}")
 
 
 @main.command(epilog=EXIT_CODES)

@@ -209,6 +209,10 @@ class RunningMoments:
         self.m2 = self.m2 + m2 + delta ** 2 * (self.n * n / total)
         self.n = total
 
+    def merge(self, other: "RunningMoments") -> None:
+        if other.n:
+            self.add(other.n, other.mean, other.m2)
+
     def mean_variance(self) -> float:
         """Mean over units of the (population) variance across images."""
         return float((self.m2 / self.n).mean()) if self.n else float("nan")
@@ -239,6 +243,22 @@ class RunningCoMoments:
                 self.co[(a, b)] = co
         for k in self.layers:
             self.mean[k] = means[k] if not self.n else self.mean[k] + (means[k] - self.mean[k]) * (n / total)
+        self.n = total
+
+    def merge(self, other: "RunningCoMoments") -> None:
+        """Combine with the co-moments of a disjoint set of images (Chan et al. pairwise update)."""
+        if not other.n:
+            return
+        if not self.n:
+            self.n, self.mean, self.co = other.n, dict(other.mean), dict(other.co)
+            return
+        total = self.n + other.n
+        factor = self.n * other.n / total
+        for (a, b), co in other.co.items():
+            self.co[(a, b)] = (self.co[(a, b)] + co
+                               + np.outer(other.mean[a] - self.mean[a], other.mean[b] - self.mean[b]) * factor)
+        for k in self.layers:
+            self.mean[k] = self.mean[k] + (other.mean[k] - self.mean[k]) * (other.n / total)
         self.n = total
 
     def cka(self) -> list[list[Optional[float]]]:
@@ -276,6 +296,8 @@ class BackboneAnalysis:
     top5_prob: np.ndarray  # (N, 5)
     cka_layers: tuple  # layers of the CKA matrix
     cka: tuple  # linear CKA between cka_layers over all images (pooled features), rows of floats
+    moments: dict  # layer -> RunningMoments (to merge shards of an image set)
+    co_moments: Optional["RunningCoMoments"]
 
     def layer(self, name: str) -> LayerAnalysis:
         return next(layer for layer in self.layers if layer.name == name)
@@ -335,4 +357,6 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
         top5_prob=np.take_along_axis(probs, top5, axis=1).astype(np.float32),
         cka_layers=tuple(cka_layers),
         cka=tuple(tuple(row) for row in co_moments.cka()) if co_moments is not None else (),
+        moments=moments,
+        co_moments=co_moments,
     )

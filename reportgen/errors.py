@@ -20,3 +20,8 @@ class WeightsUnavailable(ReportgenError):
 
 class OutputError(ReportgenError):
     exit_code = 5
+
+
+class ResourceError(ReportgenError):
+    """Out of (GPU) memory even after retrying at a smaller batch."""
+    exit_code = 6

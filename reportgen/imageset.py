@@ -5,13 +5,16 @@ Torch-free: the runner resolves class names/WordNet ids through a callable it pa
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputDataError
 
@@ -21,6 +24,21 @@ REQUIRED_COLUMNS = ("file",)
 KNOWN_COLUMNS = ("file", "class", "x0", "y0", "x1", "y1", "size", "background", "source", "licence", "notes")
 SIZE_CLASSES = ("small", "medium", "large")
 BACKGROUNDS = ("clean", "cluttered")
+# Images outside these limits are skipped (and listed in the report), not analysed.
+MIN_SIDE_PX = 16
+MAX_ASPECT_RATIO = 20.0
+# Transparent pixels are composited onto this neutral grey, never revealed as their stored colour.
+NEUTRAL_BACKGROUND = (128, 128, 128)
+
+
+class ImageSkipped(ValueError):
+    """One image cannot be analysed; the message says why. The run goes on without it."""
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    file: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,7 @@ class ImageRecord:
     source: str = ""
     licence: str = ""
     notes: str = ""
+    decoding: str = ""  # how the pixels were made RGB, when that needed care (alpha, 16-bit, EXIF, animation)
 
     @property
     def box_share(self) -> Optional[float]:
@@ -50,6 +69,7 @@ class ImageRecord:
 class ImageSet:
     root: Path
     records: tuple[ImageRecord, ...]
+    skipped: tuple[SkippedImage, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -64,10 +84,76 @@ def default_image_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "images"
 
 
+def decode_rgb(path: Path) -> tuple[Image.Image, str]:
+    """RGB pixels of an image file and a note on how they were obtained ("" when plain).
+
+    Raises ImageSkipped for anything that should not be analysed: unreadable, truncated, a
+    decompression bomb, degenerate size or aspect ratio."""
+    notes = []
+    try:
+        if path.stat().st_size == 0:
+            raise ImageSkipped("empty file (0 bytes)")
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit; treat that as fatal for this file.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if getattr(img, "n_frames", 1) > 1:
+                    notes.append(f"animated ({img.n_frames} frames): first frame used")
+                    img.seek(0)
+                img.load()
+                orientation = img.getexif().get(0x0112, 1)
+                if orientation not in (None, 1):
+                    image = ImageOps.exif_transpose(img)
+                    notes.append(f"EXIF orientation {orientation} applied")
+                else:
+                    image = img.copy()
+    except ImageSkipped:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageSkipped(f"decompression bomb refused ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageSkipped("not an image Pillow can read (unknown or unsupported format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageSkipped(f"unreadable or truncated image data ({exc})") from None
+    width, height = image.size
+    if min(width, height) < MIN_SIDE_PX:
+        raise ImageSkipped(f"{width}x{height} pixels is below the {MIN_SIDE_PX}-pixel minimum side")
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise ImageSkipped(f"aspect ratio {max(width, height) / min(width, height):.0f}:1 exceeds "
+                           f"{MAX_ASPECT_RATIO:.0f}:1")
+    rgb, how = _to_rgb(image)
+    if how:
+        notes.append(how)
+    return rgb, "; ".join(notes)
+
+
+def _to_rgb(image: Image.Image) -> tuple[Image.Image, str]:
+    mode = image.mode
+    if mode == "RGB":
+        return image, ""
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and values.min() >= 0 and values.max() <= 65535):
+            scaled, how = values / 257.0, "16-bit values rescaled to 8 bits"  # 65535 -> 255, no clipping
+        else:
+            low, high = float(values.min()), float(values.max())
+            scaled = (values - low) / (high - low) * 255.0 if high > low else values * 0
+            how = f"{mode} values rescaled from [{low:g}, {high:g}] to 8 bits"
+        grey = Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+        return grey.convert("RGB"), how
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info) \
+        or (mode in ("L", "RGB") and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, NEUTRAL_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB"), "transparency composited on neutral grey"
+    if mode == "CMYK":
+        return image.convert("RGB"), "CMYK converted to RGB"
+    return image.convert("RGB"), "" if mode in ("L", "P", "1") else f"{mode} converted to RGB"
+
+
 def load_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        img.load()
-        return img.convert("RGB")
+    return decode_rgb(Path(path))[0]
 
 
 def _file_sha256(path: Path) -> str:
@@ -84,51 +170,71 @@ def _parse_float(value: str, where: str, field: str) -> float:
     return number
 
 
-def _open_size(path: Path, where: str) -> tuple[int, int]:
-    try:
-        with Image.open(path) as img:
-            img.verify()
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputDataError(f"{where}: {path.name} is not a readable image ({exc}); replace or remove it.") from None
-
-
 def load_image_set(root: Path, resolve_class: Callable[[str], int]) -> ImageSet:
     """Read and validate the whole set before any model loads.
 
-    ``resolve_class`` maps a manifest class (index, WordNet id or exact name) to an ImageNet index
-    and raises ValueError with a readable message when it cannot.
+    Manifest mistakes stop the run with one message naming file, line and field. An image that cannot be
+    analysed (unreadable, truncated, a decompression bomb, degenerate size) is skipped with its reason;
+    the run stops only when every image is skipped. ``resolve_class`` maps a manifest class (index,
+    WordNet id or exact name) to an ImageNet index and raises ValueError with a readable message.
     """
     root = Path(root)
     if not root.is_dir():
         raise InputDataError(f"image folder {root} does not exist; pass an existing folder with --images.")
     manifest = root / MANIFEST
     if manifest.is_file():
-        records = _records_from_manifest(root, manifest, resolve_class)
+        rows = _records_from_manifest(root, manifest, resolve_class)
     else:
-        records = []
-        for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
-            width, height = _open_size(path, str(path))
-            records.append(ImageRecord(path.name, path, width, height, _file_sha256(path), None, None, None, None))
+        rows = [(path.name, path, None, None, None, None, "", "", "", str(path))
+                for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())]
+        if not rows:
+            raise InputDataError(f"no images found in {root} (looked for {', '.join(IMAGE_SUFFIXES)}); "
+                                 "add images or fix --images.")
+    records, skipped = [], []
+    for name, path, class_index, box, size_class, background, source, licence, notes, where in rows:
+        try:
+            image, decoding = decode_rgb(path)
+        except ImageSkipped as exc:
+            skipped.append(SkippedImage(name, str(exc)))
+            continue
+        width, height = image.size
+        if box is not None and not (box[2] <= width and box[3] <= height):
+            raise InputDataError(f"{where}: box ({box[0]:g},{box[1]:g},{box[2]:g},{box[3]:g}) is outside the "
+                                 f"{width}x{height} image {name!r}; use pixel coordinates x1<=width, y1<=height.")
+        records.append(ImageRecord(name, path, width, height, _file_sha256(path), class_index, box, size_class,
+                                   background, source, licence, notes, decoding))
     if not records:
-        raise InputDataError(f"no images found in {root} (looked for {', '.join(IMAGE_SUFFIXES)}); add images or fix --images.")
-    return ImageSet(root, tuple(records))
+        reasons = "; ".join(f"{s.file}: {s.reason}" for s in skipped[:3])
+        raise InputDataError(f"every image in {root} was skipped ({reasons}{'; ...' if len(skipped) > 3 else ''}); "
+                             "add readable images.")
+    return ImageSet(root, tuple(records), tuple(skipped))
 
 
-def _records_from_manifest(root: Path, manifest: Path, resolve_class) -> list[ImageRecord]:
-    with manifest.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        unknown = [c for c in columns if c not in KNOWN_COLUMNS]
-        if unknown or "file" not in columns:
-            raise InputDataError(f"{manifest}: columns must include 'file' and only {', '.join(KNOWN_COLUMNS)}; "
-                                 f"found {', '.join(columns) or 'none'}.")
-        rows = list(reader)
+def _records_from_manifest(root: Path, manifest: Path, resolve_class) -> list[tuple]:
+    """Validated manifest rows: (file, path, class, box, size, background, source, licence, notes, where)."""
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputDataError(f"{manifest}: not a UTF-8 CSV file ({exc}); save it as UTF-8 CSV.") from None
+    unknown = [c for c in columns if c not in KNOWN_COLUMNS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], KNOWN_COLUMNS, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputDataError(f"{manifest}:1: unknown column {unknown[0]!r}{hint}; known columns: "
+                             f"{', '.join(KNOWN_COLUMNS)}.")
+    if "file" not in columns:
+        raise InputDataError(f"{manifest}:1: no 'file' column; the header must name it (known columns: "
+                             f"{', '.join(KNOWN_COLUMNS)}).")
     records, seen = [], set()
     root_resolved = root.resolve()
     for line, row in enumerate(rows, start=2):
         where = f"{manifest}:{line}"
+        if None in row:
+            raise InputDataError(f"{where}: more fields than the header's {len(columns)} columns; quote values "
+                                 "that contain commas.")
         name = (row.get("file") or "").strip()
         if not name:
             raise InputDataError(f"{where}: empty 'file' field; name an image in {root}.")
@@ -140,7 +246,6 @@ def _records_from_manifest(root: Path, manifest: Path, resolve_class) -> list[Im
         seen.add(name)
         if not path.is_file():
             raise InputDataError(f"{where}: file {name!r} not found in {root}; fix the name or add the image.")
-        width, height = _open_size(path, where)
 
         class_index = None
         raw_class = (row.get("class") or "").strip()
@@ -156,9 +261,9 @@ def _records_from_manifest(root: Path, manifest: Path, resolve_class) -> list[Im
             if not all(raw_box):
                 raise InputDataError(f"{where}: box needs all of x0,y0,x1,y1 or none of them.")
             x0, y0, x1, y1 = (_parse_float(v, where, k) for v, k in zip(raw_box, ("x0", "y0", "x1", "y1")))
-            if not (x0 < x1 <= width and y0 < y1 <= height):
-                raise InputDataError(f"{where}: box ({x0:g},{y0:g},{x1:g},{y1:g}) is inverted or outside the "
-                                     f"{width}x{height} image; use pixel coordinates with x0<x1<=width, y0<y1<=height.")
+            if not (x0 < x1 and y0 < y1):
+                raise InputDataError(f"{where}: box ({x0:g},{y0:g},{x1:g},{y1:g}) is inverted or outside the image; "
+                                     "use pixel coordinates with x0<x1<=width, y0<y1<=height.")
             box = (x0, y0, x1, y1)
 
         size_class = (row.get("size") or "").strip() or None
@@ -167,10 +272,8 @@ def _records_from_manifest(root: Path, manifest: Path, resolve_class) -> list[Im
         background = (row.get("background") or "").strip() or None
         if background is not None and background not in BACKGROUNDS:
             raise InputDataError(f"{where}: field 'background' must be one of {', '.join(BACKGROUNDS)}, got {background!r}.")
-        records.append(ImageRecord(
-            name, path, width, height, _file_sha256(path), class_index, box, size_class, background,
-            (row.get("source") or "").strip(), (row.get("licence") or "").strip(), (row.get("notes") or "").strip(),
-        ))
+        records.append((name, path, class_index, box, size_class, background, (row.get("source") or "").strip(),
+                        (row.get("licence") or "").strip(), (row.get("notes") or "").strip(), where))
     return records
 
 

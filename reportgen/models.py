@@ -75,7 +75,44 @@ def _create_with_file(arch: str, path: str, what: str) -> torch.nn.Module:
                              "re-download or re-export it.") from None
 
 
+MIN_TORCH = (2, 10)  # torch.load(weights_only=True) fixes: CVE-2025-32434, CVE-2026-24747
+
+
+def require_safe_torch(version: str | None = None) -> None:
+    parts = (version or torch.__version__).split("+")[0].split(".")
+    found = tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts[:2])
+    if found < MIN_TORCH:
+        raise WeightsUnavailable(f"torch {version or torch.__version__} is older than 2.10, whose torch.load "
+                                 "fixes CVE-2025-32434 and CVE-2026-24747; upgrade torch before loading weights.")
+
+
+def _load_pickle_checkpoint(arch: str, path: str) -> torch.nn.Module:
+    """A --trust-pickle checkpoint: torch.load(weights_only=True) admits tensors and plain containers only,
+    so a pickle that carries code is refused instead of run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for forbidden globals, RuntimeError/EOFError for damage
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputDataError(f"checkpoint {path} was refused by torch.load(weights_only=True): {first}; "
+                             "export the weights as .safetensors instead.") from None
+    for wrapper in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise InputDataError(f"checkpoint {path} holds no state dict of tensors; export model.state_dict().")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    model = timm.create_model(arch, pretrained=False)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise InputDataError(f"checkpoint {path} does not fit {arch}: first offending key "
+                             f"{_first_offending_key(str(exc))!r}; pass weights saved from this architecture.") from None
+    return model
+
+
 def load_model(plan: WeightsPlan, seed: int) -> LoadedModel:
+    require_safe_torch()
     backbone = plan.backbone
     file_sha = ""
     location = plan.location
@@ -85,6 +122,9 @@ def load_model(plan: WeightsPlan, seed: int) -> LoadedModel:
     elif plan.source == "lite-package":
         model = timm.create_model(backbone.architecture, pretrained=False)
         load_lite_checkpoint(model, plan.location)
+        file_sha = sha256_file(plan.location)
+    elif plan.source == "checkpoint" and not str(plan.location).endswith(".safetensors"):
+        model = _load_pickle_checkpoint(backbone.architecture, plan.location)
         file_sha = sha256_file(plan.location)
     elif plan.source in ("checkpoint", "hf-cache", "url-cache"):
         model = _create_with_file(backbone.architecture, plan.location,

@@ -17,6 +17,7 @@ import torch
 from . import __version__
 from .config import AnalysisConfig
 from .engine import analyse_backbone
+from .errors import ResourceError
 from .imageset import ImageRecord, ImageSet, crop_window, load_rgb
 from .metrics import weight_summary
 from .models import load_model
@@ -155,13 +156,15 @@ def image_entries(image_set: ImageSet, class_names: ClassNames) -> list[dict]:
         "class_name": class_names.name(record.class_index) if record.class_index is not None else None,
         "box": list(record.box) if record.box else None, "box_share": record.box_share,
         "size": record.size_class, "background": record.background, "source": record.source,
-        "licence": record.licence, "notes": record.notes, "display_copy": f"images/{position:03d}.png",
+        "licence": record.licence, "notes": record.notes, "decoding": record.decoding,
+        "display_copy": f"images/{position:03d}.png",
     } for position, record in enumerate(image_set.records)]
 
 
 def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames, config: AnalysisConfig,
                 device: str, weights_mode: str, progress: Callable[[str], None],
-                on_batch: Callable[[str, int, int], None] = lambda stage, done, total: None):
+                on_batch: Callable[[str, int, int], None] = lambda stage, done, total: None,
+                keep_merge_state: bool = False):
     """Everything the battery measures for one backbone: (entry for results.json, arrays, stage timings)."""
     backbone = plan.backbone
     timings = {}
@@ -185,8 +188,13 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
         return step
 
     mark = time.perf_counter()
-    analysis = analyse_backbone(model, batches, layers, targets, config.cam_method, device,
+
+    def analyse(current):
+        done[0] = 0
+        return analyse_backbone(model, current, layers, targets, config.cam_method, device,
                                 cka_layers=backbone.last_three, on_batch=count("cam"))
+
+    analysis, batches = with_oom_retry(analyse, batches, backbone.name, progress)
     timings["cam_and_features_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -227,6 +235,8 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
         if layer.feature_vector is not None:
             arrays[f"featvec__{layer.name}"] = layer.feature_vector.astype(np.float32)
         feature_stats[layer.name] = {"variance": layer.feature_variance, "dim": layer.feature_dim}
+    if keep_merge_state:
+        arrays.update(merge_state_arrays(analysis))
     stats_json = {}
     for layer, summary in wstats.items():
         for key in ("hist_counts", "hist_edges", "quantiles"):
@@ -265,11 +275,48 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
     return entry, arrays, timings
 
 
+def with_oom_retry(work: Callable, batches: Batches, name: str, progress: Callable[[str], None]):
+    """Run ``work(batches)``; on a CUDA out-of-memory error retry once at half the batch size, then stop
+    with advice. Returns (result, the batches that worked)."""
+    try:
+        return work(batches), batches
+    except torch.OutOfMemoryError:
+        if batches.batch_size <= 1:
+            raise ResourceError(f"{name}: out of GPU memory at batch size 1; use --device cpu or a larger GPU.") from None
+    smaller = Batches(batches.records, batches.transform, max(1, batches.batch_size // 2))
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    progress(f"{name}: out of GPU memory at batch size {batches.batch_size}; retrying at {smaller.batch_size}")
+    try:
+        return work(smaller), smaller
+    except torch.OutOfMemoryError:
+        raise ResourceError(f"{name}: out of GPU memory at batch size {batches.batch_size} and again at "
+                            f"{smaller.batch_size}; pass --batch-size {max(1, smaller.batch_size // 2)} or "
+                            "use --device cpu.") from None
+
+
+def merge_state_arrays(analysis) -> dict:
+    """Running statistics a shard keeps so shards of one image set can be merged exactly."""
+    arrays = {}
+    for name, moments in analysis.moments.items():
+        arrays[f"mstate_mean__{name}"] = moments.mean
+        arrays[f"mstate_m2__{name}"] = moments.m2
+        arrays[f"mstate_n__{name}"] = np.asarray(moments.n)
+    co = analysis.co_moments
+    if co is not None:
+        arrays["costate_n"] = np.asarray(co.n)
+        for name, mean in co.mean.items():
+            arrays[f"costate_mean__{name}"] = mean
+        for (a, b), matrix in co.co.items():
+            arrays[f"costate_co__{a}__{b}"] = matrix
+    return arrays
+
+
 def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names: ClassNames,
                 config: AnalysisConfig, results_dir: Path, device: str = "cpu", weights_mode: str = "pretrained",
                 progress: Callable[[str], None] = lambda message: None, fresh: bool = False,
-                on_batch: Callable[[str, str, int, int], None] = lambda name, stage, done, total: None
-                ) -> BatteryOutcome:
+                on_batch: Callable[[str, str, int, int], None] = lambda name, stage, done, total: None,
+                keep_merge_state: bool = False) -> BatteryOutcome:
     """Run every backbone (or reuse its saved result), then write results.json / metrics.json.
 
     Each backbone's result is saved under ``backbones/`` as soon as it finishes, named by a key of
@@ -288,7 +335,7 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
     entries, array_files = [], {}
     for plan in plans:
         name = plan.backbone.name
-        key = analysis_key(plan, image_set, config, versions)
+        key = analysis_key(plan, image_set, config, versions) + ("-shard" if keep_merge_state else "")
         stem = f"{name}-{key[:16]}"
         saved = None if fresh else read_backbone(results_dir / BACKBONES_DIR, stem, key)
         if saved is not None:
@@ -300,7 +347,8 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
             progress(f"{name}: loading weights ({plan.source})")
             started = time.perf_counter()
             entry, arrays, timings = analyse_one(plan, image_set, class_names, config, device, weights_mode, progress,
-                                                 lambda stage, done, total, name=name: on_batch(name, stage, done, total))
+                                                 lambda stage, done, total, name=name: on_batch(name, stage, done, total),
+                                                 keep_merge_state)
             entry["cache_key"] = key
             entry["arrays"] = f"{BACKBONES_DIR}/{stem}.npz"
             # Arrays first, then the entry: the entry file is what marks the backbone as finished.
@@ -321,6 +369,7 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
         "device": device,
         "image_set": {"root_name": image_set.root.name, "sha256": image_set.sha256, "count": len(image_set.records)},
         "images": image_entries(image_set, class_names),
+        "skipped_images": [{"file": s.file, "reason": s.reason} for s in image_set.skipped],
         "backbones": entries,
         "timings_file": TIMINGS,
     }

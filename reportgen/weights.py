@@ -70,8 +70,13 @@ def lite_package_file(index: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def parse_checkpoints(values: tuple[str, ...], backbones: tuple[Backbone, ...]) -> dict[str, Path]:
-    """``NAME=PATH`` pairs -> {registry name: path}; NAME may be a registry name or timm id."""
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".tar")
+
+
+def parse_checkpoints(values: tuple[str, ...], backbones: tuple[Backbone, ...],
+                      trust_pickle: bool = False) -> dict[str, Path]:
+    """``NAME=PATH`` pairs -> {registry name: path}; NAME may be a registry name or timm id.
+    Only .safetensors unless ``trust_pickle`` (then loaded with torch.load(weights_only=True))."""
     out: dict[str, Path] = {}
     for value in values:
         name, sep, raw_path = value.partition("=")
@@ -82,9 +87,11 @@ def parse_checkpoints(values: tuple[str, ...], backbones: tuple[Backbone, ...]) 
             raise UsageError(f"--checkpoint {name!r} names no backbone of this run "
                              f"({', '.join(b.name for b in backbones)}).")
         path = Path(raw_path).expanduser()
-        if path.suffix != ".safetensors":
+        if path.suffix != ".safetensors" and not (trust_pickle and path.suffix in PICKLE_SUFFIXES):
+            hint = (" or pass --trust-pickle to load this pickle file with torch.load(weights_only=True)"
+                    if path.suffix in PICKLE_SUFFIXES else "")
             raise UsageError(f"--checkpoint {path}: only .safetensors files are accepted; convert it with "
-                             "safetensors.torch.save_file(model.state_dict(), 'x.safetensors').")
+                             f"safetensors.torch.save_file(model.state_dict(), 'x.safetensors'){hint}.")
         if not path.is_file():
             raise UsageError(f"--checkpoint {path}: file not found.")
         out[match[0].name] = path

@@ -1,0 +1,48 @@
+"""Shards merge into exactly what one process computes."""
+import json
+
+import numpy as np
+import pytest
+
+from reportgen.config import AnalysisConfig
+from reportgen.shard import merge_shards, run_shard
+from reportgen.store import load_results
+
+from conftest import run_cli
+
+
+def test_two_image_shards_merge_to_the_single_run(tmp_path, small_image_dir):
+    paths = sorted(p for p in small_image_dir.iterdir() if p.suffix == ".png")
+    config = AnalysisConfig(batch_size=2)
+    whole = load_results(run_shard("efficientnet_lite0", paths, tmp_path / "whole", config))
+    first = run_shard("efficientnet_lite0", paths[:2], tmp_path / "s0", config)
+    second = run_shard("efficientnet_lite0", paths[2:], tmp_path / "s1", config)
+    merged = load_results(merge_shards([second.parent, first], tmp_path / "merged"))  # any order
+
+    # Images come in first-appearance order; compare by file name.
+    order = [img["file"] for img in merged.index["images"]]
+    assert sorted(order) == sorted(img["file"] for img in whole.index["images"])
+    back = [order.index(img["file"]) for img in whole.index["images"]]
+    a, b = whole.arrays("efficientnet_lite0"), merged.arrays("efficientnet_lite0")
+    for key in a:
+        if key.startswith(("cam__", "featmap__", "featvec__", "sanitycam__")):
+            np.testing.assert_allclose(b[key][back], a[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    ea, eb = whole.index["backbones"][0], merged.index["backbones"][0]
+    for layer, stats in ea["feature_stats"].items():
+        assert eb["feature_stats"][layer]["variance"] == pytest.approx(stats["variance"], rel=1e-4)
+    np.testing.assert_allclose(np.array(eb["feature_cka"]["matrix"]), np.array(ea["feature_cka"]["matrix"]), rtol=1e-4)
+    assert [eb["predictions"][i]["top5"][0]["index"] for i in back] == [p["top5"][0]["index"] for p in ea["predictions"]]
+    in_order = load_results(merge_shards([first, second], tmp_path / "in-order"))
+    assert in_order.index["image_set"]["sha256"] == whole.index["image_set"]["sha256"]
+    rows_a = {(r["image"], r["layer"]): r["mass_ratio"] for r in whole.metrics["per_image"]}
+    rows_b = {(r["image"], r["layer"]): r["mass_ratio"] for r in merged.metrics["per_image"]}
+    assert rows_a.keys() == rows_b.keys()
+    for key, value in rows_a.items():
+        assert (value is None and rows_b[key] is None) or rows_b[key] == pytest.approx(value, rel=1e-3, abs=1e-4)
+
+    result = run_cli("merge", str(first.parent), str(second.parent), "--out", str(tmp_path / "cli"), "--format", "html")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cli" / "report.html").stat().st_size > 50_000
+
+    overlap = run_cli("merge", str(first.parent), str(tmp_path / "whole"), "--out", str(tmp_path / "bad"))
+    assert overlap.exit_code == 3 and "appears in two shards" in overlap.output
