@@ -92,14 +92,40 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+STREAM_SCRIPT = """
+import resource, sys, timm, torch
+from reportgen.engine import analyse_backbone
+torch.manual_seed(0)
+model = timm.create_model("resnet50", pretrained=False).eval()
+batches = (torch.randn(8, 3, 224, 224) for _ in range(int(sys.argv[1])))
+analyse_backbone(model, batches, ["layer2", "layer3", "layer4", "layer4.2.conv2", "layer4.2.conv3", "fc"],
+                 [None] * 8 * int(sys.argv[1]), cka_layers=("layer4.2.conv2", "layer4.2.conv3", "fc"))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def memory_growth(small: int = 2, large: int = 8) -> tuple[float, float]:
+    """Peak RSS (MiB) of the engine on ResNet50 streaming `small` and `large` batches of 8 images."""
+    peaks = []
+    for count in (small, large):
+        done = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, str(count)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"memory check failed: {done.stderr.strip()[-400:]}")
+        peaks.append(float(done.stdout.strip().splitlines()[-1]))
+    return peaks[0], peaks[1]
+
+
 def end_to_end(preset: str, weights: str, device: str) -> dict:
     """Wall time of the CLI run (fresh, HTML + PDF) and of `reportgen render` on its results."""
     out = Path(tempfile.mkdtemp(prefix="reportgen-bench-")) / "out"
     exe = [sys.executable, "-m", "reportgen.cli"]
+    timer = ["/usr/bin/time", "-f", "%M", "-o", str(out.parent / "rss.txt")] if Path("/usr/bin/time").exists() else []
     start = time.perf_counter()
-    run = subprocess.run(exe + ["run", "--preset", preset, "--weights", weights, "--out", str(out), "--quiet",
-                                "--device", device, "--fresh", "--json"], capture_output=True, text=True)
+    run = subprocess.run(timer + exe + ["run", "--preset", preset, "--weights", weights, "--out", str(out),
+                                        "--quiet", "--device", device, "--fresh", "--json"],
+                         capture_output=True, text=True)
     run_s = time.perf_counter() - start
+    run_rss = int((out.parent / "rss.txt").read_text().split()[-1]) / 1024 if timer else None
     if run.returncode != 0:
         raise SystemExit(f"reportgen run failed ({run.returncode}): {run.stderr.strip()[-400:]}")
     start = time.perf_counter()
@@ -111,7 +137,7 @@ def end_to_end(preset: str, weights: str, device: str) -> dict:
     rss = subprocess.run(["/usr/bin/time", "-f", "%M"] + exe + ["render", str(out / "results"), "--out",
                                                                  str(out.parent / "again2")],
                          capture_output=True, text=True) if Path("/usr/bin/time").exists() else None
-    return {"run_s": run_s, "render_s": render_s, "summary": json.loads(run.stdout),
+    return {"run_s": run_s, "render_s": render_s, "summary": json.loads(run.stdout), "run_peak_rss_mib": run_rss,
             "render_peak_rss_mib": int(rss.stderr.strip().splitlines()[-1]) / 1024 if rss and rss.returncode == 0 else None}
 
 
@@ -167,12 +193,16 @@ def main() -> None:
     total = {k: sum(med[k] for _, med, _, _ in rows) for k in ("forward", "naive", "engine")}
     print(f"{'sum':14} {total['forward'] / n:22.3f} {total['naive'] / n:22.3f} {total['engine'] / n:22.3f}")
     print(f"peak RSS of this benchmark process: {peak_rss_mib():.0f} MiB")
+    small, large = memory_growth()
+    print(f"streaming: ResNet50 engine peak RSS {small:.0f} MiB for 16 images, {large:.0f} MiB for 64 images "
+          f"(ratio {large / small:.2f}; 1.00 = memory does not grow with the image count)")
 
     if not args.skip_end_to_end:
         found = end_to_end(args.preset, args.weights, args.device)
         print(f"end to end: reportgen run --preset {args.preset} --weights {args.weights} (fresh, HTML + PDF): "
               f"{found['run_s']:.1f} s (target <= 60); reportgen render: {found['render_s']:.1f} s (target <= 10); "
-              f"render peak RSS {found['render_peak_rss_mib'] or float('nan'):.0f} MiB")
+              f"peak RSS: run {found['run_peak_rss_mib'] or float('nan'):.0f} MiB, "
+              f"render {found['render_peak_rss_mib'] or float('nan'):.0f} MiB")
         stages = found["summary"]["timings"]
         print("  stages: " + "; ".join(f"{name} " + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in t.items() if k.endswith("_s"))
                                        for name, t in stages["backbones"].items())

@@ -204,8 +204,9 @@ def write_pdf(html: str, out_dir: Path, target: Path) -> None:
         HTML(string=html, base_url=str(out_dir.resolve()) + "/", url_fetcher=output_fetcher(out_dir)).write_pdf(tmp)
         os.replace(tmp, target)
     except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}; check free space and permissions.") from None
+    finally:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {target}: {exc}; check free space and permissions.") from None
 
 
 def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), timings: dict | None = None) -> dict:

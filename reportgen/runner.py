@@ -270,6 +270,7 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
         "feature_cka": {"layers": list(analysis.cka_layers), "matrix": [list(row) for row in analysis.cka],
                         "features": "channel means (spatial and token layers) or the vector itself"},
         "views": views, "predictions": predictions, "sanity": sanity_entry,
+        "batch_size": batches.batch_size,  # smaller than asked after an out-of-memory retry
     }
     del model, loaded
     return entry, arrays, timings

@@ -32,8 +32,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions.") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # after a rename this is a no-op; after a failure or Ctrl-C it removes the debris
 
 
 def _plain(value):
