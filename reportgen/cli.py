@@ -54,7 +54,7 @@ def main():
     """
 
 
-REPORT_FORMATS = ("html", "pdf")
+REPORT_FORMATS = ("html", "pdf", "md", "json")
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -66,13 +66,17 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_default=True, metavar="LIST",
-                             help="Report formats, comma-separated: html, pdf.")
+                             help="Report formats, comma-separated: html, pdf, md (report.md + figures/), "
+                                  "json (metrics.json with every number and verdict).")
 
 
 @main.command(epilog=EXIT_CODES)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Battery file (TOML; `reportgen init` writes an example). Flags override it.")
 @click.option("--preset", default="paper", show_default=True, help="Backbone preset: paper or lite.")
 @click.option("--backbone", "backbones", multiple=True, metavar="NAME",
-              help="Restrict the run to this backbone of the preset (registry name or timm id). Repeatable.")
+              help="Run this backbone: a registry name, or any timm model id (layers then chosen automatically). "
+                   "Repeatable; replaces the preset.")
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
               help="Image folder (images + optional annotations.csv). Default: the curated set in images/.")
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
@@ -84,7 +88,8 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
               help="Output folder: report.html, report.pdf, results/.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="Images per forward pass; lower it to use less memory.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--offline", is_flag=True, help="Never contact the hub (as HF_HUB_OFFLINE=1).")
 @click.option("--force", is_flag=True, help="Write into a non-empty --out that holds no reportgen results.")
@@ -96,7 +101,7 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
               help="Skip the model-parameter randomisation test (saves about three CAM passes per backbone).")
 @FORMAT_OPTION
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run(preset, backbones, images_dir, weights, checkpoints, trust_pickle, out_dir, device, batch_size, seed, offline, force,
+def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_pickle, out_dir, device, batch_size, seed, offline, force,
         fresh, as_json, quiet, no_sanity, formats, debug):
     """Run the analysis battery and write the report.
 
@@ -104,23 +109,50 @@ def run(preset, backbones, images_dir, weights, checkpoints, trust_pickle, out_d
     Examples:
       reportgen run --preset lite                       # offline, real ImageNet weights
       reportgen run --backbone resnet50 --backbone deit_small
-      reportgen run --weights random --out /tmp/untrained
+      reportgen run --backbone convnext_atto --backbone resnet18 --weights random
+      reportgen run --config battery.toml --out /tmp/report
     """
-    from . import registry
-    from .config import AnalysisConfig
+    from .battery import EMPTY, load_battery
     from .imageset import default_image_dir, load_image_set
     from .weights import parse_checkpoints, plan_weights, require_available
 
+    ctx = click.get_current_context()
+    battery = load_battery(config_path) if config_path else EMPTY
+
+    def pick(name, value, key=None):
+        """The command line wins; then the battery file; then the flag's default."""
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            return value
+        return battery.settings.get(key or name, value)
+
+    preset = pick("preset", preset)
+    weights = pick("weights", weights)
+    device = pick("device", device)
+    out_dir = Path(pick("out_dir", out_dir, "out"))
+    offline = pick("offline", offline)
+    trust_pickle = pick("trust_pickle", trust_pickle)
+    formats_text = formats if ctx.get_parameter_source("formats") == click.core.ParameterSource.COMMANDLINE \
+        else ",".join(battery.settings.get("formats", formats.split(",")))
+    images_dir = images_dir or battery.images_dir
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
     # Re-running the same command into the same --out reuses every unchanged backbone and re-renders.
-    formats = _formats(formats)
-    try:
-        chosen = registry.select(preset, backbones)
-    except registry.UnknownName as exc:
-        raise UsageError(str(exc)) from None
-    checkpoint_paths = parse_checkpoints(checkpoints, chosen, trust_pickle)
+    formats = _formats(formats_text)
+    if weights not in ("pretrained", "random"):
+        raise UsageError(f"weights = {weights!r}: choose pretrained or random.")
+    if device not in ("cpu", "cuda", "auto"):
+        raise UsageError(f"device = {device!r}: choose cpu, cuda or auto.")
     _check_output_folder(out_dir, force)
+    config = battery.analysis_config(
+        batch_size=batch_size if ctx.get_parameter_source("batch_size") == click.core.ParameterSource.COMMANDLINE else None,
+        seed=seed if ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE else None,
+        sanity_check=False if no_sanity else None)
     import torch  # after the cheap checks: a mistyped flag fails before torch loads
+
+    from .autolayers import resolve_backbones
+
+    chosen = resolve_backbones(preset, backbones, battery.backbones if not backbones else ())
+    from_file = tuple(f"{spec.name or spec.id}={spec.checkpoint}" for spec in battery.backbones if spec.checkpoint)
+    checkpoint_paths = parse_checkpoints(from_file + tuple(checkpoints), chosen, trust_pickle)
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -129,12 +161,12 @@ def run(preset, backbones, images_dir, weights, checkpoints, trust_pickle, out_d
     from .runner import ClassNames, run_battery
 
     class_names = ClassNames()
-    image_set = load_image_set(images_dir or default_image_dir(), class_names.resolve)
+    image_set = load_image_set(images_dir or default_image_dir(), class_names.resolve, config)
     plans = plan_weights(chosen, weights, checkpoint_paths, offline=offline)
     require_available(plans)
     say(f"{len(chosen)} backbone(s), {len(image_set.records)} images, weights: "
         + ", ".join(f"{p.backbone.name}={p.source}" for p in plans))
-    config = AnalysisConfig(batch_size=batch_size, seed=seed, sanity_check=not no_sanity)
+
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -145,7 +177,7 @@ def run(preset, backbones, images_dir, weights, checkpoints, trust_pickle, out_d
     with BatchProgress(enabled=not quiet and not as_json) as bars:
         outcome = run_battery(plans, image_set, class_names, config, out_dir / "results", device=device,
                               weights_mode=weights, progress=bars.message if not quiet else (lambda m: None),
-                              fresh=fresh, on_batch=bars.update)
+                              fresh=fresh, on_batch=bars.update, battery_file=battery.raw)
     prune_unreferenced(out_dir / "results")
     from .render import render_report
 
@@ -223,6 +255,54 @@ def merge(shards, out_dir, formats, debug):
     for kind, path in render_report(results, out_dir, _formats(formats)).items():
         click.echo(f"{kind}: {path}")
     click.echo(f"results: {results}")
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("comparison"), show_default=True,
+              help="Folder for compare.html and compare.pdf.")
+@click.option("--format", "formats", default="html,pdf", show_default=True, metavar="LIST", help="html, pdf.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def compare(run_a, run_b, out_dir, formats, debug):
+    """Render two saved runs side by side with the differences in their numbers.
+
+    \b
+    Example:
+      reportgen compare runs/candidate-a/results runs/candidate-b/results --out comparison
+    """
+    from .render import render_comparison
+
+    chosen = _formats(formats)
+    if not set(chosen) <= {"html", "pdf"}:
+        raise UsageError("compare --format: choose html and/or pdf.")
+    for kind, path in render_comparison(_results_folder(run_a), _results_folder(run_b), out_dir, chosen).items():
+        click.echo(f"{kind}: {path}")
+
+
+def _results_folder(path: Path) -> Path:
+    """Accept a run's output folder or its results/ folder."""
+    return path / "results" if (path / "results" / "results.json").is_file() else path
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("path", type=click.Path(path_type=Path), default=Path("battery.toml"))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def init(path, force, debug):
+    """Write a commented example battery file.
+
+    \b
+    Example:
+      reportgen init battery.toml && reportgen run --config battery.toml
+    """
+    from .battery import EXAMPLE
+    from .store import atomic_write_bytes
+
+    if path.exists() and not force:
+        raise OutputError(f"{path} exists; pass --force to overwrite it or choose another path.")
+    atomic_write_bytes(path, EXAMPLE.encode("utf-8"))
+    click.echo(f"wrote {path}")
 
 
 @main.command(epilog=EXIT_CODES)

@@ -40,6 +40,13 @@ class AnalysisConfig:
     spread_level: float = 0.5
     # Images shown in the depth figure (section 3.2), by file name; empty = first of each size class.
     depth_figure_images: tuple = ()
+    # Size class from the box's share of the image, when the manifest gives none: below -> small,
+    # from -> large, between -> medium (the curated set's objects fill ~5 %, ~20 % and ~60 %).
+    size_small_below: float = 0.10
+    size_large_from: float = 0.35
+    # Background class, when not given: "cluttered" when the share of edge pixels outside the box is at
+    # least this (see imageset.edge_density).
+    clutter_edge_density: float = 0.04
     # Model-parameter randomisation test (trained weights only).
     sanity_check: bool = True
     # Both CAMs are resized to this square size before Spearman / SSIM are computed.

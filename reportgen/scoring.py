@@ -84,7 +84,7 @@ def last_three_summary(index: dict, arrays_of: Callable[[str], dict]) -> dict:
     for entry in index["backbones"]:
         arrays = arrays_of(entry["name"])
         layers = entry["last_three"]
-        cka = entry["feature_cka"]["matrix"]
+        cka = entry["feature_cka"]["matrix"] or [[None] * len(layers) for _ in layers]
         standardised = []
         for layer in layers:
             q = arrays[f"quantiles__{layer}"].astype(np.float64)

@@ -47,7 +47,7 @@ def run_shard(backbone, image_paths: Sequence[Path | str], out_dir: Path | str,
         by_folder.setdefault(path.parent, []).append(path)
     records = []
     for folder, paths in by_folder.items():
-        found = {r.path.resolve(): r for r in load_image_set(folder, class_names.resolve).records}
+        found = {r.path.resolve(): r for r in load_image_set(folder, class_names.resolve, config).records}
         missing = [p.name for p in paths if p not in found]
         if missing:
             raise InputDataError(f"{folder}: {', '.join(missing[:3])} not in its image set "

@@ -37,6 +37,6 @@ def run_cli(*args):
 def lite_report(tmp_path_factory) -> Path:
     """The README's offline command, once per session: the full lite preset on the curated set."""
     out = tmp_path_factory.mktemp("lite") / "out"
-    result = run_cli("run", "--preset", "lite", "--out", str(out), "--quiet")
+    result = run_cli("run", "--preset", "lite", "--out", str(out), "--quiet", "--format", "html,pdf,md,json")
     assert result.exit_code == 0, result.output
     return out

@@ -1,0 +1,179 @@
+"""Battery files (``reportgen run --config battery.toml``): which backbones, which images, which analyses,
+which thresholds, which outputs. Torch-free; every key is checked, unknown ones get a close-match hint.
+Command-line flags override the file."""
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import AnalysisConfig, RuleThresholds
+from .errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TOP_LEVEL = {"preset": str, "weights": str, "device": str, "out": str, "formats": list, "offline": bool,
+             "trust_pickle": bool, "images": dict, "analysis": dict, "rules": dict, "backbone": list}
+IMAGES_KEYS = {"dir": str}
+BACKBONE_KEYS = {"id": str, "name": str, "family": str, "layers": dict, "last_three": list, "checkpoint": str}
+LAYER_KEYS = ("shallow", "middle", "deep")
+ANALYSIS_KEYS = {f.name: f.type for f in fields(AnalysisConfig) if f.name != "rules"}
+RULE_KEYS = {f.name: f.type for f in fields(RuleThresholds)}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    id: str
+    name: Optional[str] = None
+    family: Optional[str] = None
+    layers: Optional[dict] = None
+    last_three: Optional[tuple] = None
+    checkpoint: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Battery:
+    path: Optional[Path]
+    settings: dict  # top-level scalars as given (preset, weights, device, out, formats, offline, trust_pickle)
+    images_dir: Optional[Path]
+    analysis: dict  # AnalysisConfig fields as given
+    rules: dict  # RuleThresholds fields as given
+    backbones: tuple  # BackboneSpec
+    raw: dict  # the file as parsed, saved with the results
+
+    def analysis_config(self, **overrides) -> AnalysisConfig:
+        values = {**self.analysis, **{k: v for k, v in overrides.items() if v is not None}}
+        if "depth_figure_images" in values:
+            values["depth_figure_images"] = tuple(values["depth_figure_images"])
+        return AnalysisConfig(rules=RuleThresholds(**self.rules), **values)
+
+
+EMPTY = Battery(None, {}, None, {}, {}, (), {})
+
+
+def _check_keys(where: str, table: dict, allowed: dict) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(sorted(allowed))}.")
+        _check_type(f"{where}.{key}", value, allowed[key])
+
+
+def _check_type(where: str, value: Any, expected) -> None:
+    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number", list: "a list",
+             dict: "a table", tuple: "a list"}
+    expected = {"str": str, "bool": bool, "int": int, "float": float, "tuple": tuple}.get(expected, expected)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if expected is tuple and isinstance(value, list):
+        return
+    if expected is int and isinstance(value, bool):
+        raise UsageError(f"{where}: expected {names[int]}, got {value!r}.")
+    if isinstance(expected, type) and not isinstance(value, expected):
+        raise UsageError(f"{where}: expected {names.get(expected, expected.__name__)}, got {value!r}.")
+
+
+def load_battery(path: Path) -> Battery:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: file not found; `reportgen init {path}` writes an example.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--config {path}: cannot read it ({exc}).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc}).") from None
+    _check_keys(str(path), raw, TOP_LEVEL)
+    images = raw.get("images", {})
+    _check_keys(f"{path} [images]", images, IMAGES_KEYS)
+    analysis = raw.get("analysis", {})
+    _check_keys(f"{path} [analysis]", analysis, ANALYSIS_KEYS)
+    rules = raw.get("rules", {})
+    _check_keys(f"{path} [rules]", rules, RULE_KEYS)
+    specs = []
+    for number, table in enumerate(raw.get("backbone", []), start=1):
+        where = f"{path} [[backbone]] #{number}"
+        if not isinstance(table, dict):
+            raise UsageError(f"{where}: expected a table.")
+        _check_keys(where, table, BACKBONE_KEYS)
+        if "id" not in table:
+            raise UsageError(f"{where}: needs id = \"<timm model id or registry name>\".")
+        layers = table.get("layers")
+        if layers is not None:
+            _check_keys(f"{where} layers", layers, {k: str for k in LAYER_KEYS})
+            if set(layers) != set(LAYER_KEYS):
+                raise UsageError(f"{where} layers: give all of shallow, middle, deep.")
+        last_three = table.get("last_three")
+        if last_three is not None and (len(last_three) != 3 or not all(isinstance(x, str) for x in last_three)):
+            raise UsageError(f"{where} last_three: give three module names.")
+        checkpoint = table.get("checkpoint")
+        if checkpoint is not None and not Path(checkpoint).is_absolute():
+            checkpoint = str((path.parent / checkpoint).resolve())
+        specs.append(BackboneSpec(table["id"], table.get("name"), table.get("family"), layers,
+                                  tuple(last_three) if last_three else None, checkpoint))
+    images_dir = images.get("dir")
+    if images_dir is not None and not Path(images_dir).is_absolute():
+        images_dir = (path.parent / images_dir).resolve()
+    settings = {k: raw[k] for k in ("preset", "weights", "device", "out", "formats", "offline", "trust_pickle")
+                if k in raw}
+    if "out" in settings and not Path(settings["out"]).is_absolute():
+        settings["out"] = str((path.parent / settings["out"]).resolve())
+    try:
+        Battery(path, settings, None, analysis, rules, (), raw).analysis_config()
+    except TypeError as exc:
+        raise UsageError(f"{path}: {exc}.") from None
+    return Battery(path, settings, Path(images_dir) if images_dir else None, analysis, rules, tuple(specs), raw)
+
+
+EXAMPLE = '''# reportgen battery file: `reportgen run --config battery.toml`. Flags on the command line override it.
+# Relative paths are relative to this file.
+
+# preset = "paper"                # paper | lite; ignored when [[backbone]] tables are given
+weights = "pretrained"            # pretrained | random (random is bannered as "not evidence")
+device = "cpu"                    # cpu | cuda | auto
+out = "output"
+formats = ["html", "pdf", "md", "json"]
+# offline = true                  # never contact the hub
+# trust_pickle = false            # accept .pth/.bin checkpoints (loaded with torch.load(weights_only=True))
+
+[images]
+dir = "images"                    # images + annotations.csv (or Pascal VOC .xml files beside the images)
+
+[analysis]
+cam_method = "gradcam"            # gradcam | gradcam++ | xgradcam | hirescam | layercam
+batch_size = 8
+seed = 0
+sanity_check = true               # model-parameter randomisation test (trained weights only)
+spread_level = 0.5
+bootstrap_samples = 1000
+size_small_below = 0.10           # box share of the image under which an object is "small"
+size_large_from = 0.35            # ... from which it is "large"; between: "medium"
+clutter_edge_density = 0.04       # edge density outside the box from which a background is "cluttered"
+
+[rules]
+min_relative_difference = 0.05
+min_group_size = 2
+focus_mass_ratio = 1.2
+slim_cka = 0.8
+slim_max_ks = 0.1
+sanity_max_spearman = 0.5
+sanity_max_ssim = 0.5
+
+# One table per backbone. id: a registry name or any timm model id. Layers not given are chosen
+# automatically (see the README); family not given comes from the registry or a heuristic.
+[[backbone]]
+id = "efficientnet_lite0"
+
+[[backbone]]
+id = "resnet18"
+family = "deeper"
+# layers = { shallow = "layer2", middle = "layer3", deep = "layer4" }
+# last_three = ["layer4.1.conv1", "layer4.1.conv2", "fc"]
+# checkpoint = "weights/resnet18.safetensors"
+'''

@@ -1,0 +1,58 @@
+"""Battery files: the example round-trips, mistakes are one line with a hint, flags override the file, the
+file used is saved with the results."""
+import json
+
+import pytest
+
+from reportgen.battery import EXAMPLE, load_battery
+from reportgen.config import AnalysisConfig
+
+from conftest import run_cli
+
+
+def test_init_writes_an_example_that_loads(tmp_path):
+    path = tmp_path / "battery.toml"
+    assert run_cli("init", str(path)).exit_code == 0
+    assert path.read_text() == EXAMPLE
+    battery = load_battery(path)
+    config = battery.analysis_config()
+    assert isinstance(config, AnalysisConfig) and config.cam_method == "gradcam" and config.rules.slim_cka == 0.8
+    assert [s.id for s in battery.backbones] == ["efficientnet_lite0", "resnet18"]
+    assert battery.backbones[1].family == "deeper"
+    assert battery.settings["formats"] == ["html", "pdf", "md", "json"]
+    assert battery.images_dir == (tmp_path / "images").resolve()
+    again = run_cli("init", str(path))
+    assert again.exit_code == 5 and "--force" in again.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ('presett = "lite"\n', "unknown key 'presett' (did you mean 'preset'?)"),
+    ('[analysis]\nbatch_sise = 4\n', "unknown key 'batch_sise' (did you mean 'batch_size'?)"),
+    ('[analysis]\nbatch_size = "four"\n', "analysis].batch_size: expected an integer"),
+    ('[rules]\nslim_cka = "high"\n', "rules].slim_cka: expected a number"),
+    ('[[backbone]]\nfamily = "deeper"\n', "needs id ="),
+    ('[[backbone]]\nid = "resnet18"\nlayers = { shallow = "layer2" }\n', "give all of shallow, middle, deep"),
+    ('[[backbone]]\nid = "resnet18"\nfamilly = "wider"\n', "did you mean 'family'?"),
+    ('weights = [1, 2\n', "not valid TOML"),
+])
+def test_mistakes_are_one_line_with_a_hint(tmp_path, text, message):
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    result = run_cli("run", "--config", str(path), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_flags_override_the_file_and_the_file_is_saved(tmp_path, small_image_dir):
+    path = tmp_path / "b.toml"
+    path.write_text(f'weights = "random"\nout = "{tmp_path / "from-file"}"\nformats = ["html"]\n'
+                    f'[images]\ndir = "{small_image_dir}"\n[analysis]\nseed = 3\nsanity_check = false\n'
+                    '[rules]\nslim_cka = 0.7\n[[backbone]]\nid = "efficientnet_lite0"\nfamily = "attention"\n')
+    out = tmp_path / "from-flag"
+    result = run_cli("run", "--config", str(path), "--seed", "5", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "from-file").exists() and (out / "report.html").exists() and not (out / "report.pdf").exists()
+    index = json.loads((out / "results" / "results.json").read_text())
+    assert index["seed"] == 5 and index["config"]["rules"]["slim_cka"] == 0.7 and index["weights_mode"] == "random"
+    assert index["backbones"][0]["family"] == "attention" and index["backbones"][0]["family_source"] == "config"
+    assert index["battery_file"]["analysis"]["seed"] == 3  # the file as given, beside what was used

@@ -1,0 +1,76 @@
+"""Every output format opens and holds the same numbers; the HTML makes no network request in a real
+browser; Markdown links resolve."""
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from reportgen.render import _num
+from reportgen.scoring import find
+
+
+def _numbers(lite_report):
+    metrics = json.loads((lite_report / "results" / "metrics.json").read_text())
+    out = []
+    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        row = find(metrics["aggregates"], "backbone", name, "deep", "all", "mass_ratio")
+        out.append((name, row["mean"], row["ci_low"], row["ci_high"]))
+    return out
+
+
+def test_same_numbers_in_html_md_json(lite_report):
+    html = (lite_report / "report.html").read_text()
+    md = (lite_report / "report.md").read_text()
+    document = json.loads((lite_report / "metrics.json").read_text())
+    for name, mean, low, high in _numbers(lite_report):
+        text = f"{_num(mean)} [{_num(low)}, {_num(high)}]"
+        assert text in html, text
+        assert text.replace("[", "\\[").replace("]", "\\]") in md, text
+        row = find(document["metrics"]["aggregates"], "backbone", name, "deep", "all", "mass_ratio")
+        assert (row["mean"], row["ci_low"], row["ci_high"]) == (mean, low, high)
+    verdicts = [c["verdict"] for c in document["conclusions"]["claims"]]
+    assert len(verdicts) == 7 and all(v in md for v in verdicts)
+
+
+def test_markdown_links_resolve(lite_report):
+    md = (lite_report / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md.replace("\\]", "").replace("\\[", ""))
+    assert len(links) >= 8
+    for link in links:
+        assert not link.startswith(("http", "data:", "/")) and (lite_report / link).is_file(), link
+    assert "data:image" not in md
+
+
+def _page_requests(page, tmp_path):
+    """URLs the page itself asked for while Chromium loaded it (the browser's own background requests,
+    which carry no file:// isolation key, are left out)."""
+    log = tmp_path / f"net-{page.stem}.json"
+    done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--log-net-log={log}",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom",
+                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    urls = set()
+    for event in json.loads(log.read_text())["events"]:
+        params = event.get("params")
+        if isinstance(params, dict) and str(params.get("network_isolation_key", "")).startswith("file://"):
+            urls.add(event["source"]["id"])
+    by_source = {}
+    for event in json.loads(log.read_text())["events"]:
+        params = event.get("params")
+        if isinstance(params, dict) and "url" in params:
+            by_source.setdefault(event["source"]["id"], params["url"])
+    return done.stdout, {by_source[i] for i in urls if i in by_source}
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="chromium is not installed (.ci/run installs it)")
+def test_html_makes_no_network_request_in_chromium(lite_report, tmp_path):
+    control = tmp_path / "control.html"
+    control.write_text('<html><body><img src="http://127.0.0.1:9/beacon.png"></body></html>')
+    _, seen = _page_requests(control, tmp_path)
+    assert "http://127.0.0.1:9/beacon.png" in seen  # the harness does see a page's request
+    dom, seen = _page_requests(lite_report / "report.html", tmp_path)
+    assert "4 Conclusions" in dom
+    external = [u for u in seen if not u.startswith(("file:", "data:"))]
+    assert not external, external
