@@ -74,3 +74,42 @@ def test_html_makes_no_network_request_in_chromium(lite_report, tmp_path):
     assert "4 Conclusions" in dom
     external = [u for u in seen if not u.startswith(("file:", "data:"))]
     assert not external, external
+
+
+def test_compare_two_runs(lite_report, tmp_path, small_image_dir):
+    from conftest import run_cli
+
+    other = tmp_path / "candidate"
+    assert run_cli("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(small_image_dir),
+                   "--out", str(other), "--quiet", "--no-sanity-check", "--format", "html").exit_code == 0
+    result = run_cli("compare", str(lite_report), str(other / "results"), "--out", str(tmp_path / "cmp"))
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "candidate" in html and "EfficientNet-Lite1" in html and "(only in" in html
+    a = json.loads((lite_report / "results" / "metrics.json").read_text())
+    b = json.loads((other / "results" / "metrics.json").read_text())
+    key = ("backbone", "efficientnet_lite0", "deep", "all", "mass_ratio")
+    va = next(r["mean"] for r in a["aggregates"] if (r["scope"], r["name"], r["role"], r["group"], r["metric"]) == key)
+    vb = next(r["mean"] for r in b["aggregates"] if (r["scope"], r["name"], r["role"], r["group"], r["metric"]) == key)
+    assert _num(vb - va) in html
+    assert (tmp_path / "cmp" / "compare.pdf").read_bytes().startswith(b"%PDF")
+    missing = run_cli("compare", str(lite_report), str(tmp_path / "nope"))
+    assert missing.exit_code == 3 and "holds no results.json" in missing.output
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch, capsys):
+    import sys
+
+    from reportgen.progress import BatchProgress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    with BatchProgress() as bars:
+        bars.update("m", "cam", 4, 8)
+        bars.message("hello")
+    assert capsys.readouterr().err == "reportgen: hello\n"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with BatchProgress() as bars:
+        bars.update("m", "backbones", 1, 2)
+        bars.update("m", "cam", 4, 8)
+    err = capsys.readouterr().err
+    assert "backbones" in err and "m cam" in err and "4/8" in err
