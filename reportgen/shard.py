@@ -32,12 +32,16 @@ def run_shard(backbone, image_paths: Sequence[Path | str], out_dir: Path | str,
 
     Images keep the annotations of the ``annotations.csv`` in their folder. Pure apart from the folder it
     writes; safe to call from a Ray task or a submitit job."""
-    from . import registry
     from .imageset import ImageSet, load_image_set
     from .runner import ClassNames, run_battery
     from .weights import plan_weights, require_available
 
-    chosen = registry.lookup(backbone) if isinstance(backbone, str) else backbone
+    if isinstance(backbone, str):
+        from .autolayers import resolve_backbones
+
+        chosen, = resolve_backbones("paper", (backbone,))
+    else:
+        chosen = backbone
     class_names = ClassNames()
     wanted = [Path(p).resolve() for p in image_paths]
     if not wanted:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputDataError, OutputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-backbone files under backbones/, streamed CKA, skipped images
 INDEX = "results.json"
 METRICS = "metrics.json"
 TIMINGS = "timings.json"

@@ -57,7 +57,7 @@ def test_run_is_deterministic_and_reuses_unchanged_backbones(tmp_path, small_ima
     for name in ("results.json", "metrics.json"):
         assert (first / "results" / name).read_bytes() == (second / "results" / name).read_bytes()
     index = json.loads((first / "results" / "results.json").read_text())
-    assert index["schema_version"] == 1 and index["seed"] == 0
+    assert index["schema_version"] == 2 and index["seed"] == 0
     assert index["versions"]["torch"] and index["versions"]["timm"]
     assert all(len(img["sha256"]) == 64 for img in index["images"])
     weights = index["backbones"][0]["weights"]
