@@ -93,7 +93,7 @@ def _flag_text(status: str) -> str | None:
 # analyses themselves (see bench/). Text uses matplotlib's bundled DejaVu Sans.
 CELL_PX = 150
 GAP_PX = 6
-LABEL_PX = 118
+LABEL_PX = 150
 TITLE_PX = 30
 BAR_PX = 70
 
@@ -123,7 +123,8 @@ def _cell_image(view: np.ndarray, cam: np.ndarray | None, box, flag: str | None,
         draw.text((cx - w / 2 - left, cy - h / 2 - top), flag, fill="white", font=font)
     if caption:
         draw.rectangle((0, image.height - 17, image.width, image.height), fill=(30, 30, 30))
-        draw.text((image.width / 2, image.height - 2), _short(caption, 24), fill="white", font=_font(12), anchor="md")
+        draw.text((image.width / 2, image.height - 2), _fit(caption, 12, image.width - 4), fill="white", font=_font(12),
+                  anchor="md")
     return image
 
 
@@ -136,6 +137,16 @@ def _dashed_rectangle(draw, box, dash: int = 5, colour=(255, 255, 255)) -> None:
             t0, t1 = i / steps, min(1.0, (i + 1) / steps)
             draw.line((ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1),
                       fill=colour, width=2)
+
+
+def _fit(text: str, size: int, width: float) -> str:
+    """``text``, shortened with an ellipsis until it is at most ``width`` pixels wide."""
+    font = _font(size)
+    if font.getlength(text) <= width:
+        return text
+    while len(text) > 1 and font.getlength(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
 
 
 def _text(draw, xy, text: str, size: int, anchor: str = "la", fill=(20, 20, 20)) -> None:
@@ -163,10 +174,11 @@ def _grid(cells: list[list[Image.Image | None]], column_titles: list[str], row_l
     draw = ImageDraw.Draw(canvas)
     for c, title in enumerate(column_titles):
         for k, line in enumerate(title.split("\n")[:2]):
-            _text(draw, (LABEL_PX + c * (CELL_PX + GAP_PX) + CELL_PX / 2, 4 + 15 * k), _short(line, 24), 13, anchor="ma")
+            _text(draw, (LABEL_PX + c * (CELL_PX + GAP_PX) + CELL_PX / 2, 4 + 15 * k), _fit(line, 13, CELL_PX + GAP_PX),
+                  13, anchor="ma")
     for r, row in enumerate(cells):
         top = TITLE_PX + r * (CELL_PX + GAP_PX)
-        _text(draw, (LABEL_PX - 6, top + CELL_PX / 2), _short(row_labels[r], 16), 13, anchor="rm")
+        _text(draw, (LABEL_PX - 6, top + CELL_PX / 2), _fit(row_labels[r], 13, LABEL_PX - 10), 13, anchor="rm")
         for c, cell in enumerate(row):
             if cell is None:
                 continue
