@@ -89,12 +89,13 @@ class LayerCallError(RuntimeError):
     pass
 
 
-def _to_host(tensors: dict) -> dict:
-    """Every tensor to float32 numpy with ONE device-to-host copy (a no-op on the CPU)."""
+def _to_host(tensors: dict, pack: Optional[bool] = None) -> dict:
+    """Every tensor to float32 numpy with ONE device-to-host copy (no copy at all on the CPU).
+    ``pack`` forces or skips the single-buffer path (default: pack when not on the CPU)."""
     if not tensors:
         return {}
     first = next(iter(tensors.values()))
-    if first.device.type == "cpu":
+    if not (pack if pack is not None else first.device.type != "cpu"):
         return {k: v.float().numpy() for k, v in tensors.items()}
     flat = torch.cat([v.float().reshape(-1) for v in tensors.values()]).cpu().numpy()
     out, offset = {}, 0

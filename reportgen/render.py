@@ -156,6 +156,7 @@ def build_context(results: SavedResults) -> dict:
         "metrics": metrics,
         "config": config,
         "conclusions": conclusions,
+        "single_term_claims": single_term_claims(),
         "slimming": {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming},
         "untrained": index["weights_mode"] == "random",
         "banner": UNTRAINED_BANNER,
@@ -174,6 +175,13 @@ def build_context(results: SavedResults) -> dict:
         "flagged": flagged,
         "timings": results.timings,
     }
+
+
+def single_term_claims() -> set:
+    """Claims whose family numbers are plain group means (rows of the family table)."""
+    from .rules import CLAIMS
+
+    return {c.key for c in CLAIMS if all(len(t.quantity.terms) == 1 and not t.quantity.absolute for t in c.tests)}
 
 
 class Raw(str):

@@ -56,3 +56,26 @@ def test_flags_override_the_file_and_the_file_is_saved(tmp_path, small_image_dir
     assert index["seed"] == 5 and index["config"]["rules"]["slim_cka"] == 0.7 and index["weights_mode"] == "random"
     assert index["backbones"][0]["family"] == "attention" and index["backbones"][0]["family_source"] == "config"
     assert index["battery_file"]["analysis"]["seed"] == 3  # the file as given, beside what was used
+
+
+def test_scoring_only_changes_reuse_the_models_work(tmp_path, small_image_dir):
+    out = tmp_path / "out"
+
+    def run(spread_level, seed=0):
+        path = tmp_path / "b.toml"
+        path.write_text(f'preset = "lite"\nformats = ["json"]\n[images]\ndir = "{small_image_dir}"\n'
+                        f'[analysis]\nsanity_check = false\nspread_level = {spread_level}\nseed = {seed}\n'
+                        '[[backbone]]\nid = "efficientnet_lite0"\n')
+        result = run_cli("run", "--config", str(path), "--out", str(out), "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["backbones"]["efficientnet_lite0"], json.loads(
+            (out / "results" / "metrics.json").read_text())
+
+    status, first = run(0.5)
+    assert status == "computed"
+    status, second = run(0.3)  # a scoring threshold: no model runs again, the numbers change
+    assert status == "cached"
+    spreads = [[r["spread"] for r in m["per_image"] if r["role"] == "deep"] for m in (first, second)]
+    assert all(b >= a for a, b in zip(*spreads)) and spreads[0] != spreads[1]
+    status, _ = run(0.3, seed=1)  # the seed is model-side: recomputed
+    assert status == "computed"

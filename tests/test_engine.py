@@ -93,3 +93,14 @@ def test_batches_are_consumed_lazily():
     assert result.layer("layer4").cam.shape == (6, 2, 2)
     assert result.layer("fc").feature_vector.shape == (6, 256)
     assert len(result.cka) == 3 and result.cka[0][0] == pytest.approx(1.0)
+
+
+def test_one_host_copy_packs_and_unpacks_every_tensor():
+    """The GPU path gathers all per-batch results into one buffer and one copy; the split must give each
+    tensor back with its shape and values (checked here on CPU tensors with packing forced)."""
+    from reportgen.engine import _to_host
+
+    tensors = {"a": torch.arange(24.0).reshape(2, 3, 4), "b": torch.tensor([7, 8, 9]), "c": torch.ones(1, 5) * 0.5}
+    host = _to_host(tensors, pack=True)
+    for key, value in tensors.items():
+        assert host[key].shape == tuple(value.shape) and np.allclose(host[key], value.float().numpy())

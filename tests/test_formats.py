@@ -30,6 +30,11 @@ def test_same_numbers_in_html_md_json(lite_report):
         assert text.replace("[", "\\[").replace("]", "\\]") in md, text
         row = find(document["metrics"]["aggregates"], "backbone", name, "deep", "all", "mass_ratio")
         assert (row["mean"], row["ci_low"], row["ci_high"]) == (mean, low, high)
+    from pypdf import PdfReader
+
+    pdf_text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(str(lite_report / "report.pdf")).pages))
+    for name, mean, low, high in _numbers(lite_report):
+        assert f"{_num(mean)} [{_num(low)}, {_num(high)}]" in pdf_text
     verdicts = [c["verdict"] for c in document["conclusions"]["claims"]]
     assert len(verdicts) == 7 and all(v in md for v in verdicts)
 
