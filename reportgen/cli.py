@@ -306,30 +306,39 @@ def init(path, force, debug):
 
 
 @main.command(epilog=EXIT_CODES)
+@click.argument("names", nargs=-1, metavar="[TIMM_ID]...")
 @click.option("--preset", default=None, help="Only this preset (paper or lite). Default: every backbone.")
 @click.option("--offline", is_flag=True, help="Do not probe the hub when checking availability.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def backbones(preset, offline, debug):
-    """List backbones: name, timm id, family, layers, weights source and availability here.
+def backbones(names, preset, offline, debug):
+    """List backbones: name, timm id, family, layers, weights source and availability here. Given timm ids
+    (registry or not), show the layers and family reportgen would use for them.
 
     \b
-    Example:
+    Examples:
       reportgen backbones --preset paper
+      reportgen backbones convnext_atto swin_tiny_patch4_window7_224
     """
     from . import registry
     from .weights import plan_weights
 
-    try:
-        rows = registry.preset(preset) if preset else registry.BACKBONES
-    except registry.UnknownName as exc:
-        raise UsageError(str(exc)) from None
-    membership = {name: p for p, names in registry.PRESETS.items() for name in names}
+    if names:
+        from .autolayers import resolve_backbones
+
+        rows = resolve_backbones("paper", names)
+    else:
+        try:
+            rows = registry.preset(preset) if preset else registry.BACKBONES
+        except registry.UnknownName as exc:
+            raise UsageError(str(exc)) from None
+    membership = {name: p for p, names_ in registry.PRESETS.items() for name in names_}
     for plan in plan_weights(rows, "pretrained", {}, offline=offline):
         b = plan.backbone
         layers = ", ".join(f"{d}={n}" for d, n in b.cam_layers)
         available = f"available ({plan.source}: {plan.location})" if plan.available else f"MISSING — {plan.fix}"
-        click.echo(f"{b.name:20} {b.timm_id:32} {b.family:9} preset={membership.get(b.name, '-')}\n"
-                   f"    layers: {layers}; last three: {', '.join(b.last_three)}\n"
+        family = b.family if b.family_source == "registry" else f"{b.family} ({b.family_source})"
+        click.echo(f"{b.name:20} {b.timm_id:32} {family} preset={membership.get(b.name, '-')}\n"
+                   f"    layers ({b.layer_source}): {layers}; last three: {', '.join(b.last_three)}\n"
                    f"    weights: {'bundled package' if b.weights.startswith('lite') else 'timm pretrained'}; {available}")
 
 

@@ -152,21 +152,3 @@ def lookup(name: str) -> Backbone:
     names = list(_BY_NAME) + list(_BY_TIMM_ID)
     raise UnknownName(f"unknown backbone {name!r}.{_suggest(name, names)} "
                       f"Run `reportgen backbones` to list them.")
-
-
-def select(preset_name: str, requested: tuple[str, ...] = ()) -> tuple[Backbone, ...]:
-    """The preset's backbones, restricted to ``requested`` (registry names or timm ids)."""
-    members = preset(preset_name)
-    if not requested:
-        return members
-    chosen = []
-    for name in requested:
-        backbone = lookup(name)
-        if backbone not in members:
-            raise UnknownName(
-                f"backbone {name!r} is not in preset {preset_name!r} "
-                f"(members: {', '.join(b.name for b in members)}); pick it with --preset "
-                f"{next(p for p, ns in PRESETS.items() if backbone.name in ns)}.")
-        if backbone not in chosen:
-            chosen.append(backbone)
-    return tuple(chosen)

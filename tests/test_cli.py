@@ -21,6 +21,13 @@ def test_backbones_lists_table():
         assert name in result.output
 
 
+def test_backbones_shows_automatic_choices_for_any_timm_id():
+    result = run_cli("backbones", "resnet18", "--offline")
+    assert result.exit_code == 0, result.output
+    assert "layers (automatic): shallow=layer2, middle=layer3, deep=layer4" in result.output
+    assert "deeper (heuristic" in result.output
+
+
 @pytest.mark.parametrize("args, code, text", [
     (["run", "--backbone", "resnet5"], 2, "Did you mean: resnet50"),
     (["run", "--preset", "papr"], 2, "Did you mean: paper"),

@@ -20,7 +20,7 @@ CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egypti
 
 @pytest.fixture(scope="module")
 def lite0():
-    plan, = plan_weights(registry.select("lite", ("efficientnet_lite0",)), "pretrained", {})
+    plan, = plan_weights((registry.lookup("efficientnet_lite0"),), "pretrained", {})
     assert plan.source == "lite-package"
     return load_model(plan, seed=0)
 
