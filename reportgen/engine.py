@@ -154,8 +154,8 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
             if repeated or missing:
                 raise LayerCallError(f"layers called more than once ({repeated}) or never ({missing}) in one forward; "
                                      "hook modules that run exactly once")
-            top1 = logits.argmax(dim=1)
-            targets = torch.tensor([t if t is not None else int(top1[i]) for i, t in enumerate(class_targets)],
+            top1 = logits.argmax(dim=1).tolist()  # one device sync for the batch, not one per image
+            targets = torch.tensor([t if t is not None else top1[i] for i, t in enumerate(class_targets)],
                                    device=logits.device)
             score = logits.gather(1, targets[:, None]).sum()
             maps = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
-from .errors import UsageError, WeightsUnavailable
+from .errors import InputDataError, UsageError, WeightsUnavailable
 from .registry import Backbone
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -94,8 +94,24 @@ def parse_checkpoints(values: tuple[str, ...], backbones: tuple[Backbone, ...],
                              f"safetensors.torch.save_file(model.state_dict(), 'x.safetensors'){hint}.")
         if not path.is_file():
             raise UsageError(f"--checkpoint {path}: file not found.")
+        if path.suffix == ".safetensors":
+            check_safetensors(path)
         out[match[0].name] = path
     return out
+
+
+def check_safetensors(path: Path) -> None:
+    """Header and size check before any model loads: a truncated or corrupt file fails here, not after
+    other backbones have run. (Whether its keys fit the architecture is checked when it loads.)"""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            if not list(handle.keys()):
+                raise ValueError("it holds no tensors")
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise InputDataError(f"checkpoint {path} could not be read ({type(exc).__name__}: {str(exc)[:160]}); "
+                             "re-download or re-export it.") from None
 
 
 def hf_cache_dir() -> Optional[str]:

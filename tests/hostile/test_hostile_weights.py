@@ -68,6 +68,7 @@ def test_damaged_and_mismatched_safetensors(tmp_path, images):
     truncated.write_bytes(good.read_bytes()[:100_000])
     result = _run(images, tmp_path / "t", "--checkpoint", f"efficientnet_lite0={truncated}")
     assert result.exit_code == 3 and "could not be read" in result.output and "truncated.safetensors" in result.output
+    assert not (tmp_path / "t").exists()  # refused before any model loaded or anything was written
 
     other = timm.create_model("resnet18", pretrained=False)
     wrong = tmp_path / "resnet18.safetensors"
