@@ -20,7 +20,7 @@ from .config import AnalysisConfig
 from .errors import OutputError
 from .rules import conclude
 from .scoring import find
-from .store import SavedResults, atomic_write_bytes, load_results
+from .store import SavedResults, atomic_write_bytes, load_results, remove_stale_temp_files
 from . import figures
 
 SECTIONS = ("Introduction", "The chosen networks", "Experiments", "Conclusions", "Appendix")
@@ -259,6 +259,7 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
+    remove_stale_temp_files(out_dir)
     mark = time.perf_counter()
     context = build_context(results)
     timings["figures_s"] = time.perf_counter() - mark

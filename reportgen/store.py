@@ -84,11 +84,23 @@ def read_backbone(folder: Path, stem: str, key: str):
     return entry
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_stale_temp_files(folder: Path) -> int:
-    """Temp files of a run that was killed before it could rename them."""
+    """Temp files (``.<name>.tmp-<pid>``) left by a process that was killed before it could rename them.
+    Files of a process still running are left alone."""
     removed = 0
     for path in Path(folder).rglob(".*.tmp-*"):
-        if path.is_file():
+        pid = path.name.rsplit(".tmp-", 1)[-1]
+        if path.is_file() and pid.isdigit() and not _alive(int(pid)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -62,3 +62,19 @@ def test_interrupted_run_resumes(tmp_path, small_image_dir, sig):
     assert summary["backbones"]["efficientnet_lite1"] in ("computed", "cached")
     assert not [p for p in results.rglob("*") if ".tmp-" in p.name]
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_debris_of_a_killed_render_is_swept_and_live_writers_are_left_alone(lite_report, tmp_path):
+    import shutil
+
+    from reportgen.render import render_report
+
+    out = tmp_path / "out"
+    shutil.copytree(lite_report / "results", out / "results")
+    dead = out / ".report.pdf.tmp-999999999"  # no such process: a render killed mid-PDF
+    dead.write_bytes(b"%PDF-1.7 half")
+    live = out / ".metrics.json.tmp-1"  # pid 1 is alive: treat as a writer still at work
+    live.write_bytes(b"<html>")
+    render_report(out / "results", out, ("html",))
+    assert not dead.exists() and live.exists()
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
