@@ -122,7 +122,8 @@ def build_context(results: SavedResults) -> dict:
     localisation_figures = [add(f"fig-loc-{metric}", f"Deep-layer {metric} by object size and background "
                                 f"(95 % bootstrap intervals), with uniform and centred-Gaussian baselines.",
                                 figures.localisation_plot(index, aggregates, metric))
-                            for metric in ("mass_ratio", "spread")]
+                            for metric in ("mass_ratio", "spread")
+                            if any(img["size"] and img["box"] for img in index["images"])]
     depth_positions = _depth_images(results, config)
     depth_figures = [add(f"fig-depth-{p}", f"Grad-CAM at shallow, middle and deep layers: "
                          f"{index['images'][p]['file']}.", figures.depth_grid(cache, p)) for p in depth_positions]
