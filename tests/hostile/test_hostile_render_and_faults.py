@@ -35,7 +35,10 @@ def test_user_strings_are_inert(lite_report, tmp_path):
         backbone["display_name"] = PAYLOADS[1] + backbone["display_name"]
     index["skipped_images"] = [{"file": p, "reason": p} for p in PAYLOADS]
     (results / "results.json").write_text(json.dumps(index))
-    written = render_report(results, tmp_path / "out")
+    written = render_report(results, tmp_path / "out", ("html", "pdf", "md"))
+    md = written["md"].read_text()
+    assert "<link" not in md and "<img" not in md and "<style" not in md and "](javascript:" not in md
+    assert "&lt;a href=&quot;javascript:alert\\(1\\)&quot;&gt;click&lt;/a&gt;" in md
     html = written["html"].read_text()
     for payload in PAYLOADS:
         assert payload not in html
