@@ -167,12 +167,17 @@ sanity_max_ssim = 0.5
 
 # One table per backbone. id: a registry name or any timm model id. Layers not given are chosen
 # automatically (see the README); family not given comes from the registry or a heuristic.
+# The two below run offline on real weights; the commented one needs the hub (or a checkpoint).
 [[backbone]]
 id = "efficientnet_lite0"
 
 [[backbone]]
-id = "resnet18"
+id = "efficientnet_lite2"
 family = "deeper"
+
+# [[backbone]]
+# id = "resnet18"                 # any timm id
+# family = "deeper"
 # layers = { shallow = "layer2", middle = "layer3", deep = "layer4" }
 # last_three = ["layer4.1.conv1", "layer4.1.conv2", "fc"]
 # checkpoint = "weights/resnet18.safetensors"

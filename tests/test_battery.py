@@ -17,7 +17,7 @@ def test_init_writes_an_example_that_loads(tmp_path):
     battery = load_battery(path)
     config = battery.analysis_config()
     assert isinstance(config, AnalysisConfig) and config.cam_method == "gradcam" and config.rules.slim_cka == 0.8
-    assert [s.id for s in battery.backbones] == ["efficientnet_lite0", "resnet18"]
+    assert [s.id for s in battery.backbones] == ["efficientnet_lite0", "efficientnet_lite2"]
     assert battery.backbones[1].family == "deeper"
     assert battery.settings["formats"] == ["html", "pdf", "md", "json"]
     assert battery.images_dir == (tmp_path / "images").resolve()
