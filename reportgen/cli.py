@@ -119,11 +119,12 @@ def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_
     ctx = click.get_current_context()
     battery = load_battery(config_path) if config_path else EMPTY
 
+    def given(name):
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
     def pick(name, value, key=None):
         """The command line wins; then the battery file; then the flag's default."""
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-            return value
-        return battery.settings.get(key or name, value)
+        return value if given(name) else battery.settings.get(key or name, value)
 
     preset = pick("preset", preset)
     weights = pick("weights", weights)
@@ -131,8 +132,7 @@ def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_
     out_dir = Path(pick("out_dir", out_dir, "out"))
     offline = pick("offline", offline)
     trust_pickle = pick("trust_pickle", trust_pickle)
-    formats_text = formats if ctx.get_parameter_source("formats") == click.core.ParameterSource.COMMANDLINE \
-        else ",".join(battery.settings.get("formats", formats.split(",")))
+    formats_text = formats if given("formats") else ",".join(battery.settings.get("formats", formats.split(",")))
     images_dir = images_dir or battery.images_dir
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
     # Re-running the same command into the same --out reuses every unchanged backbone and re-renders.
@@ -143,8 +143,8 @@ def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_
         raise UsageError(f"device = {device!r}: choose cpu, cuda or auto.")
     _check_output_folder(out_dir, force)
     config = battery.analysis_config(
-        batch_size=batch_size if ctx.get_parameter_source("batch_size") == click.core.ParameterSource.COMMANDLINE else None,
-        seed=seed if ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE else None,
+        batch_size=batch_size if given("batch_size") else None,
+        seed=seed if given("seed") else None,
         sanity_check=False if no_sanity else None)
     import torch  # after the cheap checks: a mistyped flag fails before torch loads
 
@@ -196,9 +196,14 @@ def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_
             "timings": outcome.timings,
         }, indent=1, sort_keys=True))
         return
+    _echo_written(written, out_dir / "results")
+
+
+def _echo_written(written: dict, results: Path | None = None) -> None:
     for kind, path in written.items():
         click.echo(f"{kind}: {path}")
-    click.echo(f"results: {out_dir / 'results'}")
+    if results is not None:
+        click.echo(f"results: {results}")
 
 
 def _check_output_folder(out_dir: Path, force: bool) -> None:
@@ -229,9 +234,7 @@ def render(results_dir, out_dir, formats, debug):
     """
     from .render import render_report
 
-    written = render_report(results_dir, out_dir or Path(results_dir).resolve().parent, _formats(formats))
-    for kind, path in written.items():
-        click.echo(f"{kind}: {path}")
+    _echo_written(render_report(results_dir, out_dir or Path(results_dir).resolve().parent, _formats(formats)))
 
 
 @main.command(epilog=EXIT_CODES)
@@ -252,9 +255,7 @@ def merge(shards, out_dir, formats, debug):
 
     _check_output_folder(out_dir, force=False)
     results = merge_shards(shards, out_dir)
-    for kind, path in render_report(results, out_dir, _formats(formats)).items():
-        click.echo(f"{kind}: {path}")
-    click.echo(f"results: {results}")
+    _echo_written(render_report(results, out_dir, _formats(formats)), results)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -276,8 +277,7 @@ def compare(run_a, run_b, out_dir, formats, debug):
     chosen = _formats(formats)
     if not set(chosen) <= {"html", "pdf"}:
         raise UsageError("compare --format: choose html and/or pdf.")
-    for kind, path in render_comparison(_results_folder(run_a), _results_folder(run_b), out_dir, chosen).items():
-        click.echo(f"{kind}: {path}")
+    _echo_written(render_comparison(_results_folder(run_a), _results_folder(run_b), out_dir, chosen))
 
 
 def _results_folder(path: Path) -> Path:

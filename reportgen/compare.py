@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .rules import conclude
+from .scoring import aggregate_lookup
 from .store import SavedResults
 
-METRICS = ("mass_ratio", "spread", "pointing_hit", "entropy")
 GROUPS = ("all", "size=small", "size=medium", "size=large", "background=clean", "background=cluttered")
 
 
@@ -34,12 +34,8 @@ class Comparison:
     claims: tuple  # (key, sentence, verdict A, verdict B)
 
 
-def _aggregates(results: SavedResults) -> dict:
-    return {(r["scope"], r["name"], r["role"], r["group"], r["metric"]): r for r in results.metrics["aggregates"]}
-
-
-def _value(rows, key):
-    row = rows.get(key)
+def _value(lookup, *key):
+    row = lookup(*key)
     return (row["mean"], row["n"]) if row and row["mean"] is not None else (None, 0)
 
 
@@ -51,7 +47,7 @@ def _summary(label: str, results: SavedResults) -> dict:
 
 
 def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Comparison:
-    rows_a, rows_b = _aggregates(a), _aggregates(b)
+    rows_a, rows_b = aggregate_lookup(a.metrics["aggregates"]), aggregate_lookup(b.metrics["aggregates"])
     entries_a = {e["name"]: e for e in a.index["backbones"]}
     entries_b = {e["name"]: e for e in b.index["backbones"]}
     names = list(entries_a) + [n for n in entries_b if n not in entries_a]
@@ -59,10 +55,9 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
     for name in names:
         pairs = []
         for metric in ("mass_ratio", "spread", "pointing_hit"):
-            for group in ("all",):
-                key = ("backbone", name, "deep", group, metric)
-                (va, na), (vb, nb) = _value(rows_a, key), _value(rows_b, key)
-                pairs.append(Pair(f"deep {metric}", va, vb, na, nb))
+            key = ("backbone", name, "deep", "all", metric)
+            (va, na), (vb, nb) = _value(rows_a, *key), _value(rows_b, *key)
+            pairs.append(Pair(f"deep {metric}", va, vb, na, nb))
         top1 = []
         for entries in (entries_a, entries_b):
             entry = entries.get(name)
@@ -80,7 +75,7 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
     for family in ("deeper", "wider", "attention"):
         for group in GROUPS:
             key = ("family", family, "deep", group, "mass_ratio")
-            (va, na), (vb, nb) = _value(rows_a, key), _value(rows_b, key)
+            (va, na), (vb, nb) = _value(rows_a, *key), _value(rows_b, *key)
             if va is None and vb is None:
                 continue
             families.append((family, group, Pair("deep mass_ratio", va, vb, na, nb)))

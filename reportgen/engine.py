@@ -225,6 +225,16 @@ class RunningMoments:
         if other.n:
             self.add(other.n, other.mean, other.m2)
 
+    def state(self, prefix: str) -> dict:
+        """Arrays to save so that shards of an image set can be merged exactly."""
+        return {f"{prefix}_n": np.asarray(self.n), f"{prefix}_mean": self.mean, f"{prefix}_m2": self.m2}
+
+    @classmethod
+    def from_state(cls, arrays: dict, prefix: str) -> "RunningMoments":
+        moments = cls()
+        moments.n, moments.mean, moments.m2 = int(arrays[f"{prefix}_n"]), arrays[f"{prefix}_mean"], arrays[f"{prefix}_m2"]
+        return moments
+
     def mean_variance(self) -> float:
         """Mean over units of the (population) variance across images."""
         return float((self.m2 / self.n).mean()) if self.n else float("nan")
@@ -241,21 +251,14 @@ class RunningCoMoments:
         self.co: dict = {}
 
     def add(self, pooled: dict) -> None:
-        batch = {k: pooled[k].astype(np.float64) for k in self.layers}
-        n = next(iter(batch.values())).shape[0]
-        means = {k: v.mean(axis=0) for k, v in batch.items()}
-        centred = {k: v - means[k] for k, v in batch.items()}
-        total = self.n + n
-        for i, a in enumerate(self.layers):
-            for b in self.layers[i:]:
-                co = centred[a].T @ centred[b]
-                if self.n:
-                    co += np.outer(means[a] - self.mean[a], means[b] - self.mean[b]) * (self.n * n / total)
-                    co += self.co[(a, b)]
-                self.co[(a, b)] = co
-        for k in self.layers:
-            self.mean[k] = means[k] if not self.n else self.mean[k] + (means[k] - self.mean[k]) * (n / total)
-        self.n = total
+        """One batch of pooled features (layer -> (B, C)): its own co-moments, merged in."""
+        batch = RunningCoMoments(self.layers)
+        values = {k: pooled[k].astype(np.float64) for k in self.layers}
+        batch.n = next(iter(values.values())).shape[0]
+        batch.mean = {k: v.mean(axis=0) for k, v in values.items()}
+        centred = {k: v - batch.mean[k] for k, v in values.items()}
+        batch.co = {(a, b): centred[a].T @ centred[b] for i, a in enumerate(self.layers) for b in self.layers[i:]}
+        self.merge(batch)
 
     def merge(self, other: "RunningCoMoments") -> None:
         """Combine with the co-moments of a disjoint set of images (Chan et al. pairwise update)."""
@@ -267,11 +270,26 @@ class RunningCoMoments:
         total = self.n + other.n
         factor = self.n * other.n / total
         for (a, b), co in other.co.items():
-            self.co[(a, b)] = (self.co[(a, b)] + co
-                               + np.outer(other.mean[a] - self.mean[a], other.mean[b] - self.mean[b]) * factor)
+            # (new + correction) + old: the summation order the batch-by-batch results were first written with.
+            self.co[(a, b)] = (co + np.outer(other.mean[a] - self.mean[a], other.mean[b] - self.mean[b]) * factor
+                               + self.co[(a, b)])
         for k in self.layers:
             self.mean[k] = self.mean[k] + (other.mean[k] - self.mean[k]) * (other.n / total)
         self.n = total
+
+    def state(self) -> dict:
+        arrays = {"costate_n": np.asarray(self.n)}
+        arrays.update({f"costate_mean__{k}": v for k, v in self.mean.items()})
+        arrays.update({f"costate_co__{a}__{b}": v for (a, b), v in self.co.items()})
+        return arrays
+
+    @classmethod
+    def from_state(cls, arrays: dict, layers: Sequence[str]) -> "RunningCoMoments":
+        co = cls(layers)
+        co.n = int(arrays["costate_n"])
+        co.mean = {k: arrays[f"costate_mean__{k}"] for k in co.layers}
+        co.co = {(a, b): arrays[f"costate_co__{a}__{b}"] for i, a in enumerate(co.layers) for b in co.layers[i:]}
+        return co
 
     def cka(self) -> list[list[Optional[float]]]:
         def frob2(a, b):

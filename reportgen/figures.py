@@ -263,9 +263,8 @@ def last_three_figure(cache: ViewCache, backbone: dict, position: int) -> bytes:
     return _png(fig)
 
 
-def localisation_plot(index: dict, aggregates: list[dict], metric: str) -> bytes:
+def localisation_plot(index: dict, lookup, metric: str) -> bytes:
     """Deep-layer metric per backbone by size class, with the uniform and Gaussian baselines drawn in."""
-    from .scoring import find
 
     backbones = index["backbones"]
     sizes = ("small", "medium", "large")
@@ -274,14 +273,14 @@ def localisation_plot(index: dict, aggregates: list[dict], metric: str) -> bytes
         ax = axes[0][c]
         for background, colour, shift in (("clean", "#2a7fd4", -0.12), ("cluttered", "#d45f2a", 0.12)):
             for s, size in enumerate(sizes):
-                row = find(aggregates, "backbone", entry["name"], "deep", f"size={size},background={background}", metric)
+                row = lookup("backbone", entry["name"], "deep", f"size={size},background={background}", metric)
                 if row and row["mean"] is not None:
                     low = row["mean"] - row["ci_low"] if row["ci_low"] is not None else 0
                     high = row["ci_high"] - row["mean"] if row["ci_high"] is not None else 0
                     ax.errorbar(s + shift, row["mean"], yerr=[[low], [high]], fmt="o", color=colour, ms=3, lw=0.8,
                                 label=background if s == 0 else None)
         for baseline, style in (("uniform", ":"), ("gaussian", "--")):
-            row = find(aggregates, "backbone", entry["name"], f"baseline:{baseline}", "all", metric)
+            row = lookup("backbone", entry["name"], f"baseline:{baseline}", "all", metric)
             if row and row["mean"] is not None:
                 ax.axhline(row["mean"], color="grey", ls=style, lw=0.8, label=f"{baseline} baseline")
         ax.set_xticks(range(3), sizes, fontsize=6)
@@ -292,10 +291,6 @@ def localisation_plot(index: dict, aggregates: list[dict], metric: str) -> bytes
     fig.legend(handles, labels, fontsize=6, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
     return _png(fig)
-
-
-def _short(name: str, limit: int = 22) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def sanity_plot(index: dict, sanity: dict, threshold: float) -> bytes:

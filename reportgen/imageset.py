@@ -76,10 +76,17 @@ class ImageSet:
 
     @property
     def sha256(self) -> str:
-        digest = hashlib.sha256()
-        for r in self.records:
-            digest.update(f"{r.file}\0{r.sha256}\0{r.class_index}\0{r.box}\0{r.size_class}\0{r.background}\n".encode())
-        return digest.hexdigest()
+        return image_set_digest((r.file, r.sha256, r.class_index, r.box, r.size_class, r.background)
+                                for r in self.records)
+
+
+def image_set_digest(rows) -> str:
+    """One hash over (file, content hash, class, box, size, background) of every image, in order."""
+    digest = hashlib.sha256()
+    for file, sha, class_index, box, size_class, background in rows:
+        box = tuple(box) if box is not None else None
+        digest.update(f"{file}\0{sha}\0{class_index}\0{box}\0{size_class}\0{background}\n".encode())
+    return digest.hexdigest()
 
 
 def default_image_dir() -> Path:

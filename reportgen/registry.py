@@ -7,7 +7,7 @@ in-place ops do not overwrite (the engine checks both at run time).
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 FAMILIES = ("deeper", "wider", "attention")
 DEPTHS = ("shallow", "middle", "deep")

@@ -19,7 +19,7 @@ import jinja2
 from .config import AnalysisConfig
 from .errors import OutputError
 from .rules import conclude
-from .scoring import find
+from .scoring import aggregate_lookup
 from .store import SavedResults, atomic_write_bytes, load_results, remove_stale_temp_files
 from . import figures
 
@@ -107,7 +107,7 @@ def _sanity_steps(sanity: dict) -> list[str]:
 def build_context(results: SavedResults) -> dict:
     index, metrics = results.index, results.metrics
     config = AnalysisConfig.from_dict(index["config"])
-    aggregates = metrics["aggregates"]
+    lookup = aggregate_lookup(metrics["aggregates"])
     cache = figures.ViewCache(results)
     figs: dict[str, Figure] = {}
     counter = [0]
@@ -121,7 +121,7 @@ def build_context(results: SavedResults) -> dict:
                           figures.object_grid(cache, members)) for n, (label, members) in enumerate(_groups(results))]
     localisation_figures = [add(f"fig-loc-{metric}", f"Deep-layer {metric} by object size and background "
                                 f"(95 % bootstrap intervals), with uniform and centred-Gaussian baselines.",
-                                figures.localisation_plot(index, aggregates, metric))
+                                figures.localisation_plot(index, lookup, metric))
                             for metric in ("mass_ratio", "spread")
                             if any(img["size"] and img["box"] for img in index["images"])]
     depth_positions = _depth_images(results, config)
@@ -140,10 +140,8 @@ def build_context(results: SavedResults) -> dict:
                           for b in index["backbones"]}
 
     conclusions = conclude(index, metrics)
-    by_key = {(r["scope"], r["name"], r["role"], r["group"], r["metric"]): r for r in aggregates}
-
     def agg(name, role, group, metric, scope="backbone"):
-        return by_key.get((scope, name, role, group, metric))
+        return lookup(scope, name, role, group, metric)
 
     flagged = []
     for b in index["backbones"]:
@@ -211,10 +209,6 @@ def markdown_environment() -> jinja2.Environment:
 
 def figure_file(anchor: str) -> str:
     return "figures/" + re.sub(r"[^A-Za-z0-9_.-]", "_", anchor) + ".png"
-
-
-def render_html(results: SavedResults) -> str:
-    return template_environment().get_template("report.html.j2").render(**build_context(results))
 
 
 def output_fetcher(root: Path):

@@ -9,7 +9,7 @@ import numpy as np
 
 from .config import AnalysisConfig, RuleThresholds
 from .registry import FAMILIES
-from .scoring import find
+from .scoring import aggregate_lookup
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 
@@ -185,7 +185,7 @@ def _bootstrap_quantity(rows, family, quantity: Quantity, samples, rng):
     return float(point), draws, n
 
 
-def _judge_test(test: Test, rows, aggregates, thresholds: RuleThresholds, samples, seed):
+def _judge_test(test: Test, rows, lookup, thresholds: RuleThresholds, samples, seed):
     rng = np.random.default_rng(seed)
     numbers, comparisons = [], []
     estimates = {}
@@ -197,7 +197,7 @@ def _judge_test(test: Test, rows, aggregates, thresholds: RuleThresholds, sample
             numbers.append(FamilyNumber(family, None, None, None, 0))
         elif single is not None:
             # A plain group mean: quote the family table's row (same mean, same interval).
-            row = find(aggregates, "family", family, "deep", single[1], single[2])
+            row = lookup("family", family, "deep", single[1], single[2])
             numbers.append(FamilyNumber(family, row["mean"], row["ci_low"], row["ci_high"], row["n"]))
         else:
             low, high = np.percentile(draws, [2.5, 97.5])
@@ -254,11 +254,11 @@ def _slimming(index, metrics, thresholds: RuleThresholds, untrained, families_pr
 
 
 def _findings(index, metrics, config: AnalysisConfig):
-    aggregates = metrics["aggregates"]
+    lookup = aggregate_lookup(metrics["aggregates"])
     out = []
     for entry in index["backbones"]:
-        row = find(aggregates, "backbone", entry["name"], "deep", "all", "mass_ratio")
-        gauss = find(aggregates, "backbone", entry["name"], "baseline:gaussian", "all", "mass_ratio")
+        row = lookup("backbone", entry["name"], "deep", "all", "mass_ratio")
+        gauss = lookup("backbone", entry["name"], "baseline:gaussian", "all", "mass_ratio")
         mean, low, high, n = (row["mean"], row["ci_low"], row["ci_high"], row["n"]) if row else (None, None, None, 0)
         threshold = config.rules.focus_mass_ratio
         if mean is None:
@@ -291,11 +291,12 @@ def conclude(index: dict, metrics: dict) -> Conclusions:
     untrained = index["weights_mode"] == "random"
     families_present = tuple(f for f in FAMILIES if any(b["family"] == f for b in index["backbones"]))
     rows = metrics["per_image"]
+    lookup = aggregate_lookup(metrics["aggregates"])
     claims = []
     for number, claim in enumerate(CLAIMS):
         numbers, comparisons = [], []
         for test_number, test in enumerate(claim.tests):
-            found_numbers, found_comparisons = _judge_test(test, rows, metrics["aggregates"], thresholds,
+            found_numbers, found_comparisons = _judge_test(test, rows, lookup, thresholds,
                                                            config.bootstrap_samples,
                                                            config.seed + 1000 * number + test_number)
             numbers += [(test.label, n) for n in found_numbers]

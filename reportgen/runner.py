@@ -21,7 +21,6 @@ from .errors import ResourceError
 from .imageset import ImageRecord, ImageSet, crop_window, load_rgb
 from .metrics import weight_summary
 from .models import load_model
-from .registry import Backbone
 from .sanity import cascading_randomisation
 from .scoring import score
 from .store import (BACKBONES_DIR, INDEX, METRICS, SCHEMA_VERSION, TIMINGS, atomic_write_bytes, load_arrays,
@@ -60,7 +59,6 @@ class ClassNames:
 def library_versions() -> dict:
     import jinja2
     import matplotlib
-    import pytorch_grad_cam  # noqa: F401
     from importlib.metadata import version
 
     return {"reportgen": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -181,18 +179,19 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
     layers = backbone.all_layers()
     total = len(image_set.records)
     progress(f"{backbone.name}: Grad-CAM and features on {total} images, {len(layers)} layers")
-    done = [0]
 
-    def count(stage):
+    def count(stage, stage_total=total):
+        """A per-batch callback that reports images done so far in this stage."""
+        done = [0]
+
         def step(n):
             done[0] += n
-            on_batch(stage, done[0], total)
+            on_batch(stage, done[0], stage_total)
         return step
 
     mark = time.perf_counter()
 
     def analyse(current):
-        done[0] = 0
         return analyse_backbone(model, current, layers, targets, config.cam_method, device,
                                 cka_layers=backbone.last_three, on_batch=count("cam"), layouts=dict(backbone.layouts))
 
@@ -206,10 +205,10 @@ def analyse_one(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames,
     if config.sanity_check and weights_mode != "random" and backbone.randomisation:
         progress(f"{backbone.name}: sanity check, {len(backbone.randomisation)} randomisation steps")
         depth_layers = list(dict.fromkeys(backbone.depth_layers.values()))
-        done[0] = 0
         sanity = cascading_randomisation(model, batches, depth_layers, [int(t) for t in analysis.targets],
                                          backbone.randomisation, config.cam_method, device, config.seed,
-                                         on_batch=count("sanity"), layouts=dict(backbone.layouts))
+                                         on_batch=count("sanity", total * len(backbone.randomisation)),
+                                         layouts=dict(backbone.layouts))
         sanity_entry = {"status": "done", "reason": "", "steps": [
             {"label": step.label, "modules": list(step.modules), "parameters": int(step.parameters),
              "cam_status": {layer: list(s) for layer, s in step.cam_status.items() if layer in step.cams}}
@@ -303,16 +302,9 @@ def merge_state_arrays(analysis) -> dict:
     """Running statistics a shard keeps so shards of one image set can be merged exactly."""
     arrays = {}
     for name, moments in analysis.moments.items():
-        arrays[f"mstate_mean__{name}"] = moments.mean
-        arrays[f"mstate_m2__{name}"] = moments.m2
-        arrays[f"mstate_n__{name}"] = np.asarray(moments.n)
-    co = analysis.co_moments
-    if co is not None:
-        arrays["costate_n"] = np.asarray(co.n)
-        for name, mean in co.mean.items():
-            arrays[f"costate_mean__{name}"] = mean
-        for (a, b), matrix in co.co.items():
-            arrays[f"costate_co__{a}__{b}"] = matrix
+        arrays.update(moments.state(f"mstate__{name}"))
+    if analysis.co_moments is not None:
+        arrays.update(analysis.co_moments.state())
     return arrays
 
 
@@ -336,7 +328,7 @@ def run_battery(plans: tuple[WeightsPlan, ...], image_set: ImageSet, class_names
     for position, record in enumerate(image_set.records):
         _display_copy(load_rgb(record.path), results_dir / f"images/{position:03d}.png")
 
-    entries, array_files = [], {}
+    entries = []
     for plan in plans:
         name = plan.backbone.name
         key = analysis_key(plan, image_set, config, versions) + ("-shard" if keep_merge_state else "")

@@ -10,7 +10,6 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
 from .engine import analyse_backbone

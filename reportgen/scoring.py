@@ -170,8 +170,12 @@ def score(index: dict, arrays_of: Callable[[str], dict], config: AnalysisConfig)
     }
 
 
+def aggregate_lookup(aggregates: list[dict]) -> Callable[..., dict | None]:
+    """lookup(scope, name, role, group, metric) -> the aggregate row or None, from one pass over the list."""
+    rows = {(r["scope"], r["name"], r["role"], r["group"], r["metric"]): r for r in aggregates}
+    return lambda scope, name, role, group, metric: rows.get((scope, name, role, group, metric))
+
+
 def find(aggregates: list[dict], scope: str, name: str, role: str, group: str, metric: str) -> dict | None:
-    for row in aggregates:
-        if (row["scope"], row["name"], row["role"], row["group"], row["metric"]) == (scope, name, role, group, metric):
-            return row
-    return None
+    """One lookup; callers with many use aggregate_lookup."""
+    return aggregate_lookup(aggregates)(scope, name, role, group, metric)

@@ -8,7 +8,6 @@ merged battery must cover the same images. Only ``run_shard`` imports torch; mer
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from .config import AnalysisConfig
 from .errors import InputDataError, UsageError
+from .imageset import image_set_digest
 from .scoring import score
 from .store import (BACKBONES_DIR, INDEX, METRICS, TIMINGS, load_arrays, load_results, write_arrays,
                     write_json)
@@ -155,25 +155,16 @@ def merge_shards(shard_dirs: Sequence[Path | str], out_dir: Path | str) -> Path:
         for layer in base["feature_stats"]:
             moments = RunningMoments()
             for data in loaded:
-                part = RunningMoments()
-                part.n, part.mean, part.m2 = int(data[f"mstate_n__{layer}"]), data[f"mstate_mean__{layer}"], data[f"mstate_m2__{layer}"]
-                moments.merge(part)
+                moments.merge(RunningMoments.from_state(data, f"mstate__{layer}"))
             entry["feature_stats"][layer]["variance"] = moments.mean_variance()
-            arrays[f"mstate_n__{layer}"] = np.asarray(moments.n)
-            arrays[f"mstate_mean__{layer}"], arrays[f"mstate_m2__{layer}"] = moments.mean, moments.m2
+            arrays.update(moments.state(f"mstate__{layer}"))
         layers = base["feature_cka"]["layers"]
         if layers:
             co = RunningCoMoments(layers)
             for data in loaded:
-                part = RunningCoMoments(layers)
-                part.n = int(data["costate_n"])
-                part.mean = {k: data[f"costate_mean__{k}"] for k in layers}
-                part.co = {(a, b): data[f"costate_co__{a}__{b}"] for i, a in enumerate(layers) for b in layers[i:]}
-                co.merge(part)
+                co.merge(RunningCoMoments.from_state(data, layers))
             entry["feature_cka"]["matrix"] = co.cka()
-            arrays["costate_n"] = np.asarray(co.n)
-            arrays.update({f"costate_mean__{k}": v for k, v in co.mean.items()})
-            arrays.update({f"costate_co__{a}__{b}": v for (a, b), v in co.co.items()})
+            arrays.update(co.state())
         stem = f"{name}-merged"
         entry["arrays"] = f"{BACKBONES_DIR}/{stem}.npz"
         entry["cache_key"] = "merged:" + ",".join(sorted(e["cache_key"] for _, e in pieces))
@@ -182,11 +173,8 @@ def merge_shards(shard_dirs: Sequence[Path | str], out_dir: Path | str) -> Path:
         entries.append(entry)
 
     index = {k: v for k, v in first.items() if k not in ("images", "backbones", "image_set")}
-    digest = hashlib.sha256()
-    for i in merged_images:  # the same digest ImageSet.sha256 gives for these records
-        box = tuple(i["box"]) if i["box"] else None
-        digest.update(f"{i['file']}\0{i['sha256']}\0{i['class_index']}\0{box}\0{i['size']}\0{i['background']}\n".encode())
-    digest = digest.hexdigest()
+    digest = image_set_digest((i["file"], i["sha256"], i["class_index"], i["box"], i["size"], i["background"])
+                              for i in merged_images)
     index.update({
         "images": merged_images,
         "backbones": entries,

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import socket
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
@@ -33,7 +34,15 @@ class WeightsPlan:
         return self.source != "missing"
 
 
-def sha256_file(path: Path | str, chunk: int = 1 << 22) -> str:
+def sha256_file(path: Path | str) -> str:
+    """SHA-256 of a file, computed once per process for an unchanged file (the cache key and the
+    provenance record both need it, and a VGG checkpoint is half a gigabyte)."""
+    stat = os.stat(path)
+    return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
