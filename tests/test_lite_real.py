@@ -1,8 +1,6 @@
 """Real ImageNet weights, offline: the bundled EfficientNet-Lite checkpoints."""
-import numpy as np
 import pytest
 import timm
-import torch
 
 from reportgen import registry
 from reportgen.engine import analyse_backbone

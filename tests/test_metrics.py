@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import timm
-import torch
 from PIL import Image
 
 from reportgen.imageset import crop_window

@@ -1,5 +1,4 @@
 """Verdict logic on hand-made metric tables covering every verdict."""
-import copy
 
 from reportgen.config import AnalysisConfig
 from reportgen.rules import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, conclude

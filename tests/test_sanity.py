@@ -1,7 +1,6 @@
 """Model-parameter randomisation (Adebayo et al. 2018): the mechanics, and the real-weights outcome."""
 import json
 
-import numpy as np
 import pytest
 import timm
 import torch

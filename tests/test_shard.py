@@ -1,5 +1,4 @@
 """Shards merge into exactly what one process computes."""
-import json
 
 import numpy as np
 import pytest

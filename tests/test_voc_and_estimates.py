@@ -3,7 +3,6 @@ means 'not available', never zero."""
 import json
 
 import pytest
-from PIL import Image
 
 from reportgen.config import AnalysisConfig
 from reportgen.errors import InputDataError
