@@ -6,7 +6,7 @@
 For each backbone, in one process and interleaved (forward, naive, engine, forward, naive, ...):
   forward  -- model(batch) under no_grad, eval mode;
   naive    -- one pytorch_grad_cam.GradCAM object per depth layer (3 layers), each run on the batch;
-  engine   -- reportgen.engine.analyse_backbone over the same 3 layers (one forward + one backward).
+  engine   -- reportgen.analysis.engine.analyse_backbone over the same 3 layers (one forward + one backward).
 The maps of naive and engine must agree (Pearson r >= 0.99 per image, or both all-zero).
 The last line is exactly: engine_vs_naive=<x.xx> engine_vs_forward=<y.yy>
 (sums over backbones of median times: naive / engine and engine / forward).
@@ -33,9 +33,9 @@ from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
-from reportgen import registry  # noqa: E402
-from reportgen.engine import analyse_backbone, tokens_to_map  # noqa: E402
-from reportgen.imageset import default_image_dir, load_rgb  # noqa: E402
+from reportgen.inputs import registry  # noqa: E402
+from reportgen.analysis.engine import analyse_backbone, tokens_to_map  # noqa: E402
+from reportgen.inputs.images import default_image_dir, load_rgb  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -94,7 +94,7 @@ def peak_rss_mib() -> float:
 
 STREAM_SCRIPT = """
 import resource, sys, timm, torch
-from reportgen.engine import analyse_backbone
+from reportgen.analysis.engine import analyse_backbone
 torch.manual_seed(0)
 model = timm.create_model("resnet50", pretrained=False).eval()
 batches = (torch.randn(8, 3, 224, 224) for _ in range(int(sys.argv[1])))

@@ -12,7 +12,8 @@ import click
 from .errors import OutputError, ReportgenError, UsageError
 
 EXIT_CODES = """Exit codes: 0 success; 1 internal error; 2 usage; 3 bad input data;
-4 weights missing / offline; 5 output folder problem."""
+4 weights missing / offline; 5 output folder problem; 6 out of GPU memory after retrying at half the
+batch size; 130 interrupted."""
 
 
 def _fail(exc: ReportgenError, debug: bool):
@@ -112,9 +113,8 @@ def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_
       reportgen run --backbone convnext_atto --backbone resnet18 --weights random
       reportgen run --config battery.toml --out /tmp/report
     """
-    from .battery import EMPTY, load_battery
-    from .imageset import default_image_dir, load_image_set
-    from .weights import parse_checkpoints, plan_weights, require_available
+    from .inputs.battery import EMPTY, load_battery
+    from .inputs.images import default_image_dir, load_image_set
 
     ctx = click.get_current_context()
     battery = load_battery(config_path) if config_path else EMPTY
@@ -146,19 +146,19 @@ def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_
         batch_size=batch_size if given("batch_size") else None,
         seed=seed if given("seed") else None,
         sanity_check=False if no_sanity else None)
-    import torch  # after the cheap checks: a mistyped flag fails before torch loads
-
-    from .autolayers import resolve_backbones
+    # torch loads only after the cheap checks: a mistyped flag fails before it.
+    from .analysis.autolayers import resolve_backbones
+    from .analysis.classes import ClassNames
+    from .analysis.environment import resolve_device
+    from .analysis.weights import parse_checkpoints, plan_weights, require_available
+    from .pipeline.run import run_battery
 
     chosen = resolve_backbones(preset, backbones, battery.backbones if not backbones else ())
-    from_file = tuple(f"{spec.name or spec.id}={spec.checkpoint}" for spec in battery.backbones if spec.checkpoint)
+    from_file, ignored = battery.checkpoints_for(chosen)
+    for spec in ignored:
+        say(f"note: {battery.path} gives a checkpoint for {spec.name or spec.id}, which is not in this run; ignored")
     checkpoint_paths = parse_checkpoints(from_file + tuple(checkpoints), chosen, trust_pickle)
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is visible; use --device cpu.")
-    from .runner import ClassNames, run_battery
+    device = resolve_device(device)
 
     class_names = ClassNames()
     image_set = load_image_set(images_dir or default_image_dir(), class_names.resolve, config)
@@ -172,19 +172,19 @@ def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_
     except OSError as exc:
         raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
     from .progress import BatchProgress
-    from .store import prune_unreferenced
+    from .results.store import prune_unreferenced
 
     with BatchProgress(enabled=not quiet and not as_json) as bars:
         outcome = run_battery(plans, image_set, class_names, config, out_dir / "results", device=device,
                               weights_mode=weights, progress=bars.message if not quiet else (lambda m: None),
                               fresh=fresh, on_batch=bars.update, battery_file=battery.raw)
     prune_unreferenced(out_dir / "results")
-    from .render import render_report
+    from .report.render import render_report
 
     say(f"rendering {', '.join(formats)}")
     render_timings: dict = {}
     written = render_report(out_dir / "results", out_dir, formats, timings=render_timings)
-    from .store import TIMINGS, write_json
+    from .results.store import TIMINGS, write_json
 
     outcome.timings["render"] = render_timings
     write_json(out_dir / "results" / TIMINGS, outcome.timings)
@@ -232,7 +232,7 @@ def render(results_dir, out_dir, formats, debug):
     Example:
       reportgen render output/results --out /tmp/report
     """
-    from .render import render_report
+    from .report.render import render_report
 
     _echo_written(render_report(results_dir, out_dir or Path(results_dir).resolve().parent, _formats(formats)))
 
@@ -250,11 +250,11 @@ def merge(shards, out_dir, formats, debug):
     Example:
       reportgen merge shards/resnet50-0 shards/resnet50-1 shards/deit-0 --out merged
     """
-    from .render import render_report
-    from .shard import merge_shards
+    from .pipeline.shards import merge_and_score
+    from .report.render import render_report
 
     _check_output_folder(out_dir, force=False)
-    results = merge_shards(shards, out_dir)
+    results = merge_and_score(shards, out_dir)
     _echo_written(render_report(results, out_dir, _formats(formats)), results)
 
 
@@ -272,7 +272,7 @@ def compare(run_a, run_b, out_dir, formats, debug):
     Example:
       reportgen compare runs/candidate-a/results runs/candidate-b/results --out comparison
     """
-    from .render import render_comparison
+    from .report.render import render_comparison
 
     chosen = _formats(formats)
     if not set(chosen) <= {"html", "pdf"}:
@@ -296,8 +296,8 @@ def init(path, force, debug):
     Example:
       reportgen init battery.toml && reportgen run --config battery.toml
     """
-    from .battery import EXAMPLE
-    from .store import atomic_write_bytes
+    from .inputs.battery import EXAMPLE
+    from .results.store import atomic_write_bytes
 
     if path.exists() and not force:
         raise OutputError(f"{path} exists; pass --force to overwrite it or choose another path.")
@@ -319,11 +319,11 @@ def backbones(names, preset, offline, debug):
       reportgen backbones --preset paper
       reportgen backbones convnext_atto swin_tiny_patch4_window7_224
     """
-    from . import registry
-    from .weights import plan_weights
+    from .analysis.weights import plan_weights
+    from .inputs import registry
 
     if names:
-        from .autolayers import resolve_backbones
+        from .analysis.autolayers import resolve_backbones
 
         rows = resolve_backbones("paper", names)
     else:

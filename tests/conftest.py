@@ -40,3 +40,9 @@ def lite_report(tmp_path_factory) -> Path:
     result = run_cli("run", "--preset", "lite", "--out", str(out), "--quiet", "--format", "html,pdf,md,json")
     assert result.exit_code == 0, result.output
     return out
+
+
+def aggregate_row(rows, scope, name, role, group, metric):
+    """The aggregate row of a metrics JSON document (plain dicts), or None."""
+    return next((r for r in rows if (r["scope"], r["name"], r["role"], r["group"], r["metric"])
+                 == (scope, name, role, group, metric)), None)

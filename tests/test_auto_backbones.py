@@ -6,8 +6,8 @@ import pytest
 import timm
 import torch
 
-from reportgen.autolayers import auto_backbone, family_heuristic
-from reportgen.engine import analyse_backbone
+from reportgen.analysis.autolayers import auto_backbone, family_heuristic
+from reportgen.analysis.engine import analyse_backbone
 from reportgen.errors import UsageError
 
 from conftest import run_cli

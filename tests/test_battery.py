@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from reportgen.battery import EXAMPLE, load_battery
-from reportgen.config import AnalysisConfig
+from reportgen.inputs.battery import EXAMPLE, load_battery
+from reportgen.inputs.config import AnalysisConfig
 
 from conftest import run_cli
 

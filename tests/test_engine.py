@@ -7,8 +7,8 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from reportgen import registry
-from reportgen.engine import analyse_backbone, tokens_to_map
+from reportgen.inputs import registry
+from reportgen.analysis.engine import analyse_backbone, tokens_to_map
 
 
 @pytest.mark.parametrize("name", ["resnet50", "deit_small", "hrnet_w18"])
@@ -48,7 +48,7 @@ def test_model_state_restored_and_no_parameter_grads():
 
 def test_shared_module_is_refused():
     model = timm.create_model("legacy_seresnet50", pretrained=False).eval()
-    from reportgen.engine import LayerCallError
+    from reportgen.analysis.engine import LayerCallError
 
     with pytest.raises(LayerCallError, match="more than once"):
         analyse_backbone(model, [torch.randn(1, 3, 64, 64)], ["layer4.2.relu"], [None])
@@ -57,8 +57,8 @@ def test_shared_module_is_refused():
 
 def test_streamed_statistics_match_all_at_once():
     """Unit variance and CKA merged batch by batch equal the same numbers computed on all images at once."""
-    from reportgen.engine import RunningCoMoments, RunningMoments
-    from reportgen.metrics import linear_cka_from_grams
+    from reportgen.results.stats import RunningCoMoments, RunningMoments
+    from reportgen.scoring.measures import linear_cka_from_grams
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((23, 40)) * 3 + 5
@@ -98,7 +98,7 @@ def test_batches_are_consumed_lazily():
 def test_one_host_copy_packs_and_unpacks_every_tensor():
     """The GPU path gathers all per-batch results into one buffer and one copy; the split must give each
     tensor back with its shape and values (checked here on CPU tensors with packing forced)."""
-    from reportgen.engine import _to_host
+    from reportgen.analysis.engine import _to_host
 
     tensors = {"a": torch.arange(24.0).reshape(2, 3, 4), "b": torch.tensor([7, 8, 9]), "c": torch.ones(1, 5) * 0.5}
     host = _to_host(tensors, pack=True)

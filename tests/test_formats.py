@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from reportgen.render import _num
-from reportgen.scoring import find
+from reportgen.report.render import _num
+from conftest import aggregate_row as find
 
 
 def _numbers(lite_report):

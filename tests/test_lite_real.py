@@ -2,14 +2,14 @@
 import pytest
 import timm
 
-from reportgen import registry
-from reportgen.engine import analyse_backbone
+from reportgen.inputs import registry
+from reportgen.analysis.engine import analyse_backbone
 from reportgen.errors import WeightsUnavailable
-from reportgen.imageset import crop_window, load_image_set
-from reportgen.metrics import localisation, upsample
-from reportgen.models import load_lite_checkpoint, load_model
-from reportgen.runner import ClassNames
-from reportgen.weights import plan_weights
+from reportgen.inputs.images import crop_window, load_image_set
+from reportgen.scoring.measures import localisation, upsample
+from reportgen.analysis.models import load_lite_checkpoint, load_model
+from reportgen.analysis.classes import ClassNames
+from reportgen.analysis.weights import plan_weights
 
 from conftest import IMAGES
 
@@ -27,7 +27,7 @@ def test_chelsea_is_a_cat_and_the_cam_is_on_it(lite0):
     assert lite0.data_config["mean"] == (0.5, 0.5, 0.5) and lite0.data_config["std"] == (0.5, 0.5, 0.5)
     image_set = load_image_set(IMAGES, ClassNames().resolve)
     record = next(r for r in image_set.records if r.file == "chelsea.png")
-    from reportgen.imageset import load_rgb
+    from reportgen.inputs.images import load_rgb
 
     batch = timm.data.create_transform(**lite0.data_config)(load_rgb(record.path))[None]
     backbone = registry.lookup("efficientnet_lite0")
@@ -42,7 +42,7 @@ def test_chelsea_is_a_cat_and_the_cam_is_on_it(lite0):
 
 def test_positional_mapping_checks_shapes(tmp_path):
     model = timm.create_model("tf_efficientnet_lite1", pretrained=False)
-    from reportgen.weights import lite_package_file
+    from reportgen.analysis.weights import lite_package_file
 
     with pytest.raises(WeightsUnavailable, match="expects|does not fit"):
         load_lite_checkpoint(model, str(lite_package_file("0")))

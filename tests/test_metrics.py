@@ -4,9 +4,10 @@ import pytest
 import timm
 from PIL import Image
 
-from reportgen.imageset import crop_window
-from reportgen.metrics import (bootstrap_ci, box_mask, centred_gaussian, linear_cka_from_grams, localisation,
-                               uniform_map, weight_summary)
+from reportgen.inputs.images import crop_window
+from reportgen.results.stats import weight_summary
+from reportgen.scoring.measures import (bootstrap_ci, box_mask, centred_gaussian, linear_cka_from_grams, localisation,
+                                        uniform_map)
 
 
 def test_cam_equal_to_box_puts_all_mass_inside():
@@ -89,7 +90,7 @@ def test_crop_window_matches_timm_transform(size, model_id):
 
 
 def test_spearman_known_answers():
-    from reportgen.metrics import spearman
+    from reportgen.scoring.measures import spearman
 
     ramp = np.arange(100, dtype=float).reshape(10, 10)
     assert spearman(ramp, ramp) == pytest.approx(1.0)
@@ -101,7 +102,7 @@ def test_spearman_known_answers():
 
 
 def test_ssim_known_answers():
-    from reportgen.metrics import ssim
+    from reportgen.scoring.measures import ssim
 
     rng = np.random.default_rng(0)
     a = rng.random((32, 32))
@@ -111,7 +112,7 @@ def test_ssim_known_answers():
 
 
 def test_cam_similarity_of_a_map_with_itself_is_one():
-    from reportgen.metrics import cam_similarity
+    from reportgen.scoring.measures import cam_similarity
 
     cam = np.outer(np.hanning(7), np.hanning(7))
     assert cam_similarity(cam, cam) == pytest.approx((1.0, 1.0))
@@ -121,7 +122,7 @@ def test_cam_similarity_of_a_map_with_itself_is_one():
 
 
 def test_ks_from_quantiles():
-    from reportgen.metrics import ks_from_quantiles
+    from reportgen.scoring.measures import ks_from_quantiles
 
     probs = np.linspace(0, 1, 1001)
     rng = np.random.default_rng(1)

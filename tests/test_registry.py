@@ -4,9 +4,9 @@ import pytest
 import timm
 import torch
 
-from reportgen import registry
-from reportgen.engine import analyse_backbone, tokens_to_map
-from reportgen.imageset import load_rgb
+from reportgen.inputs import registry
+from reportgen.analysis.engine import analyse_backbone, tokens_to_map
+from reportgen.inputs.images import load_rgb
 
 from conftest import IMAGES
 

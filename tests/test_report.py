@@ -5,8 +5,8 @@ import re
 import pytest
 from pypdf import PdfReader
 
-from reportgen.render import output_fetcher
-from reportgen.scoring import find
+from reportgen.report.render import output_fetcher
+from conftest import aggregate_row as find
 
 SECTION_IDS = ("introduction", "networks", "experiments", "conclusions", "appendix")
 SECTION_TITLES = ("1 Introduction", "2 The chosen networks", "3 Experiments", "4 Conclusions", "5 Appendix")

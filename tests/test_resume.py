@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from reportgen.store import BACKBONES_DIR
+from reportgen.results.store import BACKBONES_DIR
 
 
 def _command(out, images):
@@ -67,7 +67,7 @@ def test_interrupted_run_resumes(tmp_path, small_image_dir, sig):
 def test_debris_of_a_killed_render_is_swept_and_live_writers_are_left_alone(lite_report, tmp_path):
     import shutil
 
-    from reportgen.render import render_report
+    from reportgen.report.render import render_report
 
     out = tmp_path / "out"
     shutil.copytree(lite_report / "results", out / "results")

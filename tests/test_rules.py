@@ -1,37 +1,48 @@
 """Verdict logic on hand-made metric tables covering every verdict."""
 
-from reportgen.config import AnalysisConfig
-from reportgen.rules import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, conclude
+from reportgen.inputs.config import AnalysisConfig
+from reportgen.report.rules import Verdict, conclude
+from reportgen.results.schema import (SCHEMA_VERSION, AggregateLookup, BackboneResult, CamStatus, FeatureCka,
+                                      ImageSetInfo, LastThreeSummary, Metrics, PerImageRow, Prediction, RunIndex,
+                                      SanityRun, SanitySummary, WeightsInfo)
+from reportgen.scoring.score import aggregate
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = (Verdict.SUPPORTED, Verdict.CONTRADICTED, Verdict.INCONCLUSIVE,
+                                                     Verdict.NOT_TESTED)
 
 
 def _rows(values_by_family):
     rows = []
     for family, values in values_by_family.items():
         for i, (mass_ratio, spread, size, background) in enumerate(values):
-            rows.append({"image": f"{family}{i}", "backbone": f"{family}-net", "family": family, "layer": "x",
-                         "role": "deep", "size": size, "background": background, "cam_status": "ok",
-                         "mass_in_box": None, "pointing_hit": True, "entropy": 0.5,
-                         "mass_ratio": mass_ratio, "spread": spread})
+            rows.append(PerImageRow(f"{family}{i}", f"{family}-net", family, "x", "deep", size, background,
+                                    CamStatus.OK, None, mass_ratio, True, spread, 0.5))
     return rows
 
 
+def _backbone(family: str) -> BackboneResult:
+    return BackboneResult(
+        name=f"{family}-net", timm_id=f"{family}-net", architecture=f"{family}-net", display_name=family.title(),
+        family=family, family_source="registry", layer_source="registry", depth_layers={"deep": "x"},
+        last_three=("a", "b", "c"), layers=("x",),
+        weights=WeightsInfo("pretrained", "checkpoint", "", "", ""), data_config={}, params=1, macs=1.0,
+        cam_status={"x": (CamStatus.OK,)}, feature_stats={}, weight_stats={},
+        feature_cka=FeatureCka((), (), ""), views=(),
+        predictions=(Prediction(0, "x", "manifest", (), True, True),),
+        sanity=SanityRun("skipped", "test", ()), batch_size=1)
+
+
 def _index(weights_mode="pretrained", families=("deeper", "wider", "attention")):
-    backbones = []
-    for family in families:
-        backbones.append({"name": f"{family}-net", "display_name": family.title(), "family": family,
-                          "depth_layers": {"deep": "x"}, "cam_status": {"x": ["ok"]},
-                          "predictions": [{"correct_top1": True, "correct_top5": True}]})
-    return {"config": AnalysisConfig().to_dict(), "weights_mode": weights_mode, "backbones": backbones}
+    return RunIndex(SCHEMA_VERSION, {}, AnalysisConfig(), 0, weights_mode, "cpu", ImageSetInfo("t", "", 0), (), (),
+                    tuple(_backbone(f) for f in families), "timings.json", {})
 
 
 def _metrics(rows, cka_by_family, ks=0.05):
-    from reportgen.scoring import aggregate
-
-    return {"per_image": rows, "aggregates": aggregate(rows, AnalysisConfig()),
-            "last_three": {f"{f}-net": {"layers": ["a", "b", "c"], "cka": [[1, c, 0.5], [c, 1, 0.5], [0.5, 0.5, 1]],
-                                        "weight_w1_consecutive": [0.1, 0.2], "weight_ks_consecutive": [ks, 0.2]}
-                           for f, c in cka_by_family.items()},
-            "sanity": {f"{f}-net": {"status": "skipped", "reason": "test", "layers": {}} for f in cka_by_family}}
+    return Metrics(SCHEMA_VERSION, tuple(rows), (), tuple(aggregate(rows, AnalysisConfig())),
+                   {f"{f}-net": LastThreeSummary(("a", "b", "c"), ((1, c, 0.5), (c, 1, 0.5), (0.5, 0.5, 1)),
+                                                 (0.1, 0.2), (ks, 0.2), (None, None, None))
+                    for f, c in cka_by_family.items()},
+                   {f"{f}-net": SanitySummary("skipped", "test", {}) for f in cka_by_family})
 
 
 def _spread_values(mass, spread, n=12, jitter=0.02):
@@ -97,9 +108,8 @@ def test_family_numbers_quote_the_family_table():
                   "attention": _spread_values(2.0, 0.4)})
     metrics = _metrics(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9})
     focus = next(c for c in conclude(_index(), metrics).claims if c.key == "focus")
-    from reportgen.scoring import find
-
+    lookup = AggregateLookup(metrics.aggregates)
     for label, number in focus.numbers:
         metric = label.split(",")[0]
-        row = find(metrics["aggregates"], "family", number.family, "deep", "all", metric)
-        assert (number.mean, number.ci_low, number.ci_high, number.n) == (row["mean"], row["ci_low"], row["ci_high"], row["n"])
+        row = lookup("family", number.family, "deep", "all", metric)
+        assert (number.mean, number.ci_low, number.ci_high, number.n) == (row.mean, row.ci_low, row.ci_high, row.n)

@@ -5,8 +5,8 @@ import pytest
 import timm
 import torch
 
-from reportgen import registry
-from reportgen.sanity import cascading_randomisation, randomise
+from reportgen.inputs import registry
+from reportgen.analysis.sanity import cascading_randomisation, randomise
 
 
 @pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from reportgen.config import AnalysisConfig
-from reportgen.shard import merge_shards, run_shard
-from reportgen.store import load_results
+from reportgen.inputs.config import AnalysisConfig
+from reportgen.pipeline.shards import merge_and_score as merge_shards, run_shard
+from reportgen.results import arrays as keys
+from reportgen.results.store import load_results
 
 from conftest import run_cli
 
@@ -19,22 +20,22 @@ def test_two_image_shards_merge_to_the_single_run(tmp_path, small_image_dir):
     merged = load_results(merge_shards([second.parent, first], tmp_path / "merged"))  # any order
 
     # Images come in first-appearance order; compare by file name.
-    order = [img["file"] for img in merged.index["images"]]
-    assert sorted(order) == sorted(img["file"] for img in whole.index["images"])
-    back = [order.index(img["file"]) for img in whole.index["images"]]
+    order = [img.file for img in merged.index.images]
+    assert sorted(order) == sorted(img.file for img in whole.index.images)
+    back = [order.index(img.file) for img in whole.index.images]
     a, b = whole.arrays("efficientnet_lite0"), merged.arrays("efficientnet_lite0")
     for key in a:
-        if key.startswith(("cam__", "featmap__", "featvec__", "sanitycam__")):
+        if keys.is_per_image(key):
             np.testing.assert_allclose(b[key][back], a[key], rtol=1e-4, atol=1e-5, err_msg=key)
-    ea, eb = whole.index["backbones"][0], merged.index["backbones"][0]
-    for layer, stats in ea["feature_stats"].items():
-        assert eb["feature_stats"][layer]["variance"] == pytest.approx(stats["variance"], rel=1e-4)
-    np.testing.assert_allclose(np.array(eb["feature_cka"]["matrix"]), np.array(ea["feature_cka"]["matrix"]), rtol=1e-4)
-    assert [eb["predictions"][i]["top5"][0]["index"] for i in back] == [p["top5"][0]["index"] for p in ea["predictions"]]
+    ea, eb = whole.index.backbones[0], merged.index.backbones[0]
+    for layer, stats in ea.feature_stats.items():
+        assert eb.feature_stats[layer].variance == pytest.approx(stats.variance, rel=1e-4)
+    np.testing.assert_allclose(np.array(eb.feature_cka.matrix), np.array(ea.feature_cka.matrix), rtol=1e-4)
+    assert [eb.predictions[i].top5[0].index for i in back] == [p.top5[0].index for p in ea.predictions]
     in_order = load_results(merge_shards([first, second], tmp_path / "in-order"))
-    assert in_order.index["image_set"]["sha256"] == whole.index["image_set"]["sha256"]
-    rows_a = {(r["image"], r["layer"]): r["mass_ratio"] for r in whole.metrics["per_image"]}
-    rows_b = {(r["image"], r["layer"]): r["mass_ratio"] for r in merged.metrics["per_image"]}
+    assert in_order.index.image_set.sha256 == whole.index.image_set.sha256
+    rows_a = {(r.image, r.layer): r.mass_ratio for r in whole.metrics.per_image}
+    rows_b = {(r.image, r.layer): r.mass_ratio for r in merged.metrics.per_image}
     assert rows_a.keys() == rows_b.keys()
     for key, value in rows_a.items():
         assert (value is None and rows_b[key] is None) or rows_b[key] == pytest.approx(value, rel=1e-3, abs=1e-4)

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from reportgen.config import AnalysisConfig
+from reportgen.inputs.config import AnalysisConfig
 from reportgen.errors import InputDataError
-from reportgen.imageset import load_image_set
-from reportgen.runner import ClassNames
+from reportgen.inputs.images import load_image_set
+from reportgen.analysis.classes import ClassNames
 
 from conftest import IMAGES, run_cli
 

@@ -6,10 +6,10 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from reportgen import registry
+from reportgen.inputs import registry
 from reportgen.errors import InputDataError
-from reportgen.models import load_model
-from reportgen.weights import plan_weights
+from reportgen.analysis.models import load_model
+from reportgen.analysis.weights import plan_weights
 
 from conftest import run_cli
 

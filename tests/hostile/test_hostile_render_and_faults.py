@@ -11,7 +11,7 @@ from pypdf import PdfReader
 
 from conftest import run_cli
 from helpers import copy_good, good_rows, manifest
-from reportgen.render import render_report, template_environment, write_pdf
+from reportgen.report.render import render_report, template_environment, write_pdf
 
 PAYLOADS = ('<link rel="attachment" href="file:///etc/passwd">', '<a href="javascript:alert(1)">click</a>',
             '<img src="http://127.0.0.1:9/beacon.png">', '<style>@import url("http://127.0.0.1:9/x.css");</style>')
@@ -92,7 +92,7 @@ def test_disk_full_keeps_the_previous_report(small_report, monkeypatch):
     def full(_fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("reportgen.store.os.fsync", full)
+    monkeypatch.setattr("reportgen.results.store.os.fsync", full)
     result = run_cli(*args, "--fresh")
     assert result.exit_code == 5 and "No space left on device" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -117,7 +117,7 @@ def test_ctrl_c_mid_pdf_keeps_the_previous_pdf(small_report, monkeypatch):
 
 def test_gpu_out_of_memory_retries_at_half_batch_then_advises(small_report, monkeypatch):
     out, args = small_report
-    import reportgen.runner as runner
+    import reportgen.analysis.backbone as runner
 
     real = runner.analyse_backbone
     sizes = []

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from conftest import run_cli
 from helpers import copy_good, good_rows, manifest
 from reportgen.errors import WeightsUnavailable
-from reportgen.models import require_safe_torch
+from reportgen.analysis.models import require_safe_torch
 
 
 @pytest.fixture(scope="module")

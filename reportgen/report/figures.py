@@ -16,8 +16,10 @@ from pathlib import Path  # noqa: E402
 
 from PIL import Image, ImageDraw  # noqa: E402
 
-from .metrics import normalise01, upsample  # noqa: E402
-from .store import SavedResults  # noqa: E402
+from ..results import arrays as keys  # noqa: E402
+from ..results.schema import AggregateLookup, BackboneResult, CamStatus, RunIndex, SanitySummary  # noqa: E402
+from ..results.store import SavedResults  # noqa: E402
+from ..scoring.measures import normalise01, upsample  # noqa: E402
 
 CMAP = colormaps["jet"]
 PAGE_WIDTH_IN = 7.2
@@ -44,15 +46,15 @@ class ViewCache:
             self._arrays[backbone] = self.results.arrays(backbone)
         return self._arrays[backbone]
 
-    def view(self, backbone: dict, position: int) -> np.ndarray:
-        crop = tuple(backbone["views"][position]["crop"])
-        size = (backbone["views"][position]["width"], backbone["views"][position]["height"])
+    def view(self, backbone: BackboneResult, position: int) -> np.ndarray:
+        crop = tuple(backbone.views[position].crop)
+        size = (backbone.views[position].width, backbone.views[position].height)
         key = (position, crop, size)
         if key not in self._images:
-            info = self.results.index["images"][position]
+            info = self.results.index.images[position]
             with Image.open(self.results.image_path(position)) as copy:
                 copy = copy.convert("RGB")
-                fx, fy = copy.width / info["width"], copy.height / info["height"]
+                fx, fy = copy.width / info.width, copy.height / info.height
                 box = (crop[0] * fx, crop[1] * fy, crop[2] * fx, crop[3] * fy)
                 self._images[key] = np.asarray(copy.resize(size, Image.BICUBIC, box=box), dtype=np.float32) / 255.0
         return self._images[key]
@@ -85,8 +87,18 @@ def _colourbar(fig, axes):
     bar.ax.tick_params(labelsize=6)
 
 
-def _flag_text(status: str) -> str | None:
-    return None if status == "ok" else {"zero": "ALL-ZERO CAM", "nan": "NaN CAM"}.get(status, status.upper())
+FLAG_TEXT = {CamStatus.ZERO: "ALL-ZERO CAM", CamStatus.NAN: "NaN CAM", CamStatus.NOT_SPATIAL: "NO SPATIAL MAP"}
+
+
+def _flag_text(status: CamStatus) -> str | None:
+    return None if status == CamStatus.OK else FLAG_TEXT.get(status, str(status).upper())
+
+
+def _cam_of(cache: "ViewCache", entry: BackboneResult, layer: str, position: int):
+    """(CAM of one image at one layer or None, its status)."""
+    cams = cache.arrays(entry.name).get(keys.cam(layer))
+    status = entry.cam_status[layer][position]
+    return (cams[position] if cams is not None and status == CamStatus.OK else None), status
 
 
 # Heatmap grids are composed with numpy/PIL: one matplotlib figure per grid cost more than the
@@ -192,60 +204,56 @@ def _grid(cells: list[list[Image.Image | None]], column_titles: list[str], row_l
 
 def object_grid(cache: ViewCache, positions: list[int], role: str = "deep") -> bytes:
     """Images (rows) x backbones (columns), CAM of the given depth over the model's view, box dashed."""
-    backbones = cache.results.index["backbones"]
+    backbones = cache.results.index.backbones
     cells = []
     for position in positions:
         row = []
         for entry in backbones:
-            layer = entry["depth_layers"][role]
-            cams = cache.arrays(entry["name"]).get(f"cam__{layer}")
-            status = entry["cam_status"][layer][position]
-            cam = cams[position] if cams is not None and status == "ok" else None
-            row.append(_cell_image(cache.view(entry, position), cam, entry["views"][position]["box"], _flag_text(status)))
+            cam, status = _cam_of(cache, entry, entry.depth_layers[role], position)
+            row.append(_cell_image(cache.view(entry, position), cam, entry.views[position].box, _flag_text(status)))
         cells.append(row)
-    return _grid(cells, [entry["display_name"] for entry in backbones],
-                 [cache.results.index["images"][p]["file"] for p in positions])
+    return _grid(cells, [entry.display_name for entry in backbones],
+                 [cache.results.index.images[p].file for p in positions])
 
 
 def depth_grid(cache: ViewCache, position: int) -> bytes:
     """Backbones (rows) x (input, shallow, middle, deep) for one image; each cell titled by its layer."""
-    backbones = cache.results.index["backbones"]
+    backbones = cache.results.index.backbones
     cells = []
     for entry in backbones:
         view = cache.view(entry, position)
-        row = [_cell_image(view, None, entry["views"][position]["box"], None)]
+        row = [_cell_image(view, None, entry.views[position].box, None)]
         for role in ("shallow", "middle", "deep"):
-            layer = entry["depth_layers"][role]
-            cams = cache.arrays(entry["name"]).get(f"cam__{layer}")
-            status = entry["cam_status"][layer][position]
-            cam = cams[position] if cams is not None and status == "ok" else None
+            layer = entry.depth_layers[role]
+            cam, status = _cam_of(cache, entry, layer, position)
             row.append(_cell_image(view, cam, None, _flag_text(status), caption=layer))
         cells.append(row)
-    return _grid(cells, ["input", "shallow", "middle", "deep"], [entry["display_name"] for entry in backbones])
+    return _grid(cells, ["input", "shallow", "middle", "deep"], [entry.display_name for entry in backbones])
 
 
-def last_three_figure(cache: ViewCache, backbone: dict, position: int) -> bytes:
+def last_three_figure(cache: ViewCache, backbone: BackboneResult, position: int) -> bytes:
     """Weight histograms (top), feature visualisation (middle) and Grad-CAM (bottom) of the last three layers."""
-    arrays = cache.arrays(backbone["name"])
+    arrays = cache.arrays(backbone.name)
     fig, axes = plt.subplots(3, 3, figsize=(PAGE_WIDTH_IN, 6.2))
     view = cache.view(backbone, position)
-    for c, layer in enumerate(backbone["last_three"]):
-        counts, edges = arrays[f"histcounts__{layer}"], arrays[f"histedges__{layer}"]
-        stats = backbone["weight_stats"][layer]
+    for c, layer in enumerate(backbone.last_three):
+        counts, edges = arrays[keys.hist_counts(layer)], arrays[keys.hist_edges(layer)]
+        stats = backbone.weight_stats[layer]
+        kurtosis = stats.excess_kurtosis if stats.excess_kurtosis is not None else float("nan")
         ax = axes[0][c]
         ax.stairs(counts, edges, fill=True, color="#3b6ea8")
-        ax.set_title(f"{layer}\nweights: std {stats['std']:.3g}, kurt {stats['excess_kurtosis']:.2g}", fontsize=7)
+        ax.set_title(f"{layer}\nweights: std {stats.std:.3g}, kurt {kurtosis:.2g}", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
         ax.set_xlabel("weight value (0.5-99.5 pct)", fontsize=6)
 
         ax = axes[1][c]
-        if f"featmap__{layer}" in arrays:
-            fmap = arrays[f"featmap__{layer}"][position]
+        if keys.feature_map(layer) in arrays:
+            fmap = arrays[keys.feature_map(layer)][position]
             heat = colormaps["viridis"](normalise01(upsample(fmap, view.shape[1], view.shape[0])))[..., :3]
             _cell(ax, 0.4 * view + 0.6 * heat, title="features: mean |activation|")
         else:
-            matrix = arrays[f"featvec__{layer}"]
+            matrix = arrays[keys.feature_vector(layer)]
             ax.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
             ax.set_title(f"features: first {matrix.shape[1]} units x images", fontsize=7)
             ax.set_xlabel("unit", fontsize=6)
@@ -253,38 +261,36 @@ def last_three_figure(cache: ViewCache, backbone: dict, position: int) -> bytes:
             ax.tick_params(labelsize=5)
 
         ax = axes[2][c]
-        status = backbone["cam_status"][layer][position]
-        if f"cam__{layer}" in arrays and status == "ok":
-            _cell(ax, overlay(view, arrays[f"cam__{layer}"][position]), title="Grad-CAM")
+        cam, status = _cam_of(cache, backbone, layer, position)
+        if cam is not None:
+            _cell(ax, overlay(view, cam), title="Grad-CAM")
         else:
-            _cell(ax, view * 0.35 + 0.65, flag=_flag_text(status) if status != "not-spatial" else "NO SPATIAL MAP",
-                  title="Grad-CAM")
+            _cell(ax, view * 0.35 + 0.65, flag=_flag_text(status), title="Grad-CAM")
     fig.tight_layout()
     return _png(fig)
 
 
-def localisation_plot(index: dict, lookup, metric: str) -> bytes:
+def localisation_plot(index: RunIndex, lookup: AggregateLookup, metric: str) -> bytes:
     """Deep-layer metric per backbone by size class, with the uniform and Gaussian baselines drawn in."""
-
-    backbones = index["backbones"]
+    backbones = index.backbones
     sizes = ("small", "medium", "large")
     fig, axes = plt.subplots(1, len(backbones), figsize=(PAGE_WIDTH_IN, 2.0), sharey=True, squeeze=False)
     for c, entry in enumerate(backbones):
         ax = axes[0][c]
         for background, colour, shift in (("clean", "#2a7fd4", -0.12), ("cluttered", "#d45f2a", 0.12)):
             for s, size in enumerate(sizes):
-                row = lookup("backbone", entry["name"], "deep", f"size={size},background={background}", metric)
-                if row and row["mean"] is not None:
-                    low = row["mean"] - row["ci_low"] if row["ci_low"] is not None else 0
-                    high = row["ci_high"] - row["mean"] if row["ci_high"] is not None else 0
-                    ax.errorbar(s + shift, row["mean"], yerr=[[low], [high]], fmt="o", color=colour, ms=3, lw=0.8,
+                row = lookup("backbone", entry.name, "deep", f"size={size},background={background}", metric)
+                if row and row.mean is not None:
+                    low = row.mean - row.ci_low if row.ci_low is not None else 0
+                    high = row.ci_high - row.mean if row.ci_high is not None else 0
+                    ax.errorbar(s + shift, row.mean, yerr=[[low], [high]], fmt="o", color=colour, ms=3, lw=0.8,
                                 label=background if s == 0 else None)
         for baseline, style in (("uniform", ":"), ("gaussian", "--")):
-            row = lookup("backbone", entry["name"], f"baseline:{baseline}", "all", metric)
-            if row and row["mean"] is not None:
-                ax.axhline(row["mean"], color="grey", ls=style, lw=0.8, label=f"{baseline} baseline")
+            row = lookup("backbone", entry.name, f"baseline:{baseline}", "all", metric)
+            if row and row.mean is not None:
+                ax.axhline(row.mean, color="grey", ls=style, lw=0.8, label=f"{baseline} baseline")
         ax.set_xticks(range(3), sizes, fontsize=6)
-        ax.set_title(entry["display_name"], fontsize=7)
+        ax.set_title(entry.display_name, fontsize=7)
         ax.tick_params(labelsize=6)
     axes[0][0].set_ylabel(f"{metric} (deep layer)", fontsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -293,30 +299,29 @@ def localisation_plot(index: dict, lookup, metric: str) -> bytes:
     return _png(fig)
 
 
-def sanity_plot(index: dict, sanity: dict, threshold: float) -> bytes:
+def sanity_plot(index: RunIndex, sanity: dict[str, SanitySummary], threshold: float) -> bytes:
     """Similarity of trained to randomised CAMs along the randomisation cascade, one panel per backbone."""
-    done = [entry for entry in index["backbones"] if sanity[entry["name"]]["status"] == "done"]
+    done = [entry for entry in index.backbones if sanity[entry.name].status == "done"]
     fig, axes = plt.subplots(1, len(done), figsize=(PAGE_WIDTH_IN, 2.1), sharey=True, squeeze=False)
     colours = {"shallow": "#7a9e3b", "middle": "#2a7fd4", "deep": "#b00020"}
     for c, entry in enumerate(done):
         ax = axes[0][c]
         labels = []
-        for layer, found in sanity[entry["name"]]["layers"].items():
-            labels = [step["step"].replace(" (trained)", "") for step in found["steps"]]
-            xs = np.arange(len(found["steps"]))
+        for layer, found in sanity[entry.name].layers.items():
+            labels = [step.step.replace(" (trained)", "") for step in found.steps]
+            xs = np.arange(len(found.steps))
             for metric, style in (("spearman", "-"), ("ssim", "--")):
-                means = [step[metric]["mean"] for step in found["steps"]]
-                lows = [m - (step[metric]["ci_low"] if step[metric]["ci_low"] is not None else m)
-                        for m, step in zip(means, found["steps"])]
-                highs = [(step[metric]["ci_high"] if step[metric]["ci_high"] is not None else m) - m
-                         for m, step in zip(means, found["steps"])]
-                ax.errorbar(xs, means, yerr=[lows, highs], color=colours.get(found["role"], "black"), ls=style,
+                intervals = [getattr(step, metric) for step in found.steps]
+                means = [i.mean for i in intervals]
+                lows = [m - (i.ci_low if i.ci_low is not None else m) for m, i in zip(means, intervals)]
+                highs = [(i.ci_high if i.ci_high is not None else m) - m for m, i in zip(means, intervals)]
+                ax.errorbar(xs, means, yerr=[lows, highs], color=colours.get(found.role, "black"), ls=style,
                             marker="o", ms=2.5, lw=0.9, capsize=1.5,
-                            label=f"{found['role']} {metric}" if c == 0 else None)
+                            label=f"{found.role} {metric}" if c == 0 else None)
         ax.axhline(threshold, color="grey", ls=":", lw=0.8, label="flag threshold" if c == 0 else None)
         ax.axhline(0, color="black", lw=0.4)
         ax.set_xticks(range(len(labels)), labels, fontsize=5.5, rotation=30)
-        ax.set_title(entry["display_name"], fontsize=7)
+        ax.set_title(entry.display_name, fontsize=7)
         ax.tick_params(labelsize=6)
         ax.set_ylim(-0.3, 1.05)
     axes[0][0].set_ylabel("similarity to trained CAM", fontsize=7)

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputDataError
+from ..errors import InputDataError
 
 MANIFEST = "annotations.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -91,7 +91,7 @@ def image_set_digest(rows) -> str:
 
 def default_image_dir() -> Path:
     """The curated set: ``images/`` of the source checkout (the README installs with ``pip install -e``)."""
-    return Path(__file__).resolve().parent.parent / "images"
+    return Path(__file__).resolve().parents[2] / "images"
 
 
 def decode_rgb(path: Path) -> tuple[Image.Image, str]:

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 import timm
 import torch
 
-from .errors import InputDataError, WeightsUnavailable
-from .weights import WeightsPlan, sha256_file, _hf_cached_file, _torch_hub_cached_file
+from ..errors import InputDataError, WeightsUnavailable
+from ..results.schema import WeightsSource
+from .weights import WeightsPlan, sha256_file, weights_file
 
 
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
     data_config: dict
-    weights_source: str
+    weights_source: WeightsSource
     weights_location: str
     weights_file_sha256: str  # of the file the weights came from ("" for random or downloads without a cache)
     state_sha256: str  # of the tensors actually in the model
@@ -112,37 +113,34 @@ def _load_pickle_checkpoint(arch: str, path: str) -> torch.nn.Module:
 
 
 def load_model(plan: WeightsPlan, seed: int) -> LoadedModel:
+    """One rule for every source: the model is built from the backbone's ``timm_id`` (architecture and
+    pretrained tag, so the tag's config applies), and its weights come from one local file (downloads are
+    cached first) or from the seed."""
     require_safe_torch()
-    backbone = plan.backbone
-    file_sha = ""
-    location = plan.location
-    if plan.source == "random":
+    architecture = plan.backbone.timm_id
+    if plan.source == WeightsSource.MISSING:
+        raise WeightsUnavailable(f"{plan.backbone.name}: no weights ({plan.fix}).")
+    if plan.source == WeightsSource.RANDOM:
         torch.manual_seed(seed)
-        model = timm.create_model(backbone.architecture, pretrained=False)
-    elif plan.source == "lite-package":
-        model = timm.create_model(backbone.architecture, pretrained=False)
-        load_lite_checkpoint(model, plan.location)
-        file_sha = sha256_file(plan.location)
-    elif plan.source == "checkpoint" and not str(plan.location).endswith(".safetensors"):
-        model = _load_pickle_checkpoint(backbone.architecture, plan.location)
-        file_sha = sha256_file(plan.location)
-    elif plan.source in ("checkpoint", "hf-cache", "url-cache"):
-        model = _create_with_file(backbone.architecture, plan.location,
-                                  "checkpoint" if plan.source == "checkpoint" else "cached weights file")
-        file_sha = sha256_file(plan.location)
-    elif plan.source in ("hf-hub", "url"):
-        # timm's own download path; hash the file it cached.
-        model = timm.create_model(backbone.timm_id, pretrained=True)
-        cached = _hf_cached_file(plan.location) if plan.source == "hf-hub" else _torch_hub_cached_file(plan.location)
-        if cached:
-            file_sha, location = sha256_file(cached), cached
+        model, path = timm.create_model(architecture, pretrained=False), ""
     else:
-        raise WeightsUnavailable(f"{backbone.name}: no weights ({plan.fix}).")
+        path = weights_file(plan)
+        if plan.source == WeightsSource.LITE_PACKAGE:
+            model = timm.create_model(architecture, pretrained=False)
+            load_lite_checkpoint(model, path)
+        elif not path.endswith(".safetensors") and plan.source == WeightsSource.CHECKPOINT:
+            model = _load_pickle_checkpoint(architecture, path)
+        else:
+            model = _create_with_file(architecture, path, "checkpoint" if plan.source == WeightsSource.CHECKPOINT
+                                      else "cached weights file")
     model.eval()
-    # Pretrained config of the registry's tag (input size, crop, mean/std), whatever the weights source.
-    pretrained_cfg = timm.models.get_pretrained_cfg(backbone.timm_id)
+    return LoadedModel(model, data_config_of(plan.backbone.timm_id, model), plan.source, path or plan.location,
+                       sha256_file(path) if path else "", state_dict_sha256(model))
+
+
+def data_config_of(timm_id: str, model: torch.nn.Module) -> dict:
+    """Input size, crop and mean/std of the registry's pretrained tag, whatever the weights source."""
+    pretrained_cfg = timm.models.get_pretrained_cfg(timm_id)
     if pretrained_cfg is not None:
-        data_config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
-    else:
-        data_config = timm.data.resolve_model_data_config(model)
-    return LoadedModel(model, data_config, plan.source, location, file_sha, state_dict_sha256(model))
+        return timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
+    return timm.data.resolve_model_data_config(model)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import AnalysisConfig, RuleThresholds
-from .errors import UsageError
+from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,6 +45,17 @@ class Battery:
     rules: dict  # RuleThresholds fields as given
     backbones: tuple  # BackboneSpec
     raw: dict  # the file as parsed, saved with the results
+
+    def checkpoints_for(self, backbones) -> tuple[tuple[str, ...], tuple[BackboneSpec, ...]]:
+        """``NAME=PATH`` checkpoint values of the file for the run's backbones, and the specs whose
+        checkpoint names a backbone that is not in the run (``--backbone`` replaced the file's list)."""
+        names = {n for b in backbones for n in (b.name, b.timm_id, b.architecture)}
+        used, ignored = [], []
+        for spec in self.backbones:
+            if spec.checkpoint:
+                name = spec.name or spec.id
+                (used if name in names or spec.id in names else ignored).append(spec)
+        return tuple(f"{spec.name or spec.id}={spec.checkpoint}" for spec in used), tuple(ignored)
 
     def analysis_config(self, **overrides) -> AnalysisConfig:
         values = {**self.analysis, **{k: v for k, v in overrides.items() if v is not None}}
@@ -128,6 +139,8 @@ def load_battery(path: Path) -> Battery:
         Battery(path, settings, None, analysis, rules, (), raw).analysis_config()
     except TypeError as exc:
         raise UsageError(f"{path}: {exc}.") from None
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
     return Battery(path, settings, Path(images_dir) if images_dir else None, analysis, rules, tuple(specs), raw)
 
 

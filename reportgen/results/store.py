@@ -10,12 +10,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from .errors import InputDataError, OutputError
+from ..errors import InputDataError, OutputError
+from .schema import SCHEMA_VERSION, BackboneResult, Metrics, RunIndex
 
-SCHEMA_VERSION = 2  # 2: per-backbone files under backbones/, streamed CKA, skipped images
 INDEX = "results.json"
 METRICS = "metrics.json"
 TIMINGS = "timings.json"
@@ -37,14 +38,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)  # after a rename this is a no-op; after a failure or Ctrl-C it removes the debris
 
 
-def _plain(value):
+def plain(value):
     """JSON-safe copy: numpy scalars to Python, non-finite floats to None."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return plain(value.tolist())
     if isinstance(value, (np.floating, float)):
         value = float(value)
         return value if math.isfinite(value) else None
@@ -56,7 +57,10 @@ def _plain(value):
 
 
 def write_json(path: Path, data) -> None:
-    atomic_write_bytes(path, (json.dumps(_plain(data), indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    """``data``: a schema record (written with its ``to_json``) or plain JSON data."""
+    if hasattr(data, "to_json"):
+        data = data.to_json()
+    atomic_write_bytes(path, (json.dumps(plain(data), indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode())
 
 
 def write_arrays(path: Path, arrays: dict) -> None:
@@ -70,8 +74,8 @@ def load_arrays(path: Path) -> dict:
         return {k: data[k] for k in data.files}
 
 
-def read_backbone(folder: Path, stem: str, key: str):
-    """A finished backbone's saved entry when its key matches and its arrays load; else None."""
+def read_backbone(folder: Path, stem: str, key: str) -> Optional[BackboneResult]:
+    """A finished backbone's saved result when its key matches and its arrays load; else None."""
     entry_path, arrays_path = folder / f"{stem}.json", folder / f"{stem}.npz"
     try:
         entry = json.loads(entry_path.read_text(encoding="utf-8"))
@@ -79,9 +83,9 @@ def read_backbone(folder: Path, stem: str, key: str):
             return None
         with np.load(arrays_path, allow_pickle=False) as data:
             data.files  # noqa: B018 -- reading the zip directory checks the file is complete
-    except (OSError, ValueError, KeyError):
+        return BackboneResult.from_json(entry)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return entry
 
 
 def _alive(pid: int) -> bool:
@@ -109,11 +113,11 @@ def remove_stale_temp_files(folder: Path) -> int:
 def prune_unreferenced(results_dir: Path) -> int:
     """Per-backbone files the current results.json does not use (older configs, removed backbones)."""
     results_dir = Path(results_dir)
-    index = json.loads((results_dir / INDEX).read_text(encoding="utf-8"))
+    index = read_index(results_dir / INDEX)
     keep = set()
-    for entry in index["backbones"]:
-        keep.add((results_dir / entry["arrays"]).resolve())
-        keep.add((results_dir / entry["arrays"]).with_suffix(".json").resolve())
+    for entry in index.backbones:
+        keep.add((results_dir / entry.arrays).resolve())
+        keep.add((results_dir / entry.arrays).with_suffix(".json").resolve())
     removed = 0
     for path in (results_dir / BACKBONES_DIR).glob("*"):
         if path.is_file() and path.resolve() not in keep:
@@ -125,18 +129,30 @@ def prune_unreferenced(results_dir: Path) -> int:
 @dataclass
 class SavedResults:
     root: Path
-    index: dict
-    metrics: dict
+    index: RunIndex
+    metrics: Metrics
     timings: dict
 
     def arrays(self, backbone_name: str) -> dict:
-        return load_arrays(self.root / self.backbone(backbone_name)["arrays"])
-
-    def backbone(self, name: str) -> dict:
-        return next(b for b in self.index["backbones"] if b["name"] == name)
+        return load_arrays(self.root / self.index.backbone(backbone_name).arrays)
 
     def image_path(self, position: int) -> Path:
-        return self.root / self.index["images"][position]["display_copy"]
+        return self.root / self.index.images[position].display_copy
+
+
+def read_index(path: Path) -> RunIndex:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"{path}: results are unreadable ({exc}); re-run `reportgen run`.") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        found = data.get("schema_version") if isinstance(data, dict) else None
+        raise InputDataError(f"{path}: schema_version {found!r}, this reportgen reads "
+                             f"{SCHEMA_VERSION}; re-run `reportgen run` with this version.")
+    try:
+        return RunIndex.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputDataError(f"{path}: not a reportgen results index ({exc}); re-run `reportgen run`.") from None
 
 
 def load_results(root: Path) -> SavedResults:
@@ -144,14 +160,11 @@ def load_results(root: Path) -> SavedResults:
     index_path = root / INDEX
     if not index_path.is_file():
         raise InputDataError(f"{root} holds no {INDEX}; pass the results/ folder of a finished `reportgen run`.")
+    index = read_index(index_path)
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-        metrics = json.loads((root / METRICS).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        metrics = Metrics.from_json(json.loads((root / METRICS).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputDataError(f"{root}: results are unreadable ({exc}); re-run `reportgen run`.") from None
-    if index.get("schema_version") != SCHEMA_VERSION:
-        raise InputDataError(f"{index_path}: schema_version {index.get('schema_version')!r}, this reportgen reads "
-                             f"{SCHEMA_VERSION}; re-run `reportgen run` with this version.")
     timings_path = root / TIMINGS
     timings = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.is_file() else {}
     return SavedResults(root, index, metrics, timings)

@@ -15,13 +15,12 @@ import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 
-CAM_METHODS = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "xgradcam": XGradCAM,
-    "hirescam": HiResCAM,
-    "layercam": LayerCAM,
-}
+from ..inputs.config import CAM_METHOD_NAMES
+from ..inputs.registry import Layout
+from ..results.schema import CamStatus
+from ..results.stats import RunningCoMoments, RunningMoments
+
+CAM_METHODS = dict(zip(CAM_METHOD_NAMES, (GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM)))
 ZERO_CAM_EPS = 1e-12
 FEATURE_VECTOR_UNITS = 256  # units kept per image of a non-spatial layer, for the feature picture
 MAX_CKA_UNITS = 8192  # widest pooled feature for which the CKA co-moments are kept
@@ -51,7 +50,7 @@ def tokens_to_map(model: torch.nn.Module, tensor: torch.Tensor) -> Optional[torc
 
 def to_map(model: torch.nn.Module, tensor: torch.Tensor, layout: Optional[str] = None) -> Optional[torch.Tensor]:
     """(B, C, H, W) view of a layer output whatever its layout (NHWC stages, e.g. Swin, are permuted)."""
-    if layout == "nhwc" and tensor.dim() == 4:
+    if layout == Layout.NHWC and tensor.dim() == 4:
         return tensor.permute(0, 3, 1, 2)
     return tokens_to_map(model, tensor)
 
@@ -186,7 +185,7 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
         cams[name] = cam
         status[name] = tuple(_cam_status(c) for c in cam)
     for name in in_place:
-        status[name] = ("overwritten-in-place",) * batch.shape[0]
+        status[name] = (CamStatus.OVERWRITTEN,) * batch.shape[0]
 
     def pick(prefix):
         return {n: host[f"{prefix}:{n}"] for n in layer_names if f"{prefix}:{n}" in host}
@@ -195,115 +194,12 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
                        pick("m2"), pick("featmap"), pick("head"))
 
 
-def _cam_status(cam: np.ndarray) -> str:
+def _cam_status(cam: np.ndarray) -> CamStatus:
     if not np.all(np.isfinite(cam)):
-        return "nan"
+        return CamStatus.NAN
     if float(cam.max()) <= ZERO_CAM_EPS:
-        return "zero"
-    return "ok"
-
-
-class RunningMoments:
-    """Mean and variance of every unit over all images, merged batch by batch (Chan et al.), so memory
-    does not grow with the number of images."""
-
-    def __init__(self):
-        self.n, self.mean, self.m2 = 0, None, None
-
-    def add(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
-        mean, m2 = mean.astype(np.float64), m2.astype(np.float64)
-        if self.n == 0:
-            self.n, self.mean, self.m2 = n, mean, m2
-            return
-        total = self.n + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta ** 2 * (self.n * n / total)
-        self.n = total
-
-    def merge(self, other: "RunningMoments") -> None:
-        if other.n:
-            self.add(other.n, other.mean, other.m2)
-
-    def state(self, prefix: str) -> dict:
-        """Arrays to save so that shards of an image set can be merged exactly."""
-        return {f"{prefix}_n": np.asarray(self.n), f"{prefix}_mean": self.mean, f"{prefix}_m2": self.m2}
-
-    @classmethod
-    def from_state(cls, arrays: dict, prefix: str) -> "RunningMoments":
-        moments = cls()
-        moments.n, moments.mean, moments.m2 = int(arrays[f"{prefix}_n"]), arrays[f"{prefix}_mean"], arrays[f"{prefix}_m2"]
-        return moments
-
-    def mean_variance(self) -> float:
-        """Mean over units of the (population) variance across images."""
-        return float((self.m2 / self.n).mean()) if self.n else float("nan")
-
-
-class RunningCoMoments:
-    """Centred cross-products between layers' pooled features, merged batch by batch: linear CKA over all
-    images without keeping their features (Kornblith et al. 2019, feature-space form)."""
-
-    def __init__(self, layers: Sequence[str]):
-        self.layers = tuple(layers)
-        self.n = 0
-        self.mean: dict = {}
-        self.co: dict = {}
-
-    def add(self, pooled: dict) -> None:
-        """One batch of pooled features (layer -> (B, C)): its own co-moments, merged in."""
-        batch = RunningCoMoments(self.layers)
-        values = {k: pooled[k].astype(np.float64) for k in self.layers}
-        batch.n = next(iter(values.values())).shape[0]
-        batch.mean = {k: v.mean(axis=0) for k, v in values.items()}
-        centred = {k: v - batch.mean[k] for k, v in values.items()}
-        batch.co = {(a, b): centred[a].T @ centred[b] for i, a in enumerate(self.layers) for b in self.layers[i:]}
-        self.merge(batch)
-
-    def merge(self, other: "RunningCoMoments") -> None:
-        """Combine with the co-moments of a disjoint set of images (Chan et al. pairwise update)."""
-        if not other.n:
-            return
-        if not self.n:
-            self.n, self.mean, self.co = other.n, dict(other.mean), dict(other.co)
-            return
-        total = self.n + other.n
-        factor = self.n * other.n / total
-        for (a, b), co in other.co.items():
-            # (new + correction) + old: the summation order the batch-by-batch results were first written with.
-            self.co[(a, b)] = (co + np.outer(other.mean[a] - self.mean[a], other.mean[b] - self.mean[b]) * factor
-                               + self.co[(a, b)])
-        for k in self.layers:
-            self.mean[k] = self.mean[k] + (other.mean[k] - self.mean[k]) * (other.n / total)
-        self.n = total
-
-    def state(self) -> dict:
-        arrays = {"costate_n": np.asarray(self.n)}
-        arrays.update({f"costate_mean__{k}": v for k, v in self.mean.items()})
-        arrays.update({f"costate_co__{a}__{b}": v for (a, b), v in self.co.items()})
-        return arrays
-
-    @classmethod
-    def from_state(cls, arrays: dict, layers: Sequence[str]) -> "RunningCoMoments":
-        co = cls(layers)
-        co.n = int(arrays["costate_n"])
-        co.mean = {k: arrays[f"costate_mean__{k}"] for k in co.layers}
-        co.co = {(a, b): arrays[f"costate_co__{a}__{b}"] for i, a in enumerate(co.layers) for b in co.layers[i:]}
-        return co
-
-    def cka(self) -> list[list[Optional[float]]]:
-        def frob2(a, b):
-            co = self.co[(a, b)] if (a, b) in self.co else self.co[(b, a)]
-            return float((co * co).sum())
-
-        out = []
-        for a in self.layers:
-            row = []
-            for b in self.layers:
-                norm = (frob2(a, a) * frob2(b, b)) ** 0.5
-                row.append(frob2(a, b) / norm if norm > 0 else None)
-            out.append(row)
-        return out
+        return CamStatus.ZERO
+    return CamStatus.OK
 
 
 @dataclass(frozen=True)
@@ -372,7 +268,7 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
     for name in layer_names:
         has_cam = name in kept["cams"][0]
         spatial = name in kept["featmap"][0]
-        status = sum((s.get(name, ("not-spatial",) * len(lg)) for s, lg in zip(kept["status"], kept["logits"])), ())
+        status = sum((s.get(name, (CamStatus.NOT_SPATIAL,) * len(lg)) for s, lg in zip(kept["status"], kept["logits"])), ())
         layers.append(LayerAnalysis(
             name=name,
             cam=np.concatenate([c[name] for c in kept["cams"]]) if has_cam else None,

@@ -4,6 +4,7 @@ Pure numpy/PIL (no torch), so saved results can be re-scored and re-rendered any
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -99,59 +100,6 @@ def linear_cka_from_grams(gram_x: np.ndarray, gram_y: np.ndarray) -> float:
     return hsic_xy / norm if norm > 0 else float("nan")
 
 
-def _sorted_quantiles(sorted_values: np.ndarray, probs) -> np.ndarray:
-    """np.quantile's default (linear) method on already sorted data."""
-    position = np.asarray(probs, dtype=np.float64) * (sorted_values.size - 1)
-    below = np.floor(position).astype(np.int64)
-    above = np.minimum(below + 1, sorted_values.size - 1)
-    fraction = position - below
-    low, high = sorted_values[below].astype(np.float64), sorted_values[above].astype(np.float64)
-    return low + (high - low) * fraction
-
-
-def _central_moments(values: np.ndarray, mean: float, chunk: int = 1 << 22) -> tuple[float, float]:
-    """Second and fourth central moments in float64, a chunk at a time (no float64 copy of it all)."""
-    m2 = m4 = 0.0
-    for start in range(0, values.size, chunk):
-        d = values[start:start + chunk].astype(np.float64) - mean
-        d2 = d * d
-        m2 += float(d2.sum())
-        m4 += float((d2 * d2).sum())
-    return m2 / values.size, m4 / values.size
-
-
-def weight_summary(values: np.ndarray, bins: int, quantiles: int, near_zero_fraction: float) -> dict:
-    """Statistics and histogram of a flat weight vector. One float32 sort serves the quantiles, the
-    histogram and the near-zero count (a VGG fc layer has 100 M weights)."""
-    w = np.sort(np.asarray(values, dtype=np.float32).ravel())
-    n = w.size
-    mean = float(w.sum(dtype=np.float64) / n)
-    m2, m4 = _central_moments(w, mean)
-    std = math.sqrt(m2)
-    kurtosis = m4 / m2 ** 2 - 3.0 if m2 > 0 else float("nan")
-    largest = float(max(abs(float(w[0])), abs(float(w[-1])))) if n else 0.0
-    low, high = _sorted_quantiles(w, [0.005, 0.995])
-    if high <= low:
-        low, high = low - 1e-6, high + 1e-6
-    edges = np.linspace(low, high, bins + 1)
-    # Values outside [low, high] are clipped into the end bins, as np.histogram(np.clip(w, low, high)).
-    inner = np.searchsorted(w, edges[1:-1], side="left")
-    counts = np.diff(np.concatenate([[0], inner, [n]]))
-    threshold = near_zero_fraction * largest
-    near_zero = (np.searchsorted(w, threshold, side="left") - np.searchsorted(w, -threshold, side="right")) / n
-    return {
-        "count": int(n),
-        "mean": mean,
-        "std": std,
-        "variance": m2,
-        "excess_kurtosis": kurtosis,
-        "near_zero_share": float(near_zero) if largest > 0 else 1.0,
-        "hist_counts": counts.astype(np.int64),
-        "hist_edges": edges.astype(np.float64),
-        "quantiles": _sorted_quantiles(w, np.linspace(0, 1, quantiles)).astype(np.float32),
-    }
-
-
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Ranks with ties given their average rank (as scipy.stats.rankdata)."""
     order = np.argsort(values, kind="stable")
@@ -219,3 +167,10 @@ def ks_from_quantiles(q_a: np.ndarray, q_b: np.ndarray) -> float:
     cdf_a = np.interp(grid, q_a, probs, left=0.0, right=1.0)
     cdf_b = np.interp(grid, q_b, np.linspace(0.0, 1.0, q_b.size), left=0.0, right=1.0)
     return float(np.abs(cdf_a - cdf_b).max())
+
+
+def stable_seed(run_seed: int, *key) -> int:
+    """A bootstrap seed from the run's seed and what is resampled (e.g. a bucket's scope, name, role and
+    group), not from a position in a list: adding a backbone leaves every other interval unchanged."""
+    text = "\0".join(str(part) for part in (run_seed,) + key)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")

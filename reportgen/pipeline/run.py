@@ -1,0 +1,154 @@
+"""The battery run: each backbone in turn (or its saved result), then the index and the scores.
+
+Orchestration only: models run in :mod:`reportgen.analysis` (imported when a backbone must be computed),
+files are written through :mod:`reportgen.results.store`, numbers come from :mod:`reportgen.scoring`.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..inputs.config import AnalysisConfig
+from ..inputs.images import ImageSet, load_rgb
+from ..results.keys import analysis_key
+from ..results.schema import (SCHEMA_VERSION, BackboneResult, ImageEntry, ImageSetInfo, RunIndex, SkippedImage,
+                              WeightsMode)
+from ..results.store import (BACKBONES_DIR, INDEX, METRICS, TIMINGS, atomic_write_bytes, load_arrays,
+                             read_backbone, remove_stale_temp_files, write_arrays, write_json)
+from ..scoring.score import score
+
+DISPLAY_MAX_SIDE = 512
+Progress = Callable[[str], None]
+OnBatch = Callable[[str, str, int, int], None]  # (backbone, stage, done, total)
+
+
+@dataclass
+class BatteryOutcome:
+    results_dir: Path
+    status: dict = field(default_factory=dict)  # backbone -> computed | cached
+    timings: dict = field(default_factory=dict)
+
+
+def display_copy_path(position: int) -> str:
+    return f"images/{position:03d}.png"
+
+
+def write_display_copies(image_set: ImageSet, results_dir: Path) -> None:
+    """Screen-sized copies of the images, the figures' source (the report never reads the originals)."""
+    for position, record in enumerate(image_set.records):
+        copy = load_rgb(record.path)
+        copy.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
+        buffer = io.BytesIO()
+        copy.save(buffer, format="PNG")
+        atomic_write_bytes(results_dir / display_copy_path(position), buffer.getvalue())
+
+
+def image_entries(image_set: ImageSet, class_name: Callable[[int], str]) -> tuple[ImageEntry, ...]:
+    return tuple(ImageEntry(
+        file=record.file, sha256=record.sha256, width=record.width, height=record.height,
+        class_index=record.class_index,
+        class_name=class_name(record.class_index) if record.class_index is not None else None,
+        box=tuple(record.box) if record.box else None, box_share=record.box_share,
+        size=record.size_class, background=record.background, source=record.source,
+        licence=record.licence, notes=record.notes, decoding=record.decoding,
+        size_source=record.size_source, background_source=record.background_source,
+        box_source=record.box_source, display_copy=display_copy_path(position),
+    ) for position, record in enumerate(image_set.records))
+
+
+def _compute(plan, image_set, class_names, config, device, weights_mode, progress, on_batch, keep_merge_state,
+             results_dir: Path, key: str, stem: str) -> tuple[BackboneResult, dict]:
+    """Run one backbone and save it (arrays first: the entry file is what marks it finished)."""
+    from ..analysis.backbone import measure_backbone
+
+    name = plan.backbone.name
+    measured = measure_backbone(plan, image_set, class_names, config, device, weights_mode, progress,
+                                lambda stage, done, total: on_batch(name, stage, done, total), keep_merge_state)
+    result = replace(measured.result, cache_key=key, arrays=f"{BACKBONES_DIR}/{stem}.npz")
+    write_arrays(results_dir / result.arrays, measured.arrays)
+    write_json(results_dir / BACKBONES_DIR / f"{stem}.json", result)
+    return result, measured.timings
+
+
+def run_battery(plans: tuple, image_set: ImageSet, class_names, config: AnalysisConfig, results_dir: Path,
+                device: str = "cpu", weights_mode: str = "pretrained", progress: Progress = lambda message: None,
+                fresh: bool = False, on_batch: OnBatch = lambda name, stage, done, total: None,
+                keep_merge_state: bool = False, battery_file: Optional[dict] = None) -> BatteryOutcome:
+    """Run every backbone (or reuse its saved result), then write results.json / metrics.json.
+
+    Each backbone's result is saved under ``backbones/`` as soon as it finishes, named by a key of
+    everything that determines it, so an interrupted run resumes where it stopped and an unchanged
+    battery is not recomputed. ``fresh`` ignores saved results."""
+    from ..analysis.environment import library_versions
+    from ..analysis.weights import weights_identity
+
+    results_dir = Path(results_dir)
+    (results_dir / "images").mkdir(parents=True, exist_ok=True)
+    (results_dir / BACKBONES_DIR).mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(results_dir)
+    outcome = BatteryOutcome(results_dir)
+    outcome.timings = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "backbones": {}}
+    versions = library_versions()
+    write_display_copies(image_set, results_dir)
+
+    entries = []
+    for plan in plans:
+        name = plan.backbone.name
+        key = analysis_key(plan.backbone, weights_identity(plan, config.seed), image_set.sha256, config,
+                           versions) + ("-shard" if keep_merge_state else "")
+        stem = f"{name}-{key[:16]}"
+        saved = None if fresh else read_backbone(results_dir / BACKBONES_DIR, stem, key)
+        if saved is not None:
+            progress(f"{name}: unchanged since the last run, reusing {BACKBONES_DIR}/{stem}")
+            entry = saved
+            outcome.status[name] = "cached"
+            outcome.timings["backbones"][name] = {"cached": True}
+        else:
+            progress(f"{name}: loading weights ({plan.source})")
+            started = time.perf_counter()
+            entry, timings = _compute(plan, image_set, class_names, config, device, weights_mode, progress, on_batch,
+                                      keep_merge_state, results_dir, key, stem)
+            outcome.status[name] = "computed"
+            outcome.timings["backbones"][name] = timings
+            progress(f"{name}: done in {time.perf_counter() - started:.1f}s")
+        entries.append(entry)
+        on_batch(name, "backbones", len(entries), len(plans))
+
+    index = RunIndex(
+        schema_version=SCHEMA_VERSION, versions=versions, config=config, seed=config.seed,
+        weights_mode=WeightsMode(weights_mode), device=device,
+        image_set=ImageSetInfo(image_set.root.name, image_set.sha256, len(image_set.records)),
+        images=image_entries(image_set, class_names.name),
+        skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
+        backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {})
+    progress("scoring CAMs")
+    mark = time.perf_counter()
+    score_and_write(index, results_dir)
+    outcome.timings["scoring_s"] = time.perf_counter() - mark
+    outcome.timings["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(results_dir / TIMINGS, outcome.timings)
+    return outcome
+
+
+def score_and_write(index: RunIndex, results_dir: Path) -> None:
+    """metrics.json from the index and the arrays, then results.json (the index is written last: a
+    results folder with an index is complete)."""
+    metrics = score(index, arrays_loader(results_dir, index), index.config)
+    write_json(results_dir / METRICS, metrics)
+    write_json(results_dir / INDEX, index)
+
+
+def arrays_loader(results_dir: Path, index: RunIndex):
+    """arrays_of(name) for scoring: one backbone's arrays in memory at a time."""
+    files = {entry.name: results_dir / entry.arrays for entry in index.backbones}
+    held: dict = {}
+
+    def arrays_of(name: str) -> dict:
+        if name not in held:
+            held.clear()
+            held[name] = load_arrays(files[name])
+        return held[name]
+    return arrays_of

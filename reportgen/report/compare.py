@@ -1,0 +1,126 @@
+"""Two saved runs side by side (e.g. two backbone candidates, two image sets): the differences in the
+numbers behind the report. Torch-free; returns data, the template phrases it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..inputs.registry import FAMILIES
+from ..results.schema import AggregateLookup
+from ..results.store import SavedResults
+from .rules import Verdict, conclude
+
+GROUPS = ("all", "size=small", "size=medium", "size=large", "background=clean", "background=cluttered")
+
+
+@dataclass(frozen=True)
+class Pair:
+    label: str  # what is compared
+    a: Optional[float]
+    b: Optional[float]
+    n_a: int = 0
+    n_b: int = 0
+
+    @property
+    def difference(self) -> Optional[float]:
+        return None if self.a is None or self.b is None else self.b - self.a
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    label: str
+    image_set: object  # ImageSetInfo
+    weights_mode: str
+    backbones: tuple
+    seed: int
+    reportgen: str
+    cam_method: str
+
+
+@dataclass(frozen=True)
+class BackbonePairs:
+    name: str
+    display_name: str
+    in_a: bool
+    in_b: bool
+    pairs: tuple  # Pair
+
+
+@dataclass(frozen=True)
+class FamilyPair:
+    family: str
+    group: str
+    pair: Pair
+
+
+@dataclass(frozen=True)
+class ClaimPair:
+    key: str
+    sentence: str
+    verdict_a: Verdict
+    verdict_b: Verdict
+
+
+@dataclass(frozen=True)
+class Comparison:
+    runs: tuple  # (label A, label B)
+    summaries: tuple  # RunSummary per run
+    backbones: tuple  # BackbonePairs
+    families: tuple  # FamilyPair
+    claims: tuple  # ClaimPair
+
+    @property
+    def any_untrained(self) -> bool:
+        return any(s.weights_mode == "random" for s in self.summaries)
+
+
+def _value(lookup: AggregateLookup, *key):
+    row = lookup(*key)
+    return (row.mean, row.n) if row and row.mean is not None else (None, 0)
+
+
+def _summary(label: str, results: SavedResults) -> RunSummary:
+    index = results.index
+    return RunSummary(label, index.image_set, index.weights_mode, tuple(b.display_name for b in index.backbones),
+                      index.seed, index.versions["reportgen"], index.config.cam_method)
+
+
+def _top1(results: SavedResults, name: str) -> Optional[float]:
+    entry = next((b for b in results.index.backbones if b.name == name), None)
+    labelled = entry.labelled_predictions if entry else ()
+    return sum(p.correct_top1 for p in labelled) / len(labelled) if labelled else None
+
+
+def _cka(results: SavedResults, name: str) -> Optional[float]:
+    summary = results.metrics.last_three.get(name)
+    return summary.cka[0][1] if summary else None
+
+
+def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Comparison:
+    rows_a, rows_b = AggregateLookup(a.metrics.aggregates), AggregateLookup(b.metrics.aggregates)
+    names_a = [e.name for e in a.index.backbones]
+    names_b = [e.name for e in b.index.backbones]
+    display = {e.name: e.display_name for e in b.index.backbones + a.index.backbones}
+    backbones = []
+    for name in names_a + [n for n in names_b if n not in names_a]:
+        pairs = []
+        for metric in ("mass_ratio", "spread", "pointing_hit"):
+            key = ("backbone", name, "deep", "all", metric)
+            (va, na), (vb, nb) = _value(rows_a, *key), _value(rows_b, *key)
+            pairs.append(Pair(f"deep {metric}", va, vb, na, nb))
+        pairs.append(Pair("top-1 accuracy (labelled images)", _top1(a, name), _top1(b, name)))
+        pairs.append(Pair("CKA(layer before penultimate, penultimate)", _cka(a, name), _cka(b, name)))
+        backbones.append(BackbonePairs(name, display[name], name in names_a, name in names_b, tuple(pairs)))
+    families = []
+    for family in FAMILIES:
+        for group in GROUPS:
+            key = ("family", family, "deep", group, "mass_ratio")
+            (va, na), (vb, nb) = _value(rows_a, *key), _value(rows_b, *key)
+            if va is not None or vb is not None:
+                families.append(FamilyPair(family, group, Pair("deep mass_ratio", va, vb, na, nb)))
+    verdicts_a = {c.key: c for c in conclude(a.index, a.metrics).claims}
+    verdicts_b = {c.key: c for c in conclude(b.index, b.metrics).claims}
+    claims = tuple(ClaimPair(key, verdicts_a[key].sentence, verdicts_a[key].verdict, verdicts_b[key].verdict)
+                   for key in verdicts_a)
+    return Comparison(tuple(labels), (_summary(labels[0], a), _summary(labels[1], b)), tuple(backbones),
+                      tuple(families), claims)

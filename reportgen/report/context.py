@@ -1,0 +1,381 @@
+"""The report context: every table's rows and every figure, built in Python from saved results and the
+conclusions. The HTML and Markdown templates only phrase these rows; neither looks anything up."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, fields
+from typing import Optional
+
+from ..inputs.config import AnalysisConfig
+from ..inputs.registry import DEPTHS
+from ..results.schema import (Aggregate, AggregateLookup, BackboneResult, CamStatus, ImageEntry, RunIndex,
+                              SanityLayer, SanityStatus, WeightsInfo, WeightStats, FeatureStats)
+from ..results.store import SavedResults
+from ..scoring.score import baseline_role
+from . import figures
+from .rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, conclude
+
+UNTRAINED_BANNER = "UNTRAINED WEIGHTS — not evidence"
+SIZES = ("small", "medium", "large")
+BACKGROUNDS = ("clean", "cluttered")
+TABLE_GROUPS = (("all",) + tuple(f"size={s}" for s in SIZES) + tuple(f"background={g}" for g in BACKGROUNDS)
+                + tuple(f"size={s},background={g}" for s in SIZES for g in BACKGROUNDS))
+
+
+@dataclass(frozen=True)
+class Figure:
+    anchor: str
+    caption: str
+    png: bytes
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+@dataclass(frozen=True)
+class NetworkRow:
+    backbone: BackboneResult
+    family_note: Optional[str]  # how the family was chosen, when not by the registry
+    params_m: float
+    gmacs: float
+    input_size: str
+    interpolation: str
+    crop_pct: Optional[float]
+    mean: tuple
+    std: tuple
+    weights_hash: str
+
+
+@dataclass(frozen=True)
+class LocalisationRow:
+    label: str  # backbone display name or family
+    group: str
+    anchor: Optional[str]
+    mass_ratio: Aggregate
+    spread: Optional[Aggregate]
+    pointing: Optional[Aggregate]
+
+
+@dataclass(frozen=True)
+class BaselineRow:
+    display_name: str
+    uniform_mass_ratio: Optional[float]
+    gaussian_mass_ratio: Optional[float]
+    gaussian_spread: Optional[float]
+    gaussian_pointing: Optional[float]
+
+
+@dataclass(frozen=True)
+class LocalisationBlock:
+    rows: tuple  # LocalisationRow per group with data
+    baseline: BaselineRow
+
+
+@dataclass(frozen=True)
+class PredictionCell:
+    name: str  # first name of the top-1 class
+    prob: float
+    correct_top1: Optional[bool]
+    correct_top5: Optional[bool]
+
+
+@dataclass(frozen=True)
+class PredictionLine:
+    image: str
+    class_name: Optional[str]
+    cells: tuple  # PredictionCell per backbone
+
+
+@dataclass(frozen=True)
+class DepthRow:
+    display_name: str
+    role: str
+    layer: str
+    mass_ratio: Optional[Aggregate]
+    spread: Optional[Aggregate]
+    entropy: Optional[Aggregate]
+
+
+@dataclass(frozen=True)
+class SanityRow:
+    display_name: str
+    anchor: str
+    layer: str
+    found: Optional[SanityLayer]  # None: skipped
+    skipped_reason: str = ""
+
+
+@dataclass(frozen=True)
+class LastThreeLayerRow:
+    layer: str
+    weights: WeightStats
+    features: FeatureStats
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: str
+    target: str
+    value: Optional[float]
+
+
+@dataclass(frozen=True)
+class LastThreeSection:
+    backbone: BackboneResult
+    anchor: str
+    figure: Figure
+    rows: tuple  # LastThreeLayerRow
+    cka_layers: tuple
+    cka: tuple  # rows of CKA values
+    w1: tuple  # Transition
+    ks: tuple  # Transition
+    slimming: SlimmingRow
+    cka_passes: bool
+    ks_passes: bool
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    number: int
+    claim: ClaimVerdict
+    numbers_anchor: str  # where the family numbers come from
+
+
+@dataclass(frozen=True)
+class FlaggedRow:
+    backbone: str
+    layer: str
+    image: str
+    status: CamStatus
+
+
+@dataclass(frozen=True)
+class ProvenanceRow:
+    display_name: str
+    weights: WeightsInfo
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    index: RunIndex
+    config: AnalysisConfig
+    untrained: bool
+    banner: str
+    conclusions: Conclusions
+    networks: tuple  # NetworkRow
+    object_figures: tuple
+    localisation_figures: tuple
+    localisation: tuple  # LocalisationBlock per backbone
+    families: tuple  # LocalisationRow per family and group
+    prediction_headers: tuple
+    predictions: tuple  # PredictionLine
+    depth_figures: tuple
+    depths: tuple  # DepthRow
+    sanity_figure: Optional[Figure]
+    sanity_steps: tuple  # step labels
+    sanity: tuple  # SanityRow
+    last_three: tuple  # LastThreeSection
+    claims: tuple  # ClaimRow
+    flagged: tuple  # FlaggedRow
+    skipped: tuple  # SkippedImage
+    images: tuple  # ImageEntry
+    provenance: tuple  # ProvenanceRow
+    timings: dict
+    figures: tuple  # every Figure, in order
+
+    def template_variables(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _depth_images(index: RunIndex, config: AnalysisConfig) -> list[int]:
+    """Images for the depth figure: the config's choice, else the first real photo (the manifest's ``source``
+    does not mark it as controlled) with a box of each size class, else the first image."""
+    files = [img.file for img in index.images]
+    if config.depth_figure_images:
+        return [files.index(f) for f in config.depth_figure_images if f in files]
+    chosen = []
+    for size in SIZES:
+        for position, image in enumerate(index.images):
+            if image.size == size and image.box is not None and not _controlled(image):
+                chosen.append(position)
+                break
+    return chosen or [0]
+
+
+def _controlled(image: ImageEntry) -> bool:
+    """A composite made for the experiment (manifest ``source`` "controlled: ...", as tools/build_images.py
+    writes): the depth figure shows real photos when the set has them."""
+    return image.source.lower().startswith("controlled")
+
+
+def _object_groups(index: RunIndex):
+    """Image positions per (size, background) cell, then images without annotations."""
+    cells = []
+    for size in SIZES:
+        for background in BACKGROUNDS:
+            members = [i for i, img in enumerate(index.images) if img.size == size and img.background == background]
+            if members:
+                cells.append((f"{size} objects, {background} background", members))
+    rest = [i for i, img in enumerate(index.images) if img.size not in SIZES or img.background not in BACKGROUNDS]
+    if rest:
+        cells.append(("images without size/background annotation", rest))
+    return cells
+
+
+def _network_row(b: BackboneResult) -> NetworkRow:
+    size = b.data_config["input_size"]
+    return NetworkRow(b, None if b.family_source == "registry" else b.family_source, b.params / 1e6, b.macs / 1e9,
+                      f"{size[1]}×{size[2]}", b.data_config.get("interpolation", ""), b.data_config.get("crop_pct"),
+                      tuple(round(v, 3) for v in b.data_config["mean"]), tuple(round(v, 3) for v in b.data_config["std"]),
+                      (b.weights.file_sha256 or b.weights.state_sha256)[:16])
+
+
+def _localisation_rows(lookup: AggregateLookup, scope: str, name: str, label: str) -> tuple:
+    rows = []
+    for group in TABLE_GROUPS:
+        mass = lookup(scope, name, "deep", group, "mass_ratio")
+        if mass and mass.n:
+            anchor = f"fam-{name}-{group.replace('=', '-').replace(',', '-')}" if scope == "family" else None
+            rows.append(LocalisationRow(label, group, anchor, mass, lookup(scope, name, "deep", group, "spread"),
+                                        lookup(scope, name, "deep", group, "pointing_hit")))
+    return tuple(rows)
+
+
+def _mean(row: Optional[Aggregate]) -> Optional[float]:
+    return row.mean if row else None
+
+
+def _baseline_row(lookup: AggregateLookup, b: BackboneResult) -> BaselineRow:
+    uniform, gaussian = baseline_role("uniform"), baseline_role("gaussian")
+    return BaselineRow(b.display_name, _mean(lookup("backbone", b.name, uniform, "all", "mass_ratio")),
+                       _mean(lookup("backbone", b.name, gaussian, "all", "mass_ratio")),
+                       _mean(lookup("backbone", b.name, gaussian, "all", "spread")),
+                       _mean(lookup("backbone", b.name, gaussian, "all", "pointing_hit")))
+
+
+def _prediction_lines(index: RunIndex) -> tuple:
+    return tuple(PredictionLine(image.file, image.class_name, tuple(
+        PredictionCell(b.predictions[i].top5[0].name.split(",")[0], b.predictions[i].top5[0].prob,
+                       b.predictions[i].correct_top1, b.predictions[i].correct_top5) for b in index.backbones))
+        for i, image in enumerate(index.images))
+
+
+def _sanity_rows(index: RunIndex, metrics) -> tuple:
+    rows = []
+    for b in index.backbones:
+        summary = metrics.sanity[b.name]
+        if summary.status != SanityStatus.DONE:
+            rows.append(SanityRow(b.display_name, f"sanity-{b.name}", "", None, summary.reason))
+            continue
+        rows += [SanityRow(b.display_name, f"sanity-{b.name}-{found.role}", layer, found)
+                 for layer, found in summary.layers.items()]
+    return tuple(rows)
+
+
+def _sanity_steps(metrics) -> tuple:
+    for summary in metrics.sanity.values():
+        for found in summary.layers.values():
+            return tuple(step.step for step in found.steps)
+    return ()
+
+
+def _last_three_section(b: BackboneResult, summary, figure: Figure, slimming: SlimmingRow, thresholds) -> LastThreeSection:
+    layers = summary.layers
+    pairs = list(zip(layers[:-1], layers[1:]))
+    evidence = slimming.evidence
+    return LastThreeSection(
+        b, f"tab-last3-{b.name}", figure,
+        tuple(LastThreeLayerRow(layer, b.weight_stats[layer], b.feature_stats[layer]) for layer in b.last_three),
+        tuple(layers), summary.cka,
+        tuple(Transition(a, c, v) for (a, c), v in zip(pairs, summary.weight_w1_consecutive)),
+        tuple(Transition(a, c, v) for (a, c), v in zip(pairs, summary.weight_ks_consecutive)),
+        slimming, evidence.cka is not None and evidence.cka >= thresholds.slim_cka,
+        evidence.ks is not None and evidence.ks <= thresholds.slim_max_ks)
+
+
+def _flagged(index: RunIndex) -> tuple:
+    return tuple(FlaggedRow(b.display_name, layer, index.images[position].file, status)
+                 for b in index.backbones for layer, statuses in b.cam_status.items()
+                 for position, status in enumerate(statuses)
+                 if status not in (CamStatus.OK, CamStatus.NOT_SPATIAL))
+
+
+class _FigureNumbers:
+    """Numbers figures in the order they are made."""
+
+    def __init__(self):
+        self.made: list[Figure] = []
+
+    def add(self, anchor: str, caption: str, png: bytes) -> Figure:
+        figure = Figure(anchor, f"Figure {len(self.made) + 1}. {caption}", png)
+        self.made.append(figure)
+        return figure
+
+
+def _make_figures(results: SavedResults, lookup: AggregateLookup):
+    index, metrics, config = results.index, results.metrics, results.index.config
+    cache = figures.ViewCache(results)
+    numbered = _FigureNumbers()
+    objects = tuple(numbered.add(f"fig-objects-{n}", f"Deep-layer Grad-CAM, {label}. Dashed box: annotated object.",
+                                 figures.object_grid(cache, members))
+                    for n, (label, members) in enumerate(_object_groups(index)))
+    localisation = tuple(numbered.add(f"fig-loc-{metric}", f"Deep-layer {metric} by object size and background "
+                                      "(95 % bootstrap intervals), with uniform and centred-Gaussian baselines.",
+                                      figures.localisation_plot(index, lookup, metric))
+                         for metric in ("mass_ratio", "spread") if any(img.size and img.box for img in index.images))
+    depth_positions = _depth_images(index, config)
+    depths = tuple(numbered.add(f"fig-depth-{p}", f"Grad-CAM at shallow, middle and deep layers: "
+                                f"{index.images[p].file}.", figures.depth_grid(cache, p)) for p in depth_positions)
+    sanity = None
+    if any(entry.status == SanityStatus.DONE for entry in metrics.sanity.values()):
+        sanity = numbered.add("fig-sanity", "Sanity check (model-parameter randomisation): similarity of each depth's "
+                              "Grad-CAM to the trained model's after randomising the weights from the head downwards "
+                              "(solid: Spearman rank correlation, dashed: SSIM; 95 % bootstrap intervals).",
+                              figures.sanity_plot(index, metrics.sanity, config.rules.sanity_max_spearman))
+    example = depth_positions[0]
+    last_three = {b.name: numbered.add(f"fig-last3-{b.name}", f"{b.display_name}: weight histograms, feature "
+                                       f"visualisation and Grad-CAM ({index.images[example].file}) of the last three "
+                                       "layers.", figures.last_three_figure(cache, b, example))
+                  for b in index.backbones}
+    return objects, localisation, depths, sanity, last_three, tuple(numbered.made)
+
+
+def single_term_claims() -> frozenset:
+    """Claims whose family numbers are plain group means (rows of the family table)."""
+    return frozenset(c.key for c in CLAIMS if all(t.quantity.single_group_mean for t in c.tests))
+
+
+def build_context(results: SavedResults) -> ReportContext:
+    index, metrics = results.index, results.metrics
+    config = index.config
+    lookup = AggregateLookup(metrics.aggregates)
+    objects, localisation_figures, depth_figures, sanity_figure, last_three_figures, made = _make_figures(results, lookup)
+    conclusions = conclude(index, metrics)
+    slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
+    single = single_term_claims()
+    return ReportContext(
+        index=index, config=config, untrained=index.untrained, banner=UNTRAINED_BANNER, conclusions=conclusions,
+        networks=tuple(_network_row(b) for b in index.backbones),
+        object_figures=objects, localisation_figures=localisation_figures,
+        localisation=tuple(LocalisationBlock(_localisation_rows(lookup, "backbone", b.name, b.display_name),
+                                             _baseline_row(lookup, b)) for b in index.backbones),
+        families=tuple(row for family in conclusions.families_present
+                       for row in _localisation_rows(lookup, "family", family, family)),
+        prediction_headers=tuple(b.display_name for b in index.backbones),
+        predictions=_prediction_lines(index),
+        depth_figures=depth_figures,
+        depths=tuple(DepthRow(b.display_name, role, b.depth_layers[role],
+                              lookup("backbone", b.name, role, "all", "mass_ratio"),
+                              lookup("backbone", b.name, role, "all", "spread"),
+                              lookup("backbone", b.name, role, "all", "entropy"))
+                     for b in index.backbones for role in DEPTHS),
+        sanity_figure=sanity_figure, sanity_steps=_sanity_steps(metrics), sanity=_sanity_rows(index, metrics),
+        last_three=tuple(_last_three_section(b, metrics.last_three[b.name], last_three_figures[b.name],
+                                             slimming[b.name], config.rules) for b in index.backbones),
+        claims=tuple(ClaimRow(number, claim, "#tab-families" if claim.key in single else f"#claim-{claim.key}")
+                     for number, claim in enumerate(conclusions.claims, start=1)),
+        flagged=_flagged(index), skipped=tuple(index.skipped_images), images=tuple(index.images),
+        provenance=tuple(ProvenanceRow(b.display_name, b.weights) for b in index.backbones),
+        timings=results.timings, figures=made)
+

@@ -1,0 +1,198 @@
+"""Saved results -> HTML (Jinja2, autoescaped, images embedded) and PDF (WeasyPrint with a fetcher that
+reads only files under the output folder). No torch import anywhere on this path."""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import time
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import jinja2
+
+from ..errors import OutputError
+from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
+from .context import build_context
+
+def template_environment() -> jinja2.Environment:
+    folder = resources.files("reportgen.templates")
+    # autoescape=True escapes every template whatever its file extension.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"
+    env.filters["ci"] = _ci
+    return env
+
+
+def _num(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _ci(row) -> str:
+    """An Aggregate or Interval as "mean [low, high] (n=..)"."""
+    if row is None or row.mean is None:
+        return "n/a"
+    if row.ci_low is None:
+        return f"{_num(row.mean)} (n={row.n})"
+    return f"{_num(row.mean)} [{_num(row.ci_low)}, {_num(row.ci_high)}] (n={row.n})"
+
+
+class Raw(str):
+    """A string the Markdown environment emits as is (only for names we generated and checked)."""
+
+
+_MD_SPECIALS = re.compile(r"([\\`*_{}\[\]()#!|~])")
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def _md_escape(value):
+    """Every value a Markdown template prints: HTML-escaped (GitHub renders inline HTML) and with Markdown
+    punctuation backslash-escaped, on one line, so a file or model name cannot make links or markup."""
+    if isinstance(value, Raw) or value is None or isinstance(value, (int, float)):
+        return "" if value is None else value
+    text = html.escape(str(value), quote=True).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIALS.sub(r"\\\1", text)
+
+
+def markdown_environment() -> jinja2.Environment:
+    env = template_environment()
+    env = env.overlay(autoescape=False, finalize=_md_escape)
+    env.filters["path"] = lambda value: Raw(value) if _SAFE_PATH.match(value) and ".." not in value else Raw("invalid")
+    return env
+
+
+def figure_file(anchor: str) -> str:
+    return "figures/" + re.sub(r"[^A-Za-z0-9_.-]", "_", anchor) + ".png"
+
+
+def output_fetcher(root: Path):
+    """A WeasyPrint fetcher for ``data:`` URLs and ``file:`` URLs that resolve under ``root`` only."""
+    from weasyprint.urls import URLFetcher
+
+    allowed_root = Path(root).resolve()
+
+    class OutputFolderFetcher(URLFetcher):
+        def fetch(self, url, headers=None):
+            scheme = urlparse(url).scheme.lower()
+            if scheme == "file":
+                target = Path(unquote(urlparse(url).path)).resolve()
+                if target != allowed_root and allowed_root not in target.parents:
+                    raise ValueError(f"refusing to read {url}: outside the output folder")
+            elif scheme != "data":
+                raise ValueError(f"refusing to fetch {url}: only data: and output-folder file: URLs are allowed")
+            return super().fetch(url, headers)
+
+    return OutputFolderFetcher(allowed_protocols={"file", "data"}, allow_redirects=False, timeout=2)
+
+
+def write_pdf(html: str, out_dir: Path, target: Path) -> None:
+    from weasyprint import HTML
+
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        HTML(string=html, base_url=str(out_dir.resolve()) + "/", url_fetcher=output_fetcher(out_dir)).write_pdf(tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}; check free space and permissions.") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), timings: dict | None = None) -> dict:
+    """Render HTML and PDF into ``out_dir`` from saved results; returns the paths written and, when
+    ``timings`` is given, fills it with seconds per stage (figures, html, pdf)."""
+    timings = {} if timings is None else timings
+    results = load_results(results_dir)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
+    remove_stale_temp_files(out_dir)
+    mark = time.perf_counter()
+    context = build_context(results)
+    variables = context.template_variables()
+    timings["figures_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    html_text = template_environment().get_template("report.html.j2").render(**variables)
+    written = {}
+    if "html" in formats:
+        atomic_write_bytes(out_dir / "report.html", html_text.encode("utf-8"))
+        written["html"] = out_dir / "report.html"
+    timings["html_s"] = time.perf_counter() - mark
+    if "md" in formats:
+        mark = time.perf_counter()
+        (out_dir / "figures").mkdir(exist_ok=True)
+        for fig in context.figures:
+            atomic_write_bytes(out_dir / figure_file(fig.anchor), fig.png)
+        text = markdown_environment().get_template("report.md.j2").render(figure_file=figure_file, **variables)
+        atomic_write_bytes(out_dir / "report.md", text.encode("utf-8"))
+        written["md"] = out_dir / "report.md"
+        timings["md_s"] = time.perf_counter() - mark
+    if "json" in formats:
+        atomic_write_bytes(out_dir / "metrics.json", json.dumps(numbers_document(results, context.conclusions),
+                                                               indent=1, sort_keys=True).encode("utf-8"))
+        written["json"] = out_dir / "metrics.json"
+    if "pdf" in formats:
+        mark = time.perf_counter()
+        write_pdf(html_text, out_dir, out_dir / "report.pdf")
+        written["pdf"] = out_dir / "report.pdf"
+        timings["pdf_s"] = time.perf_counter() - mark
+    return written
+
+
+def numbers_document(results: SavedResults, conclusions) -> dict:
+    """metrics.json beside the report: every number behind its tables, the verdicts and what produced them."""
+    index = results.index
+    images = [{k: v for k, v in image.to_json().items()
+               if k in ("file", "sha256", "class_index", "class_name", "box", "size", "background")}
+              for image in index.images]
+    backbones = [{k: v for k, v in b.to_json().items()
+                  if k in ("name", "timm_id", "family", "depth_layers", "last_three", "params", "macs", "weights",
+                           "feature_stats", "weight_stats", "feature_cka")}
+                 for b in index.backbones]
+    return plain({
+        "schema_version": index.schema_version,
+        "versions": index.versions,
+        "config": index.config.to_dict(),
+        "image_set": index.image_set.to_json(),
+        "images": images,
+        "skipped_images": [s.to_json() for s in index.skipped_images],
+        "backbones": backbones,
+        "metrics": results.metrics.to_json(),
+        "conclusions": asdict(conclusions),
+    })
+
+
+def render_comparison(run_a: Path, run_b: Path, out_dir: Path, formats=("html", "pdf")) -> dict:
+    """compare.html / compare.pdf of two saved runs into ``out_dir``."""
+    from .compare import compare_runs
+
+    a, b = load_results(run_a), load_results(run_b)
+    labels = (Path(run_a).resolve().parent.name or "A", Path(run_b).resolve().parent.name or "B")
+    if labels[0] == labels[1]:
+        labels = (f"A: {labels[0]}", f"B: {labels[1]}")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
+    text = template_environment().get_template("compare.html.j2").render(c=compare_runs(a, b, labels), untrained=False, banner="")
+    written = {}
+    if "html" in formats:
+        atomic_write_bytes(out_dir / "compare.html", text.encode("utf-8"))
+        written["html"] = out_dir / "compare.html"
+    if "pdf" in formats:
+        write_pdf(text, out_dir, out_dir / "compare.pdf")
+        written["pdf"] = out_dir / "compare.pdf"
+    return written

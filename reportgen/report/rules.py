@@ -1,0 +1,360 @@
+"""Conclusions from measured numbers. Returns data (verdict codes and the numbers behind them);
+templates phrase it. Thresholds come from the config saved with the results."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..inputs.config import RuleThresholds
+from ..inputs.registry import FAMILIES
+from ..results.schema import AggregateLookup, LastThreeSummary, Metrics, PerImageRow, RunIndex
+from ..strenum import StrEnum
+
+
+class Verdict(StrEnum):
+    SUPPORTED = "supported"
+    CONTRADICTED = "contradicted"
+    INCONCLUSIVE = "inconclusive"
+    NOT_TESTED = "not tested"
+
+    @property
+    def css(self) -> str:
+        return "verdict-" + self.value.replace(" ", "-")
+
+
+class Outcome(StrEnum):
+    """How one comparison (or one backbone's slimming evidence) came out."""
+    AS_CLAIMED = "as-claimed"
+    AGAINST_CLAIM = "against-claim"
+    OVERLAP = "overlap"
+    BELOW_THRESHOLD = "below-threshold"
+    SMALL_GROUP = "small-group"
+    FAMILY_MISSING = "family-missing"
+
+
+class Reason(StrEnum):
+    """Why a claim got its verdict."""
+    UNTRAINED = "untrained"
+    FAMILY_MISSING = "family-missing"
+    SMALL_GROUP = "small-group"
+    OVERLAP = "overlap"
+    AS_CLAIMED = "as-claimed"
+    AGAINST_CLAIM = "against-claim"
+    MIXED = "mixed"
+
+
+class Focus(StrEnum):
+    ABOVE = "above"
+    BELOW = "below"
+    UNCLEAR = "unclear"
+    NO_DATA = "no-data"
+
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A family-level number: sum of sign * mean(metric over a group) at the deep layer."""
+    terms: tuple  # ((sign, group, metric), ...)
+    absolute: bool = False
+
+    @property
+    def single_group_mean(self) -> bool:
+        """A plain group mean, i.e. a row of the family table."""
+        return len(self.terms) == 1 and not self.absolute
+
+
+@dataclass(frozen=True)
+class Test:
+    family: str  # the family the claim is about
+    others: tuple  # compared with each of these
+    quantity: Quantity
+    higher: bool  # True: the claim expects `family` to be higher than each of `others`
+    label: str  # what is measured, e.g. "mass_ratio, small objects"
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    sentence: str
+    tests: tuple  # of Test; all must hold
+
+
+def _q(metric, group="all"):
+    return Quantity(((1, group, metric),))
+
+
+CLAIMS = (
+    Claim("focus", "Deeper backbones focus on the principal object more than wider ones.", (
+        Test("deeper", ("wider",), _q("mass_ratio"), True, "mass_ratio, all images"),
+        Test("deeper", ("wider",), _q("spread"), False, "spread, all images"),
+    )),
+    Claim("wider-spread", "Wider backbones catch more of the image.", (
+        Test("wider", ("deeper",), _q("spread"), True, "spread, all images"),
+    )),
+    Claim("small-deeper", "Deeper backbones suit small objects better.", (
+        Test("deeper", ("wider", "attention"), _q("mass_ratio", "size=small"), True, "mass_ratio, small objects"),
+    )),
+    Claim("large-wider", "Wider backbones suit large objects better.", (
+        Test("wider", ("deeper", "attention"), _q("mass_ratio", "size=large"), True, "mass_ratio, large objects"),
+    )),
+    Claim("clutter-attention", "Attention backbones are robust to cluttered backgrounds.", (
+        Test("attention", ("deeper", "wider"),
+             Quantity(((1, "background=clean", "mass_ratio"), (-1, "background=cluttered", "mass_ratio"))),
+             False, "drop in mass_ratio from clean to cluttered"),
+    )),
+    Claim("size-attention", "Attention backbones are sensitive to object size.", (
+        Test("attention", ("deeper", "wider"),
+             Quantity(((1, "size=small", "mass_ratio"), (-1, "size=large", "mass_ratio")), absolute=True),
+             True, "|mass_ratio small - large|"),
+    )),
+)
+SLIM_CLAIM = ("slimming", "The penultimate layer can be cut for deeper and attention backbones, not for wider ones.")
+
+
+@dataclass(frozen=True)
+class FamilyNumber:
+    family: str
+    mean: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    n: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    label: str
+    family: str
+    other: str
+    difference: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class SlimmingEvidence:
+    """Penultimate layer vs the one before it: similar features (CKA) and similar weight distributions (KS)."""
+    cka: Optional[float]
+    ks: Optional[float]
+    w1: Optional[float]
+    removable: bool
+
+
+def slimming_evidence(summary: LastThreeSummary, thresholds: RuleThresholds) -> SlimmingEvidence:
+    cka = summary.cka[0][1]
+    ks = summary.weight_ks_consecutive[0]
+    w1 = summary.weight_w1_consecutive[0]
+    removable = (cka is not None and np.isfinite(cka) and cka >= thresholds.slim_cka
+                 and ks is not None and ks <= thresholds.slim_max_ks)
+    return SlimmingEvidence(cka, ks, w1, bool(removable))
+
+
+@dataclass(frozen=True)
+class SlimmingRow:
+    backbone: str
+    display_name: str
+    family: str
+    layers: tuple  # (layer before the penultimate, penultimate)
+    evidence: SlimmingEvidence
+    expected_removable: bool  # what the paper says for this family
+    outcome: Outcome  # as-claimed | against-claim
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    key: str
+    sentence: str
+    verdict: Verdict
+    numbers: tuple  # (test label, FamilyNumber) per test and family
+    comparisons: tuple  # Comparison
+    reason: Reason
+    slimming: tuple = ()  # SlimmingRow per backbone, slimming claim only
+
+
+@dataclass(frozen=True)
+class BackboneFinding:
+    backbone: str
+    display_name: str
+    family: str
+    deep_layer: str
+    mass_ratio: Optional[float]
+    mass_ratio_ci: tuple
+    n: int
+    focus_threshold: float
+    gaussian_baseline: Optional[float]
+    focus: Focus
+    flagged_cams: int
+    total_cams: int
+    top1_correct: int
+    top5_correct: int
+    labelled: int
+    slimming: SlimmingEvidence
+    sanity: str  # SanityStatus: done | skipped
+    sanity_reason: str
+    sanity_flagged_layers: tuple  # layers whose CAMs stay similar after full randomisation
+    sanity_deep_spearman: Optional[float]  # deep layer, trained vs fully randomised
+
+
+@dataclass(frozen=True)
+class Conclusions:
+    untrained: bool
+    claims: tuple
+    findings: tuple
+    families_present: tuple
+    thresholds: RuleThresholds
+
+
+def _values(rows: Sequence[PerImageRow], family: str, group: str, metric: str) -> np.ndarray:
+    """Deep-layer values of ``metric`` for one family in a group such as "all" or "size=small,background=clean"."""
+    wanted = {} if group == "all" else dict(part.split("=") for part in group.split(","))
+    return np.asarray([float(row.value(metric)) for row in rows
+                       if row.family == family and row.role == "deep" and row.value(metric) is not None
+                       and all(getattr(row, key) == value for key, value in wanted.items())], dtype=np.float64)
+
+
+def _bootstrap_quantity(rows, family, quantity: Quantity, samples, rng):
+    """(point estimate, bootstrap draws, n) of a family quantity; n = smallest group behind it."""
+    point, draws, n = 0.0, np.zeros(samples), None
+    for sign, group, metric in quantity.terms:
+        values = _values(rows, family, group, metric)
+        n = len(values) if n is None else min(n, len(values))
+        if len(values) == 0:
+            return None, None, 0
+        point += sign * values.mean()
+        draws = draws + sign * values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    if quantity.absolute:
+        point, draws = abs(point), np.abs(draws)
+    return float(point), draws, n
+
+
+def _family_number(test: Test, family: str, estimate, lookup: AggregateLookup) -> FamilyNumber:
+    point, draws, n = estimate
+    if point is None:
+        return FamilyNumber(family, None, None, None, 0)
+    if test.quantity.single_group_mean:
+        # A plain group mean: quote the family table's row (same mean, same interval).
+        _, group, metric = test.quantity.terms[0]
+        row = lookup("family", family, "deep", group, metric)
+        return FamilyNumber(family, row.mean, row.ci_low, row.ci_high, row.n)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return FamilyNumber(family, point, float(low), float(high), n)
+
+
+def _compare(test: Test, other: str, estimates: dict, thresholds: RuleThresholds) -> Comparison:
+    (point_a, draws_a, n_a), (point_b, draws_b, n_b) = estimates[test.family], estimates[other]
+    if point_a is None or point_b is None:
+        return Comparison(test.label, test.family, other, None, None, None, Outcome.FAMILY_MISSING)
+    diff = point_a - point_b
+    low, high = (float(v) for v in np.percentile(draws_a - draws_b, [2.5, 97.5]))
+    if min(n_a, n_b) < thresholds.min_group_size:
+        outcome = Outcome.SMALL_GROUP
+    elif low <= 0 <= high:
+        outcome = Outcome.OVERLAP
+    elif abs(diff) < thresholds.min_relative_difference * max(abs(point_a), abs(point_b)):
+        outcome = Outcome.BELOW_THRESHOLD
+    else:
+        outcome = Outcome.AS_CLAIMED if (diff > 0) == test.higher else Outcome.AGAINST_CLAIM
+    return Comparison(test.label, test.family, other, diff, low, high, outcome)
+
+
+def _judge_test(test: Test, rows, lookup: AggregateLookup, thresholds: RuleThresholds, samples, seed):
+    rng = np.random.default_rng(seed)
+    estimates = {family: _bootstrap_quantity(rows, family, test.quantity, samples, rng)
+                 for family in (test.family,) + test.others}
+    numbers = [_family_number(test, family, estimates[family], lookup) for family in (test.family,) + test.others]
+    return numbers, [_compare(test, other, estimates, thresholds) for other in test.others]
+
+
+def _verdict(outcomes) -> tuple[Verdict, Reason]:
+    if any(o == Outcome.FAMILY_MISSING for o in outcomes):
+        return Verdict.NOT_TESTED, Reason.FAMILY_MISSING
+    if any(o == Outcome.AGAINST_CLAIM for o in outcomes):
+        if all(o == Outcome.AGAINST_CLAIM for o in outcomes):
+            return Verdict.CONTRADICTED, Reason.AGAINST_CLAIM
+        return Verdict.INCONCLUSIVE, Reason.MIXED
+    if all(o == Outcome.AS_CLAIMED for o in outcomes):
+        return Verdict.SUPPORTED, Reason.AS_CLAIMED
+    if any(o == Outcome.SMALL_GROUP for o in outcomes):
+        return Verdict.INCONCLUSIVE, Reason.SMALL_GROUP
+    return Verdict.INCONCLUSIVE, Reason.OVERLAP
+
+
+def _slimming(index: RunIndex, metrics: Metrics, thresholds: RuleThresholds, families_present) -> ClaimVerdict:
+    rows, outcomes = [], []
+    for entry in index.backbones:
+        summary = metrics.last_three[entry.name]
+        expected_cut = entry.family in ("deeper", "attention")
+        evidence = slimming_evidence(summary, thresholds)
+        outcome = Outcome.AS_CLAIMED if evidence.removable == expected_cut else Outcome.AGAINST_CLAIM
+        outcomes.append(outcome)
+        rows.append(SlimmingRow(entry.name, entry.display_name, entry.family, tuple(summary.layers[:2]),
+                                evidence, expected_cut, outcome))
+    if index.untrained:
+        verdict, reason = Verdict.NOT_TESTED, Reason.UNTRAINED
+    elif set(families_present) != set(FAMILIES):
+        verdict, reason = Verdict.NOT_TESTED, Reason.FAMILY_MISSING
+    else:
+        verdict, reason = _verdict(outcomes)
+    return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, (), (), reason, tuple(rows))
+
+
+def _focus(mean, low, high, threshold) -> Focus:
+    if mean is None:
+        return Focus.NO_DATA
+    if low is not None and low > threshold:
+        return Focus.ABOVE
+    if high is not None and high < threshold:
+        return Focus.BELOW
+    return Focus.UNCLEAR
+
+
+def _findings(index: RunIndex, metrics: Metrics, lookup: AggregateLookup) -> tuple[BackboneFinding, ...]:
+    config = index.config
+    out = []
+    for entry in index.backbones:
+        row = lookup("backbone", entry.name, "deep", "all", "mass_ratio")
+        gauss = lookup("backbone", entry.name, "baseline:gaussian", "all", "mass_ratio")
+        mean, low, high, n = (row.mean, row.ci_low, row.ci_high, row.n) if row else (None, None, None, 0)
+        threshold = config.rules.focus_mass_ratio
+        statuses = entry.spatial_statuses()
+        labelled = entry.labelled_predictions
+        sanity = metrics.sanity[entry.name]
+        deep_sanity = sanity.layers.get(entry.depth_layers["deep"])
+        out.append(BackboneFinding(
+            entry.name, entry.display_name, entry.family, entry.depth_layers["deep"], mean, (low, high), n,
+            threshold, gauss.mean if gauss else None, _focus(mean, low, high, threshold),
+            sum(s != "ok" for s in statuses), len(statuses),
+            sum(p.correct_top1 for p in labelled), sum(p.correct_top5 for p in labelled), len(labelled),
+            slimming_evidence(metrics.last_three[entry.name], config.rules), sanity.status, sanity.reason,
+            tuple(layer for layer, found in sanity.layers.items() if found.flagged),
+            deep_sanity.steps[-1].spearman.mean if deep_sanity and deep_sanity.steps else None))
+    return tuple(out)
+
+
+def families_present(index: RunIndex) -> tuple[str, ...]:
+    return tuple(f for f in FAMILIES if any(b.family == f for b in index.backbones))
+
+
+def conclude(index: RunIndex, metrics: Metrics) -> Conclusions:
+    config = index.config
+    thresholds = config.rules
+    present = families_present(index)
+    lookup = AggregateLookup(metrics.aggregates)
+    claims = []
+    for number, claim in enumerate(CLAIMS):
+        numbers, comparisons = [], []
+        for test_number, test in enumerate(claim.tests):
+            found_numbers, found_comparisons = _judge_test(test, metrics.per_image, lookup, thresholds,
+                                                           config.bootstrap_samples,
+                                                           config.seed + 1000 * number + test_number)
+            numbers += [(test.label, n) for n in found_numbers]
+            comparisons += found_comparisons
+        if index.untrained:
+            verdict, reason = Verdict.NOT_TESTED, Reason.UNTRAINED
+        else:
+            verdict, reason = _verdict([c.outcome for c in comparisons])
+        claims.append(ClaimVerdict(claim.key, claim.sentence, verdict, tuple(numbers), tuple(comparisons), reason))
+    claims.append(_slimming(index, metrics, thresholds, present))
+    return Conclusions(index.untrained, tuple(claims), _findings(index, metrics, lookup), present, thresholds)

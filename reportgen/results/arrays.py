@@ -1,0 +1,77 @@
+"""Names of the arrays in a backbone's ``.npz``: the one place that spells them.
+
+Per-image arrays (first axis = image) are concatenated image-wise when shards merge; merge-state arrays hold
+running moments; the rest (weight statistics) are the same in every shard.
+"""
+from __future__ import annotations
+
+SEP = "__"
+CAM = "cam"  # (N, h, w) raw Grad-CAM of a layer
+FEATURE_MAP = "featmap"  # (N, h, w) mean |activation| over channels, spatial layers
+FEATURE_VECTOR = "featvec"  # (N, k) first units, vector layers
+SANITY_CAM = "sanitycam"  # (N, h, w) CAM after a randomisation step
+HIST_COUNTS = "histcounts"
+HIST_EDGES = "histedges"
+QUANTILES = "quantiles"
+MOMENTS = "mstate"  # running moments of a layer's units (shards only)
+CO_MOMENTS = "costate"  # running co-moments of the last three layers (shards only)
+
+PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SANITY_CAM)
+MERGE_STATE_KINDS = (MOMENTS, CO_MOMENTS)
+
+
+def cam(layer: str) -> str:
+    return f"{CAM}{SEP}{layer}"
+
+
+def feature_map(layer: str) -> str:
+    return f"{FEATURE_MAP}{SEP}{layer}"
+
+
+def feature_vector(layer: str) -> str:
+    return f"{FEATURE_VECTOR}{SEP}{layer}"
+
+
+def sanity_cam(step: int, layer: str) -> str:
+    return f"{SANITY_CAM}{SEP}{step}{SEP}{layer}"
+
+
+def hist_counts(layer: str) -> str:
+    return f"{HIST_COUNTS}{SEP}{layer}"
+
+
+def hist_edges(layer: str) -> str:
+    return f"{HIST_EDGES}{SEP}{layer}"
+
+
+def quantiles(layer: str) -> str:
+    return f"{QUANTILES}{SEP}{layer}"
+
+
+def moments_prefix(layer: str) -> str:
+    return f"{MOMENTS}{SEP}{layer}"
+
+
+def co_moments_count() -> str:
+    return f"{CO_MOMENTS}_n"
+
+
+def co_moments_mean(layer: str) -> str:
+    return f"{CO_MOMENTS}_mean{SEP}{layer}"
+
+
+def co_moments_cross(a: str, b: str) -> str:
+    return f"{CO_MOMENTS}_co{SEP}{a}{SEP}{b}"
+
+
+def kind_of(key: str) -> str:
+    """The kind of an array name: ``cam__x`` -> ``cam``; ``costate_n`` -> ``costate``."""
+    return key.split(SEP, 1)[0].split("_", 1)[0]
+
+
+def is_per_image(key: str) -> bool:
+    return SEP in key and kind_of(key) in PER_IMAGE_KINDS
+
+
+def is_merge_state(key: str) -> bool:
+    return kind_of(key) in MERGE_STATE_KINDS

@@ -1,0 +1,407 @@
+"""The results format, as a typed contract.
+
+``results.json`` is a :class:`RunIndex`, each finished backbone a :class:`BackboneResult`, ``metrics.json`` a
+:class:`Metrics`. Every record converts itself with ``to_json()`` / ``from_json()`` (driven by its field types,
+so the two can never disagree); modules pass these objects around and never read the files by string keys.
+Bump :data:`SCHEMA_VERSION` whenever a field changes meaning or is added or removed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import lru_cache
+from typing import Any, Optional, Union
+
+from ..inputs.config import AnalysisConfig
+from ..strenum import StrEnum
+
+SCHEMA_VERSION = 2  # 2: per-backbone files under backbones/, streamed CKA, skipped images
+
+
+class CamStatus(StrEnum):
+    OK = "ok"
+    ZERO = "zero"
+    NAN = "nan"
+    NOT_SPATIAL = "not-spatial"
+    OVERWRITTEN = "overwritten-in-place"
+
+
+class WeightsSource(StrEnum):
+    CHECKPOINT = "checkpoint"
+    HF_CACHE = "hf-cache"
+    HF_HUB = "hf-hub"
+    URL_CACHE = "url-cache"
+    URL = "url"
+    LITE_PACKAGE = "lite-package"
+    RANDOM = "random"
+    MISSING = "missing"
+
+
+class WeightsMode(StrEnum):
+    PRETRAINED = "pretrained"
+    RANDOM = "random"
+
+
+class SanityStatus(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+# --- conversion, driven by the field types -------------------------------------------------------------
+
+def _encode(value):
+    if isinstance(value, JsonRecord):
+        return value.to_json()
+    if isinstance(value, AnalysisConfig):
+        return value.to_dict()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(kind, value):
+    if value is None or kind is Any:
+        return value
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Union:  # Optional[X]
+        inner = [a for a in args if a is not type(None)]
+        return _decode(inner[0], value) if len(inner) == 1 else value
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], v) for v in value)
+        return tuple(_decode(a, v) for a, v in zip(args, value)) if args else tuple(value)
+    if origin is dict:
+        return {k: _decode(args[1], v) for k, v in value.items()} if args else dict(value)
+    if isinstance(kind, type):
+        if issubclass(kind, JsonRecord):
+            return kind.from_json(value)
+        if kind is AnalysisConfig:
+            return AnalysisConfig.from_dict(value)
+        if issubclass(kind, Enum):
+            return kind(value)
+    return value
+
+
+@lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+class JsonRecord:
+    """Mixin for frozen dataclasses: ``to_json`` gives plain JSON data, ``from_json`` the record back.
+    Optional fields marked ``omit_if_none`` are left out of the JSON while they are None."""
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_if_none"):
+                continue
+            out[f.name] = _encode(value)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict):
+        hints = _hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                values[f.name] = _decode(hints[f.name], data[f.name])
+        return cls(**values)
+
+
+def _optional():
+    return field(default=None, metadata={"omit_if_none": True})
+
+
+# --- results.json ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageEntry(JsonRecord):
+    file: str
+    sha256: str
+    width: int
+    height: int
+    class_index: Optional[int]
+    class_name: Optional[str]
+    box: Optional[tuple[float, ...]]
+    box_share: Optional[float]
+    size: Optional[str]
+    background: Optional[str]
+    source: str
+    licence: str
+    notes: str
+    decoding: str
+    size_source: str
+    background_source: str
+    box_source: str
+    display_copy: str
+
+
+@dataclass(frozen=True)
+class SkippedImage(JsonRecord):
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImageSetInfo(JsonRecord):
+    root_name: str
+    sha256: str
+    count: int
+
+
+@dataclass(frozen=True)
+class WeightsInfo(JsonRecord):
+    mode: WeightsMode
+    source: WeightsSource
+    location: str
+    file_sha256: str
+    state_sha256: str
+
+
+@dataclass(frozen=True)
+class View(JsonRecord):
+    """The part of the image a backbone saw (original pixels) and the box in model-input pixels."""
+    crop: tuple[float, ...]
+    width: int
+    height: int
+    box: Optional[tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class RankedClass(JsonRecord):
+    index: int
+    name: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class Prediction(JsonRecord):
+    target: int
+    target_name: str
+    target_source: str  # manifest | prediction
+    top5: tuple[RankedClass, ...]
+    correct_top1: Optional[bool]
+    correct_top5: Optional[bool]
+
+
+@dataclass(frozen=True)
+class FeatureStats(JsonRecord):
+    variance: Optional[float]
+    dim: int
+
+
+@dataclass(frozen=True)
+class WeightStats(JsonRecord):
+    count: int
+    mean: float
+    std: float
+    variance: float
+    excess_kurtosis: Optional[float]
+    near_zero_share: float
+
+
+@dataclass(frozen=True)
+class FeatureCka(JsonRecord):
+    layers: tuple[str, ...]
+    matrix: tuple[tuple[Optional[float], ...], ...]
+    features: str
+
+
+@dataclass(frozen=True)
+class SanityStep(JsonRecord):
+    label: str
+    modules: tuple[str, ...]
+    parameters: int
+    cam_status: dict[str, tuple[CamStatus, ...]]
+
+
+@dataclass(frozen=True)
+class SanityRun(JsonRecord):
+    status: SanityStatus
+    reason: str
+    steps: tuple[SanityStep, ...]
+
+
+@dataclass(frozen=True)
+class BackboneResult(JsonRecord):
+    """Everything measured for one backbone; its arrays live in the .npz named by ``arrays``."""
+    name: str
+    timm_id: str
+    architecture: str
+    display_name: str
+    family: str
+    family_source: str
+    layer_source: str
+    depth_layers: dict[str, str]
+    last_three: tuple[str, ...]
+    layers: tuple[str, ...]
+    weights: WeightsInfo
+    data_config: dict[str, Any]
+    params: int
+    macs: float
+    cam_status: dict[str, tuple[CamStatus, ...]]
+    feature_stats: dict[str, FeatureStats]
+    weight_stats: dict[str, WeightStats]
+    feature_cka: FeatureCka
+    views: tuple[View, ...]
+    predictions: tuple[Prediction, ...]
+    sanity: SanityRun
+    batch_size: int  # smaller than asked after an out-of-memory retry
+    cache_key: str = ""
+    arrays: str = ""  # path of the .npz, relative to the results folder
+
+    @property
+    def labelled_predictions(self) -> tuple[Prediction, ...]:
+        return tuple(p for p in self.predictions if p.correct_top1 is not None)
+
+    def spatial_statuses(self) -> list[CamStatus]:
+        return [s for layer in self.cam_status.values() for s in layer if s != CamStatus.NOT_SPATIAL]
+
+
+@dataclass(frozen=True)
+class RunIndex(JsonRecord):
+    """``results.json``: what was run, on what, with what, and each backbone's result."""
+    schema_version: int
+    versions: dict[str, str]
+    config: AnalysisConfig
+    seed: int
+    weights_mode: WeightsMode
+    device: str
+    image_set: ImageSetInfo
+    images: tuple[ImageEntry, ...]
+    skipped_images: tuple[SkippedImage, ...]
+    backbones: tuple[BackboneResult, ...]
+    timings_file: str
+    battery_file: dict[str, Any]
+    shards: Optional[tuple[str, ...]] = _optional()  # merged runs: the shard folders
+
+    @property
+    def untrained(self) -> bool:
+        return self.weights_mode == WeightsMode.RANDOM
+
+    def backbone(self, name: str) -> BackboneResult:
+        for entry in self.backbones:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+
+# --- metrics.json ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PerImageRow(JsonRecord):
+    image: str
+    backbone: str
+    family: str
+    layer: str
+    role: str  # shallow | middle | deep | last_three | baseline:<name>
+    size: Optional[str]
+    background: Optional[str]
+    cam_status: CamStatus
+    mass_in_box: Optional[float]
+    mass_ratio: Optional[float]
+    pointing_hit: Optional[bool]
+    spread: Optional[float]
+    entropy: Optional[float]
+
+    def value(self, metric: str) -> Optional[float]:
+        return getattr(self, metric)
+
+
+@dataclass(frozen=True)
+class PredictionRow(JsonRecord):
+    image: str
+    backbone: str
+    class_index: Optional[int]
+    target: int
+    target_name: str
+    target_source: str
+    top5: tuple[RankedClass, ...]
+    correct_top1: Optional[bool]
+    correct_top5: Optional[bool]
+
+
+@dataclass(frozen=True)
+class Aggregate(JsonRecord):
+    scope: str  # backbone | family
+    name: str
+    role: str
+    group: str  # all | size=.. | background=.. | size=..,background=..
+    metric: str
+    mean: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    n: int
+    small_group: bool
+
+
+@dataclass(frozen=True)
+class Interval(JsonRecord):
+    mean: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    n: int
+
+
+@dataclass(frozen=True)
+class LastThreeSummary(JsonRecord):
+    layers: tuple[str, ...]
+    cka: tuple[tuple[Optional[float], ...], ...]
+    weight_w1_consecutive: tuple[float, ...]
+    weight_ks_consecutive: tuple[float, ...]
+    feature_variance: tuple[Optional[float], ...]
+
+
+@dataclass(frozen=True)
+class SanityStepScore(JsonRecord):
+    step: str
+    parameters: int
+    zero_maps: int
+    spearman: Interval
+    ssim: Interval
+
+
+@dataclass(frozen=True)
+class SanityLayer(JsonRecord):
+    role: str
+    steps: tuple[SanityStepScore, ...]
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class SanitySummary(JsonRecord):
+    status: SanityStatus
+    reason: str
+    layers: dict[str, SanityLayer]
+
+
+@dataclass(frozen=True)
+class Metrics(JsonRecord):
+    """``metrics.json``: the numbers behind every table, computed from the index and the arrays."""
+    schema_version: int
+    per_image: tuple[PerImageRow, ...]
+    predictions: tuple[PredictionRow, ...]
+    aggregates: tuple[Aggregate, ...]
+    last_three: dict[str, LastThreeSummary]
+    sanity: dict[str, SanitySummary]
+
+
+AggregateKey = tuple[str, str, str, str, str]  # scope, name, role, group, metric
+
+
+class AggregateLookup:
+    """``lookup(scope, name, role, group, metric)`` -> the Aggregate or None, indexed once."""
+
+    def __init__(self, aggregates: typing.Iterable[Aggregate]):
+        self._rows = {(a.scope, a.name, a.role, a.group, a.metric): a for a in aggregates}
+
+    def __call__(self, scope: str, name: str, role: str, group: str, metric: str) -> Optional[Aggregate]:
+        return self._rows.get((scope, name, role, group, metric))
