@@ -55,15 +55,10 @@ def main():
     """
 
 
-REPORT_FORMATS = ("html", "pdf", "md", "json")
-
-
 def _formats(text: str) -> tuple[str, ...]:
-    chosen = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    unknown = [f for f in chosen if f not in REPORT_FORMATS]
-    if unknown or not chosen:
-        raise UsageError(f"--format {text!r}: choose from {', '.join(REPORT_FORMATS)}, comma-separated (e.g. html,pdf).")
-    return chosen
+    from .report.render import parse_formats
+
+    return parse_formats(text)
 
 
 FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_default=True, metavar="LIST",
@@ -102,8 +97,7 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
               help="Skip the model-parameter randomisation test (saves about three CAM passes per backbone).")
 @FORMAT_OPTION
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_pickle, out_dir, device, batch_size, seed, offline, force,
-        fresh, as_json, quiet, no_sanity, formats, debug):
+def run(config_path, force, as_json, quiet, **_options):
     """Run the analysis battery and write the report.
 
     \b
@@ -114,89 +108,33 @@ def run(config_path, preset, backbones, images_dir, weights, checkpoints, trust_
       reportgen run --config battery.toml --out /tmp/report
     """
     from .inputs.battery import EMPTY, load_battery
-    from .inputs.images import default_image_dir, load_image_set
+    from .pipeline.request import resolve_request
 
     ctx = click.get_current_context()
-    battery = load_battery(config_path) if config_path else EMPTY
-
-    def given(name):
-        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-
-    def pick(name, value, key=None):
-        """The command line wins; then the battery file; then the flag's default."""
-        return value if given(name) else battery.settings.get(key or name, value)
-
-    preset = pick("preset", preset)
-    weights = pick("weights", weights)
-    device = pick("device", device)
-    out_dir = Path(pick("out_dir", out_dir, "out"))
-    offline = pick("offline", offline)
-    trust_pickle = pick("trust_pickle", trust_pickle)
-    formats_text = formats if given("formats") else ",".join(battery.settings.get("formats", formats.split(",")))
-    images_dir = images_dir or battery.images_dir
+    given = {name for name in ctx.params
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    request = resolve_request(load_battery(config_path) if config_path else EMPTY, ctx.params, given)
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
     # Re-running the same command into the same --out reuses every unchanged backbone and re-renders.
-    formats = _formats(formats_text)
-    if weights not in ("pretrained", "random"):
-        raise UsageError(f"weights = {weights!r}: choose pretrained or random.")
-    if device not in ("cpu", "cuda", "auto"):
-        raise UsageError(f"device = {device!r}: choose cpu, cuda or auto.")
-    _check_output_folder(out_dir, force)
-    config = battery.analysis_config(
-        batch_size=batch_size if given("batch_size") else None,
-        seed=seed if given("seed") else None,
-        sanity_check=False if no_sanity else None)
-    # torch loads only after the cheap checks: a mistyped flag fails before it.
-    from .analysis.autolayers import resolve_backbones
-    from .analysis.classes import ClassNames
-    from .analysis.environment import resolve_device
-    from .analysis.weights import parse_checkpoints, plan_weights, require_available
-    from .pipeline.run import run_battery
-
-    chosen = resolve_backbones(preset, backbones, battery.backbones if not backbones else ())
-    from_file, ignored = battery.checkpoints_for(chosen)
-    for spec in ignored:
-        say(f"note: {battery.path} gives a checkpoint for {spec.name or spec.id}, which is not in this run; ignored")
-    checkpoint_paths = parse_checkpoints(from_file + tuple(checkpoints), chosen, trust_pickle)
-    device = resolve_device(device)
-
-    class_names = ClassNames()
-    image_set = load_image_set(images_dir or default_image_dir(), class_names.resolve, config)
-    plans = plan_weights(chosen, weights, checkpoint_paths, offline=offline)
-    require_available(plans)
-    say(f"{len(chosen)} backbone(s), {len(image_set.records)} images, weights: "
-        + ", ".join(f"{p.backbone.name}={p.source}" for p in plans))
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
+    _check_output_folder(request.out_dir, force)
+    from .pipeline.execute import execute, prepare  # loads torch: after the cheap checks
     from .progress import BatchProgress
-    from .results.store import prune_unreferenced
 
+    prepared = prepare(request, say)
+    say(f"{len(prepared.plans)} backbone(s), {len(prepared.image_set.records)} images, weights: "
+        + ", ".join(f"{p.backbone.name}={p.source}" for p in prepared.plans))
     with BatchProgress(enabled=not quiet and not as_json) as bars:
-        outcome = run_battery(plans, image_set, class_names, config, out_dir / "results", device=device,
-                              weights_mode=weights, progress=bars.message if not quiet else (lambda m: None),
-                              fresh=fresh, on_batch=bars.update, battery_file=battery.raw)
-    prune_unreferenced(out_dir / "results")
-    from .report.render import render_report
-
-    say(f"rendering {', '.join(formats)}")
-    render_timings: dict = {}
-    written = render_report(out_dir / "results", out_dir, formats, timings=render_timings)
-    from .results.store import TIMINGS, write_json
-
-    outcome.timings["render"] = render_timings
-    write_json(out_dir / "results" / TIMINGS, outcome.timings)
+        result = execute(prepared, bars.message if not quiet else say, bars.update, say)
+    results = request.out_dir / "results"
     if as_json:
         click.echo(json.dumps({
-            "outputs": {kind: str(path) for kind, path in written.items()},
-            "results": str(out_dir / "results"),
-            "backbones": outcome.status,
-            "timings": outcome.timings,
+            "outputs": {kind: str(path) for kind, path in result.written.items()},
+            "results": str(results),
+            "backbones": result.outcome.status,
+            "timings": result.outcome.timings,
         }, indent=1, sort_keys=True))
         return
-    _echo_written(written, out_dir / "results")
+    _echo_written(result.written, results)
 
 
 def _echo_written(written: dict, results: Path | None = None) -> None:
@@ -335,10 +273,12 @@ def backbones(names, preset, offline, debug):
     for plan in plan_weights(rows, "pretrained", {}, offline=offline):
         b = plan.backbone
         layers = ", ".join(f"{d}={n}" for d, n in b.cam_layers)
+        last_three = ", ".join(layer if b.weights_module(layer) == layer else f"{layer} (weights of "
+                               f"{b.weights_module(layer)})" for layer in b.last_three)
         available = f"available ({plan.source}: {plan.location})" if plan.available else f"MISSING — {plan.fix}"
         family = b.family if b.family_source == "registry" else f"{b.family} ({b.family_source})"
         click.echo(f"{b.name:20} {b.timm_id:32} {family} preset={membership.get(b.name, '-')}\n"
-                   f"    layers ({b.layer_source}): {layers}; last three: {', '.join(b.last_three)}\n"
+                   f"    layers ({b.layer_source}): {layers}; last three: {last_three}\n"
                    f"    weights: {'bundled package' if b.weights.startswith('lite') else 'timm pretrained'}; {available}")
 
 

@@ -79,3 +79,23 @@ def test_scoring_only_changes_reuse_the_models_work(tmp_path, small_image_dir):
     assert all(b >= a for a, b in zip(*spreads)) and spreads[0] != spreads[1]
     status, _ = run(0.3, seed=1)  # the seed is model-side: recomputed
     assert status == "computed"
+
+
+def test_backbone_flag_replaces_the_files_backbones_and_their_checkpoints(tmp_path, small_image_dir):
+    """--backbone replaces the file's [[backbone]] list; a checkpoint the file gives for a backbone that is no
+    longer in the run is ignored with a note, not an error."""
+    from reportgen.inputs.battery import load_battery
+    from reportgen.pipeline.execute import prepare
+    from reportgen.pipeline.request import resolve_request
+
+    path = tmp_path / "b.toml"
+    path.write_text(f'[images]\ndir = "{small_image_dir}"\n[[backbone]]\nid = "resnet50"\n'
+                    'checkpoint = "weights/resnet50.safetensors"\n')
+    flags = {"preset": "paper", "backbones": ("efficientnet_lite1",), "images_dir": None, "weights": "pretrained",
+             "checkpoints": (), "trust_pickle": False, "out_dir": tmp_path / "o", "device": "cpu", "batch_size": 8,
+             "seed": 0, "offline": True, "fresh": False, "no_sanity": False, "formats": "html"}
+    request = resolve_request(load_battery(path), flags, {"backbones"})
+    notes = []
+    prepared = prepare(request, notes.append)
+    assert [p.backbone.name for p in prepared.plans] == ["efficientnet_lite1"]
+    assert len(notes) == 1 and "resnet50" in notes[0] and "ignored" in notes[0]

@@ -1,5 +1,6 @@
 """Command-line contract: help, listing, user errors as one line, render without torch, determinism."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,14 @@ from conftest import run_cli
 def test_help_has_examples(command):
     result = run_cli(*command, "--help")
     assert result.exit_code == 0 and "Example" in result.output
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["merge"]])
+def test_help_lists_every_exit_code(command):
+    text = " ".join(run_cli(*command, "--help").output.split())
+    for code in ("0 success", "2 usage", "3 bad input data", "4 weights missing", "5 output folder",
+                 "6 out of GPU memory", "130 interrupted"):
+        assert code in text, code
 
 
 def test_backbones_lists_table():
@@ -64,7 +73,9 @@ def test_run_is_deterministic_and_reuses_unchanged_backbones(tmp_path, small_ima
     for name in ("results.json", "metrics.json"):
         assert (first / "results" / name).read_bytes() == (second / "results" / name).read_bytes()
     index = json.loads((first / "results" / "results.json").read_text())
-    assert index["schema_version"] == 2 and index["seed"] == 0
+    from reportgen.results.schema import SCHEMA_VERSION
+
+    assert index["schema_version"] == SCHEMA_VERSION and index["seed"] == 0
     assert index["versions"]["torch"] and index["versions"]["timm"]
     assert all(len(img["sha256"]) == 64 for img in index["images"])
     weights = index["backbones"][0]["weights"]
@@ -83,6 +94,17 @@ def test_run_is_deterministic_and_reuses_unchanged_backbones(tmp_path, small_ima
                     "--out", str(first), "--json", "--fresh", "--format", "html")
     assert json.loads(fresh.stdout)["backbones"] == {"efficientnet_lite0": "computed"}
     assert (first / "results" / "metrics.json").read_bytes() == before
+
+    # Size and background annotations only feed scoring: editing them re-scores without running a model.
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(small_image_dir, relabelled)
+    manifest = relabelled / "annotations.csv"
+    manifest.write_text(manifest.read_text().replace(",large,clean,", ",medium,cluttered,", 1))
+    edited = run_cli("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(relabelled),
+                     "--out", str(first), "--json", "--format", "html")
+    assert json.loads(edited.stdout)["backbones"] == {"efficientnet_lite0": "cached"}
+    sizes = {img["file"]: img["size"] for img in json.loads((first / "results" / "results.json").read_text())["images"]}
+    assert sizes["chelsea.png"] == "medium"
 
 
 def test_changed_images_recompute_and_foreign_folders_are_refused(tmp_path, small_image_dir):

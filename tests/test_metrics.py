@@ -146,3 +146,22 @@ def test_weight_summary_matches_numpy_reference():
     kurt = ((w64 - w64.mean()) ** 4).mean() / w64.std() ** 4 - 3
     assert s["excess_kurtosis"] == pytest.approx(kurt)
     assert s["near_zero_share"] == pytest.approx((np.abs(w64) < 0.01 * np.abs(w64).max()).mean())
+
+
+def test_adding_a_backbone_leaves_every_other_interval_unchanged():
+    """Bootstrap seeds come from each bucket's key, not its position in a sorted list, so a new backbone
+    (here one that sorts first) cannot shift the others' intervals, and `compare` shows no seed artefacts."""
+    from reportgen.inputs.config import AnalysisConfig
+    from reportgen.results.schema import CamStatus, PerImageRow
+    from reportgen.scoring.score import aggregate
+
+    def rows(name, family, shift):
+        return [PerImageRow(f"img{i}", name, family, "x", "deep", ("small", "large")[i % 2], "clean", CamStatus.OK,
+                            0.5, 1.0 + shift + 0.37 * ((i * 7) % 5), i % 3 == 0, 0.1 + 0.01 * i, 0.8)
+                for i in range(10)]
+    config = AnalysisConfig(bootstrap_samples=200)
+    before = {(a.scope, a.name, a.role, a.group, a.metric): a for a in aggregate(rows("zebra", "deeper", 0.0), config)}
+    after = {(a.scope, a.name, a.role, a.group, a.metric): a
+             for a in aggregate(rows("aardvark", "wider", 0.5) + rows("zebra", "deeper", 0.0), config)}
+    assert before and all(after[key] == row for key, row in before.items())
+    assert any(a.ci_low is not None for a in before.values())

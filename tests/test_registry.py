@@ -59,3 +59,26 @@ def test_deit_reshape_uses_prefix_tokens_and_grid():
     grid = tokens_to_map(model, tokens)
     assert grid.shape == (2, 3, 14, 14)
     assert torch.equal(grid[:, :, 0, 0], tokens[:, 2, :])
+
+
+@pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)
+def test_weight_modules_name_weight_layers_behind_last_three_taps(backbone):
+    model = timm.create_model(backbone.architecture, pretrained=False)
+    modules = dict(model.named_modules())
+    for tap, owner in backbone.weight_modules:
+        assert tap in backbone.last_three, f"{backbone.name}: {tap} is not a last-three layer"
+        assert any(p.dim() >= 2 for p in modules[owner].parameters()), f"{backbone.name}: {owner} has no weight matrix"
+    for layer in backbone.last_three:
+        assert any(p.dim() >= 2 for p in modules[backbone.weights_module(layer)].parameters())
+
+
+def test_lite_registry_taps_match_the_automatic_rule():
+    """The automatic rule reads a conv after the norm that consumes it; for EfficientNet-Lite it arrives at
+    the registry's hand-checked choice."""
+    from reportgen.analysis.autolayers import auto_backbone
+
+    for i in range(3):
+        chosen = auto_backbone(f"tf_efficientnet_lite{i}")
+        listed = registry.lookup(f"efficientnet_lite{i}")
+        assert chosen.last_three == listed.last_three
+        assert dict(chosen.weight_modules) == dict(listed.weight_modules)

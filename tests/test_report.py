@@ -1,6 +1,7 @@
 """The offline report: sections, embedded figures, PDF outline, numbers computed in the run."""
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 from pypdf import PdfReader
@@ -63,3 +64,31 @@ def test_fetcher_reads_only_the_output_folder(tmp_path):
     for url in ("file:///etc/passwd", "http://127.0.0.1:9/x.png", (tmp_path / "link").as_uri()):
         with pytest.raises(ValueError):
             fetcher.fetch(url)
+
+
+def test_last_three_taps_give_real_maps_on_real_weights(lite_report):
+    """At a conv feeding a BatchNorm, Grad-CAM carries the norm's shift as a constant and was all zero on most
+    photos (EfficientNet-Lite's blocks.6.0.conv_pwl); read after the norm, the maps are real."""
+    index = json.loads((lite_report / "results" / "results.json").read_text())
+    for entry in index["backbones"]:
+        spatial = [layer for layer in entry["last_three"] if entry["cam_status"][layer][0] != "not-spatial"]
+        assert len(spatial) == 2, entry["name"]
+        for layer in spatial:
+            statuses = entry["cam_status"][layer]
+            assert sum(s != "ok" for s in statuses) <= 0.1 * len(statuses), (entry["name"], layer, statuses)
+        assert entry["weight_modules"]["blocks.6.0.bn3"] == "blocks.6.0.conv_pwl"
+        assert entry["weight_stats"]["blocks.6.0.bn3"]["count"] > 10_000  # the conv's weights, not the BN's
+
+
+def test_depth_figure_prefers_real_photos_by_manifest_source():
+    from reportgen.inputs.config import AnalysisConfig
+    from reportgen.report.context import _depth_images
+    from reportgen.results.schema import ImageEntry
+
+    def image(file, size, source):
+        return ImageEntry(file, "", 100, 100, None, None, (0.0, 0.0, 10.0, 10.0), 0.01, size, "clean", source, "",
+                          "", "", "", "", "", "")
+    images = (image("photo_small.png", "small", "controlled: pasted crop"),
+              image("controlled_small.png", "small", "a real photo despite its name"),
+              image("other_large.png", "large", "a real photo"))
+    assert _depth_images(SimpleNamespace(images=images), AnalysisConfig()) == [1, 2]

@@ -24,7 +24,7 @@ def _backbone(family: str) -> BackboneResult:
     return BackboneResult(
         name=f"{family}-net", timm_id=f"{family}-net", architecture=f"{family}-net", display_name=family.title(),
         family=family, family_source="registry", layer_source="registry", depth_layers={"deep": "x"},
-        last_three=("a", "b", "c"), layers=("x",),
+        last_three=("a", "b", "c"), weight_modules={}, layers=("x",),
         weights=WeightsInfo("pretrained", "checkpoint", "", "", ""), data_config={}, params=1, macs=1.0,
         cam_status={"x": (CamStatus.OK,)}, feature_stats={}, weight_stats={},
         feature_cka=FeatureCka((), (), ""), views=(),

@@ -46,3 +46,21 @@ def test_two_image_shards_merge_to_the_single_run(tmp_path, small_image_dir):
 
     overlap = run_cli("merge", str(first.parent), str(tmp_path / "whole"), "--out", str(tmp_path / "bad"))
     assert overlap.exit_code == 3 and "appears in two shards" in overlap.output
+
+
+def test_merge_when_a_shard_skipped_cka_for_a_too_wide_layer(tmp_path, small_image_dir, monkeypatch):
+    """A last-three layer too wide for its co-moments: the shards keep no CKA state, the merge says "not
+    available" instead of failing with a KeyError."""
+    import reportgen.analysis.engine as engine
+
+    monkeypatch.setattr(engine, "MAX_CKA_UNITS", 1)
+    paths = sorted(p for p in small_image_dir.iterdir() if p.suffix == ".png")
+    config = AnalysisConfig(batch_size=2, sanity_check=False)
+    first = run_shard("efficientnet_lite0", paths[:2], tmp_path / "s0", config)
+    second = run_shard("efficientnet_lite0", paths[2:], tmp_path / "s1", config)
+    merged = load_results(merge_shards([first, second], tmp_path / "merged"))
+    entry = merged.index.backbones[0]
+    assert entry.feature_cka.layers and entry.feature_cka.matrix == ()
+    assert merged.metrics.last_three["efficientnet_lite0"].cka[0][1] is None
+    result = run_cli("render", str(tmp_path / "merged" / "results"), "--out", str(tmp_path / "r"), "--format", "html")
+    assert result.exit_code == 0, result.output

@@ -59,3 +59,51 @@ def test_checkpoint_must_be_safetensors(tmp_path, small_image_dir):
     result = run_cli("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(small_image_dir),
                      "--checkpoint", f"efficientnet_lite0={pickle_file}", "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and "only .safetensors" in result.output
+
+
+def test_a_hub_download_and_its_cached_file_share_one_cache_key(tmp_path, monkeypatch):
+    """The first run downloads (plan: hf-hub), the next finds the file in the HF cache (plan: hf-cache); both
+    must key the backbone on the file's content, or the second run recomputes and deletes the first result."""
+    from reportgen.analysis import weights as weights_module
+    from reportgen.results.schema import WeightsSource
+
+    backbone = registry.lookup("resnet50")
+    cached = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(3)}, str(cached))
+    downloads = []
+
+    def download(repo_id):
+        downloads.append(repo_id)
+        return str(cached)
+    monkeypatch.setattr(weights_module, "_download_hf", download)
+    hub = weights_module.WeightsPlan(backbone, WeightsSource.HF_HUB, "timm/resnet50.tv_in1k")
+    cache = weights_module.WeightsPlan(backbone, WeightsSource.HF_CACHE, str(cached))
+    identity = weights_module.weights_identity(hub, 0)
+    assert identity == weights_module.weights_identity(cache, 0)
+    assert identity.startswith("file:") and downloads == ["timm/resnet50.tv_in1k"]
+    assert weights_module.weights_identity(weights_module.WeightsPlan(backbone, WeightsSource.RANDOM, ""), 3) \
+        == "random:seed=3"
+
+
+def test_every_weights_source_builds_the_model_from_the_timm_id(tmp_path, monkeypatch):
+    """One rule: the model comes from the backbone's timm id (architecture and tag), whatever the source."""
+    from reportgen.analysis import models as models_module
+    from reportgen.analysis.autolayers import auto_backbone
+    from reportgen.analysis.weights import WeightsPlan
+    from reportgen.results.schema import WeightsSource
+
+    backbone = auto_backbone("resnet18.a1_in1k")
+    path = tmp_path / "r18.safetensors"
+    save_file(timm.create_model("resnet18", pretrained=False).state_dict(), str(path))
+    built = []
+    real = models_module.timm.create_model
+
+    def recording(name, *args, **kwargs):
+        built.append(name)
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(models_module.timm, "create_model", recording)
+    for plan in (WeightsPlan(backbone, WeightsSource.RANDOM, ""), WeightsPlan(backbone, WeightsSource.CHECKPOINT, str(path)),
+                 WeightsPlan(backbone, WeightsSource.HF_CACHE, str(path))):
+        loaded = load_model(plan, 0)
+        assert loaded.data_config["input_size"][1:] == (224, 224) or loaded.data_config["input_size"][1] > 0
+    assert built == ["resnet18.a1_in1k"] * 3

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import timm
@@ -64,21 +64,36 @@ def _depth_candidates(model: torch.nn.Module) -> list[str]:
     return [last_of[r] for r in reductions[-3:]]
 
 
-def _dry_forward(model: torch.nn.Module, input_size) -> tuple[dict, list]:
-    """Per module: number of calls and output; execution order of first calls."""
+@dataclass(frozen=True)
+class DryForward:
+    seen: dict  # module -> (calls, first output)
+    order: list  # modules in the order their first call returned
+    consumer: dict  # id of a tensor -> first module that took it as its first input
+    overwritten: frozenset  # modules whose first output was modified in place later in the forward
+
+
+def _dry_forward(model: torch.nn.Module, input_size) -> DryForward:
     calls: dict[str, int] = {}
     outputs: dict[str, object] = {}
+    versions: dict[str, int] = {}
+    consumer: dict[int, str] = {}
     order: list[str] = []
     handles = []
     for name, module in model.named_modules():
         if name == WHOLE_MODEL:
             continue
 
+        def pre_hook(_m, inputs, name=name):
+            if inputs and torch.is_tensor(inputs[0]):
+                consumer.setdefault(id(inputs[0]), name)
+
         def hook(_m, _i, output, name=name):
             calls[name] = calls.get(name, 0) + 1
             if name not in outputs:
                 order.append(name)
                 outputs[name] = output
+                versions[name] = output._version if torch.is_tensor(output) else 0
+        handles.append(module.register_forward_pre_hook(pre_hook))
         handles.append(module.register_forward_hook(hook))
     was_training = model.training
     try:
@@ -89,7 +104,23 @@ def _dry_forward(model: torch.nn.Module, input_size) -> tuple[dict, list]:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return {n: (calls[n], outputs[n]) for n in calls}, order
+    overwritten = frozenset(n for n, o in outputs.items() if torch.is_tensor(o) and o._version != versions[n])
+    return DryForward({n: (calls[n], outputs[n]) for n in calls}, order, consumer, overwritten)
+
+
+NORM_PATTERN = re.compile(r"BatchNorm|GroupNorm|LayerNorm2d|FrozenBatchNorm")
+
+
+def read_after_norm(dry: DryForward, modules: dict, weighted: str) -> str:
+    """Where to read a weight layer's features: the normalisation that consumes its output (so Grad-CAM does
+    not carry the norm's shift as a constant; see the registry's note), if that norm runs once and its output
+    is not overwritten in place later; else the layer itself."""
+    output = dry.seen[weighted][1]
+    norm = dry.consumer.get(id(output)) if torch.is_tensor(output) else None
+    if (norm is None or norm == weighted or not NORM_PATTERN.search(type(modules[norm]).__name__)
+            or dry.seen.get(norm, (0,))[0] != 1 or norm in dry.overwritten):
+        return weighted
+    return norm
 
 
 def layout_of(model: torch.nn.Module, output, channels: Optional[int]) -> Layout:
@@ -128,7 +159,8 @@ def auto_backbone(timm_id: str, family: Optional[str] = None, layers: Optional[d
     model = timm.create_model(architecture, pretrained=False)
     cfg = timm.models.get_pretrained_cfg(timm_id) or timm.models.get_pretrained_cfg(architecture)
     input_size = (cfg.input_size if cfg is not None else None) or (3, 224, 224)
-    seen, order = _dry_forward(model, input_size)
+    dry = _dry_forward(model, input_size)
+    seen, order = dry.seen, dry.order
     channels = {e["module"]: e["num_chs"] for e in getattr(model, "feature_info", [])}
     modules = dict(model.named_modules())
 
@@ -139,6 +171,7 @@ def auto_backbone(timm_id: str, family: Optional[str] = None, layers: Optional[d
         depth_names, layer_source = [layers[d] for d in ("shallow", "middle", "deep")], "config"
     else:
         depth_names, layer_source = _depth_candidates(model), "automatic"
+    weight_modules: tuple = ()
     if last_three:
         chosen_last, last_source = tuple(last_three), "config"
     else:
@@ -146,7 +179,9 @@ def auto_backbone(timm_id: str, family: Optional[str] = None, layers: Optional[d
                     and any(p.dim() >= 2 for p in modules[n].parameters(recurse=False))]
         if len(weighted) < 3:
             raise UsageError(f"{timm_id}: fewer than three weight layers called once per forward; give last_three.")
-        chosen_last, last_source = tuple(weighted[-3:]), "automatic"
+        taps = {w: read_after_norm(dry, modules, w) for w in weighted[-3:]}
+        chosen_last, last_source = tuple(taps.values()), "automatic"
+        weight_modules = tuple((tap, w) for w, tap in taps.items() if tap != w)
 
     layouts = {}
     for layer in list(depth_names) + list(chosen_last):
@@ -186,6 +221,7 @@ def auto_backbone(timm_id: str, family: Optional[str] = None, layers: Optional[d
         chosen_last, randomisation,
         layouts=tuple(sorted(layouts.items())), layer_source=layer_source if layer_source == last_source
         else f"{layer_source} depths, {last_source} last three", family_source=family_source,
+        weight_modules=weight_modules,
     )
 
 
@@ -239,7 +275,8 @@ def with_overrides(backbone: Backbone, family: Optional[str] = None, layers: Opt
         checked = auto_backbone(backbone.timm_id, family or backbone.family,
                                 layers or backbone.depth_layers, last_three or backbone.last_three, backbone.name)
         return replace(checked, display_name=backbone.display_name, weights=backbone.weights,
-                       randomisation=backbone.randomisation if not layers else checked.randomisation)
+                       randomisation=backbone.randomisation if not layers else checked.randomisation,
+                       weight_modules=backbone.weight_modules if not last_three else checked.weight_modules)
     if family not in FAMILIES:
         raise UsageError(f"family {family!r} for {backbone.name}: choose one of {', '.join(FAMILIES)}.")
     return replace(backbone, family=family, family_source="config")

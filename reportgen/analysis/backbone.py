@@ -12,11 +12,12 @@ import torch
 
 from ..errors import ResourceError
 from ..inputs.config import AnalysisConfig
-from ..inputs.images import ImageRecord, ImageSet, crop_window, load_rgb
+from ..inputs.images import ImageRecord, ImageSet, load_rgb
 from ..results import arrays as keys
 from ..results.schema import (BackboneResult, FeatureCka, FeatureStats, Prediction, RankedClass, SanityRun,
-                              SanityStatus, SanityStep, View, WeightsInfo, WeightsMode, WeightStats)
+                              SanityStatus, SanityStep, WeightsInfo, WeightsMode, WeightStats)
 from ..results.stats import weight_summary
+from ..results.views import views_of
 from .classes import ClassNames
 from .engine import BackboneAnalysis, analyse_backbone
 from .models import LoadedModel, load_model
@@ -52,12 +53,13 @@ class MeasuredBackbone:
     timings: dict  # stage -> seconds
 
 
-def weight_stats(model: torch.nn.Module, layer_names, config: AnalysisConfig) -> dict:
-    """Statistics of the weight tensors (ndim >= 2) under each named module."""
+def weight_stats(model: torch.nn.Module, backbone, config: AnalysisConfig) -> dict:
+    """Per last-three layer: statistics of the weight tensors (ndim >= 2) of the module that owns its weights."""
     modules = dict(model.named_modules())
     out = {}
-    for name in layer_names:
-        tensors = [p.detach().float().cpu().reshape(-1) for pname, p in modules[name].named_parameters()
+    for name in backbone.last_three:
+        owner = modules[backbone.weights_module(name)]
+        tensors = [p.detach().float().cpu().reshape(-1) for pname, p in owner.named_parameters()
                    if pname.endswith("weight") and p.dim() >= 2]
         out[name] = weight_summary(torch.cat(tensors).numpy(), config.histogram_bins, config.weight_quantiles,
                                    config.near_zero_fraction)
@@ -90,17 +92,6 @@ def with_oom_retry(work: Callable, batches: Batches, name: str, progress: Callab
         raise ResourceError(f"{name}: out of GPU memory at batch size {batches.batch_size} and again at "
                             f"{smaller.batch_size}; pass --batch-size {max(1, smaller.batch_size // 2)} or "
                             "use --device cpu.") from None
-
-
-def views_of(image_set: ImageSet, data_config: dict) -> tuple[View, ...]:
-    """What each image looks like to a model with this data config (crop, size, box in its pixels)."""
-    out = []
-    for record in image_set.records:
-        window = crop_window(record.width, record.height, data_config)
-        box = window.map_box(record.box)
-        out.append(View(tuple(window.as_tuple()[:4]), window.out_width, window.out_height,
-                        tuple(box) if box is not None else None))
-    return tuple(out)
 
 
 def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names: ClassNames) -> tuple[Prediction, ...]:
@@ -210,7 +201,7 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     timings["sanity_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    weight_records, weight_arrays = _weight_records(weight_stats(model, backbone.last_three, config))
+    weight_records, weight_arrays = _weight_records(weight_stats(model, backbone, config))
     timings["weights_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     params = sum(p.numel() for p in model.parameters())
@@ -221,7 +212,7 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
         name=backbone.name, timm_id=backbone.timm_id, architecture=backbone.architecture,
         display_name=backbone.display_name, family=backbone.family, family_source=backbone.family_source,
         layer_source=backbone.layer_source, depth_layers=backbone.depth_layers, last_three=tuple(backbone.last_three),
-        layers=tuple(layers),
+        weight_modules=dict(backbone.weight_modules), layers=tuple(layers),
         weights=WeightsInfo(WeightsMode(weights_mode), loaded.weights_source, loaded.weights_location,
                             loaded.weights_file_sha256, loaded.state_sha256),
         data_config={k: list(v) if isinstance(v, tuple) else v for k, v in loaded.data_config.items()},

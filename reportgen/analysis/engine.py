@@ -105,75 +105,99 @@ def _to_host(tensors: dict, pack: Optional[bool] = None) -> dict:
     return out
 
 
+class _Capture:
+    """Forward hooks that keep each target layer's output (for the gradient) and reduce it at once, on the
+    device, to what is kept per batch: a later in-place op (e.g. ReLU(inplace=True)) would change it."""
+
+    def __init__(self, model: torch.nn.Module, layouts: dict):
+        self.model, self.layouts = model, layouts
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.versions: dict[str, int] = {}
+        self.summaries: dict[str, torch.Tensor] = {}
+        self.calls: dict[str, int] = {}
+
+    def hook(self, name: str):
+        def capture(_module, _inputs, output):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if not torch.is_tensor(output):
+                raise LayerCallError(f"layer {name!r} returns {type(output).__name__}, not a tensor; choose another module")
+            self.outputs[name] = output
+            self.versions[name] = output._version
+            with torch.no_grad():
+                self._summarise(name, output.detach().float())
+        return capture
+
+    def _summarise(self, name: str, value: torch.Tensor) -> None:
+        flat = value.reshape(value.shape[0], -1)
+        mean = flat.mean(dim=0)
+        self.summaries[f"mean:{name}"] = mean
+        self.summaries[f"m2:{name}"] = ((flat - mean) ** 2).sum(dim=0)
+        spatial = to_map(self.model, value, self.layouts.get(name))
+        if spatial is not None and spatial.shape[-1] * spatial.shape[-2] > 1:
+            self.summaries[f"pooled:{name}"] = spatial.mean(dim=(2, 3))
+            self.summaries[f"featmap:{name}"] = spatial.abs().mean(dim=1)
+        else:
+            # Token sequences without a patch grid: mean over tokens; anything else: as flattened.
+            self.summaries[f"pooled:{name}"] = value.mean(dim=1) if value.dim() == 3 else flat
+            self.summaries[f"head:{name}"] = flat[:, :FEATURE_VECTOR_UNITS]
+
+    def check_calls(self, layer_names: Sequence[str]) -> None:
+        repeated = [n for n, c in self.calls.items() if c != 1]
+        missing = [n for n in layer_names if n not in self.calls]
+        if repeated or missing:
+            raise LayerCallError(f"layers called more than once ({repeated}) or never ({missing}) in one forward; "
+                                 "hook modules that run exactly once")
+
+    def spatial_maps(self, layer_names: Sequence[str]) -> dict:
+        """(B, C, H, W) views of the captured outputs that have a spatial map."""
+        maps = {}
+        for name in layer_names:
+            spatial = to_map(self.model, self.outputs[name].detach(), self.layouts.get(name))
+            if spatial is not None and spatial.shape[-1] * spatial.shape[-2] > 1:
+                maps[name] = spatial
+        return maps
+
+
+def _forward_backward(model, batch, layer_names, class_targets, capture: _Capture):
+    """One forward, then the gradient of the target scores w.r.t. the spatial layers' outputs only.
+    Returns (logits, targets, maps, layers with gradients, their gradients, layers overwritten in place)."""
+    handles = []
+    modules = dict(model.named_modules())
+    try:
+        for name in layer_names:
+            handles.append(modules[name].register_forward_hook(capture.hook(name)))
+        logits = model(batch.requires_grad_(True))
+        capture.check_calls(layer_names)
+        top1 = logits.argmax(dim=1).tolist()  # one device sync for the batch, not one per image
+        targets = torch.tensor([t if t is not None else top1[i] for i, t in enumerate(class_targets)],
+                               device=logits.device)
+        score = logits.gather(1, targets[:, None]).sum()
+        maps = capture.spatial_maps(layer_names)
+        in_place = [n for n in maps if capture.outputs[n]._version != capture.versions[n]]
+        asked = [n for n in maps if n not in in_place]
+        # Gradients w.r.t. the captured outputs themselves (a reshaped view is not in the graph).
+        grads = torch.autograd.grad(score, [capture.outputs[n] for n in asked], allow_unused=True) if asked else []
+    finally:
+        for handle in handles:
+            handle.remove()
+        batch.requires_grad_(False)
+    return logits, targets, maps, asked, grads, in_place
+
+
 def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence[str],
               class_targets: Sequence[Optional[int]], method: str = "gradcam", math=None,
               layouts: Optional[dict] = None) -> BatchOutput:
     """One forward + one backward for all layers. ``class_targets[i]`` None -> top-1 prediction."""
-    modules = dict(model.named_modules())
-    captured: dict[str, torch.Tensor] = {}
-    versions: dict[str, int] = {}
-    summaries: dict[str, torch.Tensor] = {}
-    calls: dict[str, int] = {}
-    handles = []
     math = math or cam_math(method)
-    layouts = layouts or {}
-
-    def make_hook(name):
-        def hook(_module, _inputs, output):
-            calls[name] = calls.get(name, 0) + 1
-            if not torch.is_tensor(output):
-                raise LayerCallError(f"layer {name!r} returns {type(output).__name__}, not a tensor; choose another module")
-            captured[name] = output
-            versions[name] = output._version
-            # Reduce now, on the device: a later in-place op (e.g. ReLU(inplace=True)) would change these values.
-            with torch.no_grad():
-                value = output.detach().float()
-                flat = value.reshape(value.shape[0], -1)
-                mean = flat.mean(dim=0)
-                summaries[f"mean:{name}"] = mean
-                summaries[f"m2:{name}"] = ((flat - mean) ** 2).sum(dim=0)
-                spatial = to_map(model, value, layouts.get(name))
-                if spatial is not None and spatial.shape[-1] * spatial.shape[-2] > 1:
-                    summaries[f"pooled:{name}"] = spatial.mean(dim=(2, 3))
-                    summaries[f"featmap:{name}"] = spatial.abs().mean(dim=1)
-                else:
-                    # Token sequences without a patch grid: mean over tokens; anything else: as flattened.
-                    summaries[f"pooled:{name}"] = value.mean(dim=1) if value.dim() == 3 else flat
-                    summaries[f"head:{name}"] = flat[:, :FEATURE_VECTOR_UNITS]
-        return hook
-
+    capture = _Capture(model, layouts or {})
     with _frozen_eval(model):
-        try:
-            for name in layer_names:
-                handles.append(modules[name].register_forward_hook(make_hook(name)))
-            inputs = batch.requires_grad_(True)
-            logits = model(inputs)
-            repeated = [n for n, c in calls.items() if c != 1]
-            missing = [n for n in layer_names if n not in calls]
-            if repeated or missing:
-                raise LayerCallError(f"layers called more than once ({repeated}) or never ({missing}) in one forward; "
-                                     "hook modules that run exactly once")
-            top1 = logits.argmax(dim=1).tolist()  # one device sync for the batch, not one per image
-            targets = torch.tensor([t if t is not None else top1[i] for i, t in enumerate(class_targets)],
-                                   device=logits.device)
-            score = logits.gather(1, targets[:, None]).sum()
-            maps = {}
-            for name in layer_names:
-                spatial = to_map(model, captured[name].detach(), layouts.get(name))
-                if spatial is not None and spatial.shape[-1] * spatial.shape[-2] > 1:
-                    maps[name] = spatial
-            in_place = [n for n in maps if captured[n]._version != versions[n]]
-            asked = [n for n in maps if n not in in_place]
-            # Gradients w.r.t. the captured outputs themselves (a reshaped view is not in the graph).
-            raw_grads = torch.autograd.grad(score, [captured[n] for n in asked], allow_unused=True) if asked else []
-        finally:
-            for handle in handles:
-                handle.remove()
-            batch.requires_grad_(False)
-
-        for name, grad in zip(asked, raw_grads):
+        logits, targets, maps, asked, grads, in_place = _forward_backward(model, batch, layer_names, class_targets,
+                                                                          capture)
+        summaries = capture.summaries
+        for name, grad in zip(asked, grads):
             summaries[f"acts:{name}"] = maps[name]
-            summaries[f"grads:{name}"] = torch.zeros_like(maps[name]) if grad is None else to_map(model, grad, layouts.get(name))
+            summaries[f"grads:{name}"] = (torch.zeros_like(maps[name]) if grad is None
+                                          else to_map(model, grad, capture.layouts.get(name)))
         summaries["logits"] = logits.detach()
         summaries["targets"] = targets
         host = _to_host(summaries)
@@ -181,9 +205,8 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
     cams, status = {}, {}
     for name in asked:
         cam = math.get_cam_image(None, None, None, host[f"acts:{name}"], host[f"grads:{name}"])
-        cam = np.maximum(cam, 0).astype(np.float32)
-        cams[name] = cam
-        status[name] = tuple(_cam_status(c) for c in cam)
+        cams[name] = np.maximum(cam, 0).astype(np.float32)
+        status[name] = tuple(_cam_status(c) for c in cams[name])
     for name in in_place:
         status[name] = (CamStatus.OVERWRITTEN,) * batch.shape[0]
 

@@ -76,8 +76,18 @@ class ImageSet:
 
     @property
     def sha256(self) -> str:
+        """Identity of the annotated set: pixels and every annotation."""
         return image_set_digest((r.file, r.sha256, r.class_index, r.box, r.size_class, r.background)
                                 for r in self.records)
+
+    @property
+    def model_inputs_sha256(self) -> str:
+        """What the models see and compute from: each file's pixels (content hash) and the class its CAM
+        explains. Boxes, sizes and backgrounds only feed scoring, so editing them recomputes no backbone."""
+        digest = hashlib.sha256()
+        for r in self.records:
+            digest.update(f"{r.file}\0{r.sha256}\0{r.class_index}\n".encode())
+        return digest.hexdigest()
 
 
 def image_set_digest(rows) -> str:

@@ -41,6 +41,13 @@ class Backbone:
     layouts: tuple[tuple[str, Layout], ...] = ()
     layer_source: str = "registry"  # registry | automatic | config
     family_source: str = "registry"  # registry | config | heuristic: ...
+    # (tapped layer, module whose weights it reports) where they differ: a conv's features are read after
+    # its BatchNorm (see the note above the table), its weight statistics come from the conv.
+    weight_modules: tuple[tuple[str, str], ...] = ()
+
+    def weights_module(self, layer: str) -> str:
+        """The module whose weight tensors are summarised for ``layer``."""
+        return dict(self.weight_modules).get(layer, layer)
 
     @property
     def architecture(self) -> str:
@@ -66,6 +73,14 @@ def _depths(shallow: str, middle: str, deep: str) -> tuple[tuple[str, str], ...]
 
 WHOLE_MODEL = ""  # module path of the model itself in named_modules()
 
+# Last-three taps are read after normalisation. Grad-CAM of a conv whose output feeds a
+# BatchNorm includes the BN's shift as a constant, sum_c mean(grad_c) * (mu_c - beta_c * sigma_c / gamma_c),
+# the same at every pixel. On EfficientNet-Lite0's projection conv blocks.6.0.conv_pwl that constant is
+# -0.58 against a spatial spread (std) of 0.12 over the curated set, so the ReLU of Grad-CAM zeroes the map on
+# almost every photo, while the same map read after bn3 is the same spatial pattern without the offset. So a
+# conv layer is tapped at its BN's output (or, where an in-place ReLU or residual add overwrites that, at the
+# next module that keeps it), and its weight histogram still comes from the conv (``weight_modules``).
+
 
 def _cascade(head: tuple[str, ...], last_stage: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return (("head", head), ("last stage", last_stage), ("all", (WHOLE_MODEL,)))
@@ -82,13 +97,17 @@ BACKBONES: tuple[Backbone, ...] = (
     Backbone(
         "resnet50", "resnet50.tv_in1k", "deeper", "ResNet50",
         _depths("layer2", "layer3", "layer4"),
-        ("layer4.2.conv2", "layer4.2.conv3", "fc"),
+        # bn2 and bn3 outputs are overwritten in place (ReLU, residual add): read conv2 after its ReLU and
+        # conv3 at the block output; weights from the convs.
+        ("layer4.2.act2", "layer4.2", "fc"),
         _cascade(("fc",), ("layer4",)),
+        weight_modules=(("layer4.2.act2", "layer4.2.conv2"), ("layer4.2", "layer4.2.conv3")),
     ),
     Backbone(
         "inception_v3", "inception_v3.tv_in1k", "wider", "Inception-v3",
         _depths("Mixed_5d", "Mixed_6e", "Mixed_7c"),
-        # By execution order the last convs are parallel branches; whole blocks are the layers.
+        # By execution order the last convs are parallel branches; whole blocks (outputs after BN and ReLU)
+        # are the layers.
         ("Mixed_7b", "Mixed_7c", "fc"),
         _cascade(("fc",), ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
     ),
@@ -97,16 +116,21 @@ BACKBONES: tuple[Backbone, ...] = (
         # Stages return lists and fuse_act is shared, so tap single-tensor modules:
         # the stem's layer1, the stride-16 branch of the last stage-3 module, the fused final map.
         _depths("layer1", "stage3.3.branches.2", "final_layer"),
-        # downsamp_modules.N is called via .forward() (no hooks), its conv child is not.
-        ("downsamp_modules.2.0", "final_layer.0", "classifier"),
+        # The last downsampling conv and the final 1x1 conv, each read after its BN and ReLU (the BN output
+        # itself is overwritten by the in-place ReLU); weights from the convs.
+        ("downsamp_modules.2.2", "final_layer", "classifier"),
         _cascade(("classifier",), ("transition3", "stage4", "incre_modules", "downsamp_modules", "final_layer")),
+        weight_modules=(("downsamp_modules.2.2", "downsamp_modules.2.0"), ("final_layer", "final_layer.0")),
     ),
     Backbone(
         "seresnet50", "legacy_seresnet50.in1k", "attention", "SE-ResNet50",
         # Legacy SE blocks reuse one relu module three times: hook whole stages only.
         _depths("layer2", "layer3", "layer4"),
-        ("layer4.2.conv2", "layer4.2.conv3", "last_linear"),
+        # conv3 read after bn3 (bn2's output is overwritten by the shared in-place ReLU), then the last
+        # block's output, which the squeeze-excitation module reweights: its weights are the SE module's.
+        ("layer4.2.bn3", "layer4.2", "last_linear"),
         _cascade(("last_linear",), ("layer4",)),
+        weight_modules=(("layer4.2.bn3", "layer4.2.conv3"), ("layer4.2", "layer4.2.se_module")),
     ),
     Backbone(
         "deit_small", "deit_small_patch16_224.fb_in1k", "attention", "DeiT-S",
@@ -119,9 +143,13 @@ BACKBONES: tuple[Backbone, ...] = (
     *(Backbone(
         f"efficientnet_lite{i}", f"tf_efficientnet_lite{i}", "deeper", f"EfficientNet-Lite{i}",
         _depths("blocks.2", "blocks.4", "bn2"),
-        ("blocks.6.0.conv_pwl", "conv_head", "classifier"),
+        # The projection conv of the last block and the head conv, read after their BNs (bn3, bn2: at
+        # conv_pwl itself Grad-CAM was all zero on 95 % of photos, see LAST_THREE_AFTER_NORM); weights
+        # from the convs. The classifier is a vector layer: histogram and units, no spatial map.
+        ("blocks.6.0.bn3", "bn2", "classifier"),
         _cascade(("classifier",), ("blocks.5", "blocks.6", "conv_head", "bn2")),
         weights=f"lite:{i}",
+        weight_modules=(("blocks.6.0.bn3", "blocks.6.0.conv_pwl"), ("bn2", "conv_head")),
     ) for i in range(3)),
 )
 

@@ -18,6 +18,7 @@ from ..results.schema import (SCHEMA_VERSION, BackboneResult, ImageEntry, ImageS
                               WeightsMode)
 from ..results.store import (BACKBONES_DIR, INDEX, METRICS, TIMINGS, atomic_write_bytes, load_arrays,
                              read_backbone, remove_stale_temp_files, write_arrays, write_json)
+from ..results.views import views_of
 from ..scoring.score import score
 
 DISPLAY_MAX_SIDE = 512
@@ -97,13 +98,14 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     entries = []
     for plan in plans:
         name = plan.backbone.name
-        key = analysis_key(plan.backbone, weights_identity(plan, config.seed), image_set.sha256, config,
+        key = analysis_key(plan.backbone, weights_identity(plan, config.seed), image_set.model_inputs_sha256, config,
                            versions) + ("-shard" if keep_merge_state else "")
         stem = f"{name}-{key[:16]}"
         saved = None if fresh else read_backbone(results_dir / BACKBONES_DIR, stem, key)
         if saved is not None:
             progress(f"{name}: unchanged since the last run, reusing {BACKBONES_DIR}/{stem}")
-            entry = saved
+            # Boxes are not part of the key: map today's boxes into the model's view.
+            entry = replace(saved, views=views_of(image_set, saved.data_config))
             outcome.status[name] = "cached"
             outcome.timings["backbones"][name] = {"cached": True}
         else:

@@ -109,6 +109,7 @@ class SanityRow:
 @dataclass(frozen=True)
 class LastThreeLayerRow:
     layer: str
+    weights_module: str  # whose weights the statistics describe (the conv behind a normalised tap)
     weights: WeightStats
     features: FeatureStats
 
@@ -286,7 +287,8 @@ def _last_three_section(b: BackboneResult, summary, figure: Figure, slimming: Sl
     evidence = slimming.evidence
     return LastThreeSection(
         b, f"tab-last3-{b.name}", figure,
-        tuple(LastThreeLayerRow(layer, b.weight_stats[layer], b.feature_stats[layer]) for layer in b.last_three),
+        tuple(LastThreeLayerRow(layer, b.weights_module(layer), b.weight_stats[layer], b.feature_stats[layer])
+              for layer in b.last_three),
         tuple(layers), summary.cka,
         tuple(Transition(a, c, v) for (a, c), v in zip(pairs, summary.weight_w1_consecutive)),
         tuple(Transition(a, c, v) for (a, c), v in zip(pairs, summary.weight_ks_consecutive)),

@@ -65,7 +65,10 @@ def overlay(view: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray
     return (1 - alpha) * view + alpha * heat
 
 
-def _cell(ax, image, box=None, flag=None, title=None, ylabel=None):
+NOTE_COLOUR = "#666666"
+
+
+def _cell(ax, image, box=None, flag=None, title=None, ylabel=None, flag_colour=FLAG_COLOUR):
     ax.imshow(image, interpolation="bilinear")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -73,7 +76,7 @@ def _cell(ax, image, box=None, flag=None, title=None, ylabel=None):
         ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False, lw=1.2, ec="white", ls="--"))
     if flag:
         ax.text(0.5, 0.5, flag, transform=ax.transAxes, ha="center", va="center", color="white", fontsize=7,
-                fontweight="bold", bbox=dict(facecolor=FLAG_COLOUR, edgecolor="none", pad=2))
+                fontweight="bold", bbox=dict(facecolor=flag_colour, edgecolor="none", pad=2))
     if title:
         ax.set_title(title, fontsize=7)
     if ylabel:
@@ -242,7 +245,9 @@ def last_three_figure(cache: ViewCache, backbone: BackboneResult, position: int)
         kurtosis = stats.excess_kurtosis if stats.excess_kurtosis is not None else float("nan")
         ax = axes[0][c]
         ax.stairs(counts, edges, fill=True, color="#3b6ea8")
-        ax.set_title(f"{layer}\nweights: std {stats.std:.3g}, kurt {kurtosis:.2g}", fontsize=7)
+        owner = backbone.weights_module(layer)
+        source = "weights" if owner == layer else f"weights of {owner.rsplit('.', 1)[-1]}"
+        ax.set_title(f"{layer}\n{source}: std {stats.std:.3g}, kurt {kurtosis:.2g}", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
         ax.set_xlabel("weight value (0.5-99.5 pct)", fontsize=6)
@@ -265,7 +270,9 @@ def last_three_figure(cache: ViewCache, backbone: BackboneResult, position: int)
         if cam is not None:
             _cell(ax, overlay(view, cam), title="Grad-CAM")
         else:
-            _cell(ax, view * 0.35 + 0.65, flag=_flag_text(status), title="Grad-CAM")
+            # A vector layer has no map to show (a note, in grey); an empty map of a spatial layer is flagged (red).
+            _cell(ax, view * 0.35 + 0.65, flag=_flag_text(status), title="Grad-CAM",
+                  flag_colour=NOTE_COLOUR if status == CamStatus.NOT_SPATIAL else FLAG_COLOUR)
     fig.tight_layout()
     return _png(fig)
 

@@ -15,9 +15,21 @@ from urllib.parse import unquote, urlparse
 
 import jinja2
 
-from ..errors import OutputError
+from ..errors import OutputError, UsageError
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
 from .context import build_context
+
+REPORT_FORMATS = ("html", "pdf", "md", "json")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"html,pdf"`` -> ("html", "pdf"); unknown or empty lists are a usage error."""
+    chosen = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [f for f in chosen if f not in REPORT_FORMATS]
+    if unknown or not chosen:
+        raise UsageError(f"--format {text!r}: choose from {', '.join(REPORT_FORMATS)}, comma-separated (e.g. html,pdf).")
+    return chosen
+
 
 def template_environment() -> jinja2.Environment:
     folder = resources.files("reportgen.templates")

@@ -18,7 +18,8 @@ def analysis_key(backbone: Backbone, weights_identity: str, model_inputs_sha256:
     config and the library versions."""
     spec = {
         "backbone": [backbone.timm_id, list(backbone.cam_layers), list(backbone.last_three),
-                     [list(step) for step in backbone.randomisation], list(backbone.layouts), backbone.family],
+                     [list(step) for step in backbone.randomisation], list(backbone.layouts), backbone.family,
+                     list(backbone.weight_modules)],
         "weights": weights_identity,
         "images": model_inputs_sha256,
         "config": {k: getattr(config, k) for k in MODEL_SIDE_FIELDS},

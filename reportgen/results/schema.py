@@ -17,7 +17,9 @@ from typing import Any, Optional, Union
 from ..inputs.config import AnalysisConfig
 from ..strenum import StrEnum
 
-SCHEMA_VERSION = 2  # 2: per-backbone files under backbones/, streamed CKA, skipped images
+# 2: per-backbone files under backbones/, streamed CKA, skipped images
+# 3: weight_modules (last-three taps read after their BN, weights from the conv)
+SCHEMA_VERSION = 3
 
 
 class CamStatus(StrEnum):
@@ -242,6 +244,7 @@ class BackboneResult(JsonRecord):
     layer_source: str
     depth_layers: dict[str, str]
     last_three: tuple[str, ...]
+    weight_modules: dict[str, str]  # last-three tap -> module whose weights it reports, where they differ
     layers: tuple[str, ...]
     weights: WeightsInfo
     data_config: dict[str, Any]
@@ -257,6 +260,9 @@ class BackboneResult(JsonRecord):
     batch_size: int  # smaller than asked after an out-of-memory retry
     cache_key: str = ""
     arrays: str = ""  # path of the .npz, relative to the results folder
+
+    def weights_module(self, layer: str) -> str:
+        return self.weight_modules.get(layer, layer)
 
     @property
     def labelled_predictions(self) -> tuple[Prediction, ...]:

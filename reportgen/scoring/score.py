@@ -71,8 +71,8 @@ def aggregate(rows: list[PerImageRow], config: AnalysisConfig) -> list[Aggregate
             if row.role in DEPTHS or row.role.startswith("baseline:"):
                 buckets[("family", row.family, row.role, group)].append(row)
     out = []
-    for offset, (bucket, members) in enumerate(sorted(buckets.items())):
-        seed = config.seed + offset  # OLD-SEED
+    for bucket, members in sorted(buckets.items()):
+        seed = stable_seed(config.seed, *bucket)
         for metric in METRIC_NAMES:
             values = [float(m.value(metric)) for m in members if m.value(metric) is not None]
             mean, low, high = bootstrap_ci(values, config.bootstrap_samples, seed)
@@ -118,7 +118,7 @@ def _sanity_layer(entry: BackboneResult, arrays: dict, role: str, layer: str, co
     for number, step in enumerate(entry.sanity.steps):
         randomised = arrays[keys.sanity_cam(number, layer)]
         pairs = [cam_similarity(trained[i], randomised[i], config.sanity_resolution) for i in usable]
-        seed = config.seed + 100 * list(entry.depth_layers.values()).index(layer) + number  # OLD-SEED
+        seed = stable_seed(config.seed, "sanity", entry.name, layer, number)
         intervals = [Interval(*bootstrap_ci([p[k] for p in pairs], config.bootstrap_samples, seed), len(pairs))
                      for k in range(2)]
         steps.append(SanityStepScore(step.label, step.parameters,

@@ -1,0 +1,95 @@
+"""`render`, `merge` and `compare` in an environment without torch: the package installed with --no-deps into
+a fresh venv, beside only the render-side dependencies (taken from this environment, offline)."""
+import os
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+from conftest import REPO
+
+RENDER_SIDE = ("jinja2", "matplotlib", "numpy", "pillow", "click", "weasyprint")
+
+
+def _closure(names) -> list:
+    """The distributions these need, transitively (markers evaluated here, extras left out)."""
+    seen, todo = {}, list(names)
+    environment = default_environment()
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in seen:
+            continue
+        dist = metadata.distribution(name)
+        seen[name] = dist
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({**environment, "extra": ""}):
+                todo.append(requirement.name)
+    return list(seen.values())
+
+
+def _link_distributions(dists, folder: Path) -> None:
+    """Each distribution's top-level files and its metadata, linked into ``folder``."""
+    folder.mkdir()
+    for dist in dists:
+        for entry in {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            source = Path(dist.locate_file(entry))
+            if source.exists() and not (folder / entry).exists() and entry not in ("bin", "__pycache__"):
+                (folder / entry).symlink_to(source)
+
+
+@pytest.fixture(scope="module")
+def torch_free_python(tmp_path_factory):
+    root = tmp_path_factory.mktemp("torch-free")
+    dists = _closure(RENDER_SIDE)
+    assert not {d.metadata["Name"].lower() for d in dists} & {"torch", "timm", "grad-cam"}
+    wheels = root / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+                    "-w", str(wheels), str(REPO)], check=True, timeout=300, cwd=root)
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
+                    *map(str, wheels.glob("reportgen-*.whl"))], check=True, timeout=300)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    _link_distributions(dists, root / "render-deps")
+    (Path(site) / "render_deps.pth").write_text(str(root / "render-deps") + "\n")
+    probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True)
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
+    return venv
+
+
+def _reportgen(venv, *args):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["HF_HUB_OFFLINE"] = "1"
+    return subprocess.run([str(venv / "bin" / "reportgen"), *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=venv)
+
+
+def test_render_merge_and_compare_without_torch(torch_free_python, lite_report, small_image_dir, tmp_path):
+    from reportgen.inputs.config import AnalysisConfig
+    from reportgen.pipeline.shards import run_shard
+
+    rendered = _reportgen(torch_free_python, "render", lite_report / "results", "--out", tmp_path / "render",
+                          "--format", "html,pdf,md,json")
+    assert rendered.returncode == 0, rendered.stderr
+    assert (tmp_path / "render" / "report.pdf").read_bytes().startswith(b"%PDF")
+
+    paths = sorted(p for p in small_image_dir.iterdir() if p.suffix == ".png")
+    config = AnalysisConfig(batch_size=2, sanity_check=False)
+    shards = [run_shard("efficientnet_lite0", part, tmp_path / f"s{n}", config).parent
+              for n, part in enumerate((paths[:1], paths[1:]))]
+    merged = _reportgen(torch_free_python, "merge", *shards, "--out", tmp_path / "merged", "--format", "html")
+    assert merged.returncode == 0, merged.stderr
+    assert (tmp_path / "merged" / "results" / "metrics.json").is_file()
+
+    compared = _reportgen(torch_free_python, "compare", lite_report, tmp_path / "merged", "--out", tmp_path / "cmp",
+                          "--format", "html")
+    assert compared.returncode == 0, compared.stderr
+    assert "EfficientNet-Lite0" in (tmp_path / "cmp" / "compare.html").read_text()
