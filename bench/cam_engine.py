@@ -212,6 +212,11 @@ def main() -> None:
                                        for name, t in stages["backbones"].items())
               + f"; scoring {stages.get('scoring_s', 0):.1f}; render " +
               ", ".join(f"{k[:-2]} {v:.1f}" for k, v in stages.get("render", {}).items()))
+        measured = {stage: sum(t.get(f"{stage}_s", 0.0) for t in stages["backbones"].values())
+                    for stage in ("cost", "slimming")}
+        print(f"  decision measurements: latency/throughput/memory {measured['cost']:.1f} s "
+              f"({100 * measured['cost'] / found['run_s']:.0f} % of the run), slimming {measured['slimming']:.1f} s "
+              f"({100 * measured['slimming'] / found['run_s']:.0f} %)")
     print(f"engine_vs_naive={total['naive'] / total['engine']:.2f} "
           f"engine_vs_forward={total['engine'] / total['forward']:.2f}")
 

@@ -91,6 +91,7 @@ def test_compare_two_runs(lite_report, tmp_path, small_image_dir):
     assert result.exit_code == 0, result.output
     html = (tmp_path / "cmp" / "compare.html").read_text()
     assert "candidate" in html and "EfficientNet-Lite1" in html and "(only in" in html
+    assert 'id="tab-compare-decisions"' in html and html.count("no clear winner") + html.count("recommended") >= 2
     a = json.loads((lite_report / "results" / "metrics.json").read_text())
     b = json.loads((other / "results" / "metrics.json").read_text())
     key = ("backbone", "efficientnet_lite0", "deep", "all", "mass_ratio")

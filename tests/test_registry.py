@@ -82,3 +82,15 @@ def test_lite_registry_taps_match_the_automatic_rule():
         listed = registry.lookup(f"efficientnet_lite{i}")
         assert chosen.last_three == listed.last_three
         assert dict(chosen.weight_modules) == dict(listed.weight_modules)
+
+
+@pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)
+def test_registry_slimming_units_follow_the_rule(backbone):
+    """Each registry backbone names the unit slimming removes, with the reason; the rule (the penultimate layer
+    when it keeps its shape, else the last shape-keeping block before the head) arrives at the same unit."""
+    from reportgen.analysis.slimming import choose_unit
+
+    model = timm.create_model(backbone.architecture, pretrained=False)
+    cfg = timm.models.get_pretrained_cfg(backbone.timm_id)
+    assert backbone.slim_unit and backbone.slim_reason
+    assert choose_unit(model, backbone, cfg.input_size).module == backbone.slim_unit

@@ -4,7 +4,7 @@ from reportgen.inputs.config import AnalysisConfig
 from reportgen.report.rules import Verdict, conclude
 from reportgen.results.schema import (SCHEMA_VERSION, AggregateLookup, BackboneResult, CamStatus, FeatureCka,
                                       ImageSetInfo, LastThreeSummary, Metrics, PerImageRow, Prediction, RunIndex,
-                                      SanityRun, SanitySummary, WeightsInfo)
+                                      SanityRun, SanitySummary, SlimmingRun, WeightsInfo)
 from reportgen.scoring.score import aggregate
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = (Verdict.SUPPORTED, Verdict.CONTRADICTED, Verdict.INCONCLUSIVE,
@@ -29,7 +29,8 @@ def _backbone(family: str) -> BackboneResult:
         cam_status={"x": (CamStatus.OK,)}, feature_stats={}, weight_stats={},
         feature_cka=FeatureCka((), (), ""), views=(),
         predictions=(Prediction(0, "x", "manifest", (), True, True),),
-        sanity=SanityRun("skipped", "test", ()), batch_size=1)
+        sanity=SanityRun("skipped", "test", ()),
+        slimming=SlimmingRun("not-possible", None, "registry", "test", 0, 0.0, None), batch_size=1)
 
 
 def _index(weights_mode="pretrained", families=("deeper", "wider", "attention")):
@@ -42,7 +43,7 @@ def _metrics(rows, cka_by_family, ks=0.05):
                    {f"{f}-net": LastThreeSummary(("a", "b", "c"), ((1, c, 0.5), (c, 1, 0.5), (0.5, 0.5, 1)),
                                                  (0.1, 0.2), (ks, 0.2), (None, None, None))
                     for f, c in cka_by_family.items()},
-                   {f"{f}-net": SanitySummary("skipped", "test", {}) for f in cka_by_family})
+                   {f"{f}-net": SanitySummary("skipped", "test", {}) for f in cka_by_family}, {})
 
 
 def _spread_values(mass, spread, n=12, jitter=0.02):

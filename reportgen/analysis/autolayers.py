@@ -70,10 +70,26 @@ class DryForward:
     order: list  # modules in the order their first call returned
     consumer: dict  # id of a tensor -> first module that took it as its first input
     overwritten: frozenset  # modules whose first output was modified in place later in the forward
+    input_shapes: dict  # module -> shape of its first call's first input (None: not a tensor)
+
+    def keeps_shape(self, name: str) -> bool:
+        """Called once, with a tensor in and the same shape out: identity could stand in for it."""
+        calls, output = self.seen.get(name, (0, None))
+        return (calls == 1 and torch.is_tensor(output) and self.input_shapes.get(name) is not None
+                and self.input_shapes[name] == tuple(output.shape))
+
+    def shapes(self, name: str) -> str:
+        output = self.seen.get(name, (0, None))[1]
+        if self.input_shapes.get(name) is None or not torch.is_tensor(output):
+            return f"{name} (not a single-tensor module)"
+        return (f"{name} ({'x'.join(map(str, self.input_shapes[name][1:]))} -> "
+                f"{'x'.join(map(str, tuple(output.shape)[1:]))})")
 
 
-def _dry_forward(model: torch.nn.Module, input_size) -> DryForward:
+def dry_forward(model: torch.nn.Module, input_size) -> DryForward:
+    """One forward pass of zeros, recording for every module its calls, first input shape and first output."""
     calls: dict[str, int] = {}
+    input_shapes: dict[str, object] = {}
     outputs: dict[str, object] = {}
     versions: dict[str, int] = {}
     consumer: dict[int, str] = {}
@@ -86,6 +102,8 @@ def _dry_forward(model: torch.nn.Module, input_size) -> DryForward:
         def pre_hook(_m, inputs, name=name):
             if inputs and torch.is_tensor(inputs[0]):
                 consumer.setdefault(id(inputs[0]), name)
+            if name not in input_shapes:
+                input_shapes[name] = tuple(inputs[0].shape) if inputs and torch.is_tensor(inputs[0]) else None
 
         def hook(_m, _i, output, name=name):
             calls[name] = calls.get(name, 0) + 1
@@ -105,7 +123,7 @@ def _dry_forward(model: torch.nn.Module, input_size) -> DryForward:
             h.remove()
         model.train(was_training)
     overwritten = frozenset(n for n, o in outputs.items() if torch.is_tensor(o) and o._version != versions[n])
-    return DryForward({n: (calls[n], outputs[n]) for n in calls}, order, consumer, overwritten)
+    return DryForward({n: (calls[n], outputs[n]) for n in calls}, order, consumer, overwritten, input_shapes)
 
 
 NORM_PATTERN = re.compile(r"BatchNorm|GroupNorm|LayerNorm2d|FrozenBatchNorm")
@@ -159,7 +177,7 @@ def auto_backbone(timm_id: str, family: Optional[str] = None, layers: Optional[d
     model = timm.create_model(architecture, pretrained=False)
     cfg = timm.models.get_pretrained_cfg(timm_id) or timm.models.get_pretrained_cfg(architecture)
     input_size = (cfg.input_size if cfg is not None else None) or (3, 224, 224)
-    dry = _dry_forward(model, input_size)
+    dry = dry_forward(model, input_size)
     seen, order = dry.seen, dry.order
     channels = {e["module"]: e["num_chs"] for e in getattr(model, "feature_info", [])}
     modules = dict(model.named_modules())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import timm.data
@@ -14,14 +14,18 @@ from ..errors import ResourceError
 from ..inputs.config import AnalysisConfig
 from ..inputs.images import ImageRecord, ImageSet, load_rgb
 from ..results import arrays as keys
-from ..results.schema import (BackboneResult, FeatureCka, FeatureStats, Prediction, RankedClass, SanityRun,
-                              SanityStatus, SanityStep, WeightsInfo, WeightsMode, WeightStats)
+from ..results.schema import (BackboneResult, CamStatus, Cost, FeatureCka, FeatureStats, Prediction, RankedClass,
+                              SanityRun, SanityStatus, SanityStep, SlimmingRun, SlimmingStatus, WeightsInfo,
+                              WeightsMode, WeightStats)
 from ..results.stats import weight_summary
 from ..results.views import views_of
+from ..scoring.measures import cam_similarity
 from .classes import ClassNames
-from .engine import BackboneAnalysis, analyse_backbone
+from .cost import measure_cost
+from .engine import BackboneAnalysis, analyse_backbone, forward_probs
 from .models import LoadedModel, load_model
 from .sanity import SanityAnalysis, cascading_randomisation
+from .slimming import SlimUnit, choose_unit, deep_layer_after_removal, kl_divergence, without
 from .weights import WeightsPlan
 
 OnBatch = Callable[[str, int, int], None]  # (stage, images done, total)
@@ -51,6 +55,7 @@ class MeasuredBackbone:
     result: BackboneResult
     arrays: dict  # array name (results.arrays) -> ndarray
     timings: dict  # stage -> seconds
+    cost: Cost  # machine-dependent: goes to cost.json, not into the result
 
 
 def weight_stats(model: torch.nn.Module, backbone, config: AnalysisConfig) -> dict:
@@ -129,6 +134,48 @@ def _sanity(model, batches, analysis: BackboneAnalysis, backbone, config: Analys
     return SanityRun(SanityStatus.DONE, "", steps), arrays
 
 
+def _slim_unit(model, backbone, input_size) -> tuple[SlimUnit, str]:
+    if backbone.slim_unit is not None or backbone.slim_reason:
+        return SlimUnit(backbone.slim_unit, backbone.slim_reason), "registry"
+    return choose_unit(model, backbone, input_size), "automatic"
+
+
+def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config: dict, macs: float,
+              config: AnalysisConfig, device: str, weights_mode: str, count) -> tuple[SlimmingRun, dict, Optional[torch.nn.Module]]:
+    """Remove the unit, run the images through the slimmed model, keep per-image outcomes."""
+    unit, source = _slim_unit(model, backbone, data_config["input_size"])
+    if unit.module is None:
+        return SlimmingRun(SlimmingStatus.NOT_POSSIBLE, None, source, unit.reason, 0, 0.0, None), {}, None
+    slim, removed = without(model, unit.module)
+    macs_removed = macs - count_macs(slim, data_config["input_size"], device)
+    if weights_mode == WeightsMode.RANDOM:
+        # Like the sanity check: removing a unit from an untrained model says nothing about the backbone.
+        reason = f"{unit.reason}; not run on the images: untrained weights"
+        return SlimmingRun(SlimmingStatus.SKIPPED, unit.module, source, reason, removed, float(macs_removed),
+                           None), {}, slim
+    deep = backbone.depth_layers["deep"]
+    deep_slim = deep_layer_after_removal(deep, unit.module) if config.slimming_cams else None
+    if deep_slim:
+        slim_analysis = analyse_backbone(slim, batches, [deep_slim], [int(t) for t in analysis.targets],
+                                         config.cam_method, device, on_batch=count("slimming"),
+                                         layouts=dict(backbone.layouts))
+        slim_probs = slim_analysis.probs
+    else:
+        slim_probs = forward_probs(slim, batches, device, on_batch=count("slimming"))
+    arrays = {keys.SLIM_TOP1: np.argmax(slim_probs, axis=1).astype(np.int64),
+              keys.SLIM_KL: kl_divergence(analysis.probs, slim_probs).astype(np.float64)}
+    if deep_slim:
+        full_cam, slim_cam = analysis.layer(deep), slim_analysis.layer(deep_slim)
+        spearman = np.full(len(analysis.targets), np.nan)
+        if full_cam.cam is not None and slim_cam.cam is not None:
+            for i, (a, b) in enumerate(zip(full_cam.cam_status, slim_cam.cam_status)):
+                if a == CamStatus.OK and b == CamStatus.OK:
+                    spearman[i] = cam_similarity(full_cam.cam[i], slim_cam.cam[i], config.sanity_resolution)[0]
+        arrays[keys.SLIM_SPEARMAN] = spearman
+    run = SlimmingRun(SlimmingStatus.DONE, unit.module, source, unit.reason, removed, float(macs_removed), deep_slim)
+    return run, arrays, slim
+
+
 def _layer_arrays(analysis: BackboneAnalysis, keep_merge_state: bool) -> dict:
     arrays = {}
     for layer in analysis.layers:
@@ -201,12 +248,23 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     timings["sanity_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    weight_records, weight_arrays = _weight_records(weight_stats(model, backbone, config))
-    timings["weights_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
     params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, loaded.data_config["input_size"], device)
     timings["flops_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    slimming, slim_arrays, slim_model = _slimming(model, batches, analysis, backbone, loaded.data_config, macs,
+                                                  config, device, weights_mode, count)
+    timings["slimming_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    cost = measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slim_model)
+    del slim_model
+    timings["cost_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    weight_records, weight_arrays = _weight_records(weight_stats(model, backbone, config))
+    timings["weights_s"] = time.perf_counter() - mark
 
     result = BackboneResult(
         name=backbone.name, timm_id=backbone.timm_id, architecture=backbone.architecture,
@@ -225,7 +283,8 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
         views=views_of(image_set, loaded.data_config),
         predictions=predictions_of(analysis, image_set, class_names),
         sanity=sanity,
+        slimming=slimming,
         batch_size=batches.batch_size)
-    arrays = {**sanity_arrays, **_layer_arrays(analysis, keep_merge_state), **weight_arrays}
+    arrays = {**sanity_arrays, **slim_arrays, **_layer_arrays(analysis, keep_merge_state), **weight_arrays}
     del model, loaded
-    return MeasuredBackbone(result, arrays, timings)
+    return MeasuredBackbone(result, arrays, timings, cost)

@@ -243,6 +243,7 @@ class BackboneAnalysis:
     target_from_prediction: np.ndarray  # (N,) bool
     top5_index: np.ndarray  # (N, 5)
     top5_prob: np.ndarray  # (N, 5)
+    probs: np.ndarray  # (N, classes) softmax, float32
     cka_layers: tuple  # layers of the CKA matrix
     cka: tuple  # linear CKA between cka_layers over all images (pooled features), rows of floats
     moments: dict  # layer -> RunningMoments (to merge shards of an image set)
@@ -307,8 +308,20 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
         target_from_prediction=np.array([t is None for t in class_targets]),
         top5_index=top5,
         top5_prob=np.take_along_axis(probs, top5, axis=1).astype(np.float32),
+        probs=probs.astype(np.float32),
         cka_layers=tuple(cka_layers),
         cka=tuple(tuple(row) for row in co_moments.cka()) if co_moments is not None else (),
         moments=moments,
         co_moments=co_moments,
     )
+
+
+def forward_probs(model: torch.nn.Module, batches: Iterable[torch.Tensor], device: str = "cpu",
+                  on_batch: Callable[[int], None] = lambda n: None) -> np.ndarray:
+    """Softmax outputs of every image, forward passes only (no hooks, no gradients)."""
+    out = []
+    with _frozen_eval(model), torch.inference_mode():
+        for batch in batches:
+            out.append(torch.softmax(model(batch.to(device)).float(), dim=1).cpu().numpy())
+            on_batch(batch.shape[0])
+    return np.concatenate(out).astype(np.float32)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import AnalysisConfig, RuleThresholds
+from .config import AnalysisConfig, DecisionSettings, RuleThresholds
 from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -18,12 +18,15 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TOP_LEVEL = {"preset": str, "weights": str, "device": str, "out": str, "formats": list, "offline": bool,
-             "trust_pickle": bool, "images": dict, "analysis": dict, "rules": dict, "backbone": list}
+             "trust_pickle": bool, "images": dict, "analysis": dict, "rules": dict, "decision": dict,
+             "backbone": list}
 IMAGES_KEYS = {"dir": str}
 BACKBONE_KEYS = {"id": str, "name": str, "family": str, "layers": dict, "last_three": list, "checkpoint": str}
 LAYER_KEYS = ("shallow", "middle", "deep")
 ANALYSIS_KEYS = {f.name: f.type for f in fields(AnalysisConfig) if f.name != "rules"}
 RULE_KEYS = {f.name: f.type for f in fields(RuleThresholds)}
+DECISION_KEYS = {"max_params_m": float, "max_gmacs": float, "max_latency_ms": float, "min_top1": float,
+                 "weights": dict, "confidence": float, "bootstrap_samples": int}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Battery:
     images_dir: Optional[Path]
     analysis: dict  # AnalysisConfig fields as given
     rules: dict  # RuleThresholds fields as given
+    decision: dict  # DecisionSettings fields as given
     backbones: tuple  # BackboneSpec
     raw: dict  # the file as parsed, saved with the results
 
@@ -61,10 +65,10 @@ class Battery:
         values = {**self.analysis, **{k: v for k, v in overrides.items() if v is not None}}
         if "depth_figure_images" in values:
             values["depth_figure_images"] = tuple(values["depth_figure_images"])
-        return AnalysisConfig(rules=RuleThresholds(**self.rules), **values)
+        return AnalysisConfig(rules=RuleThresholds(**self.rules), decision=DecisionSettings(**self.decision), **values)
 
 
-EMPTY = Battery(None, {}, None, {}, {}, (), {})
+EMPTY = Battery(None, {}, None, {}, {}, {}, (), {})
 
 
 def _check_keys(where: str, table: dict, allowed: dict) -> None:
@@ -107,6 +111,8 @@ def load_battery(path: Path) -> Battery:
     _check_keys(f"{path} [analysis]", analysis, ANALYSIS_KEYS)
     rules = raw.get("rules", {})
     _check_keys(f"{path} [rules]", rules, RULE_KEYS)
+    decision = raw.get("decision", {})
+    _check_keys(f"{path} [decision]", decision, DECISION_KEYS)
     specs = []
     for number, table in enumerate(raw.get("backbone", []), start=1):
         where = f"{path} [[backbone]] #{number}"
@@ -136,12 +142,13 @@ def load_battery(path: Path) -> Battery:
     if "out" in settings and not Path(settings["out"]).is_absolute():
         settings["out"] = str((path.parent / settings["out"]).resolve())
     try:
-        Battery(path, settings, None, analysis, rules, (), raw).analysis_config()
+        Battery(path, settings, None, analysis, rules, decision, (), raw).analysis_config()
     except TypeError as exc:
         raise UsageError(f"{path}: {exc}.") from None
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from None
-    return Battery(path, settings, Path(images_dir) if images_dir else None, analysis, rules, tuple(specs), raw)
+    return Battery(path, settings, Path(images_dir) if images_dir else None, analysis, rules, decision, tuple(specs),
+                   raw)
 
 
 EXAMPLE = '''# reportgen battery file: `reportgen run --config battery.toml`. Flags on the command line override it.
@@ -177,6 +184,19 @@ slim_cka = 0.8
 slim_max_ks = 0.1
 sanity_max_spearman = 0.5
 sanity_max_ssim = 0.5
+slim_min_agreement = 0.9          # slimming verified by removing the unit: top-1 agreement with the full model
+slim_max_top1_drop = 0.02         # ... and at most this drop in top-1 accuracy (0.02 = 2 points)
+
+# The decision: hard constraints (leave out = no limit) and how much each criterion counts. A file holding
+# only this table works with --preset and other flags: reportgen run --preset lite --config budget.toml
+[decision]
+# max_params_m = 5.0              # millions of parameters
+# max_gmacs = 1.0                 # GMACs per image
+# max_latency_ms = 50             # median latency at batch 1 on the run's device
+# min_top1 = 0.5                  # top-1 accuracy on the labelled images (0..1)
+weights = { accuracy = 3, localisation = 2, robustness = 1, latency = 1, size = 1 }
+# localisation is weighted by the image set's own mix of small / medium / large objects;
+# robustness is the drop in localisation from clean to cluttered backgrounds.
 
 # One table per backbone. id: a registry name or any timm model id. Layers not given are chosen
 # automatically (see the README); family not given comes from the registry or a heuristic.

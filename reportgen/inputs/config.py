@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
 
 from ..errors import UsageError
 
@@ -61,6 +62,11 @@ class RuleThresholds:
     sanity_max_spearman: float = 0.5
     # ... or when their mean SSIM is at least this.
     sanity_max_ssim: float = 0.5
+    # Slimming verified by intervention (the unit removed, no retraining): the cut is harmless when the slimmed
+    # model's top-1 agrees with the full model's on at least this share of the images ...
+    slim_min_agreement: float = 0.9
+    # ... and its top-1 accuracy on labelled images drops by at most this (fraction: 0.02 = 2 points).
+    slim_max_top1_drop: float = 0.02
 
     def __post_init__(self):
         _check_range(self, "min_relative_difference", 0)
@@ -70,6 +76,49 @@ class RuleThresholds:
         _check_range(self, "slim_max_ks", 0, 1)
         _check_range(self, "sanity_max_spearman", -1, 1)
         _check_range(self, "sanity_max_ssim", -1, 1)
+        _check_range(self, "slim_min_agreement", 0, 1)
+        _check_range(self, "slim_max_top1_drop", 0, 1)
+
+
+DECISION_CRITERIA = ("accuracy", "localisation", "robustness", "latency", "size")
+# How much each criterion counts when no battery file says otherwise: accuracy on labelled images first,
+# then localisation (weighted by the image set's size mix), then robustness to clutter, latency and size.
+DEFAULT_DECISION_WEIGHTS = {"accuracy": 3.0, "localisation": 2.0, "robustness": 1.0, "latency": 1.0, "size": 1.0}
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """The user's budget (hard constraints; None = no limit) and what matters (weights of the criteria)."""
+    max_params_m: Optional[float] = None  # millions of parameters
+    max_gmacs: Optional[float] = None  # GMACs per image at the model's input size
+    max_latency_ms: Optional[float] = None  # median latency at batch 1 on the run's device
+    min_top1: Optional[float] = None  # top-1 accuracy on the labelled images, 0..1
+    weights: dict = field(default_factory=lambda: dict(DEFAULT_DECISION_WEIGHTS))
+    # The top two are "no clear winner" unless the bootstrap interval (this level) of their score difference
+    # excludes zero.
+    confidence: float = 0.95
+    bootstrap_samples: int = 500
+
+    def __post_init__(self):
+        for key in ("max_params_m", "max_gmacs", "max_latency_ms"):
+            if getattr(self, key) is not None:
+                _check_range(self, key, 0, low_open=True)
+        if self.min_top1 is not None:
+            _check_range(self, "min_top1", 0, 1)
+        if not isinstance(self.weights, dict) or not self.weights:
+            raise _bad("weights", self.weights, f"give a table of weights for {', '.join(DECISION_CRITERIA)}")
+        for criterion, weight in self.weights.items():
+            if criterion not in DECISION_CRITERIA:
+                raise _bad("weights", criterion, f"criteria are {', '.join(DECISION_CRITERIA)}")
+            if not _number(weight) or weight < 0:
+                raise _bad(f"weights.{criterion}", weight, "give a number >= 0")
+        if not any(self.weights.values()):
+            raise _bad("weights", self.weights, "at least one weight must be above 0")
+        _check_range(self, "confidence", 0.5, 1, high_open=True)
+        _check_range(self, "bootstrap_samples", 10, integer=True)
+
+    def weight(self, criterion: str) -> float:
+        return float(self.weights.get(criterion, 0.0))
 
 
 @dataclass(frozen=True)
@@ -97,7 +146,10 @@ class AnalysisConfig:
     sanity_check: bool = True
     # Both CAMs are resized to this square size before Spearman / SSIM are computed.
     sanity_resolution: int = 64
+    # Slimming by intervention: also measure the slimmed model's deep-layer CAMs (one more CAM pass).
+    slimming_cams: bool = True
     rules: RuleThresholds = field(default_factory=RuleThresholds)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
 
     def __post_init__(self):
         if self.cam_method not in CAM_METHOD_NAMES:
@@ -120,8 +172,12 @@ class AnalysisConfig:
         if not isinstance(self.sanity_check, bool):
             raise _bad("sanity_check", self.sanity_check, "give true or false")
         _check_range(self, "sanity_resolution", MIN_SANITY_RESOLUTION, 1024, integer=True)
+        if not isinstance(self.slimming_cams, bool):
+            raise _bad("slimming_cams", self.slimming_cams, "give true or false")
         if not isinstance(self.rules, RuleThresholds):
             raise _bad("rules", self.rules, "give a [rules] table")
+        if not isinstance(self.decision, DecisionSettings):
+            raise _bad("decision", self.decision, "give a [decision] table")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -132,11 +188,13 @@ class AnalysisConfig:
     def from_dict(cls, data: dict) -> "AnalysisConfig":
         data = dict(data)
         rules = RuleThresholds(**data.pop("rules", {}))
+        decision = DecisionSettings(**data.pop("decision", {}))
         data["depth_figure_images"] = tuple(data.get("depth_figure_images", ()))
-        return cls(rules=rules, **data)
+        return cls(rules=rules, decision=decision, **data)
 
 
 # Config fields that change what the models compute. Scoring and rule settings are left out: changing
 # them re-scores saved results without running a model again.
-MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles", "near_zero_fraction", "sanity_check")
-ANALYSIS_FIELDS = tuple(f.name for f in fields(AnalysisConfig) if f.name != "rules")
+MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles", "near_zero_fraction", "sanity_check",
+                     "slimming_cams")
+ANALYSIS_FIELDS = tuple(f.name for f in fields(AnalysisConfig) if f.name not in ("rules", "decision"))

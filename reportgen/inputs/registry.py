@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Optional
 
 from ..strenum import StrEnum
 
@@ -44,6 +45,10 @@ class Backbone:
     # (tapped layer, module whose weights it reports) where they differ: a conv's features are read after
     # its BatchNorm (see the note above the table), its weight statistics come from the conv.
     weight_modules: tuple[tuple[str, str], ...] = ()
+    # Slimming by intervention: the unit replaced by identity (see analysis.slimming for the rule) and why;
+    # both empty: chosen by the rule at run time.
+    slim_unit: Optional[str] = None
+    slim_reason: str = ""
 
     def weights_module(self, layer: str) -> str:
         """The module whose weight tensors are summarised for ``layer``."""
@@ -93,6 +98,7 @@ BACKBONES: tuple[Backbone, ...] = (
         _depths("features.17", "features.26", "features.35"),
         ("pre_logits.fc1", "pre_logits.fc2", "head.fc"),
         _cascade(("head",), ("pre_logits",) + tuple(f"features.{i}" for i in range(28, 37))),
+        slim_unit="pre_logits.fc2", slim_reason="the penultimate layer pre_logits.fc2 (4096 -> 4096) keeps its shape",
     ),
     Backbone(
         "resnet50", "resnet50.tv_in1k", "deeper", "ResNet50",
@@ -102,6 +108,8 @@ BACKBONES: tuple[Backbone, ...] = (
         ("layer4.2.act2", "layer4.2", "fc"),
         _cascade(("fc",), ("layer4",)),
         weight_modules=(("layer4.2.act2", "layer4.2.conv2"), ("layer4.2", "layer4.2.conv3")),
+        slim_unit="layer4.2", slim_reason="the penultimate layer layer4.2.conv3 changes 512 -> 2048 channels; the last "
+                                          "bottleneck layer4.2 keeps its shape (2048x7x7) and is residual",
     ),
     Backbone(
         "inception_v3", "inception_v3.tv_in1k", "wider", "Inception-v3",
@@ -110,6 +118,7 @@ BACKBONES: tuple[Backbone, ...] = (
         # are the layers.
         ("Mixed_7b", "Mixed_7c", "fc"),
         _cascade(("fc",), ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
+        slim_unit="Mixed_7c", slim_reason="the penultimate layer Mixed_7c keeps its shape (2048x8x8)",
     ),
     Backbone(
         "hrnet_w18", "hrnet_w18.ms_in1k", "wider", "HRNet-W18",
@@ -121,6 +130,9 @@ BACKBONES: tuple[Backbone, ...] = (
         ("downsamp_modules.2.2", "final_layer", "classifier"),
         _cascade(("classifier",), ("transition3", "stage4", "incre_modules", "downsamp_modules", "final_layer")),
         weight_modules=(("downsamp_modules.2.2", "downsamp_modules.2.0"), ("final_layer", "final_layer.0")),
+        slim_unit="stage4.2.branches.3", slim_reason="the penultimate layer final_layer.0 changes 1024 -> 2048 "
+                  "channels and the head's fusion changes every width; the lowest-resolution branch of the last "
+                  "stage-4 module keeps its shape (144x7x7)",
     ),
     Backbone(
         "seresnet50", "legacy_seresnet50.in1k", "attention", "SE-ResNet50",
@@ -131,6 +143,8 @@ BACKBONES: tuple[Backbone, ...] = (
         ("layer4.2.bn3", "layer4.2", "last_linear"),
         _cascade(("last_linear",), ("layer4",)),
         weight_modules=(("layer4.2.bn3", "layer4.2.conv3"), ("layer4.2", "layer4.2.se_module")),
+        slim_unit="layer4.2.se_module", slim_reason="the penultimate layer is the last block's squeeze-excitation "
+                                                    "module, which keeps its shape (2048x7x7)",
     ),
     Backbone(
         "deit_small", "deit_small_patch16_224.fb_in1k", "attention", "DeiT-S",
@@ -138,6 +152,8 @@ BACKBONES: tuple[Backbone, ...] = (
         _depths("blocks.3", "blocks.7", "blocks.11.norm1"),
         ("blocks.11.mlp.fc1", "blocks.11.mlp.fc2", "head"),
         _cascade(("head",), ("blocks.9", "blocks.10", "blocks.11", "norm")),
+        slim_unit="blocks.11", slim_reason="the penultimate layer blocks.11.mlp.fc2 changes 1536 -> 384 features; the "
+                                           "last transformer block blocks.11 keeps its shape (197x384)",
     ),
     # EfficientNet-Lite0/1/2 share one layout: same module names at every scale.
     *(Backbone(
@@ -150,7 +166,10 @@ BACKBONES: tuple[Backbone, ...] = (
         _cascade(("classifier",), ("blocks.5", "blocks.6", "conv_head", "bn2")),
         weights=f"lite:{i}",
         weight_modules=(("blocks.6.0.bn3", "blocks.6.0.conv_pwl"), ("bn2", "conv_head")),
-    ) for i in range(3)),
+        # Compound scaling gives Lite1/Lite2 a fifth block in stage 5.
+        slim_unit=f"blocks.5.{last}", slim_reason=f"the penultimate layer conv_head changes {width} -> 1280 channels and "
+                  f"blocks.6.0 changes the width too; blocks.5.{last}, the last residual block, keeps its shape",
+    ) for i, last, width in ((0, 3, 320), (1, 4, 320), (2, 4, 352))),
 )
 
 PRESETS: dict[str, tuple[str, ...]] = {

@@ -14,10 +14,11 @@ from typing import Callable, Optional
 from ..inputs.config import AnalysisConfig
 from ..inputs.images import ImageSet, load_rgb
 from ..results.keys import analysis_key
-from ..results.schema import (SCHEMA_VERSION, BackboneResult, ImageEntry, ImageSetInfo, RunIndex, SkippedImage,
+from ..results.schema import (SCHEMA_VERSION, BackboneResult, CostReport, ImageEntry, ImageSetInfo, RunIndex,
+                              SkippedImage,
                               WeightsMode)
-from ..results.store import (BACKBONES_DIR, INDEX, METRICS, TIMINGS, atomic_write_bytes, load_arrays,
-                             read_backbone, remove_stale_temp_files, write_arrays, write_json)
+from ..results.store import (BACKBONES_DIR, COST, COST_SUFFIX, INDEX, METRICS, TIMINGS, atomic_write_bytes,
+                             load_arrays, read_backbone, read_cost, remove_stale_temp_files, write_arrays, write_json)
 from ..results.views import views_of
 from ..scoring.score import score
 
@@ -70,8 +71,9 @@ def _compute(plan, image_set, class_names, config, device, weights_mode, progres
                                 lambda stage, done, total: on_batch(name, stage, done, total), keep_merge_state)
     result = replace(measured.result, cache_key=key, arrays=f"{BACKBONES_DIR}/{stem}.npz")
     write_arrays(results_dir / result.arrays, measured.arrays)
+    write_json(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}", measured.cost)
     write_json(results_dir / BACKBONES_DIR / f"{stem}.json", result)
-    return result, measured.timings
+    return result, measured.timings, measured.cost
 
 
 def run_battery(plans: tuple, image_set: ImageSet, class_names, config: AnalysisConfig, results_dir: Path,
@@ -95,7 +97,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     versions = library_versions()
     write_display_copies(image_set, results_dir)
 
-    entries = []
+    entries, costs = [], {}
     for plan in plans:
         name = plan.backbone.name
         key = analysis_key(plan.backbone, weights_identity(plan, config.seed), image_set.model_inputs_sha256, config,
@@ -106,13 +108,16 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
             progress(f"{name}: unchanged since the last run, reusing {BACKBONES_DIR}/{stem}")
             # Boxes are not part of the key: map today's boxes into the model's view.
             entry = replace(saved, views=views_of(image_set, saved.data_config))
+            cost = read_cost(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}")
+            if cost is not None:
+                costs[name] = cost
             outcome.status[name] = "cached"
             outcome.timings["backbones"][name] = {"cached": True}
         else:
             progress(f"{name}: loading weights ({plan.source})")
             started = time.perf_counter()
-            entry, timings = _compute(plan, image_set, class_names, config, device, weights_mode, progress, on_batch,
-                                      keep_merge_state, results_dir, key, stem)
+            entry, timings, costs[name] = _compute(plan, image_set, class_names, config, device, weights_mode,
+                                                   progress, on_batch, keep_merge_state, results_dir, key, stem)
             outcome.status[name] = "computed"
             outcome.timings["backbones"][name] = timings
             progress(f"{name}: done in {time.perf_counter() - started:.1f}s")
@@ -126,6 +131,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         images=image_entries(image_set, class_names.name),
         skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
         backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {})
+    write_json(results_dir / COST, CostReport(costs))
     progress("scoring CAMs")
     mark = time.perf_counter()
     score_and_write(index, results_dir)

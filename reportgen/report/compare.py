@@ -8,6 +8,7 @@ from typing import Optional
 from ..inputs.registry import FAMILIES
 from ..results.schema import AggregateLookup
 from ..results.store import SavedResults
+from .decision import decide
 from .rules import Verdict, conclude
 
 GROUPS = ("all", "size=small", "size=medium", "size=large", "background=clean", "background=cluttered")
@@ -68,6 +69,7 @@ class Comparison:
     backbones: tuple  # BackbonePairs
     families: tuple  # FamilyPair
     claims: tuple  # ClaimPair
+    decisions: tuple  # Decision per run
 
     @property
     def any_untrained(self) -> bool:
@@ -123,4 +125,4 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
     claims = tuple(ClaimPair(key, verdicts_a[key].sentence, verdicts_a[key].verdict, verdicts_b[key].verdict)
                    for key in verdicts_a)
     return Comparison(tuple(labels), (_summary(labels[0], a), _summary(labels[1], b)), tuple(backbones),
-                      tuple(families), claims)
+                      tuple(families), claims, (decide(a.index, a.metrics, a.cost), decide(b.index, b.metrics, b.cost)))

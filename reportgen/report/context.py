@@ -8,11 +8,12 @@ from typing import Optional
 
 from ..inputs.config import AnalysisConfig
 from ..inputs.registry import DEPTHS
-from ..results.schema import (Aggregate, AggregateLookup, BackboneResult, CamStatus, ImageEntry, RunIndex,
+from ..results.schema import (Aggregate, AggregateLookup, BackboneResult, CamStatus, Cost, ImageEntry, RunIndex,
                               SanityLayer, SanityStatus, WeightsInfo, WeightStats, FeatureStats)
 from ..results.store import SavedResults
 from ..scoring.score import baseline_role
 from . import figures
+from .decision import Decision, decide
 from .rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, conclude
 
 UNTRAINED_BANNER = "UNTRAINED WEIGHTS — not evidence"
@@ -158,8 +159,25 @@ class ProvenanceRow:
 
 
 @dataclass(frozen=True)
+class CostRow:
+    display_name: str
+    cost: Optional[Cost]  # None: not measured (results of an older reportgen)
+
+
+@dataclass(frozen=True)
+class SlimmingTableRow:
+    display_name: str
+    row: SlimmingRow  # the rule's view: proxy, intervention, outcome
+    latency_saved_ms: Optional[float]
+
+
+@dataclass(frozen=True)
 class ReportContext:
     index: RunIndex
+    decision: Decision
+    decision_figure: Optional[Figure]
+    costs: tuple  # CostRow
+    slimming_rows: tuple  # SlimmingTableRow
     config: AnalysisConfig
     untrained: bool
     banner: str
@@ -315,10 +333,16 @@ class _FigureNumbers:
         return figure
 
 
-def _make_figures(results: SavedResults, lookup: AggregateLookup):
+def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Decision):
     index, metrics, config = results.index, results.metrics, results.index.config
     cache = figures.ViewCache(results)
     numbered = _FigureNumbers()
+    decision_figure = None
+    if any(c.latency_ms is not None for c in decision.candidates):
+        decision_figure = numbered.add("fig-decision", f"{decision.quality_axis.capitalize()} against latency on this "
+                                       "machine; marker area ~ parameters; hollow: fails a constraint; dashed: "
+                                       "Pareto front of the candidates that meet the constraints.",
+                                       figures.decision_plot(decision))
     objects = tuple(numbered.add(f"fig-objects-{n}", f"Deep-layer Grad-CAM, {label}. Dashed box: annotated object.",
                                  figures.object_grid(cache, members))
                     for n, (label, members) in enumerate(_object_groups(index)))
@@ -340,7 +364,13 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup):
                                        f"visualisation and Grad-CAM ({index.images[example].file}) of the last three "
                                        "layers.", figures.last_three_figure(cache, b, example))
                   for b in index.backbones}
-    return objects, localisation, depths, sanity, last_three, tuple(numbered.made)
+    return decision_figure, objects, localisation, depths, sanity, last_three, tuple(numbered.made)
+
+
+def _latency_saved(cost: Optional[Cost]) -> Optional[float]:
+    if cost is None or cost.slim_latency_ms_median is None:
+        return None
+    return cost.latency_ms_median - cost.slim_latency_ms_median
 
 
 def single_term_claims() -> frozenset:
@@ -352,12 +382,19 @@ def build_context(results: SavedResults) -> ReportContext:
     index, metrics = results.index, results.metrics
     config = index.config
     lookup = AggregateLookup(metrics.aggregates)
-    objects, localisation_figures, depth_figures, sanity_figure, last_three_figures, made = _make_figures(results, lookup)
+    decision = decide(index, metrics, results.cost)
+    (decision_figure, objects, localisation_figures, depth_figures, sanity_figure, last_three_figures,
+     made) = _make_figures(results, lookup, decision)
     conclusions = conclude(index, metrics)
     slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
     single = single_term_claims()
+    costs = results.cost.backbones
     return ReportContext(
-        index=index, config=config, untrained=index.untrained, banner=UNTRAINED_BANNER, conclusions=conclusions,
+        index=index, decision=decision, decision_figure=decision_figure,
+        costs=tuple(CostRow(b.display_name, costs.get(b.name)) for b in index.backbones),
+        slimming_rows=tuple(SlimmingTableRow(b.display_name, slimming[b.name], _latency_saved(costs.get(b.name)))
+                            for b in index.backbones),
+        config=config, untrained=index.untrained, banner=UNTRAINED_BANNER, conclusions=conclusions,
         networks=tuple(_network_row(b) for b in index.backbones),
         object_figures=objects, localisation_figures=localisation_figures,
         localisation=tuple(LocalisationBlock(_localisation_rows(lookup, "backbone", b.name, b.display_name),

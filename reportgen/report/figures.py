@@ -336,3 +336,37 @@ def sanity_plot(index: RunIndex, sanity: dict[str, SanitySummary], threshold: fl
     fig.legend(handles, labels, fontsize=6, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.16))
     fig.tight_layout()
     return _png(fig)
+
+
+def decision_plot(decision) -> bytes:
+    """Quality (top-1 accuracy, or localisation without labels) against latency; marker area ~ parameters;
+    the Pareto front of the candidates that meet the constraints drawn as a line; failing ones hollow."""
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.62, 2.4))
+    points = []
+    largest = max((c.params_m for c in decision.candidates), default=1.0) or 1.0
+    for c in decision.candidates:
+        quality = c.top1 if decision.quality_axis == "top-1 accuracy" else c.localisation_score
+        if quality is None or c.latency_ms is None:
+            continue
+        size = 40 + 360 * c.params_m / largest
+        chosen = c.backbone == decision.recommended
+        colour = "#176b2c" if chosen else ("#3b6ea8" if not c.failed else "#999999")
+        ax.scatter([c.latency_ms], [quality], s=size, facecolors=colour if not c.failed else "none",
+                   edgecolors=colour, linewidths=1.2, alpha=0.8, zorder=3)
+        ax.annotate(f"{c.display_name}\n{c.params_m:.3g} M", (c.latency_ms, quality), fontsize=6,
+                    xytext=(6, 4), textcoords="offset points")
+        if c.pareto:
+            points.append((c.latency_ms, quality))
+    if len(points) > 1:
+        xs, ys = zip(*sorted(points))
+        ax.step(xs, ys, where="post", color="#176b2c", lw=0.8, ls="--", label="Pareto front", zorder=2)
+        ax.legend(fontsize=6, loc="lower right")
+    ax.set_xlabel("latency, batch 1 (ms, median)", fontsize=7)
+    ax.set_ylabel(decision.quality_axis, fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.margins(x=0.25, y=0.2)
+    if decision.illustrative:
+        ax.text(0.5, 0.5, "ILLUSTRATIVE — UNTRAINED WEIGHTS", transform=ax.transAxes, ha="center", va="center",
+                fontsize=9, color=FLAG_COLOUR, alpha=0.5, rotation=12)
+    fig.tight_layout()
+    return _png(fig)

@@ -152,7 +152,8 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
         written["md"] = out_dir / "report.md"
         timings["md_s"] = time.perf_counter() - mark
     if "json" in formats:
-        atomic_write_bytes(out_dir / "metrics.json", json.dumps(numbers_document(results, context.conclusions),
+        atomic_write_bytes(out_dir / "metrics.json", json.dumps(numbers_document(results, context.conclusions,
+                                                                                                context.decision),
                                                                indent=1, sort_keys=True).encode("utf-8"))
         written["json"] = out_dir / "metrics.json"
     if "pdf" in formats:
@@ -163,7 +164,7 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     return written
 
 
-def numbers_document(results: SavedResults, conclusions) -> dict:
+def numbers_document(results: SavedResults, conclusions, decision) -> dict:
     """metrics.json beside the report: every number behind its tables, the verdicts and what produced them."""
     index = results.index
     images = [{k: v for k, v in image.to_json().items()
@@ -183,6 +184,8 @@ def numbers_document(results: SavedResults, conclusions) -> dict:
         "backbones": backbones,
         "metrics": results.metrics.to_json(),
         "conclusions": asdict(conclusions),
+        "decision": asdict(decision),
+        "cost": results.cost.to_json(),
     })
 
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..inputs.config import RuleThresholds
 from ..inputs.registry import FAMILIES
-from ..results.schema import AggregateLookup, LastThreeSummary, Metrics, PerImageRow, RunIndex
+from ..results.schema import (AggregateLookup, LastThreeSummary, Metrics, PerImageRow, RunIndex, SlimmingScore,
+                              SlimmingStatus)
 from ..strenum import StrEnum
 
 
@@ -110,7 +111,7 @@ CLAIMS = (
              True, "|mass_ratio small - large|"),
     )),
 )
-SLIM_CLAIM = ("slimming", "The penultimate layer can be cut for deeper and attention backbones, not for wider ones.")
+SLIM_CLAIM = ("slimming", "Deeper and attention backbones can be slimmed by removing a layer, wider ones cannot.")
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,21 @@ class SlimmingRow:
     display_name: str
     family: str
     layers: tuple  # (layer before the penultimate, penultimate)
-    evidence: SlimmingEvidence
+    evidence: SlimmingEvidence  # the proxy: CKA and KS of the penultimate vs the layer before
     expected_removable: bool  # what the paper says for this family
-    outcome: Outcome  # as-claimed | against-claim
+    outcome: Outcome  # as-claimed | against-claim (on the intervention when there is one, else on the proxy)
+    intervention: Optional[SlimmingScore]  # the unit actually removed and what changed
+    measured_removable: Optional[bool]  # by the intervention (None: no unit could be removed)
+    proxy_predicted: Optional[bool]  # did the proxy say the same as the intervention?
+
+
+def intervention_removable(score: Optional[SlimmingScore], thresholds: RuleThresholds) -> Optional[bool]:
+    """The cut is harmless when top-1 agrees with the full model on enough images and accuracy on labelled
+    images drops by no more than the threshold (without retraining: a lower bound)."""
+    if score is None or score.status != SlimmingStatus.DONE or score.agreement is None:
+        return None
+    drop_ok = score.top1_change is None or score.top1_change.mean >= -thresholds.slim_max_top1_drop
+    return bool(score.agreement.mean >= thresholds.slim_min_agreement and drop_ok)
 
 
 @dataclass(frozen=True)
@@ -287,10 +300,14 @@ def _slimming(index: RunIndex, metrics: Metrics, thresholds: RuleThresholds, fam
         summary = metrics.last_three[entry.name]
         expected_cut = entry.family in ("deeper", "attention")
         evidence = slimming_evidence(summary, thresholds)
-        outcome = Outcome.AS_CLAIMED if evidence.removable == expected_cut else Outcome.AGAINST_CLAIM
+        score = metrics.slimming.get(entry.name)
+        measured = intervention_removable(score, thresholds)
+        judged = evidence.removable if measured is None else measured
+        outcome = Outcome.AS_CLAIMED if judged == expected_cut else Outcome.AGAINST_CLAIM
         outcomes.append(outcome)
         rows.append(SlimmingRow(entry.name, entry.display_name, entry.family, tuple(summary.layers[:2]),
-                                evidence, expected_cut, outcome))
+                                evidence, expected_cut, outcome, score, measured,
+                                None if measured is None else evidence.removable == measured))
     if index.untrained:
         verdict, reason = Verdict.NOT_TESTED, Reason.UNTRAINED
     elif set(families_present) != set(FAMILIES):

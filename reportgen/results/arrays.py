@@ -13,10 +13,13 @@ SANITY_CAM = "sanitycam"  # (N, h, w) CAM after a randomisation step
 HIST_COUNTS = "histcounts"
 HIST_EDGES = "histedges"
 QUANTILES = "quantiles"
+SLIM_TOP1 = "slimtop1"  # (N,) top-1 class of the slimmed model
+SLIM_KL = "slimkl"  # (N,) KL(full || slim) of the softmax outputs
+SLIM_SPEARMAN = "slimspearman"  # (N,) Spearman of slimmed vs full deep-layer CAM (NaN: not comparable)
 MOMENTS = "mstate"  # running moments of a layer's units (shards only)
 CO_MOMENTS = "costate"  # running co-moments of the last three layers (shards only)
 
-PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SANITY_CAM)
+PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SANITY_CAM, SLIM_TOP1, SLIM_KL, SLIM_SPEARMAN)
 MERGE_STATE_KINDS = (MOMENTS, CO_MOMENTS)
 
 
@@ -70,7 +73,7 @@ def kind_of(key: str) -> str:
 
 
 def is_per_image(key: str) -> bool:
-    return SEP in key and kind_of(key) in PER_IMAGE_KINDS
+    return kind_of(key) in PER_IMAGE_KINDS
 
 
 def is_merge_state(key: str) -> bool:

@@ -17,9 +17,9 @@ import numpy as np
 from ..errors import InputDataError, UsageError
 from ..inputs.images import image_set_digest
 from . import arrays as keys
-from .schema import BackboneResult, FeatureStats, ImageEntry, ImageSetInfo, RunIndex
+from .schema import BackboneResult, CostReport, FeatureStats, ImageEntry, ImageSetInfo, RunIndex
 from .stats import RunningCoMoments, RunningMoments
-from .store import BACKBONES_DIR, INDEX, SavedResults, load_arrays, load_results, write_arrays, write_json
+from .store import BACKBONES_DIR, COST, INDEX, SavedResults, load_arrays, load_results, write_arrays, write_json
 
 
 def load_shard(folder: Path) -> SavedResults:
@@ -157,5 +157,11 @@ def merge_shards(shard_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple
                     image_set=ImageSetInfo("merged shards", digest, len(merged_images)),
                     shards=tuple(str(s.root) for s in shards))
     write_json(out / "timings.json", {"merged_from": [s.timings for s in shards]})
+    # Latency does not depend on the images: each backbone's cost as its first shard measured it.
+    costs = {}
+    for shard in shards:
+        for name, cost in shard.cost.backbones.items():
+            costs.setdefault(name, cost)
+    write_json(out / COST, CostReport(costs))
     return index, out
 

@@ -19,7 +19,8 @@ from ..strenum import StrEnum
 
 # 2: per-backbone files under backbones/, streamed CKA, skipped images
 # 3: weight_modules (last-three taps read after their BN, weights from the conv)
-SCHEMA_VERSION = 3
+# 4: slimming by intervention (BackboneResult.slimming, Metrics.slimming); cost.json beside the results
+SCHEMA_VERSION = 4
 
 
 class CamStatus(StrEnum):
@@ -232,6 +233,25 @@ class SanityRun(JsonRecord):
     steps: tuple[SanityStep, ...]
 
 
+class SlimmingStatus(StrEnum):
+    DONE = "done"
+    NOT_POSSIBLE = "not-possible"  # no unit can be replaced by identity (the reason says why)
+    SKIPPED = "skipped"  # untrained weights: the unit is named and sized, the images are not run
+
+
+@dataclass(frozen=True)
+class SlimmingRun(JsonRecord):
+    """The unit removed (replaced by identity, no retraining) and what it cost the model; the per-image
+    outcomes (top-1, KL, deep-CAM Spearman of the slimmed model) are arrays, scored into Metrics.slimming."""
+    status: SlimmingStatus
+    unit: Optional[str]
+    unit_source: str  # registry | automatic
+    reason: str
+    params_removed: int
+    macs_removed: float
+    deep_cam_layer: Optional[str]  # where the slimmed model's deep CAM is read (None: not measured)
+
+
 @dataclass(frozen=True)
 class BackboneResult(JsonRecord):
     """Everything measured for one backbone; its arrays live in the .npz named by ``arrays``."""
@@ -257,6 +277,7 @@ class BackboneResult(JsonRecord):
     views: tuple[View, ...]
     predictions: tuple[Prediction, ...]
     sanity: SanityRun
+    slimming: SlimmingRun
     batch_size: int  # smaller than asked after an out-of-memory retry
     cache_key: str = ""
     arrays: str = ""  # path of the .npz, relative to the results folder
@@ -390,6 +411,22 @@ class SanitySummary(JsonRecord):
 
 
 @dataclass(frozen=True)
+class SlimmingScore(JsonRecord):
+    """The slimmed model against the full one over the image set (intervals: bootstrap over images)."""
+    status: SlimmingStatus
+    unit: Optional[str]
+    reason: str
+    params_removed: int
+    macs_removed: float
+    agreement: Optional[Interval]  # share of images whose top-1 is unchanged
+    top1_full: Optional[float]  # accuracy on the labelled images
+    top1_slim: Optional[float]
+    top1_change: Optional[Interval]  # slim - full, on the labelled images
+    kl: Optional[Interval]  # mean KL(full || slim) of the softmax outputs
+    deep_cam_spearman: Optional[Interval]  # slimmed vs full model's deep-layer CAM
+
+
+@dataclass(frozen=True)
 class Metrics(JsonRecord):
     """``metrics.json``: the numbers behind every table, computed from the index and the arrays."""
     schema_version: int
@@ -398,6 +435,38 @@ class Metrics(JsonRecord):
     aggregates: tuple[Aggregate, ...]
     last_three: dict[str, LastThreeSummary]
     sanity: dict[str, SanitySummary]
+    slimming: dict[str, SlimmingScore]
+
+
+# --- cost.json (machine-dependent, kept apart from the reproducible files like timings.json) ------------------
+
+@dataclass(frozen=True)
+class Machine(JsonRecord):
+    device: str  # cpu | cuda
+    device_name: str
+    cpu_model: str
+    threads: int
+    torch: str
+
+
+@dataclass(frozen=True)
+class Cost(JsonRecord):
+    """Measured on the run's device: latency of timed forward passes under inference_mode after warm-up."""
+    latency_ms_median: float  # batch 1
+    latency_ms_q1: float
+    latency_ms_q3: float
+    latency_repeats: int
+    images_per_s: float  # at the run's batch size
+    throughput_batch_size: int
+    memory_mb: float
+    memory_method: str  # how memory_mb was measured
+    slim_latency_ms_median: Optional[float]  # the slimmed model, batch 1 (None: no unit removed)
+    machine: Machine
+
+
+@dataclass(frozen=True)
+class CostReport(JsonRecord):
+    backbones: dict[str, Cost]
 
 
 AggregateKey = tuple[str, str, str, str, str]  # scope, name, role, group, metric

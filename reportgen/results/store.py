@@ -15,11 +15,13 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputDataError, OutputError
-from .schema import SCHEMA_VERSION, BackboneResult, Metrics, RunIndex
+from .schema import SCHEMA_VERSION, BackboneResult, Cost, CostReport, Metrics, RunIndex
 
 INDEX = "results.json"
 METRICS = "metrics.json"
 TIMINGS = "timings.json"
+COST = "cost.json"  # latency, throughput, memory: machine-dependent, apart from the reproducible files
+COST_SUFFIX = ".cost.json"  # beside each backbone's files, so a reused backbone keeps its cost
 BACKBONES_DIR = "backbones"  # one <name>-<key>.json + .npz per finished backbone
 
 
@@ -88,6 +90,13 @@ def read_backbone(folder: Path, stem: str, key: str) -> Optional[BackboneResult]
         return None
 
 
+def read_cost(path: Path) -> Optional[Cost]:
+    try:
+        return Cost.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -116,8 +125,8 @@ def prune_unreferenced(results_dir: Path) -> int:
     index = read_index(results_dir / INDEX)
     keep = set()
     for entry in index.backbones:
-        keep.add((results_dir / entry.arrays).resolve())
-        keep.add((results_dir / entry.arrays).with_suffix(".json").resolve())
+        arrays = results_dir / entry.arrays
+        keep.update(p.resolve() for p in (arrays, arrays.with_suffix(".json"), arrays.with_suffix(COST_SUFFIX)))
     removed = 0
     for path in (results_dir / BACKBONES_DIR).glob("*"):
         if path.is_file() and path.resolve() not in keep:
@@ -132,6 +141,7 @@ class SavedResults:
     index: RunIndex
     metrics: Metrics
     timings: dict
+    cost: CostReport  # empty when the run measured none (e.g. results of an older reportgen)
 
     def arrays(self, backbone_name: str) -> dict:
         return load_arrays(self.root / self.index.backbone(backbone_name).arrays)
@@ -167,4 +177,8 @@ def load_results(root: Path) -> SavedResults:
         raise InputDataError(f"{root}: results are unreadable ({exc}); re-run `reportgen run`.") from None
     timings_path = root / TIMINGS
     timings = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.is_file() else {}
-    return SavedResults(root, index, metrics, timings)
+    try:
+        cost = CostReport.from_json(json.loads((root / COST).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        cost = CostReport({})
+    return SavedResults(root, index, metrics, timings, cost)

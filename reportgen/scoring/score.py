@@ -12,7 +12,7 @@ from ..inputs.registry import DEPTHS
 from ..results import arrays as keys
 from ..results.schema import (Aggregate, BackboneResult, CamStatus, ImageEntry, Interval, LastThreeSummary, Metrics,
                               PerImageRow, PredictionRow, RunIndex, SanityLayer, SanityStatus, SanityStepScore,
-                              SanitySummary)
+                              SanitySummary, SlimmingScore, SlimmingStatus)
 from .measures import (bootstrap_ci, cam_similarity, centred_gaussian, ks_from_quantiles, localisation,
                        stable_seed, uniform_map, upsample)
 
@@ -147,6 +147,36 @@ def sanity_summary(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig)
     return out
 
 
+def _interval(values, config: AnalysisConfig, *key) -> Optional[Interval]:
+    values = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return None
+    return Interval(*bootstrap_ci(values, config.bootstrap_samples, stable_seed(config.seed, *key)), len(values))
+
+
+def slimming_score(entry: BackboneResult, labels: list, arrays: dict, config: AnalysisConfig) -> SlimmingScore:
+    """The slimmed model against the full one: agreement of top-1, accuracy change on labelled images, KL of
+    the softmax outputs, deep-CAM Spearman, each with a bootstrap interval over the images."""
+    run = entry.slimming
+    if run.status != SlimmingStatus.DONE:
+        return SlimmingScore(run.status, run.unit, run.reason, run.params_removed, run.macs_removed, None, None, None,
+                             None, None, None)
+    full = np.array([p.top5[0].index for p in entry.predictions])
+    slim = arrays[keys.SLIM_TOP1]
+    labelled = [i for i, label in enumerate(labels) if label is not None]
+    full_correct = np.array([full[i] == labels[i] for i in labelled], dtype=float)
+    slim_correct = np.array([slim[i] == labels[i] for i in labelled], dtype=float)
+    name = entry.name
+    return SlimmingScore(
+        run.status, run.unit, run.reason, run.params_removed, run.macs_removed,
+        _interval((full == slim).astype(float), config, "slim-agreement", name),
+        float(full_correct.mean()) if labelled else None,
+        float(slim_correct.mean()) if labelled else None,
+        _interval(slim_correct - full_correct, config, "slim-top1", name),
+        _interval(arrays[keys.SLIM_KL], config, "slim-kl", name),
+        _interval(arrays[keys.SLIM_SPEARMAN], config, "slim-spearman", name) if keys.SLIM_SPEARMAN in arrays else None)
+
+
 def predictions_table(index: RunIndex) -> list[PredictionRow]:
     """Per image and backbone: the class the CAM explains, top-5 with probabilities, correct or not."""
     return [PredictionRow(image.file, entry.name, image.class_index, p.target, p.target_name, p.target_source,
@@ -163,4 +193,6 @@ def score(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> Metri
         aggregates=tuple(aggregate(rows, config)),
         last_three=last_three_summary(index, arrays_of),
         sanity=sanity_summary(index, arrays_of, config),
+        slimming={entry.name: slimming_score(entry, [image.class_index for image in index.images],
+                                             arrays_of(entry.name), config) for entry in index.backbones},
     )

@@ -131,7 +131,7 @@ def test_gpu_out_of_memory_retries_at_half_batch_then_advises(small_report, monk
     monkeypatch.setattr(runner, "analyse_backbone", flaky)
     result = run_cli(*args, "--fresh", "--batch-size", "8", "--json")
     assert result.exit_code == 0, result.output
-    assert sizes == [8, 4]
+    assert sizes[:2] == [8, 4] and set(sizes[2:]) <= {4}  # later passes (slimming) keep the size that worked
     entry = json.loads((out / "results" / "results.json").read_text())["backbones"][0]
     assert entry["batch_size"] == 4
 
