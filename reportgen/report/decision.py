@@ -186,7 +186,11 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport) -> Decision:
     boxed = [s for s, m in zip(samples.sizes, np.isfinite(samples.mass).any(axis=0)) if s in SIZES and m]
     mix = {size: boxed.count(size) / len(boxed) for size in SIZES if boxed.count(size)} if boxed else {}
     names = [b.name for b in index.backbones]
-    point = {k: v[0] for k, v in _criteria(samples, np.arange(len(index.images))[None, :], mix).items()}
+    # Row 0: the images as they are; rows 1..: bootstrap resamples (one draw serves every criterion and candidate).
+    rng = np.random.default_rng(stable_seed(index.config.seed, "decision"))
+    draws = rng.integers(0, len(index.images), size=(settings.bootstrap_samples, len(index.images)))
+    resampled = _criteria(samples, np.vstack([np.arange(len(index.images))[None, :], draws]), mix)
+    point = {k: v[0] for k, v in resampled.items()}
     latency = np.array([cost.backbones[n].latency_ms_median if n in cost.backbones else np.nan for n in names])
     params = np.array([b.params / 1e6 for b in index.backbones])
     gmacs = np.array([b.macs / 1e9 for b in index.backbones])
@@ -213,11 +217,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport) -> Decision:
                 for k, n in enumerate(names)}
     passing = [k for k, n in enumerate(names) if not failures[n][0]]
 
-    rng = np.random.default_rng(stable_seed(index.config.seed, "decision"))
-    draws = rng.integers(0, len(index.images), size=(settings.bootstrap_samples, len(index.images)))
     scores = np.zeros((settings.bootstrap_samples + 1, len(names)))
     if passing and weights:
-        resampled = _criteria(samples, np.vstack([np.arange(len(index.images))[None, :], draws]), mix)
         fixed = {"latency": -latency, "size": -params}
         total = sum(weights.values())
         for criterion, weight in weights.items():
@@ -234,7 +235,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport) -> Decision:
     quality = point["accuracy"] if quality_axis == "top-1 accuracy" else point.get("localisation", point["accuracy"])
     front = _pareto({names[k]: (float(np.nan_to_num(quality[k], nan=-np.inf)), float(np.nan_to_num(latency[k], nan=np.inf)))
                      for k in passing})
-    top1_draws = _criteria(samples, draws, {})["accuracy"] if labelled else None
+    top1_draws = resampled["accuracy"][1:]
 
     candidates = []
     for k in ranked + [k for k in range(len(names)) if k not in ranked]:
