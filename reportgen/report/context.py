@@ -338,7 +338,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
     cache = figures.ViewCache(results)
     numbered = _FigureNumbers()
     decision_figure = None
-    if any(c.latency_ms is not None for c in decision.candidates):
+    if decision.chartable:  # without labels or boxes there is nothing to plot against latency
         decision_figure = numbered.add("fig-decision", f"{decision.quality_axis.capitalize()} against latency on this "
                                        "machine; marker area ~ parameters; hollow: fails a constraint; dashed: "
                                        "Pareto front of the candidates that meet the constraints.",

@@ -77,6 +77,15 @@ class Decision:
     machine: Optional[Machine]  # where latency was measured
     confidence: float
 
+    def quality_of(self, candidate: Candidate) -> Optional[float]:
+        """The chart's vertical value for a candidate (None: not measured)."""
+        return candidate.top1 if self.quality_axis == "top-1 accuracy" else candidate.localisation_score
+
+    @property
+    def chartable(self) -> tuple:
+        """Candidates with both a quality value and a latency."""
+        return tuple(c for c in self.candidates if self.quality_of(c) is not None and c.latency_ms is not None)
+
     def candidate(self, name: Optional[str]) -> Optional[Candidate]:
         return next((c for c in self.candidates if c.backbone == name), None)
 

@@ -344,10 +344,8 @@ def decision_plot(decision) -> bytes:
     fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.62, 2.4))
     points = []
     largest = max((c.params_m for c in decision.candidates), default=1.0) or 1.0
-    for c in decision.candidates:
-        quality = c.top1 if decision.quality_axis == "top-1 accuracy" else c.localisation_score
-        if quality is None or c.latency_ms is None:
-            continue
+    for c in decision.chartable:
+        quality = decision.quality_of(c)
         size = 40 + 360 * c.params_m / largest
         chosen = c.backbone == decision.recommended
         colour = "#176b2c" if chosen else ("#3b6ea8" if not c.failed else "#999999")
