@@ -13,7 +13,7 @@ from .errors import OutputError, ReportgenError, UsageError
 
 EXIT_CODES = """Exit codes: 0 success; 1 internal error; 2 usage; 3 bad input data;
 4 weights missing / offline; 5 output folder problem; 6 out of GPU memory after retrying at half the
-batch size; 130 interrupted."""
+batch size; 7 shards failed on Ray after their retries (no report written); 130 interrupted."""
 
 
 def _fail(exc: ReportgenError, debug: bool):
@@ -95,6 +95,13 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 @click.option("--no-sanity-check", "no_sanity", is_flag=True,
               help="Skip the model-parameter randomisation test (saves about three CAM passes per backbone).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process. ray: (backbone x image slice) tasks on Ray, merged exactly "
+                   "(pip install -e '.[ray]'; images and --out on a filesystem every worker mounts).")
+@click.option("--ray-address", default=None, metavar="HOST:PORT",
+              help="Join this Ray cluster (started with `ray start --head`). Default: a local Ray instance.")
+@click.option("--shard-size", type=click.IntRange(1), default=256, show_default=True,
+              help="Images per Ray task (rounded up to a multiple of the batch size).")
 @FORMAT_OPTION
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def run(config_path, force, as_json, quiet, **_options):
@@ -106,6 +113,7 @@ def run(config_path, force, as_json, quiet, **_options):
       reportgen run --backbone resnet50 --backbone deit_small
       reportgen run --backbone convnext_atto --backbone resnet18 --weights random
       reportgen run --config battery.toml --out /tmp/report
+      reportgen run --preset lite --executor ray --shard-size 64
     """
     from .inputs.battery import EMPTY, load_battery
     from .pipeline.request import resolve_request
@@ -117,13 +125,18 @@ def run(config_path, force, as_json, quiet, **_options):
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
     # Re-running the same command into the same --out reuses every unchanged backbone and re-renders.
     _check_output_folder(request.out_dir, force)
+    distributed = request.executor.kind == "ray"
+    if distributed:
+        from .pipeline.distributed import require_ray
+
+        require_ray()
     from .pipeline.execute import execute, prepare  # loads torch: after the cheap checks
     from .progress import BatchProgress
 
-    prepared = prepare(request, say)
+    prepared = prepare(request, say, decode=not distributed)
     say(f"{len(prepared.plans)} backbone(s), {len(prepared.image_set.records)} images, weights: "
         + ", ".join(f"{p.backbone.name}={p.source}" for p in prepared.plans))
-    with BatchProgress(enabled=not quiet and not as_json) as bars:
+    with BatchProgress(enabled=not quiet and not as_json and not distributed) as bars:
         result = execute(prepared, bars.message if not quiet else say, bars.update, say)
     results = request.out_dir / "results"
     if as_json:
@@ -132,6 +145,7 @@ def run(config_path, force, as_json, quiet, **_options):
             "results": str(results),
             "backbones": result.outcome.status,
             "timings": result.outcome.timings,
+            **({"shards": [shard.to_json() for shard in result.shards]} if result.shards is not None else {}),
         }, indent=1, sort_keys=True))
         return
     _echo_written(result.written, results)

@@ -56,24 +56,28 @@ def test_shared_module_is_refused():
 
 
 def test_streamed_statistics_match_all_at_once():
-    """Unit variance and CKA merged batch by batch equal the same numbers computed on all images at once."""
-    from reportgen.results.stats import RunningCoMoments, RunningMoments
+    """Unit variance merged batch by batch equals the all-at-once number; the CKA is the same whether computed
+    in image space (fewer images than units) or unit space, and equals the Gram-matrix formula."""
+    from reportgen.results.stats import RunningMoments, linear_cka
     from reportgen.scoring.measures import linear_cka_from_grams
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((23, 40)) * 3 + 5
     y = x[:, :30] @ rng.standard_normal((30, 12)) + 0.1 * rng.standard_normal((23, 12))
-    moments, co = RunningMoments(), RunningCoMoments(("x", "y"))
+    moments = RunningMoments()
     for start in (0, 8, 16):
-        part_x, part_y = x[start:start + 8], y[start:start + 8]
+        part_x = x[start:start + 8]
         moments.add(len(part_x), part_x.mean(axis=0), ((part_x - part_x.mean(axis=0)) ** 2).sum(axis=0))
-        co.add({"x": part_x, "y": part_y})
     assert moments.mean_variance() == pytest.approx(x.var(axis=0).mean())
     xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
     expected = linear_cka_from_grams(xc @ xc.T, yc @ yc.T)
-    matrix = co.cka()
-    assert matrix[0][1] == pytest.approx(expected) and matrix[1][0] == pytest.approx(expected)
-    assert matrix[0][0] == pytest.approx(1.0) and matrix[1][1] == pytest.approx(1.0)
+    image_space = linear_cka([x, y])  # 23 images < 40 units
+    unit_space = linear_cka([x[:, :10], y])  # 23 images > 12 units
+    assert image_space[0][1] == pytest.approx(expected) and image_space[1][0] == pytest.approx(expected)
+    assert image_space[0][0] == 1.0 and image_space[1][1] == 1.0
+    xs = x[:, :10] - x[:, :10].mean(axis=0)
+    assert unit_space[0][1] == pytest.approx(linear_cka_from_grams(xs @ xs.T, yc @ yc.T))
+    assert linear_cka([np.ones((5, 3)), y[:5]])[0][1] is None  # a constant representation has no CKA
 
 
 def test_batches_are_consumed_lazily():

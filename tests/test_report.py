@@ -22,7 +22,9 @@ def test_html_has_sections_and_no_external_urls(html):
     for section in SECTION_IDS:
         assert f'<h1 id="{section}">' in html
     sources = re.findall(r'\bsrc="([^"]*)"', html)
-    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    # charts are PNG, the photo grids JPEG pages
+    assert sources and all(s.startswith(("data:image/png;base64,", "data:image/jpeg;base64,")) for s in sources)
+    assert any(s.startswith("data:image/jpeg;base64,") for s in sources)
     links = re.findall(r'\bhref="([^"]*)"', html)
     assert links and all(link.startswith("#") for link in links)
     for link in set(links):

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
-import timm.data
 import torch
+from PIL import Image
 
 from ..errors import ResourceError
 from ..inputs.config import AnalysisConfig
-from ..inputs.images import ImageRecord, ImageSet, load_rgb
+from ..inputs.decoded import DecodedInputs
+from ..inputs.images import ImageRecord, ImageSet, hashed_sample, load_rgb
 from ..results import arrays as keys
 from ..results.schema import (BackboneResult, CamStatus, Cost, FeatureCka, FeatureStats, Prediction, RankedClass,
                               SanityRun, SanityStatus, SanityStep, SlimmingRun, SlimmingStatus, WeightsInfo,
@@ -22,32 +23,51 @@ from ..results.views import views_of
 from ..scoring.measures import cam_similarity
 from .classes import ClassNames
 from .cost import measure_cost
+from .environment import release_memory
 from .engine import BackboneAnalysis, analyse_backbone, forward_probs
 from .models import LoadedModel, load_model
 from .sanity import SanityAnalysis, cascading_randomisation
 from .slimming import SlimUnit, choose_unit, deep_layer_after_removal, kl_divergence, without
+from .transforms import eval_transform, split
 from .weights import WeightsPlan
 
 OnBatch = Callable[[str, int, int], None]  # (stage, images done, total)
 
 
 class Batches:
-    """Re-iterable batches of model inputs, decoded and transformed one batch at a time: memory holds
-    one batch, whatever the number of images."""
+    """Re-iterable batches of model inputs, made one batch at a time: memory holds one batch, whatever the
+    number of images. Pixels come from the run's decoded-input cache when it holds this transform's geometry
+    (no decoding); otherwise each image is decoded here."""
 
-    def __init__(self, records: Sequence[ImageRecord], transform, batch_size: int):
-        self.records, self.transform, self.batch_size = tuple(records), transform, batch_size
+    def __init__(self, records: Sequence[ImageRecord], transform, batch_size: int,
+                 decoded: Optional[DecodedInputs] = None, positions: Optional[Sequence[int]] = None):
+        self.records, self.transform, self.batch_size, self.decoded = tuple(records), transform, batch_size, decoded
+        # positions of these records in the decoded cache (a subset's are not 0..n-1)
+        self.positions = tuple(positions) if positions is not None else tuple(range(len(self.records)))
+        self.geometry, _, self.tensor_part = split(transform)
+
+    @property
+    def from_cache(self) -> bool:
+        return self.decoded is not None and self.decoded.has(self.geometry)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for start in range(0, len(self.records), self.batch_size):
-            chunk = self.records[start:start + self.batch_size]
-            yield torch.stack([self.transform(load_rgb(record.path)) for record in chunk])
+            stop = min(start + self.batch_size, len(self.records))
+            if self.from_cache:
+                pixels = self.decoded.read(self.geometry, self.positions[start:stop])
+                yield torch.stack([self.tensor_part(Image.fromarray(p, mode="RGB")) for p in pixels])
+            else:
+                yield torch.stack([self.transform(load_rgb(r.path)) for r in self.records[start:stop]])
 
     def __len__(self) -> int:
         return -(-len(self.records) // self.batch_size)
 
     def with_batch_size(self, batch_size: int) -> "Batches":
-        return Batches(self.records, self.transform, batch_size)
+        return Batches(self.records, self.transform, batch_size, self.decoded, self.positions)
+
+    def subset(self, rows: Sequence[int]) -> "Batches":
+        return Batches([self.records[r] for r in rows], self.transform, self.batch_size, self.decoded,
+                       [self.positions[r] for r in rows])
 
 
 @dataclass(frozen=True)
@@ -55,7 +75,7 @@ class MeasuredBackbone:
     result: BackboneResult
     arrays: dict  # array name (results.arrays) -> ndarray
     timings: dict  # stage -> seconds
-    cost: Cost  # machine-dependent: goes to cost.json, not into the result
+    cost: Optional[Cost]  # machine-dependent: goes to cost.json, not into the result (None: not measured)
 
 
 def weight_stats(model: torch.nn.Module, backbone, config: AnalysisConfig) -> dict:
@@ -64,10 +84,16 @@ def weight_stats(model: torch.nn.Module, backbone, config: AnalysisConfig) -> di
     out = {}
     for name in backbone.last_three:
         owner = modules[backbone.weights_module(name)]
-        tensors = [p.detach().float().cpu().reshape(-1) for pname, p in owner.named_parameters()
-                   if pname.endswith("weight") and p.dim() >= 2]
-        out[name] = weight_summary(torch.cat(tensors).numpy(), config.histogram_bins, config.weight_quantiles,
-                                   config.near_zero_fraction)
+        tensors = [p.detach() for pname, p in owner.named_parameters() if pname.endswith("weight") and p.dim() >= 2]
+        # One float32 copy, sorted in place by weight_summary (a VGG fc layer holds 100 M weights).
+        flat = np.empty(sum(t.numel() for t in tensors), dtype=np.float32)
+        start = 0
+        for t in tensors:
+            flat[start:start + t.numel()] = t.float().cpu().reshape(-1).numpy()
+            start += t.numel()
+        out[name] = weight_summary(flat, config.histogram_bins, config.weight_quantiles, config.near_zero_fraction,
+                                   sort_in_place=True)
+        del flat
     return out
 
 
@@ -120,18 +146,20 @@ def _sanity(model, batches, analysis: BackboneAnalysis, backbone, config: Analys
     if weights_mode == WeightsMode.RANDOM or not config.sanity_check or not backbone.randomisation:
         reason = "untrained weights" if weights_mode == WeightsMode.RANDOM else "disabled in the config"
         return SanityRun(SanityStatus.SKIPPED, reason, ()), {}
-    progress(f"{backbone.name}: sanity check, {len(backbone.randomisation)} randomisation steps")
+    sample = hashed_sample([r.sha256 for r in batches.records], config.sanity_max_images, config.seed)
+    progress(f"{backbone.name}: sanity check, {len(backbone.randomisation)} randomisation steps on "
+             f"{len(sample)} of {len(batches.records)} images")
     depth_layers = list(dict.fromkeys(backbone.depth_layers.values()))
     sanity: SanityAnalysis = cascading_randomisation(
-        model, batches, depth_layers, [int(t) for t in analysis.targets], backbone.randomisation, config.cam_method,
-        device, config.seed, on_batch=count("sanity", len(batches.records) * len(backbone.randomisation)),
-        layouts=dict(backbone.layouts))
+        model, batches.subset(sample), depth_layers, [int(analysis.targets[i]) for i in sample],
+        backbone.randomisation, config.cam_method, device, config.seed,
+        on_batch=count("sanity", len(sample) * len(backbone.randomisation)), layouts=dict(backbone.layouts))
     steps = tuple(SanityStep(step.label, tuple(step.modules), int(step.parameters),
                              {layer: tuple(s) for layer, s in step.cam_status.items() if layer in step.cams})
                   for step in sanity.steps)
     arrays = {keys.sanity_cam(number, layer): cam.astype(np.float32)
               for number, step in enumerate(sanity.steps) for layer, cam in step.cams.items()}
-    return SanityRun(SanityStatus.DONE, "", steps), arrays
+    return SanityRun(SanityStatus.DONE, "", steps, tuple(sample)), arrays
 
 
 def _slim_unit(model, backbone, input_size) -> tuple[SlimUnit, str]:
@@ -188,8 +216,7 @@ def _layer_arrays(analysis: BackboneAnalysis, keep_merge_state: bool) -> dict:
     if keep_merge_state:
         for name, moments in analysis.moments.items():
             arrays.update(moments.state(keys.moments_prefix(name)))
-        if analysis.co_moments is not None:
-            arrays.update(analysis.co_moments.state())
+        arrays.update({keys.pooled(name): features for name, features in analysis.pooled.items()})
     return arrays
 
 
@@ -220,8 +247,10 @@ def _progress_counter(on_batch: OnBatch, total: int):
 def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames, config: AnalysisConfig,
                      device: str, weights_mode: str, progress: Callable[[str], None],
                      on_batch: OnBatch = lambda stage, done, total: None,
-                     keep_merge_state: bool = False) -> MeasuredBackbone:
-    """Everything the battery measures for one backbone (pure: no files, no printing beyond ``progress``)."""
+                     keep_merge_state: bool = False, decoded: Optional[DecodedInputs] = None,
+                     with_cost: bool = True) -> MeasuredBackbone:
+    """Everything the battery measures for one backbone (pure: no files, no printing beyond ``progress``;
+    ``decoded`` is read, not written)."""
     backbone = plan.backbone
     timings = {}
     started = time.perf_counter()
@@ -229,7 +258,7 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     loaded: LoadedModel = load_model(plan, config.seed)
     model = loaded.model.to(device)
     timings["load_s"] = time.perf_counter() - started
-    batches = Batches(image_set.records, timm.data.create_transform(**loaded.data_config), config.batch_size)
+    batches = Batches(image_set.records, eval_transform(loaded.data_config), config.batch_size, decoded)
     layers = backbone.all_layers()
     total = len(image_set.records)
     count = _progress_counter(on_batch, total)
@@ -242,10 +271,12 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
                                          on_batch=count("cam"), layouts=dict(backbone.layouts)),
         batches, backbone.name, progress)
     timings["cam_and_features_s"] = time.perf_counter() - mark
+    release_memory()
 
     mark = time.perf_counter()
     sanity, sanity_arrays = _sanity(model, batches, analysis, backbone, config, device, weights_mode, progress, count)
     timings["sanity_s"] = time.perf_counter() - mark
+    release_memory()
 
     mark = time.perf_counter()
     params = sum(p.numel() for p in model.parameters())
@@ -256,9 +287,12 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     slimming, slim_arrays, slim_model = _slimming(model, batches, analysis, backbone, loaded.data_config, macs,
                                                   config, device, weights_mode, count)
     timings["slimming_s"] = time.perf_counter() - mark
+    release_memory()
 
     mark = time.perf_counter()
-    cost = measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slim_model)
+    # A shard after a backbone's first skips it: latency does not depend on the images.
+    cost = (measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slim_model)
+            if with_cost else None)
     del slim_model
     timings["cost_s"] = time.perf_counter() - mark
 

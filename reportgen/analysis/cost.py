@@ -13,7 +13,9 @@ import torch
 
 from ..results.schema import Cost, Machine
 
-WARMUP = 1  # on top of the memory measurement's forward pass, which runs first
+# The memory measurement's forward pass (same model, same batch-1 shape) runs first and is the warm-up; the
+# slimmed model reuses the full model's layers and shapes, so it is warm too.
+WARMUP = 0
 LATENCY_REPEATS = 5
 MIN_REPEATS = 3
 # Big models on a CPU: stop repeating (after MIN_REPEATS) once this much time went into one measurement.

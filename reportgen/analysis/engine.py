@@ -18,12 +18,12 @@ from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGrad
 from ..inputs.config import CAM_METHOD_NAMES
 from ..inputs.registry import Layout
 from ..results.schema import CamStatus
-from ..results.stats import RunningCoMoments, RunningMoments
+from ..results.stats import RunningMoments, linear_cka
 
 CAM_METHODS = dict(zip(CAM_METHOD_NAMES, (GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM)))
 ZERO_CAM_EPS = 1e-12
 FEATURE_VECTOR_UNITS = 256  # units kept per image of a non-spatial layer, for the feature picture
-MAX_CKA_UNITS = 8192  # widest pooled feature for which the CKA co-moments are kept
+MAX_CKA_UNITS = 8192  # widest pooled feature kept for the CKA (images x units, float32)
 
 
 def cam_math(method: str):
@@ -121,10 +121,16 @@ class _Capture:
             self.calls[name] = self.calls.get(name, 0) + 1
             if not torch.is_tensor(output):
                 raise LayerCallError(f"layer {name!r} returns {type(output).__name__}, not a tensor; choose another module")
+            if torch.is_grad_enabled() and not output.requires_grad:
+                # The first hooked layer starts the graph: nothing before it needs its activations saved for the
+                # backward pass (the high-resolution early layers hold most of them). A copy, not the leaf
+                # itself, so that a later in-place op is detected as before instead of failing.
+                output = output.detach().requires_grad_(True).clone()
             self.outputs[name] = output
             self.versions[name] = output._version
             with torch.no_grad():
                 self._summarise(name, output.detach().float())
+            return output
         return capture
 
     def _summarise(self, name: str, value: torch.Tensor) -> None:
@@ -166,7 +172,8 @@ def _forward_backward(model, batch, layer_names, class_targets, capture: _Captur
     try:
         for name in layer_names:
             handles.append(modules[name].register_forward_hook(capture.hook(name)))
-        logits = model(batch.requires_grad_(True))
+        with torch.enable_grad():
+            logits = model(batch)
         capture.check_calls(layer_names)
         top1 = logits.argmax(dim=1).tolist()  # one device sync for the batch, not one per image
         targets = torch.tensor([t if t is not None else top1[i] for i, t in enumerate(class_targets)],
@@ -180,7 +187,6 @@ def _forward_backward(model, batch, layer_names, class_targets, capture: _Captur
     finally:
         for handle in handles:
             handle.remove()
-        batch.requires_grad_(False)
     return logits, targets, maps, asked, grads, in_place
 
 
@@ -247,7 +253,7 @@ class BackboneAnalysis:
     cka_layers: tuple  # layers of the CKA matrix
     cka: tuple  # linear CKA between cka_layers over all images (pooled features), rows of floats
     moments: dict  # layer -> RunningMoments (to merge shards of an image set)
-    co_moments: Optional["RunningCoMoments"]
+    pooled: dict  # cka layer -> (N, units) float32 pooled features (to merge shards); empty: CKA not available
 
     def layer(self, name: str) -> LayerAnalysis:
         return next(layer for layer in self.layers if layer.name == name)
@@ -259,12 +265,13 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
                      on_batch: Callable[[int], None] = lambda n: None,
                      layouts: Optional[dict] = None) -> BackboneAnalysis:
     """Run the engine over all batches and reduce to per-layer results (pure: no files, no printing).
-    Only per-image outputs (CAMs, small feature pictures) are kept; unit statistics and CKA are merged
-    batch by batch, so memory does not grow with the activations of all images."""
+    Only per-image outputs (CAMs, small feature pictures, the last three layers' pooled features for the CKA)
+    are kept; unit statistics are merged batch by batch, so memory does not grow with the activations of all
+    images."""
     math = cam_math(method)
     moments = {name: RunningMoments() for name in layer_names}
-    co_moments = RunningCoMoments(cka_layers) if cka_layers else None
-    kept: dict = {"cams": [], "status": [], "featmap": [], "head": [], "logits": [], "targets": []}
+    keep_pooled = bool(cka_layers)
+    kept: dict = {"cams": [], "status": [], "featmap": [], "head": [], "logits": [], "targets": [], "pooled": []}
     dims: dict = {}
     start = 0
     for batch in batches:
@@ -274,16 +281,18 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
         for name in layer_names:
             moments[name].add(n, out.unit_mean[name], out.unit_m2[name])
             dims[name] = int(out.unit_mean[name].shape[0])
-        if co_moments is not None and max(out.pooled[k].shape[1] for k in cka_layers) > MAX_CKA_UNITS:
-            co_moments = None  # a (units x units) co-moment would not fit; CKA is reported as not available
-        if co_moments is not None:
-            co_moments.add(out.pooled)
+        if keep_pooled and max(out.pooled[k].shape[1] for k in cka_layers) > MAX_CKA_UNITS:
+            keep_pooled = False  # too wide to keep for every image; CKA is reported as not available
+        if keep_pooled:
+            kept["pooled"].append({k: np.asarray(out.pooled[k], dtype=np.float32) for k in cka_layers})
         for key, value in (("cams", out.cams), ("status", out.cam_status), ("featmap", out.feature_maps),
                            ("head", out.head_units)):
             kept[key].append(value)
         kept["logits"].append(out.logits)
         kept["targets"].append(out.targets)
         on_batch(n)
+    pooled = ({k: np.concatenate([p[k] for p in kept["pooled"]]) for k in cka_layers}
+              if keep_pooled and kept["pooled"] else {})
     logits = np.concatenate(kept["logits"])
     shifted = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
@@ -310,9 +319,9 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
         top5_prob=np.take_along_axis(probs, top5, axis=1).astype(np.float32),
         probs=probs.astype(np.float32),
         cka_layers=tuple(cka_layers),
-        cka=tuple(tuple(row) for row in co_moments.cka()) if co_moments is not None else (),
+        cka=tuple(tuple(row) for row in linear_cka([pooled[k] for k in cka_layers])) if pooled else (),
         moments=moments,
-        co_moments=co_moments,
+        pooled=pooled,
     )
 
 

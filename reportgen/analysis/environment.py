@@ -1,6 +1,8 @@
 """Library versions that go into the results and the cache keys; the run's device (imports torch)."""
 from __future__ import annotations
 
+import ctypes
+import gc
 import platform
 
 import numpy as np
@@ -28,3 +30,25 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is visible; use --device cpu.")
     return device
+
+
+def release_memory() -> None:
+    """Give freed memory back between stages: collect reference cycles (timm models have some), empty the CUDA
+    cache, and ask glibc to return free heap pages to the system. Without the last step, each backbone's
+    forward/backward buffers stay in the process's heap and the peak grows from one backbone to the next."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
+def use_threads(count: int) -> None:
+    """torch's intra-op threads for this process (a Ray task gets the cores it asked for)."""
+    torch.set_num_threads(max(1, int(count)))
+
+
+def thread_count() -> int:
+    return torch.get_num_threads()

@@ -51,8 +51,11 @@ def _is_block(modules: dict, name: str) -> bool:
 
 
 def without(model: torch.nn.Module, unit: str) -> tuple[torch.nn.Module, int]:
-    """A copy of ``model`` with ``unit`` replaced by identity, and the number of parameters removed."""
-    slim = copy.deepcopy(model)
+    """A copy of ``model`` with ``unit`` replaced by identity, and the number of parameters removed. The copy
+    shares the parameter and buffer tensors (only the module tree is new): it is only ever run, and a second
+    copy of a VGG would cost 550 MB."""
+    shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    slim = copy.deepcopy(model, memo=shared)
     parent_name, _, child = unit.rpartition(".")
     parent = slim.get_submodule(parent_name) if parent_name else slim
     removed = sum(p.numel() for p in parent.get_submodule(child).parameters())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +19,8 @@ else:  # pragma: no cover - Python 3.10
 
 TOP_LEVEL = {"preset": str, "weights": str, "device": str, "out": str, "formats": list, "offline": bool,
              "trust_pickle": bool, "images": dict, "analysis": dict, "rules": dict, "decision": dict,
-             "backbone": list}
+             "backbone": list, "executor": dict}
+EXECUTOR_KEYS = {"kind": str, "address": str, "shard_size": int, "cpus_per_task": int}
 IMAGES_KEYS = {"dir": str}
 BACKBONE_KEYS = {"id": str, "name": str, "family": str, "layers": dict, "last_three": list, "checkpoint": str}
 LAYER_KEYS = ("shallow", "middle", "deep")
@@ -49,6 +50,7 @@ class Battery:
     decision: dict  # DecisionSettings fields as given
     backbones: tuple  # BackboneSpec
     raw: dict  # the file as parsed, saved with the results
+    executor: dict = field(default_factory=dict)  # [executor] as given (kind, address, shard_size, cpus_per_task)
 
     def checkpoints_for(self, backbones) -> tuple[tuple[str, ...], tuple[BackboneSpec, ...]]:
         """``NAME=PATH`` checkpoint values of the file for the run's backbones, and the specs whose
@@ -113,6 +115,8 @@ def load_battery(path: Path) -> Battery:
     _check_keys(f"{path} [rules]", rules, RULE_KEYS)
     decision = raw.get("decision", {})
     _check_keys(f"{path} [decision]", decision, DECISION_KEYS)
+    executor = raw.get("executor", {})
+    _check_keys(f"{path} [executor]", executor, EXECUTOR_KEYS)
     specs = []
     for number, table in enumerate(raw.get("backbone", []), start=1):
         where = f"{path} [[backbone]] #{number}"
@@ -148,7 +152,7 @@ def load_battery(path: Path) -> Battery:
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from None
     return Battery(path, settings, Path(images_dir) if images_dir else None, analysis, rules, decision, tuple(specs),
-                   raw)
+                   raw, executor)
 
 
 EXAMPLE = '''# reportgen battery file: `reportgen run --config battery.toml`. Flags on the command line override it.
@@ -163,18 +167,23 @@ formats = ["html", "pdf", "md", "json"]
 # trust_pickle = false            # accept .pth/.bin checkpoints (loaded with torch.load(weights_only=True))
 
 [images]
-dir = "images"                    # images + annotations.csv (or Pascal VOC .xml files beside the images)
+dir = "images"                    # images + annotations.csv, or class folders images/<class>/*.jpg (class =
+                                  # ImageNet index, WordNet id or exact name), or Pascal VOC .xml beside images
 
 [analysis]
 cam_method = "gradcam"            # gradcam | gradcam++ | xgradcam | hirescam | layercam
 batch_size = 8
 seed = 0
 sanity_check = true               # model-parameter randomisation test (trained weights only)
+sanity_max_images = 32            # ... on at most this many images (a fixed sample by content hash and seed)
 spread_level = 0.5
 bootstrap_samples = 1000
 size_small_below = 0.10           # box share of the image under which an object is "small"
 size_large_from = 0.35            # ... from which it is "large"; between: "medium"
 clutter_edge_density = 0.04       # edge density outside the box from which a background is "cluttered"
+grid_max_images = 24              # larger image groups show a sample in the heatmap grids (best/median/worst
+grid_sample_each = 3              # ... by the deep-layer metric, and misclassified: this many of each)
+table_max_rows = 40               # longer per-image tables are summarised (all rows in per_image.csv)
 
 [rules]
 min_relative_difference = 0.05
@@ -186,6 +195,15 @@ sanity_max_spearman = 0.5
 sanity_max_ssim = 0.5
 slim_min_agreement = 0.9          # slimming verified by removing the unit: top-1 agreement with the full model
 slim_max_top1_drop = 0.02         # ... and at most this drop in top-1 accuracy (0.02 = 2 points)
+
+# Where the battery runs: in this process (local), or as (backbone x image slice) tasks on Ray
+# (pip install -e '.[ray]'; images and --out on a filesystem every worker mounts).
+[executor]
+kind = "local"                    # local | ray
+# address = "10.0.0.5:6379"       # join this Ray cluster; leave out to start a local one with this machine's CPUs
+shard_size = 256                  # images per task (rounded up to a multiple of batch_size)
+# cpus_per_task = 4               # cores and torch threads per CPU task (default: as many as torch uses on the
+                                  # driver, which keeps the numbers equal to one process; GPU tasks: one GPU)
 
 # The decision: hard constraints (leave out = no limit) and how much each criterion counts. A file holding
 # only this table works with --preset and other flags: reportgen run --preset lite --config budget.toml

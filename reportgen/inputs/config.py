@@ -146,8 +146,20 @@ class AnalysisConfig:
     sanity_check: bool = True
     # Both CAMs are resized to this square size before Spearman / SSIM are computed.
     sanity_resolution: int = 64
+    # The randomisation test runs on at most this many images (a fixed sample chosen by a hash of each image's
+    # content and the seed, so it does not depend on file order): it repeats the CAM pass once per step, and
+    # its verdict needs a few dozen images, not the whole validation folder. A sharded run samples per shard.
+    sanity_max_images: int = 32
     # Slimming by intervention: also measure the slimmed model's deep-layer CAMs (one more CAM pass).
     slimming_cams: bool = True
+    # Report layout for large image sets (re-rendering only; no model runs again). A heatmap grid whose group
+    # holds more images shows a sample: the grid_sample_each best, median and worst images by the deep-layer
+    # metric (mass_ratio with a box, else top-1 confidence; mean over backbones) plus as many misclassified
+    # ones. Per-image tables longer than table_max_rows are summarised, the full table kept in per_image.csv
+    # (and collapsed in the HTML).
+    grid_max_images: int = 24
+    grid_sample_each: int = 3
+    table_max_rows: int = 40
     rules: RuleThresholds = field(default_factory=RuleThresholds)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
 
@@ -172,6 +184,10 @@ class AnalysisConfig:
         if not isinstance(self.sanity_check, bool):
             raise _bad("sanity_check", self.sanity_check, "give true or false")
         _check_range(self, "sanity_resolution", MIN_SANITY_RESOLUTION, 1024, integer=True)
+        _check_range(self, "sanity_max_images", 2, integer=True)
+        _check_range(self, "grid_max_images", 1, integer=True)
+        _check_range(self, "grid_sample_each", 1, integer=True)
+        _check_range(self, "table_max_rows", 1, integer=True)
         if not isinstance(self.slimming_cams, bool):
             raise _bad("slimming_cams", self.slimming_cams, "give true or false")
         if not isinstance(self.rules, RuleThresholds):
@@ -196,5 +212,5 @@ class AnalysisConfig:
 # Config fields that change what the models compute. Scoring and rule settings are left out: changing
 # them re-scores saved results without running a model again.
 MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles", "near_zero_fraction", "sanity_check",
-                     "slimming_cams")
+                     "slimming_cams", "sanity_max_images")
 ANALYSIS_FIELDS = tuple(f.name for f in fields(AnalysisConfig) if f.name not in ("rules", "decision"))

@@ -11,7 +11,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -68,11 +68,21 @@ class ImageRecord:
         return (x1 - x0) * (y1 - y0) / float(self.width * self.height)
 
 
+class LabelSource:
+    """Where the images' classes came from (recorded in results.json and printed in the report)."""
+    MANIFEST = "manifest"
+    CLASS_FOLDERS = "class folders"
+    VOC = "VOC annotation files"
+    NONE = "none"
+
+
 @dataclass(frozen=True)
 class ImageSet:
     root: Path
     records: tuple[ImageRecord, ...]
     skipped: tuple[SkippedImage, ...] = ()
+    labels: str = LabelSource.NONE  # a LabelSource value
+    labels_note: str = ""  # e.g. the manifest won over class folders
 
     @property
     def sha256(self) -> str:
@@ -97,6 +107,14 @@ def image_set_digest(rows) -> str:
         box = tuple(box) if box is not None else None
         digest.update(f"{file}\0{sha}\0{class_index}\0{box}\0{size_class}\0{background}\n".encode())
     return digest.hexdigest()
+
+
+def hashed_sample(content_hashes, count: int, seed: int) -> tuple[int, ...]:
+    """Positions of at most ``count`` images, chosen by a hash of each image's content and the seed (the same
+    images whatever the file order or names), returned in set order."""
+    ranked = sorted(range(len(content_hashes)),
+                    key=lambda i: (hashlib.sha256(f"{seed}:{content_hashes[i]}".encode()).hexdigest(), i))
+    return tuple(sorted(ranked[:count]))
 
 
 def default_image_dir() -> Path:
@@ -214,17 +232,43 @@ def size_class_of(box_share: float, small_below: float, large_from: float) -> st
     return "small" if box_share < small_below else "large" if box_share >= large_from else "medium"
 
 
-def _voc_rows(root: Path, resolve_class) -> list[tuple]:
-    """Rows from Pascal VOC files beside the images (``cat.jpg`` + ``cat.xml``). Of several objects the
-    target is the largest whose name is an ImageNet class (index, WordNet id or exact name), else the
-    largest, whose CAM then explains the model's top-1 class."""
+def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _class_folders(root: Path) -> list[Path]:
+    """Sub-folders holding images: the torchvision ImageFolder layout ``root/<class>/*.jpg``."""
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and _image_files(d, True))
+
+
+def _folder_class(folder: Path, root: Path, resolve_class) -> int:
+    try:
+        return resolve_class(folder.name)
+    except ValueError as exc:
+        raise InputDataError(f"class folder {folder.name!r} in {root} is not an ImageNet class ({exc}); name "
+                             "class folders by index (0-999), WordNet id (n02123045) or exact ImageNet name, "
+                             "or add an annotations.csv.") from None
+
+
+def _voc_rows(root: Path, files: list[Path], resolve_class, folder_classes: Optional[dict] = None) -> list[tuple]:
+    """Rows for ``files`` (inside ``root``) with Pascal VOC files beside them (``cat.jpg`` + ``cat.xml``).
+
+    The class is the image's class folder when it has one; otherwise of several objects the target is the
+    largest whose name is an ImageNet class (index, WordNet id or exact name), else the largest, whose CAM
+    then explains the model's top-1 class. With a class folder the box is the largest object of that class
+    (else the largest)."""
     import xml.etree.ElementTree as ElementTree
 
+    folder_classes = folder_classes or {}
     rows = []
-    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+    for path in files:
+        name = path.relative_to(root).as_posix()
+        folder_class = folder_classes.get(path.parent)
         xml_path = path.with_suffix(".xml")
         if not xml_path.is_file():
-            rows.append((path.name, path, None, None, None, None, "", "", "", str(path), ""))
+            rows.append((name, path, folder_class, None, None, None, "", "", "", str(path), ""))
             continue
         try:
             tree = ElementTree.parse(xml_path)
@@ -233,42 +277,57 @@ def _voc_rows(root: Path, resolve_class) -> list[tuple]:
         objects = []
         for number, obj in enumerate(tree.getroot().iter("object"), start=1):
             where = f"{xml_path}: object {number}"
-            name = (obj.findtext("name") or "").strip()
+            object_name = (obj.findtext("name") or "").strip()
             box_node = obj.find("bndbox")
             if box_node is None:
-                raise InputDataError(f"{where} ({name or 'unnamed'}): no <bndbox>; give xmin, ymin, xmax, ymax.")
+                raise InputDataError(f"{where} ({object_name or 'unnamed'}): no <bndbox>; give xmin, ymin, xmax, ymax.")
             values = []
             for field in ("xmin", "ymin", "xmax", "ymax"):
                 text = box_node.findtext(field)
                 if text is None:
-                    raise InputDataError(f"{where} ({name}): <bndbox> lacks <{field}>.")
+                    raise InputDataError(f"{where} ({object_name}): <bndbox> lacks <{field}>.")
                 values.append(_parse_float(text.strip(), where, field))
             x0, y0, x1, y1 = values
             if not (x0 < x1 and y0 < y1):
-                raise InputDataError(f"{where} ({name}): box ({x0:g},{y0:g},{x1:g},{y1:g}) is inverted.")
+                raise InputDataError(f"{where} ({object_name}): box ({x0:g},{y0:g},{x1:g},{y1:g}) is inverted.")
             try:
-                class_index = resolve_class(name) if name else None
+                class_index = resolve_class(object_name) if object_name else None
             except ValueError:
                 class_index = None
-            objects.append(((x1 - x0) * (y1 - y0), name, class_index, (x0, y0, x1, y1)))
+            objects.append(((x1 - x0) * (y1 - y0), object_name, class_index, (x0, y0, x1, y1)))
         if not objects:
-            rows.append((path.name, path, None, None, None, None, "", "", "", str(xml_path), ""))
+            rows.append((name, path, folder_class, None, None, None, "", "", "", str(xml_path), ""))
+            continue
+        if folder_class is not None:
+            same = [o for o in objects if o[2] == folder_class]
+            area, object_name, _, box = max(same or objects, key=lambda o: o[0])
+            rows.append((name, path, folder_class, box, None, None, "", "", "", str(xml_path),
+                         f"voc: object {object_name!r}" + ("" if same else " (largest; none of the folder's class)")))
             continue
         known = [o for o in objects if o[2] is not None]
-        area, name, class_index, box = max(known or objects, key=lambda o: o[0])
-        how = (f"voc: object {name!r}" + (" (largest of its class)" if len(known) > 1 else "")
-               if known else f"voc: largest of {len(objects)} objects ({name!r}, not an ImageNet class)")
-        rows.append((path.name, path, class_index, box, None, None, "", "", "", str(xml_path), how))
+        area, object_name, class_index, box = max(known or objects, key=lambda o: o[0])
+        how = (f"voc: object {object_name!r}" + (" (largest of its class)" if len(known) > 1 else "")
+               if known else f"voc: largest of {len(objects)} objects ({object_name!r}, not an ImageNet class)")
+        rows.append((name, path, class_index, box, None, None, "", "", "", str(xml_path), how))
     return rows
 
 
-def load_image_set(root: Path, resolve_class: Callable[[str], int], config=None) -> ImageSet:
-    """Read and validate the whole set before any model loads.
+OnImage = Callable[[int, ImageRecord, Image.Image], None]
 
-    Manifest mistakes stop the run with one message naming file, line and field. An image that cannot be
-    analysed (unreadable, truncated, a decompression bomb, degenerate size) is skipped with its reason;
-    the run stops only when every image is skipped. ``resolve_class`` maps a manifest class (index,
-    WordNet id or exact name) to an ImageNet index and raises ValueError with a readable message.
+
+def load_image_set(root: Path, resolve_class: Callable[[str], int], config=None,
+                   only: Optional[Collection[Path]] = None, on_image: Optional[OnImage] = None) -> ImageSet:
+    """Read and validate the whole set before any model loads; each image is decoded here once.
+
+    Labels come from ``annotations.csv`` when there is one, else from class folders (``root/<class>/*.jpg``,
+    the folder named by ImageNet index, WordNet id or exact name), else from Pascal VOC files beside the
+    images. Manifest mistakes stop the run with one message naming file, line and field; so does a class
+    folder that names no ImageNet class. An image that cannot be analysed (unreadable, truncated, a
+    decompression bomb, degenerate size) is skipped with its reason; the run stops only when every image is
+    skipped. ``resolve_class`` maps a class (index, WordNet id or exact name) to an ImageNet index and raises
+    ValueError with a readable message. ``only`` keeps just these files (resolved paths; a shard's slice).
+    ``on_image(position, record, rgb)`` receives every kept image's decoded pixels, so callers that need the
+    pixels (the model-input cache, display copies) never decode the file again.
     """
     root = Path(root)
     if not root.is_dir():
@@ -277,14 +336,32 @@ def load_image_set(root: Path, resolve_class: Callable[[str], int], config=None)
 
     config = config or AnalysisConfig()
     manifest = root / MANIFEST
+    folders = _class_folders(root)
+    labels, labels_note = LabelSource.NONE, ""
     if manifest.is_file():
         rows = [row + ("manifest" if row[3] is not None else "",)
                 for row in _records_from_manifest(root, manifest, resolve_class)]
+        labels = LabelSource.MANIFEST
+        if folders:
+            labels_note = (f"{MANIFEST} gives the labels; the class folders ({len(folders)}) were not used as "
+                           "labels")
     else:
-        rows = _voc_rows(root, resolve_class)
+        folder_classes = {folder: _folder_class(folder, root, resolve_class) for folder in folders}
+        files = _image_files(root, False) + [p for folder in folders for p in _image_files(folder, True)]
+        rows = _voc_rows(root, files, resolve_class, folder_classes)
         if not rows:
             raise InputDataError(f"no images found in {root} (looked for {', '.join(IMAGE_SUFFIXES)}); "
                                  "add images or fix --images.")
+        if folders:
+            labels = LabelSource.CLASS_FOLDERS
+            loose = sum(1 for p in files if p.parent == root)
+            if loose:
+                labels_note = f"{loose} images outside the class folders have no label"
+        elif any(row[10] for row in rows):
+            labels = LabelSource.VOC
+    if only is not None:
+        wanted = {Path(p).resolve() for p in only}
+        rows = [row for row in rows if row[1].resolve() in wanted]
     records, skipped = [], []
     for name, path, class_index, box, size_class, background, source, licence, notes, where, box_source in rows:
         try:
@@ -304,14 +381,17 @@ def load_image_set(root: Path, resolve_class: Callable[[str], int], config=None)
         if background is None:
             density = edge_density(image, box)
             background = "cluttered" if density >= config.clutter_edge_density else "clean"
-        records.append(ImageRecord(name, path, width, height, _file_sha256(path), class_index, box, size_class,
-                                   background, source, licence, notes, decoding, size_source, background_source,
-                                   box_source))
+        record = ImageRecord(name, path, width, height, _file_sha256(path), class_index, box, size_class,
+                             background, source, licence, notes, decoding, size_source, background_source,
+                             box_source)
+        if on_image is not None:
+            on_image(len(records), record, image)
+        records.append(record)
     if not records:
         reasons = "; ".join(f"{s.file}: {s.reason}" for s in skipped[:3])
         raise InputDataError(f"every image in {root} was skipped ({reasons}{'; ...' if len(skipped) > 3 else ''}); "
                              "add readable images.")
-    return ImageSet(root, tuple(records), tuple(skipped))
+    return ImageSet(root, tuple(records), tuple(skipped), labels, labels_note)
 
 
 def _records_from_manifest(root: Path, manifest: Path, resolve_class) -> list[tuple]:

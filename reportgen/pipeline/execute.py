@@ -2,16 +2,19 @@
 fail does so before heavy work), run the battery, render the report."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from ..errors import OutputError
+from ..inputs.decoded import DecodedInputs
 from ..inputs.images import ImageSet, default_image_dir, load_image_set
 from ..report.render import render_report
 from ..results.store import TIMINGS, prune_unreferenced, write_json
 from .request import RunRequest
-from .run import BatteryOutcome, OnBatch, Progress, run_battery
+from .run import BatteryOutcome, OnBatch, Progress, decode_inputs, run_battery
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,21 @@ class PreparedRun:
     image_set: ImageSet
     class_names: object  # analysis.classes.ClassNames
     device: str
+    decoded: Optional[DecodedInputs]  # every image, decoded once while the set was validated (None: Ray workers decode)
 
 
-def prepare(request: RunRequest, note: Progress) -> PreparedRun:
-    """Resolve and check everything the run needs; loads torch and timm, but no model."""
+def _results_dir(out_dir: Path) -> Path:
+    try:
+        (out_dir / "results").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
+    return out_dir / "results"
+
+
+def prepare(request: RunRequest, note: Progress, decode: bool = True) -> PreparedRun:
+    """Resolve and check everything the run needs; loads torch and timm, but no model. Each image is decoded
+    once here, into the run's decoded-input cache under the results folder (``decode=False``: validated only,
+    for runs whose workers decode their own slices)."""
     from ..analysis.autolayers import resolve_backbones
     from ..analysis.classes import ClassNames
     from ..analysis.environment import resolve_device
@@ -39,33 +53,78 @@ def prepare(request: RunRequest, note: Progress) -> PreparedRun:
     checkpoints = parse_checkpoints(from_file + request.checkpoints, chosen, request.trust_pickle)
     device = resolve_device(request.device)
     class_names = ClassNames()
-    image_set = load_image_set(request.images_dir or default_image_dir(), class_names.resolve, request.config)
     plans = plan_weights(chosen, request.weights, checkpoints, offline=request.offline)
     require_available(plans)
-    return PreparedRun(request, plans, image_set, class_names, device)
+    # The decoded inputs live under the results folder; a run that stops here leaves no folder it made behind.
+    made = [p for p in (request.out_dir, request.out_dir / "results") if not p.exists()]
+    images_dir = request.images_dir or default_image_dir()
+    try:
+        if decode:
+            image_set, decoded = decode_inputs(plans, _results_dir(request.out_dir), lambda on_image: load_image_set(
+                images_dir, class_names.resolve, request.config, on_image=on_image))
+        else:
+            image_set, decoded = load_image_set(images_dir, class_names.resolve, request.config), None
+    except BaseException:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if image_set.labels_note:
+        note(f"note: {image_set.labels_note}")
+    return PreparedRun(request, plans, image_set, class_names, device, decoded)
 
 
 @dataclass(frozen=True)
 class RunResult:
     outcome: BatteryOutcome
     written: dict  # format -> path
+    shards: Optional[list] = None  # distributed.ShardOutcome per shard (Ray runs)
 
 
 def execute(prepared: PreparedRun, progress: Progress, on_batch: OnBatch, note: Progress) -> RunResult:
     request = prepared.request
     out_dir = request.out_dir
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {out_dir}: {exc.strerror}; choose another --out.") from None
-    results = out_dir / "results"
-    outcome = run_battery(prepared.plans, prepared.image_set, prepared.class_names, request.config, results,
-                          device=prepared.device, weights_mode=request.weights, progress=progress,
-                          fresh=request.fresh, on_batch=on_batch, battery_file=request.battery.raw)
+    results = _results_dir(out_dir)
+    shards = None
+    if request.executor.kind == "ray":
+        outcome, shards = _execute_on_ray(prepared, results, note)
+    else:
+        outcome = run_battery(prepared.plans, prepared.image_set, prepared.class_names, request.config, results,
+                              device=prepared.device, weights_mode=request.weights, progress=progress,
+                              fresh=request.fresh, on_batch=on_batch, battery_file=request.battery.raw,
+                              decoded=prepared.decoded)
     prune_unreferenced(results)
     note(f"rendering {', '.join(request.formats)}")
     render_timings: dict = {}
     written = render_report(results, out_dir, request.formats, timings=render_timings)
     outcome.timings["render"] = render_timings
     write_json(results / TIMINGS, outcome.timings)
-    return RunResult(outcome, written)
+    return RunResult(outcome, written, shards)
+
+
+def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tuple[BatteryOutcome, list]:
+    """The shards on Ray, then the exact merge and scoring into ``results`` (the report is rendered as usual)."""
+    from ..results.merge import merge_shards
+    from .distributed import run_shards
+    from .run import score_and_write
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    mark = time.perf_counter()
+    distributed = run_shards(prepared, prepared.request.executor, note)
+    shard_seconds = time.perf_counter() - mark
+    note("merging shards")
+    index, merged = merge_shards([Path(s.spec.out_dir) / "results" for s in distributed.shards], results.parent)
+    index = replace(index, battery_file=prepared.request.battery.raw,
+                    image_set=replace(index.image_set, root_name=prepared.image_set.root.name,
+                                      labels=prepared.image_set.labels, labels_note=prepared.image_set.labels_note))
+    mark = time.perf_counter()
+    score_and_write(index, merged)
+    outcome = BatteryOutcome(merged)
+    for shard in distributed.shards:
+        name = shard.spec.backbone
+        outcome.status[name] = "computed" if shard.status == "computed" or outcome.status.get(name) == "computed" \
+            else "cached"
+    outcome.timings = {"started": started, "executor": "ray", "shards_s": shard_seconds,
+                       "scoring_s": time.perf_counter() - mark,
+                       "shards": {s.spec.name: {"status": s.status, "seconds": s.seconds} for s in distributed.shards},
+                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return outcome, distributed.shards

@@ -13,6 +13,31 @@ from ..report.render import parse_formats
 
 WEIGHTS_MODES = ("pretrained", "random")
 DEVICES = ("cpu", "cuda", "auto")
+EXECUTORS = ("local", "ray")
+DEFAULT_SHARD_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How the battery runs: in this process, or as (backbone x image slice) tasks on Ray."""
+    kind: str = "local"  # local | ray
+    address: Optional[str] = None  # Ray: None starts a local instance with this machine's CPUs
+    shard_size: int = DEFAULT_SHARD_SIZE  # Ray: images per task (rounded up to a multiple of the batch size)
+    # Ray, on CPUs: cores (and torch threads) per task. None: as many as torch uses in this process, so the
+    # float results equal a single-process run's (the thread count changes float32 rounding).
+    cpus_per_task: Optional[int] = None
+
+    def __post_init__(self):
+        if self.kind not in EXECUTORS:
+            raise UsageError(f"executor = {self.kind!r}: choose local or ray.")
+        for key in ("shard_size", "cpus_per_task"):
+            value = getattr(self, key)
+            if key == "cpus_per_task" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{key} = {value!r}: give an integer >= 1.")
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            raise UsageError(f"ray address = {self.address!r}: give host:port, or leave it out to run locally.")
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,7 @@ class RunRequest:
     fresh: bool
     formats: tuple
     config: AnalysisConfig
+    executor: ExecutorSettings = ExecutorSettings()
 
 
 def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
@@ -48,6 +74,12 @@ def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
         batch_size=flags["batch_size"] if "batch_size" in given else None,
         seed=flags["seed"] if "seed" in given else None,
         sanity_check=False if flags["no_sanity"] else None)
+    table = battery.executor
+    executor = ExecutorSettings(
+        flags["executor"] if "executor" in given else table.get("kind", "local"),
+        flags["ray_address"] if "ray_address" in given else table.get("address"),
+        flags["shard_size"] if "shard_size" in given else table.get("shard_size", DEFAULT_SHARD_SIZE),
+        table.get("cpus_per_task"))
     return RunRequest(battery, pick("preset"), tuple(flags["backbones"]), flags["images_dir"] or battery.images_dir,
                       weights, tuple(flags["checkpoints"]), pick("trust_pickle"), Path(pick("out_dir", "out")),
-                      device, pick("offline"), flags["fresh"], parse_formats(formats), config)
+                      device, pick("offline"), flags["fresh"], parse_formats(formats), config, executor)

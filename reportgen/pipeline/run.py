@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..inputs.config import AnalysisConfig
+from ..inputs.decoded import DISPLAY, DecodedInputs, display_geometry
 from ..inputs.images import ImageSet, load_rgb
 from ..results.keys import analysis_key
 from ..results.schema import (SCHEMA_VERSION, BackboneResult, CostReport, ImageEntry, ImageSetInfo, RunIndex,
@@ -22,7 +23,8 @@ from ..results.store import (BACKBONES_DIR, COST, COST_SUFFIX, INDEX, METRICS, T
 from ..results.views import views_of
 from ..scoring.score import score
 
-DISPLAY_MAX_SIDE = 512
+DECODED_DIR = ".decoded"  # scratch under the results folder: the run's decoded inputs, removed at the end
+DISPLAY_QUALITY = 90
 Progress = Callable[[str], None]
 OnBatch = Callable[[str, str, int, int], None]  # (backbone, stage, done, total)
 
@@ -35,16 +37,41 @@ class BatteryOutcome:
 
 
 def display_copy_path(position: int) -> str:
-    return f"images/{position:03d}.png"
+    return f"images/{position:03d}.jpg"
 
 
-def write_display_copies(image_set: ImageSet, results_dir: Path) -> None:
-    """Screen-sized copies of the images, the figures' source (the report never reads the originals)."""
+def decode_inputs(plans: tuple, results_dir: Path, image_set_loader: Callable[..., ImageSet]) -> tuple:
+    """(image set, decoded inputs): the set is loaded and validated by ``image_set_loader(on_image=...)``,
+    which hands every image's pixels once to the cache of each geometry the backbones need plus the display
+    copy's. Imports torchvision (through the backbones' transforms)."""
+    from ..analysis.transforms import input_geometries
+
+    geometries = {DISPLAY: display_geometry, **input_geometries(plan.backbone for plan in plans)}
+    decoded = DecodedInputs(Path(results_dir) / DECODED_DIR, geometries)
+    try:
+        image_set = image_set_loader(on_image=lambda position, record, image: decoded.add(position, image))
+    except BaseException:
+        decoded.remove()
+        raise
+    return image_set, decoded
+
+
+def _decode_again(plans: tuple, image_set: ImageSet, results_dir: Path) -> DecodedInputs:
+    """For callers that pass an image set without its decoded inputs (library use): one decode per image."""
+    from ..analysis.transforms import input_geometries
+
+    geometries = {DISPLAY: display_geometry, **input_geometries(plan.backbone for plan in plans)}
+    decoded = DecodedInputs(Path(results_dir) / DECODED_DIR, geometries)
     for position, record in enumerate(image_set.records):
-        copy = load_rgb(record.path)
-        copy.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
+        decoded.add(position, load_rgb(record.path))
+    return decoded
+
+
+def write_display_copies(image_set: ImageSet, decoded: DecodedInputs, results_dir: Path) -> None:
+    """Screen-sized JPEG copies of the images, the figures' source (the report never reads the originals)."""
+    for position in range(len(image_set.records)):
         buffer = io.BytesIO()
-        copy.save(buffer, format="PNG")
+        decoded.image(DISPLAY, position).save(buffer, format="JPEG", quality=DISPLAY_QUALITY)
         atomic_write_bytes(results_dir / display_copy_path(position), buffer.getvalue())
 
 
@@ -62,16 +89,18 @@ def image_entries(image_set: ImageSet, class_name: Callable[[int], str]) -> tupl
 
 
 def _compute(plan, image_set, class_names, config, device, weights_mode, progress, on_batch, keep_merge_state,
-             results_dir: Path, key: str, stem: str) -> tuple[BackboneResult, dict]:
+             results_dir: Path, key: str, stem: str, decoded: DecodedInputs, with_cost: bool = True):
     """Run one backbone and save it (arrays first: the entry file is what marks it finished)."""
     from ..analysis.backbone import measure_backbone
 
     name = plan.backbone.name
     measured = measure_backbone(plan, image_set, class_names, config, device, weights_mode, progress,
-                                lambda stage, done, total: on_batch(name, stage, done, total), keep_merge_state)
+                                lambda stage, done, total: on_batch(name, stage, done, total), keep_merge_state,
+                                decoded, with_cost)
     result = replace(measured.result, cache_key=key, arrays=f"{BACKBONES_DIR}/{stem}.npz")
     write_arrays(results_dir / result.arrays, measured.arrays)
-    write_json(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}", measured.cost)
+    if measured.cost is not None:
+        write_json(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}", measured.cost)
     write_json(results_dir / BACKBONES_DIR / f"{stem}.json", result)
     return result, measured.timings, measured.cost
 
@@ -79,14 +108,15 @@ def _compute(plan, image_set, class_names, config, device, weights_mode, progres
 def run_battery(plans: tuple, image_set: ImageSet, class_names, config: AnalysisConfig, results_dir: Path,
                 device: str = "cpu", weights_mode: str = "pretrained", progress: Progress = lambda message: None,
                 fresh: bool = False, on_batch: OnBatch = lambda name, stage, done, total: None,
-                keep_merge_state: bool = False, battery_file: Optional[dict] = None) -> BatteryOutcome:
+                keep_merge_state: bool = False, battery_file: Optional[dict] = None,
+                decoded: Optional[DecodedInputs] = None, with_cost: bool = True) -> BatteryOutcome:
     """Run every backbone (or reuse its saved result), then write results.json / metrics.json.
 
     Each backbone's result is saved under ``backbones/`` as soon as it finishes, named by a key of
     everything that determines it, so an interrupted run resumes where it stopped and an unchanged
-    battery is not recomputed. ``fresh`` ignores saved results."""
+    battery is not recomputed. ``fresh`` ignores saved results. ``decoded``: the inputs :func:`decode_inputs`
+    made while loading the set (decoded here when not given); removed when the run ends."""
     from ..analysis.environment import library_versions
-    from ..analysis.weights import weights_identity
 
     results_dir = Path(results_dir)
     (results_dir / "images").mkdir(parents=True, exist_ok=True)
@@ -95,7 +125,38 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     outcome = BatteryOutcome(results_dir)
     outcome.timings = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "backbones": {}}
     versions = library_versions()
-    write_display_copies(image_set, results_dir)
+    decoded = decoded if decoded is not None else _decode_again(plans, image_set, results_dir)
+    try:
+        write_display_copies(image_set, decoded, results_dir)
+        entries, costs = _backbones(plans, image_set, class_names, config, results_dir, device, weights_mode,
+                                    progress, fresh, on_batch, keep_merge_state, decoded, versions, outcome,
+                                    with_cost)
+    finally:
+        decoded.remove()
+
+    index = RunIndex(
+        schema_version=SCHEMA_VERSION, versions=versions, config=config, seed=config.seed,
+        weights_mode=WeightsMode(weights_mode), device=device,
+        image_set=ImageSetInfo(image_set.root.name, image_set.sha256, len(image_set.records), image_set.labels,
+                               image_set.labels_note),
+        images=image_entries(image_set, class_names.name),
+        skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
+        backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {})
+    write_json(results_dir / COST, CostReport(costs))
+    progress("scoring CAMs")
+    mark = time.perf_counter()
+    score_and_write(index, results_dir)
+    outcome.timings["scoring_s"] = time.perf_counter() - mark
+    outcome.timings["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(results_dir / TIMINGS, outcome.timings)
+    return outcome
+
+
+def _backbones(plans, image_set, class_names, config, results_dir, device, weights_mode, progress, fresh, on_batch,
+               keep_merge_state, decoded, versions, outcome, with_cost) -> tuple[list, dict]:
+    """Each backbone's result: reused when its key matches a saved one, else computed and saved."""
+    from ..analysis.environment import release_memory
+    from ..analysis.weights import weights_identity
 
     entries, costs = [], {}
     for plan in plans:
@@ -116,29 +177,18 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         else:
             progress(f"{name}: loading weights ({plan.source})")
             started = time.perf_counter()
-            entry, timings, costs[name] = _compute(plan, image_set, class_names, config, device, weights_mode,
-                                                   progress, on_batch, keep_merge_state, results_dir, key, stem)
+            entry, timings, cost = _compute(plan, image_set, class_names, config, device, weights_mode,
+                                            progress, on_batch, keep_merge_state, results_dir, key, stem,
+                                            decoded, with_cost)
+            if cost is not None:
+                costs[name] = cost
+            release_memory()
             outcome.status[name] = "computed"
             outcome.timings["backbones"][name] = timings
             progress(f"{name}: done in {time.perf_counter() - started:.1f}s")
         entries.append(entry)
         on_batch(name, "backbones", len(entries), len(plans))
-
-    index = RunIndex(
-        schema_version=SCHEMA_VERSION, versions=versions, config=config, seed=config.seed,
-        weights_mode=WeightsMode(weights_mode), device=device,
-        image_set=ImageSetInfo(image_set.root.name, image_set.sha256, len(image_set.records)),
-        images=image_entries(image_set, class_names.name),
-        skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
-        backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {})
-    write_json(results_dir / COST, CostReport(costs))
-    progress("scoring CAMs")
-    mark = time.perf_counter()
-    score_and_write(index, results_dir)
-    outcome.timings["scoring_s"] = time.perf_counter() - mark
-    outcome.timings["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_json(results_dir / TIMINGS, outcome.timings)
-    return outcome
+    return entries, costs
 
 
 def score_and_write(index: RunIndex, results_dir: Path) -> None:

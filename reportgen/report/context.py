@@ -15,8 +15,13 @@ from ..scoring.score import baseline_role
 from . import figures
 from .decision import Decision, decide
 from .rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, conclude
+from .sampling import caption_note
+from .scale import (ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs, distribution_values,
+                    flagged_groups, grid_sample, image_set_summary, object_groups)
 
 UNTRAINED_BANNER = "UNTRAINED WEIGHTS — not evidence"
+WORST_CLASSES_SHOWN = 10
+CONFUSED_PAIRS_SHOWN = 10
 SIZES = ("small", "medium", "large")
 BACKGROUNDS = ("clean", "cluttered")
 TABLE_GROUPS = (("all",) + tuple(f"size={s}" for s in SIZES) + tuple(f"background={g}" for g in BACKGROUNDS)
@@ -27,11 +32,12 @@ TABLE_GROUPS = (("all",) + tuple(f"size={s}" for s in SIZES) + tuple(f"backgroun
 class Figure:
     anchor: str
     caption: str
-    png: bytes
+    png: bytes  # the image's bytes (PNG, or JPEG for photo grids: see ``mime``)
+    mime: str = "image/png"
 
     @property
     def data_uri(self) -> str:
-        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+        return f"data:{self.mime};base64," + base64.b64encode(self.png).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,14 @@ class ReportContext:
     networks: tuple  # NetworkRow
     object_figures: tuple
     localisation_figures: tuple
+    distribution_figure: Optional[Figure]
+    long_tables: bool  # more images than config.table_max_rows: per-image tables are summarised
+    accuracy: tuple  # AccuracyRow per backbone
+    classes: tuple  # ClassRow, worst first
+    confused: tuple  # ConfusedPair, most frequent first
+    classes_shown: int  # worst classes listed in the PDF
+    flagged_groups: tuple  # FlaggedGroup per backbone and layer with flagged CAMs
+    image_summary: ImageSetSummary
     localisation: tuple  # LocalisationBlock per backbone
     families: tuple  # LocalisationRow per family and group
     prediction_headers: tuple
@@ -226,20 +240,6 @@ def _controlled(image: ImageEntry) -> bool:
     """A composite made for the experiment (manifest ``source`` "controlled: ...", as tools/build_images.py
     writes): the depth figure shows real photos when the set has them."""
     return image.source.lower().startswith("controlled")
-
-
-def _object_groups(index: RunIndex):
-    """Image positions per (size, background) cell, then images without annotations."""
-    cells = []
-    for size in SIZES:
-        for background in BACKGROUNDS:
-            members = [i for i, img in enumerate(index.images) if img.size == size and img.background == background]
-            if members:
-                cells.append((f"{size} objects, {background} background", members))
-    rest = [i for i, img in enumerate(index.images) if img.size not in SIZES or img.background not in BACKGROUNDS]
-    if rest:
-        cells.append(("images without size/background annotation", rest))
-    return cells
 
 
 def _network_row(b: BackboneResult) -> NetworkRow:
@@ -326,11 +326,24 @@ class _FigureNumbers:
 
     def __init__(self):
         self.made: list[Figure] = []
+        self.count = 0
 
     def add(self, anchor: str, caption: str, png: bytes) -> Figure:
-        figure = Figure(anchor, f"Figure {len(self.made) + 1}. {caption}", png)
+        self.count += 1
+        figure = Figure(anchor, f"Figure {self.count}. {caption}", png)
         self.made.append(figure)
         return figure
+
+    def add_pages(self, anchor: str, caption: str, pages: list[bytes]) -> tuple:
+        """One numbered figure in JPEG pages: the first captioned in full, the others "(continued)"."""
+        self.count += 1
+        made = tuple(Figure(anchor if n == 0 else f"{anchor}-{n + 1}",
+                            f"Figure {self.count}. {caption}" if n == 0 else
+                            f"Figure {self.count} (continued, {n + 1} of {len(pages)}). {caption.split('. ')[0].rstrip('.')}.",
+                            page, "image/jpeg")
+                     for n, page in enumerate(pages))
+        self.made.extend(made)
+        return made
 
 
 def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Decision):
@@ -343,16 +356,33 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                                        "machine; marker area ~ parameters; hollow: fails a constraint; dashed: "
                                        "Pareto front of the candidates that meet the constraints.",
                                        figures.decision_plot(decision))
-    objects = tuple(numbered.add(f"fig-objects-{n}", f"Deep-layer Grad-CAM, {label}. Dashed box: annotated object.",
-                                 figures.object_grid(cache, members))
-                    for n, (label, members) in enumerate(_object_groups(index)))
+    per_image = PerImage(index, metrics)
+    objects = []
+    for n, group in enumerate(object_groups(index)):
+        sample = grid_sample(group, per_image, config)
+        note = caption_note(sample, config.grid_sample_each)
+        objects += numbered.add_pages(
+            f"fig-objects-{n}", f"Deep-layer Grad-CAM, {group.label}. Dashed box: annotated object."
+            + (f" {note}" if note else ""),
+            figures.object_grid(cache, [s.position for s in sample.shown], notes=[s.reason for s in sample.shown]
+                                if sample.sampled else None))
+    objects = tuple(objects)
     localisation = tuple(numbered.add(f"fig-loc-{metric}", f"Deep-layer {metric} by object size and background "
                                       "(95 % bootstrap intervals), with uniform and centred-Gaussian baselines.",
                                       figures.localisation_plot(index, lookup, metric))
                          for metric in ("mass_ratio", "spread") if any(img.size and img.box for img in index.images))
     depth_positions = _depth_images(index, config)
-    depths = tuple(numbered.add(f"fig-depth-{p}", f"Grad-CAM at shallow, middle and deep layers: "
-                                f"{index.images[p].file}.", figures.depth_grid(cache, p)) for p in depth_positions)
+    groups = object_groups(index)
+    present, values = distribution_values(index, per_image, groups)
+    distributions = numbered.add(
+        "fig-distributions", "Per-image distributions of the deep-layer metrics and the top-1 confidence, per "
+        "image group (x) and backbone (colour); line: median; dots: groups of fewer than 3 images. mass_ratio needs "
+        "a box.", figures.distribution_plot(present, [g.short for g in groups],
+                                            [b.display_name for b in index.backbones], values)) if present else None
+    depths = tuple(page for p in depth_positions for page in numbered.add_pages(
+        f"fig-depth-{p}", f"Grad-CAM at shallow, middle and deep layers: {index.images[p].file}.",
+        figures.depth_grid(cache, p)))
+
     sanity = None
     if any(entry.status == SanityStatus.DONE for entry in metrics.sanity.values()):
         sanity = numbered.add("fig-sanity", "Sanity check (model-parameter randomisation): similarity of each depth's "
@@ -364,7 +394,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                                        f"visualisation and Grad-CAM ({index.images[example].file}) of the last three "
                                        "layers.", figures.last_three_figure(cache, b, example))
                   for b in index.backbones}
-    return decision_figure, objects, localisation, depths, sanity, last_three, tuple(numbered.made)
+    return decision_figure, objects, localisation, distributions, depths, sanity, last_three, tuple(numbered.made)
 
 
 def _latency_saved(cost: Optional[Cost]) -> Optional[float]:
@@ -383,8 +413,8 @@ def build_context(results: SavedResults) -> ReportContext:
     config = index.config
     lookup = AggregateLookup(metrics.aggregates)
     decision = decide(index, metrics, results.cost)
-    (decision_figure, objects, localisation_figures, depth_figures, sanity_figure, last_three_figures,
-     made) = _make_figures(results, lookup, decision)
+    (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
+     last_three_figures, made) = _make_figures(results, lookup, decision)
     conclusions = conclude(index, metrics)
     slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
     single = single_term_claims()
@@ -396,7 +426,11 @@ def build_context(results: SavedResults) -> ReportContext:
                             for b in index.backbones),
         config=config, untrained=index.untrained, banner=UNTRAINED_BANNER, conclusions=conclusions,
         networks=tuple(_network_row(b) for b in index.backbones),
-        object_figures=objects, localisation_figures=localisation_figures,
+        object_figures=objects, localisation_figures=localisation_figures, distribution_figure=distribution_figure,
+        long_tables=len(index.images) > config.table_max_rows, accuracy=accuracy_rows(index),
+        classes=class_rows(index), confused=confused_pairs(index, CONFUSED_PAIRS_SHOWN),
+        classes_shown=WORST_CLASSES_SHOWN, flagged_groups=flagged_groups(index),
+        image_summary=image_set_summary(index),
         localisation=tuple(LocalisationBlock(_localisation_rows(lookup, "backbone", b.name, b.display_name),
                                              _baseline_row(lookup, b)) for b in index.backbones),
         families=tuple(row for family in conclusions.families_present

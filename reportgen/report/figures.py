@@ -1,4 +1,5 @@
-"""Figures from saved results (matplotlib Agg + numpy/PIL; no torch). Each returns PNG bytes."""
+"""Figures from saved results (matplotlib Agg + numpy/PIL; no torch). Charts are PNG; heatmap grids of photos
+are JPEG pages, each sized to fit a PDF page."""
 from __future__ import annotations
 
 import io
@@ -181,32 +182,75 @@ def _colour_bar(height: int) -> Image.Image:
     return bar
 
 
-def _grid(cells: list[list[Image.Image | None]], column_titles: list[str], row_labels: list[str]) -> bytes:
-    rows, cols = len(cells), len(cells[0])
-    width = LABEL_PX + cols * (CELL_PX + GAP_PX) + BAR_PX
-    height = TITLE_PX + rows * (CELL_PX + GAP_PX)
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    for c, title in enumerate(column_titles):
-        for k, line in enumerate(title.split("\n")[:2]):
-            _text(draw, (LABEL_PX + c * (CELL_PX + GAP_PX) + CELL_PX / 2, 4 + 15 * k), _fit(line, 13, CELL_PX + GAP_PX),
-                  13, anchor="ma")
-    for r, row in enumerate(cells):
-        top = TITLE_PX + r * (CELL_PX + GAP_PX)
-        _text(draw, (LABEL_PX - 6, top + CELL_PX / 2), _fit(row_labels[r], 13, LABEL_PX - 10), 13, anchor="rm")
-        for c, cell in enumerate(row):
-            if cell is None:
-                continue
-            left = LABEL_PX + c * (CELL_PX + GAP_PX)
-            canvas.paste(cell, (left + (CELL_PX - cell.width) // 2, top + (CELL_PX - cell.height) // 2))
-    canvas.paste(_colour_bar(min(height - TITLE_PX, 260)), (width - BAR_PX, TITLE_PX))
+# Page geometry of the PDF (A4, margins in templates/_style.css.j2): a grid image is shown at its natural size
+# (96 px per CSS inch) up to the content width, and each page of a grid stays below the height that leaves room
+# for its caption. Wider grids are scaled down, so they may hold more rows.
+CONTENT_WIDTH_IN = 7.2
+GRID_PAGE_HEIGHT_IN = 8.4
+CSS_PX_PER_IN = 96
+# Narrow grids (few backbones) place several images side by side, up to this width, so a page holds more.
+GRID_MAX_WIDTH_PX = 1320
+GRID_JPEG_QUALITY = 85
+
+
+def _jpeg(canvas: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", compress_level=3)
+    canvas.save(buffer, format="JPEG", quality=GRID_JPEG_QUALITY, optimize=True)
     return buffer.getvalue()
 
 
-def object_grid(cache: ViewCache, positions: list[int], role: str = "deep") -> bytes:
-    """Images (rows) x backbones (columns), CAM of the given depth over the model's view, box dashed."""
+def grid_layout(rows: int, cols: int) -> tuple[int, int]:
+    """(images side by side, image rows per page) for a grid of ``rows`` images x ``cols`` cells each."""
+    block = LABEL_PX + cols * (CELL_PX + GAP_PX)
+    across = max(1, min(rows, (GRID_MAX_WIDTH_PX - BAR_PX) // block))
+    width = across * block + BAR_PX
+    shown_width_in = min(width / CSS_PX_PER_IN, CONTENT_WIDTH_IN)
+    allowed_px = GRID_PAGE_HEIGHT_IN * width / shown_width_in
+    return across, max(1, int((allowed_px - TITLE_PX) // (CELL_PX + GAP_PX)))
+
+
+def _grid(cells: list[list[Image.Image | None]], column_titles: list[str], row_labels: list) -> list[bytes]:
+    """JPEG pages of a heatmap grid: each item is one image's row of cells, labelled by one or two lines."""
+    cols = len(cells[0])
+    across, rows_per_page = grid_layout(len(cells), cols)
+    block = LABEL_PX + cols * (CELL_PX + GAP_PX)
+    per_page = across * rows_per_page
+    pages = []
+    for start in range(0, len(cells), per_page):
+        items = list(range(start, min(start + per_page, len(cells))))
+        used_across = min(across, len(items))
+        page_rows = -(-len(items) // used_across)
+        width = used_across * block + BAR_PX
+        height = TITLE_PX + page_rows * (CELL_PX + GAP_PX)
+        canvas = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(canvas)
+        for b in range(used_across):
+            for c, title in enumerate(column_titles):
+                for k, line in enumerate(title.split("\n")[:2]):
+                    _text(draw, (b * block + LABEL_PX + c * (CELL_PX + GAP_PX) + CELL_PX / 2, 4 + 15 * k),
+                          _fit(line, 13, CELL_PX + GAP_PX), 13, anchor="ma")
+        for n, item in enumerate(items):
+            b, r = n % used_across, n // used_across
+            top, left0 = TITLE_PX + r * (CELL_PX + GAP_PX), b * block
+            label = row_labels[item] if isinstance(row_labels[item], (tuple, list)) else (row_labels[item],)
+            middle = top + CELL_PX / 2 - (8 if len(label) > 1 else 0)
+            _text(draw, (left0 + LABEL_PX - 6, middle), _fit(label[0], 13, LABEL_PX - 10), 13, anchor="rm")
+            if len(label) > 1 and label[1]:
+                _text(draw, (left0 + LABEL_PX - 6, middle + 17), _fit(label[1], 11, LABEL_PX - 10), 11, anchor="rm",
+                      fill=(110, 110, 110))
+            for c, cell in enumerate(cells[item]):
+                if cell is None:
+                    continue
+                left = left0 + LABEL_PX + c * (CELL_PX + GAP_PX)
+                canvas.paste(cell, (left + (CELL_PX - cell.width) // 2, top + (CELL_PX - cell.height) // 2))
+        canvas.paste(_colour_bar(min(height - TITLE_PX, 260)), (width - BAR_PX, TITLE_PX))
+        pages.append(_jpeg(canvas))
+    return pages
+
+
+def object_grid(cache: ViewCache, positions: list[int], role: str = "deep", notes: list[str] | None = None) -> list[bytes]:
+    """Images (rows) x backbones (columns), CAM of the given depth over the model's view, box dashed; JPEG
+    pages that each fit a PDF page. ``notes``: a second label line per image (why it is shown)."""
     backbones = cache.results.index.backbones
     cells = []
     for position in positions:
@@ -215,12 +259,15 @@ def object_grid(cache: ViewCache, positions: list[int], role: str = "deep") -> b
             cam, status = _cam_of(cache, entry, entry.depth_layers[role], position)
             row.append(_cell_image(cache.view(entry, position), cam, entry.views[position].box, _flag_text(status)))
         cells.append(row)
-    return _grid(cells, [entry.display_name for entry in backbones],
-                 [cache.results.index.images[p].file for p in positions])
+    # The file's own name: a class-folder prefix would leave no room for it (the class is in per_image.csv).
+    files = [cache.results.index.images[p].file.rsplit("/", 1)[-1] for p in positions]
+    labels = [(f, note) for f, note in zip(files, notes)] if notes else files
+    return _grid(cells, [entry.display_name for entry in backbones], labels)
 
 
-def depth_grid(cache: ViewCache, position: int) -> bytes:
-    """Backbones (rows) x (input, shallow, middle, deep) for one image; each cell titled by its layer."""
+def depth_grid(cache: ViewCache, position: int) -> list[bytes]:
+    """Backbones (rows) x (input, shallow, middle, deep) for one image; each cell titled by its layer (JPEG
+    pages, like the object grids)."""
     backbones = cache.results.index.backbones
     cells = []
     for entry in backbones:
@@ -367,4 +414,41 @@ def decision_plot(decision) -> bytes:
         ax.text(0.5, 0.5, "ILLUSTRATIVE — UNTRAINED WEIGHTS", transform=ax.transAxes, ha="center", va="center",
                 fontsize=9, color=FLAG_COLOUR, alpha=0.5, rotation=12)
     fig.tight_layout()
+    return _png(fig)
+
+
+BACKBONE_COLOURS = ("#3b6ea8", "#d45f2a", "#2a9d5c", "#8e44ad", "#c0392b", "#7f8c8d", "#b7950b", "#16a085", "#34495e")
+
+
+def distribution_plot(metrics: list[tuple[str, str]], groups: list[str], backbones: list[str], values: dict) -> bytes:
+    """Per metric (rows of panels): the distribution of the per-image values per group (x) and backbone
+    (colour) as violins with the median marked; groups of fewer than 3 images as dots.
+    ``values[(metric, group, backbone)]``: the finite per-image values."""
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(PAGE_WIDTH_IN, 1.55 * len(metrics) + 0.5), squeeze=False)
+    width = 0.8 / max(1, len(backbones))
+    for r, (metric, label) in enumerate(metrics):
+        ax = axes[r][0]
+        for b, backbone in enumerate(backbones):
+            colour = BACKBONE_COLOURS[b % len(BACKBONE_COLOURS)]
+            for g, group in enumerate(groups):
+                data = values.get((metric, group, backbone), [])
+                x = g - 0.4 + width * (b + 0.5)
+                if len(data) >= 3 and np.ptp(data) > 0:
+                    parts = ax.violinplot([data], positions=[x], widths=width * 0.95, showextrema=False)
+                    for body in parts["bodies"]:
+                        body.set_facecolor(colour)
+                        body.set_edgecolor(colour)
+                        body.set_alpha(0.55)
+                    ax.plot([x - width * 0.3, x + width * 0.3], [np.median(data)] * 2, color="black", lw=0.9)
+                elif data:
+                    ax.plot([x] * len(data), data, "o", ms=2.5, color=colour)
+        ax.set_xticks(range(len(groups)), groups if r == len(metrics) - 1 else [""] * len(groups), fontsize=6)
+        ax.set_xlim(-0.5, len(groups) - 0.5)
+        ax.set_ylabel(label, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(axis="y", lw=0.3, alpha=0.5)
+    handles = [Rectangle((0, 0), 1, 1, color=BACKBONE_COLOURS[b % len(BACKBONE_COLOURS)], alpha=0.6)
+               for b in range(len(backbones))]
+    fig.legend(handles, backbones, loc="upper center", ncol=min(len(backbones), 6), fontsize=6, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return _png(fig)

@@ -2,7 +2,9 @@
 reads only files under the output folder). No torch import anywhere on this path."""
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import math
 import os
@@ -18,6 +20,7 @@ import jinja2
 from ..errors import OutputError, UsageError
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
 from .context import build_context
+from .scale import PER_IMAGE_COLUMNS, per_image_table
 
 REPORT_FORMATS = ("html", "pdf", "md", "json")
 
@@ -83,8 +86,21 @@ def markdown_environment() -> jinja2.Environment:
     return env
 
 
-def figure_file(anchor: str) -> str:
-    return "figures/" + re.sub(r"[^A-Za-z0-9_.-]", "_", anchor) + ".png"
+def figure_file(anchor: str, mime: str = "image/png") -> str:
+    return "figures/" + re.sub(r"[^A-Za-z0-9_.-]", "_", anchor) + (".jpg" if mime == "image/jpeg" else ".png")
+
+
+PER_IMAGE_CSV = "per_image.csv"
+
+
+def write_per_image_csv(results: SavedResults, target: Path) -> None:
+    """Every per-image number (image x backbone x layer, with the prediction), beside the report."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(PER_IMAGE_COLUMNS)
+    for row in per_image_table(results.index, results.metrics):
+        writer.writerow("" if v is None else repr(v) if isinstance(v, float) else v for v in row)
+    atomic_write_bytes(target, buffer.getvalue().encode("utf-8"))
 
 
 def output_fetcher(root: Path):
@@ -142,11 +158,13 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
         atomic_write_bytes(out_dir / "report.html", html_text.encode("utf-8"))
         written["html"] = out_dir / "report.html"
     timings["html_s"] = time.perf_counter() - mark
+    write_per_image_csv(results, out_dir / PER_IMAGE_CSV)
+    written["csv"] = out_dir / PER_IMAGE_CSV
     if "md" in formats:
         mark = time.perf_counter()
         (out_dir / "figures").mkdir(exist_ok=True)
         for fig in context.figures:
-            atomic_write_bytes(out_dir / figure_file(fig.anchor), fig.png)
+            atomic_write_bytes(out_dir / figure_file(fig.anchor, fig.mime), fig.png)
         text = markdown_environment().get_template("report.md.j2").render(figure_file=figure_file, **variables)
         atomic_write_bytes(out_dir / "report.md", text.encode("utf-8"))
         written["md"] = out_dir / "report.md"

@@ -9,7 +9,7 @@ SEP = "__"
 CAM = "cam"  # (N, h, w) raw Grad-CAM of a layer
 FEATURE_MAP = "featmap"  # (N, h, w) mean |activation| over channels, spatial layers
 FEATURE_VECTOR = "featvec"  # (N, k) first units, vector layers
-SANITY_CAM = "sanitycam"  # (N, h, w) CAM after a randomisation step
+SANITY_CAM = "sanitycam"  # (S, h, w) CAM after a randomisation step, S = the sanity sample (SanityRun.images)
 HIST_COUNTS = "histcounts"
 HIST_EDGES = "histedges"
 QUANTILES = "quantiles"
@@ -17,10 +17,11 @@ SLIM_TOP1 = "slimtop1"  # (N,) top-1 class of the slimmed model
 SLIM_KL = "slimkl"  # (N,) KL(full || slim) of the softmax outputs
 SLIM_SPEARMAN = "slimspearman"  # (N,) Spearman of slimmed vs full deep-layer CAM (NaN: not comparable)
 MOMENTS = "mstate"  # running moments of a layer's units (shards only)
-CO_MOMENTS = "costate"  # running co-moments of the last three layers (shards only)
+POOLED = "pooled"  # (N, units) pooled features of a last-three layer: the CKA's input (shards only)
 
-PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SANITY_CAM, SLIM_TOP1, SLIM_KL, SLIM_SPEARMAN)
-MERGE_STATE_KINDS = (MOMENTS, CO_MOMENTS)
+PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SLIM_TOP1, SLIM_KL, SLIM_SPEARMAN, POOLED)
+PER_SAMPLE_KINDS = (SANITY_CAM,)  # one row per image of the sanity sample
+MERGE_STATE_KINDS = (MOMENTS,)
 
 
 def cam(layer: str) -> str:
@@ -55,25 +56,21 @@ def moments_prefix(layer: str) -> str:
     return f"{MOMENTS}{SEP}{layer}"
 
 
-def co_moments_count() -> str:
-    return f"{CO_MOMENTS}_n"
-
-
-def co_moments_mean(layer: str) -> str:
-    return f"{CO_MOMENTS}_mean{SEP}{layer}"
-
-
-def co_moments_cross(a: str, b: str) -> str:
-    return f"{CO_MOMENTS}_co{SEP}{a}{SEP}{b}"
+def pooled(layer: str) -> str:
+    return f"{POOLED}{SEP}{layer}"
 
 
 def kind_of(key: str) -> str:
-    """The kind of an array name: ``cam__x`` -> ``cam``; ``costate_n`` -> ``costate``."""
+    """The kind of an array name: ``cam__x`` -> ``cam``; ``mstate__x_n`` -> ``mstate``."""
     return key.split(SEP, 1)[0].split("_", 1)[0]
 
 
 def is_per_image(key: str) -> bool:
     return kind_of(key) in PER_IMAGE_KINDS
+
+
+def is_per_sample(key: str) -> bool:
+    return kind_of(key) in PER_SAMPLE_KINDS
 
 
 def is_merge_state(key: str) -> bool:

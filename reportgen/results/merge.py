@@ -1,8 +1,8 @@
 """Combine shard results folders (one backbone x a slice of the images each) into one index and one set of
 per-backbone files, exactly as if everything had run in one process.
 
-Shards of one backbone over disjoint image slices are concatenated image-wise; unit variances and the
-last-three CKA are merged from running moments (Chan et al.), not averaged. Every backbone of the merged
+Shards of one backbone over disjoint image slices are concatenated image-wise; unit variances are merged from
+running moments and the last-three CKA is recomputed from the concatenated pooled features, never averaged. Every backbone of the merged
 battery must cover the same images. Plain numpy: no torch.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..errors import InputDataError, UsageError
 from ..inputs.images import image_set_digest
 from . import arrays as keys
 from .schema import BackboneResult, CostReport, FeatureStats, ImageEntry, ImageSetInfo, RunIndex
-from .stats import RunningCoMoments, RunningMoments
+from .stats import RunningMoments, linear_cka
 from .store import BACKBONES_DIR, COST, INDEX, SavedResults, load_arrays, load_results, write_arrays, write_json
 
 
@@ -75,16 +75,13 @@ def _merged_moments(entry: BackboneResult, loaded: Sequence[dict]) -> tuple[dict
     return stats, arrays
 
 
-def _merged_cka(entry: BackboneResult, loaded: Sequence[dict]) -> tuple[tuple, dict]:
-    """The CKA matrix over all shards' images; empty (not available) when a shard skipped CKA because a
-    last-three layer was too wide to keep its co-moments."""
+def _merged_cka(entry: BackboneResult, loaded: Sequence[dict], arrays: dict) -> tuple:
+    """The CKA matrix over all shards' images, from their pooled features (merged image-wise into ``arrays``);
+    empty (not available) when a shard kept none because a last-three layer was too wide."""
     layers = entry.feature_cka.layers
-    if not layers or not all(keys.co_moments_count() in data for data in loaded):
-        return (), {}
-    co = RunningCoMoments(layers)
-    for data in loaded:
-        co.merge(RunningCoMoments.from_state(data, layers))
-    return tuple(tuple(row) for row in co.cka()), co.state()
+    if not layers or not all(keys.pooled(layer) in data for data in loaded for layer in layers):
+        return ()
+    return tuple(tuple(row) for row in linear_cka([arrays[keys.pooled(layer)] for layer in layers]))
 
 
 def _merge_backbone(name: str, pieces, position_of: dict, image_count: int, out: Path) -> BackboneResult:
@@ -95,29 +92,38 @@ def _merge_backbone(name: str, pieces, position_of: dict, image_count: int, out:
     entries = [entry for _, entry in pieces]
     base = entries[0]
     arrays = {}
+    # The sanity sample: each shard's own, in merged image order.
+    sample = sorted((position_of[(shard.index.images[position].file, shard.index.images[position].sha256)],
+                     number, row)
+                    for number, (shard, entry) in enumerate(pieces)
+                    for row, position in enumerate(entry.sanity.images or range(len(shard.index.images)))
+                    if entry.sanity.steps)
     for key, value in loaded[0].items():
         if keys.is_per_image(key):
-            arrays[key] = np.stack(placement.pick([data[key] for data in loaded]))
+            if all(key in data for data in loaded):  # a shard may keep no pooled features (too wide)
+                arrays[key] = np.stack(placement.pick([data[key] for data in loaded]))
+        elif keys.is_per_sample(key):
+            arrays[key] = np.stack([loaded[number][key][row] for _, number, row in sample])
         elif not keys.is_merge_state(key):
             arrays[key] = value
     feature_stats, moment_arrays = _merged_moments(base, loaded)
-    matrix, cka_arrays = _merged_cka(base, loaded)
-    steps = tuple(replace(step, cam_status={layer: placement.pick([e.sanity.steps[number].cam_status[layer]
-                                                                   for e in entries])
+    matrix = _merged_cka(base, loaded, arrays)
+    steps = tuple(replace(step, cam_status={layer: tuple(entries[number].sanity.steps[step_number].cam_status[layer][row]
+                                                         for _, number, row in sample)
                                             for layer in step.cam_status})
-                  for number, step in enumerate(base.sanity.steps))
+                  for step_number, step in enumerate(base.sanity.steps))
     stem = f"{name}-merged"
     merged = replace(
         base,
         cam_status={layer: placement.pick([e.cam_status[layer] for e in entries]) for layer in base.cam_status},
         views=placement.pick([e.views for e in entries]),
         predictions=placement.pick([e.predictions for e in entries]),
-        sanity=replace(base.sanity, steps=steps),
+        sanity=replace(base.sanity, steps=steps, images=tuple(position for position, _, _ in sample)),
         feature_stats=feature_stats,
         feature_cka=replace(base.feature_cka, matrix=matrix),
         arrays=f"{BACKBONES_DIR}/{stem}.npz",
         cache_key="merged:" + ",".join(sorted(e.cache_key for e in entries)))
-    write_arrays(out / merged.arrays, {**arrays, **moment_arrays, **cka_arrays})
+    write_arrays(out / merged.arrays, {**arrays, **moment_arrays})
     write_json(out / BACKBONES_DIR / f"{stem}.json", merged)
     return merged
 
@@ -148,13 +154,14 @@ def merge_shards(shard_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple
     (out / "images").mkdir(parents=True, exist_ok=True)
     merged_images = []
     for position, (shard, image) in enumerate(images):
-        copy = f"images/{position:03d}.png"
+        copy = f"images/{position:03d}{Path(image.display_copy).suffix}"
         shutil.copyfile(shard.root / image.display_copy, out / copy)
         merged_images.append(replace(image, display_copy=copy))
     entries = tuple(_merge_backbone(name, pieces, position_of, len(images), out) for name, pieces in parts.items())
     digest = image_set_digest((i.file, i.sha256, i.class_index, i.box, i.size, i.background) for i in merged_images)
     index = replace(shards[0].index, images=tuple(merged_images), backbones=entries,
-                    image_set=ImageSetInfo("merged shards", digest, len(merged_images)),
+                    image_set=ImageSetInfo("merged shards", digest, len(merged_images),
+                                           shards[0].index.image_set.labels, shards[0].index.image_set.labels_note),
                     shards=tuple(str(s.root) for s in shards))
     write_json(out / "timings.json", {"merged_from": [s.timings for s in shards]})
     # Latency does not depend on the images: each backbone's cost as its first shard measured it.

@@ -20,7 +20,7 @@ from ..strenum import StrEnum
 # 2: per-backbone files under backbones/, streamed CKA, skipped images
 # 3: weight_modules (last-three taps read after their BN, weights from the conv)
 # 4: slimming by intervention (BackboneResult.slimming, Metrics.slimming); cost.json beside the results
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class CamStatus(StrEnum):
@@ -158,6 +158,8 @@ class ImageSetInfo(JsonRecord):
     root_name: str
     sha256: str
     count: int
+    labels: str = "none"  # where the classes came from: manifest | class folders | VOC annotation files | none
+    labels_note: str = ""  # e.g. "annotations.csv gives the labels; the class folders were not used"
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,8 @@ class SanityStep(JsonRecord):
 class SanityRun(JsonRecord):
     status: SanityStatus
     reason: str
-    steps: tuple[SanityStep, ...]
+    steps: tuple[SanityStep, ...]  # cam_status per sampled image, in the order of ``images``
+    images: tuple[int, ...] = ()  # positions of the sampled images in the set (sanity arrays follow this order)
 
 
 class SlimmingStatus(StrEnum):

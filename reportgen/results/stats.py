@@ -1,5 +1,5 @@
-"""Streaming statistics, plain numpy: running moments of layer units and co-moments between layers, merged
-batch by batch and shard by shard (Chan et al.), and the summary of a layer's weights."""
+"""Statistics, plain numpy: running moments of layer units (merged batch by batch and shard by shard, Chan et
+al.), linear CKA between layers, and the summary of a layer's weights."""
 from __future__ import annotations
 
 import math
@@ -47,70 +47,30 @@ class RunningMoments:
         return float((self.m2 / self.n).mean()) if self.n else float("nan")
 
 
-class RunningCoMoments:
-    """Centred cross-products between layers' pooled features, merged batch by batch: linear CKA over all
-    images without keeping their features (Kornblith et al. 2019, feature-space form)."""
+def linear_cka(features: Sequence[np.ndarray]) -> list[list[Optional[float]]]:
+    """Linear CKA (Kornblith et al. 2019) between every pair of representations of the same images, each
+    (images x units). Computed in whichever space is smaller: the images' Gram matrices when there are fewer
+    images than units, else the units' cross-products, so memory is min(images, units)^2 per pair."""
+    centred = [f.astype(np.float64) - f.astype(np.float64).mean(axis=0) for f in features]
+    images = centred[0].shape[0] if centred else 0
+    if images <= max((c.shape[1] for c in centred), default=0):
+        grams = [c @ c.T for c in centred]
 
-    def __init__(self, layers: Sequence[str]):
-        self.layers = tuple(layers)
-        self.n = 0
-        self.mean: dict = {}
-        self.co: dict = {}
-
-    def add(self, pooled: dict) -> None:
-        """One batch of pooled features (layer -> (B, C)): its own co-moments, merged in."""
-        batch = RunningCoMoments(self.layers)
-        values = {k: pooled[k].astype(np.float64) for k in self.layers}
-        batch.n = next(iter(values.values())).shape[0]
-        batch.mean = {k: v.mean(axis=0) for k, v in values.items()}
-        centred = {k: v - batch.mean[k] for k, v in values.items()}
-        batch.co = {(a, b): centred[a].T @ centred[b] for i, a in enumerate(self.layers) for b in self.layers[i:]}
-        self.merge(batch)
-
-    def merge(self, other: "RunningCoMoments") -> None:
-        """Combine with the co-moments of a disjoint set of images (Chan et al. pairwise update)."""
-        if not other.n:
-            return
-        if not self.n:
-            self.n, self.mean, self.co = other.n, dict(other.mean), dict(other.co)
-            return
-        total = self.n + other.n
-        factor = self.n * other.n / total
-        for (a, b), co in other.co.items():
-            # (new + correction) + old: the summation order the batch-by-batch results were first written with.
-            self.co[(a, b)] = (co + np.outer(other.mean[a] - self.mean[a], other.mean[b] - self.mean[b]) * factor
-                               + self.co[(a, b)])
-        for k in self.layers:
-            self.mean[k] = self.mean[k] + (other.mean[k] - self.mean[k]) * (other.n / total)
-        self.n = total
-
-    def state(self) -> dict:
-        arrays = {keys.co_moments_count(): np.asarray(self.n)}
-        arrays.update({keys.co_moments_mean(k): v for k, v in self.mean.items()})
-        arrays.update({keys.co_moments_cross(a, b): v for (a, b), v in self.co.items()})
-        return arrays
-
-    @classmethod
-    def from_state(cls, arrays: dict, layers: Sequence[str]) -> "RunningCoMoments":
-        co = cls(layers)
-        co.n = int(arrays[keys.co_moments_count()])
-        co.mean = {k: arrays[keys.co_moments_mean(k)] for k in co.layers}
-        co.co = {(a, b): arrays[keys.co_moments_cross(a, b)] for i, a in enumerate(co.layers) for b in co.layers[i:]}
-        return co
-
-    def cka(self) -> list[list[Optional[float]]]:
-        def frob2(a, b):
-            co = self.co[(a, b)] if (a, b) in self.co else self.co[(b, a)]
-            return float((co * co).sum())
-
-        out = []
-        for a in self.layers:
-            row = []
-            for b in self.layers:
-                norm = (frob2(a, a) * frob2(b, b)) ** 0.5
-                row.append(frob2(a, b) / norm if norm > 0 else None)
-            out.append(row)
-        return out
+        def hsic(a: int, b: int) -> float:
+            return float((grams[a] * grams[b]).sum())
+    else:
+        def hsic(a: int, b: int) -> float:
+            cross = centred[a].T @ centred[b]
+            return float((cross * cross).sum())
+    norms = [hsic(i, i) for i in range(len(centred))]
+    matrix = []
+    for i in range(len(centred)):
+        row = []
+        for j in range(len(centred)):
+            norm = (norms[i] * norms[j]) ** 0.5
+            row.append((1.0 if i == j else hsic(i, j) / norm) if norm > 0 else None)
+        matrix.append(row)
+    return matrix
 
 
 def _sorted_quantiles(sorted_values: np.ndarray, probs) -> np.ndarray:
@@ -134,10 +94,27 @@ def _central_moments(values: np.ndarray, mean: float, chunk: int = 1 << 22) -> t
     return m2 / values.size, m4 / values.size
 
 
-def weight_summary(values: np.ndarray, bins: int, quantiles: int, near_zero_fraction: float) -> dict:
+def _float32_bounds(edges, side: str) -> np.ndarray:
+    """Float32 edges that ``searchsorted`` on float32 data treats exactly as the float64 ``edges``: the
+    smallest float32 >= edge for side "left" (counts values < edge), the largest <= edge for "right". Searching
+    float32 data with float64 values would make numpy copy the data to float64 (800 MB for a VGG fc layer)."""
+    edges = np.atleast_1d(np.asarray(edges, dtype=np.float64))
+    rounded = edges.astype(np.float32)
+    if side == "left":
+        return np.where(rounded.astype(np.float64) < edges, np.nextafter(rounded, np.float32(np.inf)), rounded)
+    return np.where(rounded.astype(np.float64) > edges, np.nextafter(rounded, np.float32(-np.inf)), rounded)
+
+
+def weight_summary(values: np.ndarray, bins: int, quantiles: int, near_zero_fraction: float,
+                   sort_in_place: bool = False) -> dict:
     """Statistics and histogram of a flat weight vector. One float32 sort serves the quantiles, the
-    histogram and the near-zero count (a VGG fc layer has 100 M weights)."""
-    w = np.sort(np.asarray(values, dtype=np.float32).ravel())
+    histogram and the near-zero count (a VGG fc layer has 100 M weights). ``sort_in_place``: ``values`` is a
+    float32 vector the caller gives up, sorted without a copy."""
+    if sort_in_place and isinstance(values, np.ndarray) and values.dtype == np.float32 and values.ndim == 1:
+        w = values
+        w.sort()
+    else:
+        w = np.sort(np.asarray(values, dtype=np.float32).ravel())
     n = w.size
     mean = float(w.sum(dtype=np.float64) / n)
     m2, m4 = _central_moments(w, mean)
@@ -149,10 +126,11 @@ def weight_summary(values: np.ndarray, bins: int, quantiles: int, near_zero_frac
         low, high = low - 1e-6, high + 1e-6
     edges = np.linspace(low, high, bins + 1)
     # Values outside [low, high] are clipped into the end bins, as np.histogram(np.clip(w, low, high)).
-    inner = np.searchsorted(w, edges[1:-1], side="left")
+    inner = np.searchsorted(w, _float32_bounds(edges[1:-1], "left"), side="left")
     counts = np.diff(np.concatenate([[0], inner, [n]]))
     threshold = near_zero_fraction * largest
-    near_zero = (np.searchsorted(w, threshold, side="left") - np.searchsorted(w, -threshold, side="right")) / n
+    near_zero = (int(np.searchsorted(w, _float32_bounds(threshold, "left"), side="left")[0])
+                 - int(np.searchsorted(w, _float32_bounds(-threshold, "right"), side="right")[0])) / n
     return {
         "count": int(n),
         "mean": mean,

@@ -108,21 +108,28 @@ def _mean_only(values) -> Interval:
     return Interval(float(np.mean(values)) if values else None, None, None, len(values))
 
 
+def sanity_positions(entry: BackboneResult) -> tuple[int, ...]:
+    """Set positions of the sanity sample (results of an older reportgen: every image)."""
+    return entry.sanity.images or tuple(range(len(entry.views)))
+
+
 def _sanity_layer(entry: BackboneResult, arrays: dict, role: str, layer: str, config: AnalysisConfig) -> SanityLayer:
     trained = arrays[keys.cam(layer)]
-    usable = [i for i, st in enumerate(entry.cam_status[layer]) if st == CamStatus.OK]
+    sample = sanity_positions(entry)
+    # (row in the sanity arrays, position in the set) of sampled images whose trained CAM is usable
+    usable = [(row, i) for row, i in enumerate(sample) if entry.cam_status[layer][i] == CamStatus.OK]
     # Reference point: the trained CAMs against themselves (1.0 unless the similarity code is broken).
-    reference = [cam_similarity(trained[i], trained[i], config.sanity_resolution) for i in usable]
+    reference = [cam_similarity(trained[i], trained[i], config.sanity_resolution) for _, i in usable]
     steps = [SanityStepScore("none (trained)", 0, 0, _mean_only([p[0] for p in reference]),
                              _mean_only([p[1] for p in reference]))]
     for number, step in enumerate(entry.sanity.steps):
         randomised = arrays[keys.sanity_cam(number, layer)]
-        pairs = [cam_similarity(trained[i], randomised[i], config.sanity_resolution) for i in usable]
+        pairs = [cam_similarity(trained[i], randomised[row], config.sanity_resolution) for row, i in usable]
         seed = stable_seed(config.seed, "sanity", entry.name, layer, number)
         intervals = [Interval(*bootstrap_ci([p[k] for p in pairs], config.bootstrap_samples, seed), len(pairs))
                      for k in range(2)]
         steps.append(SanityStepScore(step.label, step.parameters,
-                                     sum(step.cam_status[layer][i] != CamStatus.OK for i in usable), *intervals))
+                                     sum(step.cam_status[layer][row] != CamStatus.OK for row, _ in usable), *intervals))
     final = steps[-1]
     thresholds = config.rules
     stays_similar = bool(final.spearman.mean is not None and (
