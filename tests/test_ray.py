@@ -53,6 +53,11 @@ def test_ray_run_equals_single_process(lite_report, tmp_path):
                     "--format", "html", "--json")
     assert again.exit_code == 0, again.output
     assert {s["status"] for s in json.loads(again.output[again.output.index("{"):])["shards"]} == {"cached"}
+    # --fresh reaches the shards: the cached ones are computed again
+    fresh = run_cli("run", "--preset", "lite", "--backbone", "tf_efficientnet_lite0", "--executor", "ray",
+                    "--shard-size", "8", "--out", str(out), "--format", "html", "--json", "--fresh")
+    assert fresh.exit_code == 0, fresh.output
+    assert {s["status"] for s in json.loads(fresh.output[fresh.output.index("{"):])["shards"]} == {"computed"}
 
 
 def _small_run(small_image_dir, out, *extra):

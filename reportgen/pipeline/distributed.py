@@ -98,7 +98,8 @@ def _inject_fault(spec: ShardSpec) -> None:
         raise RuntimeError(f"injected failure of shard {spec.name}")
 
 
-def shard_task(spec: ShardSpec, plan, config, weights_mode: str, device: str, threads: int) -> dict:
+def shard_task(spec: ShardSpec, plan, config, weights_mode: str, device: str, threads: int,
+               fresh: bool = False) -> dict:
     """One shard on a worker (module-level so Ray can ship it). Returns its status and seconds."""
     from ..analysis.environment import use_threads
     from .shards import run_planned_shard
@@ -108,7 +109,7 @@ def shard_task(spec: ShardSpec, plan, config, weights_mode: str, device: str, th
     use_threads(threads)
     # Latency does not depend on the images: the backbone's first shard measures it, the others skip it.
     _, status = run_planned_shard(plan, spec.paths, spec.out_dir, config, weights_mode, device,
-                                  with_cost=spec.first == 0)
+                                  with_cost=spec.first == 0, fresh=fresh)
     return {"status": status, "seconds": time.perf_counter() - started}
 
 
@@ -193,7 +194,7 @@ def run_shards(prepared, settings: ExecutorSettings, progress: Callable[[str], N
             **({"runtime_env": {"env_vars": env}} if env else {}))
         plans = {plan.backbone.name: plan for plan in prepared.plans}
         pending = {task.remote(spec, plans[spec.backbone], request.config, request.weights, prepared.device,
-                               threads): shard for spec, shard in zip(specs, outcome.shards)}
+                               threads, request.fresh): shard for spec, shard in zip(specs, outcome.shards)}
         progress(f"{len(specs)} shards ({len(prepared.plans)} backbone(s) x {len(specs) // len(prepared.plans)} "
                  f"slices) submitted")
         began, done = time.perf_counter(), 0

@@ -37,7 +37,7 @@ def run_shard(backbone, image_paths: Sequence[Path | str], out_dir: Path | str,
 
 def run_planned_shard(plan, image_paths: Sequence[Path | str], out_dir: Path | str, config: AnalysisConfig,
                       weights: str = "pretrained", device: str = "cpu", class_names=None,
-                      with_cost: bool = True) -> tuple[Path, str]:
+                      with_cost: bool = True, fresh: bool = False) -> tuple[Path, str]:
     """``run_shard`` with the weights already planned (a driver planned them for every shard):
     (results folder, "computed" or "cached"). ``with_cost=False`` skips the latency measurement (a driver
     takes each backbone's cost from its first shard)."""
@@ -53,7 +53,7 @@ def run_planned_shard(plan, image_paths: Sequence[Path | str], out_dir: Path | s
     image_set, decoded = decode_inputs(plans, results, lambda on_image: _shard_images(wanted, class_names, config,
                                                                                         on_image))
     outcome = run_battery(plans, image_set, class_names, config, results, device=device, weights_mode=weights,
-                          keep_merge_state=True, decoded=decoded, with_cost=with_cost)
+                          keep_merge_state=True, decoded=decoded, with_cost=with_cost, fresh=fresh)
     return results, outcome.status[plan.backbone.name]
 
 
