@@ -4,6 +4,8 @@ from __future__ import annotations
 import ctypes
 import gc
 import platform
+import signal
+import threading
 
 import numpy as np
 import timm
@@ -36,13 +38,26 @@ def release_memory() -> None:
     """Give freed memory back between stages: collect reference cycles (timm models have some), empty the CUDA
     cache, and ask glibc to return free heap pages to the system. Without the last step, each backbone's
     forward/backward buffers stay in the process's heap and the peak grows from one backbone to the next."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    # Ctrl-C during the collection would raise KeyboardInterrupt inside a finalizer, where Python swallows it
+    # ("Exception ignored in ...") and the run goes on: hold SIGINT until the collection is over.
+    blocked = _block_sigint()
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+            pass
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
+def _block_sigint() -> bool:
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return False
+    return signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
 
 
 def use_threads(count: int) -> None:
