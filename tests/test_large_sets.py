@@ -5,7 +5,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import IMAGES, REPO, run_cli
@@ -15,7 +14,6 @@ import synthetic_set  # noqa: E402
 
 from reportgen.analysis.classes import ClassNames  # noqa: E402
 from reportgen.errors import InputDataError  # noqa: E402
-from reportgen.inputs.config import AnalysisConfig  # noqa: E402
 from reportgen.inputs.images import LabelSource, hashed_sample, load_image_set  # noqa: E402
 
 LITE0 = ("--preset", "lite", "--backbone", "tf_efficientnet_lite0")

@@ -6,7 +6,7 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from ..errors import OutputError
 from ..inputs.decoded import DecodedInputs

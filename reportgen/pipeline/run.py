@@ -15,7 +15,7 @@ from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DISPLAY, DecodedInputs, display_geometry
 from ..inputs.images import ImageSet, load_rgb
 from ..results.keys import analysis_key
-from ..results.schema import (SCHEMA_VERSION, BackboneResult, CostReport, ImageEntry, ImageSetInfo, RunIndex,
+from ..results.schema import (SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, RunIndex,
                               SkippedImage,
                               WeightsMode)
 from ..results.store import (BACKBONES_DIR, COST, COST_SUFFIX, INDEX, METRICS, TIMINGS, atomic_write_bytes,

@@ -7,8 +7,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import arrays as keys
-
 
 class RunningMoments:
     """Mean and variance of every unit over all images, merged batch by batch (Chan et al.), so memory
