@@ -15,6 +15,18 @@ from reportgen.pipeline.distributed import FAULT_FAIL_SHARD, FAULT_KILL_ONCE, Sh
 RELATIVE = 1e-9
 
 
+@pytest.fixture(autouse=True)
+def _leave_the_process_as_found():
+    """ray.init changes this pytest process (environment variables it exports for its workers); later tests
+    start reportgen in subprocesses that would inherit them."""
+    import os
+
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _numbers_equal(a, b, where="metrics"):
     """Every number within RELATIVE (relative; absolute near zero), everything else identical."""
     if isinstance(a, dict):

@@ -18,10 +18,18 @@ def _command(out, images):
             "--backbone", "efficientnet_lite1", "--images", str(images), "--out", str(out), "--quiet", "--json"]
 
 
+def _as_a_foreground_command():
+    """The child starts as a command typed in a terminal would: SIGINT at its default and not blocked, whatever
+    state earlier tests (a local Ray cluster, submitit) left this pytest process in; a child inherits an ignored
+    or blocked SIGINT, and would then run to the end."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_stop_mid_second_backbone(out, images, sig):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     process = subprocess.Popen(_command(out, images), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env)
+                               env=env, preexec_fn=_as_a_foreground_command)
     folder = out / "results" / BACKBONES_DIR
     deadline = time.time() + 240
     while time.time() < deadline and not list(folder.glob("efficientnet_lite0-*.json")):
