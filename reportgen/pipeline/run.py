@@ -40,14 +40,18 @@ def display_copy_path(position: int) -> str:
     return f"images/{position:03d}.jpg"
 
 
+def _geometries(plans: tuple) -> dict:
+    """The display copy's geometry and every backbone's resize-and-crop (imports torchvision)."""
+    from ..analysis.transforms import input_geometries
+
+    return {DISPLAY: display_geometry, **input_geometries(plan.backbone for plan in plans)}
+
+
 def decode_inputs(plans: tuple, results_dir: Path, image_set_loader: Callable[..., ImageSet]) -> tuple:
     """(image set, decoded inputs): the set is loaded and validated by ``image_set_loader(on_image=...)``,
     which hands every image's pixels once to the cache of each geometry the backbones need plus the display
     copy's. Imports torchvision (through the backbones' transforms)."""
-    from ..analysis.transforms import input_geometries
-
-    geometries = {DISPLAY: display_geometry, **input_geometries(plan.backbone for plan in plans)}
-    decoded = DecodedInputs(Path(results_dir) / DECODED_DIR, geometries)
+    decoded = DecodedInputs(Path(results_dir) / DECODED_DIR, _geometries(plans))
     try:
         image_set = image_set_loader(on_image=lambda position, record, image: decoded.add(position, image))
     except BaseException:
@@ -58,10 +62,7 @@ def decode_inputs(plans: tuple, results_dir: Path, image_set_loader: Callable[..
 
 def _decode_again(plans: tuple, image_set: ImageSet, results_dir: Path) -> DecodedInputs:
     """For callers that pass an image set without its decoded inputs (library use): one decode per image."""
-    from ..analysis.transforms import input_geometries
-
-    geometries = {DISPLAY: display_geometry, **input_geometries(plan.backbone for plan in plans)}
-    decoded = DecodedInputs(Path(results_dir) / DECODED_DIR, geometries)
+    decoded = DecodedInputs(Path(results_dir) / DECODED_DIR, _geometries(plans))
     for position, record in enumerate(image_set.records):
         decoded.add(position, load_rgb(record.path))
     return decoded

@@ -16,14 +16,12 @@ from . import figures
 from .decision import Decision, decide
 from .rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, conclude
 from .sampling import caption_note
-from .scale import (ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs, distribution_values,
-                    flagged_groups, grid_sample, image_set_summary, object_groups)
+from .scale import (BACKGROUNDS, SIZES, ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs,
+                    distribution_values, flagged_groups, grid_sample, image_set_summary, object_groups)
 
 UNTRAINED_BANNER = "UNTRAINED WEIGHTS — not evidence"
 WORST_CLASSES_SHOWN = 10
 CONFUSED_PAIRS_SHOWN = 10
-SIZES = ("small", "medium", "large")
-BACKGROUNDS = ("clean", "cluttered")
 TABLE_GROUPS = (("all",) + tuple(f"size={s}" for s in SIZES) + tuple(f"background={g}" for g in BACKGROUNDS)
                 + tuple(f"size={s},background={g}" for s in SIZES for g in BACKGROUNDS))
 
