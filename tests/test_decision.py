@@ -104,6 +104,18 @@ def test_slimming_removes_exactly_the_units_parameters():
     assert np.allclose(kl_divergence(probs, probs), 0.0)
 
 
+def test_macs_removed_from_one_pass_equal_a_recount_of_the_slimmed_model():
+    from reportgen.analysis.backbone import count_macs
+    from reportgen.analysis.slimming import without
+
+    model = timm.create_model("resnet18", pretrained=False).eval()
+    total, by_module = count_macs(model, (3, 224, 224), "cpu")
+    for unit in ("layer4.1.conv2", "layer4.1", "layer3.1"):
+        slim, _ = without(model, unit)
+        recounted, _ = count_macs(slim, (3, 224, 224), "cpu")
+        assert by_module[unit] > 0 and by_module[unit] == total - recounted
+
+
 def test_a_backbone_without_a_replaceable_unit_gets_the_reason():
     from reportgen.analysis.slimming import choose_unit
     from reportgen.inputs.registry import Backbone
@@ -178,3 +190,32 @@ def test_an_untrained_decision_is_marked_illustrative_on_every_page_it_appears(t
     assert all("UNTRAINED WEIGHTS" in text for text in pages)
     assert "ILLUSTRATIVE" in (out / "report.md").read_text()
     assert json.loads((out / "metrics.json").read_text())["decision"]["illustrative"] is True
+
+
+def test_the_slimmed_latency_leaves_out_the_time_spent_inside_the_unit():
+    """The unit sleeps: every pass spends at least that long inside it (twice when it is called twice), so the
+    slimmed latency is shorter by at least as much, whatever the machine's speed."""
+    import time
+
+    from reportgen.analysis.cost import latency_ms
+
+    class Sleeps(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.02)
+            return x
+
+    class TwoCalls(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.unit, self.head = torch.nn.Conv2d(3, 4, 3), Sleeps(), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = self.unit(self.unit(self.stem(x)))
+            return self.head(x.mean(dim=(2, 3)))
+
+    model = TwoCalls().eval()
+    paired = latency_ms(model, (3, 16, 16), "cpu", unit="unit")
+    assert paired.repeats >= 3 and paired.median_ms >= 40.0
+    assert 0 < paired.without_unit_ms <= paired.median_ms - 40.0
+    assert latency_ms(model, (3, 16, 16), "cpu").without_unit_ms is None
+    assert not model.unit._forward_hooks and not model.unit._forward_pre_hooks

@@ -108,3 +108,35 @@ def test_one_host_copy_packs_and_unpacks_every_tensor():
     host = _to_host(tensors, pack=True)
     for key, value in tensors.items():
         assert host[key].shape == tuple(value.shape) and np.allclose(host[key], value.float().numpy())
+
+
+def test_channels_last_gives_the_same_cams_and_weight_statistics():
+    """The run converts models and inputs to channels-last: CAMs, features and predictions match NCHW up to float32
+    summation order, and the weight statistics (read in storage order, then sorted) are identical."""
+    from reportgen.analysis.backbone import weight_stats
+    from reportgen.analysis.models import input_batch, on_device
+    from reportgen.inputs.config import AnalysisConfig
+
+    backbone = registry.lookup("resnet50")
+    torch.manual_seed(1)
+    model = timm.create_model(backbone.architecture, pretrained=False).eval()
+    torch.manual_seed(2)
+    batch = torch.randn(2, 3, 160, 160)
+    layers = backbone.all_layers()
+    reference = analyse_backbone(model, [batch], layers, [3, None])
+    reference_weights = weight_stats(model, backbone, AnalysisConfig())
+    model = on_device(model, "cpu")
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    converted = input_batch(batch)
+    assert converted.is_contiguous(memory_format=torch.channels_last) and not converted.is_contiguous()
+    fast = analyse_backbone(model, [converted], layers, [3, None])
+    assert list(fast.targets) == list(reference.targets)
+    for layer in layers:
+        for field in ("cam", "feature_map"):
+            a, b = getattr(reference.layer(layer), field), getattr(fast.layer(layer), field)
+            if a is not None:
+                np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * float(np.abs(a).max()))
+    np.testing.assert_allclose(fast.probs, reference.probs, rtol=1e-4, atol=1e-7)
+    for layer, summary in weight_stats(model, backbone, AnalysisConfig()).items():
+        for key, value in summary.items():
+            assert np.array_equal(value, reference_weights[layer][key]), (layer, key)

@@ -7,7 +7,6 @@ backgrounds, so boxes are exact. Deterministic: same packages -> same files.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import matplotlib

@@ -25,7 +25,7 @@ from .classes import ClassNames
 from .cost import measure_cost
 from .environment import release_memory
 from .engine import BackboneAnalysis, analyse_backbone, forward_probs
-from .models import LoadedModel, load_model
+from .models import LoadedModel, input_batch, load_model, on_device
 from .sanity import SanityAnalysis, cascading_randomisation
 from .slimming import SlimUnit, choose_unit, deep_layer_after_removal, kl_divergence, without
 from .transforms import eval_transform, split
@@ -55,9 +55,9 @@ class Batches:
             stop = min(start + self.batch_size, len(self.records))
             if self.from_cache:
                 pixels = self.decoded.read(self.geometry, self.positions[start:stop])
-                yield torch.stack([self.tensor_part(Image.fromarray(p, mode="RGB")) for p in pixels])
+                yield input_batch(torch.stack([self.tensor_part(Image.fromarray(p, mode="RGB")) for p in pixels]))
             else:
-                yield torch.stack([self.transform(load_rgb(r.path)) for r in self.records[start:stop]])
+                yield input_batch(torch.stack([self.transform(load_rgb(r.path)) for r in self.records[start:stop]]))
 
     def __len__(self) -> int:
         return -(-len(self.records) // self.batch_size)
@@ -89,7 +89,7 @@ def weight_stats(model: torch.nn.Module, backbone, config: AnalysisConfig) -> di
         flat = np.empty(sum(t.numel() for t in tensors), dtype=np.float32)
         start = 0
         for t in tensors:
-            flat[start:start + t.numel()] = t.float().cpu().reshape(-1).numpy()
+            flat[start:start + t.numel()] = _storage_order(t.float().cpu()).numpy()
             start += t.numel()
         out[name] = weight_summary(flat, config.histogram_bins, config.weight_quantiles, config.near_zero_fraction,
                                    sort_in_place=True)
@@ -97,12 +97,25 @@ def weight_stats(model: torch.nn.Module, backbone, config: AnalysisConfig) -> di
     return out
 
 
-def count_macs(model: torch.nn.Module, input_size, device: str) -> float:
+def _storage_order(tensor: torch.Tensor) -> torch.Tensor:
+    """The elements as a flat view in storage order (the statistics do not depend on order): a channels-last
+    weight flattened in logical order would be copied first (400 MB for VGG19's fc1, a 7x7 conv)."""
+    if tensor.dim() == 4 and not tensor.is_contiguous() and tensor.is_contiguous(memory_format=torch.channels_last):
+        return tensor.permute(0, 2, 3, 1).reshape(-1)
+    return tensor.reshape(-1)
+
+
+def count_macs(model: torch.nn.Module, input_size, device: str) -> tuple[float, dict]:
+    """MACs of one batch-1 forward pass: the total, and per module path (each module's subtree), so the MACs a
+    removed unit accounted for come from the same pass."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros((1,) + tuple(input_size), device=device))
-    return counter.get_total_flops() / 2.0
+        model(input_batch(torch.zeros((1,) + tuple(input_size), device=device)))
+    root = type(model).__name__ + "."
+    by_module = {name[len(root):]: sum(counts.values()) / 2.0
+                 for name, counts in counter.get_flop_counts().items() if name.startswith(root)}
+    return counter.get_total_flops() / 2.0, by_module
 
 
 def with_oom_retry(work: Callable, batches: Batches, name: str, progress: Callable[[str], None]):
@@ -168,19 +181,22 @@ def _slim_unit(model, backbone, input_size) -> tuple[SlimUnit, str]:
     return choose_unit(model, backbone, input_size), "automatic"
 
 
-def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config: dict, macs: float,
-              config: AnalysisConfig, device: str, weights_mode: str, count) -> tuple[SlimmingRun, dict, Optional[torch.nn.Module]]:
-    """Remove the unit, run the images through the slimmed model, keep per-image outcomes."""
+def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config: dict, macs_by_module: dict,
+              config: AnalysisConfig, device: str, weights_mode: str, count) -> tuple[SlimmingRun, dict]:
+    """Remove the unit, run the images through the slimmed model, keep per-image outcomes. (Its latency comes
+    from the cost measurement, which times the unit inside the full model's passes.)"""
     unit, source = _slim_unit(model, backbone, data_config["input_size"])
     if unit.module is None:
-        return SlimmingRun(SlimmingStatus.NOT_POSSIBLE, None, source, unit.reason, 0, 0.0, None), {}, None
-    slim, removed = without(model, unit.module)
-    macs_removed = macs - count_macs(slim, data_config["input_size"], device)
+        return SlimmingRun(SlimmingStatus.NOT_POSSIBLE, None, source, unit.reason, 0, 0.0, None), {}
+    # Identity costs nothing: what is removed is what the unit's subtree counted in the full model's pass.
+    macs_removed = macs_by_module.get(unit.module, 0.0)
     if weights_mode == WeightsMode.RANDOM:
         # Like the sanity check: removing a unit from an untrained model says nothing about the backbone.
         reason = f"{unit.reason}; not run on the images: untrained weights"
+        removed = sum(p.numel() for p in model.get_submodule(unit.module).parameters())
         return SlimmingRun(SlimmingStatus.SKIPPED, unit.module, source, reason, removed, float(macs_removed),
-                           None), {}, slim
+                           None), {}
+    slim, removed = without(model, unit.module)
     deep = backbone.depth_layers["deep"]
     deep_slim = deep_layer_after_removal(deep, unit.module) if config.slimming_cams else None
     if deep_slim:
@@ -201,7 +217,7 @@ def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config:
                     spearman[i] = cam_similarity(full_cam.cam[i], slim_cam.cam[i], config.sanity_resolution)[0]
         arrays[keys.SLIM_SPEARMAN] = spearman
     run = SlimmingRun(SlimmingStatus.DONE, unit.module, source, unit.reason, removed, float(macs_removed), deep_slim)
-    return run, arrays, slim
+    return run, arrays
 
 
 def _layer_arrays(analysis: BackboneAnalysis, keep_merge_state: bool) -> dict:
@@ -256,7 +272,7 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     loaded: LoadedModel = load_model(plan, config.seed)
-    model = loaded.model.to(device)
+    model = on_device(loaded.model, device)
     timings["load_s"] = time.perf_counter() - started
     batches = Batches(image_set.records, eval_transform(loaded.data_config), config.batch_size, decoded)
     layers = backbone.all_layers()
@@ -280,20 +296,19 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
 
     mark = time.perf_counter()
     params = sum(p.numel() for p in model.parameters())
-    macs = count_macs(model, loaded.data_config["input_size"], device)
+    macs, macs_by_module = count_macs(model, loaded.data_config["input_size"], device)
     timings["flops_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    slimming, slim_arrays, slim_model = _slimming(model, batches, analysis, backbone, loaded.data_config, macs,
-                                                  config, device, weights_mode, count)
+    slimming, slim_arrays = _slimming(model, batches, analysis, backbone, loaded.data_config, macs_by_module, config,
+                                      device, weights_mode, count)
     timings["slimming_s"] = time.perf_counter() - mark
     release_memory()
 
     mark = time.perf_counter()
     # A shard after a backbone's first skips it: latency does not depend on the images.
-    cost = (measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slim_model)
+    cost = (measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slimming.unit)
             if with_cost else None)
-    del slim_model
     timings["cost_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

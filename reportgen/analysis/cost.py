@@ -1,20 +1,22 @@
 """What a backbone costs on the run's device: latency (median and quartiles of timed forward passes at batch
 1, after warm-up, under ``torch.inference_mode``), throughput at the run's batch size, and inference memory
 (CUDA: peak allocated; CPU: weights plus the largest activation footprint of one module at batch 1, measured
-from the tensors a forward pass makes). Machine-dependent: kept in cost.json, apart from the reproducible results."""
+from the tensors a forward pass makes), and the slimmed model's latency (the same passes minus the time spent inside
+the unit slimming removes). Machine-dependent: kept in cost.json, apart from the reproducible results."""
 from __future__ import annotations
 
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from ..results.schema import Cost, Machine
+from .models import input_batch
 
-# The memory measurement's forward pass (same model, same batch-1 shape) runs first and is the warm-up; the
-# slimmed model reuses the full model's layers and shapes, so it is warm too.
+# The memory measurement's forward pass (same model, same batch-1 shape) runs first and is the warm-up.
 WARMUP = 0
 LATENCY_REPEATS = 5
 MIN_REPEATS = 3
@@ -33,6 +35,41 @@ def machine(device: str) -> Machine:
     return Machine(device, name, cpu, torch.get_num_threads(), torch.__version__)
 
 
+class _UnitClock:
+    """Time spent inside one module during a forward pass (every call summed): forward pre-hook and hook around
+    it, CUDA events on a GPU (read after the pass's synchronisation)."""
+
+    def __init__(self, module: Optional[torch.nn.Module], device: str):
+        self.device, self.spans, self.handles = device, [], []
+        if module is not None:
+            self.handles = [module.register_forward_pre_hook(self._enter), module.register_forward_hook(self._leave)]
+
+    def _now(self):
+        if self.device == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def _enter(self, _module, _inputs):
+        self.spans.append([self._now(), None])
+
+    def _leave(self, _module, _inputs, _output):
+        self.spans[-1][1] = self._now()
+
+    def take_seconds(self) -> float:
+        if self.device == "cuda":
+            seconds = sum(start.elapsed_time(end) / 1000.0 for start, end in self.spans)
+        else:
+            seconds = sum(end - start for start, end in self.spans)
+        self.spans = []
+        return seconds
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
 def _timed(model: torch.nn.Module, batch: torch.Tensor, device: str) -> float:
     """Seconds of one forward pass (CUDA: events, synchronised)."""
     if device == "cuda":
@@ -47,31 +84,50 @@ def _timed(model: torch.nn.Module, batch: torch.Tensor, device: str) -> float:
     return time.perf_counter() - started
 
 
-def latency_ms(model: torch.nn.Module, input_size, device: str) -> tuple[float, float, float, int]:
-    """(median, first quartile, third quartile, repeats) of batch-1 forward latency in milliseconds."""
-    batch = torch.zeros((1,) + tuple(input_size), device=device)
+@dataclass(frozen=True)
+class Latency:
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    repeats: int
+    without_unit_ms: Optional[float]  # median over the passes of (pass - time inside the unit); None: no unit
+
+
+def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[str] = None) -> Latency:
+    """Batch-1 forward latency in milliseconds (median, quartiles). With ``unit``, the time spent inside it is
+    taken from the same passes: the slimmed model's latency is each pass minus its unit time (paired, so the
+    saving is not the difference of two noisy medians, and no second model is timed)."""
+    batch = input_batch(torch.zeros((1,) + tuple(input_size), device=device))
+    clock = _UnitClock(model.get_submodule(unit) if unit else None, device)
     samples: list[float] = []
-    with torch.inference_mode():
-        for _ in range(WARMUP):
-            _timed(model, batch, device)
-        spent = 0.0
-        while len(samples) < LATENCY_REPEATS and (len(samples) < MIN_REPEATS or spent < LATENCY_BUDGET_S):
-            samples.append(_timed(model, batch, device) * 1000.0)
-            spent += samples[-1] / 1000.0
+    without_unit: list[float] = []
+    try:
+        with torch.inference_mode():
+            for _ in range(WARMUP):
+                _timed(model, batch, device)
+                clock.take_seconds()
+            spent = 0.0
+            while len(samples) < LATENCY_REPEATS and (len(samples) < MIN_REPEATS or spent < LATENCY_BUDGET_S):
+                seconds = _timed(model, batch, device)
+                samples.append(seconds * 1000.0)
+                without_unit.append((seconds - clock.take_seconds()) * 1000.0)
+                spent += seconds
+    finally:
+        clock.remove()
     q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return median, q1, q3, len(samples)
+    return Latency(median, q1, q3, len(samples), statistics.median(without_unit) if unit else None)
 
 
 def images_per_second(model: torch.nn.Module, input_size, device: str, batch_size: int) -> float:
     """One timed pass at the run's batch size (the latency measurement before it warmed the model up)."""
-    batch = torch.zeros((batch_size,) + tuple(input_size), device=device)
+    batch = input_batch(torch.zeros((batch_size,) + tuple(input_size), device=device))
     with torch.inference_mode():
         seconds = _timed(model, batch, device)
     return batch_size / seconds if seconds > 0 else float("inf")
 
 
 def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, str]:
-    batch = torch.zeros((1,) + tuple(input_size), device=device)
+    batch = input_batch(torch.zeros((1,) + tuple(input_size), device=device))
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -98,14 +154,16 @@ def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, s
 
 
 def measure_cost(model: torch.nn.Module, input_size, device: str, batch_size: int,
-                 slim: Optional[torch.nn.Module] = None) -> Cost:
+                 slim_unit: Optional[str] = None) -> Cost:
+    """Cost of ``model``; ``slim_unit``: the module slimming removes, whose time inside the timed passes gives
+    the slimmed model's latency."""
     was_training = model.training
     model.eval()
     try:
         memory, method = memory_mb(model, input_size, device)  # also the first warm-up pass
-        median, q1, q3, repeats = latency_ms(model, input_size, device)
+        latency = latency_ms(model, input_size, device, slim_unit)
         throughput = images_per_second(model, input_size, device, batch_size)
-        slim_median = latency_ms(slim.eval(), input_size, device)[0] if slim is not None else None
     finally:
         model.train(was_training)
-    return Cost(median, q1, q3, repeats, throughput, batch_size, memory, method, slim_median, machine(device))
+    return Cost(latency.median_ms, latency.q1_ms, latency.q3_ms, latency.repeats, throughput, batch_size, memory,
+                method, latency.without_unit_ms, machine(device))

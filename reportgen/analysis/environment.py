@@ -1,6 +1,7 @@
 """Library versions that go into the results and the cache keys; the run's device (imports torch)."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import platform
@@ -52,6 +53,19 @@ def release_memory() -> None:
     finally:
         if blocked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
+@contextlib.contextmanager
+def long_lived_objects_frozen():
+    """Move every object alive now (torch, timm and the other imports: about half a million) out of the
+    collector's reach for the duration, so each full collection scans only what the run made. Without it,
+    each ``release_memory`` spent about 0.4 s re-scanning the imports (10 s of a paper-preset run)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _block_sigint() -> bool:

@@ -23,6 +23,22 @@ class LoadedModel:
     state_sha256: str  # of the tensors actually in the model
 
 
+# oneDNN (CPU) and cuDNN run convolutions natively in channels-last; an NCHW model is reordered on every call.
+# Measured on the 2-core CPU machine, forward + backward at batch 8: ResNet50, SE-ResNet50, VGG19, HRNet-W18 and
+# Inception-v3 10-30 % faster, DeiT unchanged. Results differ from NCHW only by float32 summation order.
+MEMORY_FORMAT = torch.channels_last
+
+
+def on_device(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """The model on the run's device, its 4-D weights in the run's memory format."""
+    return model.to(device, memory_format=MEMORY_FORMAT)
+
+
+def input_batch(batch: torch.Tensor) -> torch.Tensor:
+    """A batch of images (N, C, H, W) in the run's memory format."""
+    return batch.contiguous(memory_format=MEMORY_FORMAT) if batch.dim() == 4 else batch
+
+
 def state_dict_sha256(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for key, value in model.state_dict().items():

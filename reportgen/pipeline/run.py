@@ -117,7 +117,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     everything that determines it, so an interrupted run resumes where it stopped and an unchanged
     battery is not recomputed. ``fresh`` ignores saved results. ``decoded``: the inputs :func:`decode_inputs`
     made while loading the set (decoded here when not given); removed when the run ends."""
-    from ..analysis.environment import library_versions
+    from ..analysis.environment import library_versions, long_lived_objects_frozen
 
     results_dir = Path(results_dir)
     (results_dir / "images").mkdir(parents=True, exist_ok=True)
@@ -129,9 +129,10 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     decoded = decoded if decoded is not None else _decode_again(plans, image_set, results_dir)
     try:
         write_display_copies(image_set, decoded, results_dir)
-        entries, costs = _backbones(plans, image_set, class_names, config, results_dir, device, weights_mode,
-                                    progress, fresh, on_batch, keep_merge_state, decoded, versions, outcome,
-                                    with_cost)
+        with long_lived_objects_frozen():
+            entries, costs = _backbones(plans, image_set, class_names, config, results_dir, device, weights_mode,
+                                        progress, fresh, on_batch, keep_merge_state, decoded, versions, outcome,
+                                        with_cost)
     finally:
         decoded.remove()
 

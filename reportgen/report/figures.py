@@ -27,9 +27,12 @@ PAGE_WIDTH_IN = 7.2
 FLAG_COLOUR = "#c00000"
 
 
-def _png(fig) -> bytes:
+def _png(fig, tight: bool = True) -> bytes:
+    """``tight=False`` for a figure already laid out by ``tight_layout`` with nothing outside its axes: a
+    tight bounding box draws the figure twice."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", pil_kwargs={"compress_level": 3})
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight" if tight else None,
+                pil_kwargs={"compress_level": 3})
     plt.close(fig)
     return buffer.getvalue()
 
@@ -320,8 +323,8 @@ def last_three_figure(cache: ViewCache, backbone: BackboneResult, position: int)
             # A vector layer has no map to show (a note, in grey); an empty map of a spatial layer is flagged (red).
             _cell(ax, view * 0.35 + 0.65, flag=_flag_text(status), title="Grad-CAM",
                   flag_colour=NOTE_COLOUR if status == CamStatus.NOT_SPATIAL else FLAG_COLOUR)
-    fig.tight_layout()
-    return _png(fig)
+    fig.tight_layout(pad=0.4)
+    return _png(fig, tight=False)
 
 
 def localisation_plot(index: RunIndex, lookup: AggregateLookup, metric: str) -> bytes:

@@ -463,7 +463,8 @@ class Cost(JsonRecord):
     throughput_batch_size: int
     memory_mb: float
     memory_method: str  # how memory_mb was measured
-    slim_latency_ms_median: Optional[float]  # the slimmed model, batch 1 (None: no unit removed)
+    # the slimmed model, batch 1: each timed pass minus the time inside the removed unit (None: no unit)
+    slim_latency_ms_median: Optional[float]
     machine: Machine
 
 
