@@ -25,9 +25,9 @@ from .classes import ClassNames
 from .cost import measure_cost
 from .environment import release_memory
 from .engine import BackboneAnalysis, analyse_backbone, forward_probs
-from .models import LoadedModel, input_batch, load_model, on_device
+from .models import LoadedModel, input_batch, load_model, on_device, zeros_batch
 from .sanity import SanityAnalysis, cascading_randomisation
-from .slimming import SlimUnit, choose_unit, deep_layer_after_removal, kl_divergence, without
+from .slimming import SlimUnit, choose_unit, deep_layer_after_removal, kl_divergence, parameters_in, without
 from .transforms import eval_transform, split
 from .weights import WeightsPlan
 
@@ -111,7 +111,7 @@ def count_macs(model: torch.nn.Module, input_size, device: str) -> tuple[float, 
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(input_batch(torch.zeros((1,) + tuple(input_size), device=device)))
+        model(zeros_batch(1, input_size, device))
     root = type(model).__name__ + "."
     by_module = {name[len(root):]: sum(counts.values()) / 2.0
                  for name, counts in counter.get_flop_counts().items() if name.startswith(root)}
@@ -193,7 +193,7 @@ def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config:
     if weights_mode == WeightsMode.RANDOM:
         # Like the sanity check: removing a unit from an untrained model says nothing about the backbone.
         reason = f"{unit.reason}; not run on the images: untrained weights"
-        removed = sum(p.numel() for p in model.get_submodule(unit.module).parameters())
+        removed = parameters_in(model, unit.module)
         return SlimmingRun(SlimmingStatus.SKIPPED, unit.module, source, reason, removed, float(macs_removed),
                            None), {}
     slim, removed = without(model, unit.module)

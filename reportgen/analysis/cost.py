@@ -14,10 +14,9 @@ from typing import Optional
 import torch
 
 from ..results.schema import Cost, Machine
-from .models import input_batch
+from .models import zeros_batch
 
-# The memory measurement's forward pass (same model, same batch-1 shape) runs first and is the warm-up.
-WARMUP = 0
+# No warm-up pass of its own: the memory measurement's forward pass (same model, batch 1) runs first.
 LATENCY_REPEATS = 5
 MIN_REPEATS = 3
 # Big models on a CPU: stop repeating (after MIN_REPEATS) once this much time went into one measurement.
@@ -97,15 +96,12 @@ def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[s
     """Batch-1 forward latency in milliseconds (median, quartiles). With ``unit``, the time spent inside it is
     taken from the same passes: the slimmed model's latency is each pass minus its unit time (paired, so the
     saving is not the difference of two noisy medians, and no second model is timed)."""
-    batch = input_batch(torch.zeros((1,) + tuple(input_size), device=device))
+    batch = zeros_batch(1, input_size, device)
     clock = _UnitClock(model.get_submodule(unit) if unit else None, device)
     samples: list[float] = []
     without_unit: list[float] = []
     try:
         with torch.inference_mode():
-            for _ in range(WARMUP):
-                _timed(model, batch, device)
-                clock.take_seconds()
             spent = 0.0
             while len(samples) < LATENCY_REPEATS and (len(samples) < MIN_REPEATS or spent < LATENCY_BUDGET_S):
                 seconds = _timed(model, batch, device)
@@ -120,14 +116,14 @@ def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[s
 
 def images_per_second(model: torch.nn.Module, input_size, device: str, batch_size: int) -> float:
     """One timed pass at the run's batch size (the latency measurement before it warmed the model up)."""
-    batch = input_batch(torch.zeros((batch_size,) + tuple(input_size), device=device))
+    batch = zeros_batch(batch_size, input_size, device)
     with torch.inference_mode():
         seconds = _timed(model, batch, device)
     return batch_size / seconds if seconds > 0 else float("inf")
 
 
 def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, str]:
-    batch = input_batch(torch.zeros((1,) + tuple(input_size), device=device))
+    batch = zeros_batch(1, input_size, device)
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

@@ -10,6 +10,7 @@ import torch
 
 from ..errors import InputDataError, WeightsUnavailable
 from ..results.schema import WeightsSource
+from .transforms import pretrained_data_config
 from .weights import WeightsPlan, sha256_file, weights_file
 
 
@@ -37,6 +38,11 @@ def on_device(model: torch.nn.Module, device: str) -> torch.nn.Module:
 def input_batch(batch: torch.Tensor) -> torch.Tensor:
     """A batch of images (N, C, H, W) in the run's memory format."""
     return batch.contiguous(memory_format=MEMORY_FORMAT) if batch.dim() == 4 else batch
+
+
+def zeros_batch(size: int, input_size, device: str) -> torch.Tensor:
+    """A batch of ``size`` black images for passes whose content does not matter (MACs, latency, memory)."""
+    return input_batch(torch.zeros((size,) + tuple(input_size), device=device))
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:
@@ -156,7 +162,4 @@ def load_model(plan: WeightsPlan, seed: int) -> LoadedModel:
 
 def data_config_of(timm_id: str, model: torch.nn.Module) -> dict:
     """Input size, crop and mean/std of the registry's pretrained tag, whatever the weights source."""
-    pretrained_cfg = timm.models.get_pretrained_cfg(timm_id)
-    if pretrained_cfg is not None:
-        return timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
-    return timm.data.resolve_model_data_config(model)
+    return pretrained_data_config(timm_id) or timm.data.resolve_model_data_config(model)

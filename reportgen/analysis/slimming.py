@@ -56,11 +56,16 @@ def without(model: torch.nn.Module, unit: str) -> tuple[torch.nn.Module, int]:
     copy of a VGG would cost 550 MB."""
     shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
     slim = copy.deepcopy(model, memo=shared)
+    removed = parameters_in(model, unit)
     parent_name, _, child = unit.rpartition(".")
     parent = slim.get_submodule(parent_name) if parent_name else slim
-    removed = sum(p.numel() for p in parent.get_submodule(child).parameters())
     parent._modules[child] = torch.nn.Identity()
-    return slim, int(removed)
+    return slim, removed
+
+
+def parameters_in(model: torch.nn.Module, unit: str) -> int:
+    """Parameters of ``unit`` (what replacing it by identity removes)."""
+    return int(sum(p.numel() for p in model.get_submodule(unit).parameters()))
 
 
 def kl_divergence(full_probs: np.ndarray, slim_probs: np.ndarray, eps: float = 1e-12) -> np.ndarray:

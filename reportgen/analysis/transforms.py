@@ -23,13 +23,21 @@ def split(transform: T.Compose) -> tuple[str, Callable, Callable]:
     return key, pil_part, tensor_part
 
 
-def geometry_of(timm_id: str) -> Optional[tuple[str, Callable]]:
-    """(key, PIL part) of a timm id's eval transform, from its pretrained config without building the model;
-    None when the id has no pretrained config (its inputs are then decoded per backbone)."""
+def pretrained_data_config(timm_id: str) -> Optional[dict]:
+    """Input size, crop and mean/std of a timm id's pretrained tag, without building the model (None: no tag)."""
     pretrained_cfg = timm.models.get_pretrained_cfg(timm_id)
     if pretrained_cfg is None:
         return None
-    key, pil_part, _ = split(eval_transform(timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())))
+    return timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
+
+
+def geometry_of(timm_id: str) -> Optional[tuple[str, Callable]]:
+    """(key, PIL part) of a timm id's eval transform, from its pretrained config without building the model;
+    None when the id has no pretrained config (its inputs are then decoded per backbone)."""
+    data_config = pretrained_data_config(timm_id)
+    if data_config is None:
+        return None
+    key, pil_part, _ = split(eval_transform(data_config))
     return key, pil_part
 
 
