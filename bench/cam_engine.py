@@ -35,7 +35,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa:
 
 from reportgen.inputs import registry  # noqa: E402
 from reportgen.analysis.engine import analyse_backbone, tokens_to_map  # noqa: E402
-from reportgen.inputs.images import default_image_dir, load_rgb  # noqa: E402
+from reportgen.inputs.decoding import load_rgb  # noqa: E402
+from reportgen.inputs.images import default_image_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -83,7 +83,8 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
               help="Also accept pickle checkpoints (.pth/.pt/.bin), loaded with torch.load(weights_only=True).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
               help="Output folder: report.html, report.pdf, results/.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True,
+              help="auto: CUDA when a GPU is visible, else the CPU (the run prints the device chosen).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Images per forward pass; lower it to use less memory.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -127,17 +128,23 @@ def run(config_path, force, as_json, quiet, **_options):
     _check_output_folder(request.out_dir, force)
     distributed = request.executor.kind == "ray"
     if distributed:
-        from .pipeline.distributed import require_ray
+        from .pipeline.distributed import check_ray_address, require_ray
 
         require_ray()
+        if request.executor.address:
+            check_ray_address(request.executor.address)  # in seconds, before any folder is made
     from .pipeline.execute import execute, prepare  # loads torch: after the cheap checks
     from .progress import BatchProgress
 
-    prepared = prepare(request, say, decode=not distributed)
-    say(f"{len(prepared.plans)} backbone(s), {len(prepared.image_set.records)} images, weights: "
-        + ", ".join(f"{p.backbone.name}={p.source}" for p in prepared.plans))
-    with BatchProgress(enabled=not quiet and not as_json and not distributed) as bars:
-        result = execute(prepared, bars.message if not quiet else say, bars.update, say)
+    from .results.lock import output_folder_lock
+
+    with output_folder_lock(request.out_dir):
+        prepared = prepare(request, say, decode=not distributed)
+        say(prepared.device_note)
+        say(f"{len(prepared.plans)} backbone(s), {len(prepared.image_set.records)} images, weights: "
+            + ", ".join(f"{p.backbone.name}={p.source}" for p in prepared.plans))
+        with BatchProgress(enabled=not quiet and not as_json and not distributed) as bars:
+            result = execute(prepared, bars.message if not quiet else say, bars.update, say)
     results = request.out_dir / "results"
     if as_json:
         click.echo(json.dumps({
@@ -165,10 +172,15 @@ def _check_output_folder(out_dir: Path, force: bool) -> None:
         return
     if not out_dir.is_dir():
         raise OutputError(f"--out {out_dir} is a file; give a folder.")
-    ours = (out_dir / "results").is_dir()
-    if not ours and any(out_dir.iterdir()) and not force:
-        raise OutputError(f"--out {out_dir} is not empty and holds no reportgen results; choose another --out, "
-                          "or pass --force to write report.html, report.pdf and results/ beside its files.")
+    from .results.lock import LOCK_FILE, OWNER_FILE
+    from .results.store import holds_reportgen_results
+
+    ours = holds_reportgen_results(out_dir / "results")
+    foreign = [p for p in out_dir.iterdir() if p.name not in (LOCK_FILE, OWNER_FILE)]
+    if not ours and foreign and not force:
+        raise OutputError(f"--out {out_dir} is not empty and holds no reportgen results (no results/results.json "
+                          "of a reportgen run); choose another --out, or pass --force to write report.html, "
+                          "report.pdf and results/ beside its files.")
 
 
 @main.command(epilog=EXIT_CODES)
@@ -185,8 +197,11 @@ def render(results_dir, out_dir, formats, debug):
       reportgen render output/results --out /tmp/report
     """
     from .report.render import render_report
+    from .results.lock import output_folder_lock
 
-    _echo_written(render_report(results_dir, out_dir or Path(results_dir).resolve().parent, _formats(formats)))
+    out_dir = out_dir or Path(results_dir).resolve().parent
+    with output_folder_lock(out_dir):
+        _echo_written(render_report(results_dir, out_dir, _formats(formats)))
 
 
 @main.command(epilog=EXIT_CODES)
@@ -205,9 +220,12 @@ def merge(shards, out_dir, formats, debug):
     from .pipeline.shards import merge_and_score
     from .report.render import render_report
 
+    from .results.lock import output_folder_lock
+
     _check_output_folder(out_dir, force=False)
-    results = merge_and_score(shards, out_dir)
-    _echo_written(render_report(results, out_dir, _formats(formats)), results)
+    with output_folder_lock(out_dir):
+        results = merge_and_score(shards, out_dir)
+        _echo_written(render_report(results, out_dir, _formats(formats)), results)
 
 
 @main.command(epilog=EXIT_CODES)

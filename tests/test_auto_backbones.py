@@ -67,3 +67,26 @@ def test_unlisted_model_end_to_end(tmp_path, small_image_dir):
     assert all(b["layer_source"] == "automatic" for b in index["backbones"])
     html = (out / "report.html").read_text()
     assert "chosen automatically" in html and "stages.3" in html
+
+
+@pytest.mark.parametrize("timm_id, family, unit", [("resnet18", "deeper", "layer4.1"),
+                                                  ("regnety_002", "attention", "s4.b7.conv3")])
+def test_automatic_slimming_removes_a_whole_block_never_a_conv_before_its_norm(timm_id, family, unit):
+    """The penultimate layer of both is a shape-keeping conv followed by a BatchNorm: removing the conv alone
+    would leave the norm normalising its input with statistics of its output. The rule removes the block."""
+    import timm
+
+    from reportgen.analysis.autolayers import auto_backbone, dry_forward
+    from reportgen.analysis.slimming import choose_unit, feeds_a_batch_norm
+
+    backbone = auto_backbone(timm_id)
+    assert backbone.family == family
+    model = timm.create_model(timm_id, pretrained=False)
+    chosen = choose_unit(model, backbone, (3, 224, 224))
+    assert chosen.module == unit and "BatchNorm" in chosen.reason
+    dry = dry_forward(model, (3, 224, 224))
+    modules = dict(model.named_modules())
+    penultimate = backbone.weights_module(backbone.last_three[1])
+    assert dry.keeps_shape(penultimate) and feeds_a_batch_norm(dry, modules, penultimate)
+    assert dry.keeps_shape(chosen.module) and not feeds_a_batch_norm(dry, modules, chosen.module)
+    assert penultimate.startswith(chosen.module + ".")  # the conv goes, with everything around it in its block

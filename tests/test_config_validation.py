@@ -10,10 +10,13 @@ from conftest import run_cli
 
 @pytest.fixture
 def no_model_loads(monkeypatch):
+    import reportgen.analysis.backbone as backbone  # imported first: importing it under the patch would bind it
+    import reportgen.analysis.models as models
+
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the config was checked")
-    monkeypatch.setattr("reportgen.analysis.models.load_model", refuse)
-    monkeypatch.setattr("reportgen.analysis.backbone.load_model", refuse)
+    monkeypatch.setattr(models, "load_model", refuse)
+    monkeypatch.setattr(backbone, "load_model", refuse)
 
 
 @pytest.mark.parametrize("table, text, key", [
@@ -54,3 +57,48 @@ def test_every_value_is_checked_in_code_too():
     with pytest.raises(UsageError, match="sanity_max_ssim = 2"):
         RuleThresholds(sanity_max_ssim=2)
     assert AnalysisConfig.from_dict(AnalysisConfig().to_dict()) == AnalysisConfig()
+
+
+def test_every_config_field_is_classified_and_model_side_fields_reach_the_cache_key():
+    """A field the model-side code reads must change each backbone's cache key (sanity_resolution feeds slimming's
+    CAM Spearman); a new field without a side fails here and at import."""
+    from dataclasses import fields, replace
+
+    from reportgen.inputs import config
+    from reportgen.inputs.registry import lookup
+    from reportgen.results.keys import analysis_key
+
+    sides = config.MODEL_SIDE_FIELDS + config.SCORING_SIDE_FIELDS + config.EXECUTION_FIELDS
+    assert sorted(sides) == sorted(f.name for f in fields(AnalysisConfig)) and len(set(sides)) == len(sides)
+    assert "sanity_resolution" in config.MODEL_SIDE_FIELDS
+    base = AnalysisConfig()
+    key = analysis_key(lookup("efficientnet_lite0"), "w", "images", base, VERSIONS)
+    changed = {"sanity_resolution": 32, "sanity_max_images": 8, "slimming_cams": False, "cam_method": "layercam"}
+    for name, value in changed.items():
+        assert analysis_key(lookup("efficientnet_lite0"), "w", "images", replace(base, **{name: value}), VERSIONS) != key
+    for name, value in {"bootstrap_samples": 50, "spread_level": 0.3, "batch_size": 2}.items():
+        assert analysis_key(lookup("efficientnet_lite0"), "w", "images", replace(base, **{name: value}), VERSIONS) == key
+
+
+VERSIONS = {"reportgen": "x", "torch": "x", "timm": "x", "grad-cam": "x"}
+
+
+def test_device_defaults_to_auto_and_says_what_it_chose():
+    from reportgen.analysis.environment import device_note, resolve_device
+    from reportgen.inputs.battery import EMPTY
+    from reportgen.pipeline.request import resolve_request
+
+    assert "[default: auto]" in " ".join(run_cli("run", "--help").output.split())
+    flags = {"weights": "pretrained", "device": "auto", "formats": "html", "batch_size": 8, "seed": 0,
+             "no_sanity": False, "executor": "local", "ray_address": None, "shard_size": 256, "backbones": (),
+             "images_dir": None, "checkpoints": (), "trust_pickle": False, "out_dir": "o", "offline": False,
+             "fresh": False, "preset": "lite"}
+    assert resolve_request(EMPTY, flags, set()).device == "auto"
+    chosen = resolve_device("auto")
+    import torch
+
+    assert chosen == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    note = device_note("auto", chosen)
+    assert note.startswith(f"device: {chosen} (") and "auto" in note
+    assert "auto" not in device_note("cpu", "cpu")

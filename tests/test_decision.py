@@ -93,10 +93,10 @@ def test_slimming_removes_exactly_the_units_parameters():
     backbone = auto_backbone("resnet18")
     model = timm.create_model("resnet18", pretrained=False).eval()
     unit = choose_unit(model, backbone, (3, 224, 224))
-    # The penultimate of the automatic last three (layer4.1.conv2, 512 -> 512 channels at 7x7) keeps its shape.
-    assert unit.module == "layer4.1.conv2" and "keeps its shape" in unit.reason
+    # The penultimate of the automatic last three (layer4.1.conv2) feeds a BatchNorm: its whole block goes.
+    assert unit.module == "layer4.1" and "feeds a BatchNorm" in unit.reason
     slim, removed = without(model, unit.module)
-    assert removed == 512 * 512 * 9 == sum(p.numel() for p in model.get_submodule(unit.module).parameters())
+    assert removed == 2 * (512 * 512 * 9 + 2 * 512) == sum(p.numel() for p in model.get_submodule(unit.module).parameters())
     assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in slim.parameters()) == removed
     assert isinstance(slim.get_submodule(unit.module), torch.nn.Identity)
     assert slim(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)

@@ -35,6 +35,22 @@ def test_class_folders_give_labels(tmp_path, layout):
         assert record.file == f"{record.path.parent.name}/{record.path.name}"
 
 
+def test_images_in_sub_folders_take_their_class_folders_class(tmp_path):
+    """As torchvision's ImageFolder: DIR/n02123045/sub/b.jpg is a tabby cat, and the set counts such images."""
+    folder = synthetic_set.build(tmp_path / "set", 10, "wnid")
+    moved = []
+    for path in sorted((folder / "n02123045").glob("*.jpg"))[:2]:
+        (path.parent / "sub" / "deeper").mkdir(parents=True, exist_ok=True)
+        moved.append(path.rename(path.parent / "sub" / "deeper" / path.name))
+    image_set = load_image_set(folder, ClassNames().resolve)
+    by_path = {r.path: r for r in image_set.records}
+    assert len(image_set.records) == 10 and image_set.from_subfolders == 2
+    for path in moved:
+        assert by_path[path].class_index == 281 and by_path[path].in_subfolder
+        assert by_path[path].file == f"n02123045/sub/deeper/{path.name}"
+    assert not any(r.in_subfolder for r in image_set.records if r.path not in moved)
+
+
 def test_unknown_class_folder_is_one_clear_error(tmp_path):
     folder = synthetic_set.build(tmp_path / "set", 6, "wnid")
     (folder / "n02123045").rename(folder / "kitties")
@@ -101,11 +117,11 @@ def torch_equal(a, b) -> bool:
 
 def test_each_image_is_decoded_once(tmp_path, small_image_dir, monkeypatch):
     """Validation, display copies, two backbones, the sanity check and slimming: one decode per image."""
-    import reportgen.inputs.images as images_module
+    import reportgen.inputs.decoding as decoding_module
 
     calls = []
-    original = images_module.decode_rgb
-    monkeypatch.setattr(images_module, "decode_rgb", lambda path: calls.append(Path(path).name) or original(path))
+    original = decoding_module.decode_rgb
+    monkeypatch.setattr(decoding_module, "decode_rgb", lambda path: calls.append(Path(path).name) or original(path))
     battery = tmp_path / "battery.toml"
     battery.write_text("[analysis]\nsanity_max_images = 2\n")
     out = tmp_path / "out"
@@ -157,9 +173,12 @@ def report_200(tmp_path_factory):
     """A 200-image class-folder set, the way a user points reportgen at a validation folder."""
     work = tmp_path_factory.mktemp("set200")
     folder = synthetic_set.build(work / "images", 200, "wnid", seed=7)
-    # One folder of loose, unlabelled images beside the class folders.
+    # One folder of loose, unlabelled images beside the class folders, and a few images in a sub-folder of one.
     for n, path in enumerate(sorted(folder.rglob("*.jpg"))[:4]):
         shutil.copy(path, folder / f"loose{n}.jpg")
+    for path in sorted((folder / "n07920052").glob("*.jpg"))[:3]:
+        (path.parent / "sub").mkdir(exist_ok=True)
+        path.rename(path.parent / "sub" / path.name)
     out = work / "out"
     result = run_cli("run", *LITE0, "--images", str(folder), "--out", str(out), "--quiet", "--no-sanity-check",
                      "--format", "html,pdf,md,json")
@@ -192,6 +211,7 @@ def test_200_images_are_sampled_and_summarised(report_200):
     assert '<details class="full-table">' in html
     assert (report_200 / "report.html").stat().st_size < 3 * 2 ** 20
     assert "4 images outside the class folders have no label" in html
+    assert "3 images came from sub-folders of their class folder and carry its class" in html
 
 
 def test_per_image_csv_has_every_image(report_200):
@@ -218,3 +238,18 @@ def test_per_image_csv_has_every_image(report_200):
     for row in deep[:20]:
         stored = metrics[(row["image"], row["layer"])]
         assert (row["spread"] == "" and stored.spread is None) or float(row["spread"]) == stored.spread
+
+
+def test_a_set_without_boxes_says_why_instead_of_empty_tables(report_200):
+    """The usual validation folder has labels and no boxes: no table is a bare header, and the findings say that
+    localisation was not measured (not that the CAMs were unusable)."""
+    import re
+
+    html = (report_200 / "report.html").read_text()
+    for table in re.findall(r"<table[^>]*>.*?</table>", html, flags=re.S):
+        assert "<td" in table, table[:200]
+    assert html.count("No boxed images: localisation not measured") == 2  # Tables 1 and 2
+    conclusions = html[html.index('id="conclusions"'):html.index('id="claims"')]
+    assert "no boxed images: localisation not measured." in conclusions
+    assert "no usable" not in conclusions and "n/a [n/a, n/a]" not in conclusions
+    assert not re.search(r"\.[A-Z]", re.sub(r"<[^>]+>", " ", conclusions).replace("e.g.", ""))  # a space after each sentence

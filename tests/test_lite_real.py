@@ -5,7 +5,8 @@ import timm
 from reportgen.inputs import registry
 from reportgen.analysis.engine import analyse_backbone
 from reportgen.errors import WeightsUnavailable
-from reportgen.inputs.images import crop_window, load_image_set
+from reportgen.inputs.geometry import crop_window
+from reportgen.inputs.images import load_image_set
 from reportgen.scoring.measures import localisation, upsample
 from reportgen.analysis.models import load_lite_checkpoint, load_model
 from reportgen.analysis.classes import ClassNames
@@ -27,7 +28,7 @@ def test_chelsea_is_a_cat_and_the_cam_is_on_it(lite0):
     assert lite0.data_config["mean"] == (0.5, 0.5, 0.5) and lite0.data_config["std"] == (0.5, 0.5, 0.5)
     image_set = load_image_set(IMAGES, ClassNames().resolve)
     record = next(r for r in image_set.records if r.file == "chelsea.png")
-    from reportgen.inputs.images import load_rgb
+    from reportgen.inputs.decoding import load_rgb
 
     batch = timm.data.create_transform(**lite0.data_config)(load_rgb(record.path))[None]
     backbone = registry.lookup("efficientnet_lite0")

@@ -4,7 +4,7 @@ import pytest
 import timm
 from PIL import Image
 
-from reportgen.inputs.images import crop_window
+from reportgen.inputs.geometry import crop_window
 from reportgen.results.stats import weight_summary
 from reportgen.scoring.measures import (bootstrap_ci, box_mask, centred_gaussian, linear_cka_from_grams, localisation,
                                         uniform_map)

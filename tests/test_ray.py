@@ -2,11 +2,15 @@
 single-process run's; a killed worker is retried; a shard that keeps failing ends the run with its name and no
 report; without Ray installed the flag says how to install it."""
 import json
+import os
+import socket
 import sys
+import threading
+import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import IMAGES, run_cli
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
@@ -19,12 +23,26 @@ RELATIVE = 1e-9
 def _leave_the_process_as_found():
     """ray.init changes this pytest process (environment variables it exports for its workers); later tests
     start reportgen in subprocesses that would inherit them."""
-    import os
-
     saved = dict(os.environ)
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One Ray cluster of two nodes on this machine for every Ray test, joined through --ray-address. (Ray does not
+    keep a cluster on the loopback address: a driver given 127.0.0.1 connects to the machine's interface address,
+    so the nodes listen there, as `ray start` would.) Each node offers 2 CPUs, the torch threads a shard asks for."""
+    from ray.cluster_utils import Cluster
+
+    saved = dict(os.environ)
+    started = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    started.add_node(num_cpus=2)
+    os.environ.clear()
+    os.environ.update(saved)
+    yield started.address
+    started.shutdown()
 
 
 def _numbers_equal(a, b, where="metrics"):
@@ -47,29 +65,65 @@ def _metrics(out):
     return json.loads((out / "results" / "metrics.json").read_text())
 
 
-def test_ray_run_equals_single_process(lite_report, tmp_path):
-    out = tmp_path / "ray"
-    result = run_cli("run", "--preset", "lite", "--executor", "ray", "--shard-size", "8", "--out", str(out),
-                     "--format", "html,json", "--json")
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{"):])
-    shards = summary["shards"]
-    assert len(shards) == 9 and {s["status"] for s in shards} == {"computed"}  # 3 backbones x 3 slices
-    assert sorted(s["images"] for s in shards if s["backbone"] == "efficientnet_lite0") == [2, 8, 8]
-    ours, single = _metrics(out), _metrics(lite_report)
-    assert ours["predictions"] == single["predictions"]  # identical, not approximately
-    _numbers_equal(ours, single)
-    assert (out / "report.html").stat().st_size > 100_000
+def _json(result) -> dict:
+    return json.loads(result.output[result.output.index("{"):])
 
-    again = run_cli("run", "--preset", "lite", "--executor", "ray", "--shard-size", "8", "--out", str(out),
-                    "--format", "html", "--json")
+
+def _data_folders(tmp_path):
+    """The layout of issue 18: ``--images DATA/n02123045``, a flat folder whose own name is a WordNet id, holding
+    photos and files that cannot be analysed, beside another folder of DATA."""
+    data = tmp_path / "data"
+    images = data / "n02123045"
+    images.mkdir(parents=True)
+    for name in ("chelsea.png", "controlled_cat_small_clean.png", "coffee.png"):
+        (images / name).write_bytes((IMAGES / name).read_bytes())
+    (images / "empty.png").write_bytes(b"")
+    (images / "text.jpg").write_text("not a JPEG\n" * 20)
+    (images / "truncated.png").write_bytes((IMAGES / "chelsea.png").read_bytes()[:5000])
+    (data / "other").mkdir()
+    (data / "other" / "x.png").write_bytes((IMAGES / "chelsea.png").read_bytes())
+    return images
+
+
+def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(cluster, tmp_path, monkeypatch):
+    images = _data_folders(tmp_path)
+    common = ("run", "--preset", "lite", "--backbone", "tf_efficientnet_lite0", "--backbone", "tf_efficientnet_lite1",
+              "--images", str(images), "--batch-size", "2", "--no-sanity-check", "--format", "html,json", "--json")
+    single = run_cli(*common, "--out", str(tmp_path / "single"))
+    assert single.exit_code == 0, single.output
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(FAULT_KILL_ONCE, str(marker))
+    out = tmp_path / "ray"
+    result = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1")
+    assert result.exit_code == 0, result.output
+    assert marker.read_text() == "efficientnet_lite0-0001"  # that shard's first worker was SIGKILLed and retried
+    shards = _json(result)["shards"]
+    # shard size 1 rounds up to a whole batch of 2: 3 images -> slices of 2 and 1, per backbone
+    assert sorted((s["backbone"], s["images"]) for s in shards) == [("efficientnet_lite0", 1), ("efficientnet_lite0", 2),
+                                                                    ("efficientnet_lite1", 1), ("efficientnet_lite1", 2)]
+    assert {s["status"] for s in shards} == {"computed"}
+    assert len({s["node"] for s in shards}) == 2, shards  # both nodes ran shards
+    ray_index = json.loads((out / "results" / "results.json").read_text())
+    one_index = json.loads((tmp_path / "single" / "results" / "results.json").read_text())
+    assert ray_index["skipped_images"] == one_index["skipped_images"]
+    assert {s["file"] for s in ray_index["skipped_images"]} == {"empty.png", "text.jpg", "truncated.png"}
+    assert [(i["file"], i["class_index"]) for i in ray_index["images"]] == \
+        [(i["file"], i["class_index"]) for i in one_index["images"]]
+    assert all(i["class_index"] is None for i in ray_index["images"])  # the folder's name is not a label
+    assert ray_index["image_set"]["labels"] == one_index["image_set"]["labels"] == "none"
+    ours, theirs = _metrics(out), _metrics(tmp_path / "single")
+    assert ours["predictions"] == theirs["predictions"]  # identical, not approximately
+    _numbers_equal(ours, theirs)
+    assert "truncated.png" in (out / "report.html").read_text()
+
+    monkeypatch.delenv(FAULT_KILL_ONCE)
+    again = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1")
     assert again.exit_code == 0, again.output
-    assert {s["status"] for s in json.loads(again.output[again.output.index("{"):])["shards"]} == {"cached"}
-    # --fresh reaches the shards: the cached ones are computed again
-    fresh = run_cli("run", "--preset", "lite", "--backbone", "tf_efficientnet_lite0", "--executor", "ray",
-                    "--shard-size", "8", "--out", str(out), "--format", "html", "--json", "--fresh")
+    assert {s["status"] for s in _json(again)["shards"]} == {"cached"}
+    fresh = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1",
+                    "--fresh")  # --fresh reaches the shards
     assert fresh.exit_code == 0, fresh.output
-    assert {s["status"] for s in json.loads(fresh.output[fresh.output.index("{"):])["shards"]} == {"computed"}
+    assert {s["status"] for s in _json(fresh)["shards"]} == {"computed"}
 
 
 def _small_run(small_image_dir, out, *extra):
@@ -78,34 +132,71 @@ def _small_run(small_image_dir, out, *extra):
                    *extra)
 
 
-def test_killed_worker_is_retried_and_still_matches(small_image_dir, tmp_path, monkeypatch):
-    single = _small_run(small_image_dir, tmp_path / "single")
-    assert single.exit_code == 0, single.output
-    marker = tmp_path / "killed-once"
-    monkeypatch.setenv(FAULT_KILL_ONCE, str(marker))
-    result = _small_run(small_image_dir, tmp_path / "ray", "--executor", "ray", "--shard-size", "1")
+@pytest.fixture(scope="module")
+def single_small(small_image_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "out"
+    result = _small_run(small_image_dir, out)
     assert result.exit_code == 0, result.output
-    assert marker.read_text() == "efficientnet_lite0-0001"  # that shard's first worker was SIGKILLed
-    shards = json.loads(result.output[result.output.index("{"):])["shards"]
-    assert len(shards) == 3 and all(s["status"] == "computed" for s in shards)
-    _numbers_equal(_metrics(tmp_path / "ray"), _metrics(tmp_path / "single"))
+    return out
 
 
-def test_a_shard_that_always_fails_ends_the_run_without_a_report(small_image_dir, tmp_path, monkeypatch):
+def test_a_shard_that_always_fails_ends_the_run_without_a_report(cluster, single_small, small_image_dir, tmp_path,
+                                                                  monkeypatch):
     monkeypatch.setenv(FAULT_FAIL_SHARD, "efficientnet_lite0-0002")
     out = tmp_path / "ray"
-    result = _small_run(small_image_dir, out, "--executor", "ray", "--shard-size", "1")
+    ray_args = ("--executor", "ray", "--ray-address", cluster, "--shard-size", "1")
+    result = _small_run(small_image_dir, out, *ray_args)
     assert result.exit_code == ShardsFailed.exit_code == 7
     assert "efficientnet_lite0-0002" in result.output and "no report written" in result.output
     assert "Traceback" not in result.output
     assert not (out / "report.html").exists() and not (out / "results" / "results.json").exists()
     # the other shards finished and are kept: the next run computes only the missing one
     monkeypatch.delenv(FAULT_FAIL_SHARD)
-    again = _small_run(small_image_dir, out, "--executor", "ray", "--shard-size", "1")
+    again = _small_run(small_image_dir, out, *ray_args)
     assert again.exit_code == 0, again.output
-    statuses = {s["name"]: s["status"] for s in json.loads(again.output[again.output.index("{"):])["shards"]}
+    statuses = {s["name"]: s["status"] for s in _json(again)["shards"]}
     assert statuses == {"efficientnet_lite0-0000": "cached", "efficientnet_lite0-0001": "cached",
                         "efficientnet_lite0-0002": "computed"}
+    _numbers_equal(_metrics(out), _metrics(single_small))
+
+
+def _serve(reply: bytes):
+    """A TCP server on every address of this machine that answers each connection with ``reply`` (not Ray)."""
+    server = socket.socket()
+    server.bind(("", 0))
+    server.listen()
+
+    def answer():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.sendall(reply)
+    threading.Thread(target=answer, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("kind", ["nothing listening", "not Ray"])
+def test_an_unreachable_ray_address_fails_fast_with_one_line(small_image_dir, tmp_path, kind):
+    server = _serve(b"SSH-2.0-OpenSSH_9.2\r\n") if kind == "not Ray" else None
+    address = f"127.0.0.1:{server.getsockname()[1]}" if server else "127.0.0.1:9"
+    try:
+        started = time.monotonic()
+        result = _small_run(small_image_dir, tmp_path / "out", "--executor", "ray", "--ray-address", address)
+        elapsed = time.monotonic() - started
+    finally:
+        if server:
+            server.close()
+    assert result.exit_code == 2, result.output
+    assert elapsed < 30
+    lines = result.output.strip().splitlines()
+    error = [line for line in lines if line.startswith("reportgen: error:")]
+    assert len(error) == 1 and address in error[0] and "ray start --head" in error[0], result.output
+    if kind == "not Ray":
+        assert "a server there does not speak Ray's protocol" in error[0] or "a server there closed" in error[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_without_ray_the_flag_says_how_to_install(small_image_dir, tmp_path, monkeypatch):
@@ -131,21 +222,24 @@ def test_executor_table_in_battery_files(tmp_path):
     assert result.exit_code == 2 and "choose local or ray" in result.output
 
 
-def test_submitit_example_from_the_docs(small_image_dir, tmp_path):
-    """docs/scaling.md's submitit path, with submitit's local executor (subprocesses instead of Slurm)."""
+def test_submitit_example_from_the_docs(single_small, small_image_dir, tmp_path):
+    """docs/scaling.md's submitit path, with submitit's local executor (subprocesses instead of Slurm): the slices
+    carry the manifest's labels and boxes, and the merged numbers equal one process's."""
     submitit = pytest.importorskip("submitit")
     from reportgen.inputs.config import AnalysisConfig
-    from reportgen.pipeline.shards import merge_and_score, run_shard
-    from reportgen.results.store import load_results
+    from reportgen.pipeline.shards import image_slices, merge_and_score, run_shard
 
-    images = sorted(small_image_dir.glob("*.png"))
-    slices = [images[:2], images[2:]]
+    config = AnalysisConfig(batch_size=1, sanity_check=False)
+    slices = image_slices(small_image_dir, 2, config)
     executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit"))
     executor.update_parameters(timeout_min=10)
-    config = AnalysisConfig(batch_size=1, sanity_check=False)
-    jobs = [executor.submit(run_shard, "efficientnet_lite0", s, tmp_path / f"shard{n}", config) for n, s in
-            enumerate(slices)]
-    merged = merge_and_score([job.result() for job in jobs], tmp_path / "report")
-    saved = load_results(merged)
-    assert len(saved.index.images) == 3 and saved.index.backbones[0].name == "efficientnet_lite0"
-    assert len(saved.metrics.predictions) == 3
+    jobs = [executor.submit(run_shard, "efficientnet_lite0", s, tmp_path / f"shard{n}", config)
+            for n, s in enumerate(slices)]
+    merge_and_score([job.result() for job in jobs], tmp_path / "report")
+    merged = json.loads((tmp_path / "report" / "results" / "results.json").read_text())
+    single = json.loads((single_small / "results" / "results.json").read_text())
+    assert [(i["file"], i["class_index"], i["box"]) for i in merged["images"]] == \
+        [(i["file"], i["class_index"], i["box"]) for i in single["images"]]
+    assert merged["image_set"]["labels"] == "manifest" and merged["image_set"]["root_name"] == small_image_dir.name
+    assert any(i["class_index"] is not None for i in merged["images"])
+    _numbers_equal(_metrics(tmp_path / "report"), _metrics(single_small))

@@ -6,7 +6,7 @@ import torch
 
 from reportgen.inputs import registry
 from reportgen.analysis.engine import analyse_backbone, tokens_to_map
-from reportgen.inputs.images import load_rgb
+from reportgen.inputs.decoding import load_rgb
 
 from conftest import IMAGES
 
@@ -86,8 +86,9 @@ def test_lite_registry_taps_match_the_automatic_rule():
 
 @pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)
 def test_registry_slimming_units_follow_the_rule(backbone):
-    """Each registry backbone names the unit slimming removes, with the reason; the rule (the penultimate layer
-    when it keeps its shape, else the last shape-keeping block before the head) arrives at the same unit."""
+    """Each registry backbone names the unit slimming removes, with the reason; the rule (the penultimate layer when
+    it keeps its shape and feeds no BatchNorm, else the smallest block holding it that does, else the last such
+    block before the head) arrives at the same unit."""
     from reportgen.analysis.slimming import choose_unit
 
     model = timm.create_model(backbone.architecture, pretrained=False)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from reportgen.inputs.config import AnalysisConfig
-from reportgen.pipeline.shards import merge_and_score as merge_shards, run_shard
+from reportgen.pipeline.shards import image_slices, merge_and_score as merge_shards, run_shard
 from reportgen.results import arrays as keys
 from reportgen.results.store import load_results
 
@@ -12,11 +12,13 @@ from conftest import run_cli
 
 
 def test_two_image_shards_merge_to_the_single_run(tmp_path, small_image_dir):
-    paths = sorted(p for p in small_image_dir.iterdir() if p.suffix == ".png")
     config = AnalysisConfig(batch_size=2)
-    whole = load_results(run_shard("efficientnet_lite0", paths, tmp_path / "whole", config))
-    first = run_shard("efficientnet_lite0", paths[:2], tmp_path / "s0", config)
-    second = run_shard("efficientnet_lite0", paths[2:], tmp_path / "s1", config)
+    everything, = image_slices(small_image_dir, 100, config)
+    halves = image_slices(small_image_dir, 2, config)
+    assert [len(s.records) for s in halves] == [2, 1]
+    whole = load_results(run_shard("efficientnet_lite0", everything, tmp_path / "whole", config))
+    first = run_shard("efficientnet_lite0", halves[0], tmp_path / "s0", config)
+    second = run_shard("efficientnet_lite0", halves[1], tmp_path / "s1", config)
     merged = load_results(merge_shards([second.parent, first], tmp_path / "merged"))  # any order
 
     # Images come in first-appearance order; compare by file name.
@@ -54,10 +56,10 @@ def test_merge_when_a_shard_skipped_cka_for_a_too_wide_layer(tmp_path, small_ima
     import reportgen.analysis.engine as engine
 
     monkeypatch.setattr(engine, "MAX_CKA_UNITS", 1)
-    paths = sorted(p for p in small_image_dir.iterdir() if p.suffix == ".png")
     config = AnalysisConfig(batch_size=2, sanity_check=False)
-    first = run_shard("efficientnet_lite0", paths[:2], tmp_path / "s0", config)
-    second = run_shard("efficientnet_lite0", paths[2:], tmp_path / "s1", config)
+    halves = image_slices(small_image_dir, 2, config)
+    first = run_shard("efficientnet_lite0", halves[0], tmp_path / "s0", config)
+    second = run_shard("efficientnet_lite0", halves[1], tmp_path / "s1", config)
     merged = load_results(merge_shards([first, second], tmp_path / "merged"))
     entry = merged.index.backbones[0]
     assert entry.feature_cka.layers and entry.feature_cka.matrix == ()

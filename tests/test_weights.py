@@ -38,10 +38,16 @@ def test_offline_paper_run_fails_fast_listing_every_backbone(tmp_path, monkeypat
     result = run_cli("run", "--out", str(tmp_path / "out"))
     assert time.monotonic() - started < 30
     assert result.exit_code == 4
-    for name in registry.PRESETS["paper"]:
-        assert name in result.output
-    assert "--preset lite" in result.output and "--checkpoint" in result.output
-    assert not (tmp_path / "out" / "report.html").exists()
+    lines = result.output.splitlines()
+    # a summary line, one line per backbone (name, where its weights would come from, the remedy), the way out
+    assert lines[0].startswith("reportgen: error: no pretrained weights on this machine for 6 of 6 backbone(s)")
+    paper = registry.PRESETS["paper"]
+    assert len(lines) == 1 + len(paper) + 1
+    for line, name in zip(lines[1:], paper):
+        assert line.split()[0] == name and " from " in line and f"--checkpoint {name}=" in line
+    assert lines[-1] == "To see a real report offline now: reportgen run --preset lite"
+    assert max(len(line) for line in lines) < 250  # was one 1,800-character line
+    assert not (tmp_path / "out").exists()
 
 
 def test_checkpoint_of_wrong_architecture_names_first_key(tmp_path):

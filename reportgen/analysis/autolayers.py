@@ -93,6 +93,9 @@ def dry_forward(model: torch.nn.Module, input_size) -> DryForward:
     outputs: dict[str, object] = {}
     versions: dict[str, int] = {}
     consumer: dict[int, str] = {}
+    # Every tensor a module takes is kept alive until the pass ends: ``consumer`` is keyed by id(), and the id of a
+    # freed intermediate would be reused by a later tensor, which would then appear to feed the wrong module.
+    held: list = []
     order: list[str] = []
     handles = []
     for name, module in model.named_modules():
@@ -101,6 +104,7 @@ def dry_forward(model: torch.nn.Module, input_size) -> DryForward:
 
         def pre_hook(_m, inputs, name=name):
             if inputs and torch.is_tensor(inputs[0]):
+                held.append(inputs[0])
                 consumer.setdefault(id(inputs[0]), name)
             if name not in input_shapes:
                 input_shapes[name] = tuple(inputs[0].shape) if inputs and torch.is_tensor(inputs[0]) else None

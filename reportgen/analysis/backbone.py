@@ -13,7 +13,8 @@ from PIL import Image
 from ..errors import ResourceError
 from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DecodedInputs
-from ..inputs.images import ImageRecord, ImageSet, hashed_sample, load_rgb
+from ..inputs.decoding import load_rgb
+from ..inputs.images import ImageRecord, ImageSet, hashed_sample
 from ..results import arrays as keys
 from ..results.schema import (BackboneResult, CamStatus, Cost, FeatureCka, FeatureStats, Prediction, RankedClass,
                               SanityRun, SanityStatus, SanityStep, SlimmingRun, SlimmingStatus, WeightsInfo,

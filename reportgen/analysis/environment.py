@@ -31,8 +31,16 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is visible; use --device cpu.")
+        raise UsageError("--device cuda: no CUDA device is visible; use --device cpu (or auto).")
     return device
+
+
+def device_note(requested: str, device: str) -> str:
+    """What the run runs on, and why, for the progress line: "device: cuda (NVIDIA H200; auto)"."""
+    what = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    why = "; auto: no CUDA device visible" if requested == "auto" and device == "cpu" else \
+        "; auto" if requested == "auto" else ""
+    return f"device: {device} ({what}{why})"
 
 
 def release_memory() -> None:

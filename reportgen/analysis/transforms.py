@@ -41,6 +41,20 @@ def geometry_of(timm_id: str) -> Optional[tuple[str, Callable]]:
     return key, pil_part
 
 
+def input_bytes(backbones) -> int:
+    """Bytes of one image's raw model inputs in the decoded-input cache: one uint8 RGB crop per distinct geometry
+    of the run's backbones (a backbone without a pretrained config decodes its own inputs and stores none)."""
+    sizes = {}
+    for backbone in backbones:
+        data_config = pretrained_data_config(backbone.timm_id)
+        if data_config is None:
+            continue
+        key, _, _ = split(eval_transform(data_config))
+        _, height, width = data_config["input_size"]
+        sizes[key] = 3 * height * width
+    return sum(sizes.values())
+
+
 def input_geometries(backbones) -> dict:
     """Geometry key -> PIL part, for every backbone of the run that has a pretrained config."""
     found = {}

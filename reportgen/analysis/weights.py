@@ -167,8 +167,8 @@ def plan_one(backbone: Backbone, mode: str, checkpoint: Optional[Path], offline:
     cfg = get_pretrained_cfg(backbone.timm_id)
     if cfg is None:
         return WeightsPlan(backbone, WeightsSource.MISSING, backbone.timm_id, "timm has no pretrained weights for this id")
-    fix = (f"connect to the Hugging Face hub, pre-fill the HF cache (HF_HOME), or pass "
-           f"--checkpoint {backbone.name}=PATH.safetensors")
+    fix = (f"reach the Hugging Face hub, pre-fill the HF cache (HF_HOME), or pass "
+           f"--checkpoint {backbone.name}=FILE.safetensors")
     if cfg.hf_hub_id:
         cached = _hf_cached_file(cfg.hf_hub_id)
         if cached:
@@ -184,8 +184,8 @@ def plan_one(backbone: Backbone, mode: str, checkpoint: Optional[Path], offline:
         if not offline and host and host_reachable(host):
             return WeightsPlan(backbone, WeightsSource.URL, cfg.url)
         return WeightsPlan(backbone, WeightsSource.MISSING, cfg.url,
-                           f"download {cfg.url} into the torch hub cache (torch.hub.get_dir()/checkpoints) or pass "
-                           f"--checkpoint {backbone.name}=PATH.safetensors")
+                           f"download it into torch.hub.get_dir()/checkpoints or pass "
+                           f"--checkpoint {backbone.name}=FILE.safetensors")
     return WeightsPlan(backbone, WeightsSource.MISSING, backbone.timm_id, fix)
 
 
@@ -239,7 +239,8 @@ def require_available(plans: tuple[WeightsPlan, ...]) -> None:
     missing = [p for p in plans if not p.available]
     if not missing:
         return
-    listing = "; ".join(f"{p.backbone.name} ({p.location}): {p.fix}" for p in missing)
-    raise WeightsUnavailable(
-        f"no pretrained weights here for {len(missing)} backbone(s) — {listing}. "
-        "To see a real report offline now: reportgen run --preset lite.")
+    width = max(len(p.backbone.name) for p in missing)
+    lines = [f"no pretrained weights on this machine for {len(missing)} of {len(plans)} backbone(s):"]
+    lines += [f"  {p.backbone.name:<{width}}  from {p.location}: {p.fix}" for p in missing]
+    lines.append("To see a real report offline now: reportgen run --preset lite")
+    raise WeightsUnavailable("\n".join(lines))

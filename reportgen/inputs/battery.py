@@ -160,7 +160,7 @@ EXAMPLE = '''# reportgen battery file: `reportgen run --config battery.toml`. Fl
 
 # preset = "paper"                # paper | lite; ignored when [[backbone]] tables are given
 weights = "pretrained"            # pretrained | random (random is bannered as "not evidence")
-device = "cpu"                    # cpu | cuda | auto
+device = "auto"                   # auto (CUDA when a GPU is visible, else cpu) | cpu | cuda
 out = "output"
 formats = ["html", "pdf", "md", "json"]
 # offline = true                  # never contact the hub

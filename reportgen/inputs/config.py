@@ -140,7 +140,7 @@ class AnalysisConfig:
     size_small_below: float = 0.10
     size_large_from: float = 0.35
     # Background class, when not given: "cluttered" when the share of edge pixels outside the box is at
-    # least this (see inputs.images.edge_density).
+    # least this (see inputs.clutter.edge_density).
     clutter_edge_density: float = 0.04
     # Model-parameter randomisation test (trained weights only).
     sanity_check: bool = True
@@ -209,8 +209,25 @@ class AnalysisConfig:
         return cls(rules=rules, decision=decision, **data)
 
 
-# Config fields that change what the models compute. Scoring and rule settings are left out: changing
-# them re-scores saved results without running a model again.
+# Every AnalysisConfig field is classified, so a new field cannot silently miss the cache key:
+# model side: changes what the models compute (part of each backbone's cache key: changing it recomputes);
+# scoring side: read only when saved results are scored and rendered (changing it re-scores, no model runs);
+# execution: how the work is done, not what it computes.
 MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles", "near_zero_fraction", "sanity_check",
-                     "slimming_cams", "sanity_max_images")
+                     "slimming_cams", "sanity_max_images", "sanity_resolution")
+SCORING_SIDE_FIELDS = ("bootstrap_samples", "spread_level", "depth_figure_images", "size_small_below",
+                       "size_large_from", "clutter_edge_density", "grid_max_images", "grid_sample_each",
+                       "table_max_rows", "rules", "decision")
+EXECUTION_FIELDS = ("batch_size",)
 ANALYSIS_FIELDS = tuple(f.name for f in fields(AnalysisConfig) if f.name not in ("rules", "decision"))
+
+
+def _check_classified() -> None:
+    names = [f.name for f in fields(AnalysisConfig)]
+    sides = MODEL_SIDE_FIELDS + SCORING_SIDE_FIELDS + EXECUTION_FIELDS
+    if sorted(names) != sorted(sides):
+        raise RuntimeError(f"AnalysisConfig fields not classified as model side, scoring side or execution: "
+                           f"{sorted(set(names) ^ set(sides))}")
+
+
+_check_classified()

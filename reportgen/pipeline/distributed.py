@@ -17,7 +17,7 @@ import hashlib
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -45,8 +45,12 @@ class ShardSpec:
     name: str  # "<backbone>-<number>"
     backbone: str
     first: int  # position of its first image in the set
-    paths: tuple  # image paths (strings), in set order
+    images: ImageSet  # the slice: its records with the driver's annotations, the set's root, labels, skipped files
     out_dir: str
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(str(record.path) for record in self.images.records)
 
 
 @dataclass
@@ -55,11 +59,12 @@ class ShardOutcome:
     status: str = "pending"  # computed | cached | failed
     seconds: float = 0.0
     error: str = ""
+    node: str = ""  # the Ray node that ran it (node id) and its address
 
     def to_json(self) -> dict:
-        return {"name": self.spec.name, "backbone": self.spec.backbone, "images": len(self.spec.paths),
+        return {"name": self.spec.name, "backbone": self.spec.backbone, "images": len(self.spec.images.records),
                 "first_image": self.spec.first, "status": self.status, "seconds": round(self.seconds, 2),
-                "error": self.error, "folder": self.spec.out_dir}
+                "error": self.error, "folder": self.spec.out_dir, "node": self.node}
 
 
 @dataclass
@@ -76,16 +81,19 @@ def require_ray():
 
 
 def plan_shards(plans: tuple, image_set: ImageSet, shard_size: int, batch_size: int, root: Path) -> list[ShardSpec]:
-    """Slices of the set per backbone; each slice a whole number of batches (except the last)."""
-    size = max(batch_size, -(-shard_size // batch_size) * batch_size)
-    paths = [str(r.path.resolve()) for r in image_set.records]
+    """Slices of the set per backbone; each slice a whole number of batches (except the last), carrying its
+    records with the annotations this driver read (absolute paths: workers may run elsewhere)."""
+    from .shards import whole_batches
+
+    size = whole_batches(shard_size, batch_size)
+    absolute = replace(image_set, root=image_set.root.resolve(),
+                       records=tuple(replace(r, path=r.path.resolve()) for r in image_set.records))
     specs = []
     for plan in plans:
-        for number, start in enumerate(range(0, len(paths), size)):
-            chunk = tuple(paths[start:start + size])
-            digest = hashlib.sha256("\n".join(chunk).encode()).hexdigest()[:12]
+        for number, images in enumerate(absolute.slices(size)):
+            digest = hashlib.sha256("\n".join(str(r.path) for r in images.records).encode()).hexdigest()[:12]
             name = f"{plan.backbone.name}-{number:04d}"
-            specs.append(ShardSpec(name, plan.backbone.name, start, chunk, str(root / f"{name}-{digest}")))
+            specs.append(ShardSpec(name, plan.backbone.name, number * size, images, str(root / f"{name}-{digest}")))
     return specs
 
 
@@ -104,13 +112,21 @@ def shard_task(spec: ShardSpec, plan, config, weights_mode: str, device: str, th
     from ..analysis.environment import use_threads
     from .shards import run_planned_shard
 
+    import ray
+
     started = time.perf_counter()
     _inject_fault(spec)
     use_threads(threads)
     # Latency does not depend on the images: the backbone's first shard measures it, the others skip it.
-    _, status = run_planned_shard(plan, spec.paths, spec.out_dir, config, weights_mode, device,
+    _, status = run_planned_shard(plan, spec.images, spec.out_dir, config, weights_mode, device,
                                   with_cost=spec.first == 0, fresh=fresh)
-    return {"status": status, "seconds": time.perf_counter() - started}
+    return {"status": status, "seconds": time.perf_counter() - started, "node": _node_name(ray)}
+
+
+def _node_name(ray) -> str:
+    """This worker's node: its Ray node id (short) and address."""
+    context = ray.get_runtime_context()
+    return f"{context.get_node_id()[:12]}@{ray.util.get_node_ip_address()}"
 
 
 def access_problem(paths: list, shard_root: str) -> str:
@@ -138,11 +154,99 @@ def _worker_env() -> dict:
                                             "HF_HUB_CACHE", "TORCH_HOME") if key in os.environ}
 
 
+PROBE_TIMEOUT_S = 5.0
+# HPACK's static table: an indexed ":status" header is one byte (RFC 7541, appendix A).
+HTTP_STATUS_BYTES = {0x88: 200, 0x89: 204, 0x8A: 206, 0x8B: 304, 0x8C: 400, 0x8D: 404, 0x8E: 500}
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _literal(name_index: int, value: str) -> bytes:
+    """An HPACK header "literal without indexing" whose name is in the static table."""
+    prefix = bytes([name_index]) if name_index < 15 else bytes([0x0F, name_index - 15])
+    return prefix + bytes([len(value)]) + value.encode()
+
+
+def _gcs_request(authority: str) -> bytes:
+    """HTTP/2 connection preface and one gRPC call to Ray's GCS (GetClusterId, empty message)."""
+    headers = (b"\x83\x86" + _literal(4, "/ray.rpc.NodeInfoGcsService/GetClusterId") + _literal(1, authority)
+               + _literal(31, "application/grpc") + b"\x00\x02te\x08trailers")  # POST, http, path, authority, ...
+    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b"") + _frame(1, 0x4, 1, headers)
+            + _frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00"))
+
+
+def _gcs_problem(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> str:
+    """"" when Ray's GCS answers at host:port, else what went wrong: a TCP connection with a timeout and one gRPC
+    call, because Ray itself retries an address that never answers (or answers as something else) for minutes."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(_gcs_request(f"{host}:{port}"))
+            received = b""
+            while len(received) < 9 and (chunk := connection.recv(9 - len(received))):
+                received += chunk
+            if len(received) < 9 or received[3] != 0x04:  # an HTTP/2 server opens with its SETTINGS frame
+                return "a server there does not speak Ray's protocol (gRPC)"
+            while True:
+                while len(received) < 9 or len(received) < 9 + int.from_bytes(received[:3], "big"):
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return "a server there closed the connection"
+                    received += chunk
+                length, kind = int.from_bytes(received[:3], "big"), received[3]
+                stream = int.from_bytes(received[5:9], "big") & 0x7FFFFFFF
+                payload, received = received[9:9 + length], received[9 + length:]
+                if kind == 1 and stream == 1:  # the response's headers
+                    status = HTTP_STATUS_BYTES.get(payload[0]) if payload else None
+                    if status not in (None, 200):
+                        return f"a server there answered HTTP {status} to a Ray request"
+                    return ""
+                if kind == 7:  # GOAWAY
+                    return "a server there refused a Ray request"
+    except socket.timeout:
+        return f"no answer within {timeout:g} s"
+    except OSError as exc:
+        return (exc.strerror or type(exc).__name__).lower()
+
+
+def check_ray_address(address: str) -> None:
+    """Stop in seconds, with one line, when no Ray cluster answers at ``address`` as Ray would connect to it
+    (Ray replaces 127.0.0.1 and localhost by this machine's interface address)."""
+    host, _, port_text = address.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise UsageError(f"--ray-address {address!r}: give HOST:PORT (e.g. 10.0.0.5:6379), or leave it out to run a "
+                         "local Ray instance.")
+    port = int(port_text)
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        connects_to = canonicalize_bootstrap_address(address) or address
+    except Exception:  # a private Ray helper: without it, probe the address as given
+        connects_to = address
+    ray_host = connects_to.rpartition(":")[0].strip("[]")
+    problem = _gcs_problem(ray_host, port)
+    if not problem:
+        return
+    rewritten = ""
+    if ray_host != host.strip("[]"):
+        rewritten = (f"; Ray connects to it as {ray_host}:{port}, this machine's interface address"
+                     + (", and the cluster answers only on the loopback address: start it without "
+                        "--node-ip-address=127.0.0.1" if not _gcs_problem(host.strip("[]"), port) else ""))
+    raise UsageError(f"--ray-address {address}: no Ray cluster answers there ({problem}{rewritten}); check that "
+                     f"`ray start --head --port={port}` runs on that machine and that the port is open to this one, "
+                     "or leave out --ray-address to run a local Ray instance.")
+
+
 def _init_ray(ray, settings: ExecutorSettings, note: Callable[[str], None]) -> bool:
     """Connect (or start a local instance); True when this process started it."""
     if ray.is_initialized():
         return False
     if settings.address:
+        check_ray_address(settings.address)
         note(f"joining the Ray cluster at {settings.address}")
         try:
             ray.init(address=settings.address, log_to_driver=False, configure_logging=False)
@@ -187,10 +291,11 @@ def run_shards(prepared, settings: ExecutorSettings, progress: Callable[[str], N
     threads = settings.cpus_per_task or thread_count()
     started_here = _init_ray(ray, settings, progress)
     try:
-        _check_nodes(ray, [p for spec in specs for p in spec.paths], str(root))
+        _check_nodes(ray, list(dict.fromkeys(p for spec in specs for p in spec.paths)), str(root))
         resources = {"num_gpus": 1} if prepared.device == "cuda" else {"num_cpus": threads}
         env = _worker_env()
-        task = ray.remote(max_retries=MAX_RETRIES, **resources)(shard_task).options(
+        # SPREAD: shards go to every node with room, not first to fill the driver's node.
+        task = ray.remote(max_retries=MAX_RETRIES, scheduling_strategy="SPREAD", **resources)(shard_task).options(
             **({"runtime_env": {"env_vars": env}} if env else {}))
         plans = {plan.backbone.name: plan for plan in prepared.plans}
         pending = {task.remote(spec, plans[spec.backbone], request.config, request.weights, prepared.device,
@@ -203,7 +308,7 @@ def run_shards(prepared, settings: ExecutorSettings, progress: Callable[[str], N
             shard = pending.pop(ready[0])
             try:
                 found = ray.get(ready[0])
-                shard.status, shard.seconds = found["status"], found["seconds"]
+                shard.status, shard.seconds, shard.node = found["status"], found["seconds"], found["node"]
             except Exception as exc:  # RayTaskError, WorkerCrashedError after retries, ...
                 shard.status, shard.error = "failed", _first_line(exc)
             done += 1

@@ -8,11 +8,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from .. import __version__
 from ..errors import OutputError
 from ..inputs.decoded import DecodedInputs
 from ..inputs.images import ImageSet, default_image_dir, load_image_set
 from ..report.render import render_report
-from ..results.store import TIMINGS, prune_unreferenced, write_json
+from ..results.schema import SkippedImage
+from ..results.store import TIMINGS, mark_run_started, prune_unreferenced, write_json
 from .request import RunRequest
 from .run import BatteryOutcome, OnBatch, Progress, decode_inputs, run_battery
 
@@ -25,6 +27,7 @@ class PreparedRun:
     class_names: object  # analysis.classes.ClassNames
     device: str
     decoded: Optional[DecodedInputs]  # every image, decoded once while the set was validated (None: Ray workers decode)
+    device_note: str = ""  # what the run runs on and why ("device: cpu (2 CPU threads; auto: no CUDA device visible)")
 
 
 def _results_dir(out_dir: Path) -> Path:
@@ -41,7 +44,7 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     for runs whose workers decode their own slices)."""
     from ..analysis.autolayers import resolve_backbones
     from ..analysis.classes import ClassNames
-    from ..analysis.environment import resolve_device
+    from ..analysis.environment import device_note, resolve_device
     from ..analysis.weights import parse_checkpoints, plan_weights, require_available
 
     battery = request.battery
@@ -57,11 +60,13 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     require_available(plans)
     # The decoded inputs live under the results folder; a run that stops here leaves no folder it made behind.
     made = [p for p in (request.out_dir, request.out_dir / "results") if not p.exists()]
-    images_dir = request.images_dir or default_image_dir()
+    images_dir = Path(request.images_dir or default_image_dir()).resolve()
     try:
         if decode:
-            image_set, decoded = decode_inputs(plans, _results_dir(request.out_dir), lambda on_image: load_image_set(
-                images_dir, class_names.resolve, request.config, on_image=on_image))
+            image_set, decoded = decode_inputs(plans, _results_dir(request.out_dir),
+                                               lambda on_image, on_listed: load_image_set(
+                                                   images_dir, class_names.resolve, request.config,
+                                                   on_image=on_image, on_listed=on_listed))
         else:
             image_set, decoded = load_image_set(images_dir, class_names.resolve, request.config), None
     except BaseException:
@@ -70,7 +75,7 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
         raise
     if image_set.labels_note:
         note(f"note: {image_set.labels_note}")
-    return PreparedRun(request, plans, image_set, class_names, device, decoded)
+    return PreparedRun(request, plans, image_set, class_names, device, decoded, device_note(request.device, device))
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ def execute(prepared: PreparedRun, progress: Progress, on_batch: OnBatch, note: 
     results = _results_dir(out_dir)
     shards = None
     if request.executor.kind == "ray":
+        mark_run_started(results, __version__)  # (run_battery marks a local run) an interrupted run stays ours
         outcome, shards = _execute_on_ray(prepared, results, note)
     else:
         outcome = run_battery(prepared.plans, prepared.image_set, prepared.class_names, request.config, results,
@@ -113,9 +119,11 @@ def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tup
     shard_seconds = time.perf_counter() - mark
     note("merging shards")
     index, merged = merge_shards([Path(s.spec.out_dir) / "results" for s in distributed.shards], results.parent)
+    image_set = prepared.image_set
     index = replace(index, battery_file=prepared.request.battery.raw,
-                    image_set=replace(index.image_set, root_name=prepared.image_set.root.name,
-                                      labels=prepared.image_set.labels, labels_note=prepared.image_set.labels_note))
+                    skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
+                    image_set=replace(index.image_set, root_name=image_set.root.name, labels=image_set.labels,
+                                      labels_note=image_set.labels_note))
     mark = time.perf_counter()
     score_and_write(index, merged)
     outcome = BatteryOutcome(merged)

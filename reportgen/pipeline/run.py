@@ -5,26 +5,29 @@ files are written through :mod:`reportgen.results.store`, numbers come from :mod
 """
 from __future__ import annotations
 
-import io
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..errors import OutputError
 from ..inputs.config import AnalysisConfig
-from ..inputs.decoded import DISPLAY, DecodedInputs, display_geometry
-from ..inputs.images import ImageSet, load_rgb
+from ..inputs.decoded import DISPLAY, DISPLAY_BYTES_ESTIMATE, DecodedInputs, display_geometry
+from ..inputs.decoding import load_rgb
+from ..inputs.images import ImageSet
 from ..results.keys import analysis_key
 from ..results.schema import (SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, RunIndex,
                               SkippedImage,
                               WeightsMode)
 from ..results.store import (BACKBONES_DIR, COST, COST_SUFFIX, INDEX, METRICS, TIMINGS, atomic_write_bytes,
-                             load_arrays, read_backbone, read_cost, remove_stale_temp_files, write_arrays, write_json)
+                             load_arrays, mark_run_started, read_backbone, read_cost, remove_stale_temp_files,
+                             write_arrays, write_json)
 from ..results.views import views_of
 from ..scoring.score import score
 
 DECODED_DIR = ".decoded"  # scratch under the results folder: the run's decoded inputs, removed at the end
-DISPLAY_QUALITY = 90
+DISK_MARGIN_BYTES = 64 * 2 ** 20  # results, figures and the report besides the images
 Progress = Callable[[str], None]
 OnBatch = Callable[[str, str, int, int], None]  # (backbone, stage, done, total)
 
@@ -47,13 +50,42 @@ def _geometries(plans: tuple) -> dict:
     return {DISPLAY: display_geometry, **input_geometries(plan.backbone for plan in plans)}
 
 
+def bytes_per_image(plans: tuple) -> int:
+    """Disk one image takes while the run lasts: each distinct model input raw under ``.decoded/``, and its
+    display copy twice (the cache's JPEG and the copy under ``images/`` that the report reads)."""
+    from ..analysis.transforms import input_bytes
+
+    return input_bytes(plan.backbone for plan in plans) + 2 * DISPLAY_BYTES_ESTIMATE
+
+
+def require_disk_space(folder: Path, images: int, per_image: int) -> None:
+    """Stop before decoding (exit 5) when the file system holding ``folder`` lacks the room the run needs."""
+    needed = images * per_image + DISK_MARGIN_BYTES
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OutputError(f"{folder.parent}: decoding {images} images needs about {_size(needed)} under "
+                          f"{folder.name}/ ({_size(per_image)} per image) and its file system has {_size(free)} free; "
+                          "free some space or choose an --out on a larger disk.")
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 2 ** 30), ("MB", 2 ** 20), ("KB", 2 ** 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
 def decode_inputs(plans: tuple, results_dir: Path, image_set_loader: Callable[..., ImageSet]) -> tuple:
-    """(image set, decoded inputs): the set is loaded and validated by ``image_set_loader(on_image=...)``,
-    which hands every image's pixels once to the cache of each geometry the backbones need plus the display
-    copy's. Imports torchvision (through the backbones' transforms)."""
-    decoded = DecodedInputs(Path(results_dir) / DECODED_DIR, _geometries(plans))
+    """(image set, decoded inputs): the set is loaded and validated by ``image_set_loader(on_image=...,
+    on_listed=...)``, which hands every image's pixels once to the cache of each geometry the backbones need plus
+    the display copy's; before the first image is decoded, the free disk space is checked. Imports torchvision
+    (through the backbones' transforms)."""
+    results_dir = Path(results_dir)
+    decoded = DecodedInputs(results_dir / DECODED_DIR, _geometries(plans))
+    per_image = bytes_per_image(plans)
     try:
-        image_set = image_set_loader(on_image=lambda position, record, image: decoded.add(position, image))
+        image_set = image_set_loader(on_image=lambda position, record, image: decoded.add(position, image),
+                                     on_listed=lambda count: require_disk_space(results_dir, count, per_image))
     except BaseException:
         decoded.remove()
         raise
@@ -71,9 +103,7 @@ def _decode_again(plans: tuple, image_set: ImageSet, results_dir: Path) -> Decod
 def write_display_copies(image_set: ImageSet, decoded: DecodedInputs, results_dir: Path) -> None:
     """Screen-sized JPEG copies of the images, the figures' source (the report never reads the originals)."""
     for position in range(len(image_set.records)):
-        buffer = io.BytesIO()
-        decoded.image(DISPLAY, position).save(buffer, format="JPEG", quality=DISPLAY_QUALITY)
-        atomic_write_bytes(results_dir / display_copy_path(position), buffer.getvalue())
+        atomic_write_bytes(results_dir / display_copy_path(position), decoded.stored(DISPLAY, position))
 
 
 def image_entries(image_set: ImageSet, class_name: Callable[[int], str]) -> tuple[ImageEntry, ...]:
@@ -86,6 +116,7 @@ def image_entries(image_set: ImageSet, class_name: Callable[[int], str]) -> tupl
         licence=record.licence, notes=record.notes, decoding=record.decoding,
         size_source=record.size_source, background_source=record.background_source,
         box_source=record.box_source, display_copy=display_copy_path(position),
+        in_subfolder=record.in_subfolder,
     ) for position, record in enumerate(image_set.records))
 
 
@@ -123,11 +154,12 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     (results_dir / "images").mkdir(parents=True, exist_ok=True)
     (results_dir / BACKBONES_DIR).mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(results_dir)
+    versions = library_versions()
     outcome = BatteryOutcome(results_dir)
     outcome.timings = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "backbones": {}}
-    versions = library_versions()
     decoded = decoded if decoded is not None else _decode_again(plans, image_set, results_dir)
     try:
+        mark_run_started(results_dir, versions["reportgen"])  # an interrupted run's folder stays recognisable
         write_display_copies(image_set, decoded, results_dir)
         with long_lived_objects_frozen():
             entries, costs = _backbones(plans, image_set, class_names, config, results_dir, device, weights_mode,
@@ -140,7 +172,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         schema_version=SCHEMA_VERSION, versions=versions, config=config, seed=config.seed,
         weights_mode=WeightsMode(weights_mode), device=device,
         image_set=ImageSetInfo(image_set.root.name, image_set.sha256, len(image_set.records), image_set.labels,
-                               image_set.labels_note),
+                               image_set.labels_note, image_set.from_subfolders),
         images=image_entries(image_set, class_names.name),
         skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
         backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {})

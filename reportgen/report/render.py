@@ -2,9 +2,7 @@
 reads only files under the output folder). No torch import anywhere on this path."""
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 import math
 import os
@@ -18,6 +16,7 @@ from urllib.parse import unquote, urlparse
 import jinja2
 
 from ..errors import OutputError, UsageError
+from ..results.csv_files import write_csv
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
 from .context import build_context
 from .scale import PER_IMAGE_COLUMNS, per_image_table
@@ -95,12 +94,7 @@ PER_IMAGE_CSV = "per_image.csv"
 
 def write_per_image_csv(results: SavedResults, target: Path) -> None:
     """Every per-image number (image x backbone x layer, with the prediction), beside the report."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(PER_IMAGE_COLUMNS)
-    for row in per_image_table(results.index, results.metrics):
-        writer.writerow("" if v is None else repr(v) if isinstance(v, float) else v for v in row)
-    atomic_write_bytes(target, buffer.getvalue().encode("utf-8"))
+    write_csv(target, PER_IMAGE_COLUMNS, per_image_table(results.index, results.metrics))
 
 
 def output_fetcher(root: Path):

@@ -50,7 +50,8 @@ class Focus(StrEnum):
     ABOVE = "above"
     BELOW = "below"
     UNCLEAR = "unclear"
-    NO_DATA = "no-data"
+    NO_BOXES = "no-boxes"  # no image has an object box: localisation not measured
+    NO_USABLE_CAMS = "no-usable-cams"  # boxes, but every deep-layer CAM is flagged (zero or NaN)
 
 
 
@@ -317,9 +318,9 @@ def _slimming(index: RunIndex, metrics: Metrics, thresholds: RuleThresholds, fam
     return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, (), (), reason, tuple(rows))
 
 
-def _focus(mean, low, high, threshold) -> Focus:
+def _focus(mean, low, high, threshold, boxed: int) -> Focus:
     if mean is None:
-        return Focus.NO_DATA
+        return Focus.NO_BOXES if boxed == 0 else Focus.NO_USABLE_CAMS
     if low is not None and low > threshold:
         return Focus.ABOVE
     if high is not None and high < threshold:
@@ -341,7 +342,8 @@ def _findings(index: RunIndex, metrics: Metrics, lookup: AggregateLookup) -> tup
         deep_sanity = sanity.layers.get(entry.depth_layers["deep"])
         out.append(BackboneFinding(
             entry.name, entry.display_name, entry.family, entry.depth_layers["deep"], mean, (low, high), n,
-            threshold, gauss.mean if gauss else None, _focus(mean, low, high, threshold),
+            threshold, gauss.mean if gauss else None,
+            _focus(mean, low, high, threshold, sum(1 for view in entry.views if view.box is not None)),
             sum(s != "ok" for s in statuses), len(statuses),
             sum(p.correct_top1 for p in labelled), sum(p.correct_top5 for p in labelled), len(labelled),
             slimming_evidence(metrics.last_three[entry.name], config.rules), sanity.status, sanity.reason,

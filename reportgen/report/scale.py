@@ -198,6 +198,7 @@ class ImageSetSummary:
     decoding_notes: int  # images whose pixels needed care (alpha, 16-bit, EXIF, ...)
     labels: str
     labels_note: str
+    from_subfolders: int  # images below their class folder, labelled with its class
 
 
 def image_set_summary(index: RunIndex) -> ImageSetSummary:
@@ -207,7 +208,8 @@ def image_set_summary(index: RunIndex) -> ImageSetSummary:
         len({i.class_index for i in images if i.class_index is not None}), sum(1 for i in images if i.box),
         tuple(sorted(Counter(i.size or "no box" for i in images).items())),
         tuple(sorted(Counter(i.background or "—" for i in images).items())),
-        sum(1 for i in images if i.decoding), index.image_set.labels, index.image_set.labels_note)
+        sum(1 for i in images if i.decoding), index.image_set.labels, index.image_set.labels_note,
+        index.image_set.from_subfolders)
 
 
 PER_IMAGE_COLUMNS = ("image", "class_index", "class_name", "size", "background", "backbone", "family", "layer", "role",

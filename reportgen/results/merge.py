@@ -159,9 +159,14 @@ def merge_shards(shard_dirs: Sequence[Path | str], out_dir: Path | str) -> tuple
         merged_images.append(replace(image, display_copy=copy))
     entries = tuple(_merge_backbone(name, pieces, position_of, len(images), out) for name, pieces in parts.items())
     digest = image_set_digest((i.file, i.sha256, i.class_index, i.box, i.size, i.background) for i in merged_images)
-    index = replace(shards[0].index, images=tuple(merged_images), backbones=entries,
-                    image_set=ImageSetInfo("merged shards", digest, len(merged_images),
-                                           shards[0].index.image_set.labels, shards[0].index.image_set.labels_note),
+    first = shards[0].index.image_set
+    # Shards of one driver carry its set's name, labels and skipped images (image_slices / the Ray driver).
+    root_name = first.root_name if all(s.index.image_set.root_name == first.root_name for s in shards) \
+        else "merged shards"
+    skipped = tuple(dict.fromkeys(skip for s in shards for skip in s.index.skipped_images))
+    index = replace(shards[0].index, images=tuple(merged_images), backbones=entries, skipped_images=skipped,
+                    image_set=ImageSetInfo(root_name, digest, len(merged_images), first.labels, first.labels_note,
+                                           sum(1 for image in merged_images if image.in_subfolder)),
                     shards=tuple(str(s.root) for s in shards))
     write_json(out / "timings.json", {"merged_from": [s.timings for s in shards]})
     # Latency does not depend on the images: each backbone's cost as its first shard measured it.

@@ -20,7 +20,8 @@ from ..strenum import StrEnum
 # 2: per-backbone files under backbones/, streamed CKA, skipped images
 # 3: weight_modules (last-three taps read after their BN, weights from the conv)
 # 4: slimming by intervention (BackboneResult.slimming, Metrics.slimming); cost.json beside the results
-SCHEMA_VERSION = 5
+# 6: ImageSetInfo.from_subfolders (class folders label their sub-folders)
+SCHEMA_VERSION = 6
 
 
 class CamStatus(StrEnum):
@@ -145,6 +146,7 @@ class ImageEntry(JsonRecord):
     background_source: str
     box_source: str
     display_copy: str
+    in_subfolder: bool = False  # below its class folder (labelled with the class folder's class)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ class ImageSetInfo(JsonRecord):
     count: int
     labels: str = "none"  # where the classes came from: manifest | class folders | VOC annotation files | none
     labels_note: str = ""  # e.g. "annotations.csv gives the labels; the class folders were not used"
+    from_subfolders: int = 0  # images below their class folder (labelled with its class, as ImageFolder does)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,9 @@ TIMINGS = "timings.json"
 COST = "cost.json"  # latency, throughput, memory: machine-dependent, apart from the reproducible files
 COST_SUFFIX = ".cost.json"  # beside each backbone's files, so a reused backbone keeps its cost
 BACKBONES_DIR = "backbones"  # one <name>-<key>.json + .npz per finished backbone
+# Written when a run starts, so a folder whose run was interrupted before results.json is still known as ours.
+RUN_MARKER = ".reportgen-run.json"
+INDEX_KEYS = ("schema_version", "versions", "config", "images", "backbones")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -119,8 +123,13 @@ def remove_stale_temp_files(folder: Path) -> int:
     return removed
 
 
+# Names of the per-backbone files reportgen writes: <name>-<key prefix>.json|.npz|.cost.json (or -merged).
+BACKBONE_FILE = re.compile(r"^.+-([0-9a-f]{16}|merged)(\.json|\.npz|\.cost\.json)$")
+
+
 def prune_unreferenced(results_dir: Path) -> int:
-    """Per-backbone files the current results.json does not use (older configs, removed backbones)."""
+    """Per-backbone files the current results.json does not use (older configs, removed backbones). Files that
+    are not named like reportgen's own are never touched."""
     results_dir = Path(results_dir)
     index = read_index(results_dir / INDEX)
     keep = set()
@@ -129,7 +138,7 @@ def prune_unreferenced(results_dir: Path) -> int:
         keep.update(p.resolve() for p in (arrays, arrays.with_suffix(".json"), arrays.with_suffix(COST_SUFFIX)))
     removed = 0
     for path in (results_dir / BACKBONES_DIR).glob("*"):
-        if path.is_file() and path.resolve() not in keep:
+        if path.is_file() and BACKBONE_FILE.match(path.name) and path.resolve() not in keep:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -148,6 +157,30 @@ class SavedResults:
 
     def image_path(self, position: int) -> Path:
         return self.root / self.index.images[position].display_copy
+
+
+def mark_run_started(results_dir: Path, version: str) -> None:
+    """The marker by which a later run recognises this folder as reportgen's, even if this run is interrupted."""
+    write_json(Path(results_dir) / RUN_MARKER, {"reportgen": version, "schema_version": SCHEMA_VERSION})
+
+
+def holds_reportgen_results(results_dir: Path) -> bool:
+    """Whether ``results_dir`` was written by reportgen: a ``results.json`` with the index's fields (of any schema
+    version), or the marker of a run that started there. A folder that merely is called ``results/`` is not."""
+    results_dir = Path(results_dir)
+    try:
+        index = json.loads((results_dir / INDEX).read_text(encoding="utf-8"))
+        if isinstance(index, dict) and isinstance(index.get("schema_version"), int) and all(
+                key in index for key in INDEX_KEYS):
+            return True
+    except (OSError, ValueError):
+        pass
+    try:
+        marker = json.loads((results_dir / RUN_MARKER).read_text(encoding="utf-8"))
+        return isinstance(marker, dict) and isinstance(marker.get("schema_version"), int) and \
+            isinstance(marker.get("reportgen"), str)
+    except (OSError, ValueError):
+        return False
 
 
 def read_index(path: Path) -> RunIndex:

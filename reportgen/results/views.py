@@ -1,7 +1,8 @@
 """What each image looks like to a model: the crop of timm's eval transform and the box in its pixels."""
 from __future__ import annotations
 
-from ..inputs.images import ImageSet, crop_window
+from ..inputs.geometry import crop_window
+from ..inputs.images import ImageSet
 from .schema import View
 
 

@@ -21,6 +21,8 @@ SKIPS = {
 }
 ODD_NAMES = ("with space.png", "ünïcödé 猫.png", "quote'\"s.png", "<script>alert(1)<\\script>.png",
              "<img src=x onerror=alert(1)>.png")
+# Names a spreadsheet would run as formulas if a CSV cell began with them (OWASP "CSV Injection").
+FORMULA_NAMES = ('=HYPERLINK("x","y").png', "@SUM(1+1).png", "+cmd.png", "-2+3.png")
 
 
 def _build(folder):
@@ -55,11 +57,11 @@ def _build(folder):
     save(Image.fromarray(base), folder, "exif_rotated.jpg", exif=exif.tobytes())
     frames = [Image.fromarray(base), Image.fromarray(255 - base)]
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    for name in ODD_NAMES:
+    for name in ODD_NAMES + FORMULA_NAMES:
         save(Image.fromarray(base), folder, name)
 
     names = list(SKIPS) + ["grey_L.png", "grey_LA.png", "palette_transparent.png", "rgba_hidden_red.png",
-                           "cmyk.jpg", "depth16.png", "exif_rotated.jpg", "animated.gif"] + list(ODD_NAMES)
+                           "cmyk.jpg", "depth16.png", "exif_rotated.jpg", "animated.gif"] + list(ODD_NAMES) + list(FORMULA_NAMES)
     manifest(folder, good_rows() + [f"{quote(n)},,,,,,,,test,CC0," for n in names])
 
 
@@ -83,7 +85,7 @@ def test_bad_files_are_skipped_with_reasons(hostile_run):
         assert reason in skipped[name], (name, skipped[name])
     analysed = {img["file"] for img in index["images"]}
     assert {"chelsea.png", "controlled_cat_small_clean.png"} <= analysed
-    assert len(analysed) == 2 + 8 + len(ODD_NAMES)
+    assert len(analysed) == 2 + 8 + len(ODD_NAMES) + len(FORMULA_NAMES)
     html = (out / "report.html").read_text()
     assert "decompression bomb refused" in html and "tab-skipped" in html
 
@@ -118,6 +120,31 @@ def test_odd_names_are_escaped_and_never_become_paths(hostile_run):
     written = [p.name for p in out.rglob("*")]
     assert not any("<" in name or "script" in name for name in written)
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_csv_cells_never_start_a_formula(hostile_run):
+    """per_image.csv read back as a spreadsheet would: no text cell starts with = + - @ tab or CR; the formula
+    names survive behind a quote; numbers stay numbers."""
+    import csv
+
+    _, out, _ = hostile_run
+    with (out / "per_image.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    cells = [cell for row in body for cell in row]
+    files = {row[header.index("image")] for row in body}
+    for name in FORMULA_NAMES:
+        assert "'" + name in files, name
+    numeric = 0
+    for cell in cells:
+        try:
+            float(cell)
+            numeric += 1
+            continue
+        except ValueError:
+            pass
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    assert numeric > len(body)  # probabilities, ratios, entropies are written as numbers
 
 
 def test_every_image_skipped_is_one_message(tmp_path):

@@ -1,0 +1,30 @@
+"""Class folders: torchvision's ``ImageFolder`` layout, ``root/<class>/**/*.jpg``. Every image anywhere below a
+class folder takes that folder's class (as ``ImageFolder`` does); the folder names an ImageNet index, WordNet id
+or exact ImageNet name, and a folder that names none stops the run with one message."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..errors import InputDataError
+from .listing import image_files
+
+
+def class_folders(root: Path) -> list[Path]:
+    """Sub-folders of ``root`` holding images at any depth."""
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and image_files(d, True))
+
+
+def folder_class(folder: Path, root: Path, resolve_class: Callable[[str], int]) -> int:
+    try:
+        return resolve_class(folder.name)
+    except ValueError as exc:
+        raise InputDataError(f"class folder {folder.name!r} in {root} is not an ImageNet class ({exc}); name "
+                             "class folders by index (0-999), WordNet id (n02123045) or exact ImageNet name, "
+                             "or add an annotations.csv.") from None
+
+
+def class_folder_of(path: Path, root: Path) -> Path:
+    """The top-level folder of ``root`` that holds ``path`` (``root`` itself for a loose image)."""
+    relative = path.relative_to(root)
+    return root / relative.parts[0] if len(relative.parts) > 1 else root

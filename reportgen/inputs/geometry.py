@@ -1,0 +1,57 @@
+"""Where timm's eval transform takes its pixels from (resize the shorter side to size / crop_pct, centre crop,
+or squash), in original-image coordinates, so boxes can be mapped into each model's input without torch.
+``tests/test_metrics.py`` checks it against timm's own transform for every registry backbone and crop mode."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CropWindow:
+    """The part of the original image the model sees, in original pixel coordinates."""
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    out_width: int
+    out_height: int
+
+    def map_box(self, box):
+        """Original-pixel box -> box in model-input pixels, clipped to the view (None if it falls outside)."""
+        if box is None:
+            return None
+        sx = self.out_width / (self.x1 - self.x0)
+        sy = self.out_height / (self.y1 - self.y0)
+        bx0 = min(max((box[0] - self.x0) * sx, 0.0), self.out_width)
+        bx1 = min(max((box[2] - self.x0) * sx, 0.0), self.out_width)
+        by0 = min(max((box[1] - self.y0) * sy, 0.0), self.out_height)
+        by1 = min(max((box[3] - self.y0) * sy, 0.0), self.out_height)
+        if bx1 - bx0 < 1 or by1 - by0 < 1:
+            return None
+        return (bx0, by0, bx1, by1)
+
+    def as_tuple(self):
+        return (self.x0, self.y0, self.x1, self.y1, self.out_width, self.out_height)
+
+
+def crop_window(width: int, height: int, data_config: dict) -> CropWindow:
+    """Where timm's eval transform (crop_mode 'center' or 'squash') takes its pixels from."""
+    _, out_h, out_w = data_config["input_size"]
+    crop_pct = data_config.get("crop_pct") or 0.875
+    mode = data_config.get("crop_mode") or "center"
+    scale_h, scale_w = math.floor(out_h / crop_pct), math.floor(out_w / crop_pct)
+    if mode == "squash":
+        new_w, new_h = scale_w, scale_h
+    elif mode == "center" and scale_h == scale_w:
+        # torchvision Resize(int): shorter side -> size, longer side -> int(size * long / short)
+        if width <= height:
+            new_w, new_h = scale_w, int(scale_w * height / width)
+        else:
+            new_w, new_h = int(scale_h * width / height), scale_h
+    else:
+        raise ValueError(f"unsupported crop_mode {mode!r} with a non-square input size")
+    left = int(round((new_w - out_w) / 2.0))
+    top = int(round((new_h - out_h) / 2.0))
+    fx, fy = width / new_w, height / new_h
+    return CropWindow(left * fx, top * fy, (left + out_w) * fx, (top + out_h) * fy, out_w, out_h)
