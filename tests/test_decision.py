@@ -1,4 +1,5 @@
-"""The decision: hand-made tables for each outcome, slimming by intervention, and real Lite weights end to end."""
+"""The decision: hand-made tables for each outcome (win probabilities, paired noise, fixed scales, constraints under
+uncertainty, sensitivity, McNemar), slimming by intervention, and real Lite weights end to end."""
 import json
 import re
 
@@ -8,10 +9,12 @@ import timm
 import torch
 
 from reportgen.inputs.config import AnalysisConfig, DecisionSettings
-from reportgen.report.decision import DecisionStatus, decide
 from reportgen.results.schema import (SCHEMA_VERSION, BackboneResult, CamStatus, Cost, CostReport, FeatureCka,
                                       ImageEntry, ImageSetInfo, Machine, Metrics, PerImageRow, Prediction, RankedClass,
                                       RunIndex, SanityRun, SlimmingRun, WeightsInfo)
+from reportgen.scoring.decision import Check, DecisionStatus, decide, mcnemar, utility
+from reportgen.report.decision_page import decision_page
+from reportgen.report.phrases import plain
 
 from conftest import run_cli
 
@@ -25,8 +28,8 @@ def _image(i):
                       "")
 
 
-def _backbone(name, params_m, accuracy):
-    correct = [i < round(accuracy * N) for i in range(N)]
+def _backbone(name, params_m, accuracy, correct=None):
+    correct = correct if correct is not None else [i < round(accuracy * N) for i in range(N)]
     return BackboneResult(
         name=name, timm_id=name, architecture=name, display_name=name.upper(), family="deeper",
         family_source="registry", layer_source="registry", depth_layers={"deep": "x"}, last_three=("a", "b", "c"),
@@ -39,51 +42,168 @@ def _backbone(name, params_m, accuracy):
                                                                        None), batch_size=1)
 
 
-def _run(specs, decision=DecisionSettings(), weights_mode="pretrained"):
-    """specs: name -> (params M, accuracy, mass_ratio, latency ms)."""
-    config = AnalysisConfig(decision=decision)
-    backbones = tuple(_backbone(name, p, acc) for name, (p, acc, _, _) in specs.items())
+def _cost(samples, machine=MACHINE):
+    samples = tuple(float(v) for v in samples)
+    median = float(np.median(samples))
+    return Cost(median, median, median, len(samples), 10.0, 8, 100.0, "test", None, machine, samples)
+
+
+def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_samples=None, mass_nan=(),
+         correct=None, machines=None):
+    """specs: name -> (params M, accuracy, mass_ratio, latency ms). ``latency_samples``: name -> timed passes
+    (default: 30 passes around the latency with 2 % noise); ``mass_nan``: (name, background) without a CAM value
+    there; ``correct``: name -> per-image top-1 outcomes."""
+    config = AnalysisConfig(decision=decision, bootstrap_samples=400)
+    backbones = tuple(_backbone(name, p, acc, (correct or {}).get(name)) for name, (p, acc, _, _) in specs.items())
     images = tuple(_image(i) for i in range(N))
     rows = tuple(PerImageRow(img.file, name, "deeper", "x", "deep", img.size, img.background, CamStatus.OK, 0.5,
-                             mass + 0.3 * ((i * 7) % 5) / 5, True, 0.1, 0.5)
+                             None if (name, img.background) in mass_nan else mass + 0.3 * ((i * 7) % 5) / 5, True,
+                             0.1, 0.5)
                  for name, (_, _, mass, _) in specs.items() for i, img in enumerate(images))
     index = RunIndex(SCHEMA_VERSION, {}, config, 0, weights_mode, "cpu", ImageSetInfo("t", "", N), images, (),
                      backbones, "timings.json", {})
     metrics = Metrics(SCHEMA_VERSION, rows, (), (), {}, {}, {})
-    cost = CostReport({name: Cost(lat, lat * 0.9, lat * 1.1, 5, 10.0, 8, 100.0, "test", None, MACHINE)
-                       for name, (_, _, _, lat) in specs.items()})
-    return decide(index, metrics, cost)
+    rng = np.random.default_rng(1)
+    samples = latency_samples or {name: lat * (1 + 0.02 * rng.standard_normal(30))
+                                  for name, (_, _, _, lat) in specs.items()}
+    cost = CostReport({name: _cost(samples[name], (machines or {}).get(name, MACHINE)) for name in specs})
+    return decide(index, metrics, cost), index
 
 
-def test_a_clear_winner_is_recommended_with_a_margin_above_zero():
-    decision = _run({"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.4, 1.2, 10.0), "mid": (8.0, 0.5, 1.5, 20.0)})
+def test_a_clear_winner_is_recommended_with_its_win_probability():
+    decision, _ = _run({"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.4, 1.2, 10.0), "mid": (8.0, 0.5, 1.5, 20.0)})
     assert decision.status == DecisionStatus.RECOMMENDED and decision.recommended == "big"
-    assert decision.runner_up is not None and decision.margin.ci_low > 0
-    assert [c.rank for c in decision.candidates] == [1, 2, 3]
+    by_name = {c.backbone: c for c in decision.candidates}
+    assert by_name["big"].p_best >= 0.9 and sum(c.p_best for c in decision.candidates) == pytest.approx(1.0)
+    assert decision.margin.ci_low > 0 and [c.rank for c in decision.candidates] == [1, 2, 3]
     assert {c.backbone for c in decision.candidates if c.pareto} == {"big", "small", "mid"}
 
 
-def test_equal_candidates_are_no_clear_winner():
-    decision = _run({"a": (5.0, 0.6, 2.0, 10.0), "b": (5.0, 0.6, 2.0, 10.0)})
-    assert decision.status == DecisionStatus.NO_CLEAR_WINNER
-    assert decision.margin.ci_low <= 0 <= decision.margin.ci_high
-    assert decision.recommended is None and {decision.leader, decision.runner_up} == {"a", "b"}
+def test_identical_twins_are_no_clear_winner_and_share_the_wins():
+    """The same model entered twice (the same weights under two names): only timing noise tells them apart."""
+    rng = np.random.default_rng(7)
+    samples = {"twin-a": 10.0 + rng.standard_normal(40), "twin-b": 10.0 + rng.standard_normal(40)}
+    decision, index = _run({"twin-a": (5.0, 0.6, 2.0, 10.0), "twin-b": (5.0, 0.6, 2.0, 10.0)}, latency_samples=samples)
+    assert decision.status == DecisionStatus.NO_CLEAR_WINNER and decision.recommended is None
+    for candidate in decision.candidates:
+        assert 0.2 <= candidate.p_best <= 0.8, candidate
+    assert decision.margin.ci_low < 0 < decision.margin.ci_high
+    headline = plain(decision_page(decision, index, "").headline)
+    assert headline.startswith("No clear winner") and "recommend" not in headline.lower()
 
 
-def test_constraints_filter_and_nothing_passing_names_the_least_violating():
-    specs = {"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.4, 1.2, 10.0)}
-    limited = _run(specs, DecisionSettings(max_params_m=5.0))
-    assert limited.recommended == "small" and limited.status == DecisionStatus.RECOMMENDED
+def test_a_dominated_candidate_never_reorders_the_others():
+    specs = {"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)}
+    before, _ = _run(specs)
+    after, _ = _run({**specs, "worse": (50.0, 0.3, 1.1, 90.0)})
+    order = [c.backbone for c in before.candidates]
+    assert [c.backbone for c in after.candidates if c.backbone != "worse"] == order
+    for name in specs:  # fixed scales: the others' scores do not move at all
+        assert after.candidate(name).score.mean == before.candidate(name).score.mean
+        assert after.candidate(name).utilities == before.candidate(name).utilities
+
+
+@pytest.mark.parametrize("others", [("b",), ("b", "c")])
+def test_a_missing_value_is_left_out_never_best_or_worst_by_accident(others):
+    """"a" has no usable CAM on cluttered backgrounds: it is scored on the criteria it has, whatever the others."""
+    specs = {"a": (5.0, 0.7, 2.0, 20.0), "b": (5.0, 0.7, 2.0, 20.0), "c": (6.0, 0.6, 1.9, 25.0)}
+    decision, _ = _run({n: specs[n] for n in ("a",) + others}, mass_nan=(("a", "cluttered"),))
+    a = decision.candidate("a")
+    assert a.missing == ("clutter",) and "clutter" not in a.utilities
+    weights = DecisionSettings().effective_weights()
+    expected = sum(weights[c] * u for c, u in a.utilities.items()) / sum(weights[c] for c in a.utilities)
+    assert a.score.mean == pytest.approx(expected)
+    assert a.clutter_retention.value is None and decision.candidate("b").clutter_retention.value is not None
+
+
+def test_one_candidate_is_the_only_candidate_never_recommended_over_another():
+    decision, index = _run({"solo": (5.0, 0.6, 2.0, 10.0)})
+    assert decision.status == DecisionStatus.ONLY_CANDIDATE and decision.recommended == "solo"
+    headline = plain(decision_page(decision, index, "").headline)
+    assert "is the only candidate" in headline and "nothing to rank it against" in headline
+
+
+def test_a_partial_weights_table_keeps_the_defaults_and_says_so():
+    settings = DecisionSettings(weights={"latency": 5, "robustness": 2})
+    assert settings.effective_weights() == {"accuracy": 3.0, "localisation": 2.0, "clutter": 2.0, "latency": 5.0,
+                                            "size": 1.0}
+    assert settings.weight_source("accuracy") == "default" and settings.weight_source("clutter") == "yours"
+    decision, index = _run({"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)}, settings)
+    page = decision_page(decision, index, "")
+    assert "top-1 accuracy 3 (default)" in plain(page.basis) and "latency 5," in plain(page.basis)
+    notes = " ".join(plain(n) for n in page.notes)
+    assert "'robustness', the old name of 'clutter'" in notes and "keep their default weights" in notes
+
+
+def test_a_decision_on_cost_alone_says_so():
+    decision, index = _run({"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)},
+                           DecisionSettings(weights={"accuracy": 0, "localisation": 0, "clutter": 0}))
+    assert decision.cost_alone and set(decision.weights) == {"latency", "size"}
+    assert "on cost alone" in plain(decision_page(decision, index, "").headline)
+
+
+def test_constraints_under_uncertainty_keep_the_uncertain_marked():
+    specs = {"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.5, 1.2, 10.0)}
+    decision, _ = _run(specs, DecisionSettings(min_top1=0.5))  # small's 50 % interval straddles 50 %
+    small = decision.candidate("small")
+    assert [c.outcome for c in small.checks] == [Check.UNCERTAIN] and small.rank is not None and not small.failed
+    assert decision.candidate("big").checks[0].outcome == Check.PASS
+    limited, _ = _run(specs, DecisionSettings(max_params_m=5.0))
+    assert limited.status == DecisionStatus.ONLY_CANDIDATE and limited.recommended == "small"
     big = limited.candidate("big")
     assert big.rank is None and big.failed[0][0] == "max_params_m" and "20 M > 5 M" in big.failed[0][1]
-    nothing = _run(specs, DecisionSettings(max_params_m=2.0, min_top1=0.95))
+    nothing, _ = _run(specs, DecisionSettings(max_params_m=2.0, min_top1=0.95))
     assert nothing.status == DecisionStatus.NONE_PASS and nothing.recommended is None
-    # small: params 50 % over and top-1 58 % short; big: params 900 % over: small violates least.
+    # small: params 50 % over and top-1 47 % short; big: params 900 % over: small violates least.
     assert nothing.least_violating == "small"
+    slow, _ = _run(specs, DecisionSettings(max_latency_ms=20.0))
+    assert slow.candidate("big").checks[0].outcome == Check.FAIL and slow.candidate("small").checks[0].outcome == Check.PASS
+
+
+def test_latency_measured_on_different_machines_is_not_ranked():
+    other = Machine("cuda", "a GPU", "test cpu", 2, "x")
+    decision, _ = _run({"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)}, machines={"b": other})
+    assert "latency" not in decision.weights
+    assert dict(decision.dropped)["latency"] == "measured on different machines, so not comparable"
+
+
+def test_what_would_change_the_decision():
+    """a wins on accuracy, b on latency: raising latency's weight far enough puts b first."""
+    decision, index = _run({"a": (5.0, 0.9, 2.0, 80.0), "b": (5.0, 0.7, 2.0, 8.0)},
+                           DecisionSettings(weight_uncertainty=0.0))
+    change = decision.sensitivity
+    assert decision.leader == "a" and change.criterion in decision.weights and change.new_first == "B"
+    # at the weight found, b's score reaches a's; just before it, a still leads
+    weights = dict(decision.weights)
+    for w, a_leads in ((change.to, False), (change.to - 0.02 if change.to > change.weight else change.to + 0.02, True)):
+        weights[change.criterion] = w
+        score = {c.backbone: sum(weights[k] * u for k, u in c.utilities.items()) / sum(weights[k] for k in c.utilities)
+                 for c in decision.candidates}
+        assert (score["a"] >= score["b"]) == a_leads
+    text = plain(decision_page(decision, index, "").change)
+    assert f"from {change.weight:g} to {change.to:g} puts B ahead of A" in text
+
+
+def test_mcnemar_exact_test_of_the_top_two():
+    assert mcnemar(np.array([True] * 5), np.array([False] * 5)) == (5, 0, 0.0625)  # 2 * (1/2)^5
+    assert mcnemar(np.array([True, False]), np.array([True, False]))[2] == 1.0
+    first = [i < 20 for i in range(N)]
+    second = [i < 14 or i == 23 for i in range(N)]
+    decision, _ = _run({"a": (5.0, 0.0, 2.0, 20.0), "b": (5.0, 0.0, 2.0, 20.0)}, correct={"a": first, "b": second})
+    test = decision.mcnemar
+    assert {test.first, test.second} == {"A", "B"} and test.labelled == N
+    assert (test.first_only, test.second_only) in ((6, 1), (1, 6)) and test.p_value == pytest.approx(2 * 8 / 128)
+
+
+def test_fixed_scales():
+    assert utility("latency", 1.0) == pytest.approx(100) and utility("latency", 1000.0) == pytest.approx(0)
+    assert utility("latency", 10.0) - utility("latency", 20.0) == pytest.approx(100 * np.log10(2) / 3)
+    assert utility("size", 0.1) == pytest.approx(100) and utility("localisation", 1.0) == pytest.approx(0)
+    assert utility("localisation", 2.0) == pytest.approx(50) and utility("accuracy", 0.5) == pytest.approx(50)
 
 
 def test_untrained_decisions_are_illustrative():
-    assert _run({"a": (5.0, 0.6, 2.0, 10.0)}, weights_mode="random").illustrative
+    assert _run({"a": (5.0, 0.6, 2.0, 10.0)}, weights_mode="random")[0].illustrative
 
 
 def test_slimming_removes_exactly_the_units_parameters():
@@ -130,12 +250,14 @@ def test_a_backbone_without_a_replaceable_unit_gets_the_reason():
 
 def test_agreement_of_a_model_with_itself_is_one():
     from reportgen.results import arrays as keys
+    from reportgen.scoring.bootstrap import paired_draws
     from reportgen.scoring.score import slimming_score
 
     entry = _backbone("a", 5.0, 0.5)
     entry = type(entry)(**{**entry.__dict__, "slimming": SlimmingRun("done", "u", "registry", "test", 10, 1.0, None)})
     full = np.array([p.top5[0].index for p in entry.predictions])
-    score = slimming_score(entry, [1] * N, {keys.SLIM_TOP1: full, keys.SLIM_KL: np.zeros(N)}, AnalysisConfig())
+    draws = paired_draws([0] * N, 100, 0)
+    score = slimming_score(entry, [1] * N, {keys.SLIM_TOP1: full, keys.SLIM_KL: np.zeros(N)}, draws)
     assert score.agreement.mean == 1.0 and score.top1_change.mean == 0.0 and score.kl.mean == 0.0
 
 
@@ -151,10 +273,11 @@ def budget_run(tmp_path_factory, small_image_dir):
     return out
 
 
-def test_a_budget_file_with_the_lite_preset_recommends_lite0(budget_run):
+def test_a_budget_file_with_the_lite_preset_leaves_lite0_the_only_candidate(budget_run):
     document = json.loads((budget_run / "metrics.json").read_text())
     decision = document["decision"]
-    assert decision["recommended"] == "efficientnet_lite0" and decision["constraints"] == {"max_params_m": 5.0}
+    assert decision["status"] == "only candidate" and decision["recommended"] == "efficientnet_lite0"
+    assert decision["constraints"] == {"max_params_m": 5.0}
     by_name = {c["backbone"]: c for c in decision["candidates"]}
     assert by_name["efficientnet_lite1"]["failed"] and by_name["efficientnet_lite2"]["failed"]
     gmacs = [by_name[f"efficientnet_lite{i}"]["gmacs"] for i in range(3)]
@@ -170,11 +293,14 @@ def test_the_decision_is_page_one_of_the_pdf_and_in_every_format(budget_run):
     from pypdf import PdfReader
 
     first = re.sub(r"\s+", " ", PdfReader(str(budget_run / "report.pdf")).pages[0].extract_text())
-    assert "Decision summary" in first and "EfficientNet-Lite0" in first and "params 5.42 M > 5 M" in first
+    assert first.startswith("Backbone decision: 3 candidates on 3 images (manifest), 20")
+    assert "EfficientNet-Lite0 is the only candidate that meets the constraints (2 fail them)" in first
+    assert "params 5.42 M > 5 M" in first and "no recommendation over another backbone" in first
     html = (budget_run / "report.html").read_text()
     assert html.index('id="decision"') < html.index('id="introduction"')
     md = (budget_run / "report.md").read_text()
-    assert md.index("Decision summary") < md.index("1 Introduction") and "Pick: EfficientNet-Lite0" in md
+    assert md.index("## Backbone decision: 3 candidates") < md.index("1 Introduction")
+    assert "**EfficientNet-Lite0** is the only candidate" in md
 
 
 def test_an_untrained_decision_is_marked_illustrative_on_every_page_it_appears(tmp_path, small_image_dir):
@@ -185,7 +311,7 @@ def test_an_untrained_decision_is_marked_illustrative_on_every_page_it_appears(t
                      "--out", str(out), "--quiet", "--format", "html,pdf,md,json")
     assert result.exit_code == 0, result.output
     pages = [re.sub(r"\s+", " ", page.extract_text()) for page in PdfReader(str(out / "report.pdf")).pages]
-    showing = [text for text in pages if "Decision summary" in text or "weighted score" in text]
+    showing = [text for text in pages if "Backbone decision:" in text or "P(best)" in text]
     assert showing and all("ILLUSTRATIVE" in text for text in showing)
     assert all("UNTRAINED WEIGHTS" in text for text in pages)
     assert "ILLUSTRATIVE" in (out / "report.md").read_text()
@@ -214,8 +340,64 @@ def test_the_slimmed_latency_leaves_out_the_time_spent_inside_the_unit():
             return self.head(x.mean(dim=(2, 3)))
 
     model = TwoCalls().eval()
-    paired = latency_ms(model, (3, 16, 16), "cpu", unit="unit")
-    assert paired.repeats >= 3 and paired.median_ms >= 40.0
-    assert 0 < paired.without_unit_ms <= paired.median_ms - 40.0
-    assert latency_ms(model, (3, 16, 16), "cpu").without_unit_ms is None
+    paired = latency_ms(model, (3, 16, 16), "cpu", unit="unit", budget_s=0.3)
+    assert len(paired.samples_ms) >= 3 and paired.median_ms >= 40.0 and paired.stopped_because == "budget"
+    assert len(paired.without_unit_ms) == len(paired.samples_ms)
+    for whole, without in zip(paired.samples_ms, paired.without_unit_ms):
+        assert 0 < without <= whole - 40.0  # every pass, not just the medians
+    assert latency_ms(model, (3, 16, 16), "cpu", budget_s=0.3).without_unit_median_ms is None
     assert not model.unit._forward_hooks and not model.unit._forward_pre_hooks
+
+
+def test_latency_is_timed_until_its_median_is_stable_and_keeps_every_pass():
+    from reportgen.analysis.cost import MIN_PASSES, latency_ms, measure_cost
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2)).eval()
+    found = latency_ms(model, (3, 32, 32), "cpu")
+    assert found.warmup_passes >= 1 and len(found.samples_ms) >= MIN_PASSES
+    assert found.stopped_because in ("stable median", "maximum passes")
+    cost = measure_cost(model, (3, 32, 32), "cpu", 4)
+    assert len(cost.latency_ms_samples) == cost.latency_repeats >= MIN_PASSES
+    assert cost.latency_ms_median == pytest.approx(float(np.median(cost.latency_ms_samples)))
+    assert cost.machine.fingerprint == (cost.machine.device, cost.machine.device_name, cost.machine.cpu_model,
+                                        torch.get_num_threads(), torch.__version__)
+
+
+def test_the_lite_run_shows_each_models_win_probability_on_page_one(lite_report):
+    """The README's offline command: page 1 lists P(best) for every Lite model, and they sum to 1."""
+    from pypdf import PdfReader
+
+    decision = json.loads((lite_report / "metrics.json").read_text())["decision"]
+    p_best = {c["backbone"]: c["p_best"] for c in decision["candidates"]}
+    assert set(p_best) == {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+    assert sum(p_best.values()) == pytest.approx(1.0)
+    assert decision["draws"] == 1000 and decision["sensitivity"] is not None or decision["status"] == "only candidate"
+    assert decision["mcnemar"]["labelled"] == 17 and 0 <= decision["mcnemar"]["p_value"] <= 1
+    first = re.sub(r"\s+", " ", PdfReader(str(lite_report / "report.pdf")).pages[0].extract_text())
+    assert first.startswith("Backbone decision: 3 candidates on 18 images (manifest), 20") and "CPU" in first[:90]
+    assert "P(best)" in first and "What would change it" in first and "McNemar" in first
+    for c in decision["candidates"]:
+        shown = f"{100 * c['p_best']:.0f} %" if 0.005 <= c["p_best"] < 0.995 else ("<1 %" if c["p_best"] else "0 %")
+        assert f"{c['display_name']}" in first and shown in first
+
+
+def test_a_cached_backbone_measured_elsewhere_has_its_cost_measured_again(tmp_path, small_image_dir):
+    """Latency from another thread count (or device, CPU, torch) is never ranked beside this run's."""
+    out = tmp_path / "out"
+    args = ("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(small_image_dir),
+            "--out", str(out), "--batch-size", "1", "--no-sanity-check", "--format", "json", "--json")
+    assert run_cli(*args).exit_code == 0
+    cost_file = next((out / "results" / "backbones").glob("*.cost.json"))
+    saved = json.loads(cost_file.read_text())
+    saved["machine"]["threads"] = 99
+    saved["latency_ms_samples"] = [1.0] * len(saved["latency_ms_samples"])
+    cost_file.write_text(json.dumps(saved))
+    again = run_cli(*args[:-1])  # not --json: the progress lines say what happened
+    assert again.exit_code == 0, again.output
+    assert "cost measured on 99 -> " in again.output and "measuring it again on this machine" in again.output
+    measured = json.loads((out / "results" / "cost.json").read_text())["backbones"]["efficientnet_lite0"]
+    assert measured["machine"]["threads"] == torch.get_num_threads()
+    assert measured["latency_ms_samples"] != [1.0] * len(measured["latency_ms_samples"])
+    status = json.loads(run_cli(*args).stdout)["backbones"]
+    assert status == {"efficientnet_lite0": "cached"}  # the CAMs were reused throughout

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from reportgen.report.render import _num
+from reportgen.report.formatting import num as _num
 from conftest import aggregate_row as find
 
 

@@ -114,7 +114,14 @@ def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(clust
     ours, theirs = _metrics(out), _metrics(tmp_path / "single")
     assert ours["predictions"] == theirs["predictions"]  # identical, not approximately
     _numbers_equal(ours, theirs)
-    assert "truncated.png" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert "truncated.png" in html
+    # every backbone's cost measured on one node (the driver's), one at a time, and the report names it
+    costs = json.loads((out / "results" / "cost.json").read_text())["backbones"]
+    hosts = {c["machine"]["host"] for c in costs.values()}
+    assert set(costs) == {"efficientnet_lite0", "efficientnet_lite1"} and len(hosts) == 1
+    assert "(Ray node " in next(iter(hosts)) and next(iter(hosts)) in html
+    assert all(len(c["latency_ms_samples"]) >= 3 for c in costs.values())
 
     monkeypatch.delenv(FAULT_KILL_ONCE)
     again = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1")

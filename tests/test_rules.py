@@ -1,21 +1,24 @@
-"""Verdict logic on hand-made metric tables covering every verdict."""
+"""Verdict logic on hand-made metric tables covering every verdict: every family sees the same images (the unit
+the paired bootstrap resamples)."""
 
 from reportgen.inputs.config import AnalysisConfig
-from reportgen.report.rules import Verdict, conclude
 from reportgen.results.schema import (SCHEMA_VERSION, AggregateLookup, BackboneResult, CamStatus, FeatureCka,
-                                      ImageSetInfo, LastThreeSummary, Metrics, PerImageRow, Prediction, RunIndex,
-                                      SanityRun, SanitySummary, SlimmingRun, WeightsInfo)
+                                      ImageEntry, ImageSetInfo, Interval, LastThreeSummary, Metrics, PerImageRow,
+                                      Prediction, RunIndex, SanityRun, SanitySummary, SlimmingRun, SlimmingScore,
+                                      WeightsInfo)
+from reportgen.scoring.rules import Verdict, conclude
 from reportgen.scoring.score import aggregate
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = (Verdict.SUPPORTED, Verdict.CONTRADICTED, Verdict.INCONCLUSIVE,
                                                      Verdict.NOT_TESTED)
+CONFIG = AnalysisConfig(bootstrap_samples=300)
 
 
 def _rows(values_by_family):
     rows = []
     for family, values in values_by_family.items():
         for i, (mass_ratio, spread, size, background) in enumerate(values):
-            rows.append(PerImageRow(f"{family}{i}", f"{family}-net", family, "x", "deep", size, background,
+            rows.append(PerImageRow(f"img{i}", f"{family}-net", family, "x", "deep", size, background,
                                     CamStatus.OK, None, mass_ratio, True, spread, 0.5))
     return rows
 
@@ -33,17 +36,27 @@ def _backbone(family: str) -> BackboneResult:
         slimming=SlimmingRun("not-possible", None, "registry", "test", 0, 0.0, None), batch_size=1)
 
 
-def _index(weights_mode="pretrained", families=("deeper", "wider", "attention")):
-    return RunIndex(SCHEMA_VERSION, {}, AnalysisConfig(), 0, weights_mode, "cpu", ImageSetInfo("t", "", 0), (), (),
+def _index(rows, weights_mode="pretrained", families=("deeper", "wider", "attention")):
+    shapes = {}
+    for row in rows:
+        shapes.setdefault(row.image, (row.size, row.background))
+    images = tuple(ImageEntry(name, "", 10, 10, None, None, (0.0, 0.0, 5.0, 5.0), 0.25, size, background, "", "",
+                              "", "", "", "", "", "") for name, (size, background) in shapes.items())
+    return RunIndex(SCHEMA_VERSION, {}, CONFIG, 0, weights_mode, "cpu", ImageSetInfo("t", "", len(images)), images, (),
                     tuple(_backbone(f) for f in families), "timings.json", {})
 
 
-def _metrics(rows, cka_by_family, ks=0.05):
-    return Metrics(SCHEMA_VERSION, tuple(rows), (), tuple(aggregate(rows, AnalysisConfig())),
+def _metrics(rows, cka_by_family, ks=0.05, slimming=None):
+    index = _index(rows, families=tuple(cka_by_family))
+    return Metrics(SCHEMA_VERSION, tuple(rows), (), tuple(aggregate(index, rows, CONFIG)),
                    {f"{f}-net": LastThreeSummary(("a", "b", "c"), ((1, c, 0.5), (c, 1, 0.5), (0.5, 0.5, 1)),
                                                  (0.1, 0.2), (ks, 0.2), (None, None, None))
                     for f, c in cka_by_family.items()},
-                   {f"{f}-net": SanitySummary("skipped", "test", {}) for f in cka_by_family}, {})
+                   {f"{f}-net": SanitySummary("skipped", "test", {}) for f in cka_by_family}, slimming or {})
+
+
+def _conclude(rows, ckas, weights_mode="pretrained", **kwargs):
+    return conclude(_index(rows, weights_mode, tuple(ckas)), _metrics(rows, ckas, **kwargs))
 
 
 def _spread_values(mass, spread, n=12, jitter=0.02):
@@ -54,14 +67,14 @@ def _spread_values(mass, spread, n=12, jitter=0.02):
 def test_supported_and_contradicted():
     rows = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
                   "attention": _spread_values(2.0, 0.4)})
-    result = conclude(_index(), _metrics(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9}))
+    result = _conclude(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9})
     verdicts = {c.key: c.verdict for c in result.claims}
     assert verdicts["focus"] == SUPPORTED
     assert verdicts["wider-spread"] == SUPPORTED
     assert verdicts["slimming"] == SUPPORTED
     rows = _rows({"deeper": _spread_values(1.5, 0.6), "wider": _spread_values(3.0, 0.2),
                   "attention": _spread_values(2.0, 0.4)})
-    result = conclude(_index(), _metrics(rows, {"deeper": 0.3, "wider": 0.95, "attention": 0.2}))
+    result = _conclude(rows, {"deeper": 0.3, "wider": 0.95, "attention": 0.2})
     verdicts = {c.key: c.verdict for c in result.claims}
     assert verdicts["focus"] == CONTRADICTED
     assert verdicts["wider-spread"] == CONTRADICTED
@@ -71,35 +84,57 @@ def test_supported_and_contradicted():
 def test_inconclusive_on_overlap_and_small_groups():
     rows = _rows({"deeper": _spread_values(2.0, 0.4, jitter=0.5), "wider": _spread_values(2.01, 0.4, jitter=0.5),
                   "attention": _spread_values(2.0, 0.4)})
-    result = conclude(_index(), _metrics(rows, {"deeper": 0.9, "wider": 0.3, "attention": 0.9}))
+    result = _conclude(rows, {"deeper": 0.9, "wider": 0.3, "attention": 0.9})
     focus = next(c for c in result.claims if c.key == "focus")
     assert focus.verdict == INCONCLUSIVE and focus.reason == "overlap"
     rows = _rows({"deeper": _spread_values(3.0, 0.2, n=1), "wider": _spread_values(1.0, 0.6, n=1),
                   "attention": _spread_values(2.0, 0.4, n=1)})
-    result = conclude(_index(), _metrics(rows, {"deeper": 0.9, "wider": 0.3, "attention": 0.9}))
+    result = _conclude(rows, {"deeper": 0.9, "wider": 0.3, "attention": 0.9})
     focus = next(c for c in result.claims if c.key == "focus")
     assert focus.verdict == INCONCLUSIVE and focus.reason == "small-group"
 
 
-def test_missing_family_and_untrained_are_not_tested():
+def test_claims_are_judged_on_the_families_present_and_untrained_runs_are_not_tested():
     rows = _rows({"deeper": _spread_values(3.0, 0.2)})
-    result = conclude(_index(families=("deeper",)), _metrics(rows, {"deeper": 0.9}))
-    assert all(c.verdict == NOT_TESTED for c in result.claims)
+    result = _conclude(rows, {"deeper": 0.9})
+    comparisons = [c for c in result.claims if c.key != "slimming"]
+    assert all(c.verdict == NOT_TESTED and c.reason == "family-missing" for c in comparisons)
+    slimming = next(c for c in result.claims if c.key == "slimming")
+    # the proxy calls deeper's penultimate layer removable, as the paper says: supported, for deeper only
+    assert slimming.verdict == SUPPORTED and slimming.partial and slimming.absent == ("wider", "attention")
+    assert [(f.family, f.verdict) for f in slimming.by_family] == [("deeper", SUPPORTED)]
+    two = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6)})
+    focus = next(c for c in _conclude(two, {"deeper": 0.9, "wider": 0.3}).claims if c.key == "focus")
+    assert focus.verdict == SUPPORTED and not focus.partial  # deeper vs wider: both present
+    small = next(c for c in _conclude(two, {"deeper": 0.9, "wider": 0.3}).claims if c.key == "small-deeper")
+    assert small.partial and small.absent == ("attention",) and [c.other for c in small.comparisons] == ["wider"]
     rows = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
                   "attention": _spread_values(2.0, 0.4)})
-    result = conclude(_index("random"), _metrics(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9}))
+    result = _conclude(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9}, weights_mode="random")
     assert result.untrained and all(c.reason == "untrained" for c in result.claims)
+
+
+def test_slimming_by_intervention_inside_the_noise_is_no_verdict():
+    rows = _rows({"deeper": _spread_values(3.0, 0.2)})
+
+    def score(mean, low, high):
+        return SlimmingScore("done", "u", "", 1, 1.0, Interval(mean, low, high, 40), None, None, None, None, None)
+    cases = {(0.97, 0.93, 0.99): SUPPORTED, (0.93, 0.85, 0.98): INCONCLUSIVE, (0.6, 0.5, 0.7): CONTRADICTED}
+    for interval, verdict in cases.items():
+        metrics = _metrics(rows, {"deeper": 0.2}, slimming={"deeper-net": score(*interval)})
+        claim = next(c for c in conclude(_index(rows, families=("deeper",)), metrics).claims if c.key == "slimming")
+        assert claim.verdict == verdict, interval
 
 
 def test_slimming_needs_similar_features_and_similar_weight_distributions():
     rows = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
                   "attention": _spread_values(2.0, 0.4)})
     ckas = {"deeper": 0.95, "wider": 0.3, "attention": 0.9}
-    close = next(c for c in conclude(_index(), _metrics(rows, ckas, ks=0.05)).claims if c.key == "slimming")
+    close = next(c for c in _conclude(rows, ckas, ks=0.05).claims if c.key == "slimming")
     assert close.verdict == SUPPORTED
     assert [r.evidence.removable for r in close.slimming] == [True, False, True]
     # Same features, but the weight distributions differ: the rule no longer calls the layer removable.
-    far = next(c for c in conclude(_index(), _metrics(rows, ckas, ks=0.4)).claims if c.key == "slimming")
+    far = next(c for c in _conclude(rows, ckas, ks=0.4).claims if c.key == "slimming")
     assert [r.evidence.removable for r in far.slimming] == [False, False, False]
     assert far.verdict == INCONCLUSIVE and far.reason == "mixed"
 
@@ -108,7 +143,7 @@ def test_family_numbers_quote_the_family_table():
     rows = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
                   "attention": _spread_values(2.0, 0.4)})
     metrics = _metrics(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9})
-    focus = next(c for c in conclude(_index(), metrics).claims if c.key == "focus")
+    focus = next(c for c in conclude(_index(rows), metrics).claims if c.key == "focus")
     lookup = AggregateLookup(metrics.aggregates)
     for label, number in focus.numbers:
         metric = label.split(",")[0]

@@ -261,6 +261,27 @@ def _progress_counter(on_batch: OnBatch, total: int):
     return count
 
 
+def cost_of(plan: WeightsPlan, config: AnalysisConfig, device: str, slim_unit: Optional[str], batch_size: int,
+            host: str = "") -> Cost:
+    """The cost alone, for a backbone whose analyses are reused but whose cost was measured on another machine (or
+    on Ray, where one node measures every backbone in turn): load the model, time it, nothing else."""
+    torch.manual_seed(config.seed)
+    loaded: LoadedModel = load_model(plan, config.seed)
+    model = on_device(loaded.model, device)
+    try:
+        return measure_cost(model, loaded.data_config["input_size"], device, batch_size, slim_unit, host)
+    finally:
+        del model, loaded
+        release_memory()
+
+
+def current_machine(device: str) -> tuple:
+    """This process's machine fingerprint (device, CPU/GPU model, threads, torch) for comparing cached costs."""
+    from .cost import machine
+
+    return machine(device).fingerprint
+
+
 def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames, config: AnalysisConfig,
                      device: str, weights_mode: str, progress: Callable[[str], None],
                      on_batch: OnBatch = lambda stage, done, total: None,

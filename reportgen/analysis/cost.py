@@ -1,11 +1,18 @@
-"""What a backbone costs on the run's device: latency (median and quartiles of timed forward passes at batch
-1, after warm-up, under ``torch.inference_mode``), throughput at the run's batch size, and inference memory
-(CUDA: peak allocated; CPU: weights plus the largest activation footprint of one module at batch 1, measured
-from the tensors a forward pass makes), and the slimmed model's latency (the same passes minus the time spent inside
-the unit slimming removes). Machine-dependent: kept in cost.json, apart from the reproducible results."""
+"""What a backbone costs on the run's device: latency (every timed forward pass at batch 1, after warm-up, under
+``torch.inference_mode``), throughput at the run's batch size (after a warm-up at that shape), and inference memory
+(CUDA: peak allocated; CPU: weights plus the largest activation footprint of one module at batch 1, measured from
+the tensors a forward pass makes), and the slimmed model's latency (the same passes minus the time spent inside the
+unit slimming removes). Machine-dependent: kept in cost.json with the machine's fingerprint, apart from the
+reproducible results.
+
+Latency is timed until its median is stable (adding the last ten passes moves it by at most 1 %) once at least
+MIN_PASSES passes are in, or until the per-model budget is spent (at least MIN_REPEATS passes), as timm's benchmark
+warms up before it times; every pass is kept, so the decision can resample the timing noise.
+"""
 from __future__ import annotations
 
 import platform
+import socket
 import statistics
 import time
 from dataclasses import dataclass
@@ -16,14 +23,19 @@ import torch
 from ..results.schema import Cost, Machine
 from .models import zeros_batch
 
-# No warm-up pass of its own: the memory measurement's forward pass (same model, batch 1) runs first.
-LATENCY_REPEATS = 5
-MIN_REPEATS = 3
-# Big models on a CPU: stop repeating (after MIN_REPEATS) once this much time went into one measurement.
-LATENCY_BUDGET_S = 1.0
+WARMUP_PASSES = 3  # after the memory measurement's pass: caches, allocator and oneDNN kernels settle
+WARMUP_BUDGET_S = 0.5
+MIN_PASSES = 20  # where the budget allows
+MIN_REPEATS = 3  # whatever the budget (a VGG on a CPU)
+MAX_PASSES = 200
+STABLE_WINDOW = 10  # the median is stable when the last STABLE_WINDOW passes move it by at most STABLE_CHANGE
+STABLE_CHANGE = 0.01
+LATENCY_BUDGET_S = 2.0  # per model: time spent in timed passes
+THROUGHPUT_PASSES = 3  # timed at the run's batch size, after one warm-up pass at that shape
+THROUGHPUT_BUDGET_S = 1.0
 
 
-def machine(device: str) -> Machine:
+def machine(device: str, host: str = "") -> Machine:
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -31,7 +43,7 @@ def machine(device: str) -> Machine:
     except OSError:
         pass
     name = torch.cuda.get_device_name() if device == "cuda" else (cpu or "cpu")
-    return Machine(device, name, cpu, torch.get_num_threads(), torch.__version__)
+    return Machine(device, name, cpu, torch.get_num_threads(), torch.__version__, host or socket.gethostname())
 
 
 class _UnitClock:
@@ -85,41 +97,77 @@ def _timed(model: torch.nn.Module, batch: torch.Tensor, device: str) -> float:
 
 @dataclass(frozen=True)
 class Latency:
-    median_ms: float
-    q1_ms: float
-    q3_ms: float
-    repeats: int
-    without_unit_ms: Optional[float]  # median over the passes of (pass - time inside the unit); None: no unit
+    samples_ms: tuple  # every timed pass
+    without_unit_ms: tuple  # each pass minus its time inside the unit (empty: no unit)
+    warmup_passes: int
+    stopped_because: str
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def quartiles_ms(self) -> tuple:
+        if len(self.samples_ms) < 2:
+            return self.samples_ms[0], self.samples_ms[0]
+        q1, _, q3 = statistics.quantiles(self.samples_ms, n=4, method="inclusive")
+        return q1, q3
+
+    @property
+    def without_unit_median_ms(self) -> Optional[float]:
+        return statistics.median(self.without_unit_ms) if self.without_unit_ms else None
 
 
-def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[str] = None) -> Latency:
-    """Batch-1 forward latency in milliseconds (median, quartiles). With ``unit``, the time spent inside it is
-    taken from the same passes: the slimmed model's latency is each pass minus its unit time (paired, so the
-    saving is not the difference of two noisy medians, and no second model is timed)."""
+def _stable(samples: list) -> bool:
+    if len(samples) < max(MIN_PASSES, 2 * STABLE_WINDOW):
+        return False
+    now, before = statistics.median(samples), statistics.median(samples[:-STABLE_WINDOW])
+    return abs(now - before) <= STABLE_CHANGE * now
+
+
+def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[str] = None,
+               budget_s: float = LATENCY_BUDGET_S) -> Latency:
+    """Batch-1 forward latency in milliseconds, every pass. With ``unit``, the time spent inside it is taken from
+    the same passes: the slimmed model's latency is each pass minus its unit time (paired, so the saving is not
+    the difference of two noisy medians, and no second model is timed)."""
     batch = zeros_batch(1, input_size, device)
-    clock = _UnitClock(model.get_submodule(unit) if unit else None, device)
     samples: list[float] = []
     without_unit: list[float] = []
-    try:
-        with torch.inference_mode():
-            spent = 0.0
-            while len(samples) < LATENCY_REPEATS and (len(samples) < MIN_REPEATS or spent < LATENCY_BUDGET_S):
+    with torch.inference_mode():
+        warmup, spent = 0, 0.0
+        while warmup < WARMUP_PASSES and (warmup == 0 or spent < WARMUP_BUDGET_S):
+            spent += _timed(model, batch, device)
+            warmup += 1
+        clock = _UnitClock(model.get_submodule(unit) if unit else None, device)
+        try:
+            spent, reason = 0.0, "maximum passes"
+            while len(samples) < MAX_PASSES:
                 seconds = _timed(model, batch, device)
                 samples.append(seconds * 1000.0)
                 without_unit.append((seconds - clock.take_seconds()) * 1000.0)
                 spent += seconds
-    finally:
-        clock.remove()
-    q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return Latency(median, q1, q3, len(samples), statistics.median(without_unit) if unit else None)
+                if _stable(samples):
+                    reason = "stable median"
+                    break
+                if spent >= budget_s and len(samples) >= MIN_REPEATS:
+                    reason = "budget"
+                    break
+        finally:
+            clock.remove()
+    return Latency(tuple(samples), tuple(without_unit) if unit else (), warmup, reason)
 
 
 def images_per_second(model: torch.nn.Module, input_size, device: str, batch_size: int) -> float:
-    """One timed pass at the run's batch size (the latency measurement before it warmed the model up)."""
+    """Median throughput of timed passes at the run's batch size, after one warm-up pass at that shape."""
     batch = zeros_batch(batch_size, input_size, device)
+    rates, spent = [], 0.0
     with torch.inference_mode():
-        seconds = _timed(model, batch, device)
-    return batch_size / seconds if seconds > 0 else float("inf")
+        _timed(model, batch, device)
+        while len(rates) < THROUGHPUT_PASSES and (not rates or spent < THROUGHPUT_BUDGET_S):
+            seconds = _timed(model, batch, device)
+            spent += seconds
+            rates.append(batch_size / seconds if seconds > 0 else float("inf"))
+    return statistics.median(rates)
 
 
 def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, str]:
@@ -150,16 +198,18 @@ def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, s
 
 
 def measure_cost(model: torch.nn.Module, input_size, device: str, batch_size: int,
-                 slim_unit: Optional[str] = None) -> Cost:
+                 slim_unit: Optional[str] = None, host: str = "") -> Cost:
     """Cost of ``model``; ``slim_unit``: the module slimming removes, whose time inside the timed passes gives
     the slimmed model's latency."""
     was_training = model.training
     model.eval()
     try:
-        memory, method = memory_mb(model, input_size, device)  # also the first warm-up pass
+        memory, method = memory_mb(model, input_size, device)
         latency = latency_ms(model, input_size, device, slim_unit)
         throughput = images_per_second(model, input_size, device, batch_size)
     finally:
         model.train(was_training)
-    return Cost(latency.median_ms, latency.q1_ms, latency.q3_ms, latency.repeats, throughput, batch_size, memory,
-                method, latency.without_unit_ms, machine(device))
+    q1, q3 = latency.quartiles_ms
+    return Cost(latency.median_ms, q1, q3, len(latency.samples_ms), throughput, batch_size, memory, method,
+                latency.without_unit_median_ms, machine(device, host), tuple(latency.samples_ms),
+                tuple(latency.without_unit_ms), latency.warmup_passes, latency.stopped_because)

@@ -27,7 +27,8 @@ LAYER_KEYS = ("shallow", "middle", "deep")
 ANALYSIS_KEYS = {f.name: f.type for f in fields(AnalysisConfig) if f.name != "rules"}
 RULE_KEYS = {f.name: f.type for f in fields(RuleThresholds)}
 DECISION_KEYS = {"max_params_m": float, "max_gmacs": float, "max_latency_ms": float, "min_top1": float,
-                 "weights": dict, "confidence": float, "bootstrap_samples": int}
+                 "weights": dict, "confidence": float, "weight_uncertainty": float, "min_win_probability": float,
+                 "tie_points": float}
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ def load_battery(path: Path) -> Battery:
     rules = raw.get("rules", {})
     _check_keys(f"{path} [rules]", rules, RULE_KEYS)
     decision = raw.get("decision", {})
+    if isinstance(decision, dict) and "bootstrap_samples" in decision:
+        raise UsageError(f"{path} [decision]: bootstrap_samples moved to [analysis] bootstrap_samples (one paired "
+                         "bootstrap serves the whole report).")
     _check_keys(f"{path} [decision]", decision, DECISION_KEYS)
     executor = raw.get("executor", {})
     _check_keys(f"{path} [executor]", executor, EXECUTOR_KEYS)
@@ -212,9 +216,13 @@ shard_size = 256                  # images per task (rounded up to a multiple of
 # max_gmacs = 1.0                 # GMACs per image
 # max_latency_ms = 50             # median latency at batch 1 on the run's device
 # min_top1 = 0.5                  # top-1 accuracy on the labelled images (0..1)
-weights = { accuracy = 3, localisation = 2, robustness = 1, latency = 1, size = 1 }
+weights = { accuracy = 3, localisation = 2, clutter = 1, latency = 1, size = 1 }   # the defaults; name only
+                                  # what you change, the others keep their default
 # localisation is weighted by the image set's own mix of small / medium / large objects;
-# robustness is the drop in localisation from clean to cluttered backgrounds.
+# clutter is how much localisation is kept on cluttered backgrounds (cluttered / clean mass_ratio).
+# weight_uncertainty = 0.2        # weights drawn around these in every bootstrap draw (0 = fixed)
+# min_win_probability = 0.9       # recommend only a candidate that ranks first in this share of the draws
+# tie_points = 0.5                # scores closer than this to a draw's best tie for first
 
 # One table per backbone. id: a registry name or any timm model id. Layers not given are chosen
 # automatically (see the README); family not given comes from the registry or a heuristic.

@@ -80,10 +80,14 @@ class RuleThresholds:
         _check_range(self, "slim_max_top1_drop", 0, 1)
 
 
-DECISION_CRITERIA = ("accuracy", "localisation", "robustness", "latency", "size")
+DECISION_CRITERIA = ("accuracy", "localisation", "clutter", "latency", "size")
 # How much each criterion counts when no battery file says otherwise: accuracy on labelled images first,
-# then localisation (weighted by the image set's size mix), then robustness to clutter, latency and size.
-DEFAULT_DECISION_WEIGHTS = {"accuracy": 3.0, "localisation": 2.0, "robustness": 1.0, "latency": 1.0, "size": 1.0}
+# then localisation (weighted by the image set's size mix), then keeping localisation on cluttered backgrounds,
+# latency and size. A [decision] weights table names only what it changes; the other criteria keep these.
+DEFAULT_DECISION_WEIGHTS = {"accuracy": 3.0, "localisation": 2.0, "clutter": 1.0, "latency": 1.0, "size": 1.0}
+# Earlier names still accepted in a weights table (the report notes the new name).
+CRITERION_ALIASES = {"robustness": "clutter"}
+MAX_WEIGHT = 10.0  # the sensitivity analysis searches each weight within 0..MAX_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,19 @@ class DecisionSettings:
     max_gmacs: Optional[float] = None  # GMACs per image at the model's input size
     max_latency_ms: Optional[float] = None  # median latency at batch 1 on the run's device
     min_top1: Optional[float] = None  # top-1 accuracy on the labelled images, 0..1
-    weights: dict = field(default_factory=lambda: dict(DEFAULT_DECISION_WEIGHTS))
-    # The top two are "no clear winner" unless the bootstrap interval (this level) of their score difference
-    # excludes zero.
+    # The weights the user gave (a partial table keeps the defaults for the criteria it leaves out).
+    weights: dict = field(default_factory=dict)
+    # Level of the decision's intervals (scores, margins, constraint checks).
     confidence: float = 0.95
-    bootstrap_samples: int = 500
+    # SMAA: in each bootstrap draw every weight is drawn around the user's (log-normal with this spread; 0 = fixed),
+    # so P(best) also says how much the pick depends on the exact weights.
+    weight_uncertainty: float = 0.2
+    # A candidate is recommended only when it ranks first in at least this share of the draws.
+    min_win_probability: float = 0.9
+    # Scores closer than this (points) to the best of a draw tie for first and share the win: differences below it
+    # are not worth a verdict (0.5 points: e.g. 1.3 top-1 points at the default weights, or 3 % of latency between
+    # two timing sessions, which the resampled passes of one session cannot show).
+    tie_points: float = 0.5
 
     def __post_init__(self):
         for key in ("max_params_m", "max_gmacs", "max_latency_ms"):
@@ -105,20 +117,39 @@ class DecisionSettings:
                 _check_range(self, key, 0, low_open=True)
         if self.min_top1 is not None:
             _check_range(self, "min_top1", 0, 1)
-        if not isinstance(self.weights, dict) or not self.weights:
+        if not isinstance(self.weights, dict):
             raise _bad("weights", self.weights, f"give a table of weights for {', '.join(DECISION_CRITERIA)}")
+        known = DECISION_CRITERIA + tuple(CRITERION_ALIASES)
         for criterion, weight in self.weights.items():
-            if criterion not in DECISION_CRITERIA:
+            if criterion not in known:
                 raise _bad("weights", criterion, f"criteria are {', '.join(DECISION_CRITERIA)}")
-            if not _number(weight) or weight < 0:
-                raise _bad(f"weights.{criterion}", weight, "give a number >= 0")
-        if not any(self.weights.values()):
+            if not _number(weight) or weight < 0 or weight > MAX_WEIGHT:
+                raise _bad(f"weights.{criterion}", weight, f"give a number from 0 to {MAX_WEIGHT:g}")
+        for alias, name in CRITERION_ALIASES.items():
+            if alias in self.weights and name in self.weights:
+                raise _bad("weights", self.weights, f"give {name} or its old name {alias}, not both")
+        if not any(self.effective_weights().values()):
             raise _bad("weights", self.weights, "at least one weight must be above 0")
         _check_range(self, "confidence", 0.5, 1, high_open=True)
-        _check_range(self, "bootstrap_samples", 10, integer=True)
+        _check_range(self, "weight_uncertainty", 0, 2)
+        _check_range(self, "min_win_probability", 0.5, 1)
+        _check_range(self, "tie_points", 0, 100)
+
+    def effective_weights(self) -> dict:
+        """Every criterion's weight: the user's where given (old names mapped), else the default."""
+        given = {CRITERION_ALIASES.get(k, k): float(v) for k, v in self.weights.items()}
+        return {criterion: given.get(criterion, DEFAULT_DECISION_WEIGHTS[criterion]) for criterion in DECISION_CRITERIA}
+
+    def weight_source(self, criterion: str) -> str:
+        """"yours" when the weights table gave it (under any name), else "default"."""
+        names = {criterion} | {alias for alias, name in CRITERION_ALIASES.items() if name == criterion}
+        return "yours" if names & set(self.weights) else "default"
+
+    def aliases_used(self) -> tuple:
+        return tuple((alias, CRITERION_ALIASES[alias]) for alias in self.weights if alias in CRITERION_ALIASES)
 
     def weight(self, criterion: str) -> float:
-        return float(self.weights.get(criterion, 0.0))
+        return self.effective_weights().get(criterion, 0.0)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ one message naming it and writes no report. Ray is imported only here, and only 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -117,9 +118,9 @@ def shard_task(spec: ShardSpec, plan, config, weights_mode: str, device: str, th
     started = time.perf_counter()
     _inject_fault(spec)
     use_threads(threads)
-    # Latency does not depend on the images: the backbone's first shard measures it, the others skip it.
+    # Cost is measured by the driver afterwards, on one node, one backbone at a time: not by the shards.
     _, status = run_planned_shard(plan, spec.images, spec.out_dir, config, weights_mode, device,
-                                  with_cost=spec.first == 0, fresh=fresh)
+                                  with_cost=False, fresh=fresh)
     return {"status": status, "seconds": time.perf_counter() - started, "node": _node_name(ray)}
 
 
@@ -279,46 +280,59 @@ def _first_line(exc: BaseException) -> str:
     return (lines[-1] if lines else type(exc).__name__)[:300]
 
 
-def run_shards(prepared, settings: ExecutorSettings, progress: Callable[[str], None]) -> DistributedOutcome:
-    """Every shard of the run on Ray; raises ShardsFailed naming the shards that failed after retries."""
+@contextlib.contextmanager
+def ray_session(settings: ExecutorSettings, progress: Callable[[str], None]):
+    """Ray, joined (or started locally) for the duration; a local instance started here is stopped after."""
     ray = require_ray()
+    started_here = _init_ray(ray, settings, progress)
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _threads(settings: ExecutorSettings) -> int:
+    from ..analysis.environment import thread_count
+
+    return settings.cpus_per_task or thread_count()
+
+
+def _resources(prepared, settings: ExecutorSettings) -> dict:
+    return {"num_gpus": 1} if prepared.device == "cuda" else {"num_cpus": _threads(settings)}
+
+
+def run_shards(ray, prepared, settings: ExecutorSettings, progress: Callable[[str], None]) -> DistributedOutcome:
+    """Every shard of the run on Ray; raises ShardsFailed naming the shards that failed after retries."""
     request: RunRequest = prepared.request
     root = request.out_dir / "results" / SHARDS_DIR
     specs = plan_shards(prepared.plans, prepared.image_set, settings.shard_size, request.config.batch_size, root)
     outcome = DistributedOutcome([ShardOutcome(spec) for spec in specs])
-    from ..analysis.environment import thread_count
-
-    threads = settings.cpus_per_task or thread_count()
-    started_here = _init_ray(ray, settings, progress)
-    try:
-        _check_nodes(ray, list(dict.fromkeys(p for spec in specs for p in spec.paths)), str(root))
-        resources = {"num_gpus": 1} if prepared.device == "cuda" else {"num_cpus": threads}
-        env = _worker_env()
-        # SPREAD: shards go to every node with room, not first to fill the driver's node.
-        task = ray.remote(max_retries=MAX_RETRIES, scheduling_strategy="SPREAD", **resources)(shard_task).options(
-            **({"runtime_env": {"env_vars": env}} if env else {}))
-        plans = {plan.backbone.name: plan for plan in prepared.plans}
-        pending = {task.remote(spec, plans[spec.backbone], request.config, request.weights, prepared.device,
-                               threads, request.fresh): shard for spec, shard in zip(specs, outcome.shards)}
-        progress(f"{len(specs)} shards ({len(prepared.plans)} backbone(s) x {len(specs) // len(prepared.plans)} "
-                 f"slices) submitted")
-        began, done = time.perf_counter(), 0
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            shard = pending.pop(ready[0])
-            try:
-                found = ray.get(ready[0])
-                shard.status, shard.seconds, shard.node = found["status"], found["seconds"], found["node"]
-            except Exception as exc:  # RayTaskError, WorkerCrashedError after retries, ...
-                shard.status, shard.error = "failed", _first_line(exc)
-            done += 1
-            elapsed = time.perf_counter() - began
-            eta = elapsed / done * (len(specs) - done)
-            progress(f"shards {done}/{len(specs)} done ({shard.spec.name}: {shard.status}), "
-                     f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s")
-    finally:
-        if started_here:
-            ray.shutdown()
+    threads = _threads(settings)
+    _check_nodes(ray, list(dict.fromkeys(p for spec in specs for p in spec.paths)), str(root))
+    env = _worker_env()
+    # SPREAD: shards go to every node with room, not first to fill the driver's node.
+    task = ray.remote(max_retries=MAX_RETRIES, scheduling_strategy="SPREAD", **_resources(prepared, settings))(
+        shard_task).options(**({"runtime_env": {"env_vars": env}} if env else {}))
+    plans = {plan.backbone.name: plan for plan in prepared.plans}
+    pending = {task.remote(spec, plans[spec.backbone], request.config, request.weights, prepared.device,
+                           threads, request.fresh): shard for spec, shard in zip(specs, outcome.shards)}
+    progress(f"{len(specs)} shards ({len(prepared.plans)} backbone(s) x {len(specs) // len(prepared.plans)} "
+             f"slices) submitted")
+    began, done = time.perf_counter(), 0
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        shard = pending.pop(ready[0])
+        try:
+            found = ray.get(ready[0])
+            shard.status, shard.seconds, shard.node = found["status"], found["seconds"], found["node"]
+        except Exception as exc:  # RayTaskError, WorkerCrashedError after retries, ...
+            shard.status, shard.error = "failed", _first_line(exc)
+        done += 1
+        elapsed = time.perf_counter() - began
+        eta = elapsed / done * (len(specs) - done)
+        progress(f"shards {done}/{len(specs)} done ({shard.spec.name}: {shard.status}), "
+                 f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s")
     failed = [s for s in outcome.shards if s.status == "failed"]
     if failed:
         names = ", ".join(s.spec.name for s in failed)
@@ -326,3 +340,34 @@ def run_shards(prepared, settings: ExecutorSettings, progress: Callable[[str], N
                            f"({failed[0].error}); no report written. Finished shards are kept in {root}: run the "
                            "same command again to compute only the missing ones.")
     return outcome
+
+
+def cost_task(plan, config, device: str, threads: int, slim_unit, batch_size: int):
+    """One backbone's cost on the node it was sent to (module-level so Ray can ship it)."""
+    import socket
+
+    import ray
+
+    from ..analysis.backbone import cost_of
+    from ..analysis.environment import use_threads
+
+    use_threads(threads)
+    node = ray.get_runtime_context().get_node_id()[:12]
+    return cost_of(plan, config, device, slim_unit, batch_size, host=f"{socket.gethostname()} (Ray node {node})")
+
+
+def measure_costs(ray, prepared, settings: ExecutorSettings, units: dict, progress: Callable[[str], None]) -> dict:
+    """Every backbone's cost on ONE node (the driver's), one backbone at a time, after the shards: latencies are
+    ranked against each other, so they come from the same machine with nothing else running on it."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    task = ray.remote(max_retries=MAX_RETRIES, **_resources(prepared, settings))(cost_task).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+    costs = {}
+    for plan in prepared.plans:
+        name = plan.backbone.name
+        progress(f"{name}: latency, throughput and memory on node {node[:12]} (one backbone at a time)")
+        costs[name] = ray.get(task.remote(plan, prepared.request.config, prepared.device, _threads(settings),
+                                          units.get(name), prepared.request.config.batch_size))
+    return costs

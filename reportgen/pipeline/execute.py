@@ -13,8 +13,8 @@ from ..errors import OutputError
 from ..inputs.decoded import DecodedInputs
 from ..inputs.images import ImageSet, default_image_dir, load_image_set
 from ..report.render import render_report
-from ..results.schema import SkippedImage
-from ..results.store import TIMINGS, mark_run_started, prune_unreferenced, write_json
+from ..results.schema import CostReport, SkippedImage
+from ..results.store import COST, TIMINGS, mark_run_started, prune_unreferenced, write_json
 from .request import RunRequest
 from .run import BatteryOutcome, OnBatch, Progress, decode_inputs, run_battery
 
@@ -108,17 +108,24 @@ def execute(prepared: PreparedRun, progress: Progress, on_batch: OnBatch, note: 
 
 
 def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tuple[BatteryOutcome, list]:
-    """The shards on Ray, then the exact merge and scoring into ``results`` (the report is rendered as usual)."""
+    """The shards on Ray, the exact merge, every backbone's cost on one node, then scoring into ``results`` (the
+    report is rendered as usual)."""
     from ..results.merge import merge_shards
-    from .distributed import run_shards
+    from .distributed import measure_costs, ray_session, run_shards
     from .run import score_and_write
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    mark = time.perf_counter()
-    distributed = run_shards(prepared, prepared.request.executor, note)
-    shard_seconds = time.perf_counter() - mark
-    note("merging shards")
-    index, merged = merge_shards([Path(s.spec.out_dir) / "results" for s in distributed.shards], results.parent)
+    settings = prepared.request.executor
+    with ray_session(settings, note) as ray:
+        mark = time.perf_counter()
+        distributed = run_shards(ray, prepared, settings, note)
+        shard_seconds = time.perf_counter() - mark
+        note("merging shards")
+        index, merged = merge_shards([Path(s.spec.out_dir) / "results" for s in distributed.shards], results.parent)
+        mark = time.perf_counter()
+        costs = measure_costs(ray, prepared, settings, {b.name: b.slimming.unit for b in index.backbones}, note)
+        cost_seconds = time.perf_counter() - mark
+    write_json(merged / COST, CostReport(costs))
     image_set = prepared.image_set
     index = replace(index, battery_file=prepared.request.battery.raw,
                     skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
@@ -131,7 +138,7 @@ def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tup
         name = shard.spec.backbone
         outcome.status[name] = "computed" if shard.status == "computed" or outcome.status.get(name) == "computed" \
             else "cached"
-    outcome.timings = {"started": started, "executor": "ray", "shards_s": shard_seconds,
+    outcome.timings = {"started": started, "executor": "ray", "shards_s": shard_seconds, "cost_s": cost_seconds,
                        "scoring_s": time.perf_counter() - mark,
                        "shards": {s.spec.name: {"status": s.status, "seconds": s.seconds} for s in distributed.shards},
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -189,6 +189,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
 def _backbones(plans, image_set, class_names, config, results_dir, device, weights_mode, progress, fresh, on_batch,
                keep_merge_state, decoded, versions, outcome, with_cost) -> tuple[list, dict]:
     """Each backbone's result: reused when its key matches a saved one, else computed and saved."""
+    from ..analysis.backbone import cost_of, current_machine
     from ..analysis.environment import release_memory
     from ..analysis.weights import weights_identity
 
@@ -203,11 +204,20 @@ def _backbones(plans, image_set, class_names, config, results_dir, device, weigh
             progress(f"{name}: unchanged since the last run, reusing {BACKBONES_DIR}/{stem}")
             # Boxes are not part of the key: map today's boxes into the model's view.
             entry = replace(saved, views=views_of(image_set, saved.data_config))
-            cost = read_cost(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}")
-            if cost is not None:
-                costs[name] = cost
             outcome.status[name] = "cached"
             outcome.timings["backbones"][name] = {"cached": True}
+            if with_cost:
+                cost = read_cost(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}")
+                if cost is None or cost.machine.fingerprint != current_machine(device):
+                    # Latency from another device, CPU, thread count or torch is never ranked beside this run's.
+                    was = "no saved cost" if cost is None else "measured on " + ", ".join(
+                        f"{a} -> {b}" for a, b in zip(cost.machine.fingerprint, current_machine(device)) if a != b)
+                    progress(f"{name}: cost {was}: measuring it again on this machine")
+                    mark = time.perf_counter()
+                    cost = cost_of(plan, config, device, saved.slimming.unit, saved.batch_size)
+                    write_json(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}", cost)
+                    outcome.timings["backbones"][name] = {"cached": True, "cost_remeasured_s": time.perf_counter() - mark}
+                costs[name] = cost
         else:
             progress(f"{name}: loading weights ({plan.source})")
             started = time.perf_counter()

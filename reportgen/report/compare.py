@@ -8,8 +8,8 @@ from typing import Optional
 from ..inputs.registry import FAMILIES
 from ..results.schema import AggregateLookup
 from ..results.store import SavedResults
-from .decision import decide
-from .rules import Verdict, conclude
+from ..scoring.decision import decide
+from ..scoring.rules import Verdict, conclude
 
 GROUPS = ("all", "size=small", "size=medium", "size=large", "background=clean", "background=cluttered")
 

@@ -13,8 +13,11 @@ from ..results.schema import (Aggregate, AggregateLookup, BackboneResult, CamSta
 from ..results.store import SavedResults
 from ..scoring.score import baseline_role
 from . import figures
-from .decision import Decision, decide
-from .rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, conclude
+from ..scoring.decision import Decision, decide
+from ..scoring.rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, Verdict, conclude
+from ..scoring.vectors import run_draws
+from .decision_page import DecisionPage, decision_page
+from .formatting import listing
 from .sampling import caption_note
 from .scale import (BACKGROUNDS, SIZES, ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs,
                     distribution_values, flagged_groups, grid_sample, image_set_summary, object_groups)
@@ -146,6 +149,7 @@ class ClaimRow:
     number: int
     claim: ClaimVerdict
     numbers_anchor: str  # where the family numbers come from
+    scope: str  # which families the verdict covers ("supported for deeper; wider and attention not in this run")
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ class SlimmingTableRow:
 class ReportContext:
     index: RunIndex
     decision: Decision
+    decision_page: DecisionPage
     decision_figure: Optional[Figure]
     costs: tuple  # CostRow
     slimming_rows: tuple  # SlimmingTableRow
@@ -401,6 +406,15 @@ def _latency_saved(cost: Optional[Cost]) -> Optional[float]:
     return cost.latency_ms_median - cost.slim_latency_ms_median
 
 
+def claim_scope(claim: ClaimVerdict) -> str:
+    """Which families a verdict covers, when not all three: per family for the slimming claim, else the absent ones."""
+    parts = [f"{found.verdict} for {found.family}" for found in claim.by_family] if len(claim.by_family) > 1 or \
+        claim.absent else []
+    if claim.absent and claim.verdict != Verdict.NOT_TESTED:
+        parts.append(f"{listing(claim.absent)} not in this run")
+    return "; ".join(parts)
+
+
 def single_term_claims() -> frozenset:
     """Claims whose family numbers are plain group means (rows of the family table)."""
     return frozenset(c.key for c in CLAIMS if all(t.quantity.single_group_mean for t in c.tests))
@@ -410,15 +424,18 @@ def build_context(results: SavedResults) -> ReportContext:
     index, metrics = results.index, results.metrics
     config = index.config
     lookup = AggregateLookup(metrics.aggregates)
-    decision = decide(index, metrics, results.cost)
+    draws = run_draws(index)  # the one paired bootstrap of the report: the decision and the claims read it
+    decision = decide(index, metrics, results.cost, draws)
     (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
      last_three_figures, made) = _make_figures(results, lookup, decision)
-    conclusions = conclude(index, metrics)
+    conclusions = conclude(index, metrics, draws)
     slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
     single = single_term_claims()
     costs = results.cost.backbones
     return ReportContext(
-        index=index, decision=decision, decision_figure=decision_figure,
+        index=index, decision=decision,
+        decision_page=decision_page(decision, index, str(results.timings.get("started", ""))),
+        decision_figure=decision_figure,
         costs=tuple(CostRow(b.display_name, costs.get(b.name)) for b in index.backbones),
         slimming_rows=tuple(SlimmingTableRow(b.display_name, slimming[b.name], _latency_saved(costs.get(b.name)))
                             for b in index.backbones),
@@ -444,8 +461,8 @@ def build_context(results: SavedResults) -> ReportContext:
         sanity_figure=sanity_figure, sanity_steps=_sanity_steps(metrics), sanity=_sanity_rows(index, metrics),
         last_three=tuple(_last_three_section(b, metrics.last_three[b.name], last_three_figures[b.name],
                                              slimming[b.name], config.rules) for b in index.backbones),
-        claims=tuple(ClaimRow(number, claim, "#tab-families" if claim.key in single else f"#claim-{claim.key}")
-                     for number, claim in enumerate(conclusions.claims, start=1)),
+        claims=tuple(ClaimRow(number, claim, "#tab-families" if claim.key in single else f"#claim-{claim.key}",
+                              claim_scope(claim)) for number, claim in enumerate(conclusions.claims, start=1)),
         flagged=_flagged(index), skipped=tuple(index.skipped_images), images=tuple(index.images),
         provenance=tuple(ProvenanceRow(b.display_name, b.weights) for b in index.backbones),
         timings=results.timings, figures=made)

@@ -338,8 +338,9 @@ def localisation_plot(index: RunIndex, lookup: AggregateLookup, metric: str) -> 
             for s, size in enumerate(sizes):
                 row = lookup("backbone", entry.name, "deep", f"size={size},background={background}", metric)
                 if row and row.mean is not None:
-                    low = row.mean - row.ci_low if row.ci_low is not None else 0
-                    high = row.ci_high - row.mean if row.ci_high is not None else 0
+                    # clipped at 0: a point interval computed another way can differ from the mean in the last bit
+                    low = max(0.0, row.mean - row.ci_low) if row.ci_low is not None else 0
+                    high = max(0.0, row.ci_high - row.mean) if row.ci_high is not None else 0
                     ax.errorbar(s + shift, row.mean, yerr=[[low], [high]], fmt="o", color=colour, ms=3, lw=0.8,
                                 label=background if s == 0 else None)
         for baseline, style in (("uniform", ":"), ("gaussian", "--")):
@@ -370,8 +371,8 @@ def sanity_plot(index: RunIndex, sanity: dict[str, SanitySummary], threshold: fl
             for metric, style in (("spearman", "-"), ("ssim", "--")):
                 intervals = [getattr(step, metric) for step in found.steps]
                 means = [i.mean for i in intervals]
-                lows = [m - (i.ci_low if i.ci_low is not None else m) for m, i in zip(means, intervals)]
-                highs = [(i.ci_high if i.ci_high is not None else m) - m for m, i in zip(means, intervals)]
+                lows = [max(0.0, m - (i.ci_low if i.ci_low is not None else m)) for m, i in zip(means, intervals)]
+                highs = [max(0.0, (i.ci_high if i.ci_high is not None else m) - m) for m, i in zip(means, intervals)]
                 ax.errorbar(xs, means, yerr=[lows, highs], color=colours.get(found.role, "black"), ls=style,
                             marker="o", ms=2.5, lw=0.9, capsize=1.5,
                             label=f"{found.role} {metric}" if c == 0 else None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import re
 import time
@@ -18,6 +17,7 @@ import jinja2
 from ..errors import OutputError, UsageError
 from ..results.csv_files import write_csv
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
+from . import formatting
 from .context import build_context
 from .scale import PER_IMAGE_COLUMNS, per_image_table
 
@@ -38,27 +38,11 @@ def template_environment() -> jinja2.Environment:
     # autoescape=True escapes every template whatever its file extension.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = _num
-    env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"
-    env.filters["ci"] = _ci
+    env.filters["num"] = formatting.num
+    env.filters["pct"] = formatting.pct
+    env.filters["whole_pct"] = formatting.whole_pct
+    env.filters["ci"] = formatting.ci
     return env
-
-
-def _num(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-
-
-def _ci(row) -> str:
-    """An Aggregate or Interval as "mean [low, high] (n=..)"."""
-    if row is None or row.mean is None:
-        return "n/a"
-    if row.ci_low is None:
-        return f"{_num(row.mean)} (n={row.n})"
-    return f"{_num(row.mean)} [{_num(row.ci_low)}, {_num(row.ci_high)}] (n={row.n})"
 
 
 class Raw(str):
@@ -78,9 +62,20 @@ def _md_escape(value):
     return _MD_SPECIALS.sub(r"\\\1", text)
 
 
+def _md_sentence(parts) -> Raw:
+    """A sentence of the report context in Markdown: each part escaped, emphasis as **bold** (links dropped: the
+    Markdown report has no anchors)."""
+    out = []
+    for part in parts:
+        escaped = _md_escape(part.text)
+        out.append(f"**{escaped}**" if part.strong and escaped.strip() else escaped)
+    return Raw("".join(out))
+
+
 def markdown_environment() -> jinja2.Environment:
     env = template_environment()
     env = env.overlay(autoescape=False, finalize=_md_escape)
+    env.filters["sentence"] = _md_sentence
     env.filters["path"] = lambda value: Raw(value) if _SAFE_PATH.match(value) and ".." not in value else Raw("invalid")
     return env
 

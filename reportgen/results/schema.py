@@ -21,7 +21,9 @@ from ..strenum import StrEnum
 # 3: weight_modules (last-three taps read after their BN, weights from the conv)
 # 4: slimming by intervention (BackboneResult.slimming, Metrics.slimming); cost.json beside the results
 # 6: ImageSetInfo.from_subfolders (class folders label their sub-folders)
-SCHEMA_VERSION = 6
+# 7: one paired bootstrap for every interval (family aggregates over images, not image x backbone rows); cost.json
+#    keeps every latency pass and the machine fingerprint
+SCHEMA_VERSION = 7
 
 
 class CamStatus(StrEnum):
@@ -453,6 +455,13 @@ class Machine(JsonRecord):
     cpu_model: str
     threads: int
     torch: str
+    host: str = ""  # where it was measured (host name; on Ray also the node id): named in the report
+
+    @property
+    def fingerprint(self) -> tuple:
+        """What makes two latency measurements comparable: the same device, CPU/GPU model, threads and torch. A
+        cached cost whose fingerprint differs from the run's is measured again, never mixed with the others."""
+        return (self.device, self.device_name, self.cpu_model, self.threads, self.torch)
 
 
 @dataclass(frozen=True)
@@ -462,13 +471,18 @@ class Cost(JsonRecord):
     latency_ms_q1: float
     latency_ms_q3: float
     latency_repeats: int
-    images_per_s: float  # at the run's batch size
+    images_per_s: float  # at the run's batch size (median of the timed passes after a warm-up at that shape)
     throughput_batch_size: int
     memory_mb: float
     memory_method: str  # how memory_mb was measured
     # the slimmed model, batch 1: each timed pass minus the time inside the removed unit (None: no unit)
     slim_latency_ms_median: Optional[float]
     machine: Machine
+    # every timed batch-1 pass, in order: the decision resamples them with the images (timing noise reaches it)
+    latency_ms_samples: tuple[float, ...] = ()
+    slim_latency_ms_samples: tuple[float, ...] = ()  # each pass minus its time inside the unit (empty: no unit)
+    warmup_passes: int = 0
+    stopped_because: str = ""  # stable median | budget | maximum passes
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ Pure numpy/PIL (no torch), so saved results can be re-scored and re-rendered any
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -77,20 +76,6 @@ def centred_gaussian(width: int, height: int, sigma_fraction: float = 0.25) -> n
     ys = (np.arange(height) + 0.5 - height / 2) / (sigma_fraction * height)
     xs = (np.arange(width) + 0.5 - width / 2) / (sigma_fraction * width)
     return np.exp(-0.5 * (ys[:, None] ** 2 + xs[None, :] ** 2)).astype(np.float32)
-
-
-def bootstrap_ci(values, samples: int, seed: int, level: float = 0.95):
-    """Mean and percentile bootstrap interval; (mean, None, None) for fewer than two values."""
-    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if values.size == 0:
-        return None, None, None
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, None, None
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(samples, values.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return mean, float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
 def linear_cka_from_grams(gram_x: np.ndarray, gram_y: np.ndarray) -> float:
@@ -167,10 +152,3 @@ def ks_from_quantiles(q_a: np.ndarray, q_b: np.ndarray) -> float:
     cdf_a = np.interp(grid, q_a, probs, left=0.0, right=1.0)
     cdf_b = np.interp(grid, q_b, np.linspace(0.0, 1.0, q_b.size), left=0.0, right=1.0)
     return float(np.abs(cdf_a - cdf_b).max())
-
-
-def stable_seed(run_seed: int, *key) -> int:
-    """A bootstrap seed from the run's seed and what is resampled (e.g. a bucket's scope, name, role and
-    group), not from a position in a list: adding a backbone leaves every other interval unchanged."""
-    text = "\0".join(str(part) for part in (run_seed,) + key)
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")

@@ -1,8 +1,8 @@
-"""From saved CAMs to ``metrics.json``: per-image localisation, baselines and grouped aggregates
-with bootstrap intervals. Pure numpy: runs again on saved results without torch."""
+"""From saved CAMs to ``metrics.json``: per-image localisation, baselines and grouped aggregates, with every
+interval from the run's one paired bootstrap (:mod:`reportgen.scoring.bootstrap`). Pure numpy: runs again on
+saved results without torch."""
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Callable, Iterator, Optional
 
 import numpy as np
@@ -13,8 +13,9 @@ from ..results import arrays as keys
 from ..results.schema import (Aggregate, BackboneResult, CamStatus, ImageEntry, Interval, LastThreeSummary, Metrics,
                               PerImageRow, PredictionRow, RunIndex, SanityLayer, SanityStatus, SanityStepScore,
                               SanitySummary, SlimmingScore, SlimmingStatus)
-from .measures import (bootstrap_ci, cam_similarity, centred_gaussian, ks_from_quantiles, localisation,
-                       stable_seed, uniform_map, upsample)
+from .bootstrap import PairedDraws, interval
+from .measures import cam_similarity, centred_gaussian, ks_from_quantiles, localisation, uniform_map, upsample
+from .vectors import Vectors, run_draws
 
 METRIC_NAMES = ("mass_in_box", "mass_ratio", "pointing_hit", "spread", "entropy")
 BASELINES = {"uniform": uniform_map, "gaussian": centred_gaussian}
@@ -63,22 +64,45 @@ def per_image_rows(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig)
     return rows
 
 
-def aggregate(rows: list[PerImageRow], config: AnalysisConfig) -> list[Aggregate]:
-    buckets: dict = defaultdict(list)
-    for row in rows:
-        for group in groups_of(row.size, row.background):
-            buckets[("backbone", row.backbone, row.role, group)].append(row)
-            if row.role in DEPTHS or row.role.startswith("baseline:"):
-                buckets[("family", row.family, row.role, group)].append(row)
+def _group_masks(index: RunIndex) -> dict[str, np.ndarray]:
+    """Image membership of every group that holds an image: all, each size, each background, each pair."""
+    masks: dict = {}
+    for position, image in enumerate(index.images):
+        for group in groups_of(image.size, image.background):
+            masks.setdefault(group, np.zeros(len(index.images), dtype=bool))[position] = True
+    return masks
+
+
+def aggregate(index: RunIndex, rows: list[PerImageRow], config: AnalysisConfig,
+              draws: Optional[PairedDraws] = None) -> list[Aggregate]:
+    """Group means with intervals from the run's paired bootstrap. A backbone's value per image is its row (the
+    mean of the layers of a role held by several); a family's is the mean over its backbones of each image, so
+    the images are the unit resampled, for every backbone and family alike."""
+    draws = draws or run_draws(index)
+    vectors = Vectors(index, rows)
+    masks = _group_masks(index)
+    strata_members = {group: np.array([bool(mask[draws.image_strata == s].any()) for s in range(len(draws.strata))])
+                      for group, mask in masks.items()}
+    scopes = [("backbone", b.name, role) for b in index.backbones for role in sorted(vectors.roles.get(b.name, ()))]
+    families = sorted({b.family for b in index.backbones})
+    family_roles = sorted({role for b in index.backbones for role in vectors.roles.get(b.name, ())
+                           if role in DEPTHS or role.startswith("baseline:")})
+    scopes += [("family", family, role) for family in families for role in family_roles]
     out = []
-    for bucket, members in sorted(buckets.items()):
-        seed = stable_seed(config.seed, *bucket)
+    for scope, name, role in sorted(scopes):
         for metric in METRIC_NAMES:
-            values = [float(m.value(metric)) for m in members if m.value(metric) is not None]
-            mean, low, high = bootstrap_ci(values, config.bootstrap_samples, seed)
-            out.append(Aggregate(*bucket, metric, mean, low, high, len(values),
-                                 len(values) < config.rules.min_group_size))
-    return out
+            values = vectors.backbone(name, role, metric) if scope == "backbone" else vectors.family(name, role, metric)
+            sums, counts = draws.stratum_sums(values)
+            for group in sorted(masks):
+                members = masks[group]
+                finite = values[members][np.isfinite(values[members])]
+                chosen = strata_members[group]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    means = sums[:, chosen].sum(axis=1) / counts[:, chosen].sum(axis=1)
+                low, high = interval(means) if finite.size >= 2 else (None, None)
+                out.append(Aggregate(scope, name, role, group, metric, float(finite.mean()) if finite.size else None,
+                                     low, high, int(finite.size), int(finite.size) < config.rules.min_group_size))
+    return sorted(out, key=lambda a: (a.scope, a.name, a.role, a.group, METRIC_NAMES.index(a.metric)))
 
 
 def last_three_summary(index: RunIndex, arrays_of: ArraysOf) -> dict[str, LastThreeSummary]:
@@ -113,7 +137,18 @@ def sanity_positions(entry: BackboneResult) -> tuple[int, ...]:
     return entry.sanity.images or tuple(range(len(entry.views)))
 
 
-def _sanity_layer(entry: BackboneResult, arrays: dict, role: str, layer: str, config: AnalysisConfig) -> SanityLayer:
+def interval_of(values: np.ndarray, draws: PairedDraws) -> Optional[Interval]:
+    """Mean and paired-bootstrap interval of a per-image vector (NaN: no value for that image)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    low, high = interval(draws.means(values)) if finite.size >= 2 else (None, None)
+    return Interval(float(finite.mean()), low, high, int(finite.size))
+
+
+def _sanity_layer(entry: BackboneResult, arrays: dict, role: str, layer: str, config: AnalysisConfig,
+                  draws: PairedDraws) -> SanityLayer:
     trained = arrays[keys.cam(layer)]
     sample = sanity_positions(entry)
     # (row in the sanity arrays, position in the set) of sampled images whose trained CAM is usable
@@ -124,10 +159,10 @@ def _sanity_layer(entry: BackboneResult, arrays: dict, role: str, layer: str, co
                              _mean_only([p[1] for p in reference]))]
     for number, step in enumerate(entry.sanity.steps):
         randomised = arrays[keys.sanity_cam(number, layer)]
-        pairs = [cam_similarity(trained[i], randomised[row], config.sanity_resolution) for row, i in usable]
-        seed = stable_seed(config.seed, "sanity", entry.name, layer, number)
-        intervals = [Interval(*bootstrap_ci([p[k] for p in pairs], config.bootstrap_samples, seed), len(pairs))
-                     for k in range(2)]
+        per_image = np.full((2, draws.images), np.nan)
+        for row, i in usable:
+            per_image[:, i] = cam_similarity(trained[i], randomised[row], config.sanity_resolution)
+        intervals = [interval_of(per_image[k], draws) or Interval(None, None, None, 0) for k in range(2)]
         steps.append(SanityStepScore(step.label, step.parameters,
                                      sum(step.cam_status[layer][row] != CamStatus.OK for row, _ in usable), *intervals))
     final = steps[-1]
@@ -137,51 +172,47 @@ def _sanity_layer(entry: BackboneResult, arrays: dict, role: str, layer: str, co
     return SanityLayer(role, tuple(steps), stays_similar)
 
 
-def sanity_summary(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> dict[str, SanitySummary]:
+def sanity_summary(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
+                   draws: Optional[PairedDraws] = None) -> dict[str, SanitySummary]:
     """Per backbone and depth layer: similarity of the trained CAMs to those after each randomisation step.
 
     Images whose trained CAM is flagged are left out. A randomised CAM that is all zero counts as
     Spearman 0 (it ranks nothing) and its SSIM is computed against the zero map."""
+    draws = draws or run_draws(index)
     out = {}
     for entry in index.backbones:
         if entry.sanity.status != SanityStatus.DONE:
             out[entry.name] = SanitySummary(entry.sanity.status, entry.sanity.reason, {})
             continue
         arrays = arrays_of(entry.name)
-        layers = {layer: _sanity_layer(entry, arrays, role, layer, config)
+        layers = {layer: _sanity_layer(entry, arrays, role, layer, config, draws)
                   for role, layer in entry.depth_layers.items() if keys.cam(layer) in arrays}
         out[entry.name] = SanitySummary(SanityStatus.DONE, "", layers)
     return out
 
 
-def _interval(values, config: AnalysisConfig, *key) -> Optional[Interval]:
-    values = [float(v) for v in values if v is not None and np.isfinite(v)]
-    if not values:
-        return None
-    return Interval(*bootstrap_ci(values, config.bootstrap_samples, stable_seed(config.seed, *key)), len(values))
-
-
-def slimming_score(entry: BackboneResult, labels: list, arrays: dict, config: AnalysisConfig) -> SlimmingScore:
+def slimming_score(entry: BackboneResult, labels: list, arrays: dict, draws: PairedDraws) -> SlimmingScore:
     """The slimmed model against the full one: agreement of top-1, accuracy change on labelled images, KL of
-    the softmax outputs, deep-CAM Spearman, each with a bootstrap interval over the images."""
+    the softmax outputs, deep-CAM Spearman, each with its interval from the run's paired bootstrap."""
     run = entry.slimming
     if run.status != SlimmingStatus.DONE:
         return SlimmingScore(run.status, run.unit, run.reason, run.params_removed, run.macs_removed, None, None, None,
                              None, None, None)
     full = np.array([p.top5[0].index for p in entry.predictions])
     slim = arrays[keys.SLIM_TOP1]
-    labelled = [i for i, label in enumerate(labels) if label is not None]
-    full_correct = np.array([full[i] == labels[i] for i in labelled], dtype=float)
-    slim_correct = np.array([slim[i] == labels[i] for i in labelled], dtype=float)
-    name = entry.name
+    labelled = np.array([label is not None for label in labels])
+    truth = np.array([label if label is not None else -1 for label in labels])
+    full_correct = np.where(labelled, (full == truth).astype(float), np.nan)
+    slim_correct = np.where(labelled, (slim == truth).astype(float), np.nan)
+    spearman = arrays[keys.SLIM_SPEARMAN] if keys.SLIM_SPEARMAN in arrays else None
     return SlimmingScore(
         run.status, run.unit, run.reason, run.params_removed, run.macs_removed,
-        _interval((full == slim).astype(float), config, "slim-agreement", name),
-        float(full_correct.mean()) if labelled else None,
-        float(slim_correct.mean()) if labelled else None,
-        _interval(slim_correct - full_correct, config, "slim-top1", name),
-        _interval(arrays[keys.SLIM_KL], config, "slim-kl", name),
-        _interval(arrays[keys.SLIM_SPEARMAN], config, "slim-spearman", name) if keys.SLIM_SPEARMAN in arrays else None)
+        interval_of((full == slim).astype(float), draws),
+        float(np.nanmean(full_correct)) if labelled.any() else None,
+        float(np.nanmean(slim_correct)) if labelled.any() else None,
+        interval_of(slim_correct - full_correct, draws),
+        interval_of(arrays[keys.SLIM_KL], draws),
+        interval_of(spearman, draws) if spearman is not None else None)
 
 
 def predictions_table(index: RunIndex) -> list[PredictionRow]:
@@ -192,14 +223,15 @@ def predictions_table(index: RunIndex) -> list[PredictionRow]:
 
 
 def score(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> Metrics:
+    draws = run_draws(index)
     rows = per_image_rows(index, arrays_of, config)
     return Metrics(
         schema_version=index.schema_version,
         per_image=tuple(rows),
         predictions=tuple(predictions_table(index)),
-        aggregates=tuple(aggregate(rows, config)),
+        aggregates=tuple(aggregate(index, rows, config, draws)),
         last_three=last_three_summary(index, arrays_of),
-        sanity=sanity_summary(index, arrays_of, config),
+        sanity=sanity_summary(index, arrays_of, config, draws),
         slimming={entry.name: slimming_score(entry, [image.class_index for image in index.images],
-                                             arrays_of(entry.name), config) for entry in index.backbones},
+                                             arrays_of(entry.name), draws) for entry in index.backbones},
     )

@@ -1,17 +1,26 @@
-"""Conclusions from measured numbers. Returns data (verdict codes and the numbers behind them);
-templates phrase it. Thresholds come from the config saved with the results."""
+"""Conclusions from measured numbers. Returns data (verdict codes and the numbers behind them); the report phrases
+it. Thresholds come from the config saved with the results.
+
+Every family number and every comparison comes from the run's one paired bootstrap: a family's value for an image
+is the mean over its backbones, the images are resampled (stratified) once for all families and quantities, and a
+difference between two families is taken draw by draw, so the noise they share cancels. A claim about families a
+run does not hold is judged on the families it holds and says which were absent ("supported for deeper; wider and
+attention not in this run"); only a claim with no comparison or family left is "not tested".
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from ..inputs.config import RuleThresholds
 from ..inputs.registry import FAMILIES
-from ..results.schema import (AggregateLookup, LastThreeSummary, Metrics, PerImageRow, RunIndex, SlimmingScore,
+from ..results.schema import (AggregateLookup, Interval, LastThreeSummary, Metrics, RunIndex, SlimmingScore,
                               SlimmingStatus)
 from ..strenum import StrEnum
+from .bootstrap import PairedDraws, interval
+from .vectors import Vectors, run_draws
 
 
 class Verdict(StrEnum):
@@ -33,12 +42,14 @@ class Outcome(StrEnum):
     BELOW_THRESHOLD = "below-threshold"
     SMALL_GROUP = "small-group"
     FAMILY_MISSING = "family-missing"
+    NO_DATA = "no-data"  # a family present, but no image with a value for the quantity (e.g. no boxes)
 
 
 class Reason(StrEnum):
     """Why a claim got its verdict."""
     UNTRAINED = "untrained"
     FAMILY_MISSING = "family-missing"
+    NO_DATA = "no-data"
     SMALL_GROUP = "small-group"
     OVERLAP = "overlap"
     AS_CLAIMED = "as-claimed"
@@ -167,24 +178,51 @@ class SlimmingRow:
     proxy_predicted: Optional[bool]  # did the proxy say the same as the intervention?
 
 
+def _bounds(found: Optional[Interval]) -> tuple:
+    """(low, high) of an interval; its mean twice when it has none (fewer than two images)."""
+    if found is None or found.mean is None:
+        return None, None
+    return (found.ci_low if found.ci_low is not None else found.mean,
+            found.ci_high if found.ci_high is not None else found.mean)
+
+
 def intervention_removable(score: Optional[SlimmingScore], thresholds: RuleThresholds) -> Optional[bool]:
-    """The cut is harmless when top-1 agrees with the full model on enough images and accuracy on labelled
-    images drops by no more than the threshold (without retraining: a lower bound)."""
+    """Harmless (True) when top-1 agreement with the full model is at least the threshold and the accuracy drop on
+    labelled images at most the threshold over the whole interval; harmful (False) when the interval lies past
+    either threshold; None when it straddles one (inside the noise) or nothing was measured. Without retraining:
+    a lower bound."""
     if score is None or score.status != SlimmingStatus.DONE or score.agreement is None:
         return None
-    drop_ok = score.top1_change is None or score.top1_change.mean >= -thresholds.slim_max_top1_drop
-    return bool(score.agreement.mean >= thresholds.slim_min_agreement and drop_ok)
+    agree_low, agree_high = _bounds(score.agreement)
+    change_low, change_high = _bounds(score.top1_change)
+    limit = -thresholds.slim_max_top1_drop
+    if agree_high < thresholds.slim_min_agreement or (change_high is not None and change_high < limit):
+        return False
+    if agree_low >= thresholds.slim_min_agreement and (change_low is None or change_low >= limit):
+        return True
+    return None
+
+
+def intervention_uncertain(score: Optional[SlimmingScore]) -> bool:
+    """The unit was removed and measured (so a None from intervention_removable means inside the noise)."""
+    return score is not None and score.status == SlimmingStatus.DONE and score.agreement is not None
 
 
 @dataclass(frozen=True)
 class ClaimVerdict:
     key: str
     sentence: str
-    verdict: Verdict
+    verdict: Verdict  # on the families this run holds (see ``absent``)
     numbers: tuple  # (test label, FamilyNumber) per test and family
-    comparisons: tuple  # Comparison
+    comparisons: tuple  # Comparison (between families both present)
     reason: Reason
     slimming: tuple = ()  # SlimmingRow per backbone, slimming claim only
+    by_family: tuple = ()  # FamilyVerdict per family present, slimming claim only
+    absent: tuple = ()  # families the claim is about that this run does not hold: the verdict is partial
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.absent) and self.verdict != Verdict.NOT_TESTED
 
 
 @dataclass(frozen=True)
@@ -220,70 +258,83 @@ class Conclusions:
     thresholds: RuleThresholds
 
 
-def _values(rows: Sequence[PerImageRow], family: str, group: str, metric: str) -> np.ndarray:
-    """Deep-layer values of ``metric`` for one family in a group such as "all" or "size=small,background=clean"."""
+def _group_mask(index: RunIndex, group: str) -> np.ndarray:
+    """Images of a group such as "all" or "size=small,background=clean"."""
     wanted = {} if group == "all" else dict(part.split("=") for part in group.split(","))
-    return np.asarray([float(row.value(metric)) for row in rows
-                       if row.family == family and row.role == "deep" and row.value(metric) is not None
-                       and all(getattr(row, key) == value for key, value in wanted.items())], dtype=np.float64)
+    return np.array([all((image.size if key == "size" else image.background) == value for key, value in wanted.items())
+                     for image in index.images], dtype=bool)
 
 
-def _bootstrap_quantity(rows, family, quantity: Quantity, samples, rng):
-    """(point estimate, bootstrap draws, n) of a family quantity; n = smallest group behind it."""
-    point, draws, n = 0.0, np.zeros(samples), None
+@dataclass(frozen=True)
+class _Estimate:
+    point: Optional[float]
+    draws: Optional[np.ndarray]
+    n: int  # smallest group behind it (images with a value)
+
+
+def _quantity(index: RunIndex, vectors: Vectors, draws: PairedDraws, family: str, quantity: Quantity) -> _Estimate:
+    """A family quantity (sum of signed deep-layer group means) at the point estimate and in every draw."""
+    point, drawn, n = 0.0, np.zeros(draws.samples), None
     for sign, group, metric in quantity.terms:
-        values = _values(rows, family, group, metric)
-        n = len(values) if n is None else min(n, len(values))
-        if len(values) == 0:
-            return None, None, 0
-        point += sign * values.mean()
-        draws = draws + sign * values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+        values = vectors.family(family, "deep", metric)
+        members = _group_mask(index, group)
+        finite = values[members][np.isfinite(values[members])]
+        n = finite.size if n is None else min(n, finite.size)
+        if finite.size == 0:
+            return _Estimate(None, None, 0)
+        point += sign * float(finite.mean())
+        drawn = drawn + sign * draws.means(values, members)
     if quantity.absolute:
-        point, draws = abs(point), np.abs(draws)
-    return float(point), draws, n
+        point, drawn = abs(point), np.abs(drawn)
+    return _Estimate(point, drawn, n)
 
 
-def _family_number(test: Test, family: str, estimate, lookup: AggregateLookup) -> FamilyNumber:
-    point, draws, n = estimate
-    if point is None:
+def _family_number(test: Test, family: str, estimate: _Estimate, lookup: AggregateLookup) -> FamilyNumber:
+    if estimate.point is None:
         return FamilyNumber(family, None, None, None, 0)
     if test.quantity.single_group_mean:
-        # A plain group mean: quote the family table's row (same mean, same interval).
+        # A plain group mean: quote the family table's row (same paired draws, so the same interval).
         _, group, metric = test.quantity.terms[0]
         row = lookup("family", family, "deep", group, metric)
-        return FamilyNumber(family, row.mean, row.ci_low, row.ci_high, row.n)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return FamilyNumber(family, point, float(low), float(high), n)
+        if row is not None:
+            return FamilyNumber(family, row.mean, row.ci_low, row.ci_high, row.n)
+    low, high = interval(estimate.draws)
+    return FamilyNumber(family, estimate.point, low, high, estimate.n)
 
 
 def _compare(test: Test, other: str, estimates: dict, thresholds: RuleThresholds) -> Comparison:
-    (point_a, draws_a, n_a), (point_b, draws_b, n_b) = estimates[test.family], estimates[other]
-    if point_a is None or point_b is None:
-        return Comparison(test.label, test.family, other, None, None, None, Outcome.FAMILY_MISSING)
-    diff = point_a - point_b
-    low, high = (float(v) for v in np.percentile(draws_a - draws_b, [2.5, 97.5]))
-    if min(n_a, n_b) < thresholds.min_group_size:
+    a, b = estimates[test.family], estimates[other]
+    if a.point is None or b.point is None:
+        return Comparison(test.label, test.family, other, None, None, None, Outcome.NO_DATA)
+    diff = a.point - b.point
+    low, high = interval(a.draws - b.draws)  # paired: the same images in every draw
+    if min(a.n, b.n) < thresholds.min_group_size or low is None:
         outcome = Outcome.SMALL_GROUP
     elif low <= 0 <= high:
         outcome = Outcome.OVERLAP
-    elif abs(diff) < thresholds.min_relative_difference * max(abs(point_a), abs(point_b)):
+    elif abs(diff) < thresholds.min_relative_difference * max(abs(a.point), abs(b.point)):
         outcome = Outcome.BELOW_THRESHOLD
     else:
         outcome = Outcome.AS_CLAIMED if (diff > 0) == test.higher else Outcome.AGAINST_CLAIM
     return Comparison(test.label, test.family, other, diff, low, high, outcome)
 
 
-def _judge_test(test: Test, rows, lookup: AggregateLookup, thresholds: RuleThresholds, samples, seed):
-    rng = np.random.default_rng(seed)
-    estimates = {family: _bootstrap_quantity(rows, family, test.quantity, samples, rng)
-                 for family in (test.family,) + test.others}
-    numbers = [_family_number(test, family, estimates[family], lookup) for family in (test.family,) + test.others]
-    return numbers, [_compare(test, other, estimates, thresholds) for other in test.others]
+def _judge_test(test: Test, index: RunIndex, vectors: Vectors, draws: PairedDraws, lookup: AggregateLookup,
+                thresholds: RuleThresholds, present: tuple):
+    """The families' numbers, and the comparisons between families this run holds."""
+    families = (test.family,) + test.others
+    estimates = {family: _quantity(index, vectors, draws, family, test.quantity) for family in families}
+    numbers = [_family_number(test, family, estimates[family], lookup) for family in families]
+    comparisons = [_compare(test, other, estimates, thresholds) for other in test.others
+                   if test.family in present and other in present]
+    return numbers, comparisons
 
 
 def _verdict(outcomes) -> tuple[Verdict, Reason]:
     if any(o == Outcome.FAMILY_MISSING for o in outcomes):
         return Verdict.NOT_TESTED, Reason.FAMILY_MISSING
+    if any(o == Outcome.NO_DATA for o in outcomes):
+        return Verdict.NOT_TESTED, Reason.NO_DATA
     if any(o == Outcome.AGAINST_CLAIM for o in outcomes):
         if all(o == Outcome.AGAINST_CLAIM for o in outcomes):
             return Verdict.CONTRADICTED, Reason.AGAINST_CLAIM
@@ -295,27 +346,39 @@ def _verdict(outcomes) -> tuple[Verdict, Reason]:
     return Verdict.INCONCLUSIVE, Reason.OVERLAP
 
 
+@dataclass(frozen=True)
+class FamilyVerdict:
+    family: str
+    verdict: Verdict
+    reason: Reason
+
+
 def _slimming(index: RunIndex, metrics: Metrics, thresholds: RuleThresholds, families_present) -> ClaimVerdict:
-    rows, outcomes = [], []
+    rows, by_family = [], {}
     for entry in index.backbones:
         summary = metrics.last_three[entry.name]
         expected_cut = entry.family in ("deeper", "attention")
         evidence = slimming_evidence(summary, thresholds)
         score = metrics.slimming.get(entry.name)
         measured = intervention_removable(score, thresholds)
-        judged = evidence.removable if measured is None else measured
-        outcome = Outcome.AS_CLAIMED if judged == expected_cut else Outcome.AGAINST_CLAIM
-        outcomes.append(outcome)
+        if measured is None and intervention_uncertain(score):
+            outcome = Outcome.OVERLAP  # the intervention's interval straddles a threshold: no verdict
+        else:
+            judged = evidence.removable if measured is None else measured
+            outcome = Outcome.AS_CLAIMED if judged == expected_cut else Outcome.AGAINST_CLAIM
+        by_family.setdefault(entry.family, []).append(outcome)
         rows.append(SlimmingRow(entry.name, entry.display_name, entry.family, tuple(summary.layers[:2]),
                                 evidence, expected_cut, outcome, score, measured,
                                 None if measured is None else evidence.removable == measured))
+    families = tuple(FamilyVerdict(family, *_verdict(by_family[family])) for family in FAMILIES if family in by_family)
+    absent = tuple(f for f in FAMILIES if f not in families_present)
     if index.untrained:
         verdict, reason = Verdict.NOT_TESTED, Reason.UNTRAINED
-    elif set(families_present) != set(FAMILIES):
+    elif not families:
         verdict, reason = Verdict.NOT_TESTED, Reason.FAMILY_MISSING
     else:
-        verdict, reason = _verdict(outcomes)
-    return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, (), (), reason, tuple(rows))
+        verdict, reason = _verdict([o for f in families for o in by_family[f.family]])
+    return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, (), (), reason, tuple(rows), families, absent)
 
 
 def _focus(mean, low, high, threshold, boxed: int) -> Focus:
@@ -356,24 +419,29 @@ def families_present(index: RunIndex) -> tuple[str, ...]:
     return tuple(f for f in FAMILIES if any(b.family == f for b in index.backbones))
 
 
-def conclude(index: RunIndex, metrics: Metrics) -> Conclusions:
+def conclude(index: RunIndex, metrics: Metrics, draws: Optional[PairedDraws] = None) -> Conclusions:
     config = index.config
     thresholds = config.rules
     present = families_present(index)
     lookup = AggregateLookup(metrics.aggregates)
+    draws = draws or run_draws(index)
+    vectors = Vectors(index, metrics.per_image)
     claims = []
-    for number, claim in enumerate(CLAIMS):
+    for claim in CLAIMS:
         numbers, comparisons = [], []
-        for test_number, test in enumerate(claim.tests):
-            found_numbers, found_comparisons = _judge_test(test, metrics.per_image, lookup, thresholds,
-                                                           config.bootstrap_samples,
-                                                           config.seed + 1000 * number + test_number)
+        involved = tuple(dict.fromkeys(f for test in claim.tests for f in (test.family,) + test.others))
+        for test in claim.tests:
+            found_numbers, found_comparisons = _judge_test(test, index, vectors, draws, lookup, thresholds, present)
             numbers += [(test.label, n) for n in found_numbers]
             comparisons += found_comparisons
+        absent = tuple(f for f in involved if f not in present)
         if index.untrained:
             verdict, reason = Verdict.NOT_TESTED, Reason.UNTRAINED
+        elif not comparisons:
+            verdict, reason = Verdict.NOT_TESTED, Reason.FAMILY_MISSING
         else:
             verdict, reason = _verdict([c.outcome for c in comparisons])
-        claims.append(ClaimVerdict(claim.key, claim.sentence, verdict, tuple(numbers), tuple(comparisons), reason))
+        claims.append(ClaimVerdict(claim.key, claim.sentence, verdict, tuple(numbers), tuple(comparisons), reason,
+                                   absent=absent))
     claims.append(_slimming(index, metrics, thresholds, present))
     return Conclusions(index.untrained, tuple(claims), _findings(index, metrics, lookup), present, thresholds)

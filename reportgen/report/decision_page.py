@@ -1,0 +1,196 @@
+"""Page 1: the decision in sentences a design review can cite, built once for every format from the scoring's
+Decision (which holds the numbers; this only phrases them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..results.schema import RunIndex
+from ..scoring.decision import Candidate, Check, Decision, DecisionStatus
+from .formatting import bracket, listing, num, pct, whole_pct
+from .phrases import Sentence, text
+
+CRITERION_NAMES = {"accuracy": "top-1 accuracy", "localisation": "localisation", "clutter": "clutter",
+                   "latency": "latency", "size": "size"}
+CONSTRAINT_NAMES = {"max_params_m": "params (M) ≤", "max_gmacs": "GMACs ≤", "max_latency_ms": "latency (ms) ≤",
+                    "min_top1": "top-1 ≥"}
+
+
+@dataclass(frozen=True)
+class DecisionPage:
+    title: str  # "Backbone decision: 3 candidates on 18 images (manifest), 2026-11-29, CPU"
+    headline: Sentence  # the pick, or why there is none
+    basis: Sentence  # the criteria that decided (weights, where they came from) and those left out
+    change: Sentence  # what would change the decision
+    paired_test: Sentence  # McNemar of the top two on the labelled images (empty without labels)
+    constraints: Sentence  # the limits, and the candidates that fail them or are uncertain
+    notes: tuple  # Sentence per further note (missing criteria per candidate, aliases, older cost files)
+    method: Sentence  # how the numbers were made (draws, weights, scales, the rule)
+    machine: Sentence  # where latency was measured
+    checks: dict  # candidate name -> the constraints column's text
+
+
+def _who(decision: Decision, name: Optional[str]) -> str:
+    candidate = decision.candidate(name)
+    return candidate.display_name if candidate else str(name)
+
+
+def title(decision: Decision, index: RunIndex, started: str) -> str:
+    count = len(decision.candidates)
+    labels = index.image_set.labels if index.image_set.labels != "none" else "unlabelled"
+    device = {"cpu": "CPU", "cuda": "GPU"}.get(index.device, index.device)
+    if decision.machine is not None and index.device == "cuda":
+        device = f"GPU ({decision.machine.device_name})"
+    when = f", {started[:10]}" if started else ""
+    return (f"Backbone decision: {count} candidate{'s' if count != 1 else ''} on {len(index.images):,} images "
+            f"({labels}){when}, {device}")
+
+
+def _score(candidate: Candidate) -> str:
+    if candidate.score is None:
+        return "n/a"
+    return f"{num(candidate.score.mean)}{bracket(candidate.score.ci_low, candidate.score.ci_high)}"
+
+
+def _headline(decision: Decision) -> Sentence:
+    leader, second = decision.candidate(decision.leader), decision.candidate(decision.runner_up)
+    draws = f"{decision.draws:,} bootstrap draws"
+    on_cost = " on cost alone (latency and size: nothing else could be measured on these images)" \
+        if decision.cost_alone else ""
+    prefix = [text("ILLUSTRATIVE, untrained weights: ", strong=True)] if decision.illustrative else []
+    if decision.status == DecisionStatus.NONE_PASS:
+        least = decision.candidate(decision.least_violating)
+        return tuple(prefix + [text("No candidate meets the constraints. ", strong=True),
+                               text(f"The least violating is {least.display_name} (fails: "
+                                    f"{'; '.join(t for _, t in least.failed)}); relax a constraint or add candidates.")])
+    if decision.status == DecisionStatus.ONLY_CANDIDATE:
+        others = len(decision.candidates) - 1
+        why = (f"the only candidate that meets the constraints ({others} fail{'s' if others == 1 else ''} them)"
+               if others else "the only candidate")
+        return tuple(prefix + [text(f"{leader.display_name}", strong=True), text(f" is {why}{on_cost}: score "),
+                               text(_score(leader), "tab-decision"),
+                               text("; there is nothing to rank it against, so this is no recommendation over "
+                                    "another backbone.")])
+    if decision.status == DecisionStatus.NO_CLEAR_WINNER:
+        shares = [f"{c.display_name} {whole_pct(c.p_best)}" for c in decision.candidates if c.p_best is not None]
+        return tuple(prefix + [text("No clear winner", strong=True), text(f"{on_cost}: P(best), the share of {draws} "
+                               "(images, timing and weights resampled together) in which each ranks first, is "),
+                               text(listing(shares), "tab-decision"),
+                               text(f"; a pick needs {whole_pct(decision.min_win_probability)}. {leader.display_name} "
+                                    f"leads with score {_score(leader)} against {second.display_name}'s "
+                                    f"{_score(second)}. Choose on what the criteria leave out, or add images.")])
+    verb = "would be picked" if decision.illustrative else ""
+    return tuple(prefix + [text(f"Pick {leader.display_name}" if not verb else leader.display_name, strong=True),
+                           text(f" {verb}{on_cost}: it ranks first in "),
+                           text(f"{whole_pct(leader.p_best)} of {draws}", "tab-decision"),
+                           text(f" (images, timing and weights resampled together; a pick needs "
+                                f"{whole_pct(decision.min_win_probability)}), with score {_score(leader)} against "
+                                f"{second.display_name}'s {_score(second)}")]
+                  + ([text(f", a difference of {num(decision.margin.mean)}"
+                           f"{bracket(decision.margin.ci_low, decision.margin.ci_high)}")] if decision.margin else [])
+                  + [text(".")])
+
+
+def _basis(decision: Decision) -> Sentence:
+    used = [f"{CRITERION_NAMES[c]} {num(w)}{'' if decision.weight_sources[c] == 'yours' else ' (default)'}"
+            for c, w in decision.weights.items()]
+    parts = [text("Criteria and their weights: "), text(", ".join(used) or "none", "tab-decision")]
+    if decision.dropped:
+        parts.append(text("; left out: " + "; ".join(f"{CRITERION_NAMES[c]} ({why})" for c, why in decision.dropped)))
+    return tuple(parts + [text(".")])
+
+
+def _change(decision: Decision) -> Sentence:
+    if decision.status not in (DecisionStatus.RECOMMENDED, DecisionStatus.NO_CLEAR_WINNER) or decision.leader is None:
+        return ()
+    leader = _who(decision, decision.leader)
+    change = decision.sensitivity
+    if change is None:
+        return (text(f"What would change it: no single weight change within 0–{num(decision.sensitivity_range)} "
+                     f"puts another candidate ahead of {leader} at the point estimates."),)
+    direction = "raising" if change.to > change.weight else "lowering"
+    return (text(f"What would change it: {direction} the {CRITERION_NAMES[change.criterion]} weight from "
+                 f"{num(change.weight)} to {num(change.to)} puts {change.new_first} ahead of {leader} "
+                 "at the point estimates."),)
+
+
+def _paired_test(decision: Decision) -> Sentence:
+    test = decision.mcnemar
+    if test is None:
+        return ()
+    verdict = "a difference this large is unlikely by chance" if test.p_value < 1 - decision.confidence else \
+        "the difference is within chance"
+    return (text(f"Top-1 of {test.first} and {test.second} on the same {test.labelled:,} labelled images: "
+                 f"{test.first_only} right only for {test.first}, {test.second_only} only for {test.second} "
+                 f"(exact McNemar p = {num(test.p_value, 2)}: {verdict})."),)
+
+
+def _constraints(decision: Decision) -> Sentence:
+    if not decision.constraints:
+        return (text("Constraints: none set (a [decision] table in a battery file sets them)."),)
+    limits = ", ".join(f"{CONSTRAINT_NAMES[k]} {num(v) if k != 'min_top1' else pct(v)}"
+                       for k, v in decision.constraints.items())
+    parts = [text(f"Constraints: {limits}.")]
+    for c in decision.candidates:
+        if c.failed:
+            parts.append(text(f" {c.display_name} fails them ({'; '.join(t for _, t in c.failed)})."))
+        if c.uncertain:
+            parts.append(text(f" {c.display_name} is uncertain ({'; '.join(t for _, t in c.uncertain)}): kept in, "
+                              "marked."))
+    return tuple(parts)
+
+
+def _notes(decision: Decision) -> tuple:
+    notes = []
+    for c in decision.candidates:
+        if c.missing and c.rank is not None:
+            notes.append((text(f"{c.display_name} has no value for {listing(CRITERION_NAMES[m] for m in c.missing)}: "
+                               "it is scored on the criteria it has, never best or worst on that one."),))
+    for alias, name in decision.aliases:
+        notes.append((text(f"The weights table names {alias!r}, the old name of {name!r}; it is read as {name}."),))
+    if any(source == "default" for c, source in decision.weight_sources.items() if c in decision.weights) and \
+            any(source == "yours" for source in decision.weight_sources.values()):
+        notes.append((text("Your weights table leaves some criteria out: they keep their default weights (marked "
+                           "\"default\")."),))
+    notes += [(text(note[0].upper() + note[1:] + "."),) for note in decision.notes]
+    return tuple(notes)
+
+
+def _method(decision: Decision) -> Sentence:
+    weights = "fixed at these values" if not decision.weight_uncertainty else \
+        f"drawn around these values in each draw (log-normal, spread {num(decision.weight_uncertainty)}, as in SMAA)"
+    return (text(f"Method: {decision.draws:,} paired bootstrap draws resample the images (stratified by size, "
+                 "background, labelled and boxed, so no draw loses a group) for every candidate at once, and in the "
+                 f"same draws each candidate's timed latency passes; weights are {weights}. P(best) is the share of "
+                 f"draws in which a candidate scores highest (within {num(decision.tie_points)} points of the best "
+                 f"counts as a tie, shared); a pick needs {whole_pct(decision.min_win_probability)}. "
+                 "Scores are weighted means of fixed scales in points (top-1: 100 × accuracy; localisation: "
+                 "100 × (1 − 1/mass_ratio); clutter: 100 × cluttered/clean mass_ratio; latency and size: 10 points "
+                 "per halving, 100 at 1 ms and at 0.1 M parameters), so adding or removing a candidate never "
+                 f"reorders the others. Intervals: {whole_pct(decision.confidence)}. Details and the limits of this "
+                 "method: "), text("the decision in detail", "decision-detail"), text("."))
+
+
+def _machine(decision: Decision) -> Sentence:
+    machine = decision.machine
+    if machine is None:
+        return (text("Latency was not measured."),)
+    return (text(f"Latency measured on {machine.host or 'this machine'}: {machine.device_name} ({machine.device}, "
+                 f"{machine.threads} threads, torch {machine.torch}); it depends on the machine ("),
+            text("cost table", "tab-cost"), text(")."))
+
+
+def decision_page(decision: Decision, index: RunIndex, started: str) -> DecisionPage:
+    return DecisionPage(title(decision, index, started), _headline(decision), _basis(decision), _change(decision),
+                        _paired_test(decision), _constraints(decision), _notes(decision), _method(decision),
+                        _machine(decision), {c.backbone: check_mark(c) for c in decision.candidates})
+
+
+def check_mark(candidate: Candidate) -> str:
+    """The constraints column: "none set", "pass", or what fails / is uncertain."""
+    if not candidate.checks:
+        return "none set"
+    bad = [c for c in candidate.checks if c.outcome != Check.PASS]
+    return "; ".join(f"{c.outcome}: {c.text}" for c in bad) if bad else "pass"
+
+

@@ -1,0 +1,529 @@
+"""The decision: which backbone to pick for these images and this budget, with every source of noise carried to
+the verdict. Returns data; the report phrases it. Every threshold and weight comes from the config.
+
+Criteria (each on a fixed scale of points that does not depend on which other candidates are in the run, so adding
+or removing a candidate never reorders the others; higher is better):
+- accuracy: 100 x top-1 on the labelled images;
+- localisation: 100 x (1 - 1 / mass_ratio) of the deep-layer CAM, mass_ratio averaged over the object sizes in the
+  set's own mix (0 = no better than a uniform map, 50 = twice the box's share of the mass, 100 = all of it);
+- clutter: 100 x cluttered / clean mass_ratio (the share of localisation kept on cluttered backgrounds);
+- latency: 100 x (1 - log10(ms) / 3): 100 at 1 ms, 0 at 1 s, 10 points per halving;
+- size: 100 x (1 - log10(params / 0.1 M) / 3): 100 at 0.1 M, 0 at 100 M, 10 points per halving.
+A candidate's score is the weighted mean of the criteria it has (one it lacks is left out of its mean, never
+scored best or worst, and the report says which it lacked).
+
+Noise: one paired bootstrap (:mod:`reportgen.scoring.bootstrap`) resamples the images for every candidate and
+criterion at once and, in the same draws, every candidate's timed latency passes; as in SMAA, each draw also draws
+the weights around the user's. P(best) is the share of draws in which a candidate ranks first (scores within
+``tie_points`` of a draw's best tie and share it: a difference that small is no verdict). A candidate is
+recommended only when its P(best) reaches ``min_win_probability``; otherwise there is no clear winner. Constraints
+on top-1 and latency pass, fail or are *uncertain* (their interval straddles the limit); uncertain candidates stay
+in, marked. Untrained weights make the decision illustrative only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..inputs.config import DECISION_CRITERIA, MAX_WEIGHT, DecisionSettings
+from ..results.schema import Cost, CostReport, Machine, Metrics, RunIndex, SlimmingScore
+from ..strenum import StrEnum
+from .bootstrap import PairedDraws, interval, nanmean
+from .vectors import Vectors, run_draws
+
+SIZES = ("small", "medium", "large")
+COST_CRITERIA = ("latency", "size")
+SENSITIVITY_STEP = 0.01
+WHY_MISSING = {"accuracy": "no labelled images", "localisation": "no boxed images with a size class",
+               "clutter": "no boxed images on both clean and cluttered backgrounds",
+               "latency": "latency not measured", "size": "no parameter count"}
+
+
+class DecisionStatus(StrEnum):
+    RECOMMENDED = "recommended"
+    ONLY_CANDIDATE = "only candidate"
+    NO_CLEAR_WINNER = "no clear winner"
+    NONE_PASS = "nothing passes"
+
+
+class Check(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    UNCERTAIN = "uncertain"  # the interval straddles the limit
+
+
+@dataclass(frozen=True)
+class Score:
+    mean: float
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A raw criterion value with its interval from the draws."""
+    value: Optional[float]
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ConstraintCheck:
+    key: str
+    outcome: Check
+    text: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backbone: str
+    display_name: str
+    family: str
+    top1: Optional[float]  # accuracy on the labelled images
+    top1_ci: tuple  # (low, high), or (None, None)
+    labelled: int
+    localisation: dict  # size -> deep mass_ratio (None: no boxed image of that size)
+    localisation_score: Optional[float]  # mass_ratio by the set's size mix
+    clutter_retention: Measure  # cluttered / clean deep mass_ratio
+    clutter_drop: Optional[float]  # clean - cluttered deep mass_ratio
+    latency: Measure  # median latency at batch 1 (ms), interval from the resampled passes
+    params_m: float
+    gmacs: float
+    slimming: Optional[SlimmingScore]
+    checks: tuple  # ConstraintCheck per constraint set
+    failed: tuple  # (constraint key, text) of the failed ones
+    uncertain: tuple  # (constraint key, text) of the uncertain ones
+    violation: float  # sum of relative excesses over the constraints it fails
+    utilities: dict  # criterion -> points at the point estimate (criteria it has)
+    missing: tuple  # criteria in use that this candidate has no value for
+    score: Optional[Score]  # passing candidates only
+    p_best: Optional[float]  # share of draws in which it ranks first (passing candidates)
+    pareto: bool
+    rank: Optional[int]
+
+    @property
+    def latency_ms(self) -> Optional[float]:
+        return self.latency.value
+
+
+@dataclass(frozen=True)
+class WeightChange:
+    """The smallest change of one weight that puts another candidate first."""
+    criterion: str
+    weight: float  # the weight used
+    to: float  # the weight at which the pick changes
+    new_first: str  # display name of the candidate first then
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Exact McNemar test of two candidates' top-1 on the same labelled images."""
+    first: str
+    second: str
+    first_only: int  # images the first gets right and the second wrong
+    second_only: int
+    p_value: float
+    labelled: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: DecisionStatus
+    recommended: Optional[str]  # backbone name; None unless recommended (or the only candidate)
+    leader: Optional[str]  # highest P(best) among the passing candidates
+    runner_up: Optional[str]
+    margin: Optional[Score]  # score of the leader minus the runner-up's, per draw
+    least_violating: Optional[str]  # when nothing passes
+    candidates: tuple  # Candidate, ranked ones first
+    weights: dict  # criterion -> weight used (criteria without data dropped)
+    weight_sources: dict  # criterion -> "yours" | "default"
+    aliases: tuple  # (old name, new name) used in the weights table
+    dropped: tuple  # (criterion, why) left out of every score
+    constraints: dict  # key -> limit, only those set
+    size_mix: dict  # size -> share of the boxed images
+    quality_axis: str  # the chart's vertical axis: "top-1 accuracy" or "localisation"
+    illustrative: bool  # untrained weights: never a recommendation
+    machine: Optional[Machine]  # where latency was measured
+    confidence: float
+    cost_alone: bool  # only latency and size decided
+    draws: int
+    weight_uncertainty: float
+    min_win_probability: float
+    sensitivity: Optional[WeightChange]  # None: no single weight change within 0..MAX_WEIGHT changes the pick
+    sensitivity_range: float
+    mcnemar: Optional[McNemar]
+    tie_points: float
+    latency_noise: bool  # timing samples were resampled (cost.json of this version)
+    notes: tuple = field(default_factory=tuple)  # anything else the reader must know (e.g. latency dropped)
+
+    def quality_of(self, candidate: Candidate) -> Optional[float]:
+        """The chart's vertical value for a candidate (None: not measured)."""
+        return candidate.top1 if self.quality_axis == "top-1 accuracy" else candidate.localisation_score
+
+    @property
+    def chartable(self) -> tuple:
+        """Candidates with both a quality value and a latency."""
+        return tuple(c for c in self.candidates if self.quality_of(c) is not None and c.latency_ms is not None)
+
+    def candidate(self, name: Optional[str]) -> Optional[Candidate]:
+        return next((c for c in self.candidates if c.backbone == name), None)
+
+    @property
+    def criteria_used(self) -> tuple:
+        return tuple(self.weights)
+
+
+# --- the criteria on fixed scales ----------------------------------------------------------------------------------
+
+def utility(criterion: str, value):
+    """Points of a raw criterion value (arrays allowed); NaN where the value is missing."""
+    value = np.asarray(value, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if criterion == "accuracy":
+            return 100.0 * value
+        if criterion == "localisation":
+            return 100.0 * (1.0 - 1.0 / np.maximum(value, 1e-6))
+        if criterion == "clutter":
+            return 100.0 * value
+        if criterion == "latency":
+            return 100.0 * (1.0 - np.log10(np.maximum(value, 1e-6)) / 3.0)
+        if criterion == "size":
+            return 100.0 * (1.0 - np.log10(np.maximum(value, 1e-9) / 0.1) / 3.0)
+    raise KeyError(criterion)
+
+
+@dataclass
+class _Raw:
+    """Per criterion: point values (K,) and draws (B, K) of the raw measure, NaN where missing."""
+    point: dict = field(default_factory=dict)
+    draws: dict = field(default_factory=dict)
+
+
+def _size_mix(index: RunIndex, vectors: Vectors) -> dict:
+    boxed = [image.size for n, image in enumerate(index.images) if image.size in SIZES and image.box is not None
+             and any(np.isfinite(vectors.backbone(b.name, "deep", "mass_ratio")[n]) for b in index.backbones)]
+    return {size: boxed.count(size) / len(boxed) for size in SIZES if boxed.count(size)} if boxed else {}
+
+
+def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: CostReport, mix: dict) -> _Raw:
+    names = [b.name for b in index.backbones]
+    raw = _Raw()
+    sizes = np.array([image.size or "" for image in index.images])
+    backgrounds = np.array([image.background or "" for image in index.images])
+
+    def per_candidate(function):
+        points, columns = [], []
+        for k, name in enumerate(names):
+            point, drawn = function(k, name)
+            points.append(point)
+            columns.append(drawn)
+        return np.array(points, dtype=np.float64), np.stack(columns, axis=1)
+
+    def accuracy(k, name):
+        correct = np.array([np.nan if p.correct_top1 is None else float(p.correct_top1)
+                            for p in index.backbones[k].predictions])
+        return nanmean(correct), draws.means(correct)
+
+    def localisation(k, name):
+        mass = vectors.backbone(name, "deep", "mass_ratio")
+        if not mix:
+            return np.nan, np.full(draws.samples, np.nan)
+        point = sum(share * nanmean(mass[sizes == size]) for size, share in mix.items())
+        drawn = sum(share * draws.means(mass, sizes == size) for size, share in mix.items())
+        return point, drawn
+
+    def clutter(k, name):
+        mass = vectors.backbone(name, "deep", "mass_ratio")
+        clean, cluttered = backgrounds == "clean", backgrounds == "cluttered"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            point = nanmean(mass[cluttered]) / nanmean(mass[clean])
+            drawn = draws.means(mass, cluttered) / draws.means(mass, clean)
+        return point, drawn
+
+    def latency(k, name):
+        found: Optional[Cost] = cost.backbones.get(name)
+        if found is None:
+            return np.nan, np.full(draws.samples, np.nan)
+        if found.latency_ms_samples:
+            return float(np.median(found.latency_ms_samples)), draws.resampled_medians(found.latency_ms_samples, name)
+        return found.latency_ms_median, np.full(draws.samples, found.latency_ms_median)  # an older cost.json
+
+    def size(k, name):
+        params = index.backbones[k].params / 1e6
+        return params, np.full(draws.samples, params)
+
+    for criterion, function in (("accuracy", accuracy), ("localisation", localisation), ("clutter", clutter),
+                                ("latency", latency), ("size", size)):
+        raw.point[criterion], raw.draws[criterion] = per_candidate(function)
+    return raw
+
+
+# --- constraints ---------------------------------------------------------------------------------------------------
+
+def _checks(params_m, gmacs, latency: Measure, top1: Measure, labelled: int, limits: dict) -> tuple[tuple, float]:
+    """ConstraintCheck per constraint set, and the sum of relative excesses over those failed."""
+    checks, violation = [], 0.0
+
+    def add(key, outcome, text, excess=0.0):
+        nonlocal violation
+        checks.append(ConstraintCheck(key, outcome, text))
+        if outcome == Check.FAIL:
+            violation += excess
+
+    if "max_params_m" in limits:
+        limit = limits["max_params_m"]
+        add("max_params_m", Check.FAIL if params_m > limit else Check.PASS,
+            f"params {params_m:.3g} M {'>' if params_m > limit else '≤'} {limit:g} M", params_m / limit - 1)
+    if "max_gmacs" in limits:
+        limit = limits["max_gmacs"]
+        add("max_gmacs", Check.FAIL if gmacs > limit else Check.PASS,
+            f"GMACs {gmacs:.3g} {'>' if gmacs > limit else '≤'} {limit:g}", gmacs / limit - 1)
+    if "max_latency_ms" in limits:
+        limit = limits["max_latency_ms"]
+        if latency.value is None:
+            add("max_latency_ms", Check.FAIL, "latency not measured", 1.0)
+        else:
+            low = latency.ci_low if latency.ci_low is not None else latency.value
+            high = latency.ci_high if latency.ci_high is not None else latency.value
+            span = f"latency {latency.value:.3g} ms [{low:.3g}, {high:.3g}]"
+            if low > limit:
+                add("max_latency_ms", Check.FAIL, f"{span} > {limit:g} ms", latency.value / limit - 1)
+            elif high <= limit:
+                add("max_latency_ms", Check.PASS, f"{span} ≤ {limit:g} ms")
+            else:
+                add("max_latency_ms", Check.UNCERTAIN, f"{span} straddles {limit:g} ms")
+    if "min_top1" in limits:
+        limit = limits["min_top1"]
+        if top1.value is None:
+            add("min_top1", Check.FAIL, "no labelled images to measure top-1", 1.0)
+        else:
+            low = top1.ci_low if top1.ci_low is not None else top1.value
+            high = top1.ci_high if top1.ci_high is not None else top1.value
+            span = f"top-1 {100 * top1.value:.1f} % [{100 * low:.1f}, {100 * high:.1f}] on {labelled} images"
+            if high < limit:
+                add("min_top1", Check.FAIL, f"{span} < {100 * limit:.1f} %", (limit - top1.value) / max(limit, 1e-9))
+            elif low >= limit:
+                add("min_top1", Check.PASS, f"{span} ≥ {100 * limit:.1f} %")
+            else:
+                add("min_top1", Check.UNCERTAIN, f"{span} straddles {100 * limit:.1f} %")
+    return tuple(checks), violation
+
+
+def _constraints(settings: DecisionSettings) -> dict:
+    return {k: getattr(settings, k) for k in ("max_params_m", "max_gmacs", "max_latency_ms", "min_top1")
+            if getattr(settings, k) is not None}
+
+
+def _pareto(points: dict) -> set:
+    """Names not dominated in (quality higher, latency lower)."""
+    front = set()
+    for name, (quality, latency) in points.items():
+        dominated = any(q >= quality and lat <= latency and (q > quality or lat < latency)
+                        for other, (q, lat) in points.items() if other != name)
+        if not dominated:
+            front.add(name)
+    return front
+
+
+# --- scores, win probabilities, sensitivity --------------------------------------------------------------------------
+
+def weighted_scores(utilities: dict, weights: dict) -> np.ndarray:
+    """Weighted mean of each candidate's available criteria. ``utilities[c]``: (..., K) points, NaN = missing;
+    ``weights[c]``: scalar or (...,) per draw. Returns (..., K); NaN when a candidate has none."""
+    total = weighted = None
+    for criterion, points in utilities.items():
+        weight = np.asarray(weights[criterion], dtype=np.float64)
+        if weight.ndim:
+            weight = weight[..., None]
+        have = np.isfinite(points)
+        term_w = np.where(have, weight, 0.0)
+        term = np.where(have, points, 0.0) * term_w
+        total = term_w if total is None else total + term_w
+        weighted = term if weighted is None else weighted + term
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return weighted / total
+
+
+def win_shares(scores: np.ndarray, tie: float = 0.0) -> np.ndarray:
+    """(B, K) scores -> (K,) share of rows in which each column is first: within ``tie`` of the row's best, the
+    win shared among those; NaN never first."""
+    filled = np.where(np.isfinite(scores), scores, -np.inf)
+    best = filled.max(axis=1, keepdims=True)
+    first = (filled >= best - tie) & np.isfinite(best)
+    counts = first.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(counts > 0, first / np.maximum(counts, 1), 0.0)
+    return shares.mean(axis=0)
+
+
+def _sensitivity(points: dict, weights: dict, leader: int, names: list) -> Optional[WeightChange]:
+    """The smallest single-weight change (within 0..MAX_WEIGHT) after which another candidate scores highest."""
+    grid = np.round(np.arange(0.0, MAX_WEIGHT + SENSITIVITY_STEP / 2, SENSITIVITY_STEP), 10)
+    best = None
+    for criterion, weight in weights.items():
+        trial = {c: (grid if c == criterion else np.full(grid.shape, w)) for c, w in weights.items()}
+        scores = weighted_scores(points, trial)  # (G, K)
+        filled = np.where(np.isfinite(scores), scores, -np.inf)
+        others = np.delete(filled, leader, axis=1)
+        overtaken = others.max(axis=1) > filled[:, leader]
+        if not overtaken.any():
+            continue
+        at = int(np.argmin(np.where(overtaken, np.abs(grid - weight), np.inf)))
+        change = abs(grid[at] - weight)
+        if best is None or change < best[0]:
+            first = int(np.argmax(filled[at]))
+            best = (change, WeightChange(criterion, float(weight), float(grid[at]), names[first]))
+    return best[1] if best else None
+
+
+def mcnemar(first: np.ndarray, second: np.ndarray) -> tuple[int, int, float]:
+    """(first right & second wrong, first wrong & second right, exact two-sided p) over paired outcomes."""
+    b = int(np.sum(first & ~second))
+    c = int(np.sum(~first & second))
+    n = b + c
+    if n == 0:
+        return b, c, 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
+    return b, c, min(1.0, 2.0 * tail)
+
+
+def _mcnemar(index: RunIndex, first: int, second: int) -> Optional[McNemar]:
+    a, b = index.backbones[first], index.backbones[second]
+    pairs = [(p.correct_top1, q.correct_top1) for p, q in zip(a.predictions, b.predictions)
+             if p.correct_top1 is not None and q.correct_top1 is not None]
+    if not pairs:
+        return None
+    x, y = (np.array(v, dtype=bool) for v in zip(*pairs))
+    only_first, only_second, p = mcnemar(x, y)
+    return McNemar(a.display_name, b.display_name, only_first, only_second, p, len(pairs))
+
+
+def _measure(point, drawn, level) -> Measure:
+    if point is None or not np.isfinite(point):
+        return Measure(None)
+    low, high = interval(drawn, level)
+    return Measure(float(point), low, high)
+
+
+def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[PairedDraws] = None) -> Decision:
+    settings = index.config.decision
+    level = settings.confidence
+    draws = draws or run_draws(index)
+    vectors = Vectors(index, metrics.per_image)
+    names = [b.name for b in index.backbones]
+    mix = _size_mix(index, vectors)
+    raw = _raw_values(index, vectors, draws, cost, mix)
+    labelled = int(sum(p.correct_top1 is not None for p in index.backbones[0].predictions)) if names else 0
+
+    notes = []
+    effective = settings.effective_weights()
+    fingerprints = {c.machine.fingerprint for n, c in cost.backbones.items() if n in names}
+    weights, dropped = {}, []
+    for criterion in DECISION_CRITERIA:
+        weight = effective[criterion]
+        if weight <= 0:
+            continue
+        if criterion == "latency" and len(fingerprints) > 1:
+            dropped.append((criterion, "measured on different machines, so not comparable"))
+        elif not np.isfinite(raw.point[criterion]).any():
+            dropped.append((criterion, WHY_MISSING[criterion]))
+        else:
+            weights[criterion] = weight
+
+    limits = _constraints(settings)
+    latency = [_measure(raw.point["latency"][k], raw.draws["latency"][:, k], level) for k in range(len(names))]
+    top1 = [_measure(raw.point["accuracy"][k], raw.draws["accuracy"][:, k], level) for k in range(len(names))]
+    params = raw.point["size"]
+    gmacs = np.array([b.macs / 1e9 for b in index.backbones])
+    checked = [_checks(params[k], gmacs[k], latency[k], top1[k], labelled, limits) for k in range(len(names))]
+    passing = [k for k in range(len(names)) if all(c.outcome != Check.FAIL for c in checked[k][0])]
+
+    point_utilities = {c: utility(c, raw.point[c]) for c in weights}
+    draw_utilities = {c: utility(c, raw.draws[c]) for c in weights}
+    cols = np.array(passing, dtype=int)
+    p_best = np.zeros(len(names))
+    margin = runner_up = leader = None
+    point_scores = draw_scores = None
+    if passing and weights:
+        point_scores = weighted_scores({c: u[cols] for c, u in point_utilities.items()}, weights)
+        drawn_weights = draws.weights(weights, settings.weight_uncertainty, "decision")
+        draw_scores = weighted_scores({c: u[:, cols] for c, u in draw_utilities.items()}, drawn_weights)
+        p_best[cols] = win_shares(draw_scores, settings.tie_points)
+        order = sorted(range(len(passing)), key=lambda j: (-p_best[passing[j]], -np.nan_to_num(point_scores[j],
+                                                                                                  nan=-np.inf)))
+        leader = passing[order[0]]
+        if len(passing) > 1:
+            runner_up = passing[order[1]]
+            difference = draw_scores[:, order[0]] - draw_scores[:, order[1]]
+            low, high = interval(difference, level)
+            margin = Score(float(point_scores[order[0]] - point_scores[order[1]]), low, high)
+    elif passing:
+        leader = passing[0]
+
+    quality_axis = "top-1 accuracy" if "accuracy" in weights else "localisation"
+    quality = raw.point["accuracy"] if quality_axis == "top-1 accuracy" else raw.point["localisation"]
+    front = _pareto({names[k]: (float(np.nan_to_num(quality[k], nan=-np.inf)),
+                                float(np.nan_to_num(raw.point["latency"][k], nan=np.inf))) for k in passing})
+    ranked = sorted(passing, key=lambda k: (-p_best[k], -np.nan_to_num(
+        point_scores[passing.index(k)] if point_scores is not None else np.nan, nan=-np.inf)))
+
+    candidates = []
+    for k in ranked + [k for k in range(len(names)) if k not in ranked]:
+        entry = index.backbones[k]
+        mass = vectors.backbone(entry.name, "deep", "mass_ratio")
+        sizes = np.array([image.size or "" for image in index.images])
+        by_size = {size: (float(nanmean(mass[sizes == size])) if np.isfinite(mass[sizes == size]).any() else None)
+                   for size in SIZES}
+        backgrounds = np.array([image.background or "" for image in index.images])
+        clean, cluttered = nanmean(mass[backgrounds == "clean"]), nanmean(mass[backgrounds == "cluttered"])
+        score = None
+        if k in passing and point_scores is not None:
+            j = passing.index(k)
+            low, high = interval(draw_scores[:, j], level)
+            score = Score(float(point_scores[j]), low, high) if np.isfinite(point_scores[j]) else None
+        checks, violation = checked[k]
+        candidates.append(Candidate(
+            entry.name, entry.display_name, entry.family, top1[k].value, (top1[k].ci_low, top1[k].ci_high), labelled,
+            by_size, _measure(raw.point["localisation"][k], raw.draws["localisation"][:, k], level).value,
+            _measure(raw.point["clutter"][k], raw.draws["clutter"][:, k], level),
+            float(clean - cluttered) if np.isfinite(clean - cluttered) else None,
+            latency[k], float(params[k]), float(gmacs[k]), metrics.slimming.get(entry.name), checks,
+            tuple((c.key, c.text) for c in checks if c.outcome == Check.FAIL),
+            tuple((c.key, c.text) for c in checks if c.outcome == Check.UNCERTAIN), violation,
+            {c: float(u[k]) for c, u in point_utilities.items() if np.isfinite(u[k])},
+            tuple(c for c, u in point_utilities.items() if not np.isfinite(u[k])),
+            score, float(p_best[k]) if k in passing and weights else None, entry.name in front,
+            ranked.index(k) + 1 if k in ranked else None))
+
+    least = None
+    if not passing:
+        status = DecisionStatus.NONE_PASS
+        least = min(names, key=lambda n: checked[names.index(n)][1]) if names else None
+    elif len(passing) == 1:
+        status = DecisionStatus.ONLY_CANDIDATE
+    elif p_best[leader] >= settings.min_win_probability:
+        status = DecisionStatus.RECOMMENDED
+    else:
+        status = DecisionStatus.NO_CLEAR_WINNER
+    recommended = names[leader] if status in (DecisionStatus.RECOMMENDED, DecisionStatus.ONLY_CANDIDATE) else None
+
+    sensitivity = None
+    if leader is not None and len(passing) > 1 and weights:
+        sensitivity = _sensitivity({c: u[cols] for c, u in point_utilities.items()}, weights,
+                                   passing.index(leader), [index.backbones[k].display_name for k in passing])
+    test = _mcnemar(index, leader, runner_up) if leader is not None and runner_up is not None else None
+    machines = [cost.backbones[n].machine for n in names if n in cost.backbones]
+    if any(not cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones):
+        notes.append("latency of an older cost.json has no timed passes to resample: its noise is not in the intervals")
+    return Decision(
+        status, recommended, names[leader] if leader is not None else None,
+        names[runner_up] if runner_up is not None else None, margin, least, tuple(candidates), weights,
+        {c: settings.weight_source(c) for c in DECISION_CRITERIA}, settings.aliases_used(), tuple(dropped), limits,
+        mix, quality_axis, index.untrained, machines[0] if machines else None, level,
+        bool(weights) and set(weights) <= set(COST_CRITERIA), draws.samples, settings.weight_uncertainty,
+        settings.min_win_probability, sensitivity, MAX_WEIGHT, test, settings.tie_points,
+        bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones),
+        tuple(notes))

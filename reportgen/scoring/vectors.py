@@ -1,0 +1,61 @@
+"""Per-image values as vectors over the image set (NaN where an image has none), the form the paired bootstrap
+resamples: per backbone, role and metric, and per family (the mean over the family's backbones of each image, so
+the image stays the unit and the family's backbones are not counted as independent observations)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
+
+import numpy as np
+
+from ..results.schema import PerImageRow, RunIndex
+from .bootstrap import PairedDraws, image_stratum, nanmean, paired_draws
+
+
+def run_draws(index: RunIndex) -> PairedDraws:
+    """The run's paired bootstrap: ``bootstrap_samples`` draws of its images, stratified by size, background,
+    labelled and boxed, seeded by the run's seed."""
+    strata = [image_stratum(image.size, image.background, image.class_index is not None, image.box is not None)
+              for image in index.images]
+    return paired_draws(strata, index.config.bootstrap_samples, index.config.seed)
+
+
+class Vectors:
+    """``backbone(name, role, metric)`` and ``family(family, role, metric)``: (N,) float arrays in image order.
+    A role held by several layers (the last three) is the mean of its layers per image."""
+
+    def __init__(self, index: RunIndex, rows: Iterable[PerImageRow]):
+        self.index = index
+        position = {image.file: n for n, image in enumerate(index.images)}
+        self.count = len(index.images)
+        collected: dict = defaultdict(lambda: defaultdict(list))  # (backbone, role) -> metric -> [(pos, value)]
+        self.roles: dict = defaultdict(set)  # backbone -> roles with rows
+        for row in rows:
+            if row.image not in position:
+                continue
+            self.roles[row.backbone].add(row.role)
+            for metric in ("mass_in_box", "mass_ratio", "pointing_hit", "spread", "entropy"):
+                value = row.value(metric)
+                collected[(row.backbone, row.role)][metric].append(
+                    (position[row.image], float(value) if value is not None else np.nan))
+        self._values: dict = {}
+        for (backbone, role), metrics in collected.items():
+            for metric, pairs in metrics.items():
+                sums, counts = np.zeros(self.count), np.zeros(self.count)
+                for at, value in pairs:
+                    if np.isfinite(value):
+                        sums[at] += value
+                        counts[at] += 1
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    self._values[(backbone, role, metric)] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        self.families = {b.name: b.family for b in index.backbones}
+
+    def backbone(self, name: str, role: str, metric: str) -> np.ndarray:
+        return self._values.get((name, role, metric), np.full(self.count, np.nan))
+
+    def family(self, family: str, role: str, metric: str) -> np.ndarray:
+        members = [self.backbone(name, role, metric) for name, f in self.families.items() if f == family]
+        return nanmean(np.vstack(members), axis=0) if members else np.full(self.count, np.nan)
+
+    def has(self, name: str, role: str) -> bool:
+        return role in self.roles.get(name, ())
