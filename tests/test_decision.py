@@ -401,3 +401,60 @@ def test_a_cached_backbone_measured_elsewhere_has_its_cost_measured_again(tmp_pa
     assert measured["latency_ms_samples"] != [1.0] * len(measured["latency_ms_samples"])
     status = json.loads(run_cli(*args).stdout)["backbones"]
     assert status == {"efficientnet_lite0": "cached"}  # the CAMs were reused throughout
+
+
+@pytest.fixture(scope="module")
+def same_architecture_run(tmp_path_factory, small_image_dir):
+    """One architecture three times, as a design review compares "my fine-tuned model" with the stock one: two
+    entries of the same weights under two names (identical twins) and one from a checkpoint of changed weights."""
+    from safetensors.torch import save_file
+
+    from reportgen.analysis.models import load_lite_checkpoint
+    from reportgen.analysis.weights import lite_package_file
+
+    folder = tmp_path_factory.mktemp("same-architecture")
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    load_lite_checkpoint(model, str(lite_package_file("0")))
+    with torch.no_grad():
+        model.classifier.weight.mul_(0.5)  # "fine-tuned": the same features, a different head
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "tuned.safetensors")
+    battery = folder / "battery.toml"
+    battery.write_text('[[backbone]]\nid = "efficientnet_lite0"\nname = "stock-a"\n\n'
+                       '[[backbone]]\nid = "efficientnet_lite0"\nname = "stock-b"\n\n'
+                       '[[backbone]]\nid = "efficientnet_lite0"\nname = "tuned"\ncheckpoint = "tuned.safetensors"\n')
+    out = folder / "out"
+    result = run_cli("run", "--config", str(battery), "--images", str(small_image_dir), "--out", str(out),
+                     "--batch-size", "1", "--no-sanity-check", "--format", "html,json", "--json")
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_one_architecture_twice_is_three_candidates_everywhere(same_architecture_run):
+    out, summary = same_architecture_run
+    assert summary["backbones"] == {"stock-a": "computed", "stock-b": "computed", "tuned": "computed"}
+    index = json.loads((out / "results" / "results.json").read_text())
+    entries = {b["name"]: b for b in index["backbones"]}
+    assert [entries[n]["display_name"] for n in ("stock-a", "stock-b", "tuned")] == ["stock-a", "stock-b", "tuned"]
+    assert entries["tuned"]["weights"]["source"] == "checkpoint"
+    assert entries["stock-a"]["weights"]["state_sha256"] == entries["stock-b"]["weights"]["state_sha256"] != \
+        entries["tuned"]["weights"]["state_sha256"]
+    assert len({b["arrays"] for b in entries.values()}) == 3  # one file each, though two share a cache key
+    decision = json.loads((out / "metrics.json").read_text())["decision"]
+    assert {c["backbone"] for c in decision["candidates"]} == {"stock-a", "stock-b", "tuned"}
+    html = (out / "report.html").read_text()
+    for name in ("stock-a", "stock-b", "tuned"):
+        assert html.count(name) >= 5  # tables, figures' captions and the decision
+
+
+def test_identical_twins_end_to_end_share_the_wins(same_architecture_run):
+    """The same weights under two names: every image number is identical, only timing noise separates them, so
+    neither is recommended over the other."""
+    out, _ = same_architecture_run
+    decision = json.loads((out / "metrics.json").read_text())["decision"]
+    by_name = {c["backbone"]: c for c in decision["candidates"]}
+    a, b = by_name["stock-a"], by_name["stock-b"]
+    assert a["top1"] == b["top1"] and a["localisation_score"] == b["localisation_score"]
+    assert decision["recommended"] not in ("stock-a", "stock-b")
+    twins = a["p_best"] + b["p_best"]
+    if twins > 0:  # unless the tuned head wins outright, the twins split what they win
+        assert 0.2 <= a["p_best"] / twins <= 0.8 and 0.2 <= b["p_best"] / twins <= 0.8

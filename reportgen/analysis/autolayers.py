@@ -276,7 +276,9 @@ def resolve_backbones(preset_name: str, requested: tuple = (), specs: tuple = ()
                 chosen.append(auto_backbone(spec.id, spec.family, spec.layers, spec.last_three, spec.name))
                 continue
             backbone = with_overrides(base, spec.family, spec.layers, spec.last_three)
-            chosen.append(replace(backbone, name=spec.name) if spec.name else backbone)
+            # A name of its own makes it a candidate of its own (the same architecture twice, e.g. a fine-tuned
+            # checkpoint beside the stock weights): named so in every table, figure and file.
+            chosen.append(replace(backbone, name=spec.name, display_name=spec.name) if spec.name else backbone)
     else:
         try:
             return registry.preset(preset_name)
@@ -284,6 +286,9 @@ def resolve_backbones(preset_name: str, requested: tuple = (), specs: tuple = ()
             raise UsageError(str(exc)) from None
     unique: dict[str, Backbone] = {}
     for backbone in chosen:
+        if backbone.name in unique and specs and not requested:
+            raise UsageError(f"two [[backbone]] tables are named {backbone.name!r}; give each a name of its own "
+                             "(name = \"...\") to compare them side by side.")
         unique.setdefault(backbone.name, backbone)
     return tuple(unique.values())
 

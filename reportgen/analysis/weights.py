@@ -92,10 +92,14 @@ def parse_checkpoints(values: tuple[str, ...], backbones: tuple[Backbone, ...],
         name, sep, raw_path = value.partition("=")
         if not sep or not name or not raw_path:
             raise UsageError(f"--checkpoint {value!r} must look like NAME=PATH (e.g. resnet50=./resnet50.safetensors).")
-        match = [b for b in backbones if name in (b.name, b.timm_id, b.architecture)]
+        match = [b for b in backbones if b.name == name] or \
+            [b for b in backbones if name in (b.timm_id, b.architecture)]
         if not match:
             raise UsageError(f"--checkpoint {name!r} names no backbone of this run "
                              f"({', '.join(b.name for b in backbones)}).")
+        if len(match) > 1:
+            raise UsageError(f"--checkpoint {name!r} fits {len(match)} backbones of this run "
+                             f"({', '.join(b.name for b in match)}); name the one it is for.")
         path = Path(raw_path).expanduser()
         if path.suffix != ".safetensors" and not (trust_pickle and path.suffix in PICKLE_SUFFIXES):
             hint = (" or pass --trust-pickle to load this pickle file with torch.load(weights_only=True)"

@@ -408,8 +408,12 @@ def _latency_saved(cost: Optional[Cost]) -> Optional[float]:
 
 def claim_scope(claim: ClaimVerdict) -> str:
     """Which families a verdict covers, when not all three: per family for the slimming claim, else the absent ones."""
-    parts = [f"{found.verdict} for {found.family}" for found in claim.by_family] if len(claim.by_family) > 1 or \
-        claim.absent else []
+    if len(claim.by_family) > 1 and claim.absent:
+        parts = [f"{found.verdict} for {found.family}" for found in claim.by_family]
+    elif claim.by_family and claim.absent:
+        parts = [f"for {claim.by_family[0].family}"]
+    else:
+        parts = []
     if claim.absent and claim.verdict != Verdict.NOT_TESTED:
         parts.append(f"{listing(claim.absent)} not in this run")
     return "; ".join(parts)
