@@ -125,8 +125,8 @@ def test_one_candidate_is_the_only_candidate_never_recommended_over_another():
 
 def test_a_partial_weights_table_keeps_the_defaults_and_says_so():
     settings = DecisionSettings(weights={"latency": 5, "robustness": 2})
-    assert settings.effective_weights() == {"accuracy": 3.0, "localisation": 2.0, "clutter": 2.0, "latency": 5.0,
-                                            "size": 1.0}
+    assert settings.effective_weights() == {"accuracy": 3.0, "localisation": 2.0, "clutter": 2.0, "calibration": 1.0,
+                                            "corruption": 1.0, "faithfulness": 1.0, "latency": 5.0, "size": 1.0}
     assert settings.weight_source("accuracy") == "default" and settings.weight_source("clutter") == "yours"
     decision, index = _run({"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)}, settings)
     page = decision_page(decision, index, "")

@@ -14,16 +14,19 @@ from ..errors import ResourceError
 from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DecodedInputs
 from ..inputs.decoding import load_rgb
-from ..inputs.images import ImageRecord, ImageSet, hashed_sample
+from ..inputs.images import ImageRecord, ImageSet
 from ..results import arrays as keys
-from ..results.schema import (BackboneResult, CamStatus, Cost, FeatureCka, FeatureStats, Prediction, RankedClass,
+from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, FaithfulnessRun, FeatureCka, FeatureStats,
+                              Prediction, RankedClass, RunStatus,
                               SanityRun, SanityStatus, SanityStep, SlimmingRun, SlimmingStatus, WeightsInfo,
                               WeightsMode, WeightStats)
 from ..results.stats import weight_summary
 from ..results.views import views_of
 from ..scoring.measures import cam_similarity
 from .classes import ClassNames
+from .corruptions import corrupted_predictions
 from .cost import measure_cost
+from .faithfulness import road
 from .environment import release_memory
 from .engine import BackboneAnalysis, analyse_backbone, forward_probs
 from .models import LoadedModel, input_batch, load_model, on_device, zeros_batch
@@ -69,6 +72,13 @@ class Batches:
     def subset(self, rows: Sequence[int]) -> "Batches":
         return Batches([self.records[r] for r in rows], self.transform, self.batch_size, self.decoded,
                        [self.positions[r] for r in rows])
+
+    def crops(self) -> list[np.ndarray]:
+        """(H, W, 3) uint8 model-input crops (resize and crop, before to-tensor and normalisation)."""
+        if self.from_cache:
+            return list(self.decoded.read(self.geometry, self.positions))
+        _, pil_part, _ = split(self.transform)
+        return [np.asarray(pil_part(load_rgb(r.path)).convert("RGB"), dtype=np.uint8) for r in self.records]
 
 
 @dataclass(frozen=True)
@@ -154,13 +164,13 @@ def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names:
     return tuple(out)
 
 
-def _sanity(model, batches, analysis: BackboneAnalysis, backbone, config: AnalysisConfig, device: str,
-            weights_mode: str, progress, count) -> tuple[SanityRun, dict]:
+def _sanity(model, batches, analysis: BackboneAnalysis, image_set: ImageSet, backbone, config: AnalysisConfig,
+            device: str, weights_mode: str, progress, count) -> tuple[SanityRun, dict]:
     """The randomisation test when it applies, as (record, arrays)."""
     if weights_mode == WeightsMode.RANDOM or not config.sanity_check or not backbone.randomisation:
         reason = "untrained weights" if weights_mode == WeightsMode.RANDOM else "disabled in the config"
         return SanityRun(SanityStatus.SKIPPED, reason, ()), {}
-    sample = hashed_sample([r.sha256 for r in batches.records], config.sanity_max_images, config.seed)
+    sample = image_set.sample_positions(config.sanity_max_images, config.seed)
     progress(f"{backbone.name}: sanity check, {len(backbone.randomisation)} randomisation steps on "
              f"{len(sample)} of {len(batches.records)} images")
     depth_layers = list(dict.fromkeys(backbone.depth_layers.values()))
@@ -174,6 +184,63 @@ def _sanity(model, batches, analysis: BackboneAnalysis, backbone, config: Analys
     arrays = {keys.sanity_cam(number, layer): cam.astype(np.float32)
               for number, step in enumerate(sanity.steps) for layer, cam in step.cams.items()}
     return SanityRun(SanityStatus.DONE, "", steps, tuple(sample)), arrays
+
+
+def _beyond_paper_skip(weights_mode: str, config: AnalysisConfig, sample_size: int) -> str:
+    """Why the corruption or faithfulness check does not run here ("" when it does; a shard whose slice holds none
+    of the sampled images runs it on none)."""
+    if weights_mode == WeightsMode.RANDOM and not config.beyond_paper_on_untrained:
+        return "untrained weights (beyond_paper_on_untrained = true runs it anyway)"
+    if sample_size == 0:
+        return "the sample size is 0 in the config"
+    return ""
+
+
+def analysis_input_size(batches: Batches) -> tuple:
+    """(C, H, W) of the model inputs (an empty sample still needs the shape)."""
+    crop = batches.crops()[:1] if batches.records else []
+    return (3,) + (crop[0].shape[:2] if crop else (1, 1))
+
+
+def _corruption(model, batches: Batches, analysis: BackboneAnalysis, image_set: ImageSet, config: AnalysisConfig,
+                device: str, weights_mode: str, count) -> tuple[CorruptionRun, dict]:
+    """Top-1 on each corrupted crop of the hashed sample (the clean top-1 is the analysis's)."""
+    sample = image_set.sample_positions(config.corruption_max_images, config.seed)
+    why = _beyond_paper_skip(weights_mode, config, config.corruption_max_images) or (
+        "" if config.corruptions else "no corruptions configured")
+    if why:
+        return CorruptionRun(RunStatus.SKIPPED, why), {}
+    chosen = batches.subset(sample)
+    top1 = corrupted_predictions(model, chosen.crops(), [image_set.records[i].sha256 for i in sample],
+                                 chosen.tensor_part, config.corruptions, config.corruption_severities, config.seed,
+                                 device, max(config.batch_size, 16), config.corruption_design,
+                                 on_batch=count("corruptions", len(sample) * len(config.corruptions)
+                                                * (len(config.corruption_severities)
+                                                   if config.corruption_design == "full" else 1)))
+    return (CorruptionRun(RunStatus.DONE, "", tuple(config.corruptions), tuple(config.corruption_severities),
+                          tuple(sample), config.corruption_design), {keys.CORRUPT_TOP1: top1})
+
+
+def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set: ImageSet, backbone,
+                  config: AnalysisConfig, device: str, weights_mode: str, count) -> tuple[FaithfulnessRun, dict]:
+    """ROAD of the deep-layer CAM and of the random and Gaussian maps on the hashed sample."""
+    sample = image_set.sample_positions(config.faithfulness_max_images, config.seed)
+    deep = backbone.depth_layers["deep"]
+    layer = analysis.layer(deep)
+    why = _beyond_paper_skip(weights_mode, config, config.faithfulness_max_images) or (
+        "" if layer.cam is not None else f"the deep layer {deep} has no spatial map")
+    if why:
+        return FaithfulnessRun(RunStatus.SKIPPED, why, deep), {}
+    inputs = torch.cat(list(batches.subset(sample).with_batch_size(max(1, len(sample))))) if sample else \
+        torch.zeros((0,) + tuple(analysis_input_size(batches)))
+    cams = [layer.cam[i] if layer.cam_status[i] == CamStatus.OK else None for i in sample]
+    scores = road(model, inputs, cams, [int(analysis.targets[i]) for i in sample],
+                  [image_set.records[i].sha256 for i in sample], config.faithfulness_percentiles, config.seed,
+                  device, max(config.batch_size, 16), config.faithfulness_imputation_side, config.faithfulness_design,
+                  on_image=count("faithfulness", len(sample)))
+    return (FaithfulnessRun(RunStatus.DONE, "", deep, tuple(config.faithfulness_percentiles),
+                            config.faithfulness_imputation_side, tuple(sample), config.faithfulness_design),
+            {keys.ROAD: scores.values})
 
 
 def _slim_unit(model, backbone, input_size) -> tuple[SlimUnit, str]:
@@ -312,7 +379,8 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     release_memory()
 
     mark = time.perf_counter()
-    sanity, sanity_arrays = _sanity(model, batches, analysis, backbone, config, device, weights_mode, progress, count)
+    sanity, sanity_arrays = _sanity(model, batches, analysis, image_set, backbone, config, device, weights_mode,
+                                    progress, count)
     timings["sanity_s"] = time.perf_counter() - mark
     release_memory()
 
@@ -325,6 +393,16 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     slimming, slim_arrays = _slimming(model, batches, analysis, backbone, loaded.data_config, macs_by_module, config,
                                       device, weights_mode, count)
     timings["slimming_s"] = time.perf_counter() - mark
+    release_memory()
+
+    mark = time.perf_counter()
+    corruption, corruption_arrays = _corruption(model, batches, analysis, image_set, config, device, weights_mode,
+                                                count)
+    timings["corruption_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    faithfulness, faithfulness_arrays = _faithfulness(model, batches, analysis, image_set, backbone, config, device,
+                                                      weights_mode, count)
+    timings["faithfulness_s"] = time.perf_counter() - mark
     release_memory()
 
     mark = time.perf_counter()
@@ -355,7 +433,10 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
         predictions=predictions_of(analysis, image_set, class_names),
         sanity=sanity,
         slimming=slimming,
-        batch_size=batches.batch_size)
-    arrays = {**sanity_arrays, **slim_arrays, **_layer_arrays(analysis, keep_merge_state), **weight_arrays}
+        batch_size=batches.batch_size,
+        corruption=corruption,
+        faithfulness=faithfulness)
+    arrays = {**sanity_arrays, **slim_arrays, **_layer_arrays(analysis, keep_merge_state), **weight_arrays,
+              **corruption_arrays, **faithfulness_arrays, keys.LOGITS: analysis.logits.astype(np.float32)}
     del model, loaded
     return MeasuredBackbone(result, arrays, timings, cost)

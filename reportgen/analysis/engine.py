@@ -250,6 +250,7 @@ class BackboneAnalysis:
     top5_index: np.ndarray  # (N, 5)
     top5_prob: np.ndarray  # (N, 5)
     probs: np.ndarray  # (N, classes) softmax, float32
+    logits: np.ndarray  # (N, classes) float32
     cka_layers: tuple  # layers of the CKA matrix
     cka: tuple  # linear CKA between cka_layers over all images (pooled features), rows of floats
     moments: dict  # layer -> RunningMoments (to merge shards of an image set)
@@ -318,6 +319,7 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
         top5_index=top5,
         top5_prob=np.take_along_axis(probs, top5, axis=1).astype(np.float32),
         probs=probs.astype(np.float32),
+        logits=logits.astype(np.float32),
         cka_layers=tuple(cka_layers),
         cka=tuple(tuple(row) for row in linear_cka([pooled[k] for k in cka_layers])) if pooled else (),
         moments=moments,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import AnalysisConfig, DecisionSettings, RuleThresholds
+from .config import TUPLE_FIELDS, AnalysisConfig, DecisionSettings, RuleThresholds
 from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -66,8 +66,9 @@ class Battery:
 
     def analysis_config(self, **overrides) -> AnalysisConfig:
         values = {**self.analysis, **{k: v for k, v in overrides.items() if v is not None}}
-        if "depth_figure_images" in values:
-            values["depth_figure_images"] = tuple(values["depth_figure_images"])
+        for key in TUPLE_FIELDS:
+            if key in values and isinstance(values[key], list):
+                values[key] = tuple(values[key])
         return AnalysisConfig(rules=RuleThresholds(**self.rules), decision=DecisionSettings(**self.decision), **values)
 
 

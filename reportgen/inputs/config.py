@@ -16,6 +16,12 @@ from ..errors import UsageError
 CAM_METHOD_NAMES = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam")
 # SSIM uses an 11x11 window, so the maps compared in the sanity check must be at least that large.
 MIN_SANITY_RESOLUTION = 11
+# The common corruptions (ImageNet-C names) the battery can apply (analysis.corruptions has their operations).
+CORRUPTION_NAMES = ("gaussian_noise", "defocus_blur", "motion_blur", "jpeg_compression", "pixelate", "brightness",
+                    "contrast")
+DESIGNS = ("balanced", "full")
+# Config fields held as tuples (lists in TOML and JSON).
+TUPLE_FIELDS = ("depth_figure_images", "corruptions", "corruption_severities", "faithfulness_percentiles")
 
 
 def _number(value) -> bool:
@@ -80,11 +86,14 @@ class RuleThresholds:
         _check_range(self, "slim_max_top1_drop", 0, 1)
 
 
-DECISION_CRITERIA = ("accuracy", "localisation", "clutter", "latency", "size")
+DECISION_CRITERIA = ("accuracy", "localisation", "clutter", "calibration", "corruption", "faithfulness", "latency",
+                     "size")
 # How much each criterion counts when no battery file says otherwise: accuracy on labelled images first,
 # then localisation (weighted by the image set's size mix), then keeping localisation on cluttered backgrounds,
-# latency and size. A [decision] weights table names only what it changes; the other criteria keep these.
-DEFAULT_DECISION_WEIGHTS = {"accuracy": 3.0, "localisation": 2.0, "clutter": 1.0, "latency": 1.0, "size": 1.0}
+# calibration (ECE), robustness to common corruptions of the user's own images, faithfulness of the deep-layer
+# CAM, latency and size. A [decision] weights table names only what it changes; the other criteria keep these.
+DEFAULT_DECISION_WEIGHTS = {"accuracy": 3.0, "localisation": 2.0, "clutter": 1.0, "calibration": 1.0, "corruption": 1.0,
+                            "faithfulness": 1.0, "latency": 1.0, "size": 1.0}
 # Earlier names still accepted in a weights table (the report notes the new name).
 CRITERION_ALIASES = {"robustness": "clutter"}
 MAX_WEIGHT = 10.0  # the sensitivity analysis searches each weight within 0..MAX_WEIGHT
@@ -191,6 +200,32 @@ class AnalysisConfig:
     grid_max_images: int = 24
     grid_sample_each: int = 3
     table_max_rows: int = 40
+    # Beyond the paper (section 3.4). Calibration is measured on every labelled image; with fewer than this many
+    # it is shown but left out of the decision, with the reason.
+    calibration_min_labelled: int = 50
+    # Common corruptions (ImageNet-C) of each backbone's model-input crop, at these ImageNet-C severities (1-5),
+    # on a fixed hashed sample of at most corruption_max_images images (the sanity check's sampling rule). Each
+    # (image, corruption, severity) is one forward pass per backbone: 16 images x 7 corruptions x 3 severities
+    # add about a CAM pass's worth of time per backbone on two CPU cores; raise them on a GPU or for a final pick.
+    corruptions: tuple = CORRUPTION_NAMES
+    corruption_severities: tuple = (1, 3, 5)
+    corruption_max_images: int = 16
+    # balanced: each image gets every corruption once, at a severity that rotates from corruption to corruption
+    # (a Latin square: a third of the passes at three severities); full: every severity of every corruption.
+    corruption_design: str = "balanced"
+    # Faithfulness of the deep-layer CAM: ROAD (remove and debias) in both orders, averaged over these
+    # percentiles, on at most faithfulness_max_images images; every (image, percentile, order, map) is one
+    # noisy linear imputation (a sparse solve on the CPU) and one forward pass.
+    faithfulness_max_images: int = 16
+    faithfulness_percentiles: tuple = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+    # balanced: each image at one of the percentiles (drawn from its content hash), so the mean over images is the
+    # mean over the percentiles for a ninth of the work; full: every image at every percentile.
+    faithfulness_design: str = "balanced"
+    # The imputation's sparse solve runs on a grid of this side (0: the model's input size): 64 is about thirty
+    # times faster than 224 and changes the filled pixels by about 1 % of their range.
+    faithfulness_imputation_side: int = 64
+    # Corruptions and faithfulness are skipped on untrained weights (like the sanity check): true runs them.
+    beyond_paper_on_untrained: bool = False
     rules: RuleThresholds = field(default_factory=RuleThresholds)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
 
@@ -217,6 +252,29 @@ class AnalysisConfig:
         _check_range(self, "sanity_resolution", MIN_SANITY_RESOLUTION, 1024, integer=True)
         _check_range(self, "sanity_max_images", 2, integer=True)
         _check_range(self, "grid_max_images", 1, integer=True)
+        _check_range(self, "calibration_min_labelled", 2, integer=True)
+        unknown = [c for c in self.corruptions if c not in CORRUPTION_NAMES]
+        if not isinstance(self.corruptions, tuple) or unknown or len(set(self.corruptions)) != len(self.corruptions):
+            raise _bad("corruptions", list(self.corruptions) if isinstance(self.corruptions, tuple) else self.corruptions,
+                       f"give distinct names from {', '.join(CORRUPTION_NAMES)} (an empty list skips them)")
+        if not isinstance(self.corruption_severities, tuple) or not self.corruption_severities or any(
+                not _integer(v) or not 1 <= v <= 5 for v in self.corruption_severities) or \
+                list(self.corruption_severities) != sorted(set(self.corruption_severities)):
+            raise _bad("corruption_severities", self.corruption_severities, "give increasing severities from 1 to 5")
+        _check_range(self, "corruption_max_images", 1, integer=True)
+        _check_range(self, "faithfulness_max_images", 0, integer=True)
+        if not (_integer(self.faithfulness_imputation_side) and (self.faithfulness_imputation_side == 0
+                                                                 or 16 <= self.faithfulness_imputation_side <= 1024)):
+            raise _bad("faithfulness_imputation_side", self.faithfulness_imputation_side,
+                       "give 0 (the input size) or a side from 16 to 1024")
+        if not isinstance(self.faithfulness_percentiles, tuple) or not self.faithfulness_percentiles or any(
+                not _integer(v) or not 1 <= v <= 99 for v in self.faithfulness_percentiles):
+            raise _bad("faithfulness_percentiles", self.faithfulness_percentiles, "give percentiles from 1 to 99")
+        for key in ("corruption_design", "faithfulness_design"):
+            if getattr(self, key) not in DESIGNS:
+                raise _bad(key, getattr(self, key), f"choose {' or '.join(DESIGNS)}")
+        if not isinstance(self.beyond_paper_on_untrained, bool):
+            raise _bad("beyond_paper_on_untrained", self.beyond_paper_on_untrained, "give true or false")
         _check_range(self, "grid_sample_each", 1, integer=True)
         _check_range(self, "table_max_rows", 1, integer=True)
         if not isinstance(self.slimming_cams, bool):
@@ -228,7 +286,8 @@ class AnalysisConfig:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["depth_figure_images"] = list(self.depth_figure_images)
+        for key in TUPLE_FIELDS:
+            data[key] = list(getattr(self, key))
         return data
 
     @classmethod
@@ -236,7 +295,9 @@ class AnalysisConfig:
         data = dict(data)
         rules = RuleThresholds(**data.pop("rules", {}))
         decision = DecisionSettings(**data.pop("decision", {}))
-        data["depth_figure_images"] = tuple(data.get("depth_figure_images", ()))
+        for key in TUPLE_FIELDS:
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(rules=rules, decision=decision, **data)
 
 
@@ -245,10 +306,13 @@ class AnalysisConfig:
 # scoring side: read only when saved results are scored and rendered (changing it re-scores, no model runs);
 # execution: how the work is done, not what it computes.
 MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles", "near_zero_fraction", "sanity_check",
-                     "slimming_cams", "sanity_max_images", "sanity_resolution")
+                     "slimming_cams", "sanity_max_images", "sanity_resolution", "corruptions", "corruption_severities",
+                     "corruption_max_images", "corruption_design", "faithfulness_max_images",
+                     "faithfulness_percentiles", "faithfulness_imputation_side", "faithfulness_design",
+                     "beyond_paper_on_untrained")
 SCORING_SIDE_FIELDS = ("bootstrap_samples", "spread_level", "depth_figure_images", "size_small_below",
                        "size_large_from", "clutter_edge_density", "grid_max_images", "grid_sample_each",
-                       "table_max_rows", "rules", "decision")
+                       "table_max_rows", "calibration_min_labelled", "rules", "decision")
 EXECUTION_FIELDS = ("batch_size",)
 ANALYSIS_FIELDS = tuple(f.name for f in fields(AnalysisConfig) if f.name not in ("rules", "decision"))
 

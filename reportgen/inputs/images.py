@@ -72,6 +72,8 @@ class ImageSet:
     skipped: tuple[SkippedImage, ...] = ()
     labels: str = LabelSource.NONE  # a LabelSource value
     labels_note: str = ""  # e.g. the manifest won over class folders
+    # A slice keeps the whole set's sampling: ((seed, count, cutoff key), ...), "" when the sample is every image.
+    sample_cutoffs: tuple = ()
 
     @property
     def sha256(self) -> str:
@@ -93,10 +95,22 @@ class ImageSet:
         """Images found below their class folder (labelled with the class folder's class)."""
         return sum(1 for r in self.records if r.in_subfolder)
 
-    def slices(self, size: int) -> list["ImageSet"]:
-        """Consecutive slices of at most ``size`` records; each keeps the set's root, labels and skipped list."""
-        return [replace(self, records=self.records[start:start + size])
+    def slices(self, size: int, seed: int = 0, sample_counts: Collection[int] = ()) -> list["ImageSet"]:
+        """Consecutive slices of at most ``size`` records; each keeps the set's root, labels and skipped list, and
+        the whole set's hashed samples of ``sample_counts`` images (so a shard samples exactly the images one
+        process would, and shards merge exactly)."""
+        keys = sorted(sample_key(seed, r.sha256) for r in self.records)
+        cutoffs = tuple((seed, count, keys[count - 1] if count < len(keys) else "") for count in sorted(set(sample_counts)))
+        return [replace(self, records=self.records[start:start + size], sample_cutoffs=cutoffs)
                 for start in range(0, len(self.records), size)]
+
+    def sample_positions(self, count: int, seed: int) -> tuple[int, ...]:
+        """Positions (in this set or slice) of the images in the hashed sample of at most ``count`` images of the
+        whole set (see :func:`hashed_sample`)."""
+        for cut_seed, cut_count, cutoff in self.sample_cutoffs:
+            if (cut_seed, cut_count) == (seed, count):
+                return tuple(i for i, r in enumerate(self.records) if not cutoff or sample_key(seed, r.sha256) <= cutoff)
+        return hashed_sample([r.sha256 for r in self.records], count, seed)
 
 
 def image_set_digest(rows) -> str:
@@ -108,11 +122,15 @@ def image_set_digest(rows) -> str:
     return digest.hexdigest()
 
 
+def sample_key(seed: int, content_hash: str) -> str:
+    return hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()
+
+
 def hashed_sample(content_hashes, count: int, seed: int) -> tuple[int, ...]:
     """Positions of at most ``count`` images, chosen by a hash of each image's content and the seed (the same
-    images whatever the file order or names), returned in set order."""
-    ranked = sorted(range(len(content_hashes)),
-                    key=lambda i: (hashlib.sha256(f"{seed}:{content_hashes[i]}".encode()).hexdigest(), i))
+    images whatever the file order or names), returned in set order. Samples of different sizes are nested: the
+    sanity check's 32 images are among the corruption check's 64."""
+    ranked = sorted(range(len(content_hashes)), key=lambda i: (sample_key(seed, content_hashes[i]), i))
     return tuple(sorted(ranked[:count]))
 
 

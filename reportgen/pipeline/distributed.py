@@ -81,17 +81,18 @@ def require_ray():
     return ray
 
 
-def plan_shards(plans: tuple, image_set: ImageSet, shard_size: int, batch_size: int, root: Path) -> list[ShardSpec]:
+def plan_shards(plans: tuple, image_set: ImageSet, shard_size: int, config, root: Path) -> list[ShardSpec]:
     """Slices of the set per backbone; each slice a whole number of batches (except the last), carrying its
-    records with the annotations this driver read (absolute paths: workers may run elsewhere)."""
-    from .shards import whole_batches
+    records with the annotations this driver read (absolute paths: workers may run elsewhere) and the whole set's
+    hashed samples."""
+    from .shards import sample_counts, whole_batches
 
-    size = whole_batches(shard_size, batch_size)
+    size = whole_batches(shard_size, config.batch_size)
     absolute = replace(image_set, root=image_set.root.resolve(),
                        records=tuple(replace(r, path=r.path.resolve()) for r in image_set.records))
     specs = []
     for plan in plans:
-        for number, images in enumerate(absolute.slices(size)):
+        for number, images in enumerate(absolute.slices(size, config.seed, sample_counts(config))):
             digest = hashlib.sha256("\n".join(str(r.path) for r in images.records).encode()).hexdigest()[:12]
             name = f"{plan.backbone.name}-{number:04d}"
             specs.append(ShardSpec(name, plan.backbone.name, number * size, images, str(root / f"{name}-{digest}")))
@@ -306,7 +307,7 @@ def run_shards(ray, prepared, settings: ExecutorSettings, progress: Callable[[st
     """Every shard of the run on Ray; raises ShardsFailed naming the shards that failed after retries."""
     request: RunRequest = prepared.request
     root = request.out_dir / "results" / SHARDS_DIR
-    specs = plan_shards(prepared.plans, prepared.image_set, settings.shard_size, request.config.batch_size, root)
+    specs = plan_shards(prepared.plans, prepared.image_set, settings.shard_size, request.config, root)
     outcome = DistributedOutcome([ShardOutcome(spec) for spec in specs])
     threads = _threads(settings)
     _check_nodes(ray, list(dict.fromkeys(p for spec in specs for p in spec.paths)), str(root))

@@ -26,7 +26,13 @@ def image_slices(images_dir: Path | str, size: int, config: AnalysisConfig = Ana
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise UsageError(f"image_slices: size = {size!r}; give an integer >= 1.")
     image_set = load_image_set(Path(images_dir).resolve(), ClassNames().resolve, config)
-    return image_set.slices(whole_batches(size, config.batch_size))
+    return image_set.slices(whole_batches(size, config.batch_size), config.seed, sample_counts(config))
+
+
+def sample_counts(config: AnalysisConfig) -> tuple:
+    """The hashed samples the battery draws (sanity check, corruptions, faithfulness): a slice keeps the whole
+    set's, so shards measure exactly the images one process would."""
+    return (config.sanity_max_images, config.corruption_max_images, config.faithfulness_max_images)
 
 
 def whole_batches(size: int, batch_size: int) -> int:

@@ -98,6 +98,19 @@ def _cka(results: SavedResults, name: str) -> Optional[float]:
     return summary.cka[0][1] if summary else None
 
 
+def _beyond(results: SavedResults, name: str, topic: str) -> Optional[float]:
+    """Section 3.4's headline number of a backbone: ECE, corruption retention or the CAM's ROAD gap."""
+    found = getattr(results.metrics, topic).get(name)
+    if found is None or found.status != "done":
+        return None
+    if topic == "calibration":
+        return found.ece.mean if found.ece else None
+    if topic == "corruption":
+        return found.retention.mean if found.retention else None
+    gap = next((m.gap for m in found.maps if m.map == "cam"), None)
+    return gap.mean if gap else None
+
+
 def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Comparison:
     rows_a, rows_b = AggregateLookup(a.metrics.aggregates), AggregateLookup(b.metrics.aggregates)
     names_a = [e.name for e in a.index.backbones]
@@ -112,6 +125,9 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
             pairs.append(Pair(f"deep {metric}", va, vb, na, nb))
         pairs.append(Pair("top-1 accuracy (labelled images)", _top1(a, name), _top1(b, name)))
         pairs.append(Pair("CKA(layer before penultimate, penultimate)", _cka(a, name), _cka(b, name)))
+        pairs.append(Pair("ECE (calibration)", *(_beyond(r, name, "calibration") for r in (a, b))))
+        pairs.append(Pair("share of top-1 kept under corruptions", *(_beyond(r, name, "corruption") for r in (a, b))))
+        pairs.append(Pair("ROAD gap of the deep-layer CAM", *(_beyond(r, name, "faithfulness") for r in (a, b))))
         backbones.append(BackbonePairs(name, display[name], name in names_a, name in names_b, tuple(pairs)))
     families = []
     for family in FAMILIES:
@@ -125,4 +141,5 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
     claims = tuple(ClaimPair(key, verdicts_a[key].sentence, verdicts_a[key].verdict, verdicts_b[key].verdict)
                    for key in verdicts_a)
     return Comparison(tuple(labels), (_summary(labels[0], a), _summary(labels[1], b)), tuple(backbones),
-                      tuple(families), claims, (decide(a.index, a.metrics, a.cost), decide(b.index, b.metrics, b.cost)))
+                      tuple(families), claims, (decide(a.index, a.metrics, a.cost, arrays_of=a.arrays),
+                                              decide(b.index, b.metrics, b.cost, arrays_of=b.arrays)))

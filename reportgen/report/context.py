@@ -16,6 +16,7 @@ from . import figures
 from ..scoring.decision import Decision, decide
 from ..scoring.rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, Verdict, conclude
 from ..scoring.vectors import run_draws
+from .beyond_section import BeyondSection, build_beyond
 from .decision_page import DecisionPage, decision_page
 from .formatting import listing
 from .sampling import caption_note
@@ -212,6 +213,7 @@ class ReportContext:
     sanity_steps: tuple  # step labels
     sanity: tuple  # SanityRow
     last_three: tuple  # LastThreeSection
+    beyond: BeyondSection  # section 3.4: calibration, corruptions, faithfulness
     claims: tuple  # ClaimRow
     flagged: tuple  # FlaggedRow
     skipped: tuple  # SkippedImage
@@ -397,7 +399,9 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                                        f"visualisation and Grad-CAM ({index.images[example].file}) of the last three "
                                        "layers.", figures.last_three_figure(cache, b, example))
                   for b in index.backbones}
-    return decision_figure, objects, localisation, distributions, depths, sanity, last_three, tuple(numbered.made)
+    beyond = build_beyond(index, metrics, numbered, config)
+    return (decision_figure, objects, localisation, distributions, depths, sanity, last_three, beyond,
+            tuple(numbered.made))
 
 
 def _latency_saved(cost: Optional[Cost]) -> Optional[float]:
@@ -429,9 +433,9 @@ def build_context(results: SavedResults) -> ReportContext:
     config = index.config
     lookup = AggregateLookup(metrics.aggregates)
     draws = run_draws(index)  # the one paired bootstrap of the report: the decision and the claims read it
-    decision = decide(index, metrics, results.cost, draws)
+    decision = decide(index, metrics, results.cost, draws, results.arrays)
     (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
-     last_three_figures, made) = _make_figures(results, lookup, decision)
+     last_three_figures, beyond, made) = _make_figures(results, lookup, decision)
     conclusions = conclude(index, metrics, draws)
     slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
     single = single_term_claims()
@@ -465,6 +469,7 @@ def build_context(results: SavedResults) -> ReportContext:
         sanity_figure=sanity_figure, sanity_steps=_sanity_steps(metrics), sanity=_sanity_rows(index, metrics),
         last_three=tuple(_last_three_section(b, metrics.last_three[b.name], last_three_figures[b.name],
                                              slimming[b.name], config.rules) for b in index.backbones),
+        beyond=beyond,
         claims=tuple(ClaimRow(number, claim, "#tab-families" if claim.key in single else f"#claim-{claim.key}",
                               claim_scope(claim)) for number, claim in enumerate(conclusions.claims, start=1)),
         flagged=_flagged(index), skipped=tuple(index.skipped_images), images=tuple(index.images),

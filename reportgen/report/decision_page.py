@@ -11,6 +11,7 @@ from .formatting import bracket, listing, num, pct, whole_pct
 from .phrases import Sentence, text
 
 CRITERION_NAMES = {"accuracy": "top-1 accuracy", "localisation": "localisation", "clutter": "clutter",
+                   "calibration": "calibration", "corruption": "corruptions", "faithfulness": "faithfulness",
                    "latency": "latency", "size": "size"}
 CONSTRAINT_NAMES = {"max_params_m": "params (M) ≤", "max_gmacs": "GMACs ≤", "max_latency_ms": "latency (ms) ≤",
                     "min_top1": "top-1 ≥"}
@@ -165,10 +166,10 @@ def _method(decision: Decision) -> Sentence:
                  f"draws in which a candidate scores highest (within {num(decision.tie_points)} points of the best "
                  f"counts as a tie, shared); a pick needs {whole_pct(decision.min_win_probability)}. "
                  "Scores are weighted means of fixed scales in points (top-1: 100 × accuracy; localisation: "
-                 "100 × (1 − 1/mass_ratio); clutter: 100 × cluttered/clean mass_ratio; latency and size: 10 points "
-                 "per halving, 100 at 1 ms and at 0.1 M parameters), so adding or removing a candidate never "
-                 f"reorders the others. Intervals: {whole_pct(decision.confidence)}. Details and the limits of this "
-                 "method: "), text("the decision in detail", "decision-detail"), text("."))
+                 "100 × (1 − 1/mass_ratio); clutter: 100 × cluttered/clean mass_ratio; calibration: 100 × (1 − ECE); "
+                 "corruptions: 100 × the share of top-1 kept; faithfulness: 100 × the ROAD gap; latency and size: "
+                 "10 points per halving, 100 at 1 ms and at 0.1 M parameters), so adding or removing a candidate never "
+                 f"reorders the others. Intervals: {whole_pct(decision.confidence)}."),)
 
 
 def _machine(decision: Decision) -> Sentence:

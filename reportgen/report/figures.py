@@ -456,3 +456,92 @@ def distribution_plot(metrics: list[tuple[str, str]], groups: list[str], backbon
     fig.legend(handles, backbones, loc="upper center", ncol=min(len(backbones), 6), fontsize=6, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return _png(fig)
+
+
+def _error(interval) -> tuple:
+    """(value, [[below], [above]]) of an Interval for errorbar, clipped at 0."""
+    low = max(0.0, interval.mean - interval.ci_low) if interval.ci_low is not None else 0.0
+    high = max(0.0, interval.ci_high - interval.mean) if interval.ci_high is not None else 0.0
+    return interval.mean, [[low], [high]]
+
+
+def reliability_plot(names: list[str], scores: list) -> bytes:
+    """One reliability diagram per backbone: accuracy against mean top-1 confidence per bin (marker area ~ images),
+    the diagonal for a calibrated model."""
+    fig, axes = plt.subplots(1, len(names), figsize=(PAGE_WIDTH_IN, 2.0), sharey=True, squeeze=False)
+    for c, (name, score) in enumerate(zip(names, scores)):
+        ax = axes[0][c]
+        ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
+        if score.reliability:
+            most = max(b.images for b in score.reliability)
+            xs = [b.confidence for b in score.reliability]
+            ys = [b.accuracy for b in score.reliability]
+            ax.plot(xs, ys, color=BACKBONE_COLOURS[c % len(BACKBONE_COLOURS)], lw=0.9)
+            ax.scatter(xs, ys, s=[8 + 60 * b.images / most for b in score.reliability],
+                       color=BACKBONE_COLOURS[c % len(BACKBONE_COLOURS)], zorder=3)
+        ece = score.ece.mean if score.ece is not None else None
+        ax.set_title(f"{name}\nECE {ece:.3f}" if ece is not None else name, fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("top-1 confidence", fontsize=6.5)
+        ax.tick_params(labelsize=6)
+    axes[0][0].set_ylabel("accuracy", fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def corruption_plot(names: list[str], scores: list, corruptions: tuple, severities: tuple, measure: str) -> bytes:
+    """One panel per corruption: the measure (top-1, or agreement with the clean prediction) against severity,
+    one line per backbone (severity 0: the clean crops), with intervals."""
+    columns = min(4, len(corruptions))
+    rows = -(-len(corruptions) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH_IN, 1.7 * rows + 0.4), sharey=True, squeeze=False)
+    for n, corruption in enumerate(corruptions):
+        ax = axes[n // columns][n % columns]
+        for b, (name, score) in enumerate(zip(names, scores)):
+            if score.clean is None or score.clean.mean is None:
+                continue
+            cells = {c.severity: c.value for c in score.cells if c.corruption == corruption}
+            points = [(v, i) for v, i in [(0, score.clean)] + [(v, cells[v]) for v in severities if v in cells]
+                      if i is not None and i.mean is not None]  # a cell the balanced design gave no image
+            xs = [v for v, _ in points]
+            ys = [i.mean for _, i in points]
+            lows = [max(0.0, i.mean - i.ci_low) if i.ci_low is not None else 0 for _, i in points]
+            highs = [max(0.0, i.ci_high - i.mean) if i.ci_high is not None else 0 for _, i in points]
+            ax.errorbar(np.array(xs) + 0.06 * (b - len(names) / 2), ys, yerr=[lows, highs], marker="o", ms=2.5,
+                        lw=0.9, capsize=1.5, color=BACKBONE_COLOURS[b % len(BACKBONE_COLOURS)],
+                        label=name if n == 0 else None)
+        ax.set_title(corruption.replace("_", " "), fontsize=7)
+        ax.set_xticks([0] + list(severities), ["clean"] + [str(v) for v in severities], fontsize=6)
+        ax.set_ylim(-0.02, 1.05)
+        ax.tick_params(labelsize=6)
+    for n in range(len(corruptions), rows * columns):
+        axes[n // columns][n % columns].axis("off")
+    for r in range(rows):
+        axes[r][0].set_ylabel(measure, fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=6, loc="lower center", ncol=min(6, len(names)), bbox_to_anchor=(0.5, -0.06))
+    fig.tight_layout()
+    return _png(fig)
+
+
+def faithfulness_plot(names: list[str], scores: list) -> bytes:
+    """ROAD gap per backbone for its deep-layer CAM and the random and Gaussian maps (95 % intervals): a faithful
+    map stands above the random one."""
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.62, 2.1))
+    colours = {"cam": "#176b2c", "random": "#999999", "gaussian": "#3b6ea8"}
+    labels = {"cam": "deep-layer CAM", "random": "uniform-random map", "gaussian": "centred Gaussian"}
+    for b, score in enumerate(scores):
+        for m, found in enumerate(score.maps):
+            if found.gap is None or found.gap.mean is None:
+                continue
+            value, error = _error(found.gap)
+            ax.bar(b + (m - 1) * 0.26, value, width=0.24, color=colours[found.map], yerr=error, capsize=2,
+                   error_kw={"lw": 0.8}, label=labels[found.map] if b == 0 else None)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xticks(range(len(names)), names, fontsize=6.5)
+    ax.set_ylabel("ROAD gap (probability)", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return _png(fig)

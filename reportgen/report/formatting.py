@@ -54,3 +54,12 @@ def listing(items) -> str:
     if len(items) < 2:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def pct_interval(value, low=None, high=None) -> str:
+    """"41.2 % [23.5, 64.7]": a share with its interval in percentage points, compact enough for a narrow column."""
+    if value is None:
+        return "n/a"
+    if low is None or high is None:
+        return pct(value)
+    return f"{100 * value:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"

@@ -19,7 +19,7 @@ from ..results.csv_files import write_csv
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
 from . import formatting
 from .context import build_context
-from .scale import PER_IMAGE_COLUMNS, per_image_table
+from .scale import PER_IMAGE_COLUMNS, beyond_columns, beyond_values, per_image_table
 
 REPORT_FORMATS = ("html", "pdf", "md", "json")
 
@@ -42,6 +42,7 @@ def template_environment() -> jinja2.Environment:
     env.filters["pct"] = formatting.pct
     env.filters["whole_pct"] = formatting.whole_pct
     env.filters["ci"] = formatting.ci
+    env.filters["pct_ci"] = lambda value, low=None, high=None: formatting.pct_interval(value, low, high)
     return env
 
 
@@ -89,7 +90,9 @@ PER_IMAGE_CSV = "per_image.csv"
 
 def write_per_image_csv(results: SavedResults, target: Path) -> None:
     """Every per-image number (image x backbone x layer, with the prediction), beside the report."""
-    write_csv(target, PER_IMAGE_COLUMNS, per_image_table(results.index, results.metrics))
+    extra = beyond_values(results.index, results.arrays)
+    write_csv(target, PER_IMAGE_COLUMNS + beyond_columns(results.index),
+              per_image_table(results.index, results.metrics, extra))
 
 
 def output_fetcher(root: Path):

@@ -218,11 +218,47 @@ PER_IMAGE_COLUMNS = ("image", "class_index", "class_name", "size", "background",
                      "correct_top5")
 
 
-def per_image_table(index: RunIndex, metrics: Metrics):
+def beyond_columns(index: RunIndex) -> tuple:
+    """per_image.csv's columns beyond the paper: the ROAD gap of the deep-layer CAM, and agreement of the
+    corrupted with the clean prediction per corruption at severity 3 (or the middle severity run), where measured."""
+    run = next((b.corruption for b in index.backbones if b.corruption.status == "done"), None)
+    severity = (3 if 3 in run.severities else run.severities[len(run.severities) // 2]) if run else None
+    corruptions = tuple(f"agree_{name}_s{severity}" for name in run.corruptions) if run else ()
+    return ("road_gap",) + corruptions
+
+
+def beyond_values(index: RunIndex, arrays_of) -> dict:
+    """(backbone, image position) -> the values of :func:`beyond_columns` (None where not measured)."""
+    from ..results import arrays as keys
+
+    columns = beyond_columns(index)
+    out: dict = {}
+    for b in index.backbones:
+        arrays = arrays_of(b.name) if (b.corruption.status == "done" or b.faithfulness.status == "done") else {}
+        if keys.ROAD in arrays:
+            for row, position in enumerate(b.faithfulness.images):
+                morf, lerf = arrays[keys.ROAD][row, 0]
+                out.setdefault((b.name, position), [None] * len(columns))[0] = \
+                    float((lerf - morf) / 2) if np.isfinite(lerf - morf) else None
+        if keys.CORRUPT_TOP1 in arrays and len(columns) > 1:
+            severity = int(columns[1].rsplit("_s", 1)[1])
+            if severity in b.corruption.severities:
+                v = b.corruption.severities.index(severity)
+                for row, position in enumerate(b.corruption.images):
+                    clean = b.predictions[position].top5[0].index
+                    for c in range(len(b.corruption.corruptions)):
+                        found = int(arrays[keys.CORRUPT_TOP1][row, c, v])
+                        if found >= 0:
+                            out.setdefault((b.name, position), [None] * len(columns))[1 + c] = found == clean
+    return out
+
+
+def per_image_table(index: RunIndex, metrics: Metrics, extra: dict | None = None):
     """Rows of per_image.csv: one per image x backbone x layer (and per baseline map), each with the image's
-    label and that backbone's prediction for it."""
+    label, that backbone's prediction for it and ``extra`` (beyond_values) for its image and backbone."""
     position = {img.file: i for i, img in enumerate(index.images)}
     backbones = {b.name: b for b in index.backbones}
+    blank = [None] * len(beyond_columns(index))
     for row in metrics.per_image:
         p = position.get(row.image)
         if p is None or row.backbone not in backbones:  # a hand-edited results.json: only rows it names
@@ -232,4 +268,5 @@ def per_image_table(index: RunIndex, metrics: Metrics):
         yield (row.image, image.class_index, image.class_name, row.size, row.background, row.backbone, row.family,
                row.layer, row.role, str(row.cam_status), row.mass_in_box, row.mass_ratio, row.pointing_hit,
                row.spread, row.entropy, prediction.target, prediction.target_name, prediction.target_source,
-               top1.index, top1.name, top1.prob, prediction.correct_top1, prediction.correct_top5)
+               top1.index, top1.name, top1.prob, prediction.correct_top1, prediction.correct_top5,
+               *(extra or {}).get((row.backbone, p), blank))

@@ -16,11 +16,16 @@ QUANTILES = "quantiles"
 SLIM_TOP1 = "slimtop1"  # (N,) top-1 class of the slimmed model
 SLIM_KL = "slimkl"  # (N,) KL(full || slim) of the softmax outputs
 SLIM_SPEARMAN = "slimspearman"  # (N,) Spearman of slimmed vs full deep-layer CAM (NaN: not comparable)
+LOGITS = "logits"  # (N, classes) float32: calibration, temperature scaling
+CORRUPT_TOP1 = "corrupttop1"  # (C, corruptions, severities) top-1 on corrupted crops, C = CorruptionRun.images
+ROAD = "road"  # (F, maps, orders) ROAD probability changes, F = FaithfulnessRun.images
 MOMENTS = "mstate"  # running moments of a layer's units (shards only)
 POOLED = "pooled"  # (N, units) pooled features of a last-three layer: the CKA's input (shards only)
 
-PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SLIM_TOP1, SLIM_KL, SLIM_SPEARMAN, POOLED)
-PER_SAMPLE_KINDS = (SANITY_CAM,)  # one row per image of the sanity sample
+PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SLIM_TOP1, SLIM_KL, SLIM_SPEARMAN, POOLED, LOGITS)
+# One row per image of a hashed sample, and which run's ``images`` gives the sample's positions.
+PER_SAMPLE_KINDS = (SANITY_CAM, CORRUPT_TOP1, ROAD)
+SAMPLE_OF = {SANITY_CAM: "sanity", CORRUPT_TOP1: "corruption", ROAD: "faithfulness"}
 MERGE_STATE_KINDS = (MOMENTS,)
 
 
@@ -71,6 +76,11 @@ def is_per_image(key: str) -> bool:
 
 def is_per_sample(key: str) -> bool:
     return kind_of(key) in PER_SAMPLE_KINDS
+
+
+def sample_of(key: str) -> str:
+    """Which run's sample a per-sample array follows (sanity, corruption or faithfulness)."""
+    return SAMPLE_OF[kind_of(key)]
 
 
 def is_merge_state(key: str) -> bool:

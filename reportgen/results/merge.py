@@ -92,18 +92,29 @@ def _merge_backbone(name: str, pieces, position_of: dict, image_count: int, out:
     entries = [entry for _, entry in pieces]
     base = entries[0]
     arrays = {}
-    # The sanity sample: each shard's own, in merged image order.
-    sample = sorted((position_of[(shard.index.images[position].file, shard.index.images[position].sha256)],
-                     number, row)
-                    for number, (shard, entry) in enumerate(pieces)
-                    for row, position in enumerate(entry.sanity.images or range(len(shard.index.images)))
-                    if entry.sanity.steps)
-    for key, value in loaded[0].items():
+
+    def sampled(run: str, positions_of) -> list:
+        """(merged position, shard number, row) of each sampled image, in merged image order: the shards sampled
+        from the whole set's hashed sample, so together they hold exactly one process's sample."""
+        return sorted((position_of[(shard.index.images[position].file, shard.index.images[position].sha256)],
+                       number, row)
+                      for number, (shard, entry) in enumerate(pieces)
+                      for row, position in enumerate(positions_of(entry, shard)))
+    samples = {
+        "sanity": sampled("sanity", lambda e, shard: (e.sanity.images or range(len(shard.index.images)))
+                          if e.sanity.steps else ()),
+        "corruption": sampled("corruption", lambda e, shard: e.corruption.images),
+        "faithfulness": sampled("faithfulness", lambda e, shard: e.faithfulness.images),
+    }
+    sample = samples["sanity"]
+    every_key = {key: data[key] for data in reversed(loaded) for key in data}  # a key some shard lacks still merges
+    for key, value in every_key.items():
         if keys.is_per_image(key):
             if all(key in data for data in loaded):  # a shard may keep no pooled features (too wide)
                 arrays[key] = np.stack(placement.pick([data[key] for data in loaded]))
         elif keys.is_per_sample(key):
-            arrays[key] = np.stack([loaded[number][key][row] for _, number, row in sample])
+            rows = [loaded[number][key][row] for _, number, row in samples[keys.sample_of(key)]]
+            arrays[key] = np.stack(rows) if rows else value[:0]
         elif not keys.is_merge_state(key):
             arrays[key] = value
     feature_stats, moment_arrays = _merged_moments(base, loaded)
@@ -119,6 +130,10 @@ def _merge_backbone(name: str, pieces, position_of: dict, image_count: int, out:
         views=placement.pick([e.views for e in entries]),
         predictions=placement.pick([e.predictions for e in entries]),
         sanity=replace(base.sanity, steps=steps, images=tuple(position for position, _, _ in sample)),
+        corruption=replace(next((e.corruption for e in entries if e.corruption.status == "done"), base.corruption),
+                           images=tuple(p for p, _, _ in samples["corruption"])),
+        faithfulness=replace(next((e.faithfulness for e in entries if e.faithfulness.status == "done"),
+                                  base.faithfulness), images=tuple(p for p, _, _ in samples["faithfulness"])),
         feature_stats=feature_stats,
         feature_cka=replace(base.feature_cka, matrix=matrix),
         arrays=f"{BACKBONES_DIR}/{stem}.npz",

@@ -23,7 +23,8 @@ from ..strenum import StrEnum
 # 6: ImageSetInfo.from_subfolders (class folders label their sub-folders)
 # 7: one paired bootstrap for every interval (family aggregates over images, not image x backbone rows); cost.json
 #    keeps every latency pass and the machine fingerprint
-SCHEMA_VERSION = 7
+# 8: logits saved; corruption and faithfulness runs; calibration, corruption and faithfulness scores
+SCHEMA_VERSION = 8
 
 
 class CamStatus(StrEnum):
@@ -260,6 +261,39 @@ class SlimmingRun(JsonRecord):
     deep_cam_layer: Optional[str]  # where the slimmed model's deep CAM is read (None: not measured)
 
 
+class RunStatus(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class CorruptionRun(JsonRecord):
+    """Common corruptions of the model-input crops of a hashed sample; the top-1 classes are an array
+    (sample x corruption x severity)."""
+    status: RunStatus
+    reason: str
+    corruptions: tuple[str, ...] = ()
+    severities: tuple[int, ...] = ()
+    images: tuple[int, ...] = ()  # positions of the sampled images in the set (the array follows this order)
+    design: str = ""  # balanced (each corruption once per image, rotating severities) | full
+
+
+@dataclass(frozen=True)
+class FaithfulnessRun(JsonRecord):
+    """ROAD of the deep-layer CAM and two baseline maps on a hashed sample; the scores are an array
+    (sample x map x order)."""
+    status: RunStatus
+    reason: str
+    layer: str = ""
+    percentiles: tuple[int, ...] = ()
+    imputation_side: int = 0
+    images: tuple[int, ...] = ()
+    design: str = ""  # balanced (one percentile per image, drawn from its content hash) | full
+
+
+NOT_RUN = "not measured by this version"
+
+
 @dataclass(frozen=True)
 class BackboneResult(JsonRecord):
     """Everything measured for one backbone; its arrays live in the .npz named by ``arrays``."""
@@ -287,6 +321,8 @@ class BackboneResult(JsonRecord):
     sanity: SanityRun
     slimming: SlimmingRun
     batch_size: int  # smaller than asked after an out-of-memory retry
+    corruption: CorruptionRun = CorruptionRun(RunStatus.SKIPPED, NOT_RUN)
+    faithfulness: FaithfulnessRun = FaithfulnessRun(RunStatus.SKIPPED, NOT_RUN)
     cache_key: str = ""
     arrays: str = ""  # path of the .npz, relative to the results folder
 
@@ -435,6 +471,64 @@ class SlimmingScore(JsonRecord):
 
 
 @dataclass(frozen=True)
+class ReliabilityBin(JsonRecord):
+    confidence: float  # mean top-1 confidence in the bin
+    accuracy: float
+    images: int
+
+
+@dataclass(frozen=True)
+class CalibrationScore(JsonRecord):
+    """Calibration on the labelled images (intervals: the paired bootstrap)."""
+    status: RunStatus
+    reason: str
+    labelled: int
+    ece: Optional[Interval] = None  # expected calibration error, 15 equal-width bins of top-1 confidence
+    nll: Optional[Interval] = None
+    brier: Optional[Interval] = None
+    ece_scaled: Optional[Interval] = None  # after temperature scaling, cross-fitted on two halves
+    temperatures: tuple[float, ...] = ()  # fitted on the first half, on the second
+    reliability: tuple[ReliabilityBin, ...] = ()
+
+
+@dataclass(frozen=True)
+class CorruptionCell(JsonRecord):
+    corruption: str
+    severity: int
+    value: Interval  # top-1 accuracy (labelled) or agreement with the clean prediction
+
+
+@dataclass(frozen=True)
+class CorruptionScore(JsonRecord):
+    status: RunStatus
+    reason: str
+    measure: str = ""  # "top-1" (labelled images) | "agreement" (with the clean prediction)
+    images: int = 0
+    clean: Optional[Interval] = None  # the same measure on the clean crops (agreement: 1)
+    retention: Optional[Interval] = None  # corrupted / clean, averaged over corruptions and severities
+    cells: tuple[CorruptionCell, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoadScore(JsonRecord):
+    map: str  # cam | random | gaussian
+    morf: Optional[Interval]  # mean change of the target probability, most relevant removed first
+    lerf: Optional[Interval]
+    gap: Optional[Interval]  # (LeRF - MoRF) / 2: higher is more faithful
+
+
+@dataclass(frozen=True)
+class FaithfulnessScore(JsonRecord):
+    status: RunStatus
+    reason: str
+    layer: str = ""
+    images: int = 0
+    maps: tuple[RoadScore, ...] = ()
+    over_random: Optional[Interval] = None  # CAM gap minus the random map's gap, paired per image
+    beats_random: Optional[bool] = None  # its interval lies above zero (None: not measured)
+
+
+@dataclass(frozen=True)
 class Metrics(JsonRecord):
     """``metrics.json``: the numbers behind every table, computed from the index and the arrays."""
     schema_version: int
@@ -444,6 +538,9 @@ class Metrics(JsonRecord):
     last_three: dict[str, LastThreeSummary]
     sanity: dict[str, SanitySummary]
     slimming: dict[str, SlimmingScore]
+    calibration: dict[str, CalibrationScore] = field(default_factory=dict)
+    corruption: dict[str, CorruptionScore] = field(default_factory=dict)
+    faithfulness: dict[str, FaithfulnessScore] = field(default_factory=dict)
 
 
 # --- cost.json (machine-dependent, kept apart from the reproducible files like timings.json) ------------------

@@ -7,6 +7,11 @@ or removing a candidate never reorders the others; higher is better):
 - localisation: 100 x (1 - 1 / mass_ratio) of the deep-layer CAM, mass_ratio averaged over the object sizes in the
   set's own mix (0 = no better than a uniform map, 50 = twice the box's share of the mass, 100 = all of it);
 - clutter: 100 x cluttered / clean mass_ratio (the share of localisation kept on cluttered backgrounds);
+- calibration: 100 x (1 - ECE) of the top-1 confidence on the labelled images;
+- corruption: 100 x the share of top-1 accuracy (or of agreement with the clean prediction) kept under the common
+  corruptions, averaged over corruptions and severities;
+- faithfulness: 100 x the ROAD gap of the deep-layer CAM (the change in the target's probability when its least
+  relevant pixels go, minus when its most relevant go, halved);
 - latency: 100 x (1 - log10(ms) / 3): 100 at 1 ms, 0 at 1 s, 10 points per halving;
 - size: 100 x (1 - log10(params / 0.1 M) / 3): 100 at 0.1 M, 0 at 100 M, 10 points per halving.
 A candidate's score is the weighted mean of the criteria it has (one it lacks is left out of its mean, never
@@ -24,14 +29,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..inputs.config import DECISION_CRITERIA, MAX_WEIGHT, DecisionSettings
-from ..results.schema import Cost, CostReport, Machine, Metrics, RunIndex, SlimmingScore
+from ..results.schema import Cost, CostReport, Machine, Metrics, RunIndex, RunStatus, SlimmingScore
 from ..strenum import StrEnum
+from .beyond_paper import corruption_vectors, retention_of, road_vectors
 from .bootstrap import PairedDraws, interval, nanmean
+from .calibration import ece_draws, expected_calibration_error
 from .vectors import Vectors, run_draws
 
 SIZES = ("small", "medium", "large")
@@ -39,7 +46,8 @@ COST_CRITERIA = ("latency", "size")
 SENSITIVITY_STEP = 0.01
 WHY_MISSING = {"accuracy": "no labelled images", "localisation": "no boxed images with a size class",
                "clutter": "no boxed images on both clean and cluttered backgrounds",
-               "latency": "latency not measured", "size": "no parameter count"}
+               "calibration": "too few labelled images", "corruption": "not measured",
+               "faithfulness": "not measured", "latency": "latency not measured", "size": "no parameter count"}
 
 
 class DecisionStatus(StrEnum):
@@ -89,6 +97,9 @@ class Candidate:
     localisation_score: Optional[float]  # mass_ratio by the set's size mix
     clutter_retention: Measure  # cluttered / clean deep mass_ratio
     clutter_drop: Optional[float]  # clean - cluttered deep mass_ratio
+    ece: Measure  # expected calibration error of the top-1 confidence (labelled images)
+    corruption: Measure  # share of top-1 (or agreement) kept under the common corruptions
+    faithfulness: Measure  # ROAD gap of the deep-layer CAM
     latency: Measure  # median latency at batch 1 (ms), interval from the resampled passes
     params_m: float
     gmacs: float
@@ -186,8 +197,10 @@ def utility(criterion: str, value):
             return 100.0 * value
         if criterion == "localisation":
             return 100.0 * (1.0 - 1.0 / np.maximum(value, 1e-6))
-        if criterion == "clutter":
+        if criterion in ("clutter", "corruption", "faithfulness"):
             return 100.0 * value
+        if criterion == "calibration":
+            return 100.0 * (1.0 - value)
         if criterion == "latency":
             return 100.0 * (1.0 - np.log10(np.maximum(value, 1e-6)) / 3.0)
         if criterion == "size":
@@ -208,7 +221,8 @@ def _size_mix(index: RunIndex, vectors: Vectors) -> dict:
     return {size: boxed.count(size) / len(boxed) for size in SIZES if boxed.count(size)} if boxed else {}
 
 
-def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: CostReport, mix: dict) -> _Raw:
+def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: CostReport, mix: dict,
+                arrays_of: Optional[Callable[[str], dict]]) -> _Raw:
     names = [b.name for b in index.backbones]
     raw = _Raw()
     sizes = np.array([image.size or "" for image in index.images])
@@ -255,8 +269,37 @@ def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: Cos
         params = index.backbones[k].params / 1e6
         return params, np.full(draws.samples, params)
 
+    missing = (np.nan, np.full(draws.samples, np.nan))
+
+    def calibration(k, name):
+        predictions = index.backbones[k].predictions
+        correct = np.array([np.nan if p.correct_top1 is None else float(p.correct_top1) for p in predictions])
+        have = np.isfinite(correct)
+        if have.sum() < 2:
+            return missing
+        confidence = np.array([p.top5[0].prob for p in predictions])
+        return (expected_calibration_error(confidence[have], correct[have]),
+                ece_draws(confidence, np.nan_to_num(correct), have, draws))
+
+    def corruption(k, name):
+        entry = index.backbones[k]
+        if entry.corruption.status != RunStatus.DONE or arrays_of is None:
+            return missing
+        _, clean, corrupted = corruption_vectors(index, entry, arrays_of(name))
+        point, drawn = retention_of(clean, corrupted, draws)
+        return (np.nan, drawn) if point is None else (point, drawn)
+
+    def faithfulness(k, name):
+        entry = index.backbones[k]
+        if entry.faithfulness.status != RunStatus.DONE or arrays_of is None:
+            return missing
+        values = road_vectors(index, entry, arrays_of(name))
+        gap = (values[:, 0, 1] - values[:, 0, 0]) / 2
+        return (float(nanmean(gap)) if np.isfinite(gap).any() else np.nan), draws.means(gap)
+
     for criterion, function in (("accuracy", accuracy), ("localisation", localisation), ("clutter", clutter),
-                                ("latency", latency), ("size", size)):
+                                ("calibration", calibration), ("corruption", corruption),
+                                ("faithfulness", faithfulness), ("latency", latency), ("size", size)):
         raw.point[criterion], raw.draws[criterion] = per_candidate(function)
     return raw
 
@@ -408,14 +451,17 @@ def _measure(point, drawn, level) -> Measure:
     return Measure(float(point), low, high)
 
 
-def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[PairedDraws] = None) -> Decision:
+def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[PairedDraws] = None,
+           arrays_of: Optional[Callable[[str], dict]] = None) -> Decision:
+    """``arrays_of(name)``: a backbone's saved arrays (corruption and faithfulness criteria); without it those two
+    criteria are left out."""
     settings = index.config.decision
     level = settings.confidence
     draws = draws or run_draws(index)
     vectors = Vectors(index, metrics.per_image)
     names = [b.name for b in index.backbones]
     mix = _size_mix(index, vectors)
-    raw = _raw_values(index, vectors, draws, cost, mix)
+    raw = _raw_values(index, vectors, draws, cost, mix, arrays_of)
     labelled = int(sum(p.correct_top1 is not None for p in index.backbones[0].predictions)) if names else 0
 
     notes = []
@@ -428,8 +474,15 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
             continue
         if criterion == "latency" and len(fingerprints) > 1:
             dropped.append((criterion, "measured on different machines, so not comparable"))
+        elif criterion == "calibration" and labelled < index.config.calibration_min_labelled:
+            dropped.append((criterion, f"{labelled} labelled images, fewer than calibration_min_labelled "
+                                       f"({index.config.calibration_min_labelled})"))
         elif not np.isfinite(raw.point[criterion]).any():
-            dropped.append((criterion, WHY_MISSING[criterion]))
+            why = WHY_MISSING[criterion]
+            if criterion in ("corruption", "faithfulness"):
+                runs = {getattr(b, criterion).reason for b in index.backbones if getattr(b, criterion).reason}
+                why = f"not measured ({'; '.join(sorted(runs)) or 'no saved arrays'})"
+            dropped.append((criterion, why))
         else:
             weights[criterion] = weight
 
@@ -490,6 +543,9 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
             by_size, _measure(raw.point["localisation"][k], raw.draws["localisation"][:, k], level).value,
             _measure(raw.point["clutter"][k], raw.draws["clutter"][:, k], level),
             float(clean - cluttered) if np.isfinite(clean - cluttered) else None,
+            _measure(raw.point["calibration"][k], raw.draws["calibration"][:, k], level),
+            _measure(raw.point["corruption"][k], raw.draws["corruption"][:, k], level),
+            _measure(raw.point["faithfulness"][k], raw.draws["faithfulness"][:, k], level),
             latency[k], float(params[k]), float(gmacs[k]), metrics.slimming.get(entry.name), checks,
             tuple((c.key, c.text) for c in checks if c.outcome == Check.FAIL),
             tuple((c.key, c.text) for c in checks if c.outcome == Check.UNCERTAIN), violation,

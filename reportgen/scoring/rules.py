@@ -247,6 +247,12 @@ class BackboneFinding:
     sanity_reason: str
     sanity_flagged_layers: tuple  # layers whose CAMs stay similar after full randomisation
     sanity_deep_spearman: Optional[float]  # deep layer, trained vs fully randomised
+    ece: Optional[Interval] = None  # calibration of the top-1 confidence (labelled images)
+    corruption: Optional[Interval] = None  # share of top-1 (or agreement) kept under common corruptions
+    corruption_measure: str = ""
+    faithfulness: Optional[Interval] = None  # ROAD gap of the deep-layer CAM
+    faithfulness_random: Optional[Interval] = None  # ... of the uniform-random map
+    faithful: Optional[bool] = None  # the CAM's gap beats the random map's (paired); None: not measured
 
 
 @dataclass(frozen=True)
@@ -411,8 +417,19 @@ def _findings(index: RunIndex, metrics: Metrics, lookup: AggregateLookup) -> tup
             sum(p.correct_top1 for p in labelled), sum(p.correct_top5 for p in labelled), len(labelled),
             slimming_evidence(metrics.last_three[entry.name], config.rules), sanity.status, sanity.reason,
             tuple(layer for layer, found in sanity.layers.items() if found.flagged),
-            deep_sanity.steps[-1].spearman.mean if deep_sanity and deep_sanity.steps else None))
+            deep_sanity.steps[-1].spearman.mean if deep_sanity and deep_sanity.steps else None,
+            *_beyond(metrics, entry.name)))
     return tuple(out)
+
+
+def _beyond(metrics: Metrics, name: str) -> tuple:
+    """(ECE, corruption retention, its measure, CAM ROAD gap, random map's gap, faithful) for a finding."""
+    calibration, corruption = metrics.calibration.get(name), metrics.corruption.get(name)
+    faithfulness = metrics.faithfulness.get(name)
+    maps = {m.map: m.gap for m in faithfulness.maps} if faithfulness else {}
+    return (calibration.ece if calibration else None, corruption.retention if corruption else None,
+            corruption.measure if corruption else "", maps.get("cam"), maps.get("random"),
+            faithfulness.beats_random if faithfulness else None)
 
 
 def families_present(index: RunIndex) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from ..results import arrays as keys
 from ..results.schema import (Aggregate, BackboneResult, CamStatus, ImageEntry, Interval, LastThreeSummary, Metrics,
                               PerImageRow, PredictionRow, RunIndex, SanityLayer, SanityStatus, SanityStepScore,
                               SanitySummary, SlimmingScore, SlimmingStatus)
+from .beyond_paper import calibration_score, corruption_score, faithfulness_score
 from .bootstrap import PairedDraws, interval
 from .measures import cam_similarity, centred_gaussian, ks_from_quantiles, localisation, uniform_map, upsample
 from .vectors import Vectors, run_draws
@@ -234,4 +235,10 @@ def score(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> Metri
         sanity=sanity_summary(index, arrays_of, config, draws),
         slimming={entry.name: slimming_score(entry, [image.class_index for image in index.images],
                                              arrays_of(entry.name), draws) for entry in index.backbones},
+        calibration={entry.name: calibration_score(index, entry, arrays_of(entry.name), config, draws)
+                     for entry in index.backbones},
+        corruption={entry.name: corruption_score(index, entry, arrays_of(entry.name), draws)
+                    for entry in index.backbones},
+        faithfulness={entry.name: faithfulness_score(index, entry, arrays_of(entry.name), draws)
+                      for entry in index.backbones},
     )

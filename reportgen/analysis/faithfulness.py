@@ -1,0 +1,165 @@
+"""Do the heatmaps show what the model uses? ROAD (Rong et al. 2022, "remove and debias"), from
+``pytorch_grad_cam.metrics.road``: the pixels a map ranks most relevant (MoRF) or least relevant (LeRF) are
+removed at each percentile and filled by noisy linear imputation (so the shape of the hole carries no information),
+and the change of the target class's probability is averaged over the percentiles. A faithful map hurts much more
+when its most relevant pixels go than when its least relevant ones do: the score is the gap, (LeRF - MoRF) / 2, as
+the library's ``ROADCombined`` defines it, measured for the deep-layer CAM and for the two baselines localisation
+already uses, a uniform-random map and the centred Gaussian.
+
+The library's removal and imputation run per image, each seeded by the image's content hash and the run's seed (the
+imputation adds noise), so an image gives the same numbers in a single process and in a shard; the forward passes
+are batched here. The imputation's equation system is assembled in one vectorised step (``FastNoisyLinearImputer``,
+the same matrix as the library's, checked by ``tests/test_beyond_paper.py``): the library builds it entry by entry.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from pytorch_grad_cam.metrics.perturbation_confidence import RemoveLeastRelevantFirst, RemoveMostRelevantFirst
+from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+from scipy.sparse import coo_matrix
+
+from ..scoring.bootstrap import stable_seed
+from ..scoring.measures import centred_gaussian, normalise01, upsample
+
+MAPS = ("cam", "random", "gaussian")
+ORDERS = ("morf", "lerf")
+
+
+class FastNoisyLinearImputer(NoisyLinearImputer):
+    """The library's noisy linear imputer with its equation system assembled in one step (a COO matrix instead of
+    entry-by-entry LIL assignment): the same system, solved and noised by the library's own ``__call__``."""
+
+    @staticmethod
+    def setup_sparse_system(mask, img, neighbors_weights):
+        mask_flat = mask.flatten()
+        img_flat = img.reshape((img.shape[0], -1))
+        indices = np.argwhere(mask_flat == 0).flatten()
+        to_variable = np.zeros(len(mask_flat), dtype=int)
+        to_variable[indices] = np.arange(len(indices))
+        count = len(indices)
+        b = np.zeros((count, img.shape[0]))
+        sum_neighbors = np.ones(count)
+        rows, cols, values = [], [], []
+        for offset, weight in neighbors_weights:
+            valid, new_coords = NoisyLinearImputer.add_offset_to_indices(indices, offset, mask.shape)
+            valid_coords = new_coords[valid]
+            valid_ids = np.argwhere(valid == 1).flatten()
+            known = mask_flat[valid_coords] > 0.5
+            b[valid_ids[known], :] -= weight * img_flat[:, valid_coords[known]].T
+            unknown = mask_flat[valid_coords] < 0.5
+            rows.append(valid_ids[unknown])
+            cols.append(to_variable[valid_coords[unknown]])
+            values.append(np.full(int(unknown.sum()), weight))
+            sum_neighbors[np.argwhere(valid == 0).flatten()] -= weight
+        rows.append(np.arange(count))
+        cols.append(np.arange(count))
+        values.append(-sum_neighbors)
+        # Each (row, column) pair occurs once per offset, never twice: summing duplicates is the LIL assignment.
+        matrix = coo_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                            shape=(count, count))
+        return matrix.tocsc(), b
+
+
+class ReducedImputer:
+    """The library's noisy linear imputation solved on a grid of ``side`` x ``side`` pixels (0: the input's own):
+    the image and the removal mask are resized down, the library's imputer fills the removed pixels there, and the
+    filled values, resized back, replace only the removed pixels (the kept ones stay exact). The sparse solve costs
+    about N^1.5 in the N removed pixels, so half the side is about eight times faster; the imputation, a smooth
+    interpolation from the kept neighbours, changes little."""
+
+    def __init__(self, side: int, imputer: NoisyLinearImputer):
+        self.side, self.imputer = side, imputer
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        if not self.side or self.side >= max(height, width):
+            return self.imputer(image, mask)
+        size = (self.side, max(1, round(self.side * width / height)))
+        small = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", antialias=True,
+                                                align_corners=False)[0]
+        kept = torch.nn.functional.interpolate(mask[None, None].float(), size=size, mode="area")[0, 0] > 0.5
+        filled = self.imputer(small, kept.float())
+        back = torch.nn.functional.interpolate(filled[None], size=(height, width), mode="bilinear",
+                                               align_corners=False)[0]
+        return torch.where(mask[None] > 0.5, image, back)
+
+
+@dataclass(frozen=True)
+class RoadScores:
+    values: np.ndarray  # (images, maps, orders): mean change of the target probability over the percentiles
+
+
+def road_maps(cam: np.ndarray, width: int, height: int, seed: int) -> dict:
+    """The three maps at input resolution, each scaled to [0, 1]: the CAM (None when flagged), a uniform-random
+    map seeded per image, the centred Gaussian."""
+    rng = np.random.default_rng(seed)
+    return {"cam": normalise01(upsample(cam, width, height)) if cam is not None else None,
+            "random": rng.random((height, width)).astype(np.float32),
+            "gaussian": normalise01(centred_gaussian(width, height))}
+
+
+def image_percentiles(content_hash: str, run_seed: int, percentiles: Sequence[int], design: str) -> tuple:
+    """The percentiles an image is measured at: all of them ("full"), or one drawn from its content hash
+    ("balanced": across images the percentiles are evenly used, for 1 / len(percentiles) of the work, and an image
+    gets the same percentile in one process or in a shard)."""
+    if design == "full":
+        return tuple(percentiles)
+    return (percentiles[stable_seed(run_seed, "road-percentile", content_hash) % len(percentiles)],)
+
+
+def road(model: torch.nn.Module, inputs: torch.Tensor, cams: Sequence, targets: Sequence[int], content_hashes,
+         percentiles: Sequence[int], seed: int, device: str, batch_size: int, imputation_side: int = 0,
+         design: str = "balanced", on_image: Callable[[int], None] = lambda n: None) -> RoadScores:
+    """ROAD of each image's maps: ``inputs`` (N, C, H, W) model inputs; ``cams`` (N, h, w) deep-layer CAMs (None for a
+    flagged one: its values are NaN); ``targets`` the class each CAM explains."""
+    from .models import input_batch
+
+    imputer = ReducedImputer(imputation_side, FastNoisyLinearImputer())
+    count, height, width = inputs.shape[0], inputs.shape[-2], inputs.shape[-1]
+    values = np.full((count, len(MAPS), len(ORDERS)), np.nan)
+    was_training = model.training
+    model.eval()
+
+    def probabilities(batch: list, classes: list) -> np.ndarray:
+        out = []
+        for start in range(0, len(batch), max(batch_size, len(batch))):
+            tensor = input_batch(torch.stack(batch[start:start + batch_size])).to(device)
+            probs = torch.softmax(model(tensor).float(), dim=1).cpu()
+            out.append(probs[torch.arange(probs.shape[0]), torch.tensor(classes[start:start + batch_size])].numpy())
+        return np.concatenate(out)
+
+    if count == 0:
+        return RoadScores(values)
+    try:
+        with torch.inference_mode():
+            for i in range(count):
+                image = inputs[i].detach().cpu().float().contiguous()
+                maps = road_maps(cams[i], width, height, stable_seed(seed, "road-random", content_hashes[i]))
+                perturbed, jobs = [], []
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(stable_seed(seed, "road", content_hashes[i]) % (2 ** 63))
+                    for m, name in enumerate(MAPS):
+                        if maps[name] is None:
+                            continue
+                        mask = torch.from_numpy(maps[name])
+                        for o, removal in enumerate((RemoveMostRelevantFirst, RemoveLeastRelevantFirst)):
+                            for percentile in image_percentiles(content_hashes[i], seed, percentiles, design):
+                                with warnings.catch_warnings():  # the library converts a tensor with np.float32
+                                    warnings.simplefilter("ignore", DeprecationWarning)
+                                    perturbed.append(removal(percentile, imputer)(image, mask))
+                                jobs.append((m, o))
+                # The clean input in the same batch as its perturbations: an image's numbers never depend on which
+                # other images share the run (float32 results vary with the batch), so shards merge exactly.
+                found = probabilities([image] + perturbed, [int(targets[i])] * (len(perturbed) + 1))
+                after = found[1:] - found[0]
+                for (m, o) in set(jobs):
+                    values[i, m, o] = float(np.mean([a for a, job in zip(after, jobs) if job == (m, o)]))
+                on_image(1)
+    finally:
+        model.train(was_training)
+    return RoadScores(values)

@@ -1,0 +1,123 @@
+"""Section 3.4's numbers, beyond the paper: calibration, corruption robustness and the faithfulness of the
+deep-layer CAM, each with intervals from the run's paired bootstrap (the same draws as every other interval)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..inputs.config import AnalysisConfig
+from ..results import arrays as keys
+from ..results.schema import (BackboneResult, CalibrationScore, CorruptionCell, CorruptionScore, FaithfulnessScore,
+                              Interval, ReliabilityBin, RoadScore, RunIndex, RunStatus)
+from .bootstrap import PairedDraws, interval, nanmean
+from .calibration import calibration_measures, cross_fitted_ece, ece_draws, expected_calibration_error, reliability
+
+MAP_NAMES = ("cam", "random", "gaussian")
+
+
+def _interval(point, drawn, count: int) -> Interval:
+    low, high = interval(drawn)
+    return Interval(None if point is None or not np.isfinite(point) else float(point), low, high, int(count))
+
+
+def _mean_interval(values: np.ndarray, draws: PairedDraws) -> Interval:
+    finite = np.isfinite(values)
+    return _interval(float(values[finite].mean()) if finite.any() else None, draws.means(values), int(finite.sum()))
+
+
+def calibration_score(index: RunIndex, entry: BackboneResult, arrays: dict, config: AnalysisConfig,
+                      draws: PairedDraws) -> CalibrationScore:
+    labels = [image.class_index for image in index.images]
+    labelled = sum(label is not None for label in labels)
+    if keys.LOGITS not in arrays:
+        return CalibrationScore(RunStatus.SKIPPED, "no logits saved (results of an older reportgen)", labelled)
+    if labelled < 2:
+        return CalibrationScore(RunStatus.SKIPPED, "fewer than two labelled images", labelled)
+    measures = calibration_measures(arrays[keys.LOGITS], labels, [image.sha256 for image in index.images],
+                                    config.seed)
+    have = np.isfinite(measures.correct)
+    ece = expected_calibration_error(measures.confidence[have], measures.correct[have])
+    ece_drawn = ece_draws(measures.confidence, np.nan_to_num(measures.correct), have, draws)
+    scaled, scaled_drawn = cross_fitted_ece(measures), None
+    if scaled is not None:
+        halves = [ece_draws(measures.scaled_confidence, np.nan_to_num(measures.correct), have & half, draws)
+                  for half in (measures.first_half, ~measures.first_half)]
+        scaled_drawn = np.mean(halves, axis=0)
+    return CalibrationScore(
+        RunStatus.DONE, "", labelled, _interval(ece, ece_drawn, labelled), _mean_interval(measures.nll, draws),
+        _mean_interval(measures.brier, draws),
+        _interval(scaled, scaled_drawn, labelled) if scaled is not None else None, tuple(measures.temperatures),
+        tuple(ReliabilityBin(*found) for found in reliability(measures.confidence, measures.correct)))
+
+
+def corruption_vectors(index: RunIndex, entry: BackboneResult, arrays: dict) -> tuple[str, np.ndarray, np.ndarray]:
+    """(measure, clean, corrupted): per image of the set (NaN outside the sample or unlabelled), the clean outcome
+    (top-1 correct, or 1 for agreement) and, per corruption and severity, the corrupted one."""
+    run = entry.corruption
+    top1 = arrays[keys.CORRUPT_TOP1]
+    labels = [index.images[i].class_index for i in run.images]
+    labelled = any(label is not None for label in labels)
+    count = len(index.images)
+    clean = np.full(count, np.nan)
+    corrupted = np.full((count,) + top1.shape[1:], np.nan)
+    for row, position in enumerate(run.images):
+        prediction = entry.predictions[position].top5[0].index
+        truth = labels[row] if labelled else prediction
+        if truth is None:
+            continue
+        clean[position] = float(prediction == truth) if labelled else 1.0
+        corrupted[position] = np.where(top1[row] < 0, np.nan, (top1[row] == truth).astype(float))
+    return ("top-1" if labelled else "agreement"), clean, corrupted
+
+
+def retention_of(clean: np.ndarray, corrupted: np.ndarray, draws: PairedDraws) -> tuple:
+    """(point, draws) of the share of the clean outcome kept: corrupted outcomes pooled over every corruption and
+    severity the design measured, over the clean ones of the same images."""
+    per_image = nanmean(corrupted.reshape(len(clean), -1), axis=1)
+    have = np.isfinite(clean) & np.isfinite(per_image)
+    if not have.any() or nanmean(clean[have]) == 0:
+        return None, np.full(draws.samples, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drawn = draws.means(np.where(have, per_image, np.nan)) / draws.means(np.where(have, clean, np.nan))
+    return float(nanmean(per_image[have]) / nanmean(clean[have])), drawn
+
+
+def corruption_score(index: RunIndex, entry: BackboneResult, arrays: dict, draws: PairedDraws) -> CorruptionScore:
+    run = entry.corruption
+    if run.status != RunStatus.DONE:
+        return CorruptionScore(run.status, run.reason)
+    measure, clean, corrupted = corruption_vectors(index, entry, arrays)
+    have = np.isfinite(clean)
+    clean_drawn = draws.means(clean)
+    cells = []
+    for c, name in enumerate(run.corruptions):
+        for v, severity in enumerate(run.severities):
+            values = corrupted[:, c, v]
+            measured = np.isfinite(values)
+            cells.append(CorruptionCell(name, severity, _interval(
+                float(values[measured].mean()) if measured.any() else None, draws.means(values), int(measured.sum()))))
+    retention, retention_drawn = retention_of(clean, corrupted, draws)
+    return CorruptionScore(RunStatus.DONE, "", measure, int(have.sum()),
+                           _interval(nanmean(clean[have]) if have.any() else None, clean_drawn, int(have.sum())),
+                           _interval(retention, retention_drawn, int(have.sum())), tuple(cells))
+
+
+def road_vectors(index: RunIndex, entry: BackboneResult, arrays: dict) -> np.ndarray:
+    """(images of the set, maps, orders) ROAD changes, NaN outside the sample."""
+    values = arrays[keys.ROAD]
+    out = np.full((len(index.images),) + values.shape[1:], np.nan)
+    for row, position in enumerate(entry.faithfulness.images):
+        out[position] = values[row]
+    return out
+
+
+def faithfulness_score(index: RunIndex, entry: BackboneResult, arrays: dict, draws: PairedDraws) -> FaithfulnessScore:
+    run = entry.faithfulness
+    if run.status != RunStatus.DONE:
+        return FaithfulnessScore(run.status, run.reason, run.layer)
+    values = road_vectors(index, entry, arrays)
+    gaps = (values[:, :, 1] - values[:, :, 0]) / 2  # (LeRF - MoRF) / 2, per image and map
+    maps = tuple(RoadScore(name, _mean_interval(values[:, m, 0], draws), _mean_interval(values[:, m, 1], draws),
+                           _mean_interval(gaps[:, m], draws)) for m, name in enumerate(MAP_NAMES))
+    over = _mean_interval(gaps[:, 0] - gaps[:, 1], draws)  # CAM minus random, paired per image
+    beats = None if over.mean is None else bool(over.ci_low is not None and over.ci_low > 0)
+    return FaithfulnessScore(RunStatus.DONE, "", run.layer, int(np.isfinite(gaps[:, 0]).sum()), maps, over, beats)
