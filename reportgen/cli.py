@@ -309,9 +309,10 @@ def backbones(names, preset, offline, debug):
                                f"{b.weights_module(layer)})" for layer in b.last_three)
         available = f"available ({plan.source}: {plan.location})" if plan.available else f"MISSING — {plan.fix}"
         family = b.family if b.family_source == "registry" else f"{b.family} ({b.family_source})"
+        origin = "bundled package" if b.pretrained_from.startswith("lite") else "timm pretrained"
         click.echo(f"{b.name:20} {b.timm_id:32} {family} preset={membership.get(b.name, '-')}\n"
                    f"    layers ({b.layer_source}): {layers}; last three: {last_three}\n"
-                   f"    weights: {'bundled package' if b.weights.startswith('lite') else 'timm pretrained'}; {available}")
+                   f"    weights: {origin}; {available}")
 
 
 if __name__ == "__main__":

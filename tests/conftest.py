@@ -3,7 +3,14 @@ import os
 # Tests never touch the network: the hub is off before anything imports huggingface_hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # pytest-xdist workers share the cores: torch threads split between them (set before torch is imported), or
+    # every worker starts one per core and all of them slow down together.
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
+import inspect
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +20,98 @@ from click.testing import CliRunner
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "images"
 
+# --- tiers ---------------------------------------------------------------------------------------------------------
+# Every test gets its markers from what it uses (pytest_collection_modifyitems below), so `-m unit` is the fast tier
+# without anyone remembering to mark a test, and a unit test that builds a model fails (the guard below).
+TIERS = {
+    "unit": "no model: metrics, rules, decision tables, sampling, config and battery validation, parsing, CLI help",
+    "model": "builds a network",
+    "e2e": "a full run, a render or a PDF",
+    "ray": "starts or joins a Ray cluster",
+    "subprocess": "runs reportgen or a job in another process",
+}
+# Fixtures that run the battery (directly or through another fixture).
+E2E_FIXTURES = {"lite_report", "lite0_small", "untrained_run", "budget_run", "same_architecture_run", "report_200",
+                "hostile_run", "small_report", "single_small", "torch_free_python"}
+MODEL_FIXTURES = {"lite0", "photo", "models", "architecture"}
+E2E_CALLS = re.compile(r"run_cli\(\s*(\*\w+|\"run\"|\"render\"|\"merge\"|\"compare\"|\"backbones\", \"\w)"
+                       r"|_run_small\(|render_report\("
+                       r"|render_comparison\(|run_shard\(|run_battery\(|merge_and_score\(|_small_run\(")
+MODEL_CALLS = re.compile(r"create_model|load_model|auto_backbone|choose_unit|analyse_backbone|measure_cost|latency_ms\("
+                         r"|road\(|resolve_backbones|torch\.nn\.|cost_of\(|without\(|count_macs|\bmodels\(")
+SUBPROCESS_CALLS = re.compile(r"subprocess\.|Popen|submitit|_reportgen\(")
+
+
+def _kinds(item) -> set:
+    source = inspect.getsource(item.function)
+    kinds = set()
+    if item.module.__name__.endswith("test_ray") and "cluster" in item.fixturenames:
+        kinds.add("ray")
+    if SUBPROCESS_CALLS.search(source) or "torch_free_python" in item.fixturenames:
+        kinds.add("subprocess")
+    if E2E_FIXTURES & set(item.fixturenames) or E2E_CALLS.search(source):
+        kinds.add("e2e")
+    if MODEL_FIXTURES & set(item.fixturenames) or MODEL_CALLS.search(source):
+        kinds.add("model")
+    return kinds or {"unit"}
+
+
+def pytest_configure(config):
+    for name, what in TIERS.items():
+        config.addinivalue_line("markers", f"{name}: {what}")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for kind in _kinds(item):
+            item.add_marker(getattr(pytest.mark, kind))
+    # The Ray tests first: the longest file (a cluster, worker start-ups) then runs beside the others on its
+    # pytest-xdist worker instead of alone at the end.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("ray") else 1)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_build_no_model(request, monkeypatch):
+    """A test marked unit (by what it uses) that builds a network or runs the battery is misclassified: fail it."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    import timm
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} is marked unit but builds a model; use a model fixture or call")
+    monkeypatch.setattr(timm, "create_model", refuse)
+    yield
+
+
+@pytest.fixture(scope="session")
+def architecture():
+    """``architecture(timm_id)``: a private copy of an untrained network, each architecture built once per session
+    (VGG19 takes a second to initialise; a copy a fraction of that). The weights are seeded, so the same in every
+    test; a test may change its copy."""
+    import copy
+
+    import timm
+    import torch
+
+    built = {}
+
+    def build(timm_id: str) -> "torch.nn.Module":
+        if timm_id not in built:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                built[timm_id] = timm.create_model(timm_id, pretrained=False).eval()
+        return copy.deepcopy(built[timm_id])
+    return build
+
+
+def run_cli(*args):
+    from reportgen.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+# --- shared inputs and runs (read-only: a test that changes a run copies its folder first) ----------------------------
 
 @pytest.fixture(scope="session")
 def small_image_dir(tmp_path_factory) -> Path:
@@ -27,19 +126,71 @@ def small_image_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def run_cli(*args):
-    from reportgen.cli import main
-
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+FAST = ("[analysis]\nsanity_check = false\ncorruption_max_images = 0\nfaithfulness_max_images = 0\n"
+        "bootstrap_samples = 200\n")
 
 
 @pytest.fixture(scope="session")
-def lite_report(tmp_path_factory) -> Path:
+def fast_battery(tmp_path_factory) -> Path:
+    """A battery file for runs that test something else than the sanity check, corruptions or faithfulness: those
+    off, fewer bootstrap draws (every code path still runs; only the work is smaller)."""
+    path = tmp_path_factory.mktemp("fast") / "fast.toml"
+    path.write_text(FAST)
+    return path
+
+
+def shared_run(request, tmp_path_factory, name: str, *args: str) -> Path:
+    """The folder of ``reportgen run ARGS --out FOLDER``, run once for the whole session: with pytest-xdist the
+    workers share it (the first to ask runs it under a file lock; the others wait and read it). Read-only."""
+    def run(out: Path) -> None:
+        result = run_cli(*args, "--out", str(out))
+        assert result.exit_code == 0, result.output
+
+    if not hasattr(request.config, "workerinput"):  # one process: an ordinary session folder
+        out = tmp_path_factory.mktemp(name) / "out"
+        run(out)
+        return out
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / f"shared-{name}"  # this session's, shared by its workers
+    with FileLock(f"{root}.lock"):
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            run(root / "out")
+            (root / "done").write_text("")
+    return root / "out"
+
+
+@pytest.fixture(scope="session")
+def lite_report(request, tmp_path_factory) -> Path:
     """The README's offline command, once per session: the full lite preset on the curated set."""
-    out = tmp_path_factory.mktemp("lite") / "out"
-    result = run_cli("run", "--preset", "lite", "--out", str(out), "--quiet", "--format", "html,pdf,md,json")
-    assert result.exit_code == 0, result.output
-    return out
+    return shared_run(request, tmp_path_factory, "lite", "run", "--preset", "lite", "--quiet",
+                      "--format", "html,pdf,md,json")
+
+
+LITE0_SMALL = ("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--batch-size", "1")
+
+
+@pytest.fixture(scope="session")
+def lite0_small(request, tmp_path_factory, small_image_dir, fast_battery) -> Path:
+    """One small real run (Lite0, three images, every format) for the tests that need some finished run."""
+    return shared_run(request, tmp_path_factory, "lite0-small", *LITE0_SMALL, "--config", str(fast_battery),
+                      "--images", str(small_image_dir), "--quiet", "--format", "html,pdf,md,json")
+
+
+@pytest.fixture(scope="session")
+def untrained_run(request, tmp_path_factory, small_image_dir) -> Path:
+    """One untrained run of two paper backbones (deeper and attention), every format."""
+    return shared_run(request, tmp_path_factory, "untrained", "run", "--backbone", "resnet50", "--backbone",
+                      "deit_small", "--weights", "random", "--images", str(small_image_dir), "--quiet",
+                      "--format", "html,pdf,md,json")
+
+
+def copy_run(run: Path, target: Path) -> Path:
+    """A private copy of a shared run's folder, for a test that changes it."""
+    shutil.copytree(run, target, ignore=shutil.ignore_patterns(".reportgen.lock", ".reportgen.owner"))
+    return target
 
 
 def aggregate_row(rows, scope, name, role, group, metric):

@@ -65,6 +65,7 @@ def test_scoring_only_changes_reuse_the_models_work(tmp_path, small_image_dir):
         path = tmp_path / "b.toml"
         path.write_text(f'preset = "lite"\nformats = ["json"]\n[images]\ndir = "{small_image_dir}"\n'
                         f'[analysis]\nsanity_check = false\nspread_level = {spread_level}\nseed = {seed}\n'
+                        'corruption_max_images = 0\nfaithfulness_max_images = 0\n'
                         '[[backbone]]\nid = "efficientnet_lite0"\n')
         result = run_cli("run", "--config", str(path), "--out", str(out), "--json")
         assert result.exit_code == 0, result.output

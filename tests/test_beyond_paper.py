@@ -117,7 +117,7 @@ def test_an_oracle_map_is_more_faithful_than_a_random_one():
         oracles.append(np.asarray(shaped, np.float32) / 255.0 + tie_break)
         with torch.inference_mode():
             targets.append(int(model(inputs[-1][None]).argmax()))
-    scores = road(model, torch.stack(inputs), oracles, targets, names, (30, 50, 70), 0, "cpu", 8, 64, "full")
+    scores = road(model, torch.stack(inputs), oracles, targets, names, (30, 50, 70), 0, "cpu", 64, "full")
     gaps = (scores.values[:, :, 1] - scores.values[:, :, 0]) / 2  # images x (oracle, random, gaussian)
     assert np.all(gaps[:, 0] > gaps[:, 1] + 0.05), gaps
     assert np.all(np.abs(gaps[:, 1]) < 0.1)  # a random map removes alike in both orders

@@ -47,9 +47,9 @@ def test_draws_are_seeded_by_the_run_seed_and_the_groups_only():
     assert np.array_equal(one.resampled_medians(samples, "x"), again.resampled_medians(samples, "x"))
     assert not np.array_equal(one.resampled_medians(samples, "x"), one.resampled_medians(samples, "y"))
     assert set(np.unique(one.resampled_medians(samples, "x"))) <= set(samples)
-    weights = one.weights({"a": 2.0, "b": 1.0}, 0.0, "k")
+    weights = one.criterion_weights({"a": 2.0, "b": 1.0}, 0.0, "k")
     assert np.all(weights["a"] == 2.0)
-    drawn = one.weights({"a": 2.0}, 0.3, "k")["a"]
+    drawn = one.criterion_weights({"a": 2.0}, 0.3, "k")["a"]
     assert drawn.std() > 0 and 1.5 < drawn.mean() < 2.5 and stable_seed(3, "k") == stable_seed(3, "k")
 
 

@@ -12,10 +12,9 @@ from reportgen.analysis.engine import analyse_backbone, tokens_to_map
 
 
 @pytest.mark.parametrize("name", ["resnet50", "deit_small", "hrnet_w18"])
-def test_parity_with_library_gradcam(name):
+def test_parity_with_library_gradcam(name, architecture):
     backbone = registry.lookup(name)
-    torch.manual_seed(1)
-    model = timm.create_model(backbone.architecture, pretrained=False).eval()
+    model = architecture(backbone.architecture)
     torch.manual_seed(2)
     batch = torch.randn(3, 3, 224, 224)
     targets = [3, None, 7]

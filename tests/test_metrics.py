@@ -64,21 +64,51 @@ def test_weight_summary():
     assert s["hist_counts"].sum() == w.size and len(s["hist_edges"]) == 21
 
 
-@pytest.mark.parametrize("size", [(451, 300), (300, 451), (320, 320)])
-@pytest.mark.parametrize("model_id", ["tf_efficientnet_lite2", "inception_v3.tv_in1k", "deit_small_patch16_224.fb_in1k"])
-def test_crop_window_matches_timm_transform(size, model_id):
-    config = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(model_id).to_dict())
-    width, height = size
+def _white_box_seen_by_timm(config: dict, width: int, height: int, box: tuple):
+    """The box as timm's eval transform places it: the extent of a white rectangle on black (no normalisation,
+    black padding), or None when none of it is in view."""
     pixels = np.zeros((height, width, 3), np.uint8)
-    box = (int(width * 0.4), int(height * 0.3), int(width * 0.7), int(height * 0.8))
     pixels[box[1]:box[3], box[0]:box[2]] = 255
-    config_no_norm = dict(config, mean=(0, 0, 0), std=(1, 1, 1))
-    tensor = timm.data.create_transform(**config_no_norm)(Image.fromarray(pixels))
-    mapped = crop_window(width, height, config).map_box(box)
-    white = (tensor[0] > 0.5).numpy()
+    plain = dict(config, mean=(0, 0, 0), std=(1, 1, 1))
+    white = (timm.data.create_transform(**plain)(Image.fromarray(pixels))[0] > 0.5).numpy()
     ys, xs = np.nonzero(white)
-    assert abs(xs.min() - mapped[0]) <= 1.5 and abs(xs.max() + 1 - mapped[2]) <= 1.5
-    assert abs(ys.min() - mapped[1]) <= 1.5 and abs(ys.max() + 1 - mapped[3]) <= 1.5
+    return (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if xs.size else None
+
+
+IMAGE_SIZES = [(451, 300), (300, 451), (320, 320), (120, 90)]  # landscape, portrait, square, smaller than a crop
+CROP_MODES = ("center", "squash", "border")  # every mode of timm's eval transform
+
+
+def _registry_configs():
+    from reportgen.inputs.registry import BACKBONES
+
+    for backbone in BACKBONES:
+        cfg = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(backbone.timm_id).to_dict())
+        yield backbone.name, cfg
+    # a non-square input, which the registry lacks and timm resizes with its own ResizeKeepRatio
+    yield "non-square", dict(cfg, input_size=(3, 192, 256), crop_pct=0.9)
+
+
+@pytest.mark.parametrize("name, config", list(_registry_configs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_crop_window_matches_timm_transform(name, config):
+    for mode in CROP_MODES:
+        for width, height in IMAGE_SIZES:
+            box = (int(width * 0.4), int(height * 0.3), int(width * 0.7), int(height * 0.8))
+            moded = dict(config, crop_mode=mode)
+            seen = _white_box_seen_by_timm(moded, width, height, box)
+            mapped = crop_window(width, height, moded).map_box(box)
+            where = (name, mode, width, height, seen, mapped)
+            assert (seen is None) == (mapped is None), where
+            if seen is not None:
+                assert all(abs(a - b) <= 1.5 for a, b in zip(seen, mapped)), where
+
+
+def test_crop_window_refuses_what_timm_does_differently():
+    config = {"input_size": (3, 224, 224), "crop_pct": 0.875}
+    with pytest.raises(ValueError, match="crop_mode 'zoom'"):
+        crop_window(100, 100, dict(config, crop_mode="zoom"))
+    with pytest.raises(ValueError, match="crop_border_pixels"):
+        crop_window(100, 100, dict(config, crop_border_pixels=4))
 
 
 def test_spearman_known_answers():

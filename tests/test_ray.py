@@ -85,22 +85,21 @@ def _data_folders(tmp_path):
     return images
 
 
-def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(cluster, tmp_path, monkeypatch):
+def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(cluster, fast_battery, tmp_path,
+                                                                           monkeypatch):
+    # fast_battery: the shards of corruption and faithfulness samples merge exactly too, but test_shard.py shows
+    # that without a cluster
     images = _data_folders(tmp_path)
-    common = ("run", "--preset", "lite", "--backbone", "tf_efficientnet_lite0", "--backbone", "tf_efficientnet_lite1",
-              "--images", str(images), "--batch-size", "2", "--no-sanity-check", "--format", "html,json", "--json")
+    common = ("run", "--preset", "lite", "--backbone", "tf_efficientnet_lite0", "--images", str(images),
+              "--batch-size", "2", "--config", str(fast_battery), "--format", "html,json", "--json")
     single = run_cli(*common, "--out", str(tmp_path / "single"))
     assert single.exit_code == 0, single.output
-    marker = tmp_path / "killed-once"
-    monkeypatch.setenv(FAULT_KILL_ONCE, str(marker))
     out = tmp_path / "ray"
     result = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1")
     assert result.exit_code == 0, result.output
-    assert marker.read_text() == "efficientnet_lite0-0001"  # that shard's first worker was SIGKILLed and retried
     shards = _json(result)["shards"]
-    # shard size 1 rounds up to a whole batch of 2: 3 images -> slices of 2 and 1, per backbone
-    assert sorted((s["backbone"], s["images"]) for s in shards) == [("efficientnet_lite0", 1), ("efficientnet_lite0", 2),
-                                                                    ("efficientnet_lite1", 1), ("efficientnet_lite1", 2)]
+    # shard size 1 rounds up to a whole batch of 2: 3 images -> slices of 2 and 1
+    assert sorted((s["backbone"], s["images"]) for s in shards) == [("efficientnet_lite0", 1), ("efficientnet_lite0", 2)]
     assert {s["status"] for s in shards} == {"computed"}
     assert len({s["node"] for s in shards}) == 2, shards  # both nodes ran shards
     ray_index = json.loads((out / "results" / "results.json").read_text())
@@ -119,23 +118,32 @@ def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(clust
     # every backbone's cost measured on one node (the driver's), one at a time, and the report names it
     costs = json.loads((out / "results" / "cost.json").read_text())["backbones"]
     hosts = {c["machine"]["host"] for c in costs.values()}
-    assert set(costs) == {"efficientnet_lite0", "efficientnet_lite1"} and len(hosts) == 1
+    assert set(costs) == {"efficientnet_lite0"} and len(hosts) == 1
     assert "(Ray node " in next(iter(hosts)) and next(iter(hosts)) in html
     assert all(len(c["latency_ms_samples"]) >= 3 for c in costs.values())
 
-    monkeypatch.delenv(FAULT_KILL_ONCE)
-    again = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1")
-    assert again.exit_code == 0, again.output
-    assert {s["status"] for s in _json(again)["shards"]} == {"cached"}
+    # A worker killed mid-shard, as on a lost node, is retried and changes nothing. (Here, not in the first run: the
+    # retry may land on either node, so the check above that both nodes ran shards would depend on luck.)
+    # A rerun reuses finished shards (the failing-shard test below shows it): --fresh reaches the shards.
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(FAULT_KILL_ONCE, str(marker))
     fresh = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1",
-                    "--fresh")  # --fresh reaches the shards
+                    "--fresh")
     assert fresh.exit_code == 0, fresh.output
+    assert marker.read_text() == "efficientnet_lite0-0001"  # that shard's first worker was SIGKILLed and retried
     assert {s["status"] for s in _json(fresh)["shards"]} == {"computed"}
+    assert _metrics(out)["predictions"] == theirs["predictions"]
+    _numbers_equal(_metrics(out), theirs)
 
 
 def _small_run(small_image_dir, out, *extra):
+    from conftest import FAST
+
+    battery = out.parent / "fast.toml"
+    battery.parent.mkdir(parents=True, exist_ok=True)
+    battery.write_text(FAST)
     return run_cli("run", "--preset", "lite", "--backbone", "tf_efficientnet_lite0", "--images", str(small_image_dir),
-                   "--out", str(out), "--batch-size", "1", "--no-sanity-check", "--format", "html", "--json",
+                   "--out", str(out), "--batch-size", "1", "--config", str(battery), "--format", "html", "--json",
                    *extra)
 
 
@@ -149,12 +157,12 @@ def single_small(small_image_dir, tmp_path_factory):
 
 def test_a_shard_that_always_fails_ends_the_run_without_a_report(cluster, single_small, small_image_dir, tmp_path,
                                                                   monkeypatch):
-    monkeypatch.setenv(FAULT_FAIL_SHARD, "efficientnet_lite0-0002")
+    monkeypatch.setenv(FAULT_FAIL_SHARD, "efficientnet_lite0-0001")
     out = tmp_path / "ray"
-    ray_args = ("--executor", "ray", "--ray-address", cluster, "--shard-size", "1")
+    ray_args = ("--executor", "ray", "--ray-address", cluster, "--shard-size", "2")  # 3 images: slices of 2 and 1
     result = _small_run(small_image_dir, out, *ray_args)
     assert result.exit_code == ShardsFailed.exit_code == 7
-    assert "efficientnet_lite0-0002" in result.output and "no report written" in result.output
+    assert "efficientnet_lite0-0001" in result.output and "no report written" in result.output
     assert "Traceback" not in result.output
     assert not (out / "report.html").exists() and not (out / "results" / "results.json").exists()
     # the other shards finished and are kept: the next run computes only the missing one
@@ -162,8 +170,7 @@ def test_a_shard_that_always_fails_ends_the_run_without_a_report(cluster, single
     again = _small_run(small_image_dir, out, *ray_args)
     assert again.exit_code == 0, again.output
     statuses = {s["name"]: s["status"] for s in _json(again)["shards"]}
-    assert statuses == {"efficientnet_lite0-0000": "cached", "efficientnet_lite0-0001": "cached",
-                        "efficientnet_lite0-0002": "computed"}
+    assert statuses == {"efficientnet_lite0-0000": "cached", "efficientnet_lite0-0001": "computed"}
     _numbers_equal(_metrics(out), _metrics(single_small))
 
 
@@ -236,7 +243,8 @@ def test_submitit_example_from_the_docs(single_small, small_image_dir, tmp_path)
     from reportgen.inputs.config import AnalysisConfig
     from reportgen.pipeline.shards import image_slices, merge_and_score, run_shard
 
-    config = AnalysisConfig(batch_size=1, sanity_check=False)
+    config = AnalysisConfig(batch_size=1, sanity_check=False, corruption_max_images=0, faithfulness_max_images=0,
+                            bootstrap_samples=200)
     slices = image_slices(small_image_dir, 2, config)
     executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit"))
     executor.update_parameters(timeout_min=10)

@@ -17,9 +17,8 @@ def photo():
 
 
 @pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)
-def test_layers_exist_and_give_nonconstant_cams(backbone, photo):
-    torch.manual_seed(0)
-    model = timm.create_model(backbone.architecture, pretrained=False).eval()
+def test_layers_exist_and_give_nonconstant_cams(backbone, photo, architecture):
+    model = architecture(backbone.architecture)
     names = dict(model.named_modules())
     for layer in backbone.all_layers():
         assert layer in names, f"{backbone.name}: {layer} not in named_modules()"
@@ -62,8 +61,8 @@ def test_deit_reshape_uses_prefix_tokens_and_grid():
 
 
 @pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)
-def test_weight_modules_name_weight_layers_behind_last_three_taps(backbone):
-    model = timm.create_model(backbone.architecture, pretrained=False)
+def test_weight_modules_name_weight_layers_behind_last_three_taps(backbone, architecture):
+    model = architecture(backbone.architecture)
     modules = dict(model.named_modules())
     for tap, owner in backbone.weight_modules:
         assert tap in backbone.last_three, f"{backbone.name}: {tap} is not a last-three layer"
@@ -85,13 +84,13 @@ def test_lite_registry_taps_match_the_automatic_rule():
 
 
 @pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)
-def test_registry_slimming_units_follow_the_rule(backbone):
+def test_registry_slimming_units_follow_the_rule(backbone, architecture):
     """Each registry backbone names the unit slimming removes, with the reason; the rule (the penultimate layer when
     it keeps its shape and feeds no BatchNorm, else the smallest block holding it that does, else the last such
     block before the head) arrives at the same unit."""
     from reportgen.analysis.slimming import choose_unit
 
-    model = timm.create_model(backbone.architecture, pretrained=False)
+    model = architecture(backbone.architecture)
     cfg = timm.models.get_pretrained_cfg(backbone.timm_id)
     assert backbone.slim_unit and backbone.slim_reason
     assert choose_unit(model, backbone, cfg.input_size).module == backbone.slim_unit

@@ -1,6 +1,8 @@
 """Verdict logic on hand-made metric tables covering every verdict: every family sees the same images (the unit
 the paired bootstrap resamples)."""
 
+import pytest
+
 from reportgen.inputs.config import AnalysisConfig
 from reportgen.results.schema import (SCHEMA_VERSION, AggregateLookup, BackboneResult, CamStatus, FeatureCka,
                                       ImageEntry, ImageSetInfo, Interval, LastThreeSummary, Metrics, PerImageRow,
@@ -140,12 +142,21 @@ def test_slimming_needs_similar_features_and_similar_weight_distributions():
 
 
 def test_family_numbers_quote_the_family_table():
-    rows = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
-                  "attention": _spread_values(2.0, 0.4)})
+    """Claim 1's numbers are the family table's rows (the same paired draws), and those rows are the families' own
+    means over the images, computed here by hand."""
+    values = {"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
+              "attention": _spread_values(2.0, 0.4)}
+    rows = _rows(values)
     metrics = _metrics(rows, {"deeper": 0.95, "wider": 0.3, "attention": 0.9})
     focus = next(c for c in conclude(_index(rows), metrics).claims if c.key == "focus")
     lookup = AggregateLookup(metrics.aggregates)
+    assert [(label, n.family) for label, n in focus.numbers] == [
+        ("mass_ratio, all images", "deeper"), ("mass_ratio, all images", "wider"),
+        ("spread, all images", "deeper"), ("spread, all images", "wider")]
     for label, number in focus.numbers:
         metric = label.split(",")[0]
+        by_hand = sum(v[0 if metric == "mass_ratio" else 1] for v in values[number.family]) / 12
+        assert number.mean == pytest.approx(by_hand) and number.n == 12
+        assert number.ci_low <= number.mean <= number.ci_high
         row = lookup("family", number.family, "deep", "all", metric)
         assert (number.mean, number.ci_low, number.ci_high, number.n) == (row.mean, row.ci_low, row.ci_high, row.n)

@@ -10,8 +10,8 @@ from reportgen.analysis.sanity import cascading_randomisation, randomise
 
 
 @pytest.mark.parametrize("backbone", registry.BACKBONES, ids=lambda b: b.name)
-def test_randomisation_steps_name_real_modules(backbone):
-    names = set(dict(timm.create_model(backbone.architecture, pretrained=False).named_modules()))
+def test_randomisation_steps_name_real_modules(backbone, architecture):
+    names = set(dict(architecture(backbone.architecture).named_modules()))
     assert [label for label, _ in backbone.randomisation] == ["head", "last stage", "all"]
     for _, modules in backbone.randomisation:
         for module in modules:

@@ -11,8 +11,27 @@ from reportgen.results.store import load_results
 from conftest import run_cli
 
 
+def _numbers(record) -> list:
+    """Every number in a record, depth first (a merge that changes one changes this list)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(record):
+        return _numbers([getattr(record, f.name) for f in dataclasses.fields(record)])
+    if isinstance(record, dict):
+        return _numbers([record[k] for k in sorted(record)])
+    if isinstance(record, (list, tuple)):
+        return [n for item in record for n in _numbers(item)]
+    if isinstance(record, bool) or record is None or isinstance(record, str):
+        return []
+    if isinstance(record, (int, float)):
+        return [float(record)]
+    return []
+
+
 def test_two_image_shards_merge_to_the_single_run(tmp_path, small_image_dir):
-    config = AnalysisConfig(batch_size=2)
+    """Everything on: the sanity check, corruptions and faithfulness sample images by hash, so each shard measures
+    exactly its share of the samples and the merge equals the single run."""
+    config = AnalysisConfig(batch_size=2, bootstrap_samples=200)
     everything, = image_slices(small_image_dir, 100, config)
     halves = image_slices(small_image_dir, 2, config)
     assert [len(s.records) for s in halves] == [2, 1]
@@ -34,6 +53,23 @@ def test_two_image_shards_merge_to_the_single_run(tmp_path, small_image_dir):
         assert eb.feature_stats[layer].variance == pytest.approx(stats.variance, rel=1e-4)
     np.testing.assert_allclose(np.array(eb.feature_cka.matrix), np.array(ea.feature_cka.matrix), rtol=1e-4)
     assert [eb.predictions[i].top5[0].index for i in back] == [p.top5[0].index for p in ea.predictions]
+    def sample_files(results, entry, key):  # the image of each row of a per-sample array
+        run = getattr(entry, keys.sample_of(key))
+        return [results.index.images[p].file for p in run.images]
+
+    for key in a:
+        if keys.is_per_sample(key):
+            files_a, files_b = sample_files(whole, ea, key), sample_files(merged, eb, key)
+            assert sorted(files_a) == sorted(files_b) and len(files_a) == a[key].shape[0] > 0, key
+            rows = [files_b.index(f) for f in files_a]
+            np.testing.assert_allclose(b[key][rows], a[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    for table in ("calibration", "corruption", "faithfulness", "sanity"):
+        ours, theirs = getattr(merged.metrics, table), getattr(whole.metrics, table)
+        assert ours.keys() == theirs.keys() == {"efficientnet_lite0"}, table
+        assert ours["efficientnet_lite0"].status == theirs["efficientnet_lite0"].status
+        np.testing.assert_allclose(_numbers(ours), _numbers(theirs), rtol=1e-4, atol=1e-6, err_msg=table)
+    assert whole.metrics.corruption["efficientnet_lite0"].images == 3
+    assert whole.metrics.faithfulness["efficientnet_lite0"].images == 3
     in_order = load_results(merge_shards([first, second], tmp_path / "in-order"))
     assert in_order.index.image_set.sha256 == whole.index.image_set.sha256
     rows_a = {(r.image, r.layer): r.mass_ratio for r in whole.metrics.per_image}
@@ -56,7 +92,7 @@ def test_merge_when_a_shard_skipped_cka_for_a_too_wide_layer(tmp_path, small_ima
     import reportgen.analysis.engine as engine
 
     monkeypatch.setattr(engine, "MAX_CKA_UNITS", 1)
-    config = AnalysisConfig(batch_size=2, sanity_check=False)
+    config = AnalysisConfig(batch_size=2, sanity_check=False, corruption_max_images=0, faithfulness_max_images=0)
     halves = image_slices(small_image_dir, 2, config)
     first = run_shard("efficientnet_lite0", halves[0], tmp_path / "s0", config)
     second = run_shard("efficientnet_lite0", halves[1], tmp_path / "s1", config)

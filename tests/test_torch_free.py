@@ -81,7 +81,7 @@ def test_render_merge_and_compare_without_torch(torch_free_python, lite_report, 
     assert rendered.returncode == 0, rendered.stderr
     assert (tmp_path / "render" / "report.pdf").read_bytes().startswith(b"%PDF")
 
-    config = AnalysisConfig(batch_size=2, sanity_check=False)
+    config = AnalysisConfig(batch_size=2, sanity_check=False, corruption_max_images=0, faithfulness_max_images=0)
     shards = [run_shard("efficientnet_lite0", part, tmp_path / f"s{n}", config).parent
               for n, part in enumerate(image_slices(small_image_dir, 2, config))]
     merged = _reportgen(torch_free_python, "merge", *shards, "--out", tmp_path / "merged", "--format", "html")

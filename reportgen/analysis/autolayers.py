@@ -301,7 +301,7 @@ def with_overrides(backbone: Backbone, family: Optional[str] = None, layers: Opt
     if layers or last_three:
         checked = auto_backbone(backbone.timm_id, family or backbone.family,
                                 layers or backbone.depth_layers, last_three or backbone.last_three, backbone.name)
-        return replace(checked, display_name=backbone.display_name, weights=backbone.weights,
+        return replace(checked, display_name=backbone.display_name, pretrained_from=backbone.pretrained_from,
                        randomisation=backbone.randomisation if not layers else checked.randomisation,
                        weight_modules=backbone.weight_modules if not last_three else checked.weight_modules)
     if family not in FAMILIES:

@@ -3,6 +3,7 @@ statistics and the cost count, and return a :class:`BackboneResult` with its arr
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -236,7 +237,7 @@ def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set
     cams = [layer.cam[i] if layer.cam_status[i] == CamStatus.OK else None for i in sample]
     scores = road(model, inputs, cams, [int(analysis.targets[i]) for i in sample],
                   [image_set.records[i].sha256 for i in sample], config.faithfulness_percentiles, config.seed,
-                  device, max(config.batch_size, 16), config.faithfulness_imputation_side, config.faithfulness_design,
+                  device, config.faithfulness_imputation_side, config.faithfulness_design,
                   on_image=count("faithfulness", len(sample)))
     return (FaithfulnessRun(RunStatus.DONE, "", deep, tuple(config.faithfulness_percentiles),
                             config.faithfulness_imputation_side, tuple(sample), config.faithfulness_design),
@@ -349,6 +350,19 @@ def current_machine(device: str) -> tuple:
     return machine(device).fingerprint
 
 
+def _stage_timer(timings: dict):
+    """``with stage(name):`` records the block's seconds as ``timings[name]`` and then, unless ``release=False``,
+    returns cached device memory (stages that leave large temporaries behind)."""
+    @contextmanager
+    def stage(name: str, release: bool = True):
+        mark = time.perf_counter()
+        yield
+        timings[name] = time.perf_counter() - mark
+        if release:
+            release_memory()
+    return stage
+
+
 def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames, config: AnalysisConfig,
                      device: str, weights_mode: str, progress: Callable[[str], None],
                      on_batch: OnBatch = lambda stage, done, total: None,
@@ -357,63 +371,45 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     """Everything the battery measures for one backbone (pure: no files, no printing beyond ``progress``;
     ``decoded`` is read, not written)."""
     backbone = plan.backbone
-    timings = {}
-    started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    loaded: LoadedModel = load_model(plan, config.seed)
-    model = on_device(loaded.model, device)
-    timings["load_s"] = time.perf_counter() - started
+    timings: dict = {}
+    stage = _stage_timer(timings)
+    with stage("load_s", release=False):
+        torch.manual_seed(config.seed)
+        loaded: LoadedModel = load_model(plan, config.seed)
+        model = on_device(loaded.model, device)
     batches = Batches(image_set.records, eval_transform(loaded.data_config), config.batch_size, decoded)
     layers = backbone.all_layers()
     total = len(image_set.records)
     count = _progress_counter(on_batch, total)
     progress(f"{backbone.name}: Grad-CAM and features on {total} images, {len(layers)} layers")
 
-    mark = time.perf_counter()
-    analysis, batches = with_oom_retry(
-        lambda current: analyse_backbone(model, current, layers, [r.class_index for r in image_set.records],
-                                         config.cam_method, device, cka_layers=backbone.last_three,
-                                         on_batch=count("cam"), layouts=dict(backbone.layouts)),
-        batches, backbone.name, progress)
-    timings["cam_and_features_s"] = time.perf_counter() - mark
-    release_memory()
-
-    mark = time.perf_counter()
-    sanity, sanity_arrays = _sanity(model, batches, analysis, image_set, backbone, config, device, weights_mode,
-                                    progress, count)
-    timings["sanity_s"] = time.perf_counter() - mark
-    release_memory()
-
-    mark = time.perf_counter()
-    params = sum(p.numel() for p in model.parameters())
-    macs, macs_by_module = count_macs(model, loaded.data_config["input_size"], device)
-    timings["flops_s"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    slimming, slim_arrays = _slimming(model, batches, analysis, backbone, loaded.data_config, macs_by_module, config,
-                                      device, weights_mode, count)
-    timings["slimming_s"] = time.perf_counter() - mark
-    release_memory()
-
-    mark = time.perf_counter()
-    corruption, corruption_arrays = _corruption(model, batches, analysis, image_set, config, device, weights_mode,
-                                                count)
-    timings["corruption_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    faithfulness, faithfulness_arrays = _faithfulness(model, batches, analysis, image_set, backbone, config, device,
-                                                      weights_mode, count)
-    timings["faithfulness_s"] = time.perf_counter() - mark
-    release_memory()
-
-    mark = time.perf_counter()
-    # A shard after a backbone's first skips it: latency does not depend on the images.
-    cost = (measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slimming.unit)
-            if with_cost else None)
-    timings["cost_s"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    weight_records, weight_arrays = _weight_records(weight_stats(model, backbone, config))
-    timings["weights_s"] = time.perf_counter() - mark
+    with stage("cam_and_features_s"):
+        analysis, batches = with_oom_retry(
+            lambda current: analyse_backbone(model, current, layers, [r.class_index for r in image_set.records],
+                                             config.cam_method, device, cka_layers=backbone.last_three,
+                                             on_batch=count("cam"), layouts=dict(backbone.layouts)),
+            batches, backbone.name, progress)
+    with stage("sanity_s"):
+        sanity, sanity_arrays = _sanity(model, batches, analysis, image_set, backbone, config, device, weights_mode,
+                                        progress, count)
+    with stage("flops_s", release=False):
+        params = sum(p.numel() for p in model.parameters())
+        macs, macs_by_module = count_macs(model, loaded.data_config["input_size"], device)
+    with stage("slimming_s"):
+        slimming, slim_arrays = _slimming(model, batches, analysis, backbone, loaded.data_config, macs_by_module,
+                                          config, device, weights_mode, count)
+    with stage("corruption_s", release=False):
+        corruption, corruption_arrays = _corruption(model, batches, analysis, image_set, config, device,
+                                                    weights_mode, count)
+    with stage("faithfulness_s"):
+        faithfulness, faithfulness_arrays = _faithfulness(model, batches, analysis, image_set, backbone, config,
+                                                          device, weights_mode, count)
+    with stage("cost_s", release=False):
+        # A shard after a backbone's first skips it: latency does not depend on the images.
+        cost = (measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slimming.unit)
+                if with_cost else None)
+    with stage("weights_s", release=False):
+        weight_records, weight_arrays = _weight_records(weight_stats(model, backbone, config))
 
     result = BackboneResult(
         name=backbone.name, timm_id=backbone.timm_id, architecture=backbone.architecture,

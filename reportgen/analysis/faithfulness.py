@@ -113,7 +113,7 @@ def image_percentiles(content_hash: str, run_seed: int, percentiles: Sequence[in
 
 
 def road(model: torch.nn.Module, inputs: torch.Tensor, cams: Sequence, targets: Sequence[int], content_hashes,
-         percentiles: Sequence[int], seed: int, device: str, batch_size: int, imputation_side: int = 0,
+         percentiles: Sequence[int], seed: int, device: str, imputation_side: int = 0,
          design: str = "balanced", on_image: Callable[[int], None] = lambda n: None) -> RoadScores:
     """ROAD of each image's maps: ``inputs`` (N, C, H, W) model inputs; ``cams`` (N, h, w) deep-layer CAMs (None for a
     flagged one: its values are NaN); ``targets`` the class each CAM explains."""
@@ -126,12 +126,11 @@ def road(model: torch.nn.Module, inputs: torch.Tensor, cams: Sequence, targets: 
     model.eval()
 
     def probabilities(batch: list, classes: list) -> np.ndarray:
-        out = []
-        for start in range(0, len(batch), max(batch_size, len(batch))):
-            tensor = input_batch(torch.stack(batch[start:start + batch_size])).to(device)
-            probs = torch.softmax(model(tensor).float(), dim=1).cpu()
-            out.append(probs[torch.arange(probs.shape[0]), torch.tensor(classes[start:start + batch_size])].numpy())
-        return np.concatenate(out)
+        # One forward pass for one image's clean input and all its perturbations (1 + 6 per percentile), whatever
+        # the batch size: float32 results depend on the batch, and this keeps them independent of it and of shards.
+        tensor = input_batch(torch.stack(batch)).to(device)
+        probs = torch.softmax(model(tensor).float(), dim=1).cpu()
+        return probs[torch.arange(probs.shape[0]), torch.tensor(classes)].numpy()
 
     if count == 0:
         return RoadScores(values)

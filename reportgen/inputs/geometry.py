@@ -1,10 +1,12 @@
-"""Where timm's eval transform takes its pixels from (resize the shorter side to size / crop_pct, centre crop,
-or squash), in original-image coordinates, so boxes can be mapped into each model's input without torch.
-``tests/test_metrics.py`` checks it against timm's own transform for every registry backbone and crop mode."""
+"""Where timm's eval transform takes its pixels from, in original-image coordinates, so boxes can be mapped into
+each model's input without torch. ``tests/test_metrics.py`` checks it against timm's own transform for every
+registry backbone, every crop mode timm has and non-square inputs."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+DEFAULT_CROP_PCT = 0.875  # timm's, when a model's config gives none
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,16 @@ class CropWindow:
 
 
 def crop_window(width: int, height: int, data_config: dict) -> CropWindow:
-    """Where timm's eval transform (crop_mode 'center' or 'squash') takes its pixels from."""
+    """Where timm's eval transform takes its pixels from, for each of its crop modes: "center" (shorter side to
+    size / crop_pct, centre crop), "squash" (both sides to size / crop_pct, centre crop) and "border" (longer side
+    to size / crop_pct, pad, centre crop; the window then reaches past the image into the padding)."""
     _, out_h, out_w = data_config["input_size"]
-    crop_pct = data_config.get("crop_pct") or 0.875
+    crop_pct = data_config.get("crop_pct") or DEFAULT_CROP_PCT
     mode = data_config.get("crop_mode") or "center"
+    if data_config.get("crop_border_pixels"):
+        raise ValueError("crop_border_pixels (trimming the image before resizing) is not supported")
     scale_h, scale_w = math.floor(out_h / crop_pct), math.floor(out_w / crop_pct)
-    if mode == "squash":
+    if mode == "squash":  # torchvision Resize((h, w))
         new_w, new_h = scale_w, scale_h
     elif mode == "center" and scale_h == scale_w:
         # torchvision Resize(int): shorter side -> size, longer side -> int(size * long / short)
@@ -49,9 +55,21 @@ def crop_window(width: int, height: int, data_config: dict) -> CropWindow:
             new_w, new_h = scale_w, int(scale_w * height / width)
         else:
             new_w, new_h = int(scale_h * width / height), scale_h
+    elif mode in ("center", "border"):
+        # timm ResizeKeepRatio: the shorter side (center, longest=0) or the longer one (border, longest=1) to size
+        ratio_h, ratio_w = height / scale_h, width / scale_w
+        ratio = max(ratio_h, ratio_w) if mode == "border" else min(ratio_h, ratio_w)
+        new_w, new_h = round(width / ratio), round(height / ratio)
     else:
-        raise ValueError(f"unsupported crop_mode {mode!r} with a non-square input size")
-    left = int(round((new_w - out_w) / 2.0))
-    top = int(round((new_h - out_h) / 2.0))
+        raise ValueError(f"unsupported crop_mode {mode!r}; timm's are center, squash and border")
+    left, top = _centre_offset(new_w, out_w), _centre_offset(new_h, out_h)
     fx, fy = width / new_w, height / new_h
     return CropWindow(left * fx, top * fy, (left + out_w) * fx, (top + out_h) * fy, out_w, out_h)
+
+
+def _centre_offset(size: int, crop: int) -> int:
+    """Offset of a centred crop of ``crop`` pixels in ``size`` (torchvision CenterCrop, timm CenterCropOrPad):
+    negative when the image is padded to reach the crop."""
+    if crop > size:
+        return -((crop - size) // 2)
+    return int(round((size - crop) / 2.0))

@@ -23,6 +23,7 @@ from .voc import voc_listing
 
 @dataclass(frozen=True)
 class SkippedImage:
+    """A file of the folder the set leaves out, and why (results.json keeps these records as they are)."""
     file: str
     reason: str
 

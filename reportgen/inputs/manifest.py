@@ -11,7 +11,8 @@ from .listing import ListedImage, parse_number
 
 MANIFEST = "annotations.csv"
 KNOWN_COLUMNS = ("file", "class", "x0", "y0", "x1", "y1", "size", "background", "source", "licence", "notes")
-SIZE_CLASSES = ("small", "medium", "large")
+# The one definition of the annotation classes (manifest, estimates, scoring and the report read these).
+SIZES = ("small", "medium", "large")
 BACKGROUNDS = ("clean", "cluttered")
 
 
@@ -72,8 +73,8 @@ def manifest_rows(root: Path, manifest: Path, resolve_class) -> list[ListedImage
             box = (x0, y0, x1, y1)
 
         size_class = (row.get("size") or "").strip() or None
-        if size_class is not None and size_class not in SIZE_CLASSES:
-            raise InputDataError(f"{where}: field 'size' must be one of {', '.join(SIZE_CLASSES)}, got {size_class!r}.")
+        if size_class is not None and size_class not in SIZES:
+            raise InputDataError(f"{where}: field 'size' must be one of {', '.join(SIZES)}, got {size_class!r}.")
         background = (row.get("background") or "").strip() or None
         if background is not None and background not in BACKGROUNDS:
             raise InputDataError(f"{where}: field 'background' must be one of {', '.join(BACKGROUNDS)}, got {background!r}.")

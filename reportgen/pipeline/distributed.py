@@ -28,9 +28,9 @@ from .request import ExecutorSettings, RunRequest
 
 SHARDS_DIR = "shards"
 MAX_RETRIES = 3
-# Fault injection for the tests, read by the task itself: with KILL_ONCE (a marker file path), the first attempt
-# of each backbone's second shard SIGKILLs its own worker, as a lost node would (Ray retries it); the shard named
-# by FAIL_SHARD raises on every attempt.
+# Fault injection for the tests, read by the task itself: with KILL_ONCE (a marker file path), the first shard of
+# a second slice (name ending -0001) to start SIGKILLs its own worker, as a lost node would (Ray retries it), and
+# writes its name to the marker; the shard named by FAIL_SHARD raises on every attempt.
 FAULT_KILL_ONCE = "REPORTGEN_FAULT_KILL_ONCE"
 FAULT_FAIL_SHARD = "REPORTGEN_FAULT_FAIL_SHARD"
 INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')."
@@ -316,7 +316,7 @@ def run_shards(ray, prepared, settings: ExecutorSettings, progress: Callable[[st
     task = ray.remote(max_retries=MAX_RETRIES, scheduling_strategy="SPREAD", **_resources(prepared, settings))(
         shard_task).options(**({"runtime_env": {"env_vars": env}} if env else {}))
     plans = {plan.backbone.name: plan for plan in prepared.plans}
-    pending = {task.remote(spec, plans[spec.backbone], request.config, request.weights, prepared.device,
+    pending = {task.remote(spec, plans[spec.backbone], request.config, request.weights_mode, prepared.device,
                            threads, request.fresh): shard for spec, shard in zip(specs, outcome.shards)}
     progress(f"{len(specs)} shards ({len(prepared.plans)} backbone(s) x {len(specs) // len(prepared.plans)} "
              f"slices) submitted")

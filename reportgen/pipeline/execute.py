@@ -13,7 +13,7 @@ from ..errors import OutputError
 from ..inputs.decoded import DecodedInputs
 from ..inputs.images import ImageSet, default_image_dir, load_image_set
 from ..report.render import render_report
-from ..results.schema import CostReport, SkippedImage
+from ..results.schema import CostReport
 from ..results.store import COST, TIMINGS, mark_run_started, prune_unreferenced, write_json
 from .request import RunRequest
 from .run import BatteryOutcome, OnBatch, Progress, decode_inputs, run_battery
@@ -56,7 +56,7 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     checkpoints = parse_checkpoints(from_file + request.checkpoints, chosen, request.trust_pickle)
     device = resolve_device(request.device)
     class_names = ClassNames()
-    plans = plan_weights(chosen, request.weights, checkpoints, offline=request.offline)
+    plans = plan_weights(chosen, request.weights_mode, checkpoints, offline=request.offline)
     require_available(plans)
     # The decoded inputs live under the results folder; a run that stops here leaves no folder it made behind.
     made = [p for p in (request.out_dir, request.out_dir / "results") if not p.exists()]
@@ -95,7 +95,7 @@ def execute(prepared: PreparedRun, progress: Progress, on_batch: OnBatch, note: 
         outcome, shards = _execute_on_ray(prepared, results, note)
     else:
         outcome = run_battery(prepared.plans, prepared.image_set, prepared.class_names, request.config, results,
-                              device=prepared.device, weights_mode=request.weights, progress=progress,
+                              device=prepared.device, weights_mode=request.weights_mode, progress=progress,
                               fresh=request.fresh, on_batch=on_batch, battery_file=request.battery.raw,
                               decoded=prepared.decoded)
     prune_unreferenced(results)
@@ -128,7 +128,7 @@ def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tup
     write_json(merged / COST, CostReport(costs))
     image_set = prepared.image_set
     index = replace(index, battery_file=prepared.request.battery.raw,
-                    skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
+                    skipped_images=tuple(image_set.skipped),
                     image_set=replace(index.image_set, root_name=image_set.root.name, labels=image_set.labels,
                                       labels_note=image_set.labels_note))
     mark = time.perf_counter()

@@ -46,7 +46,7 @@ class RunRequest:
     preset: str
     backbones: tuple  # names or timm ids given with --backbone (replace the preset and the file's list)
     images_dir: Optional[Path]
-    weights: str
+    weights_mode: str  # pretrained | random (the criterion weights are config.decision.weights)
     checkpoints: tuple  # NAME=PATH from the command line
     trust_pickle: bool
     out_dir: Path
@@ -65,9 +65,9 @@ def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
 
     formats = flags["formats"] if "formats" in given else ",".join(battery.settings.get("formats",
                                                                                       flags["formats"].split(",")))
-    weights, device = pick("weights"), pick("device")
-    if weights not in WEIGHTS_MODES:
-        raise UsageError(f"weights = {weights!r}: choose pretrained or random.")
+    weights_mode, device = pick("weights"), pick("device")
+    if weights_mode not in WEIGHTS_MODES:
+        raise UsageError(f"weights = {weights_mode!r}: choose pretrained or random.")
     if device not in DEVICES:
         raise UsageError(f"device = {device!r}: choose cpu, cuda or auto.")
     config = battery.analysis_config(
@@ -81,5 +81,5 @@ def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
         flags["shard_size"] if "shard_size" in given else table.get("shard_size", DEFAULT_SHARD_SIZE),
         table.get("cpus_per_task"))
     return RunRequest(battery, pick("preset"), tuple(flags["backbones"]), flags["images_dir"] or battery.images_dir,
-                      weights, tuple(flags["checkpoints"]), pick("trust_pickle"), Path(pick("out_dir", "out")),
+                      weights_mode, tuple(flags["checkpoints"]), pick("trust_pickle"), Path(pick("out_dir", "out")),
                       device, pick("offline"), flags["fresh"], parse_formats(formats), config, executor)

@@ -9,7 +9,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import OutputError
 from ..inputs.config import AnalysisConfig
@@ -17,14 +17,15 @@ from ..inputs.decoded import DISPLAY, DISPLAY_BYTES_ESTIMATE, DecodedInputs, dis
 from ..inputs.decoding import load_rgb
 from ..inputs.images import ImageSet
 from ..results.keys import analysis_key
-from ..results.schema import (SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, RunIndex,
-                              SkippedImage,
-                              WeightsMode)
+from ..results.schema import SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, RunIndex, WeightsMode
 from ..results.store import (BACKBONES_DIR, COST, COST_SUFFIX, INDEX, METRICS, TIMINGS, atomic_write_bytes,
                              load_arrays, mark_run_started, read_backbone, read_cost, remove_stale_temp_files,
                              write_arrays, write_json)
 from ..results.views import views_of
 from ..scoring.score import score
+
+if TYPE_CHECKING:  # analysis imports torch; the pipeline imports it only to compute
+    from ..analysis.classes import ClassNames
 
 DECODED_DIR = ".decoded"  # scratch under the results folder: the run's decoded inputs, removed at the end
 DISK_MARGIN_BYTES = 64 * 2 ** 20  # results, figures and the report besides the images
@@ -120,20 +121,37 @@ def image_entries(image_set: ImageSet, class_name: Callable[[int], str]) -> tupl
     ) for position, record in enumerate(image_set.records))
 
 
-def _compute(plan, image_set, class_names, config, device, weights_mode, progress, on_batch, keep_merge_state,
-             results_dir: Path, key: str, stem: str, decoded: DecodedInputs, with_cost: bool = True):
+@dataclass(frozen=True)
+class BatteryRun:
+    """What every backbone of one run shares: its inputs, its settings and where its results go."""
+    image_set: ImageSet
+    class_names: "ClassNames"
+    config: AnalysisConfig
+    results_dir: Path
+    decoded: DecodedInputs
+    versions: dict
+    device: str = "cpu"
+    weights_mode: str = "pretrained"
+    fresh: bool = False
+    keep_merge_state: bool = False  # a shard keeps what merging needs
+    with_cost: bool = True
+    progress: Progress = lambda message: None
+    on_batch: OnBatch = lambda name, stage, done, total: None
+
+
+def _compute(plan, run: BatteryRun, key: str, stem: str):
     """Run one backbone and save it (arrays first: the entry file is what marks it finished)."""
     from ..analysis.backbone import measure_backbone
 
     name = plan.backbone.name
-    measured = measure_backbone(plan, image_set, class_names, config, device, weights_mode, progress,
-                                lambda stage, done, total: on_batch(name, stage, done, total), keep_merge_state,
-                                decoded, with_cost)
+    measured = measure_backbone(plan, run.image_set, run.class_names, run.config, run.device, run.weights_mode,
+                                run.progress, lambda stage, done, total: run.on_batch(name, stage, done, total),
+                                run.keep_merge_state, run.decoded, run.with_cost)
     result = replace(measured.result, cache_key=key, arrays=f"{BACKBONES_DIR}/{stem}.npz")
-    write_arrays(results_dir / result.arrays, measured.arrays)
+    write_arrays(run.results_dir / result.arrays, measured.arrays)
     if measured.cost is not None:
-        write_json(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}", measured.cost)
-    write_json(results_dir / BACKBONES_DIR / f"{stem}.json", result)
+        write_json(run.results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}", measured.cost)
+    write_json(run.results_dir / BACKBONES_DIR / f"{stem}.json", result)
     return result, measured.timings, measured.cost
 
 
@@ -161,10 +179,10 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     try:
         mark_run_started(results_dir, versions["reportgen"])  # an interrupted run's folder stays recognisable
         write_display_copies(image_set, decoded, results_dir)
+        run = BatteryRun(image_set, class_names, config, results_dir, decoded, versions, device, weights_mode, fresh,
+                         keep_merge_state, with_cost, progress, on_batch)
         with long_lived_objects_frozen():
-            entries, costs = _backbones(plans, image_set, class_names, config, results_dir, device, weights_mode,
-                                        progress, fresh, on_batch, keep_merge_state, decoded, versions, outcome,
-                                        with_cost)
+            entries, costs = _backbones(plans, run, outcome)
     finally:
         decoded.remove()
 
@@ -174,7 +192,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         image_set=ImageSetInfo(image_set.root.name, image_set.sha256, len(image_set.records), image_set.labels,
                                image_set.labels_note, image_set.from_subfolders),
         images=image_entries(image_set, class_names.name),
-        skipped_images=tuple(SkippedImage(s.file, s.reason) for s in image_set.skipped),
+        skipped_images=tuple(image_set.skipped),
         backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {})
     write_json(results_dir / COST, CostReport(costs))
     progress("scoring CAMs")
@@ -186,44 +204,44 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     return outcome
 
 
-def _backbones(plans, image_set, class_names, config, results_dir, device, weights_mode, progress, fresh, on_batch,
-               keep_merge_state, decoded, versions, outcome, with_cost) -> tuple[list, dict]:
+def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, dict]:
     """Each backbone's result: reused when its key matches a saved one, else computed and saved."""
     from ..analysis.backbone import cost_of, current_machine
     from ..analysis.environment import release_memory
     from ..analysis.weights import weights_identity
 
     entries, costs = [], {}
+    config, progress, folder = run.config, run.progress, run.results_dir / BACKBONES_DIR
     for plan in plans:
         name = plan.backbone.name
-        key = analysis_key(plan.backbone, weights_identity(plan, config.seed), image_set.model_inputs_sha256, config,
-                           versions) + ("-shard" if keep_merge_state else "")
+        key = analysis_key(plan.backbone, weights_identity(plan, config.seed), run.image_set.model_inputs_sha256,
+                           config, run.versions) + ("-shard" if run.keep_merge_state else "")
         stem = f"{name}-{key[:16]}"
-        saved = None if fresh else read_backbone(results_dir / BACKBONES_DIR, stem, key)
+        saved = None if run.fresh else read_backbone(folder, stem, key)
         if saved is not None:
             progress(f"{name}: unchanged since the last run, reusing {BACKBONES_DIR}/{stem}")
             # Boxes are not part of the key: map today's boxes into the model's view.
-            entry = replace(saved, views=views_of(image_set, saved.data_config))
+            entry = replace(saved, views=views_of(run.image_set, saved.data_config))
             outcome.status[name] = "cached"
             outcome.timings["backbones"][name] = {"cached": True}
-            if with_cost:
-                cost = read_cost(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}")
-                if cost is None or cost.machine.fingerprint != current_machine(device):
+            if run.with_cost:
+                cost = read_cost(folder / f"{stem}{COST_SUFFIX}")
+                if cost is None or cost.machine.fingerprint != current_machine(run.device):
                     # Latency from another device, CPU, thread count or torch is never ranked beside this run's.
                     was = "no saved cost" if cost is None else "measured on " + ", ".join(
-                        f"{a} -> {b}" for a, b in zip(cost.machine.fingerprint, current_machine(device)) if a != b)
+                        f"{a} -> {b}" for a, b in zip(cost.machine.fingerprint, current_machine(run.device))
+                        if a != b)
                     progress(f"{name}: cost {was}: measuring it again on this machine")
                     mark = time.perf_counter()
-                    cost = cost_of(plan, config, device, saved.slimming.unit, saved.batch_size)
-                    write_json(results_dir / BACKBONES_DIR / f"{stem}{COST_SUFFIX}", cost)
-                    outcome.timings["backbones"][name] = {"cached": True, "cost_remeasured_s": time.perf_counter() - mark}
+                    cost = cost_of(plan, config, run.device, saved.slimming.unit, saved.batch_size)
+                    write_json(folder / f"{stem}{COST_SUFFIX}", cost)
+                    outcome.timings["backbones"][name] = {"cached": True,
+                                                          "cost_remeasured_s": time.perf_counter() - mark}
                 costs[name] = cost
         else:
             progress(f"{name}: loading weights ({plan.source})")
             started = time.perf_counter()
-            entry, timings, cost = _compute(plan, image_set, class_names, config, device, weights_mode,
-                                            progress, on_batch, keep_merge_state, results_dir, key, stem,
-                                            decoded, with_cost)
+            entry, timings, cost = _compute(plan, run, key, stem)
             if cost is not None:
                 costs[name] = cost
             release_memory()
@@ -231,7 +249,7 @@ def _backbones(plans, image_set, class_names, config, results_dir, device, weigh
             outcome.timings["backbones"][name] = timings
             progress(f"{name}: done in {time.perf_counter() - started:.1f}s")
         entries.append(entry)
-        on_batch(name, "backbones", len(entries), len(plans))
+        run.on_batch(name, "backbones", len(entries), len(plans))
     return entries, costs
 
 

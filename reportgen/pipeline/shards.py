@@ -42,7 +42,7 @@ def whole_batches(size: int, batch_size: int) -> int:
 
 
 def run_shard(backbone, images: ImageSet, out_dir: Path | str, config: AnalysisConfig = AnalysisConfig(),
-              weights: str = "pretrained", device: str = "cpu", checkpoint: Path | str | None = None,
+              weights_mode: str = "pretrained", device: str = "cpu", checkpoint: Path | str | None = None,
               offline: bool = False) -> Path:
     """Analyse one backbone (registry name, timm id or Backbone) on a slice of an image set (from
     :func:`image_slices`) -> ``out_dir/results``. Pure apart from the folder it writes; safe to call from a Ray
@@ -56,13 +56,13 @@ def run_shard(backbone, images: ImageSet, out_dir: Path | str, config: AnalysisC
                          "boxes; a list of paths would lose them.")
     chosen, = resolve_backbones("paper", (backbone,)) if isinstance(backbone, str) else (backbone,)
     checkpoints = {chosen.name: Path(checkpoint)} if checkpoint else {}
-    plans = plan_weights((chosen,), weights, checkpoints, offline=offline)
+    plans = plan_weights((chosen,), weights_mode, checkpoints, offline=offline)
     require_available(plans)
-    return run_planned_shard(plans[0], images, out_dir, config, weights, device, ClassNames())[0]
+    return run_planned_shard(plans[0], images, out_dir, config, weights_mode, device, ClassNames())[0]
 
 
 def run_planned_shard(plan, images: ImageSet, out_dir: Path | str, config: AnalysisConfig,
-                      weights: str = "pretrained", device: str = "cpu", class_names=None,
+                      weights_mode: str = "pretrained", device: str = "cpu", class_names=None,
                       with_cost: bool = True, fresh: bool = False) -> tuple[Path, str]:
     """``run_shard`` with the weights already planned (a driver planned them for every shard):
     (results folder, "computed" or "cached"). ``with_cost=False`` skips the latency measurement (a driver
@@ -78,7 +78,7 @@ def run_planned_shard(plan, images: ImageSet, out_dir: Path | str, config: Analy
     with output_folder_lock(Path(out_dir)):
         image_set, decoded = decode_inputs(plans, results, lambda on_image, on_listed: decode_records(
             images, on_image, on_listed))
-        outcome = run_battery(plans, image_set, class_names, config, results, device=device, weights_mode=weights,
+        outcome = run_battery(plans, image_set, class_names, config, results, device=device, weights_mode=weights_mode,
                               keep_merge_state=True, decoded=decoded, with_cost=with_cost, fresh=fresh)
     return results, outcome.status[plan.backbone.name]
 

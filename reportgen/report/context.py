@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 from ..inputs.config import AnalysisConfig
+from ..inputs.manifest import BACKGROUNDS, SIZES
 from ..inputs.registry import DEPTHS
 from ..results.schema import (Aggregate, AggregateLookup, BackboneResult, CamStatus, Cost, ImageEntry, RunIndex,
                               SanityLayer, SanityStatus, WeightsInfo, WeightStats, FeatureStats)
@@ -17,10 +18,11 @@ from ..scoring.decision import Decision, decide
 from ..scoring.rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, Verdict, conclude
 from ..scoring.vectors import run_draws
 from .beyond_section import BeyondSection, build_beyond
+from .conclusions_section import ConclusionsSection, build_conclusions
 from .decision_page import DecisionPage, decision_page
 from .formatting import listing
 from .sampling import caption_note
-from .scale import (BACKGROUNDS, SIZES, ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs,
+from .scale import (ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs,
                     distribution_values, flagged_groups, grid_sample, image_set_summary, object_groups)
 
 UNTRAINED_BANNER = "UNTRAINED WEIGHTS — not evidence"
@@ -146,14 +148,6 @@ class LastThreeSection:
 
 
 @dataclass(frozen=True)
-class ClaimRow:
-    number: int
-    claim: ClaimVerdict
-    numbers_anchor: str  # where the family numbers come from
-    scope: str  # which families the verdict covers ("supported for deeper; wider and attention not in this run")
-
-
-@dataclass(frozen=True)
 class FlaggedRow:
     backbone: str
     layer: str
@@ -214,7 +208,7 @@ class ReportContext:
     sanity: tuple  # SanityRow
     last_three: tuple  # LastThreeSection
     beyond: BeyondSection  # section 3.4: calibration, corruptions, faithfulness
-    claims: tuple  # ClaimRow
+    section4: ConclusionsSection  # findings and the claims table, as sentences
     flagged: tuple  # FlaggedRow
     skipped: tuple  # SkippedImage
     images: tuple  # ImageEntry
@@ -470,8 +464,9 @@ def build_context(results: SavedResults) -> ReportContext:
         last_three=tuple(_last_three_section(b, metrics.last_three[b.name], last_three_figures[b.name],
                                              slimming[b.name], config.rules) for b in index.backbones),
         beyond=beyond,
-        claims=tuple(ClaimRow(number, claim, "#tab-families" if claim.key in single else f"#claim-{claim.key}",
-                              claim_scope(claim)) for number, claim in enumerate(conclusions.claims, start=1)),
+        section4=build_conclusions(conclusions, tuple(
+            (number, claim, "tab-families" if claim.key in single else f"claim-{claim.key}", claim_scope(claim))
+            for number, claim in enumerate(conclusions.claims, start=1))),
         flagged=_flagged(index), skipped=tuple(index.skipped_images), images=tuple(index.images),
         provenance=tuple(ProvenanceRow(b.display_name, b.weights) for b in index.backbones),
         timings=results.timings, figures=made)

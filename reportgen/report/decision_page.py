@@ -7,7 +7,7 @@ from typing import Optional
 
 from ..results.schema import RunIndex
 from ..scoring.decision import Candidate, Check, Decision, DecisionStatus
-from .formatting import bracket, listing, num, pct, whole_pct
+from .formatting import bracket, listing, num, pct, pct_bracket, whole_pct
 from .phrases import Sentence, text
 
 CRITERION_NAMES = {"accuracy": "top-1 accuracy", "localisation": "localisation", "clutter": "clutter",
@@ -29,6 +29,62 @@ class DecisionPage:
     method: Sentence  # how the numbers were made (draws, weights, scales, the rule)
     machine: Sentence  # where latency was measured
     checks: dict  # candidate name -> the constraints column's text
+    rows: tuple = ()  # CandidateCells per candidate, in the decision's order (the page-1 table)
+    details: Sentence = (text("How these numbers are made, and what they leave out: "),
+                         text("section 2.1", "decision-detail"), text("."))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell: the value, and its interval ("" when it has none), which HTML may set on a line of its own."""
+    value: str
+    interval: str = ""
+
+
+@dataclass(frozen=True)
+class CandidateCells:
+    backbone: str
+    rank: str
+    display_name: str
+    leader: bool
+    pareto: bool
+    failed: bool
+    p_best: str
+    score: Cell
+    top1: Cell
+    localisation: Cell
+    ece: Cell
+    corruption: Cell
+    faithfulness: Cell
+    latency: Cell
+    params: Cell
+    constraints: str
+    missing: str  # criteria without a value for it
+
+
+def _interval_cell(value, low, high) -> Cell:
+    return Cell(num(value), bracket(low, high).strip())
+
+
+def _share_cell(value, low, high) -> Cell:
+    """A share in percent with its interval in points, as the table's other share columns."""
+    return Cell(pct(value), pct_bracket(low, high)) if value is not None else Cell("n/a")
+
+
+def candidate_cells(decision: Decision) -> tuple:
+    rows = []
+    for c in decision.candidates:
+        score = _interval_cell(c.score.mean, c.score.ci_low, c.score.ci_high) if c.score else Cell("—")
+        rows.append(CandidateCells(
+            c.backbone, str(c.rank or "—"), c.display_name, c.backbone == decision.leader, c.pareto, bool(c.failed),
+            whole_pct(c.p_best) if c.p_best is not None else "—", score,
+            _share_cell(c.top1, *c.top1_ci), Cell(num(c.localisation_score)),
+            _interval_cell(c.ece.value, c.ece.ci_low, c.ece.ci_high),
+            _share_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high),
+            _interval_cell(c.faithfulness.value, c.faithfulness.ci_low, c.faithfulness.ci_high),
+            _interval_cell(c.latency.value, c.latency.ci_low, c.latency.ci_high), Cell(num(c.params_m)),
+            check_mark(c), ", ".join(c.missing)))
+    return tuple(rows)
 
 
 def _who(decision: Decision, name: Optional[str]) -> str:
@@ -184,7 +240,8 @@ def _machine(decision: Decision) -> Sentence:
 def decision_page(decision: Decision, index: RunIndex, started: str) -> DecisionPage:
     return DecisionPage(title(decision, index, started), _headline(decision), _basis(decision), _change(decision),
                         _paired_test(decision), _constraints(decision), _notes(decision), _method(decision),
-                        _machine(decision), {c.backbone: check_mark(c) for c in decision.candidates})
+                        _machine(decision), {c.backbone: check_mark(c) for c in decision.candidates},
+                        candidate_cells(decision))
 
 
 def check_mark(candidate: Candidate) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path  # noqa: E402
 
 from PIL import Image, ImageDraw  # noqa: E402
 
+from ..inputs.manifest import BACKGROUNDS, SIZES  # noqa: E402
 from ..results import arrays as keys  # noqa: E402
 from ..results.schema import AggregateLookup, BackboneResult, CamStatus, RunIndex, SanitySummary  # noqa: E402
 from ..results.store import SavedResults  # noqa: E402
@@ -330,12 +331,11 @@ def last_three_figure(cache: ViewCache, backbone: BackboneResult, position: int)
 def localisation_plot(index: RunIndex, lookup: AggregateLookup, metric: str) -> bytes:
     """Deep-layer metric per backbone by size class, with the uniform and Gaussian baselines drawn in."""
     backbones = index.backbones
-    sizes = ("small", "medium", "large")
     fig, axes = plt.subplots(1, len(backbones), figsize=(PAGE_WIDTH_IN, 2.0), sharey=True, squeeze=False)
     for c, entry in enumerate(backbones):
         ax = axes[0][c]
-        for background, colour, shift in (("clean", "#2a7fd4", -0.12), ("cluttered", "#d45f2a", 0.12)):
-            for s, size in enumerate(sizes):
+        for background, colour, shift in zip(BACKGROUNDS, ("#2a7fd4", "#d45f2a"), (-0.12, 0.12)):
+            for s, size in enumerate(SIZES):
                 row = lookup("backbone", entry.name, "deep", f"size={size},background={background}", metric)
                 if row and row.mean is not None:
                     # clipped at 0: a point interval computed another way can differ from the mean in the last bit
@@ -347,7 +347,7 @@ def localisation_plot(index: RunIndex, lookup: AggregateLookup, metric: str) -> 
             row = lookup("backbone", entry.name, f"baseline:{baseline}", "all", metric)
             if row and row.mean is not None:
                 ax.axhline(row.mean, color="grey", ls=style, lw=0.8, label=f"{baseline} baseline")
-        ax.set_xticks(range(3), sizes, fontsize=6)
+        ax.set_xticks(range(len(SIZES)), SIZES, fontsize=6)
         ax.set_title(entry.display_name, fontsize=7)
         ax.tick_params(labelsize=6)
     axes[0][0].set_ylabel(f"{metric} (deep layer)", fontsize=7)

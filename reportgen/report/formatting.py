@@ -62,4 +62,11 @@ def pct_interval(value, low=None, high=None) -> str:
         return "n/a"
     if low is None or high is None:
         return pct(value)
-    return f"{100 * value:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+    return f"{100 * value:.1f} % {pct_bracket(low, high)}"
+
+
+def pct_bracket(low, high) -> str:
+    """"[23.5, 64.7]": a share's interval in percentage points ("" when it has none)."""
+    if low is None or high is None:
+        return ""
+    return f"[{100 * low:.1f}, {100 * high:.1f}]"

@@ -11,13 +11,14 @@ class Part:
     text: str
     link: str = ""  # an anchor of the report ("tab-decision"), linked in HTML
     strong: bool = False
+    flag: bool = False  # a warning: red in HTML, bold in Markdown
 
 
 Sentence = tuple  # of Part
 
 
-def text(value: str, link: str = "", strong: bool = False) -> Part:
-    return Part(value, link, strong)
+def text(value: str, link: str = "", strong: bool = False, flag: bool = False) -> Part:
+    return Part(value, link, strong, flag)
 
 
 def plain(sentence: Sentence) -> str:

@@ -69,7 +69,7 @@ def _md_sentence(parts) -> Raw:
     out = []
     for part in parts:
         escaped = _md_escape(part.text)
-        out.append(f"**{escaped}**" if part.strong and escaped.strip() else escaped)
+        out.append(f"**{escaped}**" if (part.strong or part.flag) and escaped.strip() else escaped)
     return Raw("".join(out))
 
 
@@ -190,7 +190,7 @@ def numbers_document(results: SavedResults, conclusions, decision) -> dict:
         "config": index.config.to_dict(),
         "image_set": index.image_set.to_json(),
         "images": images,
-        "skipped_images": [s.to_json() for s in index.skipped_images],
+        "skipped_images": [asdict(s) for s in index.skipped_images],
         "backbones": backbones,
         "metrics": results.metrics.to_json(),
         "conclusions": asdict(conclusions),

@@ -8,11 +8,10 @@ from typing import Optional
 
 import numpy as np
 
+from ..inputs.manifest import BACKGROUNDS, SIZES
 from ..results.schema import CamStatus, Metrics, RunIndex
 from .sampling import GridSample, choose
 
-SIZES = ("small", "medium", "large")
-BACKGROUNDS = ("clean", "cluttered")
 NO_ANNOTATION = "no box"
 
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, Optional, Union
 
 from ..inputs.config import AnalysisConfig
+from ..inputs.images import SkippedImage
 from ..strenum import StrEnum
 
 # 2: per-backbone files under backbones/, streamed CKA, skipped images
@@ -61,6 +62,8 @@ class SanityStatus(StrEnum):
 def _encode(value):
     if isinstance(value, JsonRecord):
         return value.to_json()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # an inputs record the index keeps as is
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, AnalysisConfig):
         return value.to_dict()
     if isinstance(value, Enum):
@@ -92,6 +95,10 @@ def _decode(kind, value):
             return AnalysisConfig.from_dict(value)
         if issubclass(kind, Enum):
             return kind(value)
+        if dataclasses.is_dataclass(kind):
+            hints = _hints(kind)
+            return kind(**{f.name: _decode(hints[f.name], value[f.name]) for f in dataclasses.fields(kind)
+                           if f.name in value})
     return value
 
 
@@ -150,12 +157,6 @@ class ImageEntry(JsonRecord):
     box_source: str
     display_copy: str
     in_subfolder: bool = False  # below its class folder (labelled with the class folder's class)
-
-
-@dataclass(frozen=True)
-class SkippedImage(JsonRecord):
-    file: str
-    reason: str
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ class PairedDraws:
         rng = np.random.default_rng(stable_seed(self.seed, "timing", *key))
         return np.median(samples[rng.integers(0, samples.size, size=(self.samples, samples.size))], axis=1)
 
-    def weights(self, base: dict, uncertainty: float, *key) -> dict:
+    def criterion_weights(self, base: dict, uncertainty: float, *key) -> dict:
         """Per draw, each criterion weight drawn around the user's (log-normal, spread ``uncertainty``; 0 = fixed),
         as SMAA does: (B,) arrays."""
         rng = np.random.default_rng(stable_seed(self.seed, "weights", *key))

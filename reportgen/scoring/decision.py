@@ -34,6 +34,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..inputs.config import DECISION_CRITERIA, MAX_WEIGHT, DecisionSettings
+from ..inputs.manifest import SIZES
 from ..results.schema import Cost, CostReport, Machine, Metrics, RunIndex, RunStatus, SlimmingScore
 from ..strenum import StrEnum
 from .beyond_paper import corruption_vectors, retention_of, road_vectors
@@ -41,7 +42,6 @@ from .bootstrap import PairedDraws, interval, nanmean
 from .calibration import ece_draws, expected_calibration_error
 from .vectors import Vectors, run_draws
 
-SIZES = ("small", "medium", "large")
 COST_CRITERIA = ("latency", "size")
 SENSITIVITY_STEP = 0.01
 WHY_MISSING = {"accuracy": "no labelled images", "localisation": "no boxed images with a size class",
@@ -502,7 +502,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     point_scores = draw_scores = None
     if passing and weights:
         point_scores = weighted_scores({c: u[cols] for c, u in point_utilities.items()}, weights)
-        drawn_weights = draws.weights(weights, settings.weight_uncertainty, "decision")
+        drawn_weights = draws.criterion_weights(weights, settings.weight_uncertainty, "decision")
         draw_scores = weighted_scores({c: u[:, cols] for c, u in draw_utilities.items()}, drawn_weights)
         p_best[cols] = win_shares(draw_scores, settings.tie_points)
         order = sorted(range(len(passing)), key=lambda j: (-p_best[passing[j]], -np.nan_to_num(point_scores[j],

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pypdf import PdfReader
 
-from conftest import run_cli
+from conftest import copy_run, run_cli
 from helpers import copy_good, good_rows, manifest
 from reportgen.report.render import render_report, template_environment, write_pdf
 
@@ -24,9 +24,9 @@ def _pdf_has_no_attachment_or_passwd(path):
     assert "root:x:0:0" not in text
 
 
-def test_user_strings_are_inert(lite_report, tmp_path):
+def test_user_strings_are_inert(lite0_small, tmp_path):
     results = tmp_path / "results"
-    shutil.copytree(lite_report / "results", results)
+    shutil.copytree(lite0_small / "results", results)
     index = json.loads((results / "results.json").read_text())
     for image, payload in zip(index["images"], PAYLOADS * 10):
         image["file"] = payload + image["file"]
@@ -67,22 +67,30 @@ def test_renderer_fetches_nothing_outside_the_output_folder(tmp_path):
     _pdf_has_no_attachment_or_passwd(target)
 
 
-@pytest.fixture()
-def small_report(tmp_path):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
+@pytest.fixture(scope="module")
+def small_base(tmp_path_factory, fast_battery):
+    """One small report for the module; each test gets a copy to damage."""
+    folder = tmp_path_factory.mktemp("imgs")
     copy_good(folder)
     manifest(folder, good_rows())
-    out = tmp_path / "out"
-    args = ["run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(folder),
-            "--out", str(out), "--quiet", "--no-sanity-check"]
-    first = run_cli(*args)
+    out = tmp_path_factory.mktemp("small-base") / "out"
+    args = ["run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(folder), "--quiet",
+            "--config", str(fast_battery)]
+    first = run_cli(*args, "--out", str(out))
     assert first.exit_code == 0, first.output
     return out, args
 
 
+@pytest.fixture
+def small_report(small_base, tmp_path):
+    base, args = small_base
+    out = copy_run(base, tmp_path / "out")
+    return out, args + ["--out", str(out)]
+
+
 def _snapshot(out):
-    return {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    """Every file's bytes (the folder's lock file aside: a run holds it, and it is empty)."""
+    return {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".reportgen.lock"}
 
 
 def test_disk_full_keeps_the_previous_report(small_report, monkeypatch):
