@@ -378,6 +378,11 @@ def test_the_lite_run_shows_each_models_win_probability_on_page_one(lite_report)
     for c in decision["candidates"]:
         shown = f"{100 * c['p_best']:.0f} %" if 0.005 <= c["p_best"] < 0.995 else ("<1 %" if c["p_best"] else "0 %")
         assert f"{c['display_name']}" in first and shown in first
+        # every measured criterion on page 1 carries its interval from the same draws
+        for criterion in ("localisation_score", "ece", "corruption", "faithfulness", "latency"):
+            measure = c[criterion]
+            assert measure["ci_low"] <= measure["value"] <= measure["ci_high"], (criterion, measure)
+            assert measure["ci_low"] < measure["ci_high"], (criterion, measure)
 
 
 def test_a_cached_backbone_measured_elsewhere_has_its_cost_measured_again(tmp_path, small_image_dir):

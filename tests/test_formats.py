@@ -73,6 +73,7 @@ def test_same_numbers_in_html_md_json(lite_report):
 
 def test_markdown_links_resolve(lite_report):
     md = (lite_report / "report.md").read_text()
+    assert "'s " in md and "&\\#" not in md  # apostrophes as they are, no entity broken by escaping its "#"
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md.replace("\\]", "").replace("\\[", ""))
     assert len(links) >= 8
     for link in links:

@@ -78,7 +78,8 @@ def candidate_cells(decision: Decision) -> tuple:
         rows.append(CandidateCells(
             c.backbone, str(c.rank or "—"), c.display_name, c.backbone == decision.leader, c.pareto, bool(c.failed),
             whole_pct(c.p_best) if c.p_best is not None else "—", score,
-            _share_cell(c.top1, *c.top1_ci), Cell(num(c.localisation_score)),
+            _share_cell(c.top1, *c.top1_ci),
+            _interval_cell(c.localisation_score.value, c.localisation_score.ci_low, c.localisation_score.ci_high),
             _interval_cell(c.ece.value, c.ece.ci_low, c.ece.ci_high),
             _share_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high),
             _interval_cell(c.faithfulness.value, c.faithfulness.ci_low, c.faithfulness.ci_high),

@@ -59,7 +59,8 @@ def _md_escape(value):
     punctuation backslash-escaped, on one line, so a file or model name cannot make links or markup."""
     if isinstance(value, Raw) or value is None or isinstance(value, (int, float)):
         return "" if value is None else value
-    text = html.escape(str(value), quote=True).replace("\r", " ").replace("\n", " ")
+    # The apostrophe stays as it is: its entity "&#x27;" would have its "#" escaped below and show as text.
+    text = html.escape(str(value), quote=False).replace('"', "&quot;").replace("\r", " ").replace("\n", " ")
     return _MD_SPECIALS.sub(r"\\\1", text)
 
 

@@ -94,7 +94,7 @@ class Candidate:
     top1_ci: tuple  # (low, high), or (None, None)
     labelled: int
     localisation: dict  # size -> deep mass_ratio (None: no boxed image of that size)
-    localisation_score: Optional[float]  # mass_ratio by the set's size mix
+    localisation_score: Measure  # mass_ratio by the set's size mix, with its interval from the draws
     clutter_retention: Measure  # cluttered / clean deep mass_ratio
     clutter_drop: Optional[float]  # clean - cluttered deep mass_ratio
     ece: Measure  # expected calibration error of the top-1 confidence (labelled images)
@@ -172,7 +172,7 @@ class Decision:
 
     def quality_of(self, candidate: Candidate) -> Optional[float]:
         """The chart's vertical value for a candidate (None: not measured)."""
-        return candidate.top1 if self.quality_axis == "top-1 accuracy" else candidate.localisation_score
+        return candidate.top1 if self.quality_axis == "top-1 accuracy" else candidate.localisation_score.value
 
     @property
     def chartable(self) -> tuple:
@@ -540,7 +540,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         checks, violation = checked[k]
         candidates.append(Candidate(
             entry.name, entry.display_name, entry.family, top1[k].value, (top1[k].ci_low, top1[k].ci_high), labelled,
-            by_size, _measure(raw.point["localisation"][k], raw.draws["localisation"][:, k], level).value,
+            by_size, _measure(raw.point["localisation"][k], raw.draws["localisation"][:, k], level),
             _measure(raw.point["clutter"][k], raw.draws["clutter"][:, k], level),
             float(clean - cluttered) if np.isfinite(clean - cluttered) else None,
             _measure(raw.point["calibration"][k], raw.draws["calibration"][:, k], level),
