@@ -459,5 +459,7 @@ def test_identical_twins_end_to_end_share_the_wins(same_architecture_run):
     assert a["top1"] == b["top1"] and a["localisation_score"] == b["localisation_score"]
     assert decision["recommended"] not in ("stock-a", "stock-b")
     twins = a["p_best"] + b["p_best"]
-    if twins > 0:  # unless the tuned head wins outright, the twins split what they win
-        assert 0.2 <= a["p_best"] / twins <= 0.8 and 0.2 <= b["p_best"] / twins <= 0.8
+    # the tuned head scores differently on these images, so the twins win some draws (the seed fixes how many) ...
+    assert twins > 0.05, decision["candidates"]
+    # ... and split them: only timing noise separates them
+    assert 0.2 <= a["p_best"] / twins <= 0.8 and 0.2 <= b["p_best"] / twins <= 0.8
