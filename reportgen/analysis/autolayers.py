@@ -30,10 +30,6 @@ ATTENTION_PATTERN = re.compile(r"Attention|Attn|SqueezeExcite|SEModule|SEBlock|E
 WIDER_PATTERN = re.compile(r"Inception|HighResolution|HrModule|Bottle2neck|Res2Net|Mixed_?\d|DlaTree")
 
 
-def is_timm_model(name: str) -> bool:
-    return timm.is_model(name.split(".")[0]) if name else False
-
-
 def family_heuristic(model: torch.nn.Module) -> tuple[str, str]:
     names = {type(m).__name__ for m in model.modules()}
     attention = sorted(n for n in names if ATTENTION_PATTERN.search(n))

@@ -314,7 +314,6 @@ SCORING_SIDE_FIELDS = ("bootstrap_samples", "spread_level", "depth_figure_images
                        "size_large_from", "clutter_edge_density", "grid_max_images", "grid_sample_each",
                        "table_max_rows", "calibration_min_labelled", "rules", "decision")
 EXECUTION_FIELDS = ("batch_size",)
-ANALYSIS_FIELDS = tuple(f.name for f in fields(AnalysisConfig) if f.name not in ("rules", "decision"))
 
 
 def _check_classified() -> None:

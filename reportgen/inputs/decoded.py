@@ -110,9 +110,5 @@ class DecodedInputs:
     def image(self, key: str, position: int) -> Image.Image:
         return Image.fromarray(self.read(key, [position])[0], mode="RGB")
 
-    @property
-    def bytes_on_disk(self) -> int:
-        return sum(self._sizes.values())
-
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

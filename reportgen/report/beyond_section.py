@@ -15,7 +15,6 @@ from .phrases import Sentence, text
 class CalibrationRow:
     display_name: str
     score: CalibrationScore
-    enough: bool  # at least calibration_min_labelled labelled images: a decision criterion
 
 
 @dataclass(frozen=True)
@@ -68,10 +67,8 @@ def faithfulness_flag(name: str, score: FaithfulnessScore, untrained: bool) -> S
 
 
 def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
-    names = [b.display_name for b in index.backbones]
     calibration = tuple(CalibrationRow(b.display_name, metrics.calibration.get(b.name) or CalibrationScore(
-        RunStatus.SKIPPED, "not measured by this version", 0), (metrics.calibration.get(b.name) is not None and
-        metrics.calibration[b.name].labelled >= config.calibration_min_labelled)) for b in index.backbones)
+        RunStatus.SKIPPED, "not measured by this version", 0)) for b in index.backbones)
     measured = [row for row in calibration if row.score.status == RunStatus.DONE]
     calibration_figure = numbered.add(
         "fig-reliability", "Reliability diagrams: accuracy against mean top-1 confidence in 15 equal-width bins "

@@ -59,7 +59,6 @@ def ece_draws(confidence: np.ndarray, correct: np.ndarray, labelled: np.ndarray,
         keep = chosen < bins
         if not keep.any():
             continue
-        counts = np.bincount(chosen[keep], minlength=bins)
         confidence_sum = np.bincount(chosen[keep], weights=confidence[row][keep], minlength=bins)
         correct_sum = np.bincount(chosen[keep], weights=correct[row][keep], minlength=bins)
         out[b] = np.abs(correct_sum - confidence_sum).sum() / keep.sum()

@@ -306,6 +306,19 @@ def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: Cos
 
 # --- constraints ---------------------------------------------------------------------------------------------------
 
+_RELATION = {(Check.FAIL, True): ">", (Check.PASS, True): "≤", (Check.FAIL, False): "<", (Check.PASS, False): "≥",
+             (Check.UNCERTAIN, True): "straddles", (Check.UNCERTAIN, False): "straddles"}
+
+
+def _against_limit(measure: Measure, limit: float, upper: bool) -> tuple:
+    """(low, high, outcome) of a measured value against a limit it must stay under (``upper``) or over: it fails
+    or passes only when its whole interval does, and is uncertain when the interval straddles the limit."""
+    low = measure.ci_low if measure.ci_low is not None else measure.value
+    high = measure.ci_high if measure.ci_high is not None else measure.value
+    beyond, within = (low > limit, high <= limit) if upper else (high < limit, low >= limit)
+    return low, high, Check.FAIL if beyond else Check.PASS if within else Check.UNCERTAIN
+
+
 def _checks(params_m, gmacs, latency: Measure, top1: Measure, labelled: int, limits: dict) -> tuple[tuple, float]:
     """ConstraintCheck per constraint set, and the sum of relative excesses over those failed."""
     checks, violation = [], 0.0
@@ -329,29 +342,18 @@ def _checks(params_m, gmacs, latency: Measure, top1: Measure, labelled: int, lim
         if latency.value is None:
             add("max_latency_ms", Check.FAIL, "latency not measured", 1.0)
         else:
-            low = latency.ci_low if latency.ci_low is not None else latency.value
-            high = latency.ci_high if latency.ci_high is not None else latency.value
-            span = f"latency {latency.value:.3g} ms [{low:.3g}, {high:.3g}]"
-            if low > limit:
-                add("max_latency_ms", Check.FAIL, f"{span} > {limit:g} ms", latency.value / limit - 1)
-            elif high <= limit:
-                add("max_latency_ms", Check.PASS, f"{span} ≤ {limit:g} ms")
-            else:
-                add("max_latency_ms", Check.UNCERTAIN, f"{span} straddles {limit:g} ms")
+            low, high, outcome = _against_limit(latency, limit, upper=True)
+            add("max_latency_ms", outcome, f"latency {latency.value:.3g} ms [{low:.3g}, {high:.3g}] "
+                f"{_RELATION[outcome, True]} {limit:g} ms", latency.value / limit - 1)
     if "min_top1" in limits:
         limit = limits["min_top1"]
         if top1.value is None:
             add("min_top1", Check.FAIL, "no labelled images to measure top-1", 1.0)
         else:
-            low = top1.ci_low if top1.ci_low is not None else top1.value
-            high = top1.ci_high if top1.ci_high is not None else top1.value
-            span = f"top-1 {100 * top1.value:.1f} % [{100 * low:.1f}, {100 * high:.1f}] on {labelled} images"
-            if high < limit:
-                add("min_top1", Check.FAIL, f"{span} < {100 * limit:.1f} %", (limit - top1.value) / max(limit, 1e-9))
-            elif low >= limit:
-                add("min_top1", Check.PASS, f"{span} ≥ {100 * limit:.1f} %")
-            else:
-                add("min_top1", Check.UNCERTAIN, f"{span} straddles {100 * limit:.1f} %")
+            low, high, outcome = _against_limit(top1, limit, upper=False)
+            add("min_top1", outcome, f"top-1 {100 * top1.value:.1f} % [{100 * low:.1f}, {100 * high:.1f}] on "
+                f"{labelled} images {_RELATION[outcome, False]} {100 * limit:.1f} %",
+                (limit - top1.value) / max(limit, 1e-9))
     return tuple(checks), violation
 
 

@@ -337,7 +337,7 @@ def _judge_test(test: Test, index: RunIndex, vectors: Vectors, draws: PairedDraw
 
 
 def _verdict(outcomes) -> tuple[Verdict, Reason]:
-    if any(o == Outcome.FAMILY_MISSING for o in outcomes):
+    if not outcomes or any(o == Outcome.FAMILY_MISSING for o in outcomes):  # nothing compared: never "supported"
         return Verdict.NOT_TESTED, Reason.FAMILY_MISSING
     if any(o == Outcome.NO_DATA for o in outcomes):
         return Verdict.NOT_TESTED, Reason.NO_DATA
@@ -378,13 +378,13 @@ def _slimming(index: RunIndex, metrics: Metrics, thresholds: RuleThresholds, fam
                                 None if measured is None else evidence.removable == measured))
     families = tuple(FamilyVerdict(family, *_verdict(by_family[family])) for family in FAMILIES if family in by_family)
     absent = tuple(f for f in FAMILIES if f not in families_present)
-    if index.untrained:
-        verdict, reason = Verdict.NOT_TESTED, Reason.UNTRAINED
-    elif not families:
-        verdict, reason = Verdict.NOT_TESTED, Reason.FAMILY_MISSING
-    else:
-        verdict, reason = _verdict([o for f in families for o in by_family[f.family]])
+    verdict, reason = _claim_verdict(index.untrained, [o for f in families for o in by_family[f.family]])
     return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, (), (), reason, tuple(rows), families, absent)
+
+
+def _claim_verdict(untrained: bool, outcomes: list) -> tuple[Verdict, Reason]:
+    """A claim's verdict: never tested on untrained weights (the paper's claims are about trained models)."""
+    return (Verdict.NOT_TESTED, Reason.UNTRAINED) if untrained else _verdict(outcomes)
 
 
 def _focus(mean, low, high, threshold, boxed: int) -> Focus:
@@ -452,12 +452,7 @@ def conclude(index: RunIndex, metrics: Metrics, draws: Optional[PairedDraws] = N
             numbers += [(test.label, n) for n in found_numbers]
             comparisons += found_comparisons
         absent = tuple(f for f in involved if f not in present)
-        if index.untrained:
-            verdict, reason = Verdict.NOT_TESTED, Reason.UNTRAINED
-        elif not comparisons:
-            verdict, reason = Verdict.NOT_TESTED, Reason.FAMILY_MISSING
-        else:
-            verdict, reason = _verdict([c.outcome for c in comparisons])
+        verdict, reason = _claim_verdict(index.untrained, [c.outcome for c in comparisons])
         claims.append(ClaimVerdict(claim.key, claim.sentence, verdict, tuple(numbers), tuple(comparisons), reason,
                                    absent=absent))
     claims.append(_slimming(index, metrics, thresholds, present))
