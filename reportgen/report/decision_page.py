@@ -221,12 +221,18 @@ def _method(decision: Decision) -> Sentence:
                  "background, labelled and boxed, so no draw loses a group) for every candidate at once, and in the "
                  f"same draws each candidate's timed latency passes; weights are {weights}. P(best) is the share of "
                  f"draws in which a candidate scores highest (within {num(decision.tie_points)} points of the best "
-                 f"counts as a tie, shared); a pick needs {whole_pct(decision.min_win_probability)}. "
-                 "Scores are weighted means of fixed scales in points (top-1: 100 × accuracy; localisation: "
-                 "100 × (1 − 1/mass_ratio); clutter: 100 × cluttered/clean mass_ratio; calibration: 100 × (1 − ECE); "
-                 "corruptions: 100 × the share of top-1 kept; faithfulness: 100 × the ROAD gap; latency and size: "
-                 "10 points per halving, 100 at 1 ms and at 0.1 M parameters), so adding or removing a candidate never "
-                 f"reorders the others. Intervals: {whole_pct(decision.confidence)}."),)
+                 f"counts as a tie, shared: the resampled passes of one timing session cannot show the drift between "
+                 f"two sessions, and a difference that small is no verdict); a pick needs "
+                 f"{whole_pct(decision.min_win_probability)}. Scores are weighted means, over the criteria a candidate "
+                 "has, of fixed scales in points (top-1: 100 × accuracy; localisation: 100 × (1 − 1/mass_ratio) of the "
+                 "deep-layer CAM over the set's mix of object sizes, 0 for a uniform map; clutter: 100 × "
+                 "cluttered/clean mass_ratio; calibration: 100 × (1 − ECE); corruptions: 100 × the share of top-1 "
+                 "kept; faithfulness: 100 × the ROAD gap; latency and size: 10 points per halving, 100 at 1 ms and at "
+                 "0.1 M parameters, 0 at 1 s and at 100 M), so adding or removing a candidate never reorders the "
+                 f"others. A constraint on top-1 or latency is uncertain when its {whole_pct(decision.confidence)} "
+                 "interval straddles the limit. Without retraining, slimming is a lower bound on what a fine-tuned "
+                 "slim model would reach. What this does not cover: images unlike these, other machines' latency, and "
+                 f"the criteria the weights leave out. Intervals: {whole_pct(decision.confidence)}."),)
 
 
 def _machine(decision: Decision) -> Sentence:
