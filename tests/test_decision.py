@@ -1,6 +1,7 @@
 """The decision: hand-made tables for each outcome (win probabilities, paired noise, fixed scales, constraints under
 uncertainty, sensitivity, McNemar), slimming by intervention, and real Lite weights end to end."""
 import json
+import os
 import re
 
 import numpy as np
@@ -42,14 +43,15 @@ def _backbone(name, params_m, accuracy, correct=None):
                                                                        None), batch_size=1)
 
 
-def _cost(samples, machine=MACHINE):
+def _cost(samples, machine=MACHINE, load=None):
     samples = tuple(float(v) for v in samples)
     median = float(np.median(samples))
-    return Cost(median, median, median, len(samples), 10.0, 8, 100.0, "test", None, machine, samples)
+    return Cost(median, median, median, len(samples), 10.0, 8, 100.0, "test", None, machine, samples,
+                load_per_core=load)
 
 
 def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_samples=None, mass_nan=(),
-         correct=None, machines=None):
+         correct=None, machines=None, loads=None):
     """specs: name -> (params M, accuracy, mass_ratio, latency ms). ``latency_samples``: name -> timed passes
     (default: 30 passes around the latency with 2 % noise); ``mass_nan``: (name, background) without a CAM value
     there; ``correct``: name -> per-image top-1 outcomes."""
@@ -66,7 +68,8 @@ def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_
     rng = np.random.default_rng(1)
     samples = latency_samples or {name: lat * (1 + 0.02 * rng.standard_normal(30))
                                   for name, (_, _, _, lat) in specs.items()}
-    cost = CostReport({name: _cost(samples[name], (machines or {}).get(name, MACHINE)) for name in specs})
+    cost = CostReport({name: _cost(samples[name], (machines or {}).get(name, MACHINE), (loads or {}).get(name))
+                       for name in specs})
     return decide(index, metrics, cost), index
 
 
@@ -165,6 +168,31 @@ def test_latency_measured_on_different_machines_is_not_ranked():
     decision, _ = _run({"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)}, machines={"b": other})
     assert "latency" not in decision.weights
     assert dict(decision.dropped)["latency"] == "measured on different machines, so not comparable"
+
+
+def test_latency_measured_on_a_busy_machine_is_flagged_on_page_one():
+    """Other processes inflate every timed pass alike, so the resampled passes cannot show it: page 1 says so."""
+    specs = {"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)}
+    quiet, _ = _run(specs, loads={"a": 0.9, "b": 1.2})
+    assert not any("busy" in note for note in quiet.notes)
+    busy, index = _run(specs, loads={"a": 0.9, "b": 3.2})
+    flagged = [note for note in busy.notes if "busy" in note]
+    assert len(flagged) == 1 and "B 3.2" in flagged[0] and "A " not in flagged[0]
+    assert "The machine was busy while latency was measured" in plain(sum(decision_page(busy, index, "").notes, ()))
+    stricter, _ = _run(specs, DecisionSettings(busy_load_per_core=0.5), loads={"a": 0.9, "b": 1.2})
+    assert "A 0.9" in next(note for note in stricter.notes if "busy" in note)
+    unweighted, _ = _run(specs, DecisionSettings(weights={"latency": 0}), loads={"b": 3.2})
+    assert not any("busy" in note for note in unweighted.notes)  # latency not in the decision: nothing to flag
+
+
+def test_the_load_average_is_read_where_the_os_has_one():
+    from reportgen.analysis.cost import load_per_core
+
+    load = load_per_core()
+    if hasattr(os, "getloadavg"):
+        assert isinstance(load, float) and load >= 0
+    else:
+        assert load is None
 
 
 def test_what_would_change_the_decision():

@@ -11,6 +11,7 @@ warms up before it times; every pass is kept, so the decision can resample the t
 """
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import statistics
@@ -33,6 +34,16 @@ STABLE_CHANGE = 0.01
 LATENCY_BUDGET_S = 2.0  # per model: time spent in timed passes
 THROUGHPUT_PASSES = 3  # timed at the run's batch size, after one warm-up pass at that shape
 THROUGHPUT_BUDGET_S = 1.0
+
+
+def load_per_core() -> Optional[float]:
+    """The 1-minute load average divided by the cores this process may use (None where the OS has no load
+    average)."""
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return os.getloadavg()[0] / max(cores, 1)
+    except (AttributeError, OSError):
+        return None
 
 
 def machine(device: str, host: str = "") -> Machine:
@@ -206,10 +217,11 @@ def measure_cost(model: torch.nn.Module, input_size, device: str, batch_size: in
     try:
         memory, method = memory_mb(model, input_size, device)
         latency = latency_ms(model, input_size, device, slim_unit)
+        load = load_per_core()
         throughput = images_per_second(model, input_size, device, batch_size)
     finally:
         model.train(was_training)
     q1, q3 = latency.quartiles_ms
     return Cost(latency.median_ms, q1, q3, len(latency.samples_ms), throughput, batch_size, memory, method,
                 latency.without_unit_median_ms, machine(device, host), tuple(latency.samples_ms),
-                tuple(latency.without_unit_ms), latency.warmup_passes, latency.stopped_because)
+                tuple(latency.without_unit_ms), latency.warmup_passes, latency.stopped_because, load)

@@ -119,6 +119,9 @@ class DecisionSettings:
     # are not worth a verdict (0.5 points: e.g. 1.3 top-1 points at the default weights, or 3 % of latency between
     # two timing sessions, which the resampled passes of one session cannot show).
     tie_points: float = 0.5
+    # Latency measured while the machine's 1-minute load average per core was above this is flagged on page 1:
+    # other processes competing for the cores inflate it, and the resampled passes cannot show that.
+    busy_load_per_core: float = 1.5
 
     def __post_init__(self):
         for key in ("max_params_m", "max_gmacs", "max_latency_ms"):
@@ -143,6 +146,7 @@ class DecisionSettings:
         _check_range(self, "weight_uncertainty", 0, 2)
         _check_range(self, "min_win_probability", 0.5, 1)
         _check_range(self, "tie_points", 0, 100)
+        _check_range(self, "busy_load_per_core", 0, low_open=True)
 
     def effective_weights(self) -> dict:
         """Every criterion's weight: the user's where given (old names mapped), else the default."""

@@ -581,6 +581,8 @@ class Cost(JsonRecord):
     slim_latency_ms_samples: tuple[float, ...] = ()  # each pass minus its time inside the unit (empty: no unit)
     warmup_passes: int = 0
     stopped_because: str = ""  # stable median | budget | maximum passes
+    # the machine's 1-minute load average per core right after the timed passes (None: not known on this OS)
+    load_per_core: Optional[float] = None
 
 
 @dataclass(frozen=True)

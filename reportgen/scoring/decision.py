@@ -576,6 +576,13 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     machines = [cost.backbones[n].machine for n in names if n in cost.backbones]
     if any(not cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones):
         notes.append("latency of an older cost.json has no timed passes to resample: its noise is not in the intervals")
+    busy = [(index.backbones[k].display_name, cost.backbones[n].load_per_core) for k, n in enumerate(names)
+            if n in cost.backbones and (cost.backbones[n].load_per_core or 0) > settings.busy_load_per_core]
+    if busy and weights.get("latency"):
+        loads = ", ".join(f"{name} {load:.1f}" for name, load in busy)
+        notes.append(f"the machine was busy while latency was measured (load average per core: {loads}; above "
+                     f"busy_load_per_core = {settings.busy_load_per_core:g}): other processes inflate latency, and "
+                     "its resampled passes cannot show it; run again with --fresh on an idle machine")
     return Decision(
         status, recommended, names[leader] if leader is not None else None,
         names[runner_up] if runner_up is not None else None, margin, least, tuple(candidates), weights,
