@@ -173,16 +173,17 @@ def test_latency_measured_on_different_machines_is_not_ranked():
 def test_latency_measured_on_a_busy_machine_is_flagged_on_page_one():
     """Other processes inflate every timed pass alike, so the resampled passes cannot show it: page 1 says so."""
     specs = {"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)}
-    quiet, _ = _run(specs, loads={"a": 0.9, "b": 1.2})
-    assert not any("busy" in note for note in quiet.notes)
-    busy, index = _run(specs, loads={"a": 0.9, "b": 3.2})
-    flagged = [note for note in busy.notes if "busy" in note]
-    assert len(flagged) == 1 and "B 3.2" in flagged[0] and "A " not in flagged[0]
-    assert "The machine was busy while latency was measured" in plain(sum(decision_page(busy, index, "").notes, ()))
-    stricter, _ = _run(specs, DecisionSettings(busy_load_per_core=0.5), loads={"a": 0.9, "b": 1.2})
-    assert "A 0.9" in next(note for note in stricter.notes if "busy" in note)
+    quiet, index = _run(specs, loads={"a": 0.6, "b": 0.9})
+    assert quiet.busy_latency == () and decision_page(quiet, index, "").busy == ()
+    busy, index = _run(specs, loads={"a": 0.6, "b": 3.2})
+    assert busy.busy_latency == (("B", 3.2),)
+    warning = decision_page(busy, index, "").busy
+    assert warning[0].flag and plain(warning).startswith("Latency was timed on a busy machine (load average per "
+                                                         "core: B 3.2; above busy_load_per_core = 1)")
+    stricter, _ = _run(specs, DecisionSettings(busy_load_per_core=0.5), loads={"a": 0.6, "b": 0.9})
+    assert stricter.busy_latency == (("A", 0.6), ("B", 0.9))
     unweighted, _ = _run(specs, DecisionSettings(weights={"latency": 0}), loads={"b": 3.2})
-    assert not any("busy" in note for note in unweighted.notes)  # latency not in the decision: nothing to flag
+    assert unweighted.busy_latency == ()  # latency not in the decision: nothing to flag
 
 
 def test_the_load_average_is_read_where_the_os_has_one():

@@ -152,3 +152,24 @@ def test_progress_bars_only_on_a_terminal(monkeypatch, capsys):
         bars.update("m", "cam", 4, 8)
     err = capsys.readouterr().err
     assert "backbones" in err and "m cam" in err and "4/8" in err
+
+
+def test_latency_timed_on_a_busy_machine_is_a_warning_on_page_one(lite_report, tmp_path):
+    """The saved cost says the machine was busy: the re-rendered page 1 warns, in red in HTML and bold in Markdown,
+    right under the headline."""
+    from conftest import run_cli
+
+    results = tmp_path / "results"
+    shutil.copytree(lite_report / "results", results)
+    cost = json.loads((results / "cost.json").read_text())
+    for record in cost["backbones"].values():
+        record["load_per_core"] = 0.4
+    cost["backbones"]["efficientnet_lite1"]["load_per_core"] = 4.0
+    (results / "cost.json").write_text(json.dumps(cost))
+    assert run_cli("render", str(results), "--format", "html,md").exit_code == 0
+    html = (tmp_path / "report.html").read_text()
+    warning = re.search(r'<p class="decision">.*?</p>\s*<p><span class="flag">Latency was timed on a busy machine '
+                        r'\(load average per core: EfficientNet-Lite1 4\.0; above busy_load_per_core = 1\)', html, re.S)
+    assert warning, html[:3000]
+    md = (tmp_path / "report.md").read_text()
+    assert "**Latency was timed on a busy machine \\(load average per core: EfficientNet-Lite1 4.0; above " in md

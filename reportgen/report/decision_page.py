@@ -30,6 +30,7 @@ class DecisionPage:
     machine: Sentence  # where latency was measured
     checks: dict  # candidate name -> the constraints column's text
     rows: tuple = ()  # CandidateCells per candidate, in the decision's order (the page-1 table)
+    busy: Sentence = ()  # a warning: latency timed on a busy machine (empty: it was not)
     details: Sentence = (text("How these numbers are made, and what they leave out: "),
                          text("section 2.1", "decision-detail"), text("."))
 
@@ -214,6 +215,15 @@ def _notes(decision: Decision) -> tuple:
     return tuple(notes)
 
 
+def _busy(decision: Decision) -> Sentence:
+    if not decision.busy_latency:
+        return ()
+    loads = ", ".join(f"{name} {load:.1f}" for name, load in decision.busy_latency)
+    return (text(f"Latency was timed on a busy machine (load average per core: {loads}; above busy_load_per_core = "
+                 f"{num(decision.busy_load_per_core)}): other processes inflate it, which its resampled passes "
+                 "cannot show. Run again with --fresh on an idle machine before deciding on latency.", flag=True),)
+
+
 def _method(decision: Decision) -> Sentence:
     weights = "fixed at these values" if not decision.weight_uncertainty else \
         f"drawn around these values in each draw (log-normal, spread {num(decision.weight_uncertainty)}, as in SMAA)"
@@ -248,7 +258,7 @@ def decision_page(decision: Decision, index: RunIndex, started: str) -> Decision
     return DecisionPage(title(decision, index, started), _headline(decision), _basis(decision), _change(decision),
                         _paired_test(decision), _constraints(decision), _notes(decision), _method(decision),
                         _machine(decision), {c.backbone: check_mark(c) for c in decision.candidates},
-                        candidate_cells(decision))
+                        candidate_cells(decision), busy=_busy(decision))
 
 
 def check_mark(candidate: Candidate) -> str:

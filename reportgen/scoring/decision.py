@@ -169,6 +169,10 @@ class Decision:
     tie_points: float
     latency_noise: bool  # timing samples were resampled (cost.json of this version)
     notes: tuple = field(default_factory=tuple)  # anything else the reader must know (e.g. latency dropped)
+    # (display name, load average per core) of each candidate whose latency was timed on a busy machine, while
+    # latency is a criterion; busy means above busy_load_per_core
+    busy_latency: tuple = ()
+    busy_load_per_core: float = 0.0
 
     def quality_of(self, candidate: Candidate) -> Optional[float]:
         """The chart's vertical value for a candidate (None: not measured)."""
@@ -576,13 +580,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     machines = [cost.backbones[n].machine for n in names if n in cost.backbones]
     if any(not cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones):
         notes.append("latency of an older cost.json has no timed passes to resample: its noise is not in the intervals")
-    busy = [(index.backbones[k].display_name, cost.backbones[n].load_per_core) for k, n in enumerate(names)
-            if n in cost.backbones and (cost.backbones[n].load_per_core or 0) > settings.busy_load_per_core]
-    if busy and weights.get("latency"):
-        loads = ", ".join(f"{name} {load:.1f}" for name, load in busy)
-        notes.append(f"the machine was busy while latency was measured (load average per core: {loads}; above "
-                     f"busy_load_per_core = {settings.busy_load_per_core:g}): other processes inflate latency, and "
-                     "its resampled passes cannot show it; run again with --fresh on an idle machine")
+    busy = tuple((index.backbones[k].display_name, cost.backbones[n].load_per_core) for k, n in enumerate(names)
+                 if n in cost.backbones and (cost.backbones[n].load_per_core or 0) > settings.busy_load_per_core)
     return Decision(
         status, recommended, names[leader] if leader is not None else None,
         names[runner_up] if runner_up is not None else None, margin, least, tuple(candidates), weights,
@@ -591,4 +590,4 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         bool(weights) and set(weights) <= set(COST_CRITERIA), draws.samples, settings.weight_uncertainty,
         settings.min_win_probability, sensitivity, MAX_WEIGHT, test, settings.tie_points,
         bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones),
-        tuple(notes))
+        tuple(notes), busy if weights.get("latency") else (), settings.busy_load_per_core)
