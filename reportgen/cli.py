@@ -56,7 +56,7 @@ def main():
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from .report.render import parse_formats
+    from .report.formats import parse_formats
 
     return parse_formats(text)
 
@@ -117,13 +117,16 @@ def run(config_path, force, as_json, quiet, **_options):
       reportgen run --preset lite --executor ray --shard-size 64
     """
     from .inputs.battery import EMPTY, load_battery
-    from .pipeline.request import resolve_request
+    from .pipeline.request import resolve_request  # light: a bad file or flag is one line, before anything else
 
     ctx = click.get_current_context()
     given = {name for name in ctx.params
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     request = resolve_request(load_battery(config_path) if config_path else EMPTY, ctx.params, given)
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
+    # The first line comes before the heavy imports (numpy and the report's libraries, then torch, timm and
+    # grad-cam: 10-20 s on a small machine), so the command is seen to have started.
+    say(_starting(request))
     # Re-running the same command into the same --out reuses every unchanged backbone and re-renders.
     _check_output_folder(request.out_dir, force)
     distributed = request.executor.kind == "ray"
@@ -139,8 +142,7 @@ def run(config_path, force, as_json, quiet, **_options):
     from .results.lock import output_folder_lock
 
     with output_folder_lock(request.out_dir):
-        prepared = prepare(request, say, decode=not distributed)
-        say(prepared.device_note)
+        prepared = prepare(request, say, decode=not distributed)  # says the device as soon as it is known
         say(f"{len(prepared.plans)} backbone(s), {len(prepared.image_set.records)} images, weights: "
             + ", ".join(f"{p.backbone.name}={p.source}" for p in prepared.plans))
         with BatchProgress(enabled=not quiet and not as_json and not distributed) as bars:
@@ -156,6 +158,14 @@ def run(config_path, force, as_json, quiet, **_options):
         }, indent=1, sort_keys=True))
         return
     _echo_written(result.written, results)
+
+
+def _starting(request) -> str:
+    chosen = (f"{len(request.backbones)} backbone(s) from --backbone" if request.backbones else
+              f"the battery file's {len(request.battery.backbones)} backbone(s)" if request.battery.backbones else
+              f"preset {request.preset}")
+    return (f"starting: {chosen}, {request.weights_mode} weights, into {request.out_dir}; loading torch, timm and "
+            "grad-cam (several seconds)")
 
 
 def _echo_written(written: dict, results: Path | None = None) -> None:

@@ -1,5 +1,6 @@
 """The one paired, stratified bootstrap behind every interval: one set of image indices per draw for every
-backbone, family and criterion; every group kept in every draw; timing and weights resampled in the same draws."""
+backbone, family and criterion; every group resampled alone kept in every draw (groups under the minimum size are
+pooled: tests/test_calibration_stats.py); timing and weights resampled in the same draws."""
 import numpy as np
 import pytest
 
@@ -30,7 +31,8 @@ def test_one_index_set_per_draw_serves_every_vector(seed):
 
 
 def test_every_draw_keeps_every_group_at_its_size():
-    """1 small image in 24: unstratified, a third of the draws would have none; here every draw has exactly one."""
+    """1 small image in 24, every group alone (min_stratum 1): unstratified, a third of the draws would have none;
+    here every draw has exactly one."""
     strata = ["small"] + ["large"] * 23
     draws = paired_draws(strata, 500, 0)
     small = np.array(strata) == "small"

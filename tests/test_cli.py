@@ -55,7 +55,9 @@ def test_user_errors_are_one_line(args, code, text):
     result = run_cli(*args)
     assert result.exit_code == code
     assert text in result.output and "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    # (a name that needs timm to check comes after the run's first line, which precedes the heavy imports)
+    lines = result.output.strip().splitlines()
+    assert len([line for line in lines if not line.startswith("reportgen: starting:")]) == 1
 
 
 def test_bad_manifest_is_reported_before_models_load(tmp_path, small_image_dir):

@@ -50,13 +50,40 @@ def _cost(samples, machine=MACHINE, load=None):
                 load_per_core=load)
 
 
+def _with_beyond(entry, gaps=None, corrupted=None):
+    """The backbone with a measured ROAD gap (per image) and corrupted top-1 outcomes (per image, one corruption at
+    one severity), and the saved arrays that hold them."""
+    from dataclasses import replace
+
+    from reportgen.results import arrays as keys
+    from reportgen.results.schema import CorruptionRun, FaithfulnessRun, RunStatus
+
+    arrays = {}
+    if gaps is not None:
+        road = np.zeros((N, 3, 2))
+        road[:, 0, 1] = 2 * np.asarray(gaps, dtype=float)  # LeRF change; MoRF 0: the gap is (LeRF - MoRF) / 2
+        arrays[keys.ROAD] = road
+        entry = replace(entry, faithfulness=FaithfulnessRun(RunStatus.DONE, "", "x", (50,), 64, tuple(range(N)),
+                                                            "balanced"))
+    if corrupted is not None:
+        arrays[keys.CORRUPT_TOP1] = np.array([1 if ok else 2 for ok in corrupted]).reshape(N, 1, 1)
+        if hasattr(keys, "CORRUPT_CLEAN"):  # the clean common crop's top-1: here the analysis's own prediction
+            arrays[keys.CORRUPT_CLEAN] = np.array([p.top5[0].index for p in entry.predictions])
+        entry = replace(entry, corruption=CorruptionRun(RunStatus.DONE, "", ("gaussian_noise",), (3,),
+                                                        tuple(range(N)), "balanced"))
+    return entry, arrays
+
+
 def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_samples=None, mass_nan=(),
-         correct=None, machines=None, loads=None):
+         correct=None, machines=None, loads=None, gaps=None, corrupted=None):
     """specs: name -> (params M, accuracy, mass_ratio, latency ms). ``latency_samples``: name -> timed passes
     (default: 30 passes around the latency with 2 % noise); ``mass_nan``: (name, background) without a CAM value
-    there; ``correct``: name -> per-image top-1 outcomes."""
+    there; ``correct``: name -> per-image top-1 outcomes; ``gaps``: name -> per-image ROAD gap (faithfulness
+    measured); ``corrupted``: name -> per-image top-1 outcomes under a corruption (corruptions measured)."""
     config = AnalysisConfig(decision=decision, bootstrap_samples=400)
-    backbones = tuple(_backbone(name, p, acc, (correct or {}).get(name)) for name, (p, acc, _, _) in specs.items())
+    built = {name: _with_beyond(_backbone(name, p, acc, (correct or {}).get(name)), (gaps or {}).get(name),
+                                (corrupted or {}).get(name)) for name, (p, acc, _, _) in specs.items()}
+    backbones = tuple(entry for entry, _ in built.values())
     images = tuple(_image(i) for i in range(N))
     rows = tuple(PerImageRow(img.file, name, "deeper", "x", "deep", img.size, img.background, CamStatus.OK, 0.5,
                              None if (name, img.background) in mass_nan else mass + 0.3 * ((i * 7) % 5) / 5, True,
@@ -70,7 +97,8 @@ def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_
                                   for name, (_, _, _, lat) in specs.items()}
     cost = CostReport({name: _cost(samples[name], (machines or {}).get(name, MACHINE), (loads or {}).get(name))
                        for name in specs})
-    return decide(index, metrics, cost), index
+    arrays_of = (lambda name: built[name][1]) if gaps or corrupted else None
+    return decide(index, metrics, cost, arrays_of=arrays_of), index
 
 
 def test_a_clear_winner_is_recommended_with_its_win_probability():
@@ -83,14 +111,16 @@ def test_a_clear_winner_is_recommended_with_its_win_probability():
 
 
 def test_identical_twins_are_no_clear_winner_and_share_the_wins():
-    """The same model entered twice (the same weights under two names): only timing noise tells them apart."""
+    """The same model entered twice (the same weights under two names) with the same timed passes: only the
+    resampling of those passes tells them apart, and the wins split."""
     rng = np.random.default_rng(7)
-    samples = {"twin-a": 10.0 + rng.standard_normal(40), "twin-b": 10.0 + rng.standard_normal(40)}
-    decision, index = _run({"twin-a": (5.0, 0.6, 2.0, 10.0), "twin-b": (5.0, 0.6, 2.0, 10.0)}, latency_samples=samples)
+    passes = 10.0 + rng.standard_normal(40)
+    decision, index = _run({"twin-a": (5.0, 0.6, 2.0, 10.0), "twin-b": (5.0, 0.6, 2.0, 10.0)},
+                           latency_samples={"twin-a": passes, "twin-b": passes})
     assert decision.status == DecisionStatus.NO_CLEAR_WINNER and decision.recommended is None
     for candidate in decision.candidates:
         assert 0.2 <= candidate.p_best <= 0.8, candidate
-    assert decision.margin.ci_low < 0 < decision.margin.ci_high
+    assert decision.margin.mean == 0 and decision.margin.ci_low < 0 < decision.margin.ci_high
     headline = plain(decision_page(decision, index, "").headline)
     assert headline.startswith("No clear winner") and "recommend" not in headline.lower()
 
@@ -106,17 +136,156 @@ def test_a_dominated_candidate_never_reorders_the_others():
         assert after.candidate(name).utilities == before.candidate(name).utilities
 
 
+def test_a_candidate_worse_in_every_draw_never_changes_p_best_or_the_verdict():
+    """Issue 24: wins within tie_points (0.5) of a draw's best were shared, so a candidate worse in every draw but
+    within 0.5 points took half the leader's wins. A win is now shared only on an exact tie. First the issue's
+    example on the draws' scores: A about 61.6 against B about 60 ranks first in 96.8 % of the draws, and C = A - 0.3
+    in every draw changes nothing; then a whole decision: c is a with more parameters (about 0.33 points lower in
+    every draw, images and timing identical), and a's and b's P(best) and the verdict are those without c."""
+    from reportgen.scoring.decision import win_shares
+
+    rng = np.random.default_rng(0)
+    b = 60.0 + 1.0 * rng.standard_normal(1000)
+    a = b + 1.6 + 0.864 * rng.standard_normal(1000)  # the difference: mean 1.6, SD 0.864
+    expected_a = float(np.mean(a > b))  # the reference: the share of draws in which A scores higher
+    assert expected_a == pytest.approx(0.968, abs=0.01)
+    assert win_shares(np.stack([a, b], axis=1)) == pytest.approx([expected_a, 1 - expected_a])
+    assert win_shares(np.stack([a, b, a - 0.3], axis=1)) == pytest.approx([expected_a, 1 - expected_a, 0.0])
+    assert win_shares(np.stack([a, a, b], axis=1)) == pytest.approx([expected_a / 2, expected_a / 2,
+                                                                     1 - expected_a])  # identical twins: half each
+
+    passes = [10.0] * 30
+    correct = {"a": [i < 20 for i in range(N)], "b": [i < 16 or i == 20 for i in range(N)]}
+    specs = {"a": (5.0, 0.0, 2.0, 10.0), "b": (5.0, 0.0, 2.0, 10.0)}
+    before, _ = _run(specs, correct=correct, latency_samples={"a": passes, "b": passes})
+    after, _ = _run({**specs, "c": (6.0, 0.0, 2.0, 10.0)}, correct={**correct, "c": correct["a"]},
+                    latency_samples={"a": passes, "b": passes, "c": passes})
+    assert before.status == DecisionStatus.RECOMMENDED and before.recommended == "a"
+    gap = after.candidate("a").score.mean - after.candidate("c").score.mean
+    assert 0 < gap < 0.5  # within the old tie_points of a in every draw
+    assert after.candidate("c").p_best == 0.0
+    for name in specs:
+        assert after.candidate(name).p_best == before.candidate(name).p_best
+    assert (after.status, after.recommended, after.leader) == (before.status, before.recommended, before.leader)
+
+    # Twins timed in two sessions differ by their timing noise alone: in one run the twin measured faster may lead,
+    # but over runs each twin's P(best) averages one half.
+    shares = []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        samples = {"twin-a": 10.0 + rng.standard_normal(40), "twin-b": 10.0 + rng.standard_normal(40)}
+        decision, _ = _run({"twin-a": (5.0, 0.6, 2.0, 10.0), "twin-b": (5.0, 0.6, 2.0, 10.0)},
+                           latency_samples=samples)
+        shares.append(decision.candidate("twin-a").p_best)
+    assert abs(np.mean(shares) - 0.5) < 0.12
+
+
+def test_one_leader_for_the_verdict_the_margin_and_what_would_change_it():
+    """a and a2 are the same model (the same timed passes): they split their wins, so b ranks first in the most
+    draws while a scores highest at the point estimates. The leader is a throughout: the margin is a's lead (never
+    negative), what would change it names a weight that moves (never "from 3 to 3"), and the headline says that
+    b ranks first in more draws."""
+    passes = 10.0 * (1 + 0.02 * np.random.default_rng(3).standard_normal(30))
+    correct = {"a": [i < 18 for i in range(N)], "a2": [i < 18 for i in range(N)],
+               "b": [i < 15 or i in (20, 21) for i in range(N)]}
+    specs = {"a": (5.0, 0.0, 2.0, 10.0), "a2": (5.0, 0.0, 2.0, 10.0), "b": (2.2, 0.0, 2.0, 10.0)}
+    decision, index = _run(specs, correct=correct, latency_samples={name: passes for name in specs})
+    by_score = max(decision.candidates, key=lambda c: (c.score.mean, c.p_best))
+    by_p_best = max(decision.candidates, key=lambda c: c.p_best)
+    assert by_p_best.backbone == "b" and by_score.backbone != "b"  # the two leaders differ
+    assert decision.leader == by_score.backbone and decision.candidates[0].backbone == decision.leader
+    assert decision.status == DecisionStatus.NO_CLEAR_WINNER
+    leader, second = decision.candidate(decision.leader), decision.candidate(decision.runner_up)
+    assert decision.margin.mean == leader.score.mean - second.score.mean >= 0
+    change = decision.sensitivity
+    assert change.new_first == "B" and change.to != change.weight
+    page = decision_page(decision, index, "")
+    text = plain(page.change)
+    numbers = re.search(r"from (\S+) to (\S+) puts B ahead of (\S+) ", text)
+    assert numbers and numbers[1] != numbers[2] and numbers[3] == leader.display_name, text
+    headline = plain(page.headline)
+    assert f"{leader.display_name} leads with score" in headline and "though B ranks first in more draws" in headline
+
+
+def test_the_method_sentence_types_no_tie_and_computes_its_equivalences():
+    """Issue 24: the tie rationale's typed numbers were wrong (at the default weights 0.5 points is 1.83 top-1
+    points or x1.46 latency, not "1.3 points / 3 %"); ties within tie_points are gone, and so is the sentence. The
+    scale's points per halving come from the scale itself."""
+    decision, index = _run({"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)})
+    method = plain(decision_page(decision, index, "").method)
+    assert "counts as a tie" not in method and "tie_points" not in method
+    assert "shared only on an exact tie" in method
+    per_halving = 100 * np.log10(2) / 3  # 100 x (1 - log10(ms) / 3) between 1 ms and 2 ms
+    assert f"latency and size: {per_halving:.3g} points per halving" in method
+    assert not hasattr(decision, "tie_points")
+    assert DecisionSettings(tie_points=0.5).tie_points == 0.5  # still accepted (older battery files), unused
+
+
+def test_a_draw_without_a_clean_success_keeps_its_corruption_value():
+    """Issue 24: with the share kept (corrupted / clean), a draw in which a candidate gets no image right clean has
+    an infinite or undefined value, which was silently left out (here in a third of the draws, and the candidate
+    was then scored without it and won 1 % of them). The change in top-1 has no pole: every draw has a value, the
+    hand-computed one."""
+    from reportgen.scoring.bootstrap import paired_draws
+
+    strong = [i < 20 for i in range(N)]
+    weak = [i == 0 for i in range(N)]  # one image right clean, and another right only under corruption
+    decision, index = _run({"strong": (5.0, 0.0, 2.0, 10.0), "weak": (5.0, 0.0, 2.0, 10.0)},
+                           correct={"strong": strong, "weak": weak},
+                           corrupted={"strong": [i < 14 for i in range(N)], "weak": [i == 1 for i in range(N)]})
+    weak_result = decision.candidate("weak")
+    assert weak_result.p_best == 0.0 and decision.recommended == "strong"
+    assert weak_result.corruption.value == 0.0 and weak_result.corruption.ci_low is not None
+    assert decision.candidate("strong").corruption.value == pytest.approx(-6 / N)
+    assert "corruption" in decision.weights and weak_result.utilities["corruption"] == pytest.approx(100.0)
+
+    from reportgen.scoring.beyond_paper import top1_change_of
+
+    clean = np.array([1.0] + [0.0] * (N - 1))
+    corrupted = np.zeros((N, 1, 1))
+    corrupted[1] = 1.0
+    draws = paired_draws([0] * N, 300, 0)
+    point, drawn = top1_change_of(clean, corrupted, draws)
+    assert point == 0.0 and np.isfinite(drawn).all()
+    expected = [np.mean([corrupted[i, 0, 0] - clean[i] for i in row]) for row in draws.indices]
+    assert drawn == pytest.approx(expected)
+    assert any(0 not in row for row in draws.indices)  # draws without the clean success are among them
+
+
 @pytest.mark.parametrize("others", [("b",), ("b", "c")])
-def test_a_missing_value_is_left_out_never_best_or_worst_by_accident(others):
-    """"a" has no usable CAM on cluttered backgrounds: it is scored on the criteria it has, whatever the others."""
+def test_a_missing_value_is_left_out_for_every_candidate(others):
+    """"a" has no usable CAM on cluttered backgrounds: clutter is left out for every candidate it is compared with
+    (issue 24: each scored on its own criteria was not neutral), and page 1 says for whom."""
     specs = {"a": (5.0, 0.7, 2.0, 20.0), "b": (5.0, 0.7, 2.0, 20.0), "c": (6.0, 0.6, 1.9, 25.0)}
-    decision, _ = _run({n: specs[n] for n in ("a",) + others}, mass_nan=(("a", "cluttered"),))
+    decision, index = _run({n: specs[n] for n in ("a",) + others}, mass_nan=(("a", "cluttered"),))
     a = decision.candidate("a")
-    assert a.missing == ("clutter",) and "clutter" not in a.utilities
+    assert a.missing == ("clutter",) and "clutter" not in a.utilities and "clutter" not in decision.weights
+    assert decision.unshared == (("clutter", (("A", "no usable deep-layer CAM on boxed images of both backgrounds"),)),)
     weights = DecisionSettings().effective_weights()
-    expected = sum(weights[c] * u for c, u in a.utilities.items()) / sum(weights[c] for c in a.utilities)
-    assert a.score.mean == pytest.approx(expected)
+    for candidate in decision.candidates:
+        assert set(candidate.utilities) == set(decision.weights)
+        total = sum(weights[c] for c in decision.weights)
+        assert candidate.score.mean == pytest.approx(sum(weights[c] * u for c, u in candidate.utilities.items()) / total)
     assert a.clutter_retention.value is None and decision.candidate("b").clutter_retention.value is not None
+    assert "left out for every candidate, so that all are compared on the criteria they share: clutter (no value " \
+           "for A: no usable deep-layer CAM" in plain(decision_page(decision, index, "").basis)
+
+
+def test_two_identical_candidates_score_equally_when_one_lacks_faithfulness():
+    """Issue 24: faithfulness sits near 5 points, the other criteria far higher, so scoring a candidate on the mean
+    of the criteria it has rewarded lacking it (58.45 against 63.80 for the same model). Compared on the criteria
+    both have, the same model scores the same."""
+    passes = 20.0 * (1 + 0.02 * np.random.default_rng(3).standard_normal(30))
+    specs = {"a": (5.0, 0.7, 2.0, 20.0), "b": (5.0, 0.7, 2.0, 20.0)}
+    decision, index = _run(specs, latency_samples={"a": passes, "b": passes}, gaps={"a": np.full(N, 0.05)})
+    a, b = decision.candidate("a"), decision.candidate("b")
+    assert a.faithfulness.value == pytest.approx(0.05) and b.faithfulness.value is None
+    assert a.score.mean == b.score.mean and set(a.utilities) == set(b.utilities) == set(decision.weights)
+    assert "faithfulness" not in decision.weights and b.missing == ("faithfulness",) and a.missing == ()
+    assert decision.unshared == (("faithfulness", (("B", "not measured: not measured by this version"),)),)
+    assert decision.status == DecisionStatus.NO_CLEAR_WINNER and 0.2 <= a.p_best <= 0.8
+    basis = plain(decision_page(decision, index, "").basis)
+    assert "compared on the criteria they share: faithfulness (no value for B: not measured" in basis
 
 
 def test_one_candidate_is_the_only_candidate_never_recommended_over_another():
@@ -367,7 +536,7 @@ def test_the_slimmed_latency_leaves_out_the_time_spent_inside_the_unit():
 
     model = TwoCalls().eval()
     paired = latency_ms(model, (3, 16, 16), "cpu", unit="unit", budget_s=0.3)
-    assert len(paired.samples_ms) >= 3 and paired.median_ms >= 40.0 and paired.stopped_because == "budget"
+    assert len(paired.samples_ms) >= 3 and paired.median_ms >= 40.0 and paired.stopped_because == "time budget"
     assert len(paired.without_unit_ms) == len(paired.samples_ms)
     for whole, without in zip(paired.samples_ms, paired.without_unit_ms):
         assert 0 < without <= whole - 40.0  # every pass, not just the medians
@@ -375,16 +544,19 @@ def test_the_slimmed_latency_leaves_out_the_time_spent_inside_the_unit():
     assert not model.unit._forward_hooks and not model.unit._forward_pre_hooks
 
 
-def test_latency_is_timed_until_its_median_is_stable_and_keeps_every_pass():
-    from reportgen.analysis.cost import MIN_PASSES, latency_ms, measure_cost
+def test_latency_is_timed_until_its_median_is_precise_and_keeps_every_pass():
+    from reportgen.analysis.cost import LATENCY_PRECISION, MIN_REPEATS, PRECISION_REACHED, latency_ms, measure_cost
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                 torch.nn.Linear(4, 2)).eval()
     found = latency_ms(model, (3, 32, 32), "cpu")
-    assert found.warmup_passes >= 1 and len(found.samples_ms) >= MIN_PASSES
-    assert found.stopped_because in ("stable median", "maximum passes")
+    assert found.warmup_passes >= 1 and len(found.samples_ms) >= MIN_REPEATS
+    # (a busy machine's noise can leave the time budget to stop it; the record says which)
+    assert found.stopped_because != PRECISION_REACHED or found.precision <= LATENCY_PRECISION
     cost = measure_cost(model, (3, 32, 32), "cpu", 4)
-    assert len(cost.latency_ms_samples) == cost.latency_repeats >= MIN_PASSES
+    assert len(cost.latency_ms_samples) == cost.latency_repeats >= MIN_REPEATS
+    assert cost.latency_target_precision == LATENCY_PRECISION and cost.latency_precision is not None
+    assert cost.latency_ms_ci[0] <= cost.latency_ms_median <= cost.latency_ms_ci[1]
     assert cost.latency_ms_median == pytest.approx(float(np.median(cost.latency_ms_samples)))
     assert cost.machine.fingerprint == (cost.machine.device, cost.machine.device_name, cost.machine.cpu_model,
                                         torch.get_num_threads(), torch.__version__)
@@ -408,7 +580,7 @@ def test_the_lite_run_shows_each_models_win_probability_on_page_one(lite_report)
         shown = f"{100 * c['p_best']:.0f} %" if 0.005 <= c["p_best"] < 0.995 else ("<1 %" if c["p_best"] else "0 %")
         assert f"{c['display_name']}" in first and shown in first
         # every measured criterion on page 1 carries its interval from the same draws
-        for criterion in ("localisation_score", "ece", "corruption", "faithfulness", "latency"):
+        for criterion in ("localisation_score", "calibration", "corruption", "faithfulness", "latency"):
             measure = c[criterion]
             assert measure["ci_low"] <= measure["value"] <= measure["ci_high"], (criterion, measure)
             assert measure["ci_low"] < measure["ci_high"], (criterion, measure)
@@ -478,17 +650,20 @@ def test_one_architecture_twice_is_three_candidates_everywhere(same_architecture
         assert html.count(name) >= 5  # tables, figures' captions and the decision
 
 
-def test_identical_twins_end_to_end_share_the_wins(same_architecture_run):
-    """The same weights under two names: every image number is identical, only timing noise separates them, so
-    neither is recommended over the other."""
+def test_identical_twins_end_to_end_differ_by_their_timing_alone(same_architecture_run):
+    """The same weights under two names: every image number is identical, so their scores differ by their measured
+    latency alone. (A win is shared only on an exact tie (issue 24), so in one run the twin timed faster may take
+    most of the twins' wins: over runs each takes half.)"""
     out, _ = same_architecture_run
     decision = json.loads((out / "metrics.json").read_text())["decision"]
     by_name = {c["backbone"]: c for c in decision["candidates"]}
     a, b = by_name["stock-a"], by_name["stock-b"]
     assert a["top1"] == b["top1"] and a["localisation_score"] == b["localisation_score"]
-    assert decision["recommended"] not in ("stock-a", "stock-b")
-    twins = a["p_best"] + b["p_best"]
-    # the tuned head scores differently on these images, so the twins win some draws (the seed fixes how many) ...
-    assert twins > 0.05, decision["candidates"]
-    # ... and split them: only timing noise separates them
-    assert 0.2 <= a["p_best"] / twins <= 0.8 and 0.2 <= b["p_best"] / twins <= 0.8
+    weights = decision["weights"]
+    assert {k: v for k, v in a["utilities"].items() if k != "latency"} == \
+        {k: v for k, v in b["utilities"].items() if k != "latency"}
+    latency_share = weights.get("latency", 0) / sum(weights.values())
+    latency_gap = a["utilities"].get("latency", 0) - b["utilities"].get("latency", 0)
+    assert a["score"]["mean"] - b["score"]["mean"] == pytest.approx(latency_share * latency_gap, abs=1e-9)
+    # the tuned head scores differently on these images, so the twins win some draws (the seed fixes how many)
+    assert a["p_best"] + b["p_best"] > 0.05, decision["candidates"]

@@ -25,8 +25,8 @@ from ..results.stats import weight_summary
 from ..results.views import views_of
 from ..scoring.measures import cam_similarity
 from .classes import ClassNames
-from .corruptions import corrupted_predictions
-from .cost import measure_cost
+from .corruptions import common_crop_of, corrupted_predictions, input_view
+from .cost import measure_cost, timing_outcome, timing_plan
 from .faithfulness import road
 from .environment import release_memory
 from .engine import BackboneAnalysis, analyse_backbone, forward_probs
@@ -205,21 +205,23 @@ def analysis_input_size(batches: Batches) -> tuple:
 
 def _corruption(model, batches: Batches, analysis: BackboneAnalysis, image_set: ImageSet, config: AnalysisConfig,
                 device: str, weights_mode: str, count) -> tuple[CorruptionRun, dict]:
-    """Top-1 on each corrupted crop of the hashed sample (the clean top-1 is the analysis's)."""
+    """Top-1 on the clean and on each corrupted common 224 x 224 crop of the hashed sample (ImageNet-C's crop, the
+    same pixels for every backbone), each through the backbone's own resize and normalisation."""
     sample = image_set.sample_positions(config.corruption_max_images, config.seed)
     why = _beyond_paper_skip(weights_mode, config, config.corruption_max_images) or (
         "" if config.corruptions else "no corruptions configured")
     if why:
         return CorruptionRun(RunStatus.SKIPPED, why), {}
-    chosen = batches.subset(sample)
-    top1 = corrupted_predictions(model, chosen.crops(), [image_set.records[i].sha256 for i in sample],
-                                 chosen.tensor_part, config.corruptions, config.corruption_severities, config.seed,
-                                 device, max(config.batch_size, 16), config.corruption_design,
-                                 on_batch=count("corruptions", len(sample) * len(config.corruptions)
-                                                * (len(config.corruption_severities)
-                                                   if config.corruption_design == "full" else 1)))
+    records = [image_set.records[i] for i in sample]
+    cells = len(config.corruptions) * (len(config.corruption_severities) if config.corruption_design == "full" else 1)
+    clean, top1 = corrupted_predictions(model, [common_crop_of(r) for r in records], [r.sha256 for r in records],
+                                        input_view(batches.transform), config.corruptions,
+                                        config.corruption_severities, config.seed, device,
+                                        max(config.batch_size, 16), config.corruption_design,
+                                        on_batch=count("corruptions", len(sample) * (1 + cells)))
     return (CorruptionRun(RunStatus.DONE, "", tuple(config.corruptions), tuple(config.corruption_severities),
-                          tuple(sample), config.corruption_design), {keys.CORRUPT_TOP1: top1})
+                          tuple(sample), config.corruption_design),
+            {keys.CORRUPT_TOP1: top1, keys.CORRUPT_CLEAN: clean})
 
 
 def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set: ImageSet, backbone,
@@ -238,7 +240,7 @@ def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set
     scores = road(model, inputs, cams, [int(analysis.targets[i]) for i in sample],
                   [image_set.records[i].sha256 for i in sample], config.faithfulness_percentiles, config.seed,
                   device, config.faithfulness_imputation_side, config.faithfulness_design,
-                  on_image=count("faithfulness", len(sample)))
+                  on_image=count("faithfulness", len(sample)), cam_shape=layer.cam.shape[1:])
     return (FaithfulnessRun(RunStatus.DONE, "", deep, tuple(config.faithfulness_percentiles),
                             config.faithfulness_imputation_side, tuple(sample), config.faithfulness_design),
             {keys.ROAD: scores.values})
@@ -317,9 +319,17 @@ def _weight_records(summaries: dict) -> tuple[dict, dict]:
     return records, arrays
 
 
-def _progress_counter(on_batch: OnBatch, total: int):
+# The line each stage says when it starts (the Grad-CAM pass and the sanity check say theirs where they begin).
+STAGE_LINES = {"slimming": "slimming, {total} images through the model without its unit",
+               "corruptions": "corruptions, {total} forward passes of clean and corrupted crops",
+               "faithfulness": "faithfulness (ROAD), {total} images"}
+
+
+def _progress_counter(on_batch: OnBatch, total: int, announce: Callable[[str], None] = lambda message: None):
     def count(stage, stage_total=total):
-        """A per-batch callback that reports images done so far in this stage."""
+        """A per-batch callback that reports images done so far in this stage (its first use says the stage)."""
+        if stage in STAGE_LINES:
+            announce(STAGE_LINES[stage].format(total=stage_total))
         done = [0]
 
         def step(n):
@@ -380,7 +390,7 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     batches = Batches(image_set.records, eval_transform(loaded.data_config), config.batch_size, decoded)
     layers = backbone.all_layers()
     total = len(image_set.records)
-    count = _progress_counter(on_batch, total)
+    count = _progress_counter(on_batch, total, lambda line: progress(f"{backbone.name}: {line}"))
     progress(f"{backbone.name}: Grad-CAM and features on {total} images, {len(layers)} layers")
 
     with stage("cam_and_features_s"):
@@ -406,8 +416,12 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
                                                           device, weights_mode, count)
     with stage("cost_s", release=False):
         # A shard after a backbone's first skips it: latency does not depend on the images.
+        if with_cost:
+            progress(f"{backbone.name}: {timing_plan()}")
         cost = (measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slimming.unit)
                 if with_cost else None)
+        if cost is not None:
+            progress(f"{backbone.name}: {timing_outcome(cost)}")
     with stage("weights_s", release=False):
         weight_records, weight_arrays = _weight_records(weight_stats(model, backbone, config))
 

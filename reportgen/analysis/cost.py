@@ -1,39 +1,45 @@
 """What a backbone costs on the run's device: latency (every timed forward pass at batch 1, after warm-up, under
-``torch.inference_mode``), throughput at the run's batch size (after a warm-up at that shape), and inference memory
-(CUDA: peak allocated; CPU: weights plus the largest activation footprint of one module at batch 1, measured from
-the tensors a forward pass makes), and the slimmed model's latency (the same passes minus the time spent inside the
-unit slimming removes). Machine-dependent: kept in cost.json with the machine's fingerprint, apart from the
-reproducible results.
+``torch.inference_mode``), throughput at the run's batch size (timed where that is cheap, else bounded below by the
+batch-1 latency), and inference memory (CUDA: peak allocated; CPU: weights plus the largest activation footprint of
+one module at batch 1, measured from the tensors a forward pass makes), and the slimmed model's latency (the same
+passes minus the time spent inside the unit slimming removes). Machine-dependent: kept in cost.json with the
+machine's fingerprint, apart from the reproducible results.
 
-Latency is timed until its median is stable (adding the last ten passes moves it by at most 1 %) once at least
-MIN_PASSES passes are in, or until the per-model budget is spent (at least MIN_REPEATS passes), as timm's benchmark
-warms up before it times; every pass is kept, so the decision can resample the timing noise.
+Latency is timed until its median is known to a stated precision: the distribution-free 95 % interval of the median
+(order statistics, :func:`median_interval`) lies within ±LATENCY_PRECISION of it, checked at MIN_PASSES passes and
+then each time the passes have grown by a fifth (looking after every pass would stop on lucky streaks: the
+interval's coverage at the stop fell to 94 % in simulation) -- or until the per-model time budget is spent (after at
+least MIN_REPEATS passes, the fewest that have such an interval), or MAX_PASSES. The precision reached and what
+stopped the timing are kept with every pass, so the decision can resample the timing noise.
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import socket
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Optional
+from functools import lru_cache
+from typing import Optional, Sequence
 
 import torch
 
-from ..results.schema import Cost, Machine
+from ..results.schema import MAXIMUM_PASSES, PRECISION_REACHED, TIME_BUDGET, Cost, Machine
 from .models import zeros_batch
 
-WARMUP_PASSES = 3  # after the memory measurement's pass: caches, allocator and oneDNN kernels settle
-WARMUP_BUDGET_S = 0.5
-MIN_PASSES = 20  # where the budget allows
-MIN_REPEATS = 3  # whatever the budget (a VGG on a CPU)
+WARMUP_PASSES = 2  # after the memory measurement's pass: caches, allocator and oneDNN kernels settle
+WARMUP_BUDGET_S = 0.3  # ... at least one, whatever it takes
+LATENCY_CONFIDENCE = 0.95  # the median's interval
+LATENCY_PRECISION = 0.02  # stop once that interval lies within ±2 % of the median ...
+LATENCY_BUDGET_S = 1.0  # ... or once this much time went into timed passes (per model)
+MIN_PASSES = 10  # the precision is first checked here ...
+CHECK_GROWTH = 1.2  # ... and again each time the passes have grown by a fifth
+MIN_REPEATS = 6  # whatever the budget: the fewest passes whose median has a distribution-free 95 % interval
 MAX_PASSES = 200
-STABLE_WINDOW = 10  # the median is stable when the last STABLE_WINDOW passes move it by at most STABLE_CHANGE
-STABLE_CHANGE = 0.01
-LATENCY_BUDGET_S = 2.0  # per model: time spent in timed passes
-THROUGHPUT_PASSES = 3  # timed at the run's batch size, after one warm-up pass at that shape
-THROUGHPUT_BUDGET_S = 1.0
+THROUGHPUT_PASSES = 3  # timed at the run's batch size, after one warm-up pass at that shape, ...
+THROUGHPUT_BUDGET_S = 0.5  # ... when those passes should take at most this (else bounded by the batch-1 latency)
 
 
 def load_per_core() -> Optional[float]:
@@ -106,12 +112,75 @@ def _timed(model: torch.nn.Module, batch: torch.Tensor, device: str) -> float:
     return time.perf_counter() - started
 
 
+@lru_cache(maxsize=None)
+def _median_rank(passes: int, confidence: float) -> int:
+    """k of the distribution-free interval [x_(k), x_(n+1-k)] of the median of ``passes`` values: the largest k with
+    P(Binomial(n, 1/2) <= k - 1) <= (1 - confidence) / 2, so it covers the median with at least ``confidence``
+    whatever the distribution (0: too few values for any such interval)."""
+    tail, below, k = (1.0 - confidence) / 2.0, 0.0, 0
+    for i in range(passes):
+        below += math.comb(passes, i) / 2.0 ** passes
+        if below > tail:
+            break
+        k = i + 1
+    return k
+
+
+def median_interval(samples: Sequence[float], confidence: float = LATENCY_CONFIDENCE) -> Optional[tuple]:
+    """The distribution-free ``confidence`` interval of the median of ``samples`` (order statistics; no
+    resampling, so no seed), or None with too few values (fewer than 6 at 95 %)."""
+    k = _median_rank(len(samples), confidence)
+    if k == 0:
+        return None
+    ordered = sorted(samples)
+    return ordered[k - 1], ordered[len(ordered) - k]
+
+
+def relative_precision(samples: Sequence[float], confidence: float = LATENCY_CONFIDENCE) -> Optional[float]:
+    """How far the median's interval reaches from the median, as a share of it (the larger side): 0.02 = the
+    interval lies within ±2 %. None: too few values for an interval."""
+    interval = median_interval(samples, confidence)
+    if interval is None:
+        return None
+    median = statistics.median(samples)
+    if median <= 0:
+        return None
+    return max(median - interval[0], interval[1] - median) / median
+
+
+class StoppingRule:
+    """When to stop timing: ``check(samples, spent_s)`` after each pass returns why to stop, or "" to go on.
+    The precision is looked at on a geometric schedule (MIN_PASSES, then each time the passes grew by
+    CHECK_GROWTH), the budget after every pass."""
+
+    def __init__(self, budget_s: float = LATENCY_BUDGET_S, precision: float = LATENCY_PRECISION,
+                 confidence: float = LATENCY_CONFIDENCE, min_passes: int = MIN_PASSES,
+                 min_repeats: int = MIN_REPEATS, max_passes: int = MAX_PASSES):
+        self.budget_s, self.precision, self.confidence = budget_s, precision, confidence
+        self.min_repeats, self.max_passes = min_repeats, max_passes
+        self._next_check = min_passes
+
+    def check(self, samples: Sequence[float], spent_s: float) -> str:
+        passes = len(samples)
+        if passes >= self._next_check:
+            self._next_check = max(passes + 1, math.ceil(passes * CHECK_GROWTH))
+            reached = relative_precision(samples, self.confidence)
+            if reached is not None and reached <= self.precision:
+                return PRECISION_REACHED
+        if passes >= self.max_passes:
+            return MAXIMUM_PASSES
+        if spent_s >= self.budget_s and passes >= self.min_repeats:
+            return TIME_BUDGET
+        return ""
+
+
 @dataclass(frozen=True)
 class Latency:
     samples_ms: tuple  # every timed pass
     without_unit_ms: tuple  # each pass minus its time inside the unit (empty: no unit)
     warmup_passes: int
-    stopped_because: str
+    stopped_because: str  # precision reached | time budget | maximum passes
+    budget_s: float = LATENCY_BUDGET_S
 
     @property
     def median_ms(self) -> float:
@@ -125,25 +194,27 @@ class Latency:
         return q1, q3
 
     @property
+    def interval_ms(self) -> Optional[tuple]:
+        return median_interval(self.samples_ms)
+
+    @property
+    def precision(self) -> Optional[float]:
+        return relative_precision(self.samples_ms)
+
+    @property
     def without_unit_median_ms(self) -> Optional[float]:
         return statistics.median(self.without_unit_ms) if self.without_unit_ms else None
 
 
-def _stable(samples: list) -> bool:
-    if len(samples) < max(MIN_PASSES, 2 * STABLE_WINDOW):
-        return False
-    now, before = statistics.median(samples), statistics.median(samples[:-STABLE_WINDOW])
-    return abs(now - before) <= STABLE_CHANGE * now
-
-
 def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[str] = None,
                budget_s: float = LATENCY_BUDGET_S) -> Latency:
-    """Batch-1 forward latency in milliseconds, every pass. With ``unit``, the time spent inside it is taken from
-    the same passes: the slimmed model's latency is each pass minus its unit time (paired, so the saving is not
-    the difference of two noisy medians, and no second model is timed)."""
+    """Batch-1 forward latency in milliseconds, every pass, timed under :class:`StoppingRule`. With ``unit``, the
+    time spent inside it is taken from the same passes: the slimmed model's latency is each pass minus its unit
+    time (paired, so the saving is not the difference of two noisy medians, and no second model is timed)."""
     batch = zeros_batch(1, input_size, device)
     samples: list[float] = []
     without_unit: list[float] = []
+    rule = StoppingRule(budget_s)
     with torch.inference_mode():
         warmup, spent = 0, 0.0
         while warmup < WARMUP_PASSES and (warmup == 0 or spent < WARMUP_BUDGET_S):
@@ -151,34 +222,38 @@ def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[s
             warmup += 1
         clock = _UnitClock(model.get_submodule(unit) if unit else None, device)
         try:
-            spent, reason = 0.0, "maximum passes"
-            while len(samples) < MAX_PASSES:
+            spent, reason = 0.0, ""
+            while not reason:
                 seconds = _timed(model, batch, device)
                 samples.append(seconds * 1000.0)
                 without_unit.append((seconds - clock.take_seconds()) * 1000.0)
                 spent += seconds
-                if _stable(samples):
-                    reason = "stable median"
-                    break
-                if spent >= budget_s and len(samples) >= MIN_REPEATS:
-                    reason = "budget"
-                    break
+                reason = rule.check(samples, spent)
         finally:
             clock.remove()
-    return Latency(tuple(samples), tuple(without_unit) if unit else (), warmup, reason)
+    return Latency(tuple(samples), tuple(without_unit) if unit else (), warmup, reason, budget_s)
 
 
-def images_per_second(model: torch.nn.Module, input_size, device: str, batch_size: int) -> float:
-    """Median throughput of timed passes at the run's batch size, after one warm-up pass at that shape."""
+def images_per_second(model: torch.nn.Module, input_size, device: str, batch_size: int,
+                      latency_median_ms: float) -> tuple[float, int, str]:
+    """(images/s, batch size, how): the median of THROUGHPUT_PASSES timed passes at the run's batch size after one
+    warm-up pass at that shape, when those passes should fit in THROUGHPUT_BUDGET_S (a batch costing at most
+    ``batch_size`` batch-1 passes); otherwise 1000 / the batch-1 median latency, a lower bound (batching only
+    helps), at no extra time (a batch of 8 VGG19 images takes seconds on two CPU cores)."""
+    expected_s = (THROUGHPUT_PASSES + 1) * batch_size * latency_median_ms / 1000.0
+    if batch_size == 1 or expected_s > THROUGHPUT_BUDGET_S:
+        why = "" if batch_size == 1 else \
+            f" (a lower bound at batch {batch_size}; timing it would take about {expected_s:.1f} s)"
+        return 1000.0 / latency_median_ms, 1, f"1000 / median batch-1 latency{why}"
     batch = zeros_batch(batch_size, input_size, device)
-    rates, spent = [], 0.0
+    rates = []
     with torch.inference_mode():
         _timed(model, batch, device)
-        while len(rates) < THROUGHPUT_PASSES and (not rates or spent < THROUGHPUT_BUDGET_S):
+        while len(rates) < THROUGHPUT_PASSES:
             seconds = _timed(model, batch, device)
-            spent += seconds
             rates.append(batch_size / seconds if seconds > 0 else float("inf"))
-    return statistics.median(rates)
+    return statistics.median(rates), batch_size, f"median of {THROUGHPUT_PASSES} timed passes at batch " \
+                                                  f"{batch_size}, after a warm-up pass at that shape"
 
 
 def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, str]:
@@ -208,6 +283,20 @@ def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, s
     return (weights + largest[0]) / 2 ** 20, "weights + largest input+output of one module, batch 1 (measured)"
 
 
+def timing_plan(budget_s: float = LATENCY_BUDGET_S) -> str:
+    """The progress line before the cost measurement."""
+    return (f"latency and memory: timed until the median's {100 * LATENCY_CONFIDENCE:g} % interval lies within "
+            f"±{100 * LATENCY_PRECISION:g} % of it, or for {budget_s:g} s")
+
+
+def timing_outcome(cost: Cost) -> str:
+    """The progress line after it: the median, the precision reached and what stopped the timing."""
+    reached = f"within ±{100 * cost.latency_precision:.1f} %" if cost.latency_precision is not None else \
+        "no interval (too few passes)"
+    return (f"latency {cost.latency_ms_median:.3g} ms, {reached} after {cost.latency_repeats} passes "
+            f"({cost.stopped_because})")
+
+
 def measure_cost(model: torch.nn.Module, input_size, device: str, batch_size: int,
                  slim_unit: Optional[str] = None, host: str = "") -> Cost:
     """Cost of ``model``; ``slim_unit``: the module slimming removes, whose time inside the timed passes gives
@@ -218,10 +307,15 @@ def measure_cost(model: torch.nn.Module, input_size, device: str, batch_size: in
         memory, method = memory_mb(model, input_size, device)
         latency = latency_ms(model, input_size, device, slim_unit)
         load = load_per_core()
-        throughput = images_per_second(model, input_size, device, batch_size)
+        throughput, throughput_batch, throughput_method = images_per_second(model, input_size, device, batch_size,
+                                                                            latency.median_ms)
     finally:
         model.train(was_training)
     q1, q3 = latency.quartiles_ms
-    return Cost(latency.median_ms, q1, q3, len(latency.samples_ms), throughput, batch_size, memory, method,
+    interval = latency.interval_ms
+    return Cost(latency.median_ms, q1, q3, len(latency.samples_ms), throughput, throughput_batch, memory, method,
                 latency.without_unit_median_ms, machine(device, host), tuple(latency.samples_ms),
-                tuple(latency.without_unit_ms), latency.warmup_passes, latency.stopped_because, load)
+                tuple(latency.without_unit_ms), latency.warmup_passes, latency.stopped_because, load,
+                latency_precision=latency.precision, latency_ms_ci=tuple(interval) if interval else (),
+                latency_target_precision=LATENCY_PRECISION, latency_confidence=LATENCY_CONFIDENCE,
+                latency_budget_s=latency.budget_s, throughput_method=throughput_method)

@@ -223,7 +223,6 @@ weights = { accuracy = 3, localisation = 2, clutter = 1, latency = 1, size = 1 }
 # clutter is how much localisation is kept on cluttered backgrounds (cluttered / clean mass_ratio).
 # weight_uncertainty = 0.2        # weights drawn around these in every bootstrap draw (0 = fixed)
 # min_win_probability = 0.9       # recommend only a candidate that ranks first in this share of the draws
-# tie_points = 0.5                # scores closer than this to a draw's best tie for first
 
 # One table per backbone. id: a registry name or any timm model id. Layers not given are chosen
 # automatically (see the README); family not given comes from the registry or a heuristic.

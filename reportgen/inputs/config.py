@@ -7,8 +7,8 @@ the run with one line naming the key, the value and what is allowed, before any 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Optional
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Iterable, Optional
 
 from ..errors import UsageError
 
@@ -19,9 +19,21 @@ MIN_SANITY_RESOLUTION = 11
 # The common corruptions (ImageNet-C names) the battery can apply (analysis.corruptions has their operations).
 CORRUPTION_NAMES = ("gaussian_noise", "defocus_blur", "motion_blur", "jpeg_compression", "pixelate", "brightness",
                     "contrast")
+# ImageNet-C's protocol: every image is corrupted on one common crop, the shorter side resized to CORRUPTION_RESIZE
+# pixels and the centre CORRUPTION_CROP x CORRUPTION_CROP kept (its blur radii and noise are tuned for that size),
+# the same pixels for every backbone; each backbone then resizes the corrupted crop to its own input size.
+CORRUPTION_RESIZE = 256
+CORRUPTION_CROP = 224
 DESIGNS = ("balanced", "full")
 # Config fields held as tuples (lists in TOML and JSON).
 TUPLE_FIELDS = ("depth_figure_images", "corruptions", "corruption_severities", "faithfulness_percentiles")
+# The sample sizes of the corruption and faithfulness checks when the battery file gives none, by the run's device:
+# on two CPU cores 16 images each add about 1.75x to a lite run with section 3.4; a GPU does that work in a fraction
+# of the time, so it takes more images for narrower intervals. A set with fewer images uses every image; a battery
+# file's values always win.
+SAMPLE_SIZE_FIELDS = ("corruption_max_images", "faithfulness_max_images")
+DEVICE_SAMPLE_SIZES = {"cpu": {"corruption_max_images": 16, "faithfulness_max_images": 16},
+                       "cuda": {"corruption_max_images": 64, "faithfulness_max_images": 32}}
 
 
 def _number(value) -> bool:
@@ -115,10 +127,10 @@ class DecisionSettings:
     weight_uncertainty: float = 0.2
     # A candidate is recommended only when it ranks first in at least this share of the draws.
     min_win_probability: float = 0.9
-    # Scores closer than this (points) to the best of a draw tie for first and share the win: differences below it
-    # are not worth a verdict (0.5 points: e.g. 1.3 top-1 points at the default weights, or 3 % of latency between
-    # two timing sessions, which the resampled passes of one session cannot show).
-    tie_points: float = 0.5
+    # Retired (issue 24): wins within tie_points of a draw's best used to be shared, which let a candidate worse in
+    # every draw take the leader's wins. A win is now shared only on an exact tie; the key is still accepted (older
+    # battery files load) and has no effect.
+    tie_points: Optional[float] = None
     # Latency measured while the machine's 1-minute load average per core was above this is flagged on page 1:
     # other processes competing for the cores inflate it, and the resampled passes cannot show that. (Measured on
     # 2 cores: 0.5-0.65 during a run alone; 1.5 beside a test suite, with latency inflated 3-fold.)
@@ -146,7 +158,8 @@ class DecisionSettings:
         _check_range(self, "confidence", 0.5, 1, high_open=True)
         _check_range(self, "weight_uncertainty", 0, 2)
         _check_range(self, "min_win_probability", 0.5, 1)
-        _check_range(self, "tie_points", 0, 100)
+        if self.tie_points is not None:
+            _check_range(self, "tie_points", 0, 100)
         _check_range(self, "busy_load_per_core", 0, low_open=True)
 
     def effective_weights(self) -> dict:
@@ -172,6 +185,11 @@ class AnalysisConfig:
     batch_size: int = 8
     seed: int = 0
     bootstrap_samples: int = 1000
+    # The bootstrap resamples each group of images (size x background x labelled x boxed) on its own; groups with
+    # fewer images than this are resampled together as one pooled group (a group of n images alone keeps only
+    # (n - 1) / n of its variance, one of 1 image none: tiny groups make every interval too narrow). 1: every
+    # group alone.
+    bootstrap_min_stratum: int = 10
     histogram_bins: int = 60
     weight_quantiles: int = 1001
     # |w| below this fraction of the layer's largest |w| counts as "near zero".
@@ -208,7 +226,8 @@ class AnalysisConfig:
     # Beyond the paper (section 3.4). Calibration is measured on every labelled image; with fewer than this many
     # it is shown but left out of the decision, with the reason.
     calibration_min_labelled: int = 50
-    # Common corruptions (ImageNet-C) of each backbone's model-input crop, at these ImageNet-C severities (1-5),
+    # Common corruptions (ImageNet-C) of one common 224 x 224 crop per image (the same pixels for every backbone,
+    # then each backbone's own resize and normalisation), at these ImageNet-C severities (1-5),
     # on a fixed hashed sample of at most corruption_max_images images (the sanity check's sampling rule). Each
     # (image, corruption, severity) is one forward pass per backbone: 16 images x 7 corruptions x 3 severities
     # add about a CAM pass's worth of time per backbone on two CPU cores; raise them on a GPU or for a final pick.
@@ -240,6 +259,7 @@ class AnalysisConfig:
         _check_range(self, "batch_size", 1, 1024, integer=True)
         _check_range(self, "seed", 0, 2 ** 32 - 1, integer=True)
         _check_range(self, "bootstrap_samples", 10, integer=True)
+        _check_range(self, "bootstrap_min_stratum", 1, integer=True)
         _check_range(self, "histogram_bins", 2, integer=True)
         _check_range(self, "weight_quantiles", 2, integer=True)
         _check_range(self, "near_zero_fraction", 0, 1, high_open=True)
@@ -315,9 +335,9 @@ MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles",
                      "corruption_max_images", "corruption_design", "faithfulness_max_images",
                      "faithfulness_percentiles", "faithfulness_imputation_side", "faithfulness_design",
                      "beyond_paper_on_untrained")
-SCORING_SIDE_FIELDS = ("bootstrap_samples", "spread_level", "depth_figure_images", "size_small_below",
-                       "size_large_from", "clutter_edge_density", "grid_max_images", "grid_sample_each",
-                       "table_max_rows", "calibration_min_labelled", "rules", "decision")
+SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_level", "depth_figure_images",
+                       "size_small_below", "size_large_from", "clutter_edge_density", "grid_max_images",
+                       "grid_sample_each", "table_max_rows", "calibration_min_labelled", "rules", "decision")
 EXECUTION_FIELDS = ("batch_size",)
 
 
@@ -330,3 +350,25 @@ def _check_classified() -> None:
 
 
 _check_classified()
+
+
+def device_kind(device: str) -> str:
+    """cpu | cuda: the key of DEVICE_SAMPLE_SIZES for a device string ("cuda:1" is cuda)."""
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+def with_device_sample_sizes(config: AnalysisConfig, device: str, given: Iterable[str] = ()) -> AnalysisConfig:
+    """``config`` with the corruption and faithfulness sample sizes of the run's ``device``, except the keys in
+    ``given`` (those the battery file's [analysis] table sets), which always win."""
+    given = set(given)
+    return replace(config, **{key: value for key, value in DEVICE_SAMPLE_SIZES[device_kind(device)].items()
+                              if key not in given})
+
+
+def sample_size_source(key: str, value: int, device: str, given: Iterable[str] = ()) -> str:
+    """Where a sample size came from: "battery file" (``given`` names it), "<device> default", or "config" (a
+    library caller's AnalysisConfig)."""
+    if key in set(given):
+        return "battery file"
+    kind = device_kind(device)
+    return f"{kind} default" if value == DEVICE_SAMPLE_SIZES[kind][key] else "config"

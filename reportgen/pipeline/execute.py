@@ -28,6 +28,7 @@ class PreparedRun:
     device: str
     decoded: Optional[DecodedInputs]  # every image, decoded once while the set was validated (None: Ray workers decode)
     device_note: str = ""  # what the run runs on and why ("device: cpu (2 CPU threads; auto: no CUDA device visible)")
+    # (printed by prepare as soon as the device is known; the request's config holds the device's sample sizes)
 
 
 def _results_dir(out_dir: Path) -> Path:
@@ -46,6 +47,7 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     from ..analysis.classes import ClassNames
     from ..analysis.environment import device_note, resolve_device
     from ..analysis.weights import parse_checkpoints, plan_weights, require_available
+    from ..inputs.config import with_device_sample_sizes
 
     battery = request.battery
     chosen = resolve_backbones(request.preset, request.backbones, battery.backbones if not request.backbones else ())
@@ -55,6 +57,9 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
              "(--backbone replaced the file's list); ignored")
     checkpoints = parse_checkpoints(from_file + request.checkpoints, chosen, request.trust_pickle)
     device = resolve_device(request.device)
+    note(device_note(request.device, device))
+    # The corruption and faithfulness sample sizes the battery file leaves out follow the device.
+    request = replace(request, config=with_device_sample_sizes(request.config, device, request.battery.analysis))
     class_names = ClassNames()
     plans = plan_weights(chosen, request.weights_mode, checkpoints, offline=request.offline)
     require_available(plans)
@@ -66,8 +71,9 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
             image_set, decoded = decode_inputs(plans, _results_dir(request.out_dir),
                                                lambda on_image, on_listed: load_image_set(
                                                    images_dir, class_names.resolve, request.config,
-                                                   on_image=on_image, on_listed=on_listed))
+                                                   on_image=on_image, on_listed=on_listed), note)
         else:
+            note(f"checking the images in {images_dir}")
             image_set, decoded = load_image_set(images_dir, class_names.resolve, request.config), None
     except BaseException:
         for folder in made:

@@ -9,7 +9,7 @@ from typing import Optional
 from ..errors import UsageError
 from ..inputs.battery import Battery
 from ..inputs.config import AnalysisConfig
-from ..report.render import parse_formats
+from ..report.formats import parse_formats  # light: the request is checked before the heavy imports
 
 WEIGHTS_MODES = ("pretrained", "random")
 DEVICES = ("cpu", "cuda", "auto")

@@ -76,17 +76,24 @@ def _size(count: int) -> str:
     return f"{count} bytes"
 
 
-def decode_inputs(plans: tuple, results_dir: Path, image_set_loader: Callable[..., ImageSet]) -> tuple:
+def decode_inputs(plans: tuple, results_dir: Path, image_set_loader: Callable[..., ImageSet],
+                  progress: Progress = lambda message: None) -> tuple:
     """(image set, decoded inputs): the set is loaded and validated by ``image_set_loader(on_image=...,
     on_listed=...)``, which hands every image's pixels once to the cache of each geometry the backbones need plus
     the display copy's; before the first image is decoded, the free disk space is checked. Imports torchvision
     (through the backbones' transforms)."""
     results_dir = Path(results_dir)
-    decoded = DecodedInputs(results_dir / DECODED_DIR, _geometries(plans))
+    geometries = _geometries(plans)
+    decoded = DecodedInputs(results_dir / DECODED_DIR, geometries)
     per_image = bytes_per_image(plans)
+
+    def listed(count: int) -> None:
+        require_disk_space(results_dir, count, per_image)
+        progress(f"checking and decoding {count} images once ({len(geometries) - 1} model input size(s) and a "
+                 "display copy)")
     try:
         image_set = image_set_loader(on_image=lambda position, record, image: decoded.add(position, image),
-                                     on_listed=lambda count: require_disk_space(results_dir, count, per_image))
+                                     on_listed=listed)
     except BaseException:
         decoded.remove()
         raise
@@ -195,7 +202,8 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         skipped_images=tuple(image_set.skipped),
         backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {})
     write_json(results_dir / COST, CostReport(costs))
-    progress("scoring CAMs")
+    progress(f"scoring: CAM metrics, calibration, corruptions and faithfulness, {config.bootstrap_samples:,} paired "
+             "bootstrap draws")
     mark = time.perf_counter()
     score_and_write(index, results_dir)
     outcome.timings["scoring_s"] = time.perf_counter() - mark
@@ -207,6 +215,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
 def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, dict]:
     """Each backbone's result: reused when its key matches a saved one, else computed and saved."""
     from ..analysis.backbone import cost_of, current_machine
+    from ..analysis.cost import timing_outcome, timing_plan
     from ..analysis.environment import release_memory
     from ..analysis.weights import weights_identity
 
@@ -233,7 +242,9 @@ def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, d
                         if a != b)
                     progress(f"{name}: cost {was}: measuring it again on this machine")
                     mark = time.perf_counter()
+                    progress(f"{name}: {timing_plan()}")
                     cost = cost_of(plan, config, run.device, saved.slimming.unit, saved.batch_size)
+                    progress(f"{name}: {timing_outcome(cost)}")
                     write_json(folder / f"{stem}{COST_SUFFIX}", cost)
                     outcome.timings["backbones"][name] = {"cached": True,
                                                           "cost_remeasured_s": time.perf_counter() - mark}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..inputs.config import CORRUPTION_CROP, CORRUPTION_RESIZE
 from ..results.schema import CalibrationScore, CorruptionScore, FaithfulnessScore, Interval, RunIndex, RunStatus
 from . import figures
 from .formatting import bracket, num
@@ -82,8 +83,10 @@ def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
         calibration_note = (text(f"Measured on {labelled} labelled images, fewer than calibration_min_labelled "
                                  f"({config.calibration_min_labelled}): shown, but left out of the decision."),)
     else:
-        calibration_note = (text(f"Measured on {labelled} labelled images; a decision criterion (lower ECE is "
-                                 "better)."),)
+        calibration_note = (text(f"Measured on {labelled} labelled images; the top-1 Brier score is the decision's "
+                                 "calibration criterion (lower is better): a mean over images, so its interval is "
+                                 "centred on it, where ECE's resampled values sit above ECE, more so with fewer "
+                                 "images per bin."),)
 
     corruption = tuple(CorruptionRow(b.display_name, score, tuple(
         (name, tuple((c.severity, c.value) for c in score.cells if c.corruption == name)) for name in
@@ -96,15 +99,24 @@ def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
         measure = done[0].score.measure
         corruption_figure = numbered.add(
             "fig-corruptions", f"{'Top-1 accuracy' if measure == 'top-1' else 'Agreement with the clean prediction'}"
-            " under common corruptions of the model-input crops (ImageNet-C operations and severities; clean at "
-            "0), one panel per corruption, one line per backbone, 95 % intervals.",
+            f" under common corruptions of the common {CORRUPTION_CROP} × {CORRUPTION_CROP} crops (ImageNet-C "
+            "operations and severities; clean at 0), one panel per corruption, one line per backbone, 95 % intervals.",
             figures.corruption_plot([r.display_name for r in done], [r.score for r in done],
                                     tuple(dict.fromkeys(c.corruption for c in done[0].score.cells)), severities,
                                     "top-1" if measure == "top-1" else "agreement"))
-        corruption_note = (text(f"On a hashed sample of {done[0].score.images} images (the same for every backbone, "
-                                "the same corrupted pixels where backbones share an input size). Retention: corrupted "
-                                f"{'top-1' if measure == 'top-1' else 'agreement'} over clean, averaged over "
-                                "corruptions and severities."),)
+        names = [name.replace("_", " ").replace("jpeg", "JPEG")
+                 for name in dict.fromkeys(c.corruption for c in done[0].score.cells)]
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        corruption_note = (text(
+            f"{listed[0].upper() + listed[1:]} with ImageNet-C's operations and severity parameters (brightness added "
+            "to the HSV value, contrast scaled around each channel's mean), applied as ImageNet-C applies them: to one "
+            f"common {CORRUPTION_CROP} × {CORRUPTION_CROP} crop per image (the shorter side resized to "
+            f"{CORRUPTION_RESIZE} pixels, the centre kept), the same corrupted pixels for every backbone, quantised to "
+            "8 bits, then each backbone's own resize to its input size and normalisation. The clean reference is the "
+            "same crop uncorrupted, through the same path, so its top-1 can differ from the one on each backbone's "
+            f"own crop. On a hashed sample of {done[0].score.images} images (the same for every backbone). Retention: "
+            f"corrupted {'top-1' if measure == 'top-1' else 'agreement'} over clean, averaged over corruptions and "
+            "severities."),)
     else:
         corruption_note = (text("Corruptions not measured: " + (corruption[0].score.reason if corruption else "") + "."),)
 
@@ -121,9 +133,11 @@ def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
         if measured_f else None
     if measured_f:
         run = index.backbones[0].faithfulness
-        faithfulness_note = (text(f"ROAD at the percentiles {', '.join(str(p) for p in run.percentiles)}, on "
-                                  f"{measured_f[0].score.images} images, imputation solved on a "
-                                  f"{run.imputation_side or 'full'}-pixel grid. "),
+        faithfulness_note = (text(f"ROAD at the percentiles {', '.join(str(p) for p in run.percentiles)} (at p, "
+                                  "the (100 − p) % most or least relevant pixels are removed, tied pixels in a seeded "
+                                  f"random order), on {measured_f[0].score.images} images, imputation solved on a "
+                                  f"{run.imputation_side or 'full'}-pixel grid; the random map is drawn on the CAM's "
+                                  "own grid and upsampled like the CAM. "),
                              text("Untrained weights: maps that do not beat the random one are what untrained "
                                   "networks give, not evidence about the architectures." if index.untrained else
                                   "A CAM faithful to the model beats the uniform-random map."))

@@ -20,7 +20,7 @@ from ..scoring.vectors import run_draws
 from .beyond_section import BeyondSection, build_beyond
 from .conclusions_section import ConclusionsSection, build_conclusions
 from .decision_page import DecisionPage, decision_page
-from .formatting import listing
+from .formatting import listing, num, pct
 from .sampling import caption_note
 from .scale import (ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs,
                     distribution_values, flagged_groups, grid_sample, image_set_summary, object_groups)
@@ -165,6 +165,17 @@ class ProvenanceRow:
 class CostRow:
     display_name: str
     cost: Optional[Cost]  # None: not measured (results of an older reportgen)
+
+    @property
+    def precision(self) -> str:
+        """The latency median's interval and how far it reaches, and what stopped the timing ("" before issue 24)."""
+        c = self.cost
+        if c is None or c.latency_target_precision is None:
+            return ""
+        if c.latency_precision is None:
+            return f"no interval ({c.stopped_because})"
+        low, high = c.latency_ms_ci
+        return f"[{num(low)}, {num(high)}] ±{pct(c.latency_precision)} ({c.stopped_because})"
 
 
 @dataclass(frozen=True)
@@ -436,7 +447,7 @@ def build_context(results: SavedResults) -> ReportContext:
     costs = results.cost.backbones
     return ReportContext(
         index=index, decision=decision,
-        decision_page=decision_page(decision, index, str(results.timings.get("started", ""))),
+        decision_page=decision_page(decision, index, str(results.timings.get("started", "")), results.cost),
         decision_figure=decision_figure,
         costs=tuple(CostRow(b.display_name, costs.get(b.name)) for b in index.backbones),
         slimming_rows=tuple(SlimmingTableRow(b.display_name, slimming[b.name], _latency_saved(costs.get(b.name)))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..results.schema import RunIndex
-from ..scoring.decision import Candidate, Check, Decision, DecisionStatus
+from ..inputs.config import DEVICE_SAMPLE_SIZES
+from ..results.schema import PRECISION_REACHED, CostReport, RunIndex
+from ..scoring.score import sample_sizes
+from ..scoring.decision import Candidate, Check, Decision, DecisionStatus, utility
 from .formatting import bracket, listing, num, pct, pct_bracket, whole_pct
 from .phrases import Sentence, text
 
@@ -54,8 +56,8 @@ class CandidateCells:
     score: Cell
     top1: Cell
     localisation: Cell
-    ece: Cell
-    corruption: Cell
+    calibration: Cell  # the top-1 Brier score (ECE is in section 3.4)
+    corruption: Cell  # change in top-1 under corruption, in points
     faithfulness: Cell
     latency: Cell
     params: Cell
@@ -72,6 +74,13 @@ def _share_cell(value, low, high) -> Cell:
     return Cell(pct(value), pct_bracket(low, high)) if value is not None else Cell("n/a")
 
 
+def _change_cell(value, low, high) -> Cell:
+    """A change of a share in signed percentage points, with its interval."""
+    if value is None:
+        return Cell("n/a")
+    return Cell(f"{100 * value:+.1f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]" if low is not None else "")
+
+
 def candidate_cells(decision: Decision) -> tuple:
     rows = []
     for c in decision.candidates:
@@ -81,8 +90,8 @@ def candidate_cells(decision: Decision) -> tuple:
             whole_pct(c.p_best) if c.p_best is not None else "—", score,
             _share_cell(c.top1, *c.top1_ci),
             _interval_cell(c.localisation_score.value, c.localisation_score.ci_low, c.localisation_score.ci_high),
-            _interval_cell(c.ece.value, c.ece.ci_low, c.ece.ci_high),
-            _share_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high),
+            _interval_cell(c.calibration.value, c.calibration.ci_low, c.calibration.ci_high),
+            _change_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high),
             _interval_cell(c.faithfulness.value, c.faithfulness.ci_low, c.faithfulness.ci_high),
             _interval_cell(c.latency.value, c.latency.ci_low, c.latency.ci_high), Cell(num(c.params_m)),
             check_mark(c), ", ".join(c.missing)))
@@ -130,17 +139,26 @@ def _headline(decision: Decision) -> Sentence:
                                text(_score(leader), "tab-decision"),
                                text("; there is nothing to rank it against, so this is no recommendation over "
                                     "another backbone.")])
+    if decision.status == DecisionStatus.NO_CLEAR_WINNER and not decision.weights:
+        return tuple(prefix + [text("No clear winner", strong=True),
+                               text(": the candidates that meet the constraints share no weighted criterion (what "
+                                    "was left out follows), so nothing ranks them.")])
     if decision.status == DecisionStatus.NO_CLEAR_WINNER:
-        shares = [f"{c.display_name} {whole_pct(c.p_best)}" for c in decision.candidates if c.p_best is not None]
+        compared = [c for c in decision.candidates if c.p_best is not None]
+        shares = [f"{c.display_name} {whole_pct(c.p_best)}" for c in compared]
+        most = max(compared, key=lambda c: c.p_best, default=leader)
+        though = (f", though {most.display_name} ranks first in more draws" if leader.p_best is not None
+                  and most.p_best > leader.p_best else "")
         return tuple(prefix + [text("No clear winner", strong=True), text(f"{on_cost}: P(best), the share of {draws} "
                                "(images, timing and weights resampled together) in which each ranks first, is "),
                                text(listing(shares), "tab-decision"),
                                text(f"; a pick needs {whole_pct(decision.min_win_probability)}. {leader.display_name} "
                                     f"leads with score {_score(leader)} against {second.display_name}'s "
-                                    f"{_score(second)}. Choose on what the criteria leave out, or add images.")])
+                                    f"{_score(second)}{though}. Choose on what the criteria leave out, or add "
+                                    "images.")])
     verb = "would be picked" if decision.illustrative else ""
     return tuple(prefix + [text(f"Pick {leader.display_name}" if not verb else leader.display_name, strong=True),
-                           text(f" {verb}{on_cost}: it ranks first in "),
+                           text(f"{' ' + verb if verb else ''}{on_cost}: it ranks first in "),
                            text(f"{whole_pct(leader.p_best)} of {draws}", "tab-decision"),
                            text(f" (images, timing and weights resampled together; a pick needs "
                                 f"{whole_pct(decision.min_win_probability)}), with score {_score(leader)} against "
@@ -156,11 +174,17 @@ def _basis(decision: Decision) -> Sentence:
     parts = [text("Criteria and their weights: "), text(", ".join(used) or "none", "tab-decision")]
     if decision.dropped:
         parts.append(text("; left out: " + "; ".join(f"{CRITERION_NAMES[c]} ({why})" for c, why in decision.dropped)))
+    if decision.unshared:
+        whom = "; ".join(f"{CRITERION_NAMES[c]} (no value for {listing(f'{name}: {why}' for name, why in lacking)})"
+                         for c, lacking in decision.unshared)
+        parts.append(text(f"; left out for every candidate, so that all are compared on the criteria they share: "
+                          f"{whom}"))
     return tuple(parts + [text(".")])
 
 
 def _change(decision: Decision) -> Sentence:
-    if decision.status not in (DecisionStatus.RECOMMENDED, DecisionStatus.NO_CLEAR_WINNER) or decision.leader is None:
+    if decision.status not in (DecisionStatus.RECOMMENDED, DecisionStatus.NO_CLEAR_WINNER) or decision.leader is None \
+            or not decision.weights:
         return ()
     leader = _who(decision, decision.leader)
     change = decision.sensitivity
@@ -168,8 +192,11 @@ def _change(decision: Decision) -> Sentence:
         return (text(f"What would change it: no single weight change within 0–{num(decision.sensitivity_range)} "
                      f"puts another candidate ahead of {leader} at the point estimates."),)
     direction = "raising" if change.to > change.weight else "lowering"
+    digits = 3
+    while num(change.weight, digits) == num(change.to, digits) and digits < 8:  # never "from 3 to 3"
+        digits += 1
     return (text(f"What would change it: {direction} the {CRITERION_NAMES[change.criterion]} weight from "
-                 f"{num(change.weight)} to {num(change.to)} puts {change.new_first} ahead of {leader} "
+                 f"{num(change.weight, digits)} to {num(change.to, digits)} puts {change.new_first} ahead of {leader} "
                  "at the point estimates."),)
 
 
@@ -201,10 +228,6 @@ def _constraints(decision: Decision) -> Sentence:
 
 def _notes(decision: Decision) -> tuple:
     notes = []
-    for c in decision.candidates:
-        if c.missing and c.rank is not None:
-            notes.append((text(f"{c.display_name} has no value for {listing(CRITERION_NAMES[m] for m in c.missing)}: "
-                               "it is scored on the criteria it has, never best or worst on that one."),))
     for alias, name in decision.aliases:
         notes.append((text(f"The weights table names {alias!r}, the old name of {name!r}; it is read as {name}."),))
     if any(source == "default" for c, source in decision.weight_sources.items() if c in decision.weights) and \
@@ -227,22 +250,28 @@ def _busy(decision: Decision) -> Sentence:
 def _method(decision: Decision) -> Sentence:
     weights = "fixed at these values" if not decision.weight_uncertainty else \
         f"drawn around these values in each draw (log-normal, spread {num(decision.weight_uncertainty)}, as in SMAA)"
+    per_halving = num(float(utility("latency", 1.0) - utility("latency", 2.0)))
     return (text(f"Method: {decision.draws:,} paired bootstrap draws resample the images (stratified by size, "
-                 "background, labelled and boxed, so no draw loses a group) for every candidate at once, and in the "
+                 "background, labelled and boxed, groups too small to vary on their own resampled together) for "
+                 "every candidate at once, and in the "
                  f"same draws each candidate's timed latency passes; weights are {weights}. P(best) is the share of "
-                 f"draws in which a candidate scores highest (within {num(decision.tie_points)} points of the best "
-                 f"counts as a tie, shared: the resampled passes of one timing session cannot show the drift between "
-                 f"two sessions, and a difference that small is no verdict); a pick needs "
-                 f"{whole_pct(decision.min_win_probability)}. Scores are weighted means, over the criteria a candidate "
-                 "has, of fixed scales in points (top-1: 100 × accuracy; localisation: 100 × (1 − 1/mass_ratio) of the "
-                 "deep-layer CAM over the set's mix of object sizes, 0 for a uniform map; clutter: 100 × "
-                 "cluttered/clean mass_ratio; calibration: 100 × (1 − ECE); corruptions: 100 × the share of top-1 "
-                 "kept; faithfulness: 100 × the ROAD gap; latency and size: 10 points per halving, 100 at 1 ms and at "
-                 "0.1 M parameters, 0 at 1 s and at 100 M), so adding or removing a candidate never reorders the "
+                 "draws in which a candidate scores highest (a win is shared only on an exact tie, so a candidate "
+                 "worse in every draw changes no other's P(best)). The leader is the candidate with the highest score "
+                 "at the point estimates (the margin and what would change the pick are about it); it is picked when "
+                 f"its P(best) reaches {whole_pct(decision.min_win_probability)}. Scores are weighted means, over the "
+                 "criteria every compared candidate has (one that some lack is left out for all), of fixed scales in "
+                 "points (top-1: 100 × accuracy; localisation: 100 × (1 − 1/mass_ratio) of the deep-layer CAM over "
+                 "the set's mix of object sizes, 0 for a uniform map; clutter: 100 × cluttered/clean mass_ratio; "
+                 "calibration: 100 × (1 − top-1 Brier score); "
+                 "corruptions: 100 + the change in top-1 under corruption in points, "
+                 "a difference with no pole where a draw's clean top-1 is 0; faithfulness: 100 × the ROAD gap; "
+                 f"latency and size: {per_halving} points per halving, 100 at 1 ms and at 0.1 M parameters, 0 at 1 s "
+                 "and at 100 M), so adding or removing a candidate that has every criterion never reorders the "
                  f"others. A constraint on top-1 or latency is uncertain when its {whole_pct(decision.confidence)} "
                  "interval straddles the limit. Without retraining, slimming is a lower bound on what a fine-tuned "
-                 "slim model would reach. What this does not cover: images unlike these, other machines' latency, and "
-                 f"the criteria the weights leave out. Intervals: {whole_pct(decision.confidence)}."),)
+                 "slim model would reach. What this does not cover: images unlike these, other machines' latency, "
+                 "drift between timing sessions (the resampled passes are those of one session), and the criteria "
+                 f"the weights leave out. Intervals: {whole_pct(decision.confidence)}."),)
 
 
 def _machine(decision: Decision) -> Sentence:
@@ -254,10 +283,49 @@ def _machine(decision: Decision) -> Sentence:
             text("cost table", "tab-cost"), text(")."))
 
 
-def decision_page(decision: Decision, index: RunIndex, started: str) -> DecisionPage:
+def _samples(index: RunIndex) -> Sentence:
+    """The sample sizes of the corruption and faithfulness checks that ran, and where their limits came from."""
+    rows = [row for row in sample_sizes(index) if row.ran]
+    if not rows:
+        return ()
+    source = {"battery file": "set in the battery file", "config": "set in the config"}
+    said = [f"{row.check} on {row.images:,} of {len(index.images):,} images (at most {row.limit:,}, "
+            f"{source.get(row.source, 'the ' + row.source)})" for row in rows]
+    defaults = ", ".join(f"{listing(str(sizes[row.key]) for row in rows)} on {'CUDA' if kind == 'cuda' else 'a CPU'}"
+                         for kind, sizes in DEVICE_SAMPLE_SIZES.items())
+    return (text(f" Sampled checks on this run's device ({index.device}): {listing(said)}; the defaults are "
+                 f"{defaults}; a battery file's {listing(row.key for row in rows)} override them."),)
+
+
+def _timing(decision: Decision, cost: Optional[CostReport]) -> Sentence:
+    """How precisely each candidate's latency median is known, and what stopped its timing."""
+    if cost is None or decision.machine is None:
+        return ()
+    timed = [(c.display_name, cost.backbones[c.backbone]) for c in decision.candidates
+             if c.backbone in cost.backbones and cost.backbones[c.backbone].latency_target_precision is not None]
+    if not timed:
+        return ()
+    rule = timed[0][1]
+
+    def reached(record) -> str:
+        return f"±{pct(record.latency_precision)}" if record.latency_precision is not None else "no interval"
+    precise = [f"{name} ({reached(record)}, {record.latency_repeats:,} passes)" for name, record in timed
+               if record.stopped_because == PRECISION_REACHED]
+    stopped = [f"{name} ({reached(record)} after {record.latency_repeats:,} passes: {record.stopped_because})"
+               for name, record in timed if record.stopped_because != PRECISION_REACHED]
+    parts = ([f"reached for {listing(precise)}"] if precise else []) + \
+        ([f"not for {listing(stopped)}"] if stopped else [])
+    target = num(100 * rule.latency_target_precision)
+    return (text(f" Each latency was timed until its median's {whole_pct(rule.latency_confidence)} interval "
+                 f"(order statistics, no distribution assumed) lay within ±{target} % of it, "
+                 f"or for {num(rule.latency_budget_s)} s of passes: {'; '.join(parts)}."),)
+
+
+def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optional[CostReport] = None) -> DecisionPage:
     return DecisionPage(title(decision, index, started), _headline(decision), _basis(decision), _change(decision),
-                        _paired_test(decision), _constraints(decision), _notes(decision), _method(decision),
-                        _machine(decision), {c.backbone: check_mark(c) for c in decision.candidates},
+                        _paired_test(decision), _constraints(decision), _notes(decision),
+                        _method(decision), _machine(decision) + _timing(decision, cost) + _samples(index),
+                        {c.backbone: check_mark(c) for c in decision.candidates},
                         candidate_cells(decision), busy=_busy(decision))
 
 

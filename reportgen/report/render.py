@@ -14,23 +14,13 @@ from urllib.parse import unquote, urlparse
 
 import jinja2
 
-from ..errors import OutputError, UsageError
+from ..errors import OutputError
 from ..results.csv_files import write_csv
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
 from . import formatting
 from .context import build_context
+from .formats import REPORT_FORMATS, parse_formats  # noqa: F401 (both re-exported: older imports)
 from .scale import PER_IMAGE_COLUMNS, beyond_columns, beyond_values, per_image_table
-
-REPORT_FORMATS = ("html", "pdf", "md", "json")
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    """``"html,pdf"`` -> ("html", "pdf"); unknown or empty lists are a usage error."""
-    chosen = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    unknown = [f for f in chosen if f not in REPORT_FORMATS]
-    if unknown or not chosen:
-        raise UsageError(f"--format {text!r}: choose from {', '.join(REPORT_FORMATS)}, comma-separated (e.g. html,pdf).")
-    return chosen
 
 
 def template_environment() -> jinja2.Environment:

@@ -219,7 +219,8 @@ PER_IMAGE_COLUMNS = ("image", "class_index", "class_name", "size", "background",
 
 def beyond_columns(index: RunIndex) -> tuple:
     """per_image.csv's columns beyond the paper: the ROAD gap of the deep-layer CAM, and agreement of the
-    corrupted with the clean prediction per corruption at severity 3 (or the middle severity run), where measured."""
+    corrupted with the clean prediction (both on the common crop) per corruption at severity 3 (or the middle
+    severity run), where measured."""
     run = next((b.corruption for b in index.backbones if b.corruption.status == "done"), None)
     severity = (3 if 3 in run.severities else run.severities[len(run.severities) // 2]) if run else None
     corruptions = tuple(f"agree_{name}_s{severity}" for name in run.corruptions) if run else ()
@@ -244,7 +245,7 @@ def beyond_values(index: RunIndex, arrays_of) -> dict:
             if severity in b.corruption.severities:
                 v = b.corruption.severities.index(severity)
                 for row, position in enumerate(b.corruption.images):
-                    clean = b.predictions[position].top5[0].index
+                    clean = int(arrays[keys.CORRUPT_CLEAN][row])  # the clean common crop's prediction
                     for c in range(len(b.corruption.corruptions)):
                         found = int(arrays[keys.CORRUPT_TOP1][row, c, v])
                         if found >= 0:

@@ -25,7 +25,10 @@ from ..strenum import StrEnum
 # 7: one paired bootstrap for every interval (family aggregates over images, not image x backbone rows); cost.json
 #    keeps every latency pass and the machine fingerprint
 # 8: logits saved; corruption and faithfulness runs; calibration, corruption and faithfulness scores
-SCHEMA_VERSION = 8
+# 9: corruptions of ImageNet-C's common 224 x 224 crop (the same pixels for every backbone) and its clean top-1
+#    (corruptclean), the retention's reference; metrics.json says the device and the sample sizes (SampleSize);
+#    cost.json the latency's precision and stopping rule
+SCHEMA_VERSION = 9
 
 
 class CamStatus(StrEnum):
@@ -269,8 +272,9 @@ class RunStatus(StrEnum):
 
 @dataclass(frozen=True)
 class CorruptionRun(JsonRecord):
-    """Common corruptions of the model-input crops of a hashed sample; the top-1 classes are an array
-    (sample x corruption x severity)."""
+    """Common corruptions of ImageNet-C's common 224 x 224 crop of each image of a hashed sample; the top-1 classes
+    are arrays: corrupted (sample x corruption x severity) and clean (sample), both through the backbone's own
+    resize and normalisation."""
     status: RunStatus
     reason: str
     corruptions: tuple[str, ...] = ()
@@ -487,9 +491,10 @@ class CalibrationScore(JsonRecord):
     ece: Optional[Interval] = None  # expected calibration error, 15 equal-width bins of top-1 confidence
     nll: Optional[Interval] = None
     brier: Optional[Interval] = None
-    ece_scaled: Optional[Interval] = None  # after temperature scaling, cross-fitted on two halves
+    ece_scaled: Optional[Interval] = None  # after temperature scaling (each image by the other half's fit), one ECE
     temperatures: tuple[float, ...] = ()  # fitted on the first half, on the second
     reliability: tuple[ReliabilityBin, ...] = ()
+    brier_top1: Optional[Interval] = None  # mean (top-1 confidence - top-1 correct)^2: the decision's criterion
 
 
 @dataclass(frozen=True)
@@ -530,6 +535,17 @@ class FaithfulnessScore(JsonRecord):
 
 
 @dataclass(frozen=True)
+class SampleSize(JsonRecord):
+    """How many images a sampled check ran on, and where its limit came from."""
+    check: str  # corruptions | faithfulness
+    key: str  # the config key (corruption_max_images | faithfulness_max_images)
+    limit: int  # its value in this run
+    source: str  # battery file | cpu default | cuda default | config (a library caller's AnalysisConfig)
+    images: int  # images in the sample: the limit, or every image of a smaller set
+    ran: bool  # False: skipped for every backbone (untrained weights, a limit of 0, ...)
+
+
+@dataclass(frozen=True)
 class Metrics(JsonRecord):
     """``metrics.json``: the numbers behind every table, computed from the index and the arrays."""
     schema_version: int
@@ -542,6 +558,8 @@ class Metrics(JsonRecord):
     calibration: dict[str, CalibrationScore] = field(default_factory=dict)
     corruption: dict[str, CorruptionScore] = field(default_factory=dict)
     faithfulness: dict[str, FaithfulnessScore] = field(default_factory=dict)
+    device: str = ""  # the run's device (cpu | cuda): it sets the sample sizes the battery file leaves out
+    sample_sizes: tuple[SampleSize, ...] = ()
 
 
 # --- cost.json (machine-dependent, kept apart from the reproducible files like timings.json) ------------------
@@ -562,6 +580,10 @@ class Machine(JsonRecord):
         return (self.device, self.device_name, self.cpu_model, self.threads, self.torch)
 
 
+# What stopped the latency timing (Cost.stopped_because; older files say "stable median" or "budget").
+PRECISION_REACHED, TIME_BUDGET, MAXIMUM_PASSES = "precision reached", "time budget", "maximum passes"
+
+
 @dataclass(frozen=True)
 class Cost(JsonRecord):
     """Measured on the run's device: latency of timed forward passes under inference_mode after warm-up."""
@@ -569,7 +591,7 @@ class Cost(JsonRecord):
     latency_ms_q1: float
     latency_ms_q3: float
     latency_repeats: int
-    images_per_s: float  # at the run's batch size (median of the timed passes after a warm-up at that shape)
+    images_per_s: float  # at throughput_batch_size (how: throughput_method)
     throughput_batch_size: int
     memory_mb: float
     memory_method: str  # how memory_mb was measured
@@ -580,9 +602,19 @@ class Cost(JsonRecord):
     latency_ms_samples: tuple[float, ...] = ()
     slim_latency_ms_samples: tuple[float, ...] = ()  # each pass minus its time inside the unit (empty: no unit)
     warmup_passes: int = 0
-    stopped_because: str = ""  # stable median | budget | maximum passes
+    stopped_because: str = ""  # precision reached | time budget | maximum passes (older files: stable median | budget)
     # the machine's 1-minute load average per core right after the timed passes (None: not known on this OS)
     load_per_core: Optional[float] = None
+    # The stopping rule: timed until the median's distribution-free interval (at latency_confidence) lay within
+    # ±latency_target_precision of it, or latency_budget_s of timed passes. What it reached: the interval, and how
+    # far it reaches from the median as a share of it (None: fewer passes than any such interval needs, or an
+    # older file).
+    latency_precision: Optional[float] = None
+    latency_ms_ci: tuple[float, ...] = ()
+    latency_target_precision: Optional[float] = None
+    latency_confidence: Optional[float] = None
+    latency_budget_s: Optional[float] = None
+    throughput_method: str = ""  # timed at throughput_batch_size, or derived from the batch-1 latency (batch 1)
 
 
 @dataclass(frozen=True)

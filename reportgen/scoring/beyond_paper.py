@@ -37,30 +37,30 @@ def calibration_score(index: RunIndex, entry: BackboneResult, arrays: dict, conf
     have = np.isfinite(measures.correct)
     ece = expected_calibration_error(measures.confidence[have], measures.correct[have])
     ece_drawn = ece_draws(measures.confidence, np.nan_to_num(measures.correct), have, draws)
-    scaled, scaled_drawn = cross_fitted_ece(measures), None
-    if scaled is not None:
-        halves = [ece_draws(measures.scaled_confidence, np.nan_to_num(measures.correct), have & half, draws)
-                  for half in (measures.first_half, ~measures.first_half)]
-        scaled_drawn = np.mean(halves, axis=0)
+    scaled = cross_fitted_ece(measures)  # one ECE over the pooled cross-fitted confidences (temperatures not refitted)
+    scaled_drawn = ece_draws(measures.scaled_confidence, np.nan_to_num(measures.correct), have, draws) \
+        if scaled is not None else None
     return CalibrationScore(
         RunStatus.DONE, "", labelled, _interval(ece, ece_drawn, labelled), _mean_interval(measures.nll, draws),
         _mean_interval(measures.brier, draws),
         _interval(scaled, scaled_drawn, labelled) if scaled is not None else None, tuple(measures.temperatures),
-        tuple(ReliabilityBin(*found) for found in reliability(measures.confidence, measures.correct)))
+        tuple(ReliabilityBin(*found) for found in reliability(measures.confidence, measures.correct)),
+        _mean_interval(measures.brier_top1, draws))
 
 
 def corruption_vectors(index: RunIndex, entry: BackboneResult, arrays: dict) -> tuple[str, np.ndarray, np.ndarray]:
     """(measure, clean, corrupted): per image of the set (NaN outside the sample or unlabelled), the clean outcome
-    (top-1 correct, or 1 for agreement) and, per corruption and severity, the corrupted one."""
+    (top-1 correct, or 1 for agreement) and, per corruption and severity, the corrupted one. Both on the common
+    crop that was corrupted (the clean prediction is the common crop's, not the analysis's own crop)."""
     run = entry.corruption
-    top1 = arrays[keys.CORRUPT_TOP1]
+    top1, clean_top1 = arrays[keys.CORRUPT_TOP1], arrays[keys.CORRUPT_CLEAN]
     labels = [index.images[i].class_index for i in run.images]
     labelled = any(label is not None for label in labels)
     count = len(index.images)
     clean = np.full(count, np.nan)
     corrupted = np.full((count,) + top1.shape[1:], np.nan)
     for row, position in enumerate(run.images):
-        prediction = entry.predictions[position].top5[0].index
+        prediction = int(clean_top1[row])
         truth = labels[row] if labelled else prediction
         if truth is None:
             continue
@@ -79,6 +79,19 @@ def retention_of(clean: np.ndarray, corrupted: np.ndarray, draws: PairedDraws) -
     with np.errstate(divide="ignore", invalid="ignore"):
         drawn = draws.means(np.where(have, per_image, np.nan)) / draws.means(np.where(have, clean, np.nan))
     return float(nanmean(per_image[have]) / nanmean(clean[have])), drawn
+
+
+def top1_change_of(clean: np.ndarray, corrupted: np.ndarray, draws: PairedDraws) -> tuple:
+    """(point, draws) of the change in the outcome under corruption: the corrupted outcomes pooled over every
+    corruption and severity the design measured, minus the clean ones, on the same images (a difference of paired
+    means). Unlike the share kept (corrupted / clean), it has no pole where a draw's clean top-1 is 0, so every draw
+    has a value; (None, NaN draws) only when no image has both outcomes."""
+    per_image = nanmean(corrupted.reshape(len(clean), -1), axis=1)
+    have = np.isfinite(clean) & np.isfinite(per_image)
+    if not have.any():
+        return None, np.full(draws.samples, np.nan)
+    change = np.where(have, per_image - clean, np.nan)
+    return float(change[have].mean()), draws.means(change)
 
 
 def corruption_score(index: RunIndex, entry: BackboneResult, arrays: dict, draws: PairedDraws) -> CorruptionScore:

@@ -1,8 +1,14 @@
 """Can a backbone's confidence be trusted? Calibration on the labelled images, from the logits the battery saved:
-expected calibration error (top-1 confidence, equal-width bins; Guo et al. 2017), negative log-likelihood and Brier
-score, each with its interval from the run's paired bootstrap, and the ECE left after temperature scaling, fitted on
-one half of the labelled images and measured on the other (cross-fitted, both halves averaged), so the fit never
-grades itself. Pure numpy."""
+expected calibration error (top-1 confidence, equal-width bins; Guo et al. 2017), negative log-likelihood, Brier
+score and the top-1 Brier score, each with its interval from the run's paired bootstrap, and the ECE left after
+temperature scaling: each image's confidence from the temperature fitted on the other half of the labelled images
+(cross-fitted, so the fit never grades itself), one ECE over all of them. Pure numpy.
+
+The decision's calibration criterion is the top-1 Brier score, the mean over images of (top-1 confidence - top-1
+correct)^2: a proper scoring rule of the confidence as a forecast of being right, and a mean over images, so the
+bootstrap of it is centred on it. ECE is not: binning a resample's confidences adds noise that |accuracy -
+confidence| turns into an upward bias, larger for fewer images per bin, so its draws sit above it by an amount that
+differs from model to model."""
 from __future__ import annotations
 
 import hashlib
@@ -47,6 +53,13 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
         if inside.any():
             total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
     return float(total)
+
+
+def top1_brier(confidence: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Per image, (top-1 confidence - top-1 correct)^2 (NaN where ``correct`` is NaN: no label). Its mean is the
+    top-1 Brier score: 0 for a confidence of 1 on every right answer and 0 on every wrong one, 1 for the reverse."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    return (confidence - correct) ** 2
 
 
 def ece_draws(confidence: np.ndarray, correct: np.ndarray, labelled: np.ndarray, draws: PairedDraws,
@@ -103,6 +116,7 @@ class CalibrationMeasures:
     correct: np.ndarray  # top-1 correct, NaN unlabelled
     nll: np.ndarray  # -log p(label), NaN unlabelled
     brier: np.ndarray  # sum over classes of (p - one-hot)^2, NaN unlabelled
+    brier_top1: np.ndarray  # (top-1 confidence - top-1 correct)^2, NaN unlabelled
     scaled_confidence: np.ndarray  # top-1 probability after the temperature fitted on the other half
     temperatures: tuple  # (fitted on the first half, fitted on the second half); () when too few images
     first_half: np.ndarray  # the split, among all images
@@ -129,19 +143,18 @@ def calibration_measures(logits: np.ndarray, labels: list, content_hashes: list,
         temperatures = (t_a, t_b)
         scaled[b] = softmax(logits[b], t_a).max(axis=1)  # each half measured with the other half's temperature
         scaled[a] = softmax(logits[a], t_b).max(axis=1)
-    return CalibrationMeasures(confidence, correct, nll, brier, scaled, temperatures, first)
+    return CalibrationMeasures(confidence, correct, nll, brier, top1_brier(confidence, correct), scaled,
+                               temperatures, first)
 
 
 def cross_fitted_ece(measures: CalibrationMeasures) -> Optional[float]:
-    """ECE after temperature scaling: each half with the other half's temperature, the two ECEs averaged."""
+    """ECE after temperature scaling: one ECE over every labelled image, each image's confidence scaled by the
+    temperature fitted on the other half. (The mean of the two half-sample ECEs would carry the larger upward bias
+    of ECE on half the images, and read as worse calibration than the full-sample ECE before scaling.)"""
     if not measures.temperatures:
         return None
     labelled = np.isfinite(measures.correct)
-    values = []
-    for half in (measures.first_half, ~measures.first_half):
-        chosen = labelled & half
-        values.append(expected_calibration_error(measures.scaled_confidence[chosen], measures.correct[chosen]))
-    return float(np.mean(values))
+    return expected_calibration_error(measures.scaled_confidence[labelled], measures.correct[labelled])
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> tuple:

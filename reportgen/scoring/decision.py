@@ -7,23 +7,28 @@ or removing a candidate never reorders the others; higher is better):
 - localisation: 100 x (1 - 1 / mass_ratio) of the deep-layer CAM, mass_ratio averaged over the object sizes in the
   set's own mix (0 = no better than a uniform map, 50 = twice the box's share of the mass, 100 = all of it);
 - clutter: 100 x cluttered / clean mass_ratio (the share of localisation kept on cluttered backgrounds);
-- calibration: 100 x (1 - ECE) of the top-1 confidence on the labelled images;
-- corruption: 100 x the share of top-1 accuracy (or of agreement with the clean prediction) kept under the common
-  corruptions, averaged over corruptions and severities;
+- calibration: 100 x (1 - top-1 Brier score): the mean over the labelled images of (top-1 confidence - top-1
+  correct)^2, a proper scoring rule and a mean over images, so its bootstrap is centred on it (ECE's is biased
+  upward, by a different amount per candidate; ECE is shown beside it in section 3.4);
+- corruption: 100 x (1 + the change in top-1 accuracy, or in agreement with the clean prediction, under the common
+  corruptions), pooled over corruptions and severities on the same images: 100 = nothing lost, 90 = 10 top-1 points
+  lost (a difference, not the share kept: it has no pole where a draw's clean top-1 is 0, so every draw counts);
 - faithfulness: 100 x the ROAD gap of the deep-layer CAM (the change in the target's probability when its least
   relevant pixels go, minus when its most relevant go, halved);
 - latency: 100 x (1 - log10(ms) / 3): 100 at 1 ms, 0 at 1 s, 10 points per halving;
 - size: 100 x (1 - log10(params / 0.1 M) / 3): 100 at 0.1 M, 0 at 100 M, 10 points per halving.
-A candidate's score is the weighted mean of the criteria it has (one it lacks is left out of its mean, never
-scored best or worst, and the report says which it lacked).
+Candidates are compared on the criteria they share: a criterion that a compared candidate has no value for is left
+out for every candidate (scoring each on its own subset would not be neutral, since criteria sit at very different
+typical levels), and page 1 says which criterion was left out for whom. A score is the weighted mean of those.
 
 Noise: one paired bootstrap (:mod:`reportgen.scoring.bootstrap`) resamples the images for every candidate and
 criterion at once and, in the same draws, every candidate's timed latency passes; as in SMAA, each draw also draws
-the weights around the user's. P(best) is the share of draws in which a candidate ranks first (scores within
-``tie_points`` of a draw's best tie and share it: a difference that small is no verdict). A candidate is
-recommended only when its P(best) reaches ``min_win_probability``; otherwise there is no clear winner. Constraints
-on top-1 and latency pass, fail or are *uncertain* (their interval straddles the limit); uncertain candidates stay
-in, marked. Untrained weights make the decision illustrative only.
+the weights around the user's. P(best) is the share of draws in which a candidate ranks first (a win is shared
+only on an exact tie, so a candidate worse in every draw never changes another's P(best)). The leader is the
+candidate with the highest score at the point estimates (the margin and what would change the pick are about it);
+it is recommended only when its P(best) reaches ``min_win_probability``; otherwise there is no clear winner.
+Constraints on top-1 and latency pass, fail or are *uncertain* (their interval straddles the limit); uncertain
+candidates stay in, marked. Untrained weights make the decision illustrative only.
 """
 from __future__ import annotations
 
@@ -37,9 +42,9 @@ from ..inputs.config import DECISION_CRITERIA, MAX_WEIGHT, DecisionSettings
 from ..inputs.manifest import SIZES
 from ..results.schema import Cost, CostReport, Machine, Metrics, RunIndex, RunStatus, SlimmingScore
 from ..strenum import StrEnum
-from .beyond_paper import corruption_vectors, retention_of, road_vectors
+from .beyond_paper import corruption_vectors, road_vectors, top1_change_of
 from .bootstrap import PairedDraws, interval, nanmean
-from .calibration import ece_draws, expected_calibration_error
+from .calibration import top1_brier
 from .vectors import Vectors, run_draws
 
 COST_CRITERIA = ("latency", "size")
@@ -97,8 +102,8 @@ class Candidate:
     localisation_score: Measure  # mass_ratio by the set's size mix, with its interval from the draws
     clutter_retention: Measure  # cluttered / clean deep mass_ratio
     clutter_drop: Optional[float]  # clean - cluttered deep mass_ratio
-    ece: Measure  # expected calibration error of the top-1 confidence (labelled images)
-    corruption: Measure  # share of top-1 (or agreement) kept under the common corruptions
+    calibration: Measure  # top-1 Brier score: mean (top-1 confidence - top-1 correct)^2 over the labelled images
+    corruption: Measure  # change in top-1 (or agreement) under the common corruptions (corrupted - clean, 0..1 scale)
     faithfulness: Measure  # ROAD gap of the deep-layer CAM
     latency: Measure  # median latency at batch 1 (ms), interval from the resampled passes
     params_m: float
@@ -109,7 +114,7 @@ class Candidate:
     uncertain: tuple  # (constraint key, text) of the uncertain ones
     violation: float  # sum of relative excesses over the constraints it fails
     utilities: dict  # criterion -> points at the point estimate (criteria it has)
-    missing: tuple  # criteria in use that this candidate has no value for
+    missing: tuple  # weighted criteria it has no value for (left out for every candidate it is compared with)
     score: Optional[Score]  # passing candidates only
     p_best: Optional[float]  # share of draws in which it ranks first (passing candidates)
     pareto: bool
@@ -144,9 +149,9 @@ class McNemar:
 class Decision:
     status: DecisionStatus
     recommended: Optional[str]  # backbone name; None unless recommended (or the only candidate)
-    leader: Optional[str]  # highest P(best) among the passing candidates
-    runner_up: Optional[str]
-    margin: Optional[Score]  # score of the leader minus the runner-up's, per draw
+    leader: Optional[str]  # highest score at the point estimates among the passing candidates (ties: higher P(best))
+    runner_up: Optional[str]  # the next by score at the point estimates
+    margin: Optional[Score]  # score of the leader minus the runner-up's (never negative), interval from the draws
     least_violating: Optional[str]  # when nothing passes
     candidates: tuple  # Candidate, ranked ones first
     weights: dict  # criterion -> weight used (criteria without data dropped)
@@ -166,13 +171,15 @@ class Decision:
     sensitivity: Optional[WeightChange]  # None: no single weight change within 0..MAX_WEIGHT changes the pick
     sensitivity_range: float
     mcnemar: Optional[McNemar]
-    tie_points: float
     latency_noise: bool  # timing samples were resampled (cost.json of this version)
     notes: tuple = field(default_factory=tuple)  # anything else the reader must know (e.g. latency dropped)
     # (display name, load average per core) of each candidate whose latency was timed on a busy machine, while
     # latency is a criterion; busy means above busy_load_per_core
     busy_latency: tuple = ()
     busy_load_per_core: float = 0.0
+    # (criterion, ((display name, why), ...)): criteria some compared candidates have no value for, so left out for
+    # every candidate (candidates are compared on the criteria they share)
+    unshared: tuple = ()
 
     def quality_of(self, candidate: Candidate) -> Optional[float]:
         """The chart's vertical value for a candidate (None: not measured)."""
@@ -201,9 +208,11 @@ def utility(criterion: str, value):
             return 100.0 * value
         if criterion == "localisation":
             return 100.0 * (1.0 - 1.0 / np.maximum(value, 1e-6))
-        if criterion in ("clutter", "corruption", "faithfulness"):
+        if criterion in ("clutter", "faithfulness"):
             return 100.0 * value
-        if criterion == "calibration":
+        if criterion == "corruption":  # the change in top-1 (0 = nothing lost)
+            return 100.0 * (1.0 + value)
+        if criterion == "calibration":  # top-1 Brier score: 100 = every right answer at 1, every wrong at 0
             return 100.0 * (1.0 - value)
         if criterion == "latency":
             return 100.0 * (1.0 - np.log10(np.maximum(value, 1e-6)) / 3.0)
@@ -282,15 +291,15 @@ def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: Cos
         if have.sum() < 2:
             return missing
         confidence = np.array([p.top5[0].prob for p in predictions])
-        return (expected_calibration_error(confidence[have], correct[have]),
-                ece_draws(confidence, np.nan_to_num(correct), have, draws))
+        values = top1_brier(confidence, correct)  # NaN where unlabelled
+        return float(values[have].mean()), draws.means(values)
 
     def corruption(k, name):
         entry = index.backbones[k]
         if entry.corruption.status != RunStatus.DONE or arrays_of is None:
             return missing
         _, clean, corrupted = corruption_vectors(index, entry, arrays_of(name))
-        point, drawn = retention_of(clean, corrupted, draws)
+        point, drawn = top1_change_of(clean, corrupted, draws)
         return (np.nan, drawn) if point is None else (point, drawn)
 
     def faithfulness(k, name):
@@ -380,14 +389,17 @@ def _pareto(points: dict) -> set:
 # --- scores, win probabilities, sensitivity --------------------------------------------------------------------------
 
 def weighted_scores(utilities: dict, weights: dict) -> np.ndarray:
-    """Weighted mean of each candidate's available criteria. ``utilities[c]``: (..., K) points, NaN = missing;
-    ``weights[c]``: scalar or (...,) per draw. Returns (..., K); NaN when a candidate has none."""
+    """Weighted mean of the criteria the candidates share. ``utilities[c]``: (..., K) points, NaN = missing;
+    ``weights[c]``: scalar or (...,) per draw. In each row (a draw, or the point estimates) a criterion counts only
+    where every one of the K candidates has a value, so all are scored on the same criteria (a candidate scored on
+    the mean of its own subset would gain or lose by what it lacks: criteria sit at very different typical levels).
+    Returns (..., K); NaN where the candidates share no criterion."""
     total = weighted = None
     for criterion, points in utilities.items():
         weight = np.asarray(weights[criterion], dtype=np.float64)
         if weight.ndim:
             weight = weight[..., None]
-        have = np.isfinite(points)
+        have = np.broadcast_to(np.isfinite(points).all(axis=-1, keepdims=True), np.shape(points))
         term_w = np.where(have, weight, 0.0)
         term = np.where(have, points, 0.0) * term_w
         total = term_w if total is None else total + term_w
@@ -396,12 +408,12 @@ def weighted_scores(utilities: dict, weights: dict) -> np.ndarray:
         return weighted / total
 
 
-def win_shares(scores: np.ndarray, tie: float = 0.0) -> np.ndarray:
-    """(B, K) scores -> (K,) share of rows in which each column is first: within ``tie`` of the row's best, the
-    win shared among those; NaN never first."""
+def win_shares(scores: np.ndarray) -> np.ndarray:
+    """(B, K) scores -> (K,) share of rows in which each column is first; a win is shared only on an exact tie (so a
+    column below the best in every row never changes another's share); NaN never first."""
     filled = np.where(np.isfinite(scores), scores, -np.inf)
     best = filled.max(axis=1, keepdims=True)
-    first = (filled >= best - tie) & np.isfinite(best)
+    first = (filled == best) & np.isfinite(best)
     counts = first.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = np.where(counts > 0, first / np.maximum(counts, 1), 0.0)
@@ -448,6 +460,21 @@ def _mcnemar(index: RunIndex, first: int, second: int) -> Optional[McNemar]:
     x, y = (np.array(v, dtype=bool) for v in zip(*pairs))
     only_first, only_second, p = mcnemar(x, y)
     return McNemar(a.display_name, b.display_name, only_first, only_second, p, len(pairs))
+
+
+def _why_missing(criterion: str, entry, arrays_of) -> str:
+    """Why a backbone has no value for a criterion, in a few words."""
+    if criterion in ("corruption", "faithfulness"):
+        run = getattr(entry, criterion)
+        if run.status != RunStatus.DONE:
+            return f"not measured: {run.reason}" if run.reason else "not measured"
+        if arrays_of is None:
+            return "no saved arrays"
+    if criterion == "localisation":
+        return "no usable deep-layer CAM on a boxed image with a size class"
+    if criterion == "clutter":
+        return "no usable deep-layer CAM on boxed images of both backgrounds"
+    return WHY_MISSING[criterion]
 
 
 def _measure(point, drawn, level) -> Measure:
@@ -500,6 +527,17 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     checked = [_checks(params[k], gmacs[k], latency[k], top1[k], labelled, limits) for k in range(len(names))]
     passing = [k for k in range(len(names)) if all(c.outcome != Check.FAIL for c in checked[k][0])]
 
+    # Compare like with like: a criterion that some compared candidate has no value for is left out for all of them.
+    weighted, unshared = dict(weights), []
+    if len(passing) > 1:
+        for criterion in list(weights):
+            lacking = [k for k in passing if not np.isfinite(raw.point[criterion][k])]
+            if lacking:
+                unshared.append((criterion, tuple((index.backbones[k].display_name,
+                                                   _why_missing(criterion, index.backbones[k], arrays_of))
+                                                  for k in lacking)))
+                del weights[criterion]
+
     point_utilities = {c: utility(c, raw.point[c]) for c in weights}
     draw_utilities = {c: utility(c, raw.draws[c]) for c in weights}
     cols = np.array(passing, dtype=int)
@@ -510,9 +548,11 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         point_scores = weighted_scores({c: u[cols] for c, u in point_utilities.items()}, weights)
         drawn_weights = draws.criterion_weights(weights, settings.weight_uncertainty, "decision")
         draw_scores = weighted_scores({c: u[:, cols] for c, u in draw_utilities.items()}, drawn_weights)
-        p_best[cols] = win_shares(draw_scores, settings.tie_points)
-        order = sorted(range(len(passing)), key=lambda j: (-p_best[passing[j]], -np.nan_to_num(point_scores[j],
-                                                                                                  nan=-np.inf)))
+        p_best[cols] = win_shares(draw_scores)
+        # One leader for the verdict, the margin and what would change it: the highest score at the point
+        # estimates (ties: the higher P(best)); it is recommended only if it also ranks first in enough draws.
+        order = sorted(range(len(passing)), key=lambda j: (-np.nan_to_num(point_scores[j], nan=-np.inf),
+                                                           -p_best[passing[j]], j))
         leader = passing[order[0]]
         if len(passing) > 1:
             runner_up = passing[order[1]]
@@ -526,8 +566,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     quality = raw.point["accuracy"] if quality_axis == "top-1 accuracy" else raw.point["localisation"]
     front = _pareto({names[k]: (float(np.nan_to_num(quality[k], nan=-np.inf)),
                                 float(np.nan_to_num(raw.point["latency"][k], nan=np.inf))) for k in passing})
-    ranked = sorted(passing, key=lambda k: (-p_best[k], -np.nan_to_num(
-        point_scores[passing.index(k)] if point_scores is not None else np.nan, nan=-np.inf)))
+    ranked = [passing[j] for j in order] if point_scores is not None else list(passing)
 
     candidates = []
     for k in ranked + [k for k in range(len(names)) if k not in ranked]:
@@ -556,7 +595,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
             tuple((c.key, c.text) for c in checks if c.outcome == Check.FAIL),
             tuple((c.key, c.text) for c in checks if c.outcome == Check.UNCERTAIN), violation,
             {c: float(u[k]) for c, u in point_utilities.items() if np.isfinite(u[k])},
-            tuple(c for c, u in point_utilities.items() if not np.isfinite(u[k])),
+            tuple(c for c in weighted if not np.isfinite(raw.point[c][k])),
             score, float(p_best[k]) if k in passing and weights else None, entry.name in front,
             ranked.index(k) + 1 if k in ranked else None))
 
@@ -588,6 +627,6 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         {c: settings.weight_source(c) for c in DECISION_CRITERIA}, settings.aliases_used(), tuple(dropped), limits,
         mix, quality_axis, index.untrained, machines[0] if machines else None, level,
         bool(weights) and set(weights) <= set(COST_CRITERIA), draws.samples, settings.weight_uncertainty,
-        settings.min_win_probability, sensitivity, MAX_WEIGHT, test, settings.tie_points,
+        settings.min_win_probability, sensitivity, MAX_WEIGHT, test,
         bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones),
-        tuple(notes), busy if weights.get("latency") else (), settings.busy_load_per_core)
+        tuple(notes), busy if weights.get("latency") else (), settings.busy_load_per_core, unshared=tuple(unshared))

@@ -7,12 +7,12 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from ..inputs.config import AnalysisConfig
+from ..inputs.config import AnalysisConfig, sample_size_source
 from ..inputs.registry import DEPTHS
 from ..results import arrays as keys
 from ..results.schema import (Aggregate, BackboneResult, CamStatus, ImageEntry, Interval, LastThreeSummary, Metrics,
-                              PerImageRow, PredictionRow, RunIndex, SanityLayer, SanityStatus, SanityStepScore,
-                              SanitySummary, SlimmingScore, SlimmingStatus)
+                              PerImageRow, PredictionRow, RunIndex, RunStatus, SampleSize, SanityLayer, SanityStatus,
+                              SanityStepScore, SanitySummary, SlimmingScore, SlimmingStatus)
 from .beyond_paper import calibration_score, corruption_score, faithfulness_score
 from .bootstrap import PairedDraws, interval
 from .measures import cam_similarity, centred_gaussian, ks_from_quantiles, localisation, uniform_map, upsample
@@ -241,4 +241,20 @@ def score(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> Metri
                     for entry in index.backbones},
         faithfulness={entry.name: faithfulness_score(index, entry, arrays_of(entry.name), draws)
                       for entry in index.backbones},
+        device=index.device,
+        sample_sizes=sample_sizes(index),
     )
+
+
+def sample_sizes(index: RunIndex) -> tuple[SampleSize, ...]:
+    """The corruption and faithfulness sample sizes of the run: the limit, where it came from (the battery file's
+    [analysis] table, the device's default) and the images it gave."""
+    given = (index.battery_file or {}).get("analysis", {})
+    rows = []
+    for check, key, run_of in (("corruptions", "corruption_max_images", lambda b: b.corruption),
+                               ("faithfulness", "faithfulness_max_images", lambda b: b.faithfulness)):
+        limit = getattr(index.config, key)
+        ran = any(run_of(b) is not None and run_of(b).status == RunStatus.DONE for b in index.backbones)
+        rows.append(SampleSize(check, key, limit, sample_size_source(key, limit, index.device, given),
+                               min(limit, len(index.images)), ran))
+    return tuple(rows)

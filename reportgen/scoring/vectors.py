@@ -14,10 +14,12 @@ from .bootstrap import PairedDraws, image_stratum, nanmean, paired_draws
 
 def run_draws(index: RunIndex) -> PairedDraws:
     """The run's paired bootstrap: ``bootstrap_samples`` draws of its images, stratified by size, background,
-    labelled and boxed, seeded by the run's seed."""
+    labelled and boxed (groups under ``bootstrap_min_stratum`` images pooled), seeded by the run's seed. The
+    groups come from the whole run's index, so shards merged into one index get the draws of one run."""
     strata = [image_stratum(image.size, image.background, image.class_index is not None, image.box is not None)
               for image in index.images]
-    return paired_draws(strata, index.config.bootstrap_samples, index.config.seed)
+    return paired_draws(strata, index.config.bootstrap_samples, index.config.seed,
+                        index.config.bootstrap_min_stratum)
 
 
 class Vectors:
