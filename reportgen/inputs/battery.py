@@ -29,7 +29,7 @@ RULE_KEYS = {f.name: f.type for f in fields(RuleThresholds)}
 DECISION_KEYS = {"max_params_m": float, "max_gmacs": float, "max_latency_ms": float, "min_top1": float,
                  "weights": dict, "confidence": float, "weight_uncertainty": float, "min_win_probability": float,
                  "tie_points": float, "degenerate_class_share": float, "degenerate_chance_margin": float,
-                 "degenerate_cam_share": float, "degenerate_min_images": int}
+                 "degenerate_cam_share": float, "degenerate_min_images": int, "busy_load_per_core": float}
 
 
 @dataclass(frozen=True)
