@@ -32,7 +32,8 @@ TIERS = {
 }
 # Fixtures that run the battery (directly or through another fixture).
 E2E_FIXTURES = {"lite_report", "lite0_small", "untrained_run", "budget_run", "same_architecture_run", "report_200",
-                "hostile_run", "small_report", "single_small", "torch_free_python"}
+                "hostile_run", "small_report", "single_small", "torch_free_python", "broken_pair_run",
+                "broken_pair_folder_run", "broken_checkpoint"}
 MODEL_FIXTURES = {"lite0", "photo", "models", "architecture"}
 E2E_CALLS = re.compile(r"run_cli\(\s*(\*\w+|\"run\"|\"render\"|\"merge\"|\"compare\"|\"backbones\", \"\w)"
                        r"|_run_small\(|render_report\("
@@ -197,3 +198,56 @@ def aggregate_row(rows, scope, name, role, group, metric):
     """The aggregate row of a metrics JSON document (plain dicts), or None."""
     return next((r for r in rows if (r["scope"], r["name"], r["role"], r["group"], r["metric"])
                  == (scope, name, role, group, metric)), None)
+
+
+# --- a broken checkpoint beside the intact weights (issue 27) -----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def broken_checkpoint(tmp_path_factory) -> Path:
+    """Lite0's weights with one stage zeroed (``blocks.5.*``), as a broken training run or a bad export leaves them,
+    and a battery file that puts it beside the stock weights: ``lite0-stock`` and ``lite0-new``."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from reportgen.analysis.models import load_lite_checkpoint
+    from reportgen.analysis.weights import lite_package_file
+
+    folder = tmp_path_factory.mktemp("broken")
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    load_lite_checkpoint(model, str(lite_package_file("0")))
+    state = {k: (torch.zeros_like(v) if k.startswith("blocks.5.") else v).contiguous()
+             for k, v in model.state_dict().items()}
+    save_file(state, folder / "broken.safetensors")
+    (folder / "battery.toml").write_text(
+        '[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-stock"\n\n'
+        f'[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-new"\ncheckpoint = "{folder / "broken.safetensors"}"\n')
+    return folder / "battery.toml"
+
+
+@pytest.fixture(scope="session")
+def broken_pair_run(request, tmp_path_factory, broken_checkpoint) -> Path:
+    """The broken checkpoint beside the intact weights on the curated images, every analysis on, every format."""
+    return shared_run(request, tmp_path_factory, "broken-pair", "run", "--config", str(broken_checkpoint), "--quiet",
+                      "--format", "html,pdf,md,json")
+
+
+@pytest.fixture(scope="session")
+def folder_set_60(tmp_path_factory) -> Path:
+    """60 photos in class folders named by WordNet id, as a user's validation folder (tools/synthetic_set.py)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("folders") / "val"
+    subprocess.run([sys.executable, str(REPO / "tools" / "synthetic_set.py"), str(folder), "--count", "60",
+                    "--layout", "wnid"], check=True, capture_output=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def broken_pair_folder_run(request, tmp_path_factory, broken_checkpoint, folder_set_60, fast_battery) -> Path:
+    """The same pair on a class-folder set (sanity check, corruptions and faithfulness off: fast_battery)."""
+    battery = tmp_path_factory.mktemp("broken-fast") / "battery.toml"
+    battery.write_text(broken_checkpoint.read_text() + "\n" + FAST)
+    return shared_run(request, tmp_path_factory, "broken-pair-folders", "run", "--config", str(battery), "--images",
+                      str(folder_set_60), "--quiet", "--format", "md,json")

@@ -28,7 +28,8 @@ ANALYSIS_KEYS = {f.name: f.type for f in fields(AnalysisConfig) if f.name != "ru
 RULE_KEYS = {f.name: f.type for f in fields(RuleThresholds)}
 DECISION_KEYS = {"max_params_m": float, "max_gmacs": float, "max_latency_ms": float, "min_top1": float,
                  "weights": dict, "confidence": float, "weight_uncertainty": float, "min_win_probability": float,
-                 "tie_points": float}
+                 "tie_points": float, "degenerate_class_share": float, "degenerate_chance_margin": float,
+                 "degenerate_cam_share": float, "degenerate_min_images": int, "busy_load_per_core": float}
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,10 @@ weights = { accuracy = 3, localisation = 2, clutter = 1, latency = 1, size = 1 }
 # clutter is how much localisation is kept on cluttered backgrounds (cluttered / clean mass_ratio).
 # weight_uncertainty = 0.2        # weights drawn around these in every bootstrap draw (0 = fixed)
 # min_win_probability = 0.9       # recommend only a candidate that ranks first in this share of the draws
+# degenerate_class_share = 0.8    # a candidate predicting one class for this share of the images,
+# degenerate_chance_margin = 0.05 # or with top-1 within this margin of chance, or with all-zero deep
+# degenerate_cam_share = 0.5      # CAMs on this share of them, is named on page 1 and never recommended
+# degenerate_min_images = 10      # (the checks need at least this many images)
 
 # One table per backbone. id: a registry name or any timm model id. Layers not given are chosen
 # automatically (see the README); family not given comes from the registry or a heuristic.

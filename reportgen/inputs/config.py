@@ -135,8 +135,22 @@ class DecisionSettings:
     # other processes competing for the cores inflate it, and the resampled passes cannot show that. (Measured on
     # 2 cores: 0.5-0.65 during a run alone; 1.5 beside a test suite, with latency inflated 3-fold.)
     busy_load_per_core: float = 1.0
+    # A candidate is degenerate (named on page 1, never recommended) when, on at least degenerate_min_images images,
+    # it predicts one class for at least degenerate_class_share of them (unless the labels are that uniform), or its
+    # top-1 interval lies within degenerate_chance_margin of chance (as a share of the way from chance to 100 %:
+    # 0.05 is at most 5.1 % top-1 on ImageNet, 52.5 % on two classes), or its deep-layer CAM is all-zero or NaN on at
+    # least degenerate_cam_share of them. Measured (docs/decision.md): Lite0 with ImageNet's mean/std instead of its
+    # own keeps its top-1 (not degenerate); fed 0-255 pixels it falls to 0 % (degenerate); one stage zeroed, it
+    # predicts one class for every image (degenerate).
+    degenerate_class_share: float = 0.8
+    degenerate_chance_margin: float = 0.05
+    degenerate_cam_share: float = 0.5
+    degenerate_min_images: int = 10
 
     def __post_init__(self):
+        for key in ("degenerate_class_share", "degenerate_chance_margin", "degenerate_cam_share"):
+            _check_range(self, key, 0, 1)
+        _check_range(self, "degenerate_min_images", 1, integer=True)
         for key in ("max_params_m", "max_gmacs", "max_latency_ms"):
             if getattr(self, key) is not None:
                 _check_range(self, key, 0, low_open=True)

@@ -2,6 +2,7 @@
 fail does so before heavy work), run the battery, render the report."""
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import __version__
-from ..errors import OutputError
+from ..errors import OutputError, ReportgenError
 from ..inputs.decoded import DecodedInputs
 from ..inputs.images import ImageSet, default_image_dir, load_image_set
 from ..report.render import render_report
@@ -107,10 +108,27 @@ def execute(prepared: PreparedRun, progress: Progress, on_batch: OnBatch, note: 
     prune_unreferenced(results)
     note(f"rendering {', '.join(request.formats)}")
     render_timings: dict = {}
-    written = render_report(results, out_dir, request.formats, timings=render_timings)
     outcome.timings["render"] = render_timings
-    write_json(results / TIMINGS, outcome.timings)
+    try:
+        written = render_report(results, out_dir, request.formats, timings=render_timings)
+    except Exception as exc:  # the analyses are done and saved: say how to get the report without redoing them
+        raise render_failed(exc, results, out_dir, request.formats) from exc
+    finally:
+        write_json(results / TIMINGS, outcome.timings)
     return RunResult(outcome, written, shards)
+
+
+def render_failed(exc: Exception, results: Path, out_dir: Path, formats) -> ReportgenError:
+    """The error to raise when rendering fails after a run: the cause, the saved results, the command that retries
+    the rendering alone. A user-facing error keeps its exit code (5 for a full disk); anything else is internal (1)."""
+    retry = f"reportgen render {shlex.quote(str(results))} --out {shlex.quote(str(out_dir))} " \
+            f"--format {','.join(formats)}"
+    known = isinstance(exc, ReportgenError)
+    error = ReportgenError(f"rendering failed ({exc if known else f'internal error {exc!r}'}); the analyses' results "
+                           f"are saved in {results}: retry with `{retry}`"
+                           + ("" if known else " and report the error with its --debug output."))
+    error.exit_code = exc.exit_code if known else ReportgenError.exit_code
+    return error
 
 
 def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tuple[BatteryOutcome, list]:

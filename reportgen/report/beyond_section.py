@@ -8,7 +8,7 @@ from typing import Optional
 from ..inputs.config import CORRUPTION_CROP, CORRUPTION_RESIZE
 from ..results.schema import CalibrationScore, CorruptionScore, FaithfulnessScore, Interval, RunIndex, RunStatus
 from . import figures
-from .formatting import bracket, num
+from .formatting import MISSING, bracket, missing, num
 from .phrases import Sentence, text
 
 
@@ -51,8 +51,8 @@ class BeyondSection:
 
 
 def _interval_text(found: Optional[Interval], scale: float = 1.0) -> str:
-    if found is None or found.mean is None:
-        return "n/a"
+    if found is None or missing(found.mean):
+        return MISSING
     return f"{num(found.mean * scale)}{bracket(found.ci_low, found.ci_high, scale)}"
 
 

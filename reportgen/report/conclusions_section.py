@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..results.schema import measured
 from ..scoring.rules import BackboneFinding, ClaimVerdict, Conclusions, Focus, Reason, SlimmingRow
-from .formatting import bracket, ci, num, pct, pct_interval
+from .formatting import bracket, ci, num, pct, pct_interval, points
 from .phrases import Sentence, text
 
 REASONS = {
@@ -133,8 +134,8 @@ def _slimming_line(s: SlimmingRow) -> Sentence:
     if s.measured_removable is not None:
         parts += [text(f"removing {s.intervention.unit}: top-1 agrees on "),
                   text(pct(s.intervention.agreement.mean), "tab-slimming")]
-        if s.intervention.top1_change:
-            parts += [text(", Δ top-1 "), text(f"{num(s.intervention.top1_change.mean * 100)} pts", "tab-slimming")]
+        if measured(s.intervention.top1_change):
+            parts += [text(", Δ top-1 "), text(points(s.intervention.top1_change), "tab-slimming")]
         parts.append(text(f" → {'harmless' if s.measured_removable else 'harmful'}; "))
     last3 = f"tab-last3-{s.backbone}"
     parts += [text("proxy CKA "), text(num(s.evidence.cka), last3), text(", KS "), text(num(s.evidence.ks), last3),

@@ -9,7 +9,8 @@ from ..inputs.config import DEVICE_SAMPLE_SIZES
 from ..results.schema import PRECISION_REACHED, CostReport, RunIndex
 from ..scoring.score import sample_sizes
 from ..scoring.decision import Candidate, Check, Decision, DecisionStatus, utility
-from .formatting import bracket, listing, num, pct, pct_bracket, whole_pct
+from ..scoring.degenerate import Degeneracy
+from .formatting import MISSING, bracket, listing, num, pct, pct_bracket, whole_pct
 from .phrases import Sentence, text
 
 CRITERION_NAMES = {"accuracy": "top-1 accuracy", "localisation": "localisation", "clutter": "clutter",
@@ -33,6 +34,7 @@ class DecisionPage:
     checks: dict  # candidate name -> the constraints column's text
     rows: tuple = ()  # CandidateCells per candidate, in the decision's order (the page-1 table)
     busy: Sentence = ()  # a warning: latency timed on a busy machine (empty: it was not)
+    degenerate: tuple = ()  # a warning Sentence per candidate whose outputs are degenerate
     details: Sentence = (text("How these numbers are made, and what they leave out: "),
                          text("section 2.1", "decision-detail"), text("."))
 
@@ -71,13 +73,13 @@ def _interval_cell(value, low, high) -> Cell:
 
 def _share_cell(value, low, high) -> Cell:
     """A share in percent with its interval in points, as the table's other share columns."""
-    return Cell(pct(value), pct_bracket(low, high)) if value is not None else Cell("n/a")
+    return Cell(pct(value), pct_bracket(low, high))
 
 
 def _change_cell(value, low, high) -> Cell:
     """A change of a share in signed percentage points, with its interval."""
     if value is None:
-        return Cell("n/a")
+        return Cell(MISSING)
     return Cell(f"{100 * value:+.1f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]" if low is not None else "")
 
 
@@ -116,7 +118,7 @@ def title(decision: Decision, index: RunIndex, started: str) -> str:
 
 def _score(candidate: Candidate) -> str:
     if candidate.score is None:
-        return "n/a"
+        return MISSING
     return f"{num(candidate.score.mean)}{bracket(candidate.score.ci_low, candidate.score.ci_high)}"
 
 
@@ -247,6 +249,18 @@ def _busy(decision: Decision) -> Sentence:
                  "cannot show. Run again with --fresh on an idle machine before deciding on latency.", flag=True),)
 
 
+def degenerate_warning(found: Degeneracy) -> Sentence:
+    """One sentence with the numbers: what is degenerate, what to check, and that it is left out of the pick."""
+    facts = [f"predicts class '{found.top_class}' for {whole_pct(found.top_class_share)} of {found.images:,} images"]
+    if found.top1 is not None:
+        facts.append(f"its top-1 is {pct(found.top1)}" + (f" (chance {pct(found.chance)})" if found.at_chance else ""))
+    if found.cams_broken:
+        facts.append(f"its deep-layer heatmaps are all-zero or NaN on {found.broken_cams:,} images")
+    return (text(f"{found.display_name} looks broken: " + "; ".join(facts) + ". Check the checkpoint, its "
+                 "normalisation (mean/std) and its class order. It is never recommended and is ranked last; its "
+                 "heatmaps and scores describe the damage, not the architecture.", flag=True),)
+
+
 def _method(decision: Decision) -> Sentence:
     weights = "fixed at these values" if not decision.weight_uncertainty else \
         f"drawn around these values in each draw (log-normal, spread {num(decision.weight_uncertainty)}, as in SMAA)"
@@ -326,7 +340,8 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
                         _paired_test(decision), _constraints(decision), _notes(decision),
                         _method(decision), _machine(decision) + _timing(decision, cost) + _samples(index),
                         {c.backbone: check_mark(c) for c in decision.candidates},
-                        candidate_cells(decision), busy=_busy(decision))
+                        candidate_cells(decision), busy=_busy(decision),
+                        degenerate=tuple(degenerate_warning(found) for found in decision.degenerate))
 
 
 def check_mark(candidate: Candidate) -> str:

@@ -3,6 +3,7 @@ are JPEG pages, each sized to fit a PDF page."""
 from __future__ import annotations
 
 import io
+import math
 from functools import lru_cache
 
 import matplotlib
@@ -19,9 +20,10 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from ..inputs.manifest import BACKGROUNDS, SIZES  # noqa: E402
 from ..results import arrays as keys  # noqa: E402
-from ..results.schema import AggregateLookup, BackboneResult, CamStatus, RunIndex, SanitySummary  # noqa: E402
+from ..results.schema import AggregateLookup, BackboneResult, CamStatus, RunIndex, SanitySummary, measured  # noqa: E402
 from ..results.store import SavedResults  # noqa: E402
 from ..scoring.measures import normalise01, upsample  # noqa: E402
+from .formatting import MISSING  # noqa: E402
 
 CMAP = colormaps["jet"]
 PAGE_WIDTH_IN = 7.2
@@ -357,6 +359,20 @@ def localisation_plot(index: RunIndex, lookup: AggregateLookup, metric: str) -> 
     return _png(fig)
 
 
+def _error_bars(intervals) -> tuple[list, list, list]:
+    """Means and the error bars' lengths below and above, NaN where a point was not measured (matplotlib leaves a
+    gap there); an interval without bounds gets a bar of length 0."""
+    means, lows, highs = [], [], []
+    for found in intervals:
+        mean = found.mean if measured(found) else math.nan
+        means.append(mean)
+        low = found.ci_low if measured(found) and found.ci_low is not None else mean
+        high = found.ci_high if measured(found) and found.ci_high is not None else mean
+        lows.append(max(0.0, mean - low) if mean == mean else 0.0)
+        highs.append(max(0.0, high - mean) if mean == mean else 0.0)
+    return means, lows, highs
+
+
 def sanity_plot(index: RunIndex, sanity: dict[str, SanitySummary], threshold: float) -> bytes:
     """Similarity of trained to randomised CAMs along the randomisation cascade, one panel per backbone."""
     done = [entry for entry in index.backbones if sanity[entry.name].status == "done"]
@@ -365,14 +381,13 @@ def sanity_plot(index: RunIndex, sanity: dict[str, SanitySummary], threshold: fl
     for c, entry in enumerate(done):
         ax = axes[0][c]
         labels = []
+        unmeasured = 0
         for layer, found in sanity[entry.name].layers.items():
             labels = [step.step.replace(" (trained)", "") for step in found.steps]
             xs = np.arange(len(found.steps))
             for metric, style in (("spearman", "-"), ("ssim", "--")):
-                intervals = [getattr(step, metric) for step in found.steps]
-                means = [i.mean for i in intervals]
-                lows = [max(0.0, m - (i.ci_low if i.ci_low is not None else m)) for m, i in zip(means, intervals)]
-                highs = [max(0.0, (i.ci_high if i.ci_high is not None else m) - m) for m, i in zip(means, intervals)]
+                means, lows, highs = _error_bars([getattr(step, metric) for step in found.steps])
+                unmeasured += sum(mean != mean for mean in means)
                 ax.errorbar(xs, means, yerr=[lows, highs], color=colours.get(found.role, "black"), ls=style,
                             marker="o", ms=2.5, lw=0.9, capsize=1.5,
                             label=f"{found.role} {metric}" if c == 0 else None)
@@ -380,6 +395,9 @@ def sanity_plot(index: RunIndex, sanity: dict[str, SanitySummary], threshold: fl
         ax.axhline(0, color="black", lw=0.4)
         ax.set_xticks(range(len(labels)), labels, fontsize=5.5, rotation=30)
         ax.set_title(entry.display_name, fontsize=7)
+        if unmeasured:
+            ax.text(0.5, 0.04, f"{unmeasured} point{'s' if unmeasured != 1 else ''} {MISSING}", fontsize=5.5,
+                    ha="center", transform=ax.transAxes, color="#b00020")
         ax.tick_params(labelsize=6)
         ax.set_ylim(-0.3, 1.05)
     axes[0][0].set_ylabel("similarity to trained CAM", fontsize=7)
@@ -479,8 +497,8 @@ def reliability_plot(names: list[str], scores: list) -> bytes:
             ax.plot(xs, ys, color=BACKBONE_COLOURS[c % len(BACKBONE_COLOURS)], lw=0.9)
             ax.scatter(xs, ys, s=[8 + 60 * b.images / most for b in score.reliability],
                        color=BACKBONE_COLOURS[c % len(BACKBONE_COLOURS)], zorder=3)
-        ece = score.ece.mean if score.ece is not None else None
-        ax.set_title(f"{name}\nECE {ece:.3f}" if ece is not None else name, fontsize=7)
+        ax.set_title(f"{name}\nECE {score.ece.mean:.3f}" if measured(score.ece) else f"{name}\nECE {MISSING}",
+                     fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("top-1 confidence", fontsize=6.5)
@@ -496,14 +514,16 @@ def corruption_plot(names: list[str], scores: list, corruptions: tuple, severiti
     columns = min(4, len(corruptions))
     rows = -(-len(corruptions) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH_IN, 1.7 * rows + 0.4), sharey=True, squeeze=False)
+    unmeasured = set()
     for n, corruption in enumerate(corruptions):
         ax = axes[n // columns][n % columns]
         for b, (name, score) in enumerate(zip(names, scores)):
-            if score.clean is None or score.clean.mean is None:
+            if not measured(score.clean):
+                unmeasured.add(name)
                 continue
             cells = {c.severity: c.value for c in score.cells if c.corruption == corruption}
             points = [(v, i) for v, i in [(0, score.clean)] + [(v, cells[v]) for v in severities if v in cells]
-                      if i is not None and i.mean is not None]  # a cell the balanced design gave no image
+                      if measured(i)]  # a cell the balanced design gave no image
             xs = [v for v, _ in points]
             ys = [i.mean for _, i in points]
             lows = [max(0.0, i.mean - i.ci_low) if i.ci_low is not None else 0 for _, i in points]
@@ -520,7 +540,10 @@ def corruption_plot(names: list[str], scores: list, corruptions: tuple, severiti
     for r in range(rows):
         axes[r][0].set_ylabel(measure, fontsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=6, loc="lower center", ncol=min(6, len(names)), bbox_to_anchor=(0.5, -0.06))
+    if unmeasured:
+        handles += [Rectangle((0, 0), 0, 0, visible=False)]
+        labels += [f"{', '.join(sorted(unmeasured))}: {MISSING}"]
+    fig.legend(handles, labels, fontsize=6, loc="lower center", ncol=min(6, len(labels)), bbox_to_anchor=(0.5, -0.06))
     fig.tight_layout()
     return _png(fig)
 
@@ -533,7 +556,9 @@ def faithfulness_plot(names: list[str], scores: list) -> bytes:
     labels = {"cam": "deep-layer CAM", "random": "uniform-random map", "gaussian": "centred Gaussian"}
     for b, score in enumerate(scores):
         for m, found in enumerate(score.maps):
-            if found.gap is None or found.gap.mean is None:
+            if not measured(found.gap):
+                ax.text(b + (m - 1) * 0.26, 0, MISSING, rotation=90, fontsize=5, ha="center", va="bottom",
+                        color=colours[found.map])
                 continue
             value, error = _error(found.gap)
             ax.bar(b + (m - 1) * 0.26, value, width=0.24, color=colours[found.map], yerr=error, capsize=2,

@@ -32,6 +32,7 @@ def template_environment() -> jinja2.Environment:
     env.filters["pct"] = formatting.pct
     env.filters["whole_pct"] = formatting.whole_pct
     env.filters["ci"] = formatting.ci
+    env.filters["points"] = formatting.points
     env.filters["pct_ci"] = lambda value, low=None, high=None: formatting.pct_interval(value, low, high)
     return env
 

@@ -8,6 +8,7 @@ Bump :data:`SCHEMA_VERSION` whenever a field changes meaning or is added or remo
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
@@ -418,6 +419,17 @@ class Aggregate(JsonRecord):
     n: int
     small_group: bool
 
+    def __post_init__(self):
+        _finite_or_none(self, "mean", "ci_low", "ci_high")
+
+
+def _finite_or_none(record, *names) -> None:
+    """A measurement that left no value is None, never NaN or inf: every reader then has one case to handle."""
+    for name in names:
+        value = getattr(record, name)
+        if value is not None and not math.isfinite(value):
+            object.__setattr__(record, name, None)
+
 
 @dataclass(frozen=True)
 class Interval(JsonRecord):
@@ -425,6 +437,17 @@ class Interval(JsonRecord):
     ci_low: Optional[float]
     ci_high: Optional[float]
     n: int
+
+    def __post_init__(self):
+        _finite_or_none(self, "mean", "ci_low", "ci_high")
+        if self.mean is None:  # bounds without a mean describe nothing
+            object.__setattr__(self, "ci_low", None)
+            object.__setattr__(self, "ci_high", None)
+
+
+def measured(found: Optional[Interval]) -> bool:
+    """The interval holds a value (a measurement can leave it empty: too few images, degenerate maps)."""
+    return found is not None and found.mean is not None
 
 
 @dataclass(frozen=True)

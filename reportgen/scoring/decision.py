@@ -43,6 +43,7 @@ from ..inputs.manifest import SIZES
 from ..results.schema import Cost, CostReport, Machine, Metrics, RunIndex, RunStatus, SlimmingScore
 from ..strenum import StrEnum
 from .beyond_paper import corruption_vectors, road_vectors, top1_change_of
+from .degenerate import Degeneracy, assess
 from .bootstrap import PairedDraws, interval, nanmean
 from .calibration import top1_brier
 from .vectors import Vectors, run_draws
@@ -180,6 +181,7 @@ class Decision:
     # (criterion, ((display name, why), ...)): criteria some compared candidates have no value for, so left out for
     # every candidate (candidates are compared on the criteria they share)
     unshared: tuple = ()
+    degenerate: tuple = ()  # Degeneracy of each candidate whose outputs are degenerate (never recommended)
 
     def quality_of(self, candidate: Candidate) -> Optional[float]:
         """The chart's vertical value for a candidate (None: not measured)."""
@@ -525,6 +527,14 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     params = raw.point["size"]
     gmacs = np.array([b.macs / 1e9 for b in index.backbones])
     checked = [_checks(params[k], gmacs[k], latency[k], top1[k], labelled, limits) for k in range(len(names))]
+    # Untrained weights are degenerate on purpose (the report is bannered as illustrative): nothing to name.
+    degenerate = () if index.untrained else tuple(
+        found for found in (_degeneracy(entry, top1[k], settings) for k, entry in enumerate(index.backbones))
+        if found.flagged)
+    for found in degenerate:  # a failed check of its own: never recommended, ranked after every other candidate
+        k = names.index(found.backbone)
+        checks, _ = checked[k]
+        checked[k] = (checks + (ConstraintCheck("degenerate", Check.FAIL, "degenerate outputs (see above)"),), math.inf)
     passing = [k for k in range(len(names)) if all(c.outcome != Check.FAIL for c in checked[k][0])]
 
     # Compare like with like: a criterion that some compared candidate has no value for is left out for all of them.
@@ -569,7 +579,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     ranked = [passing[j] for j in order] if point_scores is not None else list(passing)
 
     candidates = []
-    for k in ranked + [k for k in range(len(names)) if k not in ranked]:
+    for k in ranked + sorted((k for k in range(len(names)) if k not in ranked), key=lambda k: checked[k][1]):
         entry = index.backbones[k]
         mass = vectors.backbone(entry.name, "deep", "mass_ratio")
         sizes = np.array([image.size or "" for image in index.images])
@@ -629,4 +639,11 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         bool(weights) and set(weights) <= set(COST_CRITERIA), draws.samples, settings.weight_uncertainty,
         settings.min_win_probability, sensitivity, MAX_WEIGHT, test,
         bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones),
-        tuple(notes), busy if weights.get("latency") else (), settings.busy_load_per_core, unshared=tuple(unshared))
+        tuple(notes), busy if weights.get("latency") else (), settings.busy_load_per_core, unshared=tuple(unshared),
+        degenerate=degenerate)
+
+
+def _degeneracy(entry, top1: Measure, settings: DecisionSettings) -> Degeneracy:
+    deep = entry.depth_layers.get("deep")
+    return assess(entry.name, entry.display_name, entry.predictions, entry.cam_status.get(deep, ()), top1.value,
+                  top1.ci_high, settings)

@@ -17,7 +17,7 @@ import numpy as np
 from ..inputs.config import RuleThresholds
 from ..inputs.registry import FAMILIES
 from ..results.schema import (AggregateLookup, Interval, LastThreeSummary, Metrics, RunIndex, SlimmingScore,
-                              SlimmingStatus)
+                              SlimmingStatus, measured)
 from ..strenum import StrEnum
 from .bootstrap import PairedDraws, interval
 from .vectors import Vectors, run_draws
@@ -180,7 +180,7 @@ class SlimmingRow:
 
 def _bounds(found: Optional[Interval]) -> tuple:
     """(low, high) of an interval; its mean twice when it has none (fewer than two images)."""
-    if found is None or found.mean is None:
+    if not measured(found):
         return None, None
     return (found.ci_low if found.ci_low is not None else found.mean,
             found.ci_high if found.ci_high is not None else found.mean)
@@ -191,7 +191,7 @@ def intervention_removable(score: Optional[SlimmingScore], thresholds: RuleThres
     labelled images at most the threshold over the whole interval; harmful (False) when the interval lies past
     either threshold; None when it straddles one (inside the noise) or nothing was measured. Without retraining:
     a lower bound."""
-    if score is None or score.status != SlimmingStatus.DONE or score.agreement is None:
+    if score is None or score.status != SlimmingStatus.DONE or not measured(score.agreement):
         return None
     agree_low, agree_high = _bounds(score.agreement)
     change_low, change_high = _bounds(score.top1_change)
@@ -205,7 +205,7 @@ def intervention_removable(score: Optional[SlimmingScore], thresholds: RuleThres
 
 def intervention_uncertain(score: Optional[SlimmingScore]) -> bool:
     """The unit was removed and measured (so a None from intervention_removable means inside the noise)."""
-    return score is not None and score.status == SlimmingStatus.DONE and score.agreement is not None
+    return score is not None and score.status == SlimmingStatus.DONE and measured(score.agreement)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,160 @@
+"""Rendering never crashes on a value a measurement can leave empty (issue 27).
+
+Systematic, not case by case: the interval-bearing fields are found by walking the metrics schema's types (a field
+added later is covered without touching this file); each is blanked for one candidate of a real run, and every
+format is rendered from the changed results. Every variant must render and say "not measured" where the value was.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import shutil
+import typing
+from pathlib import Path
+
+import pytest
+
+from reportgen.results import schema
+from reportgen.results.schema import Aggregate, Interval, Metrics
+
+FORMATS = ("html", "pdf", "md", "json")
+MISSING = "not measured"
+
+
+def _record_types(kind, found: set) -> set:
+    """Every JsonRecord type reachable from ``kind`` through field types (containers and Optional unwrapped)."""
+    origin = typing.get_origin(kind)
+    if origin is not None:
+        for arg in typing.get_args(kind):
+            if arg is not Ellipsis:
+                _record_types(arg, found)
+        return found
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind) and kind not in found:
+        found.add(kind)
+        for name, hint in typing.get_type_hints(kind, vars(schema)).items():
+            _record_types(hint, found)
+    return found
+
+
+def _holds_interval(hint) -> bool:
+    return hint is Interval or Interval in typing.get_args(hint)
+
+
+def interval_fields() -> list[tuple[type, str]]:
+    """(record type, field) for every interval-bearing field of the metrics schema; an Aggregate row is an interval
+    itself (its mean and bounds)."""
+    fields = []
+    for kind in sorted(_record_types(Metrics, set()), key=lambda k: k.__name__):
+        if kind is Interval:
+            continue
+        if kind is Aggregate:
+            fields.append((Aggregate, "mean"))
+            continue
+        for name, hint in typing.get_type_hints(kind, vars(schema)).items():
+            if _holds_interval(hint):
+                fields.append((kind, name))
+    return fields
+
+
+def _blank_interval(value, how: str):
+    if value is None:
+        return None
+    gone = None if how == "none" else math.nan
+    return dataclasses.replace(value, mean=gone, ci_low=gone, ci_high=gone)
+
+
+def blank(node, kind: type, name: str, candidate: str, how: str, owner=None):
+    """``node`` with ``kind.name`` blanked wherever it belongs to ``candidate`` (the dict key or the row's
+    backbone names the owner)."""
+    if isinstance(node, dict):
+        return {key: blank(value, kind, name, candidate, how, key if key == candidate else owner)
+                for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(blank(value, kind, name, candidate, how, owner) for value in node)
+    if not dataclasses.is_dataclass(node):
+        return node
+    row_owner = getattr(node, "backbone", None) or (node.name if isinstance(node, Aggregate) and node.scope == "backbone"
+                                                    else None)
+    owner = row_owner or owner
+    changes = {f.name: blank(getattr(node, f.name), kind, name, candidate, how, owner)
+               for f in dataclasses.fields(node) if f.name != name or not isinstance(node, kind)}
+    if isinstance(node, kind) and owner == candidate:
+        if kind is Aggregate:
+            changes.update(mean=None if how == "none" else math.nan, ci_low=None, ci_high=None)
+        else:
+            changes[name] = _blank_interval(getattr(node, name), how)
+    return dataclasses.replace(node, **changes)
+
+
+def test_the_schema_walk_finds_every_kind_of_interval():
+    """The walk is what makes the render test systematic: it must see the fields the report shows."""
+    found = {(kind.__name__, name) for kind, name in interval_fields()}
+    assert {("Aggregate", "mean"), ("SanityStepScore", "spearman"), ("SlimmingScore", "agreement"),
+            ("CalibrationScore", "ece"), ("CorruptionScore", "retention"), ("CorruptionCell", "value"),
+            ("RoadScore", "gap"), ("FaithfulnessScore", "over_random")} <= found
+
+
+def _metrics_of(results: Path) -> Metrics:
+    return Metrics.from_json(json.loads((results / "metrics.json").read_text(encoding="utf-8")))
+
+
+EMBEDDED = re.compile(r"data:[^\"')]+")
+
+# Stored for metrics.json and per_image.csv, shown nowhere in the report itself: their difference (the ROAD gap) is.
+NOT_SHOWN = {("RoadScore", "morf"), ("RoadScore", "lerf")}
+
+
+def _render(results: Path, out: Path) -> dict:
+    """Every format rendered from ``results``; the text of the HTML (embedded figures left out) and Markdown."""
+    from reportgen.report.render import render_report
+
+    written = render_report(results, out, formats=FORMATS)
+    assert set(FORMATS) <= set(written)
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    return {fmt: EMBEDDED.sub("", (out / f"report.{fmt}").read_text(encoding="utf-8")) for fmt in ("html", "md")}
+
+
+@pytest.fixture(scope="module")
+def baseline_render(lite_report, tmp_path_factory):
+    out = tmp_path_factory.mktemp("baseline")
+    shutil.copytree(lite_report / "results", out / "results")
+    return _render(out / "results", out / "report")
+
+
+KINDS = interval_fields()
+
+
+@pytest.mark.parametrize("position", range(len(KINDS)), ids=[f"{k.__name__}.{n}" for k, n in KINDS])
+def test_a_blank_interval_renders_every_format_and_says_not_measured(position, lite_report, baseline_render,
+                                                                    tmp_path):
+    kind, name = KINDS[position]
+    results = tmp_path / "results"
+    shutil.copytree(lite_report / "results", results)
+    metrics = _metrics_of(results)
+    candidate = sorted(metrics.calibration or {r.backbone for r in metrics.per_image})[position % 2]
+    how = "none" if position % 2 == 0 else "nan"
+    changed = blank(metrics, kind, name, candidate, how)
+    assert changed != metrics, f"{kind.__name__}.{name} of {candidate} is not in this run"
+    (results / "metrics.json").write_text(json.dumps(changed.to_json()), encoding="utf-8")
+    texts = _render(results, tmp_path / "report")
+    assert "n/a" not in texts["html"] and "n/a" not in texts["md"]  # the old placeholder said nothing of why
+    if (kind.__name__, name) in NOT_SHOWN:
+        assert texts["html"] == baseline_render["html"]
+        return
+    assert texts["html"].count(MISSING) > baseline_render["html"].count(MISSING), (
+        f"html: blanking {kind.__name__}.{name} of {candidate} left no '{MISSING}' behind")
+
+
+def test_every_kind_blank_at_once_still_renders(lite_report, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(lite_report / "results", results)
+    metrics = _metrics_of(results)
+    candidate = sorted(metrics.calibration)[0]
+    for kind, name in KINDS:
+        metrics = blank(metrics, kind, name, candidate, "nan")
+    (results / "metrics.json").write_text(json.dumps(metrics.to_json()), encoding="utf-8")
+    texts = _render(results, tmp_path / "report")
+    assert MISSING in texts["html"] and MISSING in texts["md"]
