@@ -106,6 +106,13 @@ def architecture():
     return build
 
 
+def message_lines(output: str) -> list[str]:
+    """The lines of a command's output that are not progress: a user error must be one such line. Progress lines
+    (``reportgen: starting: ...``, the device, the image check) come first and ``--quiet`` silences them."""
+    return [line for line in output.strip().splitlines()
+            if not line.startswith("reportgen: ") or line.startswith(("reportgen: error", "reportgen: internal error"))]
+
+
 def run_cli(*args):
     from reportgen.cli import main
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from conftest import message_lines, run_cli
 
 
 def _every_command():
@@ -56,8 +56,7 @@ def test_user_errors_are_one_line(args, code, text):
     assert result.exit_code == code
     assert text in result.output and "Traceback" not in result.output
     # (a name that needs timm to check comes after the run's first line, which precedes the heavy imports)
-    lines = result.output.strip().splitlines()
-    assert len([line for line in lines if not line.startswith("reportgen: starting:")]) == 1
+    assert len(message_lines(result.output)) == 1
 
 
 def test_bad_manifest_is_reported_before_models_load(tmp_path, small_image_dir):

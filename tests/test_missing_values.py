@@ -20,6 +20,9 @@ from reportgen.results import schema
 from reportgen.results.schema import Aggregate, Interval, Metrics
 
 FORMATS = ("html", "pdf", "md", "json")
+# Per blanked field: the PDF is WeasyPrint's layout of the very HTML string checked here, so it is rendered (and
+# checked) where every field is blank at once and for the broken checkpoint (tests/test_degenerate.py), not 19 times.
+EACH_FORMATS = ("html", "md", "json")
 MISSING = "not measured"
 
 
@@ -106,13 +109,14 @@ EMBEDDED = re.compile(r"data:[^\"')]+")
 NOT_SHOWN = {("RoadScore", "morf"), ("RoadScore", "lerf")}
 
 
-def _render(results: Path, out: Path) -> dict:
-    """Every format rendered from ``results``; the text of the HTML (embedded figures left out) and Markdown."""
+def _render(results: Path, out: Path, formats=FORMATS) -> dict:
+    """The formats rendered from ``results``; the text of the HTML (embedded figures left out) and Markdown."""
     from reportgen.report.render import render_report
 
-    written = render_report(results, out, formats=FORMATS)
-    assert set(FORMATS) <= set(written)
-    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    written = render_report(results, out, formats=formats)
+    assert set(formats) <= set(written)
+    if "pdf" in formats:
+        assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
     json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     return {fmt: EMBEDDED.sub("", (out / f"report.{fmt}").read_text(encoding="utf-8")) for fmt in ("html", "md")}
 
@@ -121,7 +125,7 @@ def _render(results: Path, out: Path) -> dict:
 def baseline_render(lite_report, tmp_path_factory):
     out = tmp_path_factory.mktemp("baseline")
     shutil.copytree(lite_report / "results", out / "results")
-    return _render(out / "results", out / "report")
+    return _render(out / "results", out / "report", EACH_FORMATS)
 
 
 KINDS = interval_fields()
@@ -139,7 +143,7 @@ def test_a_blank_interval_renders_every_format_and_says_not_measured(position, l
     changed = blank(metrics, kind, name, candidate, how)
     assert changed != metrics, f"{kind.__name__}.{name} of {candidate} is not in this run"
     (results / "metrics.json").write_text(json.dumps(changed.to_json()), encoding="utf-8")
-    texts = _render(results, tmp_path / "report")
+    texts = _render(results, tmp_path / "report", EACH_FORMATS)
     assert "n/a" not in texts["html"] and "n/a" not in texts["md"]  # the old placeholder said nothing of why
     if (kind.__name__, name) in NOT_SHOWN:
         assert texts["html"] == baseline_render["html"]

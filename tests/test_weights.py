@@ -11,7 +11,7 @@ from reportgen.errors import InputDataError
 from reportgen.analysis.models import load_model
 from reportgen.analysis.weights import plan_weights
 
-from conftest import run_cli
+from conftest import message_lines, run_cli
 
 
 def test_hub_path_reads_prefilled_hf_cache(tmp_path, monkeypatch):
@@ -38,7 +38,7 @@ def test_offline_paper_run_fails_fast_listing_every_backbone(tmp_path, monkeypat
     result = run_cli("run", "--out", str(tmp_path / "out"))
     assert time.monotonic() - started < 30
     assert result.exit_code == 4
-    lines = result.output.splitlines()
+    lines = message_lines(result.output)
     # a summary line, one line per backbone (name, where its weights would come from, the remedy), the way out
     assert lines[0].startswith("reportgen: error: no pretrained weights on this machine for 6 of 6 backbone(s)")
     paper = registry.PRESETS["paper"]

@@ -1,7 +1,7 @@
 """Every manifest mistake is one message naming file, line and field, given before any model loads."""
 import pytest
 
-from conftest import run_cli
+from conftest import message_lines, run_cli
 from helpers import copy_good, good_rows, manifest
 
 CHELSEA = "chelsea.png,n02123045,20,10,400,300,large,clean,skimage,BSD-3-Clause,"
@@ -30,7 +30,7 @@ def test_bad_row_is_one_line_with_file_line_field(tmp_path, row, text):
     assert result.exit_code == 3, result.output
     assert text in result.output, result.output
     assert f"{folder / 'annotations.csv'}:3" in result.output
-    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert len(message_lines(result.output)) == 1 and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()  # nothing written, no model loaded
 
 
@@ -57,4 +57,4 @@ def test_duplicate_rows_and_unknown_columns(tmp_path):
 ])
 def test_unknown_names_suggest_close_matches(tmp_path, args, text):
     result = run_cli("run", *args, "--out", str(tmp_path / "o"))
-    assert result.exit_code == 2 and text in result.output and len(result.output.strip().splitlines()) == 1
+    assert result.exit_code == 2 and text in result.output and len(message_lines(result.output)) == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import message_lines, run_cli
 from helpers import copy_good, good_rows, manifest, png_header_only, quote, save
 
 SKIPS = {
@@ -155,7 +155,7 @@ def test_every_image_skipped_is_one_message(tmp_path):
     result = run_cli("run", "--preset", "lite", "--images", str(folder), "--out", str(tmp_path / "o"))
     assert result.exit_code == 3
     assert "every image in" in result.output and "a.png: empty file" in result.output
-    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert len(message_lines(result.output)) == 1 and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
 
 

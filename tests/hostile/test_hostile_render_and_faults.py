@@ -9,7 +9,7 @@ import pytest
 import torch
 from pypdf import PdfReader
 
-from conftest import copy_run, run_cli
+from conftest import copy_run, message_lines, run_cli
 from helpers import copy_good, good_rows, manifest
 from reportgen.report.render import render_report, template_environment, write_pdf
 
@@ -103,7 +103,7 @@ def test_disk_full_keeps_the_previous_report(small_report, monkeypatch):
     monkeypatch.setattr("reportgen.results.store.os.fsync", full)
     result = run_cli(*args, "--fresh")
     assert result.exit_code == 5 and "No space left on device" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert len(message_lines(result.output)) == 1
     assert _snapshot(out) == before  # nothing changed, no temp files left behind
 
 
@@ -156,4 +156,4 @@ def test_unusable_output_folder(tmp_path, small_image_dir):
     blocker.write_text("x")
     for out in (blocker, blocker / "sub"):
         result = run_cli("run", "--preset", "lite", "--images", str(small_image_dir), "--out", str(out), "--quiet")
-        assert result.exit_code == 5 and len(result.output.strip().splitlines()) == 1, result.output
+        assert result.exit_code == 5 and len(message_lines(result.output)) == 1, result.output

@@ -8,7 +8,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from conftest import run_cli
+from conftest import message_lines, run_cli
 from helpers import copy_good, good_rows, manifest
 from reportgen.errors import WeightsUnavailable
 from reportgen.analysis.models import require_safe_torch
@@ -46,7 +46,7 @@ def test_pickle_needs_the_flag_and_code_never_runs(tmp_path, images):
     assert refused.exit_code == 2 and "--trust-pickle" in refused.output
     trusted = _run(images, tmp_path / "b", "--checkpoint", f"efficientnet_lite0={evil}", "--trust-pickle")
     assert trusted.exit_code == 3 and "refused by torch.load(weights_only=True)" in trusted.output
-    assert len(trusted.output.strip().splitlines()) == 1
+    assert len(message_lines(trusted.output)) == 1
     assert not marker.exists()
 
 
@@ -75,7 +75,7 @@ def test_damaged_and_mismatched_safetensors(tmp_path, images):
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(wrong))
     result = _run(images, tmp_path / "w", "--checkpoint", f"efficientnet_lite0={wrong}")
     assert result.exit_code == 3 and "first offending key" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert len(message_lines(result.output)) == 1
 
     shapes = {k: v.contiguous() for k, v in model.state_dict().items()}
     shapes["classifier.weight"] = torch.zeros(10, shapes["classifier.weight"].shape[1])
