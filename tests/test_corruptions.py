@@ -127,6 +127,30 @@ def test_each_corruption_is_imagenet_cs_formula_on_a_tiny_array():
         assert np.array_equal(corrupt(green, name, 0, seed=0), green)
 
 
+def test_defocus_keeps_the_mass_imagenet_cs_kernel_gains_at_its_border():
+    """ImageNet-C's ``disk``: the normalised disk blurred by ``cv2.GaussianBlur`` (OpenCV's default border reflects
+    without repeating the edge) and not normalised again. At severity 4 (radius 8 on the grid -8..8, sigma 0.5, 3
+    taps: t = e^-2 / (1 + 2 e^-2) = 0.10651 either side) the disk touches the grid's edge: per side and axis the
+    reflection gains t x (the 7 disk pixels of column 7 - the 1 of column 8) / 197 (the disk's pixels), 24 t / 197 =
+    1.30 % in all. A flat grey 128 comes out 128 x 1.01298 = 129.66 -> 130 (renormalised to 1: 128). Severities 1-5
+    against ImageNet-C's own kernel code (cv2.GaussianBlur) where OpenCV is installed."""
+    from reportgen.analysis.corruptions import SEVERITY_PARAMETERS, corrupt, disk_kernel
+
+    t = math.exp(-2) / (1 + 2 * math.exp(-2))
+    gain = 1 + 24 * t / 197
+    assert gain == pytest.approx(1.012975, abs=1e-6)
+    assert float(disk_kernel(8, 0.5).sum()) == pytest.approx(gain, abs=1e-6)
+    grey = np.full((32, 32, 3), 128, np.uint8)
+    assert np.all(corrupt(grey, "defocus_blur", 4, seed=0) == round(128 * gain))  # 130
+    cv2 = pytest.importorskip("cv2")
+    for radius, alias_blur in SEVERITY_PARAMETERS["defocus_blur"]:
+        grid = np.arange(-max(8, radius), max(8, radius) + 1)
+        x, y = np.meshgrid(grid, grid)
+        disk = (x ** 2 + y ** 2 <= radius ** 2).astype(np.float32)
+        reference = cv2.GaussianBlur(disk / disk.sum(), ksize=(3, 3) if radius <= 8 else (5, 5), sigmaX=alias_blur)
+        assert np.allclose(disk_kernel(radius, alias_blur).numpy(), reference, atol=1e-7)
+
+
 def test_the_common_crop_is_imagenet_cs_resize_256_and_centre_224():
     """torchvision Resize(256) then CenterCrop(224): a 512 x 256 image keeps its size (shorter side already 256),
     and the crop is rows 16..239, columns 144..367."""

@@ -45,6 +45,20 @@ def test_one_class_for_most_images_is_degenerate_unless_the_labels_are_that_unif
     assert not uniform.collapsed and not uniform.flagged
 
 
+def test_a_uniform_folder_excuses_only_a_collapse_onto_its_own_class():
+    """20 images of one class (a folder of cats). A model that calls 17 of them (85 %) another class has collapsed:
+    the folder being uniform excuses predicting *its* class, not any one class. Its top-1 (3 / 20 = 15 %, interval
+    up to about 30 %) is far from chance, so only the one-class check can name it. Before: excused, not flagged.
+    Three labelled images among twenty are too few to call the set uniform (the chance check's minimum)."""
+    folder = [1] * 20
+    other = _assess([3] * 17 + [1] * 3, folder, top1_high=0.30)
+    assert other.collapsed and other.flagged and other.top_class == "class 3" and not other.at_chance
+    own = _assess([1] * 17 + [3] * 3, folder)  # the folder's class: excused, as before
+    assert not own.collapsed and not own.flagged
+    few = _assess([1] * 20, [1] * 3 + [None] * 17)  # 3 labels, all the predicted class: no evidence of uniformity
+    assert few.collapsed and few.flagged
+
+
 def test_top1_at_chance_is_degenerate_only_when_its_whole_interval_is():
     labels = list(range(20))
     wrong = _assess([(label + 1) % 1000 for label in labels], labels)

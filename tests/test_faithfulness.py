@@ -130,3 +130,26 @@ def test_the_fast_imputer_is_the_one_that_runs(monkeypatch):
     monkeypatch.setattr(NoisyLinearImputer, "setup_sparse_system", staticmethod(slow))
     torch.manual_seed(7)
     assert torch.equal(faithfulness.FastNoisyLinearImputer()(image, mask), expected)
+
+
+def test_the_reduced_grid_fills_a_hole_from_the_kept_pixels_only(monkeypatch):
+    """ROAD removes pixels: their values must not reach the fill. Two images equal on the kept pixels and different
+    on the removed ones (the photo, and the photo with its holes blanked) must be filled alike. The 64-pixel grid
+    resized the whole image down (bilinear), so the cells next to a hole that count as known averaged removed pixels
+    into the fill: blanking them moved the fill of the removed pixels by 0.075 on average (MoRF 50 %, one-object
+    CAM; 0 at full resolution). Noise off, so the two fills are comparable pixel for pixel."""
+    from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
+
+    image = natural_crop("chelsea.png")
+    cam = faithfulness.road_maps(one_object_cam(), 224, 224, 1, (7, 7))["cam"]
+    ranks = torch.from_numpy(faithfulness.rank_order(cam, faithfulness.tie_order(224, 224, 2, (7, 7))))
+    masks = []
+    RemoveMostRelevantFirst(50, lambda img, mask: masks.append(mask) or img)(image, ranks)
+    mask = masks[0]
+    removed = mask.numpy() < 0.5
+    assert 0.45 < removed.mean() < 0.55
+    blanked = torch.where(mask[None] > 0.5, image, torch.zeros_like(image))
+    imputer = faithfulness.ReducedImputer(64, faithfulness.FastNoisyLinearImputer(noise=0.0))
+    first, second = imputer(image, mask), imputer(blanked, mask)
+    assert float((first - second).abs().numpy()[:, removed].max()) < 1e-5
+    assert torch.equal(first[:, ~torch.from_numpy(removed)], image[:, ~torch.from_numpy(removed)])

@@ -23,7 +23,7 @@ class Degeneracy:
     images: int
     top_class: str  # the class it predicts most often
     top_class_share: float  # share of the images predicted as that class
-    collapsed: bool  # top_class_share at or above the limit (and the labels themselves are not that uniform)
+    collapsed: bool  # top_class_share at or above the limit (and the labels are not that uniform in that class)
     top1: Optional[float]  # on the labelled images
     top1_high: Optional[float]  # upper end of its interval
     chance: float  # 1 / number of classes
@@ -44,13 +44,15 @@ def assess(backbone: str, display_name: str, predictions: Sequence[Prediction], 
     labelled images, for the chance check) decide nothing."""
     images = len(predictions)
     enough = images >= settings.degenerate_min_images
-    counts = Counter(p.top5[0].name for p in predictions if p.top5)
-    top_class, top_count = counts.most_common(1)[0] if counts else ("", 0)
+    counts = Counter((p.top5[0].index, p.top5[0].name) for p in predictions if p.top5)
+    (top_index, top_class), top_count = counts.most_common(1)[0] if counts else ((None, ""), 0)
     share = top_count / images if images else 0.0
     labels = Counter(p.target for p in predictions if p.correct_top1 is not None)
     labelled = sum(labels.values())
-    # a folder that is mostly one class may be predicted as mostly that class
-    labels_uniform = labelled > 0 and labels.most_common(1)[0][1] / labelled >= settings.degenerate_class_share
+    # a folder that is mostly one class may be predicted as mostly *that* class (a collapse onto another class is
+    # no less a collapse for the folder being uniform); enough labels to say so, as for the chance check
+    labels_uniform = (labelled >= settings.degenerate_min_images
+                      and labels[top_index] / labelled >= settings.degenerate_class_share)
     collapsed = enough and share >= settings.degenerate_class_share and not labels_uniform
     chance = 1.0 / classes
     ceiling = chance + settings.degenerate_chance_margin * (1.0 - chance)
