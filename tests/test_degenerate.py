@@ -199,3 +199,12 @@ def test_a_render_that_fails_after_the_analyses_says_how_to_retry(lite0_small, t
     again = run_cli(*shlex.split(retry)[1:])
     assert again.exit_code == 0, again.output
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
+
+
+def test_a_constant_cam_counts_as_pointing_nowhere():
+    from reportgen.analysis.engine import _cam_status
+
+    assert _cam_status(np.full((7, 7), 0.3)) == CamStatus.ZERO  # constant: no spatial information
+    assert _cam_status(np.zeros((7, 7))) == CamStatus.ZERO
+    assert _cam_status(np.arange(49.0).reshape(7, 7)) == CamStatus.OK
+    assert _cam_status(np.full((7, 7), np.nan)) == CamStatus.NAN

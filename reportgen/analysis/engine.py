@@ -22,6 +22,7 @@ from ..results.stats import RunningMoments, linear_cka
 
 CAM_METHODS = dict(zip(CAM_METHOD_NAMES, (GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM)))
 ZERO_CAM_EPS = 1e-12
+CONSTANT_CAM_RTOL = 1e-6  # a map whose minimum is within this share of its maximum is constant
 FEATURE_VECTOR_UNITS = 256  # units kept per image of a non-spatial layer, for the feature picture
 MAX_CKA_UNITS = 8192  # widest pooled feature kept for the CKA (images x units, float32)
 
@@ -226,8 +227,9 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
 def _cam_status(cam: np.ndarray) -> CamStatus:
     if not np.all(np.isfinite(cam)):
         return CamStatus.NAN
-    if float(cam.max()) <= ZERO_CAM_EPS:
-        return CamStatus.ZERO
+    top = float(cam.max())
+    if top <= ZERO_CAM_EPS or float(cam.min()) >= top * (1.0 - CONSTANT_CAM_RTOL):
+        return CamStatus.ZERO  # all-zero, or constant: either way it points nowhere (issue 27: a broken model)
     return CamStatus.OK
 
 

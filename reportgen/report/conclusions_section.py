@@ -125,7 +125,7 @@ def finding_row(f: BackboneFinding, untrained: bool) -> FindingRow:
         sentences.append(_beyond(f, untrained))
     if f.flagged_cams:
         sentences.append((text(f"{f.flagged_cams} of {f.total_cams}", "tab-flagged", flag=True),
-                          text(" CAMs flagged (all-zero or NaN), see the appendix.", flag=True)))
+                          text(" CAMs flagged (all-zero, constant or NaN), see the appendix.", flag=True)))
     return FindingRow(f.display_name, f.family, tuple(sentences))
 
 

@@ -255,7 +255,7 @@ def degenerate_warning(found: Degeneracy) -> Sentence:
     if found.top1 is not None:
         facts.append(f"its top-1 is {pct(found.top1)}" + (f" (chance {pct(found.chance)})" if found.at_chance else ""))
     if found.cams_broken:
-        facts.append(f"its deep-layer heatmaps are all-zero or NaN on {found.broken_cams:,} images")
+        facts.append(f"its deep-layer heatmaps are all-zero, constant or NaN on {found.broken_cams:,} images")
     return (text(f"{found.display_name} looks broken: " + "; ".join(facts) + ". Check the checkpoint, its "
                  "normalisation (mean/std) and its class order. It is never recommended and is ranked last; its "
                  "heatmaps and scores describe the damage, not the architecture.", flag=True),)
