@@ -670,3 +670,15 @@ def test_identical_twins_end_to_end_differ_by_their_timing_alone(same_architectu
     assert a["score"]["mean"] - b["score"]["mean"] == pytest.approx(latency_share * latency_gap, abs=1e-9)
     # the tuned head scores differently on these images, so the twins win some draws (the seed fixes how many)
     assert a["p_best"] + b["p_best"] > 0.05, decision["candidates"]
+
+
+def test_a_draw_without_any_score_decides_nothing():
+    """A draw in which no candidate has a score (every weighted criterion lost its group) is left out of P(best)
+    instead of counting as nobody's win: the probabilities still sum to 1 (by hand: of the 3 draws that decide, A is
+    first in one, B in one, and the exact tie is shared, so 1.5 / 3 each)."""
+    from reportgen.scoring.decision import win_shares
+
+    scores = np.array([[2.0, 1.0], [np.nan, np.nan], [1.0, 3.0], [5.0, 5.0]])
+    assert win_shares(scores) == pytest.approx([1.5 / 3, 1.5 / 3])
+    assert win_shares(np.array([[np.nan, np.nan]])).tolist() == [0.0, 0.0]
+    assert win_shares(np.array([[2.0, 1.0], [np.nan, np.nan]])) == pytest.approx([1.0, 0.0])

@@ -412,14 +412,16 @@ def weighted_scores(utilities: dict, weights: dict) -> np.ndarray:
 
 def win_shares(scores: np.ndarray) -> np.ndarray:
     """(B, K) scores -> (K,) share of rows in which each column is first; a win is shared only on an exact tie (so a
-    column below the best in every row never changes another's share); NaN never first."""
+    column below the best in every row never changes another's share); NaN never first. A row in which no column
+    has a score (a draw that lost every criterion) decides nothing and is left out, so the shares sum to 1."""
     filled = np.where(np.isfinite(scores), scores, -np.inf)
     best = filled.max(axis=1, keepdims=True)
     first = (filled == best) & np.isfinite(best)
     counts = first.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.where(counts > 0, first / np.maximum(counts, 1), 0.0)
-    return shares.mean(axis=0)
+    decided = counts[:, 0] > 0
+    if not decided.any():
+        return np.zeros(scores.shape[1])
+    return (first[decided] / counts[decided]).mean(axis=0)
 
 
 def _sensitivity(points: dict, weights: dict, leader: int, names: list) -> Optional[WeightChange]:
