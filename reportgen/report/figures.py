@@ -476,13 +476,6 @@ def distribution_plot(metrics: list[tuple[str, str]], groups: list[str], backbon
     return _png(fig)
 
 
-def _error(interval) -> tuple:
-    """(value, [[below], [above]]) of an Interval for errorbar, clipped at 0."""
-    low = max(0.0, interval.mean - interval.ci_low) if interval.ci_low is not None else 0.0
-    high = max(0.0, interval.ci_high - interval.mean) if interval.ci_high is not None else 0.0
-    return interval.mean, [[low], [high]]
-
-
 def reliability_plot(names: list[str], scores: list) -> bytes:
     """One reliability diagram per backbone: accuracy against mean top-1 confidence per bin (marker area ~ images),
     the diagonal for a calibrated model."""
@@ -525,9 +518,7 @@ def corruption_plot(names: list[str], scores: list, corruptions: tuple, severiti
             points = [(v, i) for v, i in [(0, score.clean)] + [(v, cells[v]) for v in severities if v in cells]
                       if measured(i)]  # a cell the balanced design gave no image
             xs = [v for v, _ in points]
-            ys = [i.mean for _, i in points]
-            lows = [max(0.0, i.mean - i.ci_low) if i.ci_low is not None else 0 for _, i in points]
-            highs = [max(0.0, i.ci_high - i.mean) if i.ci_high is not None else 0 for _, i in points]
+            ys, lows, highs = _error_bars([i for _, i in points])
             ax.errorbar(np.array(xs) + 0.06 * (b - len(names) / 2), ys, yerr=[lows, highs], marker="o", ms=2.5,
                         lw=0.9, capsize=1.5, color=BACKBONE_COLOURS[b % len(BACKBONE_COLOURS)],
                         label=name if n == 0 else None)
@@ -560,7 +551,8 @@ def faithfulness_plot(names: list[str], scores: list) -> bytes:
                 ax.text(b + (m - 1) * 0.26, 0, MISSING, rotation=90, fontsize=5, ha="center", va="bottom",
                         color=colours[found.map])
                 continue
-            value, error = _error(found.gap)
+            (value,), (low,), (high,) = _error_bars([found.gap])
+            error = [[low], [high]]
             ax.bar(b + (m - 1) * 0.26, value, width=0.24, color=colours[found.map], yerr=error, capsize=2,
                    error_kw={"lw": 0.8}, label=labels[found.map] if b == 0 else None)
     ax.axhline(0, color="black", lw=0.5)
