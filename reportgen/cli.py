@@ -74,7 +74,14 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
               help="Run this backbone: a registry name, or any timm model id (layers then chosen automatically). "
                    "Repeatable; replaces the preset.")
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
-              help="Image folder (images + optional annotations.csv). Default: the curated set in images/.")
+              help="Image folder: class folders (ImageNet classes or your own, e.g. val/ants, val/bees), images + "
+                   "annotations.csv, or VOC files. Default: the curated set in images/.")
+@click.option("--labels", "labels_file", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Your class names in the heads' output order: one per line (line i = logit i), or JSON (a list, "
+                   "or id2label). Default: names stored with a checkpoint, else the folder names, sorted.")
+@click.option("--train-images", "train_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Labelled images (class folders) to fit the linear probe on; --images is then scored. Default: "
+                   "stratified cross-validation on --images.")
 @click.option("--weights", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
               help="pretrained, or random to run untrained models on purpose (report is bannered).")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=PATH",
@@ -111,6 +118,8 @@ def run(config_path, force, as_json, quiet, **_options):
     \b
     Examples:
       reportgen run --preset lite                       # offline, real ImageNet weights
+      reportgen run --preset lite --images val          # your classes: val/ants/*.jpg, val/bees/*.jpg
+      reportgen run --preset lite --images val --checkpoint lite0=tuned.safetensors --labels classes.txt
       reportgen run --backbone resnet50 --backbone deit_small
       reportgen run --backbone convnext_atto --backbone resnet18 --weights random
       reportgen run --config battery.toml --out /tmp/report

@@ -10,6 +10,8 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
                           str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 import inspect
+import subprocess
+import sys
 import re
 import shutil
 from pathlib import Path
@@ -33,11 +35,11 @@ TIERS = {
 # Fixtures that run the battery (directly or through another fixture).
 E2E_FIXTURES = {"lite_report", "lite0_small", "untrained_run", "budget_run", "same_architecture_run", "report_200",
                 "hostile_run", "small_report", "single_small", "torch_free_python", "broken_pair_run",
-                "broken_pair_folder_run", "broken_checkpoint"}
+                "broken_pair_folder_run", "broken_checkpoint", "own_task", "own_task_run"}
 MODEL_FIXTURES = {"lite0", "photo", "models", "architecture"}
 E2E_CALLS = re.compile(r"run_cli\(\s*(\*\w+|\"run\"|\"render\"|\"merge\"|\"compare\"|\"backbones\", \"\w)"
                        r"|_run_small\(|render_report\("
-                       r"|render_comparison\(|run_shard\(|run_battery\(|merge_and_score\(|_small_run\(")
+                       r"|render_comparison\(|run_shard\(|run_battery\(|merge_and_score\(|_small_run\(|_run_for\(|getfixturevalue\(")
 MODEL_CALLS = re.compile(r"create_model|load_model|auto_backbone|choose_unit|analyse_backbone|measure_cost|latency_ms\("
                          r"|road\(|resolve_backbones|torch\.nn\.|cost_of\(|without\(|count_macs|\bmodels\(")
 SUBPROCESS_CALLS = re.compile(r"subprocess\.|Popen|submitit|_reportgen\(")
@@ -258,3 +260,87 @@ def broken_pair_folder_run(request, tmp_path_factory, broken_checkpoint, folder_
     battery.write_text(broken_checkpoint.read_text() + "\n" + FAST)
     return shared_run(request, tmp_path_factory, "broken-pair-folders", "run", "--config", str(battery), "--images",
                       str(folder_set_60), "--quiet", "--format", "md,json")
+
+
+# --- the user's own task (issue 25) -------------------------------------------------------------------------------
+
+NAMES = ("cats", "coffee", "rockets")
+PERMUTATION = (1, 2, 0)  # the permuted head's output j is class PERMUTATION[j]
+
+
+def own_set(folder, count, seed, classes=3):
+    subprocess.run([sys.executable, str(REPO / "tools" / "synthetic_set.py"), str(folder), "--count", str(count),
+                    "--layout", "own", "--classes", str(classes), "--seed", str(seed)], check=True,
+                   capture_output=True)
+    return folder
+
+
+def _lite0():
+    import timm
+
+    from reportgen.analysis.models import load_lite_checkpoint
+    from reportgen.analysis.weights import lite_package_file
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    load_lite_checkpoint(model, str(lite_package_file("0")))
+    return model.eval()
+
+
+def features_of(model, folder):
+    """Pooled pre-logit features and class index of every image of a class-folder set, as timm evaluates it."""
+    import numpy as np
+    import timm.data
+    import torch
+    from PIL import Image
+
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    rows, labels = [], []
+    with torch.no_grad():
+        for index, name in enumerate(sorted(p.name for p in folder.iterdir() if p.is_dir())):
+            for path in sorted((folder / name).glob("*.jpg")):
+                x = transform(Image.open(path).convert("RGB"))[None]
+                rows.append(model.forward_head(model.forward_features(x), pre_logits=True)[0].numpy())
+                labels.append(index)
+    return np.array(rows), np.array(labels)
+
+
+@pytest.fixture(scope="session")
+def own_task(tmp_path_factory):
+    """A validation folder of three user-named classes (12 images each), and Lite0 fine-tuned for them in the test
+    (its head fit on another folder of the same classes) saved with its class names, plus the same checkpoint with
+    the head's outputs in another order."""
+    import torch
+    from safetensors.torch import save_file
+    from sklearn.linear_model import LogisticRegression
+
+    from reportgen.inputs.labels import label_names_metadata
+
+    root = tmp_path_factory.mktemp("own-task")
+    val = own_set(root / "val", 36, seed=0)
+    train = own_set(root / "train", 45, seed=1)
+    model = _lite0()
+    features, labels = features_of(model, train)
+    probe = LogisticRegression(C=1.0, max_iter=2000).fit(features, labels)
+    model.reset_classifier(3)
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.tensor(probe.coef_, dtype=torch.float32))
+        model.classifier.bias.copy_(torch.tensor(probe.intercept_, dtype=torch.float32))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, root / "tuned.safetensors", metadata=label_names_metadata(NAMES))
+    permuted = dict(state)
+    permuted["classifier.weight"] = state["classifier.weight"][list(PERMUTATION)].contiguous()
+    permuted["classifier.bias"] = state["classifier.bias"][list(PERMUTATION)].contiguous()
+    save_file(permuted, root / "permuted.safetensors", metadata=label_names_metadata(NAMES))
+    battery = root / "battery.toml"
+    battery.write_text(
+        '[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-probe"\n\n'
+        f'[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-tuned"\ncheckpoint = "{root / "tuned.safetensors"}"\n\n'
+        f'[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-permuted"\n'
+        f'checkpoint = "{root / "permuted.safetensors"}"\n\n' + FAST)
+    return root
+
+
+@pytest.fixture(scope="session")
+def own_task_run(request, tmp_path_factory, own_task):
+    return shared_run(request, tmp_path_factory, "own-task", "run", "--config", str(own_task / "battery.toml"),
+                      "--images", str(own_task / "val"), "--quiet", "--format", "html,pdf,md,json")

@@ -75,7 +75,7 @@ def _with_beyond(entry, gaps=None, corrupted=None):
 
 
 def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_samples=None, mass_nan=(),
-         correct=None, machines=None, loads=None, gaps=None, corrupted=None):
+         correct=None, machines=None, loads=None, gaps=None, corrupted=None, label_space=None):
     """specs: name -> (params M, accuracy, mass_ratio, latency ms). ``latency_samples``: name -> timed passes
     (default: 30 passes around the latency with 2 % noise); ``mass_nan``: (name, background) without a CAM value
     there; ``correct``: name -> per-image top-1 outcomes; ``gaps``: name -> per-image ROAD gap (faithfulness
@@ -91,6 +91,9 @@ def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_
                  for name, (_, _, mass, _) in specs.items() for i, img in enumerate(images))
     index = RunIndex(SCHEMA_VERSION, {}, config, 0, weights_mode, "cpu", ImageSetInfo("t", "", N), images, (),
                      backbones, "timings.json", {})
+    if label_space is not None:  # the user's classes (LabelSpaceInfo) instead of ImageNet's
+        from dataclasses import replace
+        index = replace(index, label_space=label_space)
     metrics = Metrics(SCHEMA_VERSION, rows, (), (), {}, {}, {})
     rng = np.random.default_rng(1)
     samples = latency_samples or {name: lat * (1 + 0.02 * rng.standard_normal(30))
@@ -99,6 +102,22 @@ def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_
                        for name in specs})
     arrays_of = (lambda name: built[name][1]) if gaps or corrupted else None
     return decide(index, metrics, cost, arrays_of=arrays_of), index
+
+
+def test_chance_for_the_degenerate_check_is_one_over_the_run_s_classes():
+    """Top-1 25 % (6 of 24, interval well under 50 %): far above ImageNet's chance (0.1 %, ceiling 5.1 %), but on two
+    classes of the user's it is no better than chance (ceiling 50 % + 5 % of the way to 100 % = 52.5 %), so that
+    candidate is degenerate there and only there."""
+    from reportgen.results.schema import LabelSpaceInfo
+
+    specs = {"good": (5.0, 0.9, 2.0, 10.0), "poor": (5.0, 0.25, 2.0, 10.0)}
+    imagenet, _ = _run(specs)
+    assert imagenet.degenerate == ()
+    own, _ = _run(specs, label_space=LabelSpaceInfo("own", "class folders", "", ("cat", "dog")))
+    assert [d.backbone for d in own.degenerate] == ["poor"]
+    found = own.degenerate[0]
+    assert found.chance == 0.5 and found.at_chance and not found.collapsed and found.top1_high < 0.525
+    assert own.recommended != "poor"
 
 
 def test_a_clear_winner_is_recommended_with_its_win_probability():

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.results import schema
-from reportgen.results.schema import Aggregate, Interval, Metrics
+from reportgen.results.schema import Aggregate, Interval, Metrics, TaskReport
 
 FORMATS = ("html", "pdf", "md", "json")
 # Per blanked field: the PDF is WeasyPrint's layout of the very HTML string checked here, so it is rendered (and
@@ -64,6 +64,8 @@ def interval_fields() -> list[tuple[type, str]]:
 def _blank_interval(value, how: str):
     if value is None:
         return None
+    if isinstance(value, tuple):  # per class
+        return tuple(_blank_interval(v, how) for v in value)
     gone = None if how == "none" else math.nan
     return dataclasses.replace(value, mean=gone, ci_low=gone, ci_high=gone)
 
@@ -96,7 +98,8 @@ def test_the_schema_walk_finds_every_kind_of_interval():
     found = {(kind.__name__, name) for kind, name in interval_fields()}
     assert {("Aggregate", "mean"), ("SanityStepScore", "spearman"), ("SlimmingScore", "agreement"),
             ("CalibrationScore", "ece"), ("CorruptionScore", "retention"), ("CorruptionCell", "value"),
-            ("RoadScore", "gap"), ("FaithfulnessScore", "over_random")} <= found
+            ("RoadScore", "gap"), ("FaithfulnessScore", "over_random"), ("TaskScore", "accuracy"),
+            ("TaskScore", "per_class_recall"), ("TaskScore", "knn_accuracy"), ("LabelOrder", "gain")} <= found
 
 
 def _metrics_of(results: Path) -> Metrics:
@@ -129,17 +132,34 @@ def baseline_render(lite_report, tmp_path_factory):
 
 
 KINDS = interval_fields()
+# Fields only a run on the user's own classes holds (issue 25): blanked in that run.
+TASK_KINDS = _record_types(TaskReport, set())
+
+
+def _run_for(kind, request) -> Path:
+    return request.getfixturevalue("own_task_run" if kind in TASK_KINDS else "lite_report")
+
+
+@pytest.fixture(scope="module")
+def own_task_baseline_render(own_task_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("own-baseline")
+    shutil.copytree(own_task_run / "results", out / "results")
+    return _render(out / "results", out / "report", EACH_FORMATS)
 
 
 @pytest.mark.parametrize("position", range(len(KINDS)), ids=[f"{k.__name__}.{n}" for k, n in KINDS])
-def test_a_blank_interval_renders_every_format_and_says_not_measured(position, lite_report, baseline_render,
-                                                                    tmp_path):
+def test_a_blank_interval_renders_every_format_and_says_not_measured(position, request, tmp_path):
     kind, name = KINDS[position]
     results = tmp_path / "results"
-    shutil.copytree(lite_report / "results", results)
+    shutil.copytree(_run_for(kind, request) / "results", results)
+    baseline_render = request.getfixturevalue("own_task_baseline_render" if kind in TASK_KINDS else "baseline_render")
     metrics = _metrics_of(results)
-    candidate = sorted(metrics.calibration or {r.backbone for r in metrics.per_image})[position % 2]
+    names = sorted(metrics.calibration or {r.backbone for r in metrics.per_image})
     how = "none" if position % 2 == 0 else "nan"
+    # Alternate candidates; a field only some candidates hold (a probe's k-NN, a head's label order) takes the first
+    # that holds it.
+    order = names[position % 2:] + names[:position % 2]
+    candidate = next((c for c in order if blank(metrics, kind, name, c, how) != metrics), order[0])
     changed = blank(metrics, kind, name, candidate, how)
     assert changed != metrics, f"{kind.__name__}.{name} of {candidate} is not in this run"
     (results / "metrics.json").write_text(json.dumps(changed.to_json()), encoding="utf-8")
@@ -152,13 +172,14 @@ def test_a_blank_interval_renders_every_format_and_says_not_measured(position, l
         f"html: blanking {kind.__name__}.{name} of {candidate} left no '{MISSING}' behind")
 
 
-def test_every_kind_blank_at_once_still_renders(lite_report, tmp_path):
+@pytest.mark.parametrize("run", ["lite_report", "own_task_run"])
+def test_every_kind_blank_at_once_still_renders(run, request, tmp_path):
     results = tmp_path / "results"
-    shutil.copytree(lite_report / "results", results)
+    shutil.copytree(request.getfixturevalue(run) / "results", results)
     metrics = _metrics_of(results)
-    candidate = sorted(metrics.calibration)[0]
-    for kind, name in KINDS:
-        metrics = blank(metrics, kind, name, candidate, "nan")
+    for candidate in sorted(metrics.calibration):
+        for kind, name in KINDS:
+            metrics = blank(metrics, kind, name, candidate, "nan")
     (results / "metrics.json").write_text(json.dumps(metrics.to_json()), encoding="utf-8")
     texts = _render(results, tmp_path / "report")
     assert MISSING in texts["html"] and MISSING in texts["md"]

@@ -136,6 +136,35 @@ def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(clust
     _numbers_equal(_metrics(out), theirs)
 
 
+def test_own_classes_on_ray_equal_one_process_with_the_probe_fit_once(cluster, fast_battery, tmp_path):
+    """Issue 25: an ImageNet backbone on user-named class folders, sharded: the probe is fit once on all images (its
+    out-of-fold probabilities, k-NN and LogME equal the single process's exactly) and the merged task scores match."""
+    import subprocess
+
+    from conftest import REPO
+
+    images = tmp_path / "val"
+    subprocess.run([sys.executable, str(REPO / "tools" / "synthetic_set.py"), str(images), "--count", "20",
+                    "--layout", "own", "--classes", "2"], check=True, capture_output=True)
+    common = ("run", "--backbone", "efficientnet_lite0", "--images", str(images), "--batch-size", "2",
+              "--config", str(fast_battery), "--format", "json", "--json")
+    single = run_cli(*common, "--out", str(tmp_path / "single"))
+    assert single.exit_code == 0, single.output
+    result = run_cli(*common, "--out", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", cluster,
+                     "--shard-size", "8")
+    assert result.exit_code == 0, result.output
+    assert len(_json(result)["shards"]) == 3
+    ours, theirs = _metrics(tmp_path / "ray"), _metrics(tmp_path / "single")
+    assert ours["task"]["scores"]["efficientnet_lite0"]["estimand"] == "linear probe"
+    assert ours["task"] == theirs["task"]  # identical, not approximately: one probe, the same features
+    assert ours["predictions"] == theirs["predictions"]
+    _numbers_equal(ours, theirs)
+    ray_index = json.loads((tmp_path / "ray" / "results" / "results.json").read_text())
+    one_index = json.loads((tmp_path / "single" / "results" / "results.json").read_text())
+    assert ray_index["label_space"] == one_index["label_space"] and ray_index["label_space"]["names"] == ["cats", "coffee"]
+    assert ray_index["backbones"][0]["task"] == one_index["backbones"][0]["task"]
+
+
 def _small_run(small_image_dir, out, *extra):
     from conftest import FAST
 

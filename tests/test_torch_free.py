@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 
 from conftest import REPO
 
-RENDER_SIDE = ("jinja2", "matplotlib", "numpy", "pillow", "click", "weasyprint", "filelock")
+RENDER_SIDE = ("jinja2", "matplotlib", "numpy", "pillow", "click", "weasyprint", "filelock", "scipy")
 
 
 def _closure(names) -> list:

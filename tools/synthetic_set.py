@@ -1,10 +1,12 @@
 """Image sets that look like a user's validation folder, built offline from the curated photos: random crops,
 flips, small rotations, colour and brightness changes, JPEG re-encoding. Deterministic for a seed.
 
-    python tools/synthetic_set.py OUT_DIR --count 200 [--layout wnid|index|name|flat] [--seed 0]
+    python tools/synthetic_set.py OUT_DIR --count 200 [--layout wnid|index|name|own|flat] [--classes 3] [--seed 0]
 
 ``wnid``/``index``/``name``: ``OUT_DIR/<class>/*.jpg`` (torchvision ImageFolder), the class folder named by
-WordNet id, ImageNet index or exact ImageNet name; ``flat``: every image in ``OUT_DIR``, unlabelled.
+WordNet id, ImageNet index or exact ImageNet name; ``own``: the folders named by a user for their own task
+(``cats/``, ``coffee/``, ``rockets/``, ...: no ImageNet name), the first ``--classes`` of them; ``flat``: every
+image in ``OUT_DIR``, unlabelled.
 Used by ``bench/scale.py`` and the tests.
 """
 from __future__ import annotations
@@ -25,7 +27,10 @@ CLASSES = {
     "n04266014": (812, "space shuttle"),
     "n03763968": (652, "military uniform"),
 }
-LAYOUTS = ("wnid", "index", "name", "flat")
+# The names a user gives the same classes in their own task (layout "own"): none is an ImageNet class name.
+OWN_NAMES = {"n02123045": "cats", "n07920052": "coffee", "n03773504": "rockets", "n04266014": "shuttles",
+             "n03763968": "uniforms"}
+LAYOUTS = ("wnid", "index", "name", "own", "flat")
 
 
 def labelled_sources() -> list[tuple[Path, str]]:
@@ -36,7 +41,7 @@ def labelled_sources() -> list[tuple[Path, str]]:
 
 def folder_name(wnid: str, layout: str) -> str:
     index, name = CLASSES[wnid]
-    return {"wnid": wnid, "index": str(index), "name": name}[layout]
+    return {"wnid": wnid, "index": str(index), "name": name, "own": OWN_NAMES[wnid]}[layout]
 
 
 def variant(image: Image.Image, rng: random.Random) -> Image.Image:
@@ -57,14 +62,20 @@ def variant(image: Image.Image, rng: random.Random) -> Image.Image:
     return out
 
 
-def build(out_dir: Path | str, count: int, layout: str = "wnid", seed: int = 0) -> Path:
-    """Write ``count`` JPEGs under ``out_dir`` (created) in the given layout; returns ``out_dir``."""
+def build(out_dir: Path | str, count: int, layout: str = "wnid", seed: int = 0, classes: int = 0) -> Path:
+    """Write ``count`` JPEGs under ``out_dir`` (created) in the given layout; returns ``out_dir``. ``classes``: only
+    the first this many classes (0: all five)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    sources = [(Image.open(path).convert("RGB"), wnid) for path, wnid in labelled_sources()]
+    kept = list(CLASSES)[:classes] if classes else list(CLASSES)
+    sources = [(Image.open(path).convert("RGB"), wnid) for path, wnid in labelled_sources() if wnid in kept]
+    if layout == "own":  # a user's task: the classes take turns (as balanced as count allows)
+        by_class = [[source for source in sources if source[1] == wnid] for wnid in kept]
+        sources = [by_class[n % len(kept)][(n // len(kept)) % len(by_class[n % len(kept)])]
+                   for n in range(len(kept) * max(len(group) for group in by_class))]
     for number in range(count):
         image, wnid = sources[number % len(sources)]
         folder = out_dir if layout == "flat" else out_dir / folder_name(wnid, layout)
@@ -79,8 +90,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--layout", choices=LAYOUTS, default="wnid")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classes", type=int, default=0, help="only the first this many classes (0: all five)")
     args = parser.parse_args()
-    print(build(args.out_dir, args.count, args.layout, args.seed))
+    print(build(args.out_dir, args.count, args.layout, args.seed, args.classes))
 
 
 if __name__ == "__main__":

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ResourceError
+from ..errors import InputDataError, ResourceError
 from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DecodedInputs
 from ..inputs.decoding import load_rgb
 from ..inputs.images import ImageRecord, ImageSet
+from ..inputs.images import ImageSet as TrainingSet
 from ..results import arrays as keys
-from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, FaithfulnessRun, FeatureCka, FeatureStats,
+from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, Estimand, ExcludedClass, FaithfulnessRun,
+                              FeatureCka, FeatureStats, TaskRun,
                               Prediction, RankedClass, RunStatus,
                               SanityRun, SanityStatus, SanityStep, SlimmingRun, SlimmingStatus, WeightsInfo,
                               WeightsMode, WeightStats)
@@ -28,6 +30,8 @@ from .classes import ClassNames
 from .corruptions import common_crop_of, corrupted_predictions, input_view
 from .cost import measure_cost, timing_outcome, timing_plan
 from .faithfulness import road
+from .heads import HeadPlan, install_linear_head, pooled_features
+from .probe import ProbeSetup, explaining_head, explaining_sample, finish_probe, labels_of
 from .environment import release_memory
 from .engine import BackboneAnalysis, analyse_backbone, forward_probs
 from .models import LoadedModel, input_batch, load_model, on_device, zeros_batch
@@ -151,11 +155,13 @@ def with_oom_retry(work: Callable, batches: Batches, name: str, progress: Callab
 
 
 def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names: ClassNames) -> tuple[Prediction, ...]:
+    """Per image: the class its CAM explains and the head's top-k (k = min(5, classes))."""
+    top_index, top_prob = analysis.top5_index, analysis.top5_prob
     out = []
     for position, record in enumerate(image_set.records):
         target = int(analysis.targets[position])
         top5 = tuple(RankedClass(int(i), class_names.name(int(i)), float(p))
-                     for i, p in zip(analysis.top5_index[position], analysis.top5_prob[position]))
+                     for i, p in zip(top_index[position], top_prob[position]))
         labelled = record.class_index is not None
         out.append(Prediction(
             target, class_names.name(target),
@@ -244,6 +250,22 @@ def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set
     return (FaithfulnessRun(RunStatus.DONE, "", deep, tuple(config.faithfulness_percentiles),
                             config.faithfulness_imputation_side, tuple(sample), config.faithfulness_design),
             {keys.ROAD: scores.values})
+
+
+def check_targets(model, image_set: ImageSet, name: str, data_config: dict) -> None:
+    """Every class a CAM is asked to explain must be an output of the head (pytorch-grad-cam's
+    ClassifierOutputTarget would index past it)."""
+    labels = [r.class_index for r in image_set.records if r.class_index is not None]
+    if not labels:
+        return
+    outputs = int(model.get_classifier().out_features) if isinstance(model.get_classifier(), torch.nn.Linear) else None
+    if outputs is None:
+        return
+    if outputs == 1:  # a sigmoid head seen as two logits
+        outputs = 2
+    if max(labels) >= outputs:
+        raise InputDataError(f"{name}: the images name class {max(labels)} but its head has {outputs} outputs; pass "
+                             "the label list the head was trained with (--labels FILE).")
 
 
 def _slim_unit(model, backbone, input_size) -> tuple[SlimUnit, str]:
@@ -373,31 +395,89 @@ def _stage_timer(timings: dict):
     return stage
 
 
+def probe_setup(model, batches: Batches, image_set: ImageSet, head: HeadPlan, config: AnalysisConfig, device: str,
+                progress, count, name: str, train: Optional["TrainingSet"] = None) -> ProbeSetup:
+    """The head a probe candidate's heatmaps explain, fit before its CAM pass: on ``train`` (every training image's
+    features), else on a per-class hashed sample of the labelled images."""
+    if train is not None:
+        progress(f"{name}: pooled features of {len(train.records)} training images for the linear probe")
+        train_batches = Batches(train.records, batches.transform, batches.batch_size, None)
+        features = pooled_features(model, train_batches, device, count("features", len(train.records)))
+        labels = labels_of(train)
+        return ProbeSetup(explaining_head(features, labels, head.classes, config), int(features.shape[1]),
+                          len(labels), features, labels)
+    sample = explaining_sample(image_set, head.classes, config)
+    progress(f"{name}: the head the heatmaps explain, a linear probe fit on {len(sample)} labelled images "
+             f"(at most {config.probe_explain_per_class} per class)")
+    features = pooled_features(model, batches.subset(sample), device, count("features", len(sample))) if sample \
+        else pooled_features(model, batches.subset([0]), device)
+    labels = labels_of(image_set)[list(sample)] if sample else np.full(1, -1)
+    return ProbeSetup(explaining_head(features, labels, head.classes, config), int(features.shape[1]), len(sample))
+
+
+def fit_probe_setup(plan: WeightsPlan, image_set: ImageSet, head: HeadPlan, config: AnalysisConfig, device: str,
+                    decoded: Optional[DecodedInputs] = None, train: Optional["TrainingSet"] = None) -> ProbeSetup:
+    """:func:`probe_setup` with its own model: a sharded run's driver fits it once and hands it to every shard."""
+    torch.manual_seed(config.seed)
+    loaded = load_model(plan, config.seed, head)
+    model = on_device(loaded.model, device)
+    try:
+        batches = Batches(image_set.records, eval_transform(loaded.data_config), config.batch_size, decoded)
+        count = _progress_counter(lambda stage, done, total: None, len(image_set.records))
+        return probe_setup(model, batches, image_set, head, config, device, lambda message: None, count,
+                           plan.backbone.name, train)
+    finally:
+        del model, loaded
+        release_memory()
+
+
+def _attach_probe(model, setup: ProbeSetup, head: HeadPlan) -> None:
+    if setup.explaining is not None:
+        install_linear_head(model, setup.explaining.weight, setup.explaining.bias)
+    else:  # under two usable classes: a head of zeros, so the heatmaps say nothing rather than explain ImageNet's
+        install_linear_head(model, np.zeros((head.classes, setup.feature_dim), np.float32),
+                            np.zeros(head.classes, np.float32))
+
+
 def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames, config: AnalysisConfig,
                      device: str, weights_mode: str, progress: Callable[[str], None],
                      on_batch: OnBatch = lambda stage, done, total: None,
                      keep_merge_state: bool = False, decoded: Optional[DecodedInputs] = None,
-                     with_cost: bool = True) -> MeasuredBackbone:
+                     with_cost: bool = True, head: Optional[HeadPlan] = None,
+                     train: Optional["TrainingSet"] = None,
+                     setup: Optional[ProbeSetup] = None) -> MeasuredBackbone:
     """Everything the battery measures for one backbone (pure: no files, no printing beyond ``progress``;
-    ``decoded`` is read, not written)."""
+    ``decoded`` is read, not written). ``head``: how the candidate is scored in the run's label space (default:
+    its ImageNet head); ``train``: labelled training images for a probe (default: cross-validation); ``setup``: a
+    probe candidate's explaining head fit by a driver for every shard (a shard keeps the features for the probe,
+    fit after the merge)."""
     backbone = plan.backbone
     timings: dict = {}
     stage = _stage_timer(timings)
+    head = head or HeadPlan(Estimand.IMAGENET_HEAD, 1000, 1000)
     with stage("load_s", release=False):
         torch.manual_seed(config.seed)
-        loaded: LoadedModel = load_model(plan, config.seed)
+        loaded: LoadedModel = load_model(plan, config.seed, head)
         model = on_device(loaded.model, device)
     batches = Batches(image_set.records, eval_transform(loaded.data_config), config.batch_size, decoded)
     layers = backbone.all_layers()
     total = len(image_set.records)
     count = _progress_counter(on_batch, total, lambda line: progress(f"{backbone.name}: {line}"))
+    probed = head.estimand == Estimand.LINEAR_PROBE
+    with stage("task_head_s"):
+        if probed:
+            setup = setup or probe_setup(model, batches, image_set, head, config, device, progress, count,
+                                         backbone.name, train)
+            _attach_probe(model, setup, head)
+    check_targets(model, image_set, backbone.name, loaded.data_config)
     progress(f"{backbone.name}: Grad-CAM and features on {total} images, {len(layers)} layers")
 
     with stage("cam_and_features_s"):
         analysis, batches = with_oom_retry(
             lambda current: analyse_backbone(model, current, layers, [r.class_index for r in image_set.records],
                                              config.cam_method, device, cka_layers=backbone.last_three,
-                                             on_batch=count("cam"), layouts=dict(backbone.layouts)),
+                                             on_batch=count("cam"), layouts=dict(backbone.layouts),
+                                             prelogits=probed),
             batches, backbone.name, progress)
     with stage("sanity_s"):
         sanity, sanity_arrays = _sanity(model, batches, analysis, image_set, backbone, config, device, weights_mode,
@@ -445,8 +525,16 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
         slimming=slimming,
         batch_size=batches.batch_size,
         corruption=corruption,
-        faithfulness=faithfulness)
+        faithfulness=faithfulness,
+        task=None if head.estimand == Estimand.IMAGENET_HEAD else TaskRun(head.estimand, head.outputs))
     arrays = {**sanity_arrays, **slim_arrays, **_layer_arrays(analysis, keep_merge_state), **weight_arrays,
               **corruption_arrays, **faithfulness_arrays, keys.LOGITS: analysis.logits.astype(np.float32)}
+    if probed:
+        arrays[keys.PRELOGITS] = analysis.prelogits
+        result = replace(result, task=replace(result.task, explained_by=setup.fit_images,
+                                              feature_dim=setup.feature_dim))
+        if not keep_merge_state:  # one process: the probe now; a shard keeps the features for the merge
+            with stage("probe_s", release=False):
+                result, arrays = finish_probe(result, arrays, labels_of(image_set), class_names.name, config, setup)
     del model, loaded
     return MeasuredBackbone(result, arrays, timings, cost)

@@ -257,6 +257,7 @@ class BackboneAnalysis:
     cka: tuple  # linear CKA between cka_layers over all images (pooled features), rows of floats
     moments: dict  # layer -> RunningMoments (to merge shards of an image set)
     pooled: dict  # cka layer -> (N, units) float32 pooled features (to merge shards); empty: CKA not available
+    prelogits: Optional[np.ndarray] = None  # (N, D) float32 input of the classifier, when asked for
 
     def layer(self, name: str) -> LayerAnalysis:
         return next(layer for layer in self.layers if layer.name == name)
@@ -266,34 +267,44 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
                      class_targets: Sequence[Optional[int]], method: str = "gradcam",
                      device: str = "cpu", cka_layers: Sequence[str] = (),
                      on_batch: Callable[[int], None] = lambda n: None,
-                     layouts: Optional[dict] = None) -> BackboneAnalysis:
+                     layouts: Optional[dict] = None, prelogits: bool = False) -> BackboneAnalysis:
     """Run the engine over all batches and reduce to per-layer results (pure: no files, no printing).
     Only per-image outputs (CAMs, small feature pictures, the last three layers' pooled features for the CKA)
     are kept; unit statistics are merged batch by batch, so memory does not grow with the activations of all
-    images."""
+    images. ``prelogits``: also keep every image's pooled pre-logit features (the classifier's input, read by a
+    hook in the same forward pass: the linear probe needs no pass of its own)."""
     math = cam_math(method)
     moments = {name: RunningMoments() for name in layer_names}
     keep_pooled = bool(cka_layers)
     kept: dict = {"cams": [], "status": [], "featmap": [], "head": [], "logits": [], "targets": [], "pooled": []}
     dims: dict = {}
+    head_inputs: list = []
+    handle = model.get_classifier().register_forward_pre_hook(
+        lambda _module, inputs: head_inputs.append(
+            inputs[0].detach().float().reshape(inputs[0].shape[0], -1).cpu().numpy())) if prelogits else None
     start = 0
-    for batch in batches:
-        n = batch.shape[0]
-        out = run_batch(model, batch.to(device), layer_names, class_targets[start:start + n], method, math, layouts)
-        start += n
-        for name in layer_names:
-            moments[name].add(n, out.unit_mean[name], out.unit_m2[name])
-            dims[name] = int(out.unit_mean[name].shape[0])
-        if keep_pooled and max(out.pooled[k].shape[1] for k in cka_layers) > MAX_CKA_UNITS:
-            keep_pooled = False  # too wide to keep for every image; CKA is reported as not available
-        if keep_pooled:
-            kept["pooled"].append({k: np.asarray(out.pooled[k], dtype=np.float32) for k in cka_layers})
-        for key, value in (("cams", out.cams), ("status", out.cam_status), ("featmap", out.feature_maps),
-                           ("head", out.head_units)):
-            kept[key].append(value)
-        kept["logits"].append(out.logits)
-        kept["targets"].append(out.targets)
-        on_batch(n)
+    try:
+        for batch in batches:
+            n = batch.shape[0]
+            out = run_batch(model, batch.to(device), layer_names, class_targets[start:start + n], method, math,
+                            layouts)
+            start += n
+            for name in layer_names:
+                moments[name].add(n, out.unit_mean[name], out.unit_m2[name])
+                dims[name] = int(out.unit_mean[name].shape[0])
+            if keep_pooled and max(out.pooled[k].shape[1] for k in cka_layers) > MAX_CKA_UNITS:
+                keep_pooled = False  # too wide to keep for every image; CKA is reported as not available
+            if keep_pooled:
+                kept["pooled"].append({k: np.asarray(out.pooled[k], dtype=np.float32) for k in cka_layers})
+            for key, value in (("cams", out.cams), ("status", out.cam_status), ("featmap", out.feature_maps),
+                               ("head", out.head_units)):
+                kept[key].append(value)
+            kept["logits"].append(out.logits)
+            kept["targets"].append(out.targets)
+            on_batch(n)
+    finally:
+        if handle is not None:
+            handle.remove()
     pooled = ({k: np.concatenate([p[k] for p in kept["pooled"]]) for k in cka_layers}
               if keep_pooled and kept["pooled"] else {})
     logits = np.concatenate(kept["logits"])
@@ -326,6 +337,7 @@ def analyse_backbone(model: torch.nn.Module, batches: Iterable[torch.Tensor], la
         cka=tuple(tuple(row) for row in linear_cka([pooled[k] for k in cka_layers])) if pooled else (),
         moments=moments,
         pooled=pooled,
+        prelogits=np.concatenate(head_inputs).astype(np.float32) if head_inputs else None,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 import timm
 import torch
@@ -109,7 +110,7 @@ def require_safe_torch(version: str | None = None) -> None:
                                  "fixes CVE-2025-32434 and CVE-2026-24747; upgrade torch before loading weights.")
 
 
-def _load_pickle_checkpoint(arch: str, path: str) -> torch.nn.Module:
+def _load_pickle_checkpoint(arch: str, path: str, outputs: Optional[int] = None) -> torch.nn.Module:
     """A --trust-pickle checkpoint: torch.load(weights_only=True) admits tensors and plain containers only,
     so a pickle that carries code is refused instead of run."""
     try:
@@ -125,7 +126,7 @@ def _load_pickle_checkpoint(arch: str, path: str) -> torch.nn.Module:
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise InputDataError(f"checkpoint {path} holds no state dict of tensors; export model.state_dict().")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    model = timm.create_model(arch, pretrained=False)
+    model = timm.create_model(arch, pretrained=False, **({"num_classes": outputs} if outputs else {}))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -134,14 +135,51 @@ def _load_pickle_checkpoint(arch: str, path: str) -> torch.nn.Module:
     return model
 
 
-def load_model(plan: WeightsPlan, seed: int) -> LoadedModel:
+def _load_own_head_checkpoint(arch: str, path: str, outputs: int) -> torch.nn.Module:
+    """A checkpoint whose classifier has ``outputs`` outputs (a head for the user's classes): the model is built with
+    ``num_classes=outputs`` and loaded strictly (timm's pretrained loader would drop a head that differs from the
+    tag's)."""
+    if not path.endswith(".safetensors"):
+        return _load_pickle_checkpoint(arch, path, outputs)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputDataError(f"checkpoint {path} could not be read ({type(exc).__name__}: {str(exc)[:160]}); "
+                             "re-download or re-export it.") from None
+    model = timm.create_model(arch, pretrained=False, num_classes=outputs)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise InputDataError(f"checkpoint {path} does not fit {arch} with a {outputs}-output head: first offending "
+                             f"key {_first_offending_key(str(exc))!r}; pass weights saved from this architecture.") from None
+    return model
+
+
+def load_model(plan: WeightsPlan, seed: int, head=None) -> LoadedModel:
     """One rule for every source: the model is built from the backbone's ``timm_id`` (architecture and
     pretrained tag, so the tag's config applies), and its weights come from one local file (downloads are
-    cached first) or from the seed."""
+    cached first) or from the seed. ``head`` (:class:`reportgen.analysis.heads.HeadPlan`): a checkpoint's own head
+    for the user's classes is built with its number of outputs (a one-output sigmoid head is wrapped as two
+    logits)."""
     require_safe_torch()
     architecture = plan.backbone.timm_id
     if plan.source == WeightsSource.MISSING:
         raise WeightsUnavailable(f"{plan.backbone.name}: no weights ({plan.fix}).")
+    own_outputs = head.builds_with if head is not None else None
+    if own_outputs is not None and plan.source == WeightsSource.CHECKPOINT:
+        from .heads import default_outputs, wrap_sigmoid_head
+
+        if own_outputs != default_outputs(architecture):
+            model = _load_own_head_checkpoint(architecture, weights_file(plan), own_outputs)
+            if own_outputs == 1:
+                wrap_sigmoid_head(model, architecture)
+            model.eval()
+            path = weights_file(plan)
+            return LoadedModel(model, data_config_of(architecture, model), plan.source, path, sha256_file(path),
+                               state_dict_sha256(model))
     if plan.source == WeightsSource.RANDOM:
         torch.manual_seed(seed)
         model, path = timm.create_model(architecture, pretrained=False), ""

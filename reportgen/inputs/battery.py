@@ -21,7 +21,7 @@ TOP_LEVEL = {"preset": str, "weights": str, "device": str, "out": str, "formats"
              "trust_pickle": bool, "images": dict, "analysis": dict, "rules": dict, "decision": dict,
              "backbone": list, "executor": dict}
 EXECUTOR_KEYS = {"kind": str, "address": str, "shard_size": int, "cpus_per_task": int}
-IMAGES_KEYS = {"dir": str}
+IMAGES_KEYS = {"dir": str, "labels": str, "train_dir": str}
 BACKBONE_KEYS = {"id": str, "name": str, "family": str, "layers": dict, "last_three": list, "checkpoint": str}
 LAYER_KEYS = ("shallow", "middle", "deep")
 ANALYSIS_KEYS = {f.name: f.type for f in fields(AnalysisConfig) if f.name != "rules"}
@@ -53,6 +53,8 @@ class Battery:
     backbones: tuple  # BackboneSpec
     raw: dict  # the file as parsed, saved with the results
     executor: dict = field(default_factory=dict)  # [executor] as given (kind, address, shard_size, cpus_per_task)
+    labels_file: Optional[Path] = None  # [images] labels
+    train_dir: Optional[Path] = None  # [images] train_dir
 
     def checkpoints_for(self, backbones) -> tuple[tuple[str, ...], tuple[BackboneSpec, ...]]:
         """``NAME=PATH`` checkpoint values of the file for the run's backbones, and the specs whose
@@ -144,9 +146,7 @@ def load_battery(path: Path) -> Battery:
             checkpoint = str((path.parent / checkpoint).resolve())
         specs.append(BackboneSpec(table["id"], table.get("name"), table.get("family"), layers,
                                   tuple(last_three) if last_three else None, checkpoint))
-    images_dir = images.get("dir")
-    if images_dir is not None and not Path(images_dir).is_absolute():
-        images_dir = (path.parent / images_dir).resolve()
+    images_dir, labels_file, train_dir = (_relative_to(path, images.get(key)) for key in ("dir", "labels", "train_dir"))
     settings = {k: raw[k] for k in ("preset", "weights", "device", "out", "formats", "offline", "trust_pickle")
                 if k in raw}
     if "out" in settings and not Path(settings["out"]).is_absolute():
@@ -157,8 +157,15 @@ def load_battery(path: Path) -> Battery:
         raise UsageError(f"{path}: {exc}.") from None
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from None
-    return Battery(path, settings, Path(images_dir) if images_dir else None, analysis, rules, decision, tuple(specs),
-                   raw, executor)
+    return Battery(path, settings, images_dir, analysis, rules, decision, tuple(specs), raw, executor, labels_file,
+                   train_dir)
+
+
+def _relative_to(battery_path: Path, value: Optional[str]) -> Optional[Path]:
+    """A path of the file, relative to the file's folder unless absolute."""
+    if value is None:
+        return None
+    return Path(value) if Path(value).is_absolute() else (battery_path.parent / value).resolve()
 
 
 EXAMPLE = '''# reportgen battery file: `reportgen run --config battery.toml`. Flags on the command line override it.
@@ -174,7 +181,12 @@ formats = ["html", "pdf", "md", "json"]
 
 [images]
 dir = "images"                    # images + annotations.csv, or class folders images/<class>/*.jpg (class =
-                                  # ImageNet index, WordNet id or exact name), or Pascal VOC .xml beside images
+                                  # ImageNet index, WordNet id or exact name, or your own class names), or
+                                  # Pascal VOC .xml beside images
+# labels = "classes.txt"          # your class names in the heads' output order (one per line, or JSON list /
+                                  # id2label); default: names stored with a checkpoint, else the sorted folder names
+# train_dir = "train"             # labelled class folders to fit the linear probe on (default: 5-fold
+                                  # cross-validation on dir)
 
 [analysis]
 cam_method = "gradcam"            # gradcam | gradcam++ | xgradcam | hirescam | layercam
@@ -190,6 +202,12 @@ clutter_edge_density = 0.04       # edge density outside the box from which a ba
 grid_max_images = 24              # larger image groups show a sample in the heatmap grids (best/median/worst
 grid_sample_each = 3              # ... by the deep-layer metric, and misclassified: this many of each)
 table_max_rows = 40               # longer per-image tables are summarised (all rows in per_image.csv)
+# Your own classes: an ImageNet backbone is scored through a linear probe on its frozen pooled features
+probe_folds = 5                   # stratified cross-validation folds (classes with fewer images are left out)
+probe_c = 1.0                     # inverse L2 regularisation of the logistic regression
+knn_k = 20                        # cosine k-NN cross-check, DINO's weighted vote ...
+knn_temperature = 0.07            # ... at this temperature
+label_order_min_gain = 0.10       # warn that a head's class order differs when remapping gains this much
 
 [rules]
 min_relative_difference = 0.05

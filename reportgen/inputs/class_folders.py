@@ -1,6 +1,7 @@
 """Class folders: torchvision's ``ImageFolder`` layout, ``root/<class>/**/*.jpg``. Every image anywhere below a
-class folder takes that folder's class (as ``ImageFolder`` does); the folder names an ImageNet index, WordNet id
-or exact ImageNet name, and a folder that names none stops the run with one message."""
+class folder takes that folder's class (as ``ImageFolder`` does); the folder names a class of the run's label space
+(an ImageNet index, WordNet id or exact name, or one of the user's classes), and a folder that names none stops the
+run with one message."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,9 +20,13 @@ def folder_class(folder: Path, root: Path, resolve_class: Callable[[str], int]) 
     try:
         return resolve_class(folder.name)
     except ValueError as exc:
-        raise InputDataError(f"class folder {folder.name!r} in {root} is not an ImageNet class ({exc}); name "
-                             "class folders by index (0-999), WordNet id (n02123045) or exact ImageNet name, "
-                             "or add an annotations.csv.") from None
+        space = getattr(resolve_class, "__self__", None)  # a LabelSpace's resolve, or ImageNet's resolver
+        if getattr(space, "is_imagenet", True):
+            raise InputDataError(f"class folder {folder.name!r} in {root} is not an ImageNet class ({exc}), unlike "
+                                 "most folders beside it; rename it (index 0-999, WordNet id n02123045 or exact "
+                                 "ImageNet name), or pass --labels FILE to use your own classes.") from None
+        raise InputDataError(f"class folder {folder.name!r} in {root} names no class of this run ({exc}); rename "
+                             "the folder, or fix the label list (--labels).") from None
 
 
 def class_folder_of(path: Path, root: Path) -> Path:

@@ -264,6 +264,21 @@ class AnalysisConfig:
     faithfulness_imputation_side: int = 64
     # Corruptions and faithfulness are skipped on untrained weights (like the sanity check): true runs them.
     beyond_paper_on_untrained: bool = False
+    # The user's own classes: an ImageNet backbone is scored through a linear probe (standardised pooled features,
+    # logistic regression with inverse regularisation probe_c) cross-validated in probe_folds stratified folds
+    # (classes with fewer labelled images are left out of it), and by a cosine k-NN (knn_k neighbours, DINO's
+    # weighted vote at knn_temperature) on the same folds.
+    probe_folds: int = 5
+    probe_c: float = 1.0
+    # The heatmaps of a probe candidate explain the probe fit on this many labelled images of each class (chosen by
+    # content hash and seed): one forward pass over them before the CAM pass, which itself keeps every image's
+    # features for the cross-validated probe.
+    probe_explain_per_class: int = 32
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    # The label-order check flags a head when the best assignment of its outputs to the labels gains at least
+    # this much accuracy (lower end of the gain's 95 % paired-bootstrap interval).
+    label_order_min_gain: float = 0.10
     rules: RuleThresholds = field(default_factory=RuleThresholds)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
 
@@ -318,6 +333,12 @@ class AnalysisConfig:
         _check_range(self, "table_max_rows", 1, integer=True)
         if not isinstance(self.slimming_cams, bool):
             raise _bad("slimming_cams", self.slimming_cams, "give true or false")
+        _check_range(self, "probe_folds", 2, 20, integer=True)
+        _check_range(self, "probe_c", 0, low_open=True)
+        _check_range(self, "probe_explain_per_class", 2, integer=True)
+        _check_range(self, "knn_k", 1, integer=True)
+        _check_range(self, "knn_temperature", 0, low_open=True)
+        _check_range(self, "label_order_min_gain", 0, 1, low_open=True)
         if not isinstance(self.rules, RuleThresholds):
             raise _bad("rules", self.rules, "give a [rules] table")
         if not isinstance(self.decision, DecisionSettings):
@@ -348,10 +369,11 @@ MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles",
                      "slimming_cams", "sanity_max_images", "sanity_resolution", "corruptions", "corruption_severities",
                      "corruption_max_images", "corruption_design", "faithfulness_max_images",
                      "faithfulness_percentiles", "faithfulness_imputation_side", "faithfulness_design",
-                     "beyond_paper_on_untrained")
+                     "beyond_paper_on_untrained", "probe_folds", "probe_c", "probe_explain_per_class", "knn_k",
+                     "knn_temperature")
 SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_level", "depth_figure_images",
                        "size_small_below", "size_large_from", "clutter_edge_density", "grid_max_images",
-                       "grid_sample_each", "table_max_rows", "calibration_min_labelled", "rules", "decision")
+                       "grid_sample_each", "table_max_rows", "calibration_min_labelled", "label_order_min_gain", "rules", "decision")
 EXECUTION_FIELDS = ("batch_size",)
 
 

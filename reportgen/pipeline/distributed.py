@@ -71,6 +71,7 @@ class ShardOutcome:
 @dataclass
 class DistributedOutcome:
     shards: list = field(default_factory=list)  # ShardOutcome
+    setups: dict = field(default_factory=dict)  # probed backbone -> ProbeSetup (the probe is fit after the merge)
 
 
 def require_ray():
@@ -109,7 +110,7 @@ def _inject_fault(spec: ShardSpec) -> None:
 
 
 def shard_task(spec: ShardSpec, plan, config, weights_mode: str, device: str, threads: int,
-               fresh: bool = False) -> dict:
+               fresh: bool = False, space=None, head=None, setup=None) -> dict:
     """One shard on a worker (module-level so Ray can ship it). Returns its status and seconds."""
     from ..analysis.environment import use_threads
     from .shards import run_planned_shard
@@ -120,8 +121,8 @@ def shard_task(spec: ShardSpec, plan, config, weights_mode: str, device: str, th
     _inject_fault(spec)
     use_threads(threads)
     # Cost is measured by the driver afterwards, on one node, one backbone at a time: not by the shards.
-    _, status = run_planned_shard(plan, spec.images, spec.out_dir, config, weights_mode, device,
-                                  with_cost=False, fresh=fresh)
+    _, status = run_planned_shard(plan, spec.images, spec.out_dir, config, weights_mode, device, class_names=space,
+                                  with_cost=False, fresh=fresh, head=head, setup=setup)
     return {"status": status, "seconds": time.perf_counter() - started, "node": _node_name(ray)}
 
 
@@ -316,8 +317,13 @@ def run_shards(ray, prepared, settings: ExecutorSettings, progress: Callable[[st
     task = ray.remote(max_retries=MAX_RETRIES, scheduling_strategy="SPREAD", **_resources(prepared, settings))(
         shard_task).options(**({"runtime_env": {"env_vars": env}} if env else {}))
     plans = {plan.backbone.name: plan for plan in prepared.plans}
+    setups = fit_probes(ray, prepared, settings, threads, env, progress)
+    outcome.setups = setups
+    heads = prepared.heads
     pending = {task.remote(spec, plans[spec.backbone], request.config, request.weights_mode, prepared.device,
-                           threads, request.fresh): shard for spec, shard in zip(specs, outcome.shards)}
+                           threads, request.fresh, prepared.class_names, heads.get(spec.backbone),
+                           setups.get(spec.backbone)): shard
+               for spec, shard in zip(specs, outcome.shards)}
     progress(f"{len(specs)} shards ({len(prepared.plans)} backbone(s) x {len(specs) // len(prepared.plans)} "
              f"slices) submitted")
     began, done = time.perf_counter(), 0
@@ -341,6 +347,53 @@ def run_shards(ray, prepared, settings: ExecutorSettings, progress: Callable[[st
                            f"({failed[0].error}); no report written. Finished shards are kept in {root}: run the "
                            "same command again to compute only the missing ones.")
     return outcome
+
+
+def fit_task(plan, image_set: ImageSet, head, config, device: str, threads: int, scratch: str, train=None):
+    """One probe candidate's explaining head, fit on the whole set's per-class sample (or the training images), on a
+    worker (module-level so Ray can ship it): every shard attaches the same head. Decodes through the same cache as
+    a shard, so the features equal a single process's."""
+    import shutil
+
+    from ..analysis.backbone import fit_probe_setup
+    from ..analysis.environment import use_threads
+    from ..inputs.images import decode_records
+    from .run import decode_inputs
+
+    use_threads(threads)
+    folder = Path(scratch)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        image_set, decoded = decode_inputs((plan,), folder, lambda on_image, on_listed: decode_records(
+            image_set, on_image, on_listed))
+        try:
+            return fit_probe_setup(plan, image_set, head, config, device, decoded, train)
+        finally:
+            decoded.remove()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fit_probes(ray, prepared, settings: ExecutorSettings, threads: int, env: dict,
+               progress: Callable[[str], None]) -> dict:
+    """Backbone name -> its probe's explaining head (ProbeSetup), fit once per probed backbone (one task each)."""
+    from ..results.schema import Estimand
+
+    probed = [plan for plan in prepared.plans
+              if getattr(prepared.heads.get(plan.backbone.name), "estimand", None) == Estimand.LINEAR_PROBE]
+    if not probed:
+        return {}
+    task = ray.remote(max_retries=MAX_RETRIES, **_resources(prepared, settings))(fit_task).options(
+        **({"runtime_env": {"env_vars": env}} if env else {}))
+    image_set = replace(prepared.image_set, root=prepared.image_set.root.resolve(),
+                        records=tuple(replace(r, path=r.path.resolve()) for r in prepared.image_set.records))
+    scratch = prepared.request.out_dir.resolve() / "results" / SHARDS_DIR / ".probe"
+    progress(f"the heads the heatmaps of {len(probed)} probed backbone(s) explain, fit once for every shard")
+    refs = {plan.backbone.name: task.remote(plan, image_set, prepared.heads[plan.backbone.name],
+                                            prepared.request.config, prepared.device, threads,
+                                            str(scratch / plan.backbone.name), prepared.train_set)
+            for plan in probed}
+    return {name: ray.get(ref) for name, ref in refs.items()}
 
 
 def cost_task(plan, config, device: str, threads: int, slim_unit, batch_size: int):

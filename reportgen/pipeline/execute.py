@@ -5,14 +5,15 @@ from __future__ import annotations
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
 from .. import __version__
-from ..errors import OutputError, ReportgenError
+from ..errors import InputDataError, OutputError, ReportgenError, UsageError
 from ..inputs.decoded import DecodedInputs
-from ..inputs.images import ImageSet, default_image_dir, load_image_set
+from ..inputs.images import ImageSet, LabelSource, default_image_dir, load_image_set
+from ..inputs.labels import HeadNames, LabelSpace, choose_label_space, checkpoint_label_names
 from ..report.render import render_report
 from ..results.schema import CostReport
 from ..results.store import COST, TIMINGS, mark_run_started, prune_unreferenced, write_json
@@ -25,10 +26,12 @@ class PreparedRun:
     request: RunRequest
     plans: tuple  # analysis.weights.WeightsPlan per backbone
     image_set: ImageSet
-    class_names: object  # analysis.classes.ClassNames
+    class_names: LabelSpace  # the run's classes: ImageNet-1k or the user's
     device: str
     decoded: Optional[DecodedInputs]  # every image, decoded once while the set was validated (None: Ray workers decode)
     device_note: str = ""  # what the run runs on and why ("device: cpu (2 CPU threads; auto: no CUDA device visible)")
+    heads: dict = field(default_factory=dict)  # backbone name -> analysis.heads.HeadPlan
+    train_set: Optional[ImageSet] = None  # --train-images: where a probe is fit
     # (printed by prepare as soon as the device is known; the request's config holds the device's sample sizes)
 
 
@@ -45,7 +48,6 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     once here, into the run's decoded-input cache under the results folder (``decode=False``: validated only,
     for runs whose workers decode their own slices)."""
     from ..analysis.autolayers import resolve_backbones
-    from ..analysis.classes import ClassNames
     from ..analysis.environment import device_note, resolve_device
     from ..analysis.weights import parse_checkpoints, plan_weights, require_available
     from ..inputs.config import with_device_sample_sizes
@@ -61,12 +63,16 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     note(device_note(request.device, device))
     # The corruption and faithfulness sample sizes the battery file leaves out follow the device.
     request = replace(request, config=with_device_sample_sizes(request.config, device, request.battery.analysis))
-    class_names = ClassNames()
     plans = plan_weights(chosen, request.weights_mode, checkpoints, offline=request.offline)
     require_available(plans)
+    images_dir = Path(request.images_dir or default_image_dir()).resolve()
+    class_names, heads = label_space_and_heads(plans, images_dir, request.labels_file)
+    if not class_names.is_imagenet:
+        note(f"classes: {class_names.short()}, from {class_names.describe_source()}; "
+             + ", ".join(f"{name}: {head.estimand}" for name, head in heads.items()))
+    train_set = _training_set(request, class_names)
     # The decoded inputs live under the results folder; a run that stops here leaves no folder it made behind.
     made = [p for p in (request.out_dir, request.out_dir / "results") if not p.exists()]
-    images_dir = Path(request.images_dir or default_image_dir()).resolve()
     try:
         if decode:
             image_set, decoded = decode_inputs(plans, _results_dir(request.out_dir),
@@ -82,7 +88,41 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
         raise
     if image_set.labels_note:
         note(f"note: {image_set.labels_note}")
-    return PreparedRun(request, plans, image_set, class_names, device, decoded, device_note(request.device, device))
+    return PreparedRun(request, plans, image_set, class_names, device, decoded, device_note(request.device, device),
+                       heads, train_set)
+
+
+def label_space_and_heads(plans: tuple, images_dir: Path, labels_file: Optional[Path]) -> tuple[LabelSpace, dict]:
+    """The run's classes (``--labels``, else names stored with a checkpoint, else the folder's names when they are
+    not ImageNet's) and how each candidate is scored in them; one message (exit 3) when a head fits neither."""
+    from ..analysis.classes import ClassNames
+    from ..analysis.heads import plan_head
+    from ..results.schema import WeightsSource
+
+    stored = []
+    for plan in plans:
+        if plan.source == WeightsSource.CHECKPOINT:
+            found = checkpoint_label_names(Path(plan.location))
+            if found is not None:
+                stored.append(HeadNames(plan.backbone.name, *found))
+    space = choose_label_space(images_dir, ClassNames(), labels_file, tuple(stored))
+    return space, {plan.backbone.name: plan_head(plan, space) for plan in plans}
+
+
+def _training_set(request: RunRequest, space: LabelSpace) -> Optional[ImageSet]:
+    """``--train-images``: labelled images in the run's classes, validated (not decoded: the probe reads them once)."""
+    if request.train_dir is None:
+        return None
+    if space.is_imagenet:
+        raise UsageError("--train-images fits a linear probe on your own classes, but this run's classes are "
+                         "ImageNet-1k's (the images name ImageNet classes); leave it out, or pass --labels FILE.")
+    train = load_image_set(Path(request.train_dir).resolve(), space.resolve, request.config)
+    unlabelled = [r.file for r in train.records if r.class_index is None]
+    if train.labels == LabelSource.NONE or unlabelled:
+        raise InputDataError(f"--train-images {request.train_dir}: {len(unlabelled) or len(train.records)} images "
+                             f"have no class (e.g. {(unlabelled or [train.records[0].file])[0]}); put every training "
+                             "image in a class folder.")
+    return train
 
 
 @dataclass(frozen=True)
@@ -104,7 +144,7 @@ def execute(prepared: PreparedRun, progress: Progress, on_batch: OnBatch, note: 
         outcome = run_battery(prepared.plans, prepared.image_set, prepared.class_names, request.config, results,
                               device=prepared.device, weights_mode=request.weights_mode, progress=progress,
                               fresh=request.fresh, on_batch=on_batch, battery_file=request.battery.raw,
-                              decoded=prepared.decoded)
+                              decoded=prepared.decoded, heads=prepared.heads, train_set=prepared.train_set)
     prune_unreferenced(results)
     note(f"rendering {', '.join(request.formats)}")
     render_timings: dict = {}
@@ -131,6 +171,30 @@ def render_failed(exc: Exception, results: Path, out_dir: Path, formats) -> Repo
     return error
 
 
+def finish_merged_probes(index, results: Path, prepared: PreparedRun, setups: dict):
+    """The linear probe, k-NN and LogME of every probed backbone, fit once on the merged features (the shards kept
+    them): the same computation, on the same numbers, as in one process."""
+    import numpy as np
+
+    from ..analysis.probe import finish_probe
+    from ..results.schema import Estimand
+    from ..results.store import load_arrays, write_arrays
+
+    labels = np.array([image.class_index if image.class_index is not None else -1 for image in index.images],
+                      dtype=np.int64)
+    entries = []
+    for entry in index.backbones:
+        if entry.estimand != Estimand.LINEAR_PROBE:
+            entries.append(entry)
+            continue
+        finished, arrays = finish_probe(entry, load_arrays(results / entry.arrays), labels,
+                                        prepared.class_names.name, prepared.request.config, setups.get(entry.name))
+        write_arrays(results / entry.arrays, arrays)
+        write_json((results / entry.arrays).with_suffix(".json"), finished)
+        entries.append(finished)
+    return replace(index, backbones=tuple(entries))
+
+
 def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tuple[BatteryOutcome, list]:
     """The shards on Ray, the exact merge, every backbone's cost on one node, then scoring into ``results`` (the
     report is rendered as usual)."""
@@ -146,6 +210,7 @@ def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tup
         shard_seconds = time.perf_counter() - mark
         note("merging shards")
         index, merged = merge_shards([Path(s.spec.out_dir) / "results" for s in distributed.shards], results.parent)
+        index = finish_merged_probes(index, merged, prepared, distributed.setups)
         mark = time.perf_counter()
         costs = measure_costs(ray, prepared, settings, {b.name: b.slimming.unit for b in index.backbones}, note)
         cost_seconds = time.perf_counter() - mark

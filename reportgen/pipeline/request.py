@@ -56,6 +56,8 @@ class RunRequest:
     formats: tuple
     config: AnalysisConfig
     executor: ExecutorSettings = ExecutorSettings()
+    labels_file: Optional[Path] = None  # --labels / [images] labels: the user's class names
+    train_dir: Optional[Path] = None  # --train-images / [images] train_dir: where a probe is fit
 
 
 def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
@@ -82,4 +84,5 @@ def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
         table.get("cpus_per_task"))
     return RunRequest(battery, pick("preset"), tuple(flags["backbones"]), flags["images_dir"] or battery.images_dir,
                       weights_mode, tuple(flags["checkpoints"]), pick("trust_pickle"), Path(pick("out_dir", "out")),
-                      device, pick("offline"), flags["fresh"], parse_formats(formats), config, executor)
+                      device, pick("offline"), flags["fresh"], parse_formats(formats), config, executor,
+                      flags.get("labels_file") or battery.labels_file, flags.get("train_dir") or battery.train_dir)

@@ -11,13 +11,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+import numpy as np
+
 from ..errors import OutputError
 from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DISPLAY, DISPLAY_BYTES_ESTIMATE, DecodedInputs, display_geometry
 from ..inputs.decoding import load_rgb
 from ..inputs.images import ImageSet
 from ..results.keys import analysis_key
-from ..results.schema import SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, RunIndex, WeightsMode
+from ..results.schema import (SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, LabelSpaceInfo, RunIndex,
+                              WeightsMode)
 from ..results.store import (BACKBONES_DIR, COST, COST_SUFFIX, INDEX, METRICS, TIMINGS, atomic_write_bytes,
                              load_arrays, mark_run_started, read_backbone, read_cost, remove_stale_temp_files,
                              write_arrays, write_json)
@@ -144,6 +147,38 @@ class BatteryRun:
     with_cost: bool = True
     progress: Progress = lambda message: None
     on_batch: OnBatch = lambda name, stage, done, total: None
+    heads: dict = field(default_factory=dict)  # backbone name -> analysis.heads.HeadPlan (default: ImageNet head)
+    train_set: Optional[ImageSet] = None
+    setups: dict = field(default_factory=dict)  # backbone name -> its probe's explaining head, fit by a driver (shards)
+
+    def task_identity(self, name: str) -> str:
+        """What the user's label space adds to a backbone's cache key: the classes, its head, the training set."""
+        space = label_space_info(self.class_names)
+        if space.is_imagenet:
+            return ""
+        head = self.heads.get(name)
+        return "|".join([space.kind, *space.names, str(head.estimand if head else ""),
+                         self.train_set.sha256 if self.train_set is not None else "",
+                         _setup_digest(self.setups.get(name))])
+
+
+def _setup_digest(setup) -> str:
+    """A shard's explaining head comes fit by the driver on the whole set: its key changes when the fit does."""
+    if setup is None or setup.explaining is None:
+        return ""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(setup.explaining.weight).tobytes())
+    digest.update(np.ascontiguousarray(setup.explaining.bias).tobytes())
+    return digest.hexdigest()
+
+
+def label_space_info(space) -> LabelSpaceInfo:
+    """The run's label space as recorded in results.json (an ImageNet resolver without one records ImageNet)."""
+    kind = getattr(space, "kind", None)
+    if kind is None or kind == "imagenet":
+        return LabelSpaceInfo("imagenet", "ImageNet-1k")
+    return LabelSpaceInfo(str(kind), str(space.source), space.source_detail, tuple(space.names), space.note)
 
 
 def _compute(plan, run: BatteryRun, key: str, stem: str):
@@ -153,7 +188,8 @@ def _compute(plan, run: BatteryRun, key: str, stem: str):
     name = plan.backbone.name
     measured = measure_backbone(plan, run.image_set, run.class_names, run.config, run.device, run.weights_mode,
                                 run.progress, lambda stage, done, total: run.on_batch(name, stage, done, total),
-                                run.keep_merge_state, run.decoded, run.with_cost)
+                                run.keep_merge_state, run.decoded, run.with_cost, run.heads.get(name), run.train_set,
+                                run.setups.get(name))
     result = replace(measured.result, cache_key=key, arrays=f"{BACKBONES_DIR}/{stem}.npz")
     write_arrays(run.results_dir / result.arrays, measured.arrays)
     if measured.cost is not None:
@@ -166,7 +202,8 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
                 device: str = "cpu", weights_mode: str = "pretrained", progress: Progress = lambda message: None,
                 fresh: bool = False, on_batch: OnBatch = lambda name, stage, done, total: None,
                 keep_merge_state: bool = False, battery_file: Optional[dict] = None,
-                decoded: Optional[DecodedInputs] = None, with_cost: bool = True) -> BatteryOutcome:
+                decoded: Optional[DecodedInputs] = None, with_cost: bool = True, heads: Optional[dict] = None,
+                train_set: Optional[ImageSet] = None, setups: Optional[dict] = None) -> BatteryOutcome:
     """Run every backbone (or reuse its saved result), then write results.json / metrics.json.
 
     Each backbone's result is saved under ``backbones/`` as soon as it finishes, named by a key of
@@ -187,7 +224,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         mark_run_started(results_dir, versions["reportgen"])  # an interrupted run's folder stays recognisable
         write_display_copies(image_set, decoded, results_dir)
         run = BatteryRun(image_set, class_names, config, results_dir, decoded, versions, device, weights_mode, fresh,
-                         keep_merge_state, with_cost, progress, on_batch)
+                         keep_merge_state, with_cost, progress, on_batch, heads or {}, train_set, setups or {})
         with long_lived_objects_frozen():
             entries, costs = _backbones(plans, run, outcome)
     finally:
@@ -200,7 +237,8 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
                                image_set.labels_note, image_set.from_subfolders),
         images=image_entries(image_set, class_names.name),
         skipped_images=tuple(image_set.skipped),
-        backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {})
+        backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {},
+        label_space=label_space_info(class_names))
     write_json(results_dir / COST, CostReport(costs))
     progress(f"scoring: CAM metrics, calibration, corruptions and faithfulness, {config.bootstrap_samples:,} paired "
              "bootstrap draws")
@@ -224,7 +262,7 @@ def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, d
     for plan in plans:
         name = plan.backbone.name
         key = analysis_key(plan.backbone, weights_identity(plan, config.seed), run.image_set.model_inputs_sha256,
-                           config, run.versions) + ("-shard" if run.keep_merge_state else "")
+                           config, run.versions, run.task_identity(name)) + ("-shard" if run.keep_merge_state else "")
         stem = f"{name}-{key[:16]}"
         saved = None if run.fresh else read_backbone(folder, stem, key)
         if saved is not None:

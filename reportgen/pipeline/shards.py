@@ -63,10 +63,12 @@ def run_shard(backbone, images: ImageSet, out_dir: Path | str, config: AnalysisC
 
 def run_planned_shard(plan, images: ImageSet, out_dir: Path | str, config: AnalysisConfig,
                       weights_mode: str = "pretrained", device: str = "cpu", class_names=None,
-                      with_cost: bool = True, fresh: bool = False) -> tuple[Path, str]:
+                      with_cost: bool = True, fresh: bool = False, head=None, setup=None) -> tuple[Path, str]:
     """``run_shard`` with the weights already planned (a driver planned them for every shard):
     (results folder, "computed" or "cached"). ``with_cost=False`` skips the latency measurement (a driver
-    measures each backbone's cost on its own)."""
+    measures each backbone's cost on its own). On the user's classes: ``class_names`` is the run's label space,
+    ``head`` the backbone's head plan and ``setup`` its probe's explaining head, fit on the whole set (the shard keeps
+    the features; the probe is fit after the merge)."""
     from ..analysis.classes import ClassNames
 
     class_names = class_names or ClassNames()
@@ -78,8 +80,11 @@ def run_planned_shard(plan, images: ImageSet, out_dir: Path | str, config: Analy
     with output_folder_lock(Path(out_dir)):
         image_set, decoded = decode_inputs(plans, results, lambda on_image, on_listed: decode_records(
             images, on_image, on_listed))
+        name = plan.backbone.name
         outcome = run_battery(plans, image_set, class_names, config, results, device=device, weights_mode=weights_mode,
-                              keep_merge_state=True, decoded=decoded, with_cost=with_cost, fresh=fresh)
+                              keep_merge_state=True, decoded=decoded, with_cost=with_cost, fresh=fresh,
+                              heads={name: head} if head is not None else None,
+                              setups={name: setup} if setup is not None else None)
     return results, outcome.status[plan.backbone.name]
 
 

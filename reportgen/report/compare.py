@@ -36,6 +36,7 @@ class RunSummary:
     seed: int
     reportgen: str
     cam_method: str
+    classes: str = "ImageNet-1k"  # the run's label space: ImageNet-1k or "your 3 classes (…), from …"
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,24 @@ def _value(lookup: AggregateLookup, *key):
 
 def _summary(label: str, results: SavedResults) -> RunSummary:
     index = results.index
+    space = index.label_space
+    classes = "ImageNet-1k" if space.is_imagenet else (
+        f"your {len(space.names)} classes ({', '.join(space.names[:6])}{', …' if len(space.names) > 6 else ''}), "
+        f"from {space.source}")
     return RunSummary(label, index.image_set, index.weights_mode, tuple(b.display_name for b in index.backbones),
-                      index.seed, index.versions["reportgen"], index.config.cam_method)
+                      index.seed, index.versions["reportgen"], index.config.cam_method, classes)
+
+
+def _task(results: SavedResults, name: str, what: str) -> Optional[float]:
+    """A backbone's number on the user's classes (None on ImageNet's, or when not measured)."""
+    task = results.metrics.task
+    score = task.scores.get(name) if task is not None else None
+    if score is None:
+        return None
+    if what == "logme":
+        return score.logme
+    found = getattr(score, what)
+    return found.mean if found is not None else None
 
 
 def _top1(results: SavedResults, name: str) -> Optional[float]:
@@ -124,6 +141,15 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
             (va, na), (vb, nb) = _value(rows_a, *key), _value(rows_b, *key)
             pairs.append(Pair(f"deep {metric}", va, vb, na, nb))
         pairs.append(Pair("top-1 accuracy (labelled images)", _top1(a, name), _top1(b, name)))
+        if a.metrics.task is not None or b.metrics.task is not None:  # the user's classes in either run
+            estimands = {r.metrics.task.scores[name].estimand for r in (a, b)
+                         if r.metrics.task is not None and name in r.metrics.task.scores}
+            pairs.append(Pair(f"task accuracy ({' / '.join(sorted(map(str, estimands)))})",
+                              _task(a, name, "accuracy"), _task(b, name, "accuracy")))
+            pairs.append(Pair("task macro-F1", _task(a, name, "macro_f1"), _task(b, name, "macro_f1")))
+            pairs.append(Pair("k-NN accuracy (frozen features)", _task(a, name, "knn_accuracy"),
+                              _task(b, name, "knn_accuracy")))
+            pairs.append(Pair("LogME", _task(a, name, "logme"), _task(b, name, "logme")))
         pairs.append(Pair("CKA(layer before penultimate, penultimate)", _cka(a, name), _cka(b, name)))
         pairs.append(Pair("ECE (calibration)", *(_beyond(r, name, "calibration") for r in (a, b))))
         pairs.append(Pair("share of top-1 kept under corruptions", *(_beyond(r, name, "corruption") for r in (a, b))))

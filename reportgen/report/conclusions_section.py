@@ -115,7 +115,7 @@ def finding_row(f: BackboneFinding, untrained: bool) -> FindingRow:
     sentences = [
         _localisation(f),
         (text("Top-1 correct on "), text(f"{f.top1_correct} of {f.labelled}", "tab-predictions"),
-         text(f" labelled images (top-5: {f.top5_correct}).")),
+         text(f" labelled images (top-5: {f.top5_correct})." if f.top5_correct is not None else " labelled images.")),
         (text("Penultimate vs preceding layer: CKA "), text(num(f.slimming.cka), last3), text(", weight KS "),
          text(num(f.slimming.ks), last3), text(", W1 "), text(num(f.slimming.w1), last3),
          text(f" ({'removable' if f.slimming.removable else 'keep it'}).")),

@@ -22,6 +22,7 @@ from .conclusions_section import ConclusionsSection, build_conclusions
 from .decision_page import DecisionPage, decision_page
 from .formatting import listing, num, pct
 from .sampling import caption_note
+from .task_section import TaskSection, build_task
 from .scale import (ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs,
                     distribution_values, flagged_groups, grid_sample, image_set_summary, object_groups)
 
@@ -211,6 +212,7 @@ class ReportContext:
     localisation: tuple  # LocalisationBlock per backbone
     families: tuple  # LocalisationRow per family and group
     prediction_headers: tuple
+    top5_informative: bool  # more than five classes (else every top-5 holds the label)
     predictions: tuple  # PredictionLine
     depth_figures: tuple
     depths: tuple  # DepthRow
@@ -226,6 +228,7 @@ class ReportContext:
     provenance: tuple  # ProvenanceRow
     timings: dict
     figures: tuple  # every Figure, in order
+    task: Optional[TaskSection] = None  # "Your task": the user's own classes (None on ImageNet's)
 
     def template_variables(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -366,6 +369,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                                        "machine; marker area ~ parameters; hollow: fails a constraint; dashed: "
                                        "Pareto front of the candidates that meet the constraints.",
                                        figures.decision_plot(decision))
+    task = build_task(results, numbered)  # its section follows the decision page: so do its figures' numbers
     per_image = PerImage(index, metrics)
     objects = []
     for n, group in enumerate(object_groups(index)):
@@ -405,7 +409,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                                        "layers.", figures.last_three_figure(cache, b, example))
                   for b in index.backbones}
     beyond = build_beyond(index, metrics, numbered, config)
-    return (decision_figure, objects, localisation, distributions, depths, sanity, last_three, beyond,
+    return (decision_figure, objects, localisation, distributions, depths, sanity, last_three, beyond, task,
             tuple(numbered.made))
 
 
@@ -440,14 +444,15 @@ def build_context(results: SavedResults) -> ReportContext:
     draws = run_draws(index)  # the one paired bootstrap of the report: the decision and the claims read it
     decision = decide(index, metrics, results.cost, draws, results.arrays)
     (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
-     last_three_figures, beyond, made) = _make_figures(results, lookup, decision)
+     last_three_figures, beyond, task, made) = _make_figures(results, lookup, decision)
     conclusions = conclude(index, metrics, draws)
     slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
     single = single_term_claims()
     costs = results.cost.backbones
     return ReportContext(
         index=index, decision=decision,
-        decision_page=decision_page(decision, index, str(results.timings.get("started", "")), results.cost),
+        decision_page=decision_page(decision, index, str(results.timings.get("started", "")), results.cost,
+                                    metrics.task),
         decision_figure=decision_figure,
         costs=tuple(CostRow(b.display_name, costs.get(b.name)) for b in index.backbones),
         slimming_rows=tuple(SlimmingTableRow(b.display_name, slimming[b.name], _latency_saved(costs.get(b.name)))
@@ -464,6 +469,7 @@ def build_context(results: SavedResults) -> ReportContext:
         families=tuple(row for family in conclusions.families_present
                        for row in _localisation_rows(lookup, "family", family, family)),
         prediction_headers=tuple(b.display_name for b in index.backbones),
+        top5_informative=index.class_count() > 5,
         predictions=_prediction_lines(index),
         depth_figures=depth_figures,
         depths=tuple(DepthRow(b.display_name, role, b.depth_layers[role],
@@ -480,5 +486,5 @@ def build_context(results: SavedResults) -> ReportContext:
             for number, claim in enumerate(conclusions.claims, start=1))),
         flagged=_flagged(index), skipped=tuple(index.skipped_images), images=tuple(index.images),
         provenance=tuple(ProvenanceRow(b.display_name, b.weights) for b in index.backbones),
-        timings=results.timings, figures=made)
+        timings=results.timings, figures=made, task=task)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..inputs.config import DEVICE_SAMPLE_SIZES
-from ..results.schema import PRECISION_REACHED, CostReport, RunIndex
+from ..results.schema import PRECISION_REACHED, CostReport, Estimand, RunIndex, TaskReport
 from ..scoring.score import sample_sizes
 from ..scoring.decision import Candidate, Check, Decision, DecisionStatus, utility
 from ..scoring.degenerate import Degeneracy
@@ -37,6 +37,9 @@ class DecisionPage:
     degenerate: tuple = ()  # a warning Sentence per candidate whose outputs are degenerate
     details: Sentence = (text("How these numbers are made, and what they leave out: "),
                          text("section 2.1", "decision-detail"), text("."))
+    task: Sentence = ()  # the user's classes: what each candidate's accuracy measures (empty on ImageNet's)
+    task_warnings: tuple = ()  # a warning Sentence per head whose class order looks permuted, and on transfer rankings
+    accuracy_header: str = "top-1"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class CandidateCells:
     params: Cell
     constraints: str
     missing: str  # criteria without a value for it
+    estimand: str = ""  # the user's classes: own head | linear probe (empty on ImageNet's)
 
 
 def _interval_cell(value, low, high) -> Cell:
@@ -83,7 +87,8 @@ def _change_cell(value, low, high) -> Cell:
     return Cell(f"{100 * value:+.1f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]" if low is not None else "")
 
 
-def candidate_cells(decision: Decision) -> tuple:
+def candidate_cells(decision: Decision, estimands: Optional[dict] = None) -> tuple:
+    estimands = estimands or {}
     rows = []
     for c in decision.candidates:
         score = _interval_cell(c.score.mean, c.score.ci_low, c.score.ci_high) if c.score else Cell("—")
@@ -96,8 +101,62 @@ def candidate_cells(decision: Decision) -> tuple:
             _change_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high),
             _interval_cell(c.faithfulness.value, c.faithfulness.ci_low, c.faithfulness.ci_high),
             _interval_cell(c.latency.value, c.latency.ci_low, c.latency.ci_high), Cell(num(c.params_m)),
-            check_mark(c), ", ".join(c.missing)))
+            check_mark(c), ", ".join(c.missing), ESTIMAND_SHORT.get(estimands.get(c.backbone), "")))
     return tuple(rows)
+
+
+# How the page-1 table says which estimand a candidate's task accuracy is.
+ESTIMAND_SHORT = {Estimand.OWN_HEAD: "own head", Estimand.LINEAR_PROBE: "linear probe"}
+ESTIMAND_SENTENCE = {Estimand.OWN_HEAD: "its own head",
+                     Estimand.LINEAR_PROBE: "a linear probe on its frozen features (out of fold; a lower bound on "
+                                            "what fine-tuning reaches)"}
+
+
+def task_name(index: RunIndex, labelled: int) -> str:
+    """'your 2 classes (ants, bees), 153 labelled images'."""
+    names = index.label_space.names
+    shown = ", ".join(names[:6]) + (f", … ({len(names) - 6} more)" if len(names) > 6 else "")
+    return f"your {len(names)} classes ({shown}), {labelled:,} labelled images"
+
+
+def _task_sentence(decision: Decision, index: RunIndex, task: Optional[TaskReport]) -> Sentence:
+    if task is None:
+        return ()
+    by_estimand: dict = {}
+    for c in decision.candidates:
+        by_estimand.setdefault(index.backbone(c.backbone).estimand, []).append(c.display_name)
+    parts = [f"{ESTIMAND_SENTENCE.get(estimand, str(estimand))} for {listing(names)}"
+             for estimand, names in by_estimand.items()]
+    mixed = (" The candidates' accuracies measure different things, so compare a probe with a fine-tuned head "
+             "knowing the probe is the lower bound." if len(by_estimand) > 1 else "")
+    return (text(f"For {task_name(index, task.labelled_images)} (classes from "
+                 f"{index.label_space.source}{' ' + index.label_space.source_detail if index.label_space.source_detail else ''}): "
+                 f"accuracy is task accuracy, through {'; '.join(parts)}.{mixed}"),)
+
+
+def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskReport]) -> tuple:
+    if task is None:
+        return ()
+    names = index.label_space.names
+    out = []
+    for c in decision.candidates:
+        score = task.scores.get(c.backbone)
+        order = score.label_order if score is not None else None
+        if order is None or not order.flagged:
+            continue
+        mapping = ", ".join(f"output {head} ({names[head]!r}) looks like {names[label]!r}" for head, label in order.mapping)
+        out.append((text(f"{c.display_name}'s head probably numbers the classes in another order than the labels: ",
+                         strong=True),
+                    text(f"{mapping}; accuracy {pct(order.accuracy_as_is)} as given, {pct(order.accuracy_mapped)} "
+                         f"remapped (gain {pct(order.gain.mean)}{pct_bracket(order.gain.ci_low, order.gain.ci_high)}). "
+                         "Pass --labels FILE in the order the head was trained with (timm's folder reader sorts "
+                         "case-insensitively in natural order, torchvision's ImageFolder by sorted()).")))
+    if task.rankings_agree is False:
+        firsts = "; ".join(f"{r.measure}: {_who(decision, r.first)}" for r in task.rankings)
+        out.append((text("The transfer measures disagree on the first place ", strong=True),
+                    text(f"({firsts}): the difference between these backbones on your classes is not settled by "
+                         "frozen features; fine-tune the leading ones before deciding."),))
+    return tuple(out)
 
 
 def _who(decision: Decision, name: Optional[str]) -> str:
@@ -105,13 +164,16 @@ def _who(decision: Decision, name: Optional[str]) -> str:
     return candidate.display_name if candidate else str(name)
 
 
-def title(decision: Decision, index: RunIndex, started: str) -> str:
+def title(decision: Decision, index: RunIndex, started: str, task: Optional[TaskReport] = None) -> str:
     count = len(decision.candidates)
     labels = index.image_set.labels if index.image_set.labels != "none" else "unlabelled"
     device = {"cpu": "CPU", "cuda": "GPU"}.get(index.device, index.device)
     if decision.machine is not None and index.device == "cuda":
         device = f"GPU ({decision.machine.device_name})"
     when = f", {started[:10]}" if started else ""
+    if task is not None:
+        return (f"Backbone decision for {task_name(index, task.labelled_images)}: {count} "
+                f"candidate{'s' if count != 1 else ''}{when}, {device}")
     return (f"Backbone decision: {count} candidate{'s' if count != 1 else ''} on {len(index.images):,} images "
             f"({labels}){when}, {device}")
 
@@ -335,13 +397,19 @@ def _timing(decision: Decision, cost: Optional[CostReport]) -> Sentence:
                  f"or for {num(rule.latency_budget_s)} s of passes: {'; '.join(parts)}."),)
 
 
-def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optional[CostReport] = None) -> DecisionPage:
-    return DecisionPage(title(decision, index, started), _headline(decision), _basis(decision), _change(decision),
-                        _paired_test(decision), _constraints(decision), _notes(decision),
+def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optional[CostReport] = None,
+                  task: Optional[TaskReport] = None) -> DecisionPage:
+    """Page 1. ``task``: metrics.json's task (the user's classes), which names the task in the title and first
+    sentence and says what each candidate's accuracy measures."""
+    estimands = {b.name: b.estimand for b in index.backbones} if task is not None else {}
+    return DecisionPage(title(decision, index, started, task), _headline(decision), _basis(decision),
+                        _change(decision), _paired_test(decision), _constraints(decision), _notes(decision),
                         _method(decision), _machine(decision) + _timing(decision, cost) + _samples(index),
                         {c.backbone: check_mark(c) for c in decision.candidates},
-                        candidate_cells(decision), busy=_busy(decision),
-                        degenerate=tuple(degenerate_warning(found) for found in decision.degenerate))
+                        candidate_cells(decision, estimands), busy=_busy(decision),
+                        degenerate=tuple(degenerate_warning(found) for found in decision.degenerate),
+                        task=_task_sentence(decision, index, task), task_warnings=_task_warnings(decision, index, task),
+                        accuracy_header="task accuracy" if task is not None else "top-1")
 
 
 def check_mark(candidate: Candidate) -> str:

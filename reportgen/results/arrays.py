@@ -16,14 +16,18 @@ QUANTILES = "quantiles"
 SLIM_TOP1 = "slimtop1"  # (N,) top-1 class of the slimmed model
 SLIM_KL = "slimkl"  # (N,) KL(full || slim) of the softmax outputs
 SLIM_SPEARMAN = "slimspearman"  # (N,) Spearman of slimmed vs full deep-layer CAM (NaN: not comparable)
-LOGITS = "logits"  # (N, classes) float32: calibration, temperature scaling
+LOGITS = "logits"  # (N, classes) float32: calibration, temperature scaling (a probe's: out-of-fold log-probabilities)
+KNN_PRED = "knnpred"  # (N,) a probe candidate's out-of-fold k-NN class (-1: not scored)
+PRELOGITS = "prelogits"  # (N, D) a probe candidate's pooled pre-logit features (shards: the probe is fit after the merge)
+HEAD_TOP1 = "headtop1"  # (N,) top-1 of the head the CAMs explain (a probe's fit on every labelled image)
 CORRUPT_TOP1 = "corrupttop1"  # (C, corruptions, severities) top-1 on corrupted crops, C = CorruptionRun.images
 CORRUPT_CLEAN = "corruptclean"  # (C,) top-1 on the clean common crops: the corrupted ones' reference
 ROAD = "road"  # (F, maps, orders) ROAD probability changes, F = FaithfulnessRun.images
 MOMENTS = "mstate"  # running moments of a layer's units (shards only)
 POOLED = "pooled"  # (N, units) pooled features of a last-three layer: the CKA's input (shards only)
 
-PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SLIM_TOP1, SLIM_KL, SLIM_SPEARMAN, POOLED, LOGITS)
+PER_IMAGE_KINDS = (CAM, FEATURE_MAP, FEATURE_VECTOR, SLIM_TOP1, SLIM_KL, SLIM_SPEARMAN, POOLED, LOGITS, KNN_PRED,
+                   HEAD_TOP1, PRELOGITS)
 # One row per image of a hashed sample, and which run's ``images`` gives the sample's positions.
 PER_SAMPLE_KINDS = (SANITY_CAM, CORRUPT_TOP1, CORRUPT_CLEAN, ROAD)
 SAMPLE_OF = {SANITY_CAM: "sanity", CORRUPT_TOP1: "corruption", CORRUPT_CLEAN: "corruption", ROAD: "faithfulness"}

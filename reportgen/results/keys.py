@@ -12,10 +12,10 @@ KEYED_VERSIONS = ("reportgen", "torch", "timm", "grad-cam")
 
 
 def analysis_key(backbone: Backbone, weights_identity: str, model_inputs_sha256: str, config: AnalysisConfig,
-                 versions: dict) -> str:
+                 versions: dict, task: str = "") -> str:
     """SHA-256 over the backbone and its layers, the weights (file content hash or seed), what the models
     see of the images (pixels and target classes, not size or background annotations), the model-side
-    config and the library versions."""
+    config, the library versions and, on the user's classes, ``task`` (classes, head, training set)."""
     spec = {
         "backbone": [backbone.timm_id, list(backbone.cam_layers), list(backbone.last_three),
                      [list(step) for step in backbone.randomisation], list(backbone.layouts), backbone.family,
@@ -26,4 +26,6 @@ def analysis_key(backbone: Backbone, weights_identity: str, model_inputs_sha256:
         "versions": {k: versions[k] for k in KEYED_VERSIONS},
         "schema": SCHEMA_VERSION,
     }
+    if task:  # the user's classes, the candidate's head and the probe's training set (ImageNet runs: nothing)
+        spec["task"] = task
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()

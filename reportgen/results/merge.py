@@ -32,7 +32,7 @@ def load_shard(folder: Path) -> SavedResults:
 def _check_compatible(shards: Sequence[SavedResults]) -> None:
     first = shards[0].index
     for shard in shards[1:]:
-        for key in ("schema_version", "weights_mode"):
+        for key in ("schema_version", "weights_mode", "label_space"):
             if getattr(shard.index, key) != getattr(first, key):
                 raise InputDataError(f"{shard.root}: {key} {getattr(shard.index, key)!r} differs from "
                                      f"{getattr(first, key)!r}; merge shards of one battery only.")

@@ -29,7 +29,9 @@ from ..strenum import StrEnum
 # 9: corruptions of ImageNet-C's common 224 x 224 crop (the same pixels for every backbone) and its clean top-1
 #    (corruptclean), the retention's reference; metrics.json says the device and the sample sizes (SampleSize);
 #    cost.json the latency's precision and stopping rule
-SCHEMA_VERSION = 9
+# 10: the run's label space (RunIndex.label_space: ImageNet-1k or the user's classes), each candidate's head in it
+#    (BackboneResult.task: own head or linear probe, with the transfer measures), Metrics.task
+SCHEMA_VERSION = 10
 
 
 class CamStatus(StrEnum):
@@ -54,6 +56,13 @@ class WeightsSource(StrEnum):
 class WeightsMode(StrEnum):
     PRETRAINED = "pretrained"
     RANDOM = "random"
+
+
+class Estimand(StrEnum):
+    """What a candidate's accuracy on the run's classes measures."""
+    IMAGENET_HEAD = "ImageNet head"  # the stock head, ImageNet-1k classes
+    OWN_HEAD = "own head"  # a checkpoint's head for the user's classes
+    LINEAR_PROBE = "linear probe"  # out-of-fold logistic regression on frozen features: a lower bound on fine-tuning
 
 
 class SanityStatus(StrEnum):
@@ -171,6 +180,47 @@ class ImageSetInfo(JsonRecord):
     labels: str = "none"  # where the classes came from: manifest | class folders | VOC annotation files | none
     labels_note: str = ""  # e.g. "annotations.csv gives the labels; the class folders were not used"
     from_subfolders: int = 0  # images below their class folder (labelled with its class, as ImageFolder does)
+
+
+@dataclass(frozen=True)
+class LabelSpaceInfo(JsonRecord):
+    """The classes of the run: ImageNet-1k, or the user's (names in logit order) and where the names came from."""
+    kind: str  # imagenet | own
+    source: str  # ImageNet-1k | labels file | checkpoint | class folders | annotations
+    source_detail: str = ""
+    names: tuple[str, ...] = ()  # the user's classes (empty for ImageNet)
+    note: str = ""
+
+    @property
+    def is_imagenet(self) -> bool:
+        return self.kind == "imagenet"
+
+
+@dataclass(frozen=True)
+class ExcludedClass(JsonRecord):
+    """A class left out of the linear probe, and why (too few labelled images for the folds)."""
+    index: int
+    name: str
+    images: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TaskRun(JsonRecord):
+    """How a candidate was scored on the user's classes. Its probabilities (the ``logits`` array: log-probabilities
+    for a probe) are out-of-fold for a probe; the heatmaps explain the probe fit on every labelled image."""
+    estimand: Estimand
+    head_outputs: int  # outputs of the head stored with the weights
+    protocol: str = ""  # a probe's: "5-fold stratified cross-validation" | "fit on N training images"
+    folds: int = 0
+    classes_used: tuple[int, ...] = ()
+    excluded: tuple[ExcludedClass, ...] = ()
+    feature_dim: int = 0
+    knn_k: int = 0
+    logme: Optional[float] = None
+    note: str = ""  # why there is no probe, when there is none
+    logme_note: str = ""  # why LogME is not measured, when it is not
+    explained_by: int = 0  # images the head the heatmaps explain was fit on (a per-class sample, or --train-images)
 
 
 @dataclass(frozen=True)
@@ -331,6 +381,11 @@ class BackboneResult(JsonRecord):
     faithfulness: FaithfulnessRun = FaithfulnessRun(RunStatus.SKIPPED, NOT_RUN)
     cache_key: str = ""
     arrays: str = ""  # path of the .npz, relative to the results folder
+    task: Optional[TaskRun] = _optional()  # the user's classes only
+
+    @property
+    def estimand(self) -> Estimand:
+        return self.task.estimand if self.task is not None else Estimand.IMAGENET_HEAD
 
     def weights_module(self, layer: str) -> str:
         return self.weight_modules.get(layer, layer)
@@ -359,6 +414,14 @@ class RunIndex(JsonRecord):
     timings_file: str
     battery_file: dict[str, Any]
     shards: Optional[tuple[str, ...]] = _optional()  # merged runs: the shard folders
+    label_space: LabelSpaceInfo = LabelSpaceInfo("imagenet", "ImageNet-1k")
+
+    @property
+    def own_task(self) -> bool:
+        return not self.label_space.is_imagenet
+
+    def class_count(self) -> int:
+        return 1000 if self.label_space.is_imagenet else len(self.label_space.names)
 
     @property
     def untrained(self) -> bool:
@@ -583,6 +646,59 @@ class Metrics(JsonRecord):
     faithfulness: dict[str, FaithfulnessScore] = field(default_factory=dict)
     device: str = ""  # the run's device (cpu | cuda): it sets the sample sizes the battery file leaves out
     sample_sizes: tuple[SampleSize, ...] = ()
+    task: Optional["TaskReport"] = _optional()  # the user's classes only
+
+
+@dataclass(frozen=True)
+class TaskClass(JsonRecord):
+    index: int
+    name: str
+    images: int  # labelled images of the class in the set
+
+
+@dataclass(frozen=True)
+class LabelOrder(JsonRecord):
+    """The label-order check of a head: the best assignment of its outputs to the labels against the order given."""
+    flagged: bool
+    mapping: tuple[tuple[int, int], ...]  # (head output, label it most likely means), where they differ
+    accuracy_as_is: float
+    accuracy_mapped: float
+    gain: Interval
+
+
+@dataclass(frozen=True)
+class TaskScore(JsonRecord):
+    """One candidate on the user's classes: accuracy, macro-F1 and per-class recall of its head or out-of-fold probe,
+    with intervals from the run's paired bootstrap; the confusion matrix; the transfer measures of a probe."""
+    estimand: Estimand
+    accuracy: Interval
+    macro_f1: Interval
+    per_class_recall: tuple[Interval, ...]
+    confusion: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted
+    knn_accuracy: Optional[Interval] = None
+    logme: Optional[float] = None
+    label_order: Optional[LabelOrder] = None
+    excluded: tuple[ExcludedClass, ...] = ()
+    protocol: str = ""
+    logme_note: str = ""
+
+
+@dataclass(frozen=True)
+class TransferRanking(JsonRecord):
+    """First place among the probed candidates by each transfer measure."""
+    measure: str  # linear probe | k-NN | LogME
+    first: str
+    order: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TaskReport(JsonRecord):
+    label_space: LabelSpaceInfo
+    classes: tuple[TaskClass, ...]
+    labelled_images: int
+    scores: dict[str, TaskScore]
+    rankings: tuple[TransferRanking, ...] = ()
+    rankings_agree: Optional[bool] = None  # None: fewer than two probed candidates
 
 
 # --- cost.json (machine-dependent, kept apart from the reproducible files like timings.json) ------------------

@@ -161,7 +161,7 @@ class Decision:
     dropped: tuple  # (criterion, why) left out of every score
     constraints: dict  # key -> limit, only those set
     size_mix: dict  # size -> share of the boxed images
-    quality_axis: str  # the chart's vertical axis: "top-1 accuracy" or "localisation"
+    quality_axis: str  # the chart's vertical axis: "top-1 accuracy" ("task accuracy" on the user's classes) or "localisation"
     illustrative: bool  # untrained weights: never a recommendation
     machine: Optional[Machine]  # where latency was measured
     confidence: float
@@ -185,7 +185,7 @@ class Decision:
 
     def quality_of(self, candidate: Candidate) -> Optional[float]:
         """The chart's vertical value for a candidate (None: not measured)."""
-        return candidate.top1 if self.quality_axis == "top-1 accuracy" else candidate.localisation_score.value
+        return candidate.localisation_score.value if self.quality_axis == "localisation" else candidate.top1
 
     @property
     def chartable(self) -> tuple:
@@ -531,7 +531,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     checked = [_checks(params[k], gmacs[k], latency[k], top1[k], labelled, limits) for k in range(len(names))]
     # Untrained weights are degenerate on purpose (the report is bannered as illustrative): nothing to name.
     degenerate = () if index.untrained else tuple(
-        found for found in (_degeneracy(entry, top1[k], settings) for k, entry in enumerate(index.backbones))
+        found for found in (_degeneracy(entry, top1[k], settings, index.class_count())
+                  for k, entry in enumerate(index.backbones))
         if found.flagged)
     for found in degenerate:  # a failed check of its own: never recommended, ranked after every other candidate
         k = names.index(found.backbone)
@@ -574,8 +575,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     elif passing:
         leader = passing[0]
 
-    quality_axis = "top-1 accuracy" if "accuracy" in weights else "localisation"
-    quality = raw.point["accuracy"] if quality_axis == "top-1 accuracy" else raw.point["localisation"]
+    quality_axis = ("task accuracy" if index.own_task else "top-1 accuracy") if "accuracy" in weights else "localisation"
+    quality = raw.point["localisation"] if quality_axis == "localisation" else raw.point["accuracy"]
     front = _pareto({names[k]: (float(np.nan_to_num(quality[k], nan=-np.inf)),
                                 float(np.nan_to_num(raw.point["latency"][k], nan=np.inf))) for k in passing})
     ranked = [passing[j] for j in order] if point_scores is not None else list(passing)
@@ -645,7 +646,9 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         degenerate=degenerate)
 
 
-def _degeneracy(entry, top1: Measure, settings: DecisionSettings) -> Degeneracy:
+def _degeneracy(entry, top1: Measure, settings: DecisionSettings, classes: int) -> Degeneracy:
     deep = entry.depth_layers.get("deep")
+    if entry.task is not None and entry.task.note:  # no probe could be fit: its placeholder head says nothing
+        return assess(entry.name, entry.display_name, (), (), None, None, settings, classes)
     return assess(entry.name, entry.display_name, entry.predictions, entry.cam_status.get(deep, ()), top1.value,
-                  top1.ci_high, settings)
+                  top1.ci_high, settings, classes)

@@ -240,7 +240,7 @@ class BackboneFinding:
     flagged_cams: int
     total_cams: int
     top1_correct: int
-    top5_correct: int
+    top5_correct: Optional[int]  # None: five classes or fewer (every top-5 holds the label)
     labelled: int
     slimming: SlimmingEvidence
     sanity: str  # SanityStatus: done | skipped
@@ -414,7 +414,8 @@ def _findings(index: RunIndex, metrics: Metrics, lookup: AggregateLookup) -> tup
             threshold, gauss.mean if gauss else None,
             _focus(mean, low, high, threshold, sum(1 for view in entry.views if view.box is not None)),
             sum(s != "ok" for s in statuses), len(statuses),
-            sum(p.correct_top1 for p in labelled), sum(p.correct_top5 for p in labelled), len(labelled),
+            sum(p.correct_top1 for p in labelled),
+            sum(p.correct_top5 for p in labelled) if index.class_count() > 5 else None, len(labelled),
             slimming_evidence(metrics.last_three[entry.name], config.rules), sanity.status, sanity.reason,
             tuple(layer for layer, found in sanity.layers.items() if found.flagged),
             deep_sanity.steps[-1].spearman.mean if deep_sanity and deep_sanity.steps else None,

@@ -15,6 +15,7 @@ from ..results.schema import (Aggregate, BackboneResult, CamStatus, ImageEntry, 
                               SanityStepScore, SanitySummary, SlimmingScore, SlimmingStatus)
 from .beyond_paper import calibration_score, corruption_score, faithfulness_score
 from .bootstrap import PairedDraws, interval
+from .task_report import task_report
 from .measures import cam_similarity, centred_gaussian, ks_from_quantiles, localisation, uniform_map, upsample
 from .vectors import Vectors, run_draws
 
@@ -199,7 +200,9 @@ def slimming_score(entry: BackboneResult, labels: list, arrays: dict, draws: Pai
     if run.status != SlimmingStatus.DONE:
         return SlimmingScore(run.status, run.unit, run.reason, run.params_removed, run.macs_removed, None, None, None,
                              None, None, None)
-    full = np.array([p.top5[0].index for p in entry.predictions])
+    # The slimmed model runs through the head the CAMs explain (for a probe, the one fit on every labelled image).
+    full = (np.asarray(arrays[keys.HEAD_TOP1]) if keys.HEAD_TOP1 in arrays
+            else np.array([p.top5[0].index for p in entry.predictions]))
     slim = arrays[keys.SLIM_TOP1]
     labelled = np.array([label is not None for label in labels])
     truth = np.array([label if label is not None else -1 for label in labels])
@@ -243,6 +246,7 @@ def score(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> Metri
                       for entry in index.backbones},
         device=index.device,
         sample_sizes=sample_sizes(index),
+        task=task_report(index, arrays_of, config, draws),
     )
 
 

@@ -1,0 +1,108 @@
+"""A probe candidate (an ImageNet backbone on the user's classes), before and after its CAM pass. No torch.
+
+Before: the head its heatmaps explain, the linear probe fit on a per-class hashed sample of the labelled images
+(:func:`explaining_sample`; or on ``--train-images``), attached to the model. During: the CAM pass keeps every
+image's pooled pre-logit features (a hook on that head's input, no pass of its own). After
+(:func:`finish_probe`): the cross-validated probe, k-NN and LogME on all of them; the scored outputs become the
+probe's out-of-fold probabilities. A sharded run does the "after" once, on the merged features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..inputs.config import AnalysisConfig
+from ..inputs.images import ImageSet, sample_key
+from ..results import arrays as keys
+from ..results.schema import BackboneResult, Estimand, ExcludedClass, Prediction, RankedClass, TaskRun
+from .transfer import ExplainingProbe, fit_explaining, transfer_measures
+
+
+@dataclass(frozen=True)
+class ProbeSetup:
+    """What a probe candidate's CAM pass needs, fit before it (once per run: a sharded run's driver fits it)."""
+    explaining: Optional[ExplainingProbe]  # None: under two usable classes (a head of zeros explains nothing)
+    feature_dim: int
+    fit_images: int  # images the explaining head was fit on
+    train_features: Optional[np.ndarray] = None  # --train-images: the probe is fit on these
+    train_labels: Optional[np.ndarray] = None
+
+
+def labels_of(image_set: ImageSet) -> np.ndarray:
+    return np.array([r.class_index if r.class_index is not None else -1 for r in image_set.records], dtype=np.int64)
+
+
+def usable_classes(labels: np.ndarray, classes: int, config: AnalysisConfig) -> np.ndarray:
+    """Classes with at least ``probe_folds`` labelled images: the cross-validated probe's (the others are left out)."""
+    counts = np.bincount(labels[labels >= 0], minlength=classes)
+    return np.flatnonzero(counts >= config.probe_folds)
+
+
+def explaining_sample(image_set: ImageSet, classes: int, config: AnalysisConfig) -> tuple[int, ...]:
+    """Positions of the images the explaining head is fit on: of each usable class, the ``probe_explain_per_class``
+    labelled images first by a hash of their content and the seed (the same whatever the file order or the shard)."""
+    labels = labels_of(image_set)
+    chosen = []
+    for c in usable_classes(labels, classes, config):
+        members = [i for i in np.flatnonzero(labels == c)]
+        members.sort(key=lambda i: (sample_key(config.seed, image_set.records[i].sha256), i))
+        chosen += members[:config.probe_explain_per_class]
+    return tuple(sorted(chosen))
+
+
+def explaining_head(features: np.ndarray, labels: np.ndarray, classes: int, config: AnalysisConfig,
+                    keep: Optional[np.ndarray] = None) -> Optional[ExplainingProbe]:
+    """The probe pipeline fit on these images, restricted to the ``keep`` classes, folded into one linear head."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if keep is not None:
+        labels = np.where(np.isin(labels, keep), labels, -1)
+    return fit_explaining(features, labels, classes, c=config.probe_c)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def ranked(predictions: Sequence[Prediction], probs: np.ndarray, labels: np.ndarray, name_of) -> tuple:
+    """The predictions with their top-k (k = min(5, classes)) from ``probs``; the CAM targets unchanged."""
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
+    out = []
+    for p, row, indices, label in zip(predictions, probs, top, labels):
+        top5 = tuple(RankedClass(int(i), name_of(int(i)), float(row[i])) for i in indices)
+        labelled = label >= 0
+        out.append(replace(p, top5=top5, correct_top1=bool(top5[0].index == label) if labelled else None,
+                           correct_top5=any(t.index == label for t in top5) if labelled else None))
+    return tuple(out)
+
+
+def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_of, config: AnalysisConfig,
+                 setup: Optional[ProbeSetup] = None, keep_features: bool = False) -> tuple[BackboneResult, dict]:
+    """The cross-validated probe, k-NN and LogME on the pooled features the CAM pass kept (``prelogits``): the
+    scored outputs (``logits``: log-probabilities) become the out-of-fold probabilities where the probe scores an
+    image, the explaining head's elsewhere (unlabelled images, classes left out of the probe)."""
+    arrays = dict(arrays)
+    features = arrays[keys.PRELOGITS] if keep_features else arrays.pop(keys.PRELOGITS)
+    classes = int(arrays[keys.LOGITS].shape[1])
+    train = setup is not None and setup.train_features is not None
+    measures = transfer_measures(features, labels, classes, folds=config.probe_folds, c=config.probe_c,
+                                 knn_k=config.knn_k, knn_temperature=config.knn_temperature, seed=config.seed,
+                                 train_features=setup.train_features if train else None,
+                                 train_labels=setup.train_labels if train else None)
+    head = _softmax(arrays[keys.LOGITS].astype(np.float64))
+    oof = np.asarray(measures.probe_probs, dtype=np.float64)
+    scored = np.where(np.all(np.isfinite(oof), axis=1)[:, None], oof, head)
+    arrays[keys.HEAD_TOP1] = np.argmax(head, axis=1).astype(np.int64)
+    arrays[keys.LOGITS] = np.log(np.maximum(scored, 1e-30)).astype(np.float32)
+    arrays[keys.KNN_PRED] = np.asarray(measures.knn_pred, dtype=np.int64)
+    excluded = tuple(ExcludedClass(e.index, name_of(e.index), e.images, e.reason) for e in measures.excluded)
+    task = TaskRun(Estimand.LINEAR_PROBE, entry.task.head_outputs if entry.task else 1000, measures.protocol,
+                   measures.folds, tuple(int(c) for c in measures.classes_used), excluded, int(features.shape[1]),
+                   config.knn_k, measures.logme, measures.note, measures.logme_note,
+                   setup.fit_images if setup is not None else (entry.task.explained_by if entry.task else 0))
+    # No probe (under two usable classes): nothing is scored, rather than the placeholder head's constant answer.
+    scored_labels = labels if measures.explaining is not None or train else np.full_like(labels, -1)
+    return replace(entry, predictions=ranked(entry.predictions, scored, scored_labels, name_of), task=task), arrays

@@ -1,0 +1,450 @@
+"""How well frozen backbone features fit a user's labelled classes, before any fine-tuning.
+
+Three measures over the pooled pre-logit features (N images x D) of a backbone:
+
+- a **linear probe**: ``StandardScaler`` then multinomial ``LogisticRegression`` (lbfgs), scored out-of-fold by
+  stratified k-fold cross-validation (the scaler and the probe are fit inside each fold only), or fit once on a
+  separate training set and scored on every labelled image;
+- a **k-NN classifier** on the same folds: cosine similarity of L2-normalised features, the k most similar training
+  images vote with weight ``exp(similarity / temperature)`` (Wu et al. 2018, as used by DINO, Caron et al. 2021);
+- **LogME** (You et al., ICML 2021, "LogME: Practical Assessment of Pre-trained Models for Transfer Learning"): the
+  maximum log evidence per image of a Bayesian linear regression of each class's 0/1 indicator on the features,
+  averaged over the classes. It needs no training and no folds.
+
+Besides, an **explaining probe**: the same pipeline fit on every scored image (never scored), with the scaler folded
+into its weights so that ``logits = features @ weight.T + bias`` — a plain linear head on the raw features that a
+class-activation map can explain.
+
+numpy and scikit-learn only: no torch (it runs wherever the features were saved).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+# The bias of a class the explaining probe never saw: its softmax probability is exp(-1e4 - logit) ~ 0.
+ABSENT_BIAS = -1.0e4
+# LogME's fixed-point iteration (You et al. 2021, Algorithm 1): it stops when alpha/beta changes by less than this
+# fraction, or when the log evidence per image changes by less than EVIDENCE_STALL (a boundary optimum, where alpha or
+# beta runs off to infinity and the evidence approaches its supremum, or a very flat interior one), or after
+# LOGME_MAX_ITER updates. The official code stops at a relative change of 1e-3 (or 1e-2) or after 11 updates; these
+# are tighter. An update costs O(rank F); weakly informative features can need well over 1000 of them (100 left
+# interior optima unsettled, reported as boundary ones).
+LOGME_TOL = 1e-5
+LOGME_MAX_ITER = 10_000
+EVIDENCE_STALL = 1e-12
+# k-NN similarities are computed for this many query images at a time (memory: rows x training images float64).
+KNN_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class ExplainingProbe:
+    """Linear head fit on every labelled image (used only to explain, never scored), with the feature
+    standardisation folded in: logits = features @ weight.T + bias."""
+    weight: np.ndarray  # (C, D) float32; rows of classes the probe was not fit on: 0
+    bias: np.ndarray  # (C,) float32; classes the probe was not fit on: ABSENT_BIAS
+
+
+@dataclass(frozen=True)
+class ExcludedClass:
+    index: int
+    images: int  # cross-validation: its labelled images; with a training set: its training images
+    reason: str  # e.g. "3 labelled images, fewer than the 5 folds need"
+
+
+@dataclass(frozen=True)
+class TransferMeasures:
+    protocol: str  # "5-fold stratified cross-validation" or "fit on 240 training images"
+    folds: int  # 0 with a training set
+    classes_used: tuple  # class indices the probe and the k-NN were fit on, ascending
+    excluded: tuple  # ExcludedClass: classes with labelled images (or training images) too few to be used
+    probe_probs: np.ndarray  # (N, C) float64 out-of-fold (or train-fit) probabilities; NaN rows: not scored
+    knn_pred: np.ndarray  # (N,) int64 out-of-fold k-NN prediction, -1 where not scored
+    logme: Optional[float]  # LogME over the scored images (None when under 2 classes among them)
+    explaining: Optional[ExplainingProbe]
+    note: str  # "" or one sentence why there is no probe
+    logme_note: str = ""  # why LogME is not measured, when it is not
+
+    @property
+    def scored(self) -> np.ndarray:
+        """(N,) bool: the images the probe and the k-NN scored."""
+        return self.knn_pred >= 0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """LogME's maximised evidence for one target vector y (n,): ``log_evidence`` is the total log p(y | F, alpha, beta)
+    (not per image) at the returned alpha, beta."""
+    log_evidence: float
+    alpha: float  # prior precision of the weights
+    beta: float  # noise precision
+    iterations: int
+    converged: bool  # alpha/beta settled within LOGME_TOL; False: the evidence stalled (a boundary optimum) or the cap
+    # Where the supremum lies when it is a limit, not an interior maximum: "noise" (alpha -> infinity, w = 0: the
+    # features carry nothing about y; log_evidence is then that limit, -n/2 (log(2 pi ||y||^2 / n) + 1)), or
+    # "exact fit" (beta -> infinity: y lies in the column space of F; the limit depends on the smallest eigenvalues
+    # of F F^T, or is infinite when rank F < n). "" for an interior maximum.
+    boundary: str = ""
+
+
+# --- LogME --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Spectrum:
+    n: int
+    d: int
+    sigma: np.ndarray  # (r,) nonzero eigenvalues of F^T F (squared singular values)
+    u: np.ndarray  # (n, r) left singular vectors of those
+
+
+def _spectrum(features: np.ndarray) -> _Spectrum:
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] < 1:
+        raise ValueError(f"features must be a non-empty 2-D array, got shape {f.shape}")
+    if not np.all(np.isfinite(f)):
+        raise ValueError("features contain NaN or infinite values")
+    n, d = f.shape
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    # Rank as numpy's matrix_rank decides it; the D - r zero eigenvalues are handled analytically below.
+    keep = s > (s[0] if s.size else 0.0) * max(n, d) * np.finfo(np.float64).eps
+    return _Spectrum(n=n, d=d, sigma=s[keep] ** 2, u=u[:, keep])
+
+
+def _evidence(spec: _Spectrum, y: np.ndarray) -> Evidence:
+    n, d, sigma = spec.n, spec.d, spec.sigma
+    r = sigma.size
+    x = spec.u.T @ y  # y in the basis of the column space of F
+    x2 = x * x
+    outside = float(np.sum((y - spec.u @ x) ** 2))  # the part of ||y||^2 no weight vector can fit
+    floor = 1e-300 + 1e-30 * float(y @ y)  # keeps alpha and beta finite when m or the residual vanishes
+
+    def parts(alpha: float, beta: float):
+        t = alpha / beta
+        shrink = sigma + t
+        gamma = float(np.sum(sigma / shrink))  # effective number of well-determined weights
+        n_minus_gamma = (n - r) + float(np.sum(t / shrink))  # n - gamma without cancellation
+        m2 = float(np.sum(sigma * x2 / shrink ** 2))  # m^T m, m = beta A^-1 F^T y
+        res2 = float(np.sum((t / shrink) ** 2 * x2)) + outside  # ||F m - y||^2
+        return gamma, n_minus_gamma, m2, res2
+
+    def log_evidence(alpha: float, beta: float) -> float:
+        _, _, m2, res2 = parts(alpha, beta)
+        # log|A| with A = alpha I + beta F^T F: r eigenvalues alpha + beta sigma_i and D - r equal to alpha.
+        log_det_a = (d - r) * math.log(alpha) + float(np.sum(np.log(alpha + beta * sigma)))
+        return (n / 2 * math.log(beta) + d / 2 * math.log(alpha) - n / 2 * math.log(2 * math.pi)
+                - beta / 2 * res2 - alpha / 2 * m2 - log_det_a / 2)
+
+    alpha, beta = 1.0, 1.0
+    current = log_evidence(alpha, beta)
+    iterations, converged = 0, False
+    for iterations in range(1, LOGME_MAX_ITER + 1):
+        gamma, n_minus_gamma, m2, res2 = parts(alpha, beta)
+        new_alpha = gamma / max(m2, floor)
+        new_beta = n_minus_gamma / max(res2, floor)
+        if not (math.isfinite(new_alpha) and math.isfinite(new_beta) and new_alpha > 0 and new_beta > 0):
+            break
+        t, new_t = alpha / beta, new_alpha / new_beta
+        alpha, beta = new_alpha, new_beta
+        updated = log_evidence(alpha, beta)
+        if abs(new_t - t) <= LOGME_TOL * t:
+            converged = True
+            current = updated
+            break
+        stalled = abs(updated - current) <= EVIDENCE_STALL * n
+        current = updated
+        if stalled:
+            break
+    # The evidence's only finite limits on the edge of (0, inf)^2 (log N(y | 0, b I + a F F^T), a = 1/alpha,
+    # b = 1/beta): a -> 0 with the best b = ||y||^2 / n, and, only when y lies in the column space of F, b -> 0 with
+    # the best a = q / n, q = y^T (F F^T)^+ y. Every other edge goes to -infinity. Where one of them is at least the
+    # value the iteration reached, the supremum is that limit.
+    y2 = float(y @ y)
+    noise = -n / 2 * (math.log(2 * math.pi * y2 / n) + 1) if y2 > 0 else -math.inf
+    exact = -math.inf
+    if y2 == 0 or outside <= 1e-20 * y2:
+        if r < n or y2 == 0:
+            exact = math.inf  # the n - r directions y does not reach add -(n - r)/2 log b -> +infinity
+        else:
+            q = float(np.sum(x2 / sigma))
+            exact = -n / 2 * (math.log(2 * math.pi * q / n) + 1) - float(np.sum(np.log(sigma))) / 2
+    boundary = ""
+    if max(noise, exact) >= current:
+        boundary = "exact fit" if exact >= noise else "noise"
+        if boundary == "noise":
+            current = noise
+    return Evidence(log_evidence=current, alpha=alpha, beta=beta, iterations=iterations, converged=converged,
+                    boundary=boundary)
+
+
+def logme_evidence(features: np.ndarray, y: np.ndarray) -> Evidence:
+    """LogME's evidence maximisation for one real target vector ``y`` (n,) on ``features`` (n, D), as given
+    (float64, not standardised): the model y = F w + noise, w ~ N(0, alpha^-1 I), noise ~ N(0, beta^-1 I); alpha and
+    beta by MacKay's fixed-point iteration (You et al. 2021, Algorithm 1) from alpha = beta = 1, computed through the
+    thin SVD of F (so n < D costs O(n^2 D)), with log|A| including the D - rank(F) eigenvalues equal to alpha."""
+    y = np.asarray(y, dtype=np.float64)
+    spec = _spectrum(features)
+    if y.shape != (spec.n,):
+        raise ValueError(f"y must have shape ({spec.n},), got {y.shape}")
+    return _evidence(spec, y)
+
+
+def checked_logme(features: np.ndarray, labels: np.ndarray) -> tuple[Optional[float], str]:
+    """(LogME, "") unless the evidence of some class has its supremum at β -> infinity; (None, why) then: with no
+    more images than feature dimensions, features that fit a class's indicator exactly drive β to infinity, and the
+    supremum then depends on the smallest eigenvalues of FFᵀ, not on how well the features transfer. (A class the
+    features say nothing about has its supremum at α -> infinity, w = 0: a finite limit that is measured.)"""
+    labels = np.asarray(labels)
+    if np.unique(labels).size < 2:
+        return None, "fewer than two classes among the scored images"
+    spec = _spectrum(features)
+    found = [_evidence(spec, (labels == k).astype(np.float64)) for k in np.unique(labels)]
+    if any(e.boundary == "exact fit" for e in found):
+        n, d = features.shape
+        return None, (f"the evidence has no interior maximum (the features fit the classes exactly: {n} images, "
+                      f"{d} feature dimensions), so LogME would measure numerical precision, not transfer")
+    return float(np.mean([e.log_evidence / spec.n for e in found])), ""
+
+
+def logme(features: np.ndarray, labels: np.ndarray) -> float:
+    """LogME (You et al., ICML 2021): for each class present in ``labels`` (n,) (non-negative ints), the maximum log
+    evidence per image of a regression of its 0/1 indicator on ``features`` (n, D); the mean over those classes.
+    Higher is better; comparable between backbones on the same images. Needs two classes."""
+    labels = np.asarray(labels)
+    spec = _spectrum(features)
+    if labels.shape != (spec.n,):
+        raise ValueError(f"labels must have shape ({spec.n},), got {labels.shape}")
+    if labels.size and labels.min() < 0:
+        raise ValueError("labels must be non-negative class indices")
+    present = np.unique(labels)
+    if present.size < 2:
+        raise ValueError(f"LogME needs two classes among the labels, got {present.size}")
+    values = [_evidence(spec, (labels == k).astype(np.float64)).log_evidence / spec.n for k in present]
+    return float(np.mean(values))
+
+
+# --- probe and k-NN -----------------------------------------------------------------------------------------------
+
+def _pipeline(c: float, max_iter: int) -> Pipeline:
+    return Pipeline([("scale", StandardScaler()), ("probe", LogisticRegression(C=c, max_iter=max_iter))])
+
+
+def _probabilities(pipe: Pipeline, x: np.ndarray, classes: int) -> np.ndarray:
+    """predict_proba over all ``classes`` columns (0 for classes the pipeline was not fit on)."""
+    out = np.zeros((x.shape[0], classes), np.float64)
+    out[:, pipe.classes_.astype(np.int64)] = pipe.predict_proba(x)
+    return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _knn_predict(train_x: np.ndarray, train_y: np.ndarray, query_x: np.ndarray, classes: int, k: int,
+                 temperature: float) -> np.ndarray:
+    """Weighted k-NN (DINO): the k training images most cosine-similar to each query (ties between equal
+    similarities: the lower training index first) vote exp(similarity / temperature) for their class; the class with
+    the largest total wins (ties: the lower class index). Inputs must already be L2-normalised."""
+    k = min(k, train_x.shape[0])
+    out = np.empty(query_x.shape[0], np.int64)
+    for start in range(0, query_x.shape[0], KNN_CHUNK):
+        sims = query_x[start:start + KNN_CHUNK] @ train_x.T
+        nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        weights = np.exp(np.take_along_axis(sims, nearest, axis=1) / temperature)
+        votes = np.zeros((sims.shape[0], classes), np.float64)
+        np.add.at(votes, (np.repeat(np.arange(sims.shape[0]), k), train_y[nearest].ravel()), weights.ravel())
+        out[start:start + KNN_CHUNK] = np.argmax(votes, axis=1)
+    return out
+
+
+def _explaining(pipe: Pipeline, classes: int) -> ExplainingProbe:
+    """The fitted pipeline as one linear head on raw features: standardisation (x - mu) / s folded into the weights,
+    W' = W / s, b' = b - W' mu. A binary probe (one coefficient row w, b) becomes the two rows -w/2, +w/2 (biases
+    -b/2, +b/2): their softmax is sklearn's predict_proba and their difference its decision_function."""
+    scaler, probe = pipe.named_steps["scale"], pipe.named_steps["probe"]
+    w = np.asarray(probe.coef_, np.float64)
+    b = np.asarray(probe.intercept_, np.float64)
+    if w.shape[0] == 1:
+        w = np.concatenate([-w / 2, w / 2])
+        b = np.concatenate([-b / 2, b / 2])
+    scale = scaler.scale_ if scaler.scale_ is not None else np.ones(w.shape[1])
+    mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(w.shape[1])
+    folded_w = w / scale
+    folded_b = b - folded_w @ mean
+    weight = np.zeros((classes, w.shape[1]), np.float32)
+    bias = np.full(classes, ABSENT_BIAS, np.float32)
+    fitted = probe.classes_.astype(np.int64)
+    weight[fitted] = folded_w
+    bias[fitted] = folded_b
+    return ExplainingProbe(weight=weight, bias=bias)
+
+
+def fit_explaining(features, labels, classes: int, *, c: float = 1.0, max_iter: int = 1000) -> Optional[ExplainingProbe]:
+    """The head the heatmaps explain: the probe's pipeline fit on these images (label -1: left out), folded into one
+    linear head over all ``classes`` (classes without images: weight 0, bias ABSENT_BIAS). None under two classes."""
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = labels >= 0
+    if np.unique(labels[keep]).size < 2:
+        return None
+    return _explaining(_pipeline(c, max_iter).fit(features[keep], labels[keep]), classes)
+
+
+def _name(index: int, class_names: Optional[Sequence[str]]) -> str:
+    return str(class_names[index]) if class_names is not None else f"class {index}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _check_labels(labels, n: int, classes: int, what: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"{what} must have shape ({n},), got {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{what} must be integers (class index, or -1 for unlabelled), got {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if labels.size and (labels.min() < -1 or labels.max() >= classes):
+        raise ValueError(f"{what} must lie in -1..{classes - 1}")
+    return labels
+
+
+def _check_features(features, what: str) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (images x features), got shape {features.shape}")
+    if not np.all(np.isfinite(features)):
+        raise ValueError(f"{what} contain NaN or infinite values")
+    return features
+
+
+def transfer_measures(features, labels, classes: int, *, folds: int = 5, min_images_per_class: Optional[int] = None,
+                      c: float = 1.0, max_iter: int = 1000, knn_k: int = 20, knn_temperature: float = 0.07,
+                      seed: int = 0, train_features=None, train_labels=None,
+                      class_names: Optional[Sequence[str]] = None) -> TransferMeasures:
+    """The linear probe, the k-NN and LogME of ``features`` (N, D) for ``labels`` (N,) (class index in
+    0..classes-1, -1 unlabelled).
+
+    Without a training set: ``folds``-fold stratified cross-validation (shuffled with ``seed``) over the scored images
+    — the labelled images of the classes with at least ``min_images_per_class`` (default: ``folds``) of them; the
+    other classes with labelled images are ``excluded``. With ``train_features``/``train_labels``: the probe and the
+    k-NN are fit once on the labelled training images of the classes with at least ``min_images_per_class``
+    (default 1) of them and score every labelled image of ``features`` in those classes. ``class_names`` (optional,
+    C names) only words the note. Deterministic for the same inputs and seed."""
+    features = _check_features(features, "features")
+    n, d = features.shape
+    if classes < 1:
+        raise ValueError(f"classes must be at least 1, got {classes}")
+    labels = _check_labels(labels, n, classes, "labels")
+    if class_names is not None and len(class_names) != classes:
+        raise ValueError(f"class_names must have {classes} names, got {len(class_names)}")
+    if knn_k < 1 or knn_temperature <= 0:
+        raise ValueError("knn_k must be at least 1 and knn_temperature positive")
+    with_train = train_features is not None or train_labels is not None
+    if with_train and (train_features is None or train_labels is None):
+        raise ValueError("train_features and train_labels come together")
+
+    labelled_counts = np.bincount(labels[labels >= 0], minlength=classes)
+    excluded = []
+    if with_train:
+        train_features = _check_features(train_features, "train_features")
+        if train_features.shape[1] != d:
+            raise ValueError(f"train_features have {train_features.shape[1]} features, features {d}")
+        train_labels = _check_labels(train_labels, train_features.shape[0], classes, "train_labels")
+        minimum = 1 if min_images_per_class is None else int(min_images_per_class)
+        if minimum < 1:
+            raise ValueError(f"min_images_per_class must be at least 1, got {minimum}")
+        train_counts = np.bincount(train_labels[train_labels >= 0], minlength=classes)
+        used = np.flatnonzero(train_counts >= minimum)
+        for k in range(classes):
+            if train_counts[k] >= minimum or (train_counts[k] == 0 and labelled_counts[k] == 0):
+                continue
+            unscored = (f" ({_plural(int(labelled_counts[k]), 'labelled image')} not scored)"
+                        if labelled_counts[k] else "")
+            if train_counts[k] == 0:
+                reason = "not in the training set" + unscored
+            else:
+                reason = (f"{_plural(int(train_counts[k]), 'training image')}, fewer than the minimum of "
+                          f"{minimum}{unscored}")
+            excluded.append(ExcludedClass(index=k, images=int(train_counts[k]), reason=reason))
+        fit_rows = np.flatnonzero(np.isin(train_labels, used))
+        protocol, used_folds = f"fit on {_plural(fit_rows.size, 'training image')}", 0
+    else:
+        if folds < 2:
+            raise ValueError(f"folds must be at least 2, got {folds}")
+        minimum = folds if min_images_per_class is None else int(min_images_per_class)
+        if minimum < 2:
+            raise ValueError(f"min_images_per_class must be at least 2 (each fold's training part then holds every "
+                             f"class), got {minimum}")
+        used = np.flatnonzero(labelled_counts >= minimum)
+        need = f"fewer than the {folds} folds need" if minimum == folds else f"fewer than the minimum of {minimum}"
+        for k in np.flatnonzero((labelled_counts > 0) & (labelled_counts < minimum)):
+            excluded.append(ExcludedClass(index=int(k), images=int(labelled_counts[k]),
+                                          reason=f"{_plural(int(labelled_counts[k]), 'labelled image')}, {need}"))
+        protocol, used_folds = f"{folds}-fold stratified cross-validation", folds
+
+    scored = np.flatnonzero(np.isin(labels, used))
+    probe_probs = np.full((n, classes), np.nan)
+    knn_pred = np.full(n, -1, np.int64)
+    note = ""
+    if used.size < 2:
+        source = "training images" if with_train else "labelled images"
+        counts = train_counts if with_train else labelled_counts
+        with_any = np.flatnonzero(counts > 0)
+        if used.size == 1:
+            name = _name(int(used[0]), class_names)
+            if with_any.size == 1:
+                note = f"one class ({name}) has {source}: a probe needs two"
+            else:
+                note = f"only one class ({name}) has at least {minimum} {source}: a probe needs two"
+        elif with_any.size == 0:
+            note = f"no class has {source}: a probe needs two"
+        else:
+            note = f"no class has at least {minimum} {source}: a probe needs two"
+        return TransferMeasures(protocol=protocol, folds=used_folds, classes_used=tuple(int(k) for k in used),
+                                excluded=tuple(excluded), probe_probs=probe_probs, knn_pred=knn_pred, logme=None,
+                                explaining=None, note=note)
+
+    unit = _unit(features)
+    if with_train:
+        x, y = train_features[fit_rows], train_labels[fit_rows]
+        pipe = _pipeline(c, max_iter).fit(x, y)
+        if scored.size:
+            probe_probs[scored] = _probabilities(pipe, features[scored], classes)
+            knn_pred[scored] = _knn_predict(_unit(x), y, unit[scored], classes, knn_k, knn_temperature)
+        explaining = _explaining(pipe, classes)
+    else:
+        y = labels[scored]
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        if np.bincount(y).max() < folds:
+            note = f"every class has fewer labelled images than the {folds} folds: no cross-validation"
+            value, logme_note = checked_logme(features[scored], y)
+            return TransferMeasures(protocol=protocol, folds=used_folds, classes_used=tuple(int(k) for k in used),
+                                    excluded=tuple(excluded), probe_probs=probe_probs, knn_pred=knn_pred,
+                                    logme=value, explaining=None, note=note, logme_note=logme_note)
+        with warnings.catch_warnings():
+            # min_images_per_class below folds, chosen by the caller: some folds miss a class in their test part.
+            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+            splits = list(splitter.split(np.zeros((scored.size, 1)), y))
+        for train_part, test_part in splits:
+            rows_train, rows_test = scored[train_part], scored[test_part]
+            pipe = _pipeline(c, max_iter).fit(features[rows_train], labels[rows_train])
+            probe_probs[rows_test] = _probabilities(pipe, features[rows_test], classes)
+            knn_pred[rows_test] = _knn_predict(unit[rows_train], labels[rows_train], unit[rows_test], classes,
+                                               knn_k, knn_temperature)
+        explaining = _explaining(_pipeline(c, max_iter).fit(features[scored], y), classes)
+
+    scored_labels = labels[scored]
+    value, logme_note = checked_logme(features[scored], scored_labels)
+    return TransferMeasures(protocol=protocol, folds=used_folds, classes_used=tuple(int(k) for k in used),
+                            excluded=tuple(excluded), probe_probs=probe_probs, knn_pred=knn_pred, logme=value,
+                            explaining=explaining, note=note, logme_note=logme_note)

@@ -1,0 +1,337 @@
+"""The label space of a run: ImageNet-1k (the stock heads' classes) or the user's own classes.
+
+A run has one label space, chosen before any image is decoded, in this order:
+
+1. ``--labels FILE`` / ``[images] labels``: a text file, one name per line (line *i* = logit *i*, timm's class-map
+   convention), or JSON: a list of names, or ``{"0": "ants", ...}`` (Hugging Face's ``id2label``);
+2. names stored with a checkpoint: ``id2label`` of a Hugging Face-style ``config.json`` beside it, or the
+   ``label_names`` entry of the ``.safetensors`` metadata (a JSON list; :func:`label_names_metadata` writes it);
+3. the names the annotations use (class folders, else ``annotations.csv``): when most name an ImageNet class (index,
+   WordNet id or exact name) the run keeps ImageNet's meaning, and a name that does not is reported as a typo;
+   otherwise the sorted names are the classes, in torchvision ``ImageFolder`` order (``sorted()``, case-sensitive).
+
+Torch-free: the ImageNet names come in through a resolver the runner passes (``analysis.classes.ClassNames``).
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+from ..errors import InputDataError
+from ..strenum import StrEnum
+from .class_folders import class_folders
+from .listing import image_files
+from .manifest import MANIFEST
+
+IMAGENET_CLASSES = 1000
+IMAGENET_LOOKING = re.compile(r"\d+|n\d{8}")  # an ImageNet index or WordNet id, known or not
+LABEL_NAMES_KEY = "label_names"  # safetensors metadata: a JSON list of the head's class names, in output order
+MAX_SAFETENSORS_HEADER = 100 * 2 ** 20
+
+
+class LabelSpaceKind(StrEnum):
+    IMAGENET = "imagenet"
+    OWN = "own"
+
+
+class NamesSource(StrEnum):
+    IMAGENET = "ImageNet-1k"
+    LABELS_FILE = "labels file"
+    CHECKPOINT = "checkpoint"
+    FOLDERS = "class folders"
+    ANNOTATIONS = "annotations"
+
+
+class ImageNetResolver(Protocol):
+    def resolve(self, value: str) -> int: ...
+
+    def name(self, index: int) -> str: ...
+
+
+# The note the report prints when the classes are the folders' names: the classic cause of a permuted head.
+FOLDER_ORDER_NOTE = ("class indices follow torchvision's ImageFolder order (sorted(), case-sensitive); timm's own "
+                     "folder reader sorts case-insensitively in natural order, so a head trained with it may "
+                     "number the classes differently: pass --labels FILE with the training order if so")
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """The classes a run's images are labelled in and its heads are scored on."""
+    kind: LabelSpaceKind
+    names: tuple[str, ...]  # the user's names in logit order (empty for ImageNet: its names come from timm)
+    source: NamesSource
+    source_detail: str = ""  # the file or checkpoint the names came from
+    note: str = ""
+    imagenet: Optional[ImageNetResolver] = None
+
+    @property
+    def is_imagenet(self) -> bool:
+        return self.kind == LabelSpaceKind.IMAGENET
+
+    @property
+    def size(self) -> int:
+        return IMAGENET_CLASSES if self.is_imagenet else len(self.names)
+
+    def resolve(self, value: str) -> int:
+        """A class given by name (or, for the user's classes, by index 0..C-1) -> its index; ValueError with a
+        readable message otherwise."""
+        if self.is_imagenet:
+            return self.imagenet.resolve(value)
+        text = value.strip()
+        if text in self.names:
+            return self.names.index(text)
+        if text.isdigit() and int(text) < len(self.names) and text not in self.names:
+            return int(text)
+        raise ValueError(f"{text!r} is not one of the {len(self.names)} classes of {self.describe_source()} "
+                         f"({_listed(self.names)})")
+
+    def name(self, index: int) -> str:
+        return self.imagenet.name(index) if self.is_imagenet else self.names[index]
+
+    def describe_source(self) -> str:
+        return f"{self.source.value} {self.source_detail}".strip()
+
+    def short(self) -> str:
+        """'your 2 classes (ants, bees)' or 'ImageNet-1k'."""
+        if self.is_imagenet:
+            return "ImageNet-1k"
+        return f"your {len(self.names)} classes ({_listed(self.names, 6)})"
+
+
+def _listed(names, limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def imagenet_space(resolver: ImageNetResolver) -> LabelSpace:
+    return LabelSpace(LabelSpaceKind.IMAGENET, (), NamesSource.IMAGENET, imagenet=resolver)
+
+
+def own_space(names, source: NamesSource, detail: str = "", note: str = "") -> LabelSpace:
+    return LabelSpace(LabelSpaceKind.OWN, tuple(names), source, detail, note)
+
+
+# --- names given by the user ------------------------------------------------------------------------------------
+
+def check_names(names, where: str) -> tuple[str, ...]:
+    """One message for the first problem of a list of class names: blank, duplicated, not text, too few."""
+    names = list(names)
+    if len(names) < 2:
+        raise InputDataError(f"{where}: {len(names)} class name(s); a label list needs at least two classes.")
+    for position, name in enumerate(names):
+        if not isinstance(name, str):
+            raise InputDataError(f"{where}: class {position} is {name!r}, not a name; give text names.")
+        if not name.strip():
+            raise InputDataError(f"{where}: class {position} has a blank name; give every class a name (line "
+                                 f"{position + 1} = logit {position}).")
+    stripped = [name.strip() for name in names]
+    duplicates = [name for name, count in Counter(stripped).items() if count > 1]
+    if duplicates:
+        at = [i for i, name in enumerate(stripped) if name == duplicates[0]]
+        raise InputDataError(f"{where}: class name {duplicates[0]!r} appears {len(at)} times (classes "
+                             f"{', '.join(map(str, at))}); every class needs its own name.")
+    return tuple(stripped)
+
+
+def read_labels_file(path: Path) -> LabelSpace:
+    """``--labels FILE``: text (one name per line) or JSON (a list, or id2label)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputDataError(f"labels file {path} not found; pass an existing file with --labels.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputDataError(f"labels file {path} cannot be read ({exc}); save it as UTF-8 text.") from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputDataError(f"labels file {path}: not valid JSON ({exc}); give a list of names or "
+                                 '{"0": "name", ...}.') from None
+        names = _names_of_json(value, str(path))
+    else:
+        lines = text.splitlines()
+        while lines and not lines[-1].strip():  # a trailing newline is not a blank class
+            lines.pop()
+        names = lines
+    return own_space(check_names(names, f"labels file {path}"), NamesSource.LABELS_FILE, path.name)
+
+
+def _names_of_json(value, where: str) -> list:
+    if isinstance(value, dict) and "id2label" in value and isinstance(value["id2label"], dict):
+        value = value["id2label"]
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        try:
+            indexed = {int(key): name for key, name in value.items()}
+        except (TypeError, ValueError):
+            raise InputDataError(f"{where}: id2label keys must be class indices (\"0\", \"1\", ...).") from None
+        if sorted(indexed) != list(range(len(indexed))):
+            missing = sorted(set(range(max(indexed) + 1)) - set(indexed)) if indexed else [0]
+            raise InputDataError(f"{where}: id2label lacks class {missing[0]}; number the classes 0..N-1.")
+        return [indexed[i] for i in range(len(indexed))]
+    raise InputDataError(f"{where}: expected a list of names or an id2label object, got {type(value).__name__}.")
+
+
+# --- names stored with a checkpoint -----------------------------------------------------------------------------
+
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file (tensor shapes and ``__metadata__``), read without loading tensors."""
+    with open(path, "rb") as handle:
+        raw = handle.read(8)
+        if len(raw) < 8:
+            raise InputDataError(f"checkpoint {path} is too short to be a .safetensors file; re-export it.")
+        (length,) = struct.unpack("<Q", raw)
+        if length > MAX_SAFETENSORS_HEADER:
+            raise InputDataError(f"checkpoint {path}: header of {length} bytes; not a .safetensors file.")
+        try:
+            return json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputDataError(f"checkpoint {path}: unreadable .safetensors header; re-export it.") from None
+
+
+def label_names_metadata(names) -> dict:
+    """The ``.safetensors`` metadata entry that stores a head's class names (``save_file(..., metadata=...)``)."""
+    return {LABEL_NAMES_KEY: json.dumps(list(names))}
+
+
+def checkpoint_label_names(path: Path) -> Optional[tuple[tuple[str, ...], str]]:
+    """(names, how they were found) stored with a checkpoint, or None: ``config.json`` beside it (``id2label``),
+    else the ``label_names`` metadata of a .safetensors file."""
+    path = Path(path)
+    config = path.parent / "config.json"
+    if config.is_file():
+        try:
+            value = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputDataError(f"{config}: not valid JSON ({exc}); fix it or remove it.") from None
+        if isinstance(value, dict) and isinstance(value.get("id2label"), dict):
+            names = _names_of_json(value["id2label"], f"{config} id2label")
+            return check_names(names, f"{config} id2label"), f"{path.name}, id2label of config.json beside it"
+    if path.suffix == ".safetensors":
+        metadata = safetensors_header(path).get("__metadata__") or {}
+        if LABEL_NAMES_KEY in metadata:
+            where = f"checkpoint {path} metadata {LABEL_NAMES_KEY!r}"
+            try:
+                names = json.loads(metadata[LABEL_NAMES_KEY])
+            except json.JSONDecodeError:
+                raise InputDataError(f"{where}: not a JSON list of names; write it with "
+                                     "json.dumps([...]).") from None
+            if not isinstance(names, list):
+                raise InputDataError(f"{where}: expected a JSON list of names.")
+            return check_names(names, where), f"{path.name}, {LABEL_NAMES_KEY} in its metadata"
+    return None
+
+
+# --- names the annotations use ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AnnotationNames:
+    """The class names an image folder's annotations use, before any is resolved."""
+    names: tuple[str, ...]  # distinct, in first-seen order of the source
+    source: NamesSource  # FOLDERS or ANNOTATIONS
+    where: str  # "class folders of X" / "annotations.csv" / "VOC files"
+
+
+def annotation_names(root: Path) -> AnnotationNames:
+    """Class names used by the folder's labels: the manifest's ``class`` column, else the class folders. (The
+    manifest wins over folders, as when the set is loaded.) VOC files name every object in an image, not the
+    image's class, so their names never choose the label space; they accept the user's names once a label list,
+    a checkpoint or the folders have."""
+    root = Path(root)
+    if not root.is_dir():
+        return AnnotationNames((), NamesSource.ANNOTATIONS, str(root))
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        import csv
+
+        try:
+            with manifest.open(newline="", encoding="utf-8-sig") as handle:
+                values = [(row.get("class") or "").strip() for row in csv.DictReader(handle)]
+        except (UnicodeDecodeError, csv.Error):
+            values = []  # load_image_set says what is wrong with the manifest
+        return AnnotationNames(tuple(dict.fromkeys(v for v in values if v)), NamesSource.ANNOTATIONS, MANIFEST)
+    folders = class_folders(root)
+    if folders:
+        return AnnotationNames(tuple(f.name for f in folders), NamesSource.FOLDERS, f"class folders of {root}")
+    return AnnotationNames((), NamesSource.ANNOTATIONS, "VOC files")
+
+
+def _mostly_imagenet(names, resolver: ImageNetResolver) -> bool:
+    """More than half of the names are ImageNet classes: the set is ImageNet's, and a name that is not is a typo the
+    loader names in one line (a user's own classes rarely look like WordNet ids or exact ImageNet names)."""
+    known = 0
+    for name in names:
+        try:
+            resolver.resolve(name)
+            known += 1
+        except ValueError:
+            known += bool(IMAGENET_LOOKING.fullmatch(name.strip()))  # an index out of range, a WordNet id mistyped
+    return known * 2 > len(names)
+
+
+@dataclass(frozen=True)
+class HeadNames:
+    """Class names stored with one candidate's checkpoint."""
+    backbone: str
+    names: tuple[str, ...]
+    how: str
+
+
+def choose_label_space(images_dir: Path, resolver: ImageNetResolver, labels_file: Optional[Path] = None,
+                       head_names: tuple[HeadNames, ...] = ()) -> LabelSpace:
+    """The run's label space (see the module's docstring for the order), checked against the folder's names."""
+    used = annotation_names(images_dir)
+    if labels_file is not None:
+        space = read_labels_file(labels_file)
+    elif head_names:
+        first = head_names[0]
+        for other in head_names[1:]:
+            if other.names != first.names:
+                raise InputDataError(f"checkpoints of {first.backbone} and {other.backbone} store different class "
+                                     f"names ({_listed(first.names, 4)} against {_listed(other.names, 4)}); pass "
+                                     "--labels FILE to say which order the run uses.")
+        space = own_space(first.names, NamesSource.CHECKPOINT, first.how)
+    elif used.names and not _mostly_imagenet(used.names, resolver):
+        if used.source == NamesSource.FOLDERS:
+            return own_space(sorted(used.names), NamesSource.FOLDERS, "", FOLDER_ORDER_NOTE)
+        return own_space(sorted(used.names), NamesSource.ANNOTATIONS, used.where,
+                         f"class indices follow the sorted names of {used.where}")
+    else:
+        return imagenet_space(resolver)
+    _check_agreement(space, used)
+    return space
+
+
+def _check_agreement(space: LabelSpace, used: AnnotationNames) -> None:
+    """Every class the annotations use must be in the list (a listed class without images is allowed)."""
+    unknown = []
+    for name in used.names:
+        try:
+            space.resolve(name)
+        except ValueError:
+            unknown.append(name)
+    if unknown:
+        without = [n for n in space.names if n not in used.names]
+        raise InputDataError(
+            f"{used.where} and {space.describe_source()} disagree: not in the labels: {_listed(unknown, 6)}; "
+            f"in the labels without images: {_listed(without, 6) if without else 'none'}; rename the folders or fix "
+            "the label list.")
+
+
+def class_counts(labels, classes: int) -> tuple[int, ...]:
+    counts = [0] * classes
+    for label in labels:
+        if label is not None:
+            counts[label] += 1
+    return tuple(counts)
+
+
+Resolve = Callable[[str], int]

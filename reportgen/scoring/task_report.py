@@ -1,0 +1,144 @@
+"""``metrics.json``'s ``task``: every candidate on the user's classes, from the saved outputs (a head's, or a probe's
+out-of-fold ones) with intervals from the run's paired bootstrap. Pure numpy (scipy for the label-order check)."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..inputs.config import AnalysisConfig
+from ..results import arrays as keys
+from ..results.schema import (BackboneResult, Estimand, Interval, LabelOrder, RunIndex, TaskClass, TaskReport,
+                              TaskScore, TransferRanking)
+from .bootstrap import PairedDraws, interval
+from .task import confusion_matrix, label_order_check, macro_f1, macro_f1_draws, per_class_recall_draws
+
+ArraysOf = Callable[[str], dict]
+PROBE, KNN, LOGME = "linear probe", "k-NN", "LogME"
+
+
+def truth_of(index: RunIndex) -> np.ndarray:
+    """(N,) each image's class in the run's label space, -1 when unlabelled."""
+    return np.array([image.class_index if image.class_index is not None else -1 for image in index.images],
+                    dtype=np.int64)
+
+
+def predicted_of(arrays: dict, images: int) -> np.ndarray:
+    """(N,) the scored top-1 class (the logits array holds a probe's out-of-fold log-probabilities)."""
+    logits = arrays.get(keys.LOGITS)
+    if logits is None or len(logits) != images:
+        return np.full(images, -1, dtype=np.int64)
+    finite = np.all(np.isfinite(logits), axis=1)
+    return np.where(finite, np.argmax(np.nan_to_num(logits, nan=-np.inf), axis=1), -1).astype(np.int64)
+
+
+def _scored(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(N,) bool: the images the scores are over. Every labelled image, as in task.py: one without a prediction
+    (non-finite outputs, a k-NN class left out) is a miss, in accuracy and recall as in macro-F1; none when the
+    candidate predicts no labelled image at all (no outputs, no probe): then nothing is measured."""
+    labelled = truth >= 0
+    return labelled if (labelled & (pred >= 0)).any() else np.zeros_like(labelled)
+
+
+def _accuracy(truth: np.ndarray, pred: np.ndarray, draws: PairedDraws) -> Interval:
+    scored = _scored(truth, pred)
+    correct = np.where(scored, (truth == pred).astype(float), np.nan)
+    n = int(scored.sum())
+    if n == 0:
+        return Interval(None, None, None, 0)
+    low, high = interval(draws.means(correct)) if n >= 2 else (None, None)
+    return Interval(float(np.nanmean(correct)), low, high, n)
+
+
+def _macro_f1(truth, pred, classes: int, draws: PairedDraws) -> Interval:
+    n = int(_scored(truth, pred).sum())
+    point = macro_f1(truth, pred, classes) if n else None
+    if point is None:
+        return Interval(None, None, None, 0)
+    low, high = interval(macro_f1_draws(truth, pred, classes, draws)) if n >= 2 else (None, None)
+    return Interval(point, low, high, n)
+
+
+def _recalls(truth, pred, classes: int, draws: PairedDraws) -> tuple[Interval, ...]:
+    per_draw = per_class_recall_draws(truth, pred, classes, draws)
+    scored = _scored(truth, pred)
+    out = []
+    for c in range(classes):
+        members = scored & (truth == c)
+        n = int(members.sum())
+        if n == 0:
+            out.append(Interval(None, None, None, 0))
+            continue
+        low, high = interval(per_draw[:, c]) if n >= 2 else (None, None)
+        out.append(Interval(float(np.mean(pred[members] == c)), low, high, n))
+    return tuple(out)
+
+
+def _label_order(truth, pred, classes: int, draws: PairedDraws, config: AnalysisConfig) -> Optional[LabelOrder]:
+    check = label_order_check(truth, pred, classes, draws, config.label_order_min_gain)
+    if check is None:
+        return None
+    gain = check.accuracy_mapped - check.accuracy_as_is
+    return LabelOrder(bool(check.flagged), tuple(tuple(pair) for pair in check.mapping), float(check.accuracy_as_is),
+                      float(check.accuracy_mapped),
+                      Interval(float(gain), check.gain_low, check.gain_high, int((truth >= 0).sum())))
+
+
+def task_score(entry: BackboneResult, arrays: dict, truth: np.ndarray, classes: int, draws: PairedDraws,
+               config: AnalysisConfig) -> TaskScore:
+    run = entry.task
+    pred = predicted_of(arrays, len(truth))
+    if entry.estimand == Estimand.LINEAR_PROBE and run is not None and run.note:
+        # No probe was fit (run.note says why): the saved outputs are a placeholder head's, nothing to score.
+        pred = np.full(len(truth), -1, dtype=np.int64)
+    knn = None
+    if keys.KNN_PRED in arrays:
+        # Over the same images as the probe: an image of a class left out (-1, no neighbours of its class) is an
+        # error; no k-NN at all (every image -1) measures nothing.
+        knn_pred = np.asarray(arrays[keys.KNN_PRED], dtype=np.int64)
+        knn = _accuracy(truth, knn_pred, draws)
+    own_head = entry.estimand == Estimand.OWN_HEAD
+    return TaskScore(
+        estimand=entry.estimand,
+        accuracy=_accuracy(truth, pred, draws),
+        macro_f1=_macro_f1(truth, pred, classes, draws),
+        per_class_recall=_recalls(truth, pred, classes, draws),
+        confusion=tuple(tuple(int(v) for v in row) for row in confusion_matrix(truth, pred, classes)),
+        knn_accuracy=knn,
+        logme=run.logme if run is not None else None,
+        # A probe is fit to the labels' order; only a trained head can carry another order.
+        label_order=_label_order(truth, pred, classes, draws, config) if own_head else None,
+        excluded=run.excluded if run is not None else (),
+        protocol=run.protocol if run is not None else "",
+        logme_note=run.logme_note if run is not None else "")
+
+
+def _rankings(scores: dict) -> tuple[tuple[TransferRanking, ...], Optional[bool]]:
+    probed = {name: s for name, s in scores.items() if s.estimand == Estimand.LINEAR_PROBE}
+    measures = {PROBE: {n: s.accuracy.mean for n, s in probed.items()},
+                KNN: {n: s.knn_accuracy.mean if s.knn_accuracy is not None else None for n, s in probed.items()},
+                LOGME: {n: s.logme for n, s in probed.items()}}
+    rankings = []
+    for measure, values in measures.items():
+        ranked = sorted((n for n, v in values.items() if v is not None), key=lambda n: (-values[n], n))
+        if ranked:
+            rankings.append(TransferRanking(measure, ranked[0], tuple(ranked)))
+    if len(probed) < 2 or len(rankings) < 2:
+        return tuple(rankings), None
+    return tuple(rankings), len({r.first for r in rankings}) == 1
+
+
+def task_report(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
+                draws: PairedDraws) -> Optional[TaskReport]:
+    """None on ImageNet's classes."""
+    if not index.own_task:
+        return None
+    truth = truth_of(index)
+    names = index.label_space.names
+    classes = len(names)
+    counts = np.bincount(truth[truth >= 0], minlength=classes) if (truth >= 0).any() else np.zeros(classes, int)
+    scores = {entry.name: task_score(entry, arrays_of(entry.name), truth, classes, draws, config)
+              for entry in index.backbones}
+    rankings, agree = _rankings(scores)
+    return TaskReport(index.label_space, tuple(TaskClass(i, name, int(counts[i])) for i, name in enumerate(names)),
+                      int((truth >= 0).sum()), scores, rankings, agree)
