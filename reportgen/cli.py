@@ -13,7 +13,8 @@ from .errors import OutputError, ReportgenError, UsageError
 
 EXIT_CODES = """Exit codes: 0 success; 1 internal error; 2 usage; 3 bad input data;
 4 weights missing / offline; 5 output folder problem; 6 out of GPU memory after retrying at half the
-batch size; 7 shards failed on Ray after their retries (no report written); 130 interrupted."""
+batch size; 7 shards failed on Ray after their retries (no report written); 8 the [gate] failed (the
+report is written); 130 interrupted."""
 
 
 def _fail(exc: ReportgenError, debug: bool):
@@ -110,9 +111,14 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
               help="Join this Ray cluster (started with `ray start --head`). Default: a local Ray instance.")
 @click.option("--shard-size", type=click.IntRange(1), default=256, show_default=True,
               help="Images per Ray task (rounded up to a multiple of the batch size).")
+@click.option("--gate", "gate", is_flag=True,
+              help="After the report, judge the battery file's [gate] (champion against challengers): exit 8 when "
+                   "it fails.")
+@click.option("--junit", "junit", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="With --gate: also write the gate as JUnit XML (one test case per challenger and condition).")
 @FORMAT_OPTION
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def run(config_path, force, as_json, quiet, **_options):
+def run(config_path, force, as_json, quiet, gate, junit, **_options):
     """Run the analysis battery and write the report.
 
     \b
@@ -124,6 +130,7 @@ def run(config_path, force, as_json, quiet, **_options):
       reportgen run --backbone convnext_atto --backbone resnet18 --weights random
       reportgen run --config battery.toml --out /tmp/report
       reportgen run --preset lite --executor ray --shard-size 64
+      reportgen run --config battery.toml --gate --junit gate.xml   # CI: exit 8 when the challenger fails
     """
     from .inputs.battery import EMPTY, load_battery
     from .pipeline.request import resolve_request  # light: a bad file or flag is one line, before anything else
@@ -157,6 +164,14 @@ def run(config_path, force, as_json, quiet, **_options):
         with BatchProgress(enabled=not quiet and not as_json and not distributed) as bars:
             result = execute(prepared, bars.message if not quiet else say, bars.update, say)
     results = request.out_dir / "results"
+    if gate:
+        from .report.ci import run_gate
+
+        _echo_written(result.written, results)
+        run_gate(results, junit, say=lambda line: click.echo(f"gate: {line}", err=True))
+        return
+    if junit is not None:
+        raise UsageError("--junit writes the gate's result: pass --gate too.")
     if as_json:
         click.echo(json.dumps({
             "outputs": {kind: str(path) for kind, path in result.written.items()},
@@ -221,6 +236,33 @@ def render(results_dir, out_dir, formats, debug):
     out_dir = out_dir or Path(results_dir).resolve().parent
     with output_folder_lock(out_dir):
         _echo_written(render_report(results_dir, out_dir, _formats(formats)))
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.option("--junit", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Write the gate as JUnit XML (GitHub Actions, GitLab and Jenkins display it).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="A battery file whose [gate] replaces the one the run was made with.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def gate(results_dir, junit, config_path, debug):
+    """Judge champion against challengers on saved results (no torch, nothing re-measured): exit 0 when every
+    condition of [gate] passes, 8 when one fails. Appends page 1 and the gate's table to $GITHUB_STEP_SUMMARY when
+    it is set.
+
+    \b
+    Examples:
+      reportgen gate output/results
+      reportgen gate output/results --junit gate.xml --config gate.toml
+    """
+    from .report.ci import run_gate
+
+    settings = None
+    if config_path is not None:
+        from .inputs.battery import load_battery
+
+        settings = load_battery(config_path).analysis_config().gate
+    run_gate(_results_folder(results_dir), junit, settings, say=click.echo)
 
 
 @main.command(epilog=EXIT_CODES)

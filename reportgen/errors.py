@@ -25,3 +25,8 @@ class OutputError(ReportgenError):
 class ResourceError(ReportgenError):
     """Out of (GPU) memory even after retrying at a smaller batch."""
     exit_code = 6
+
+
+class GateFailed(ReportgenError):
+    """The [gate]'s champion/challenger conditions are not met (the run itself succeeded)."""
+    exit_code = 8

@@ -35,7 +35,8 @@ TIERS = {
 # Fixtures that run the battery (directly or through another fixture).
 E2E_FIXTURES = {"lite_report", "lite0_small", "untrained_run", "budget_run", "same_architecture_run", "report_200",
                 "hostile_run", "small_report", "single_small", "torch_free_python", "broken_pair_run",
-                "broken_pair_folder_run", "broken_checkpoint", "own_task", "own_task_run"}
+                "broken_pair_folder_run", "broken_checkpoint", "own_task", "own_task_run",
+                "gate_run", "gate_battery"}
 MODEL_FIXTURES = {"lite0", "photo", "models", "architecture"}
 E2E_CALLS = re.compile(r"run_cli\(\s*(\*\w+|\"run\"|\"render\"|\"merge\"|\"compare\"|\"backbones\", \"\w)"
                        r"|_run_small\(|render_report\("
@@ -344,3 +345,25 @@ def own_task(tmp_path_factory):
 def own_task_run(request, tmp_path_factory, own_task):
     return shared_run(request, tmp_path_factory, "own-task", "run", "--config", str(own_task / "battery.toml"),
                       "--images", str(own_task / "val"), "--quiet", "--format", "html,pdf,md,json")
+
+
+# --- the gate (issue 26) --------------------------------------------------------------------------------------------
+
+GATE = ('\n[decision]\nmin_top1 = 0.05\n\n[gate]\nchampion = "lite0-stock"\nmin_p_better = 0.9\n'
+        'max_accuracy_drop = 0.0\nconstraints = "pass"\n')
+
+
+@pytest.fixture(scope="session")
+def gate_battery(tmp_path_factory, broken_checkpoint):
+    """lite0-stock (the champion), lite0-twin (the same weights under another name) and lite0-new (one stage zeroed)."""
+    path = tmp_path_factory.mktemp("gate") / "battery.toml"
+    path.write_text(broken_checkpoint.read_text() + '\n[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-twin"\n'
+                    + FAST + GATE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gate_run(request, tmp_path_factory, gate_battery):
+    """The run without --gate (the report only); the tests judge its saved results."""
+    return shared_run(request, tmp_path_factory, "gate", "run", "--config", str(gate_battery), "--quiet", "--format",
+                      "md,json")

@@ -80,3 +80,24 @@ def test_every_benchmark_and_tool_shown_runs_its_help():
         done = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True,
                               timeout=120, cwd=REPO)
         assert done.returncode == 0 and "usage" in done.stdout.lower(), (script, done.stderr[-500:])
+
+
+def test_every_battery_file_and_ci_job_shown_parses(tmp_path):
+    """The TOML blocks of the docs that are battery files load (their keys and values checked); the YAML blocks (the
+    CI jobs of usage.md "In CI") are valid YAML."""
+    import yaml
+
+    from reportgen.inputs.battery import load_battery
+
+    batteries = jobs = 0
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for number, block in enumerate(re.findall(r"```toml\n(.*?)```", text, re.S)):
+            path = tmp_path / f"{page.stem}-{number}.toml"
+            path.write_text(block)
+            load_battery(path)
+            batteries += 1
+        for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+            assert isinstance(yaml.safe_load(block), dict), page.name
+            jobs += 1
+    assert batteries >= 1 and jobs >= 2

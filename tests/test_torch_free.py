@@ -92,3 +92,18 @@ def test_render_merge_and_compare_without_torch(torch_free_python, lite_report, 
                           "--format", "html")
     assert compared.returncode == 0, compared.stderr
     assert "EfficientNet-Lite0" in (tmp_path / "cmp" / "compare.html").read_text()
+
+
+def test_the_gate_without_torch_gives_the_run_s_verdict(torch_free_python, gate_run, tmp_path):
+    """`reportgen gate` on saved results needs no torch and reaches the verdict `run --gate` reaches (the same
+    function on the same numbers): exit 8 for the damaged challenger, the same rows."""
+    import json
+
+    junit = tmp_path / "gate.xml"
+    judged = _reportgen(torch_free_python, "gate", gate_run / "results", "--junit", junit)
+    assert judged.returncode == 8, judged.stderr
+    assert "gate failed" in judged.stderr and junit.is_file()
+    saved = json.loads((gate_run / "metrics.json").read_text())["gate"]["rows"]
+    for row in saved:
+        assert f"{row['counts_as'].upper():4} {row['condition']:17} {row['outcome']:9} {row['text']}" in judged.stdout
+

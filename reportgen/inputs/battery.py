@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import TUPLE_FIELDS, AnalysisConfig, DecisionSettings, RuleThresholds
+from .config import TUPLE_FIELDS, AnalysisConfig, DecisionSettings, GateSettings, RuleThresholds
 from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -19,7 +19,9 @@ else:  # pragma: no cover - Python 3.10
 
 TOP_LEVEL = {"preset": str, "weights": str, "device": str, "out": str, "formats": list, "offline": bool,
              "trust_pickle": bool, "images": dict, "analysis": dict, "rules": dict, "decision": dict,
-             "backbone": list, "executor": dict}
+             "backbone": list, "executor": dict, "gate": dict}
+GATE_KEYS = {"champion": str, "min_p_better": float, "max_accuracy_drop": float, "constraints": str,
+             "on_uncertain": str}
 EXECUTOR_KEYS = {"kind": str, "address": str, "shard_size": int, "cpus_per_task": int}
 IMAGES_KEYS = {"dir": str, "labels": str, "train_dir": str}
 BACKBONE_KEYS = {"id": str, "name": str, "family": str, "layers": dict, "last_three": list, "checkpoint": str}
@@ -55,6 +57,7 @@ class Battery:
     executor: dict = field(default_factory=dict)  # [executor] as given (kind, address, shard_size, cpus_per_task)
     labels_file: Optional[Path] = None  # [images] labels
     train_dir: Optional[Path] = None  # [images] train_dir
+    gate: dict = field(default_factory=dict)  # [gate] as given
 
     def checkpoints_for(self, backbones) -> tuple[tuple[str, ...], tuple[BackboneSpec, ...]]:
         """``NAME=PATH`` checkpoint values of the file for the run's backbones, and the specs whose
@@ -72,7 +75,8 @@ class Battery:
         for key in TUPLE_FIELDS:
             if key in values and isinstance(values[key], list):
                 values[key] = tuple(values[key])
-        return AnalysisConfig(rules=RuleThresholds(**self.rules), decision=DecisionSettings(**self.decision), **values)
+        return AnalysisConfig(rules=RuleThresholds(**self.rules), decision=DecisionSettings(**self.decision),
+                              gate=GateSettings(**self.gate), **values)
 
 
 EMPTY = Battery(None, {}, None, {}, {}, {}, (), {})
@@ -125,6 +129,8 @@ def load_battery(path: Path) -> Battery:
     _check_keys(f"{path} [decision]", decision, DECISION_KEYS)
     executor = raw.get("executor", {})
     _check_keys(f"{path} [executor]", executor, EXECUTOR_KEYS)
+    gate = raw.get("gate", {})
+    _check_keys(f"{path} [gate]", gate, GATE_KEYS)
     specs = []
     for number, table in enumerate(raw.get("backbone", []), start=1):
         where = f"{path} [[backbone]] #{number}"
@@ -152,13 +158,13 @@ def load_battery(path: Path) -> Battery:
     if "out" in settings and not Path(settings["out"]).is_absolute():
         settings["out"] = str((path.parent / settings["out"]).resolve())
     try:
-        Battery(path, settings, None, analysis, rules, decision, (), raw).analysis_config()
+        Battery(path, settings, None, analysis, rules, decision, (), raw, gate=gate).analysis_config()
     except TypeError as exc:
         raise UsageError(f"{path}: {exc}.") from None
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from None
     return Battery(path, settings, images_dir, analysis, rules, decision, tuple(specs), raw, executor, labels_file,
-                   train_dir)
+                   train_dir, gate)
 
 
 def _relative_to(battery_path: Path, value: Optional[str]) -> Optional[Path]:
@@ -246,6 +252,16 @@ weights = { accuracy = 3, localisation = 2, clutter = 1, latency = 1, size = 1 }
 # degenerate_chance_margin = 0.05 # or with top-1 within this margin of chance, or with all-zero deep
 # degenerate_cam_share = 0.5      # CAMs on this share of them, is named on page 1 and never recommended
 # degenerate_min_images = 10      # (the checks need at least this many images)
+
+# The decision as a gate in CI (`reportgen run --gate`, or `reportgen gate OUT/results`): exit 0 when every
+# challenger (every candidate but the champion) meets every condition given, 8 when one does not. Each condition is
+# judged on the paired bootstrap draws: pass, fail, or uncertain when its interval straddles the limit.
+# [gate]
+# champion = "resnet50-prod"      # the candidate in production
+# min_p_better = 0.9              # P(challenger's score > champion's) over the draws
+# max_accuracy_drop = 0.01        # task accuracy may drop by at most 1 point (the difference's interval)
+# constraints = "pass"            # every [decision] constraint must pass ("ignore": not checked)
+# on_uncertain = "fail"           # how an uncertain condition counts: fail | pass
 
 # One table per backbone. id: a registry name or any timm model id. Layers not given are chosen
 # automatically (see the README); family not given comes from the registry or a heuristic.

@@ -193,6 +193,41 @@ class DecisionSettings:
         return self.effective_weights().get(criterion, 0.0)
 
 
+GATE_OUTCOMES_ON_UNCERTAIN = ("fail", "pass")
+GATE_CONSTRAINTS = ("pass", "ignore")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """``[gate]``: the decision as a pass/fail for CI. Every challenger (each candidate but the champion) must meet
+    every condition given; each condition is judged on the run's paired draws as pass, fail or uncertain."""
+    champion: str = ""  # the candidate in production ("" = no gate)
+    min_p_better: Optional[float] = None  # P(challenger's score > champion's) over the draws must reach this
+    max_accuracy_drop: Optional[float] = None  # task accuracy may drop by at most this (0..1), judged on the interval
+    constraints: str = "ignore"  # "pass": every [decision] constraint must pass (uncertain counts as not passed)
+    on_uncertain: str = "fail"  # how an uncertain condition counts
+
+    def __post_init__(self):
+        if not isinstance(self.champion, str):
+            raise _bad("gate.champion", self.champion, "give the name of a candidate of the run")
+        if self.min_p_better is not None:
+            _check_range(self, "min_p_better", 0.5, 1, high_open=True)
+        if self.max_accuracy_drop is not None:
+            _check_range(self, "max_accuracy_drop", 0, 1)
+        if self.constraints not in GATE_CONSTRAINTS:
+            raise _bad("gate.constraints", self.constraints, "choose pass or ignore")
+        if self.on_uncertain not in GATE_OUTCOMES_ON_UNCERTAIN:
+            raise _bad("gate.on_uncertain", self.on_uncertain, "choose fail or pass")
+        if self.champion and self.min_p_better is None and self.max_accuracy_drop is None and \
+                self.constraints != "pass":
+            raise _bad("gate", self.champion, "give at least one condition: min_p_better, max_accuracy_drop or "
+                                              "constraints = \"pass\"")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.champion)
+
+
 @dataclass(frozen=True)
 class AnalysisConfig:
     cam_method: str = "gradcam"
@@ -281,6 +316,7 @@ class AnalysisConfig:
     label_order_min_gain: float = 0.10
     rules: RuleThresholds = field(default_factory=RuleThresholds)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
 
     def __post_init__(self):
         if self.cam_method not in CAM_METHOD_NAMES:
@@ -355,10 +391,11 @@ class AnalysisConfig:
         data = dict(data)
         rules = RuleThresholds(**data.pop("rules", {}))
         decision = DecisionSettings(**data.pop("decision", {}))
+        gate = GateSettings(**data.pop("gate", {}))
         for key in TUPLE_FIELDS:
             if key in data:
                 data[key] = tuple(data[key])
-        return cls(rules=rules, decision=decision, **data)
+        return cls(rules=rules, decision=decision, gate=gate, **data)
 
 
 # Every AnalysisConfig field is classified, so a new field cannot silently miss the cache key:
@@ -373,7 +410,7 @@ MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles",
                      "knn_temperature")
 SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_level", "depth_figure_images",
                        "size_small_below", "size_large_from", "clutter_edge_density", "grid_max_images",
-                       "grid_sample_each", "table_max_rows", "calibration_min_labelled", "label_order_min_gain", "rules", "decision")
+                       "grid_sample_each", "table_max_rows", "calibration_min_labelled", "label_order_min_gain", "rules", "decision", "gate")
 EXECUTION_FIELDS = ("batch_size",)
 
 

@@ -17,6 +17,7 @@ from . import figures
 from ..scoring.decision import Decision, decide
 from ..scoring.rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, Verdict, conclude
 from ..scoring.vectors import run_draws
+from ..scoring.gate import GateReport, evaluate_gate
 from .beyond_section import BeyondSection, build_beyond
 from .conclusions_section import ConclusionsSection, build_conclusions
 from .decision_page import DecisionPage, decision_page
@@ -229,6 +230,7 @@ class ReportContext:
     timings: dict
     figures: tuple  # every Figure, in order
     task: Optional[TaskSection] = None  # "Your task": the user's own classes (None on ImageNet's)
+    gate: Optional[GateReport] = None  # [gate]: champion against challengers (None without one)
 
     def template_variables(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -437,12 +439,25 @@ def single_term_claims() -> frozenset:
     return frozenset(c.key for c in CLAIMS if all(t.quantity.single_group_mean for t in c.tests))
 
 
+def decide_and_gate(results: SavedResults, draws=None, settings=None) -> tuple:
+    """The decision and, when ``[gate]`` names a champion (or ``settings`` are given), the gate read from the same
+    numbers: (Decision, GateReport or None)."""
+    index = results.index
+    draws = draws or run_draws(index)
+    inputs: dict = {}
+    decision = decide(index, results.metrics, results.cost, draws, results.arrays, inputs)
+    settings = settings or index.config.gate
+    gate = evaluate_gate(decision, inputs, [b.name for b in index.backbones], settings, draws,
+                         index.config.decision.weight_uncertainty, index.config.decision.confidence)
+    return decision, gate
+
+
 def build_context(results: SavedResults) -> ReportContext:
     index, metrics = results.index, results.metrics
     config = index.config
     lookup = AggregateLookup(metrics.aggregates)
     draws = run_draws(index)  # the one paired bootstrap of the report: the decision and the claims read it
-    decision = decide(index, metrics, results.cost, draws, results.arrays)
+    decision, gate = decide_and_gate(results, draws)
     (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
      last_three_figures, beyond, task, made) = _make_figures(results, lookup, decision)
     conclusions = conclude(index, metrics, draws)
@@ -452,7 +467,8 @@ def build_context(results: SavedResults) -> ReportContext:
     return ReportContext(
         index=index, decision=decision,
         decision_page=decision_page(decision, index, str(results.timings.get("started", "")), results.cost,
-                                    metrics.task),
+                                    metrics.task, gate),
+        gate=gate,
         decision_figure=decision_figure,
         costs=tuple(CostRow(b.display_name, costs.get(b.name)) for b in index.backbones),
         slimming_rows=tuple(SlimmingTableRow(b.display_name, slimming[b.name], _latency_saved(costs.get(b.name)))

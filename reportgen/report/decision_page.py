@@ -40,6 +40,8 @@ class DecisionPage:
     task: Sentence = ()  # the user's classes: what each candidate's accuracy measures (empty on ImageNet's)
     task_warnings: tuple = ()  # a warning Sentence per head whose class order looks permuted, and on transfer rankings
     accuracy_header: str = "top-1"
+    gate: Sentence = ()  # [gate]: the verdict for CI (empty without a gate)
+    gate_rows: tuple = ()  # GateCells per challenger and condition
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,55 @@ class CandidateCells:
     constraints: str
     missing: str  # criteria without a value for it
     estimand: str = ""  # the user's classes: own head | linear probe (empty on ImageNet's)
+
+
+@dataclass(frozen=True)
+class GateCells:
+    challenger: str
+    condition: str
+    outcome: str
+    counts_as: str
+    value: str
+    limit: str
+    text: str
+
+
+GATE_CONDITIONS = {"min_p_better": "P(better)", "max_accuracy_drop": "task accuracy change, points",
+                   "constraints": "constraints"}
+
+
+def gate_cells(gate) -> tuple:
+    rows = []
+    for row in gate.rows:
+        if row.condition == "min_p_better":
+            value = MISSING if row.value is None else f"{row.value:.3f}"
+            limit = f"≥ {row.limit:g}"
+        elif row.condition == "max_accuracy_drop":
+            value = MISSING if row.value is None else f"{100 * row.value:+.1f}" + (
+                f" [{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}]" if row.ci_low is not None else "")
+            limit = f"≥ {100 * row.limit:+g}"
+        else:
+            value, limit = row.text.split(": ", 1)[1], "pass"
+        rows.append(GateCells(row.display_name, GATE_CONDITIONS[row.condition], row.outcome, row.counts_as, value,
+                              limit, row.text))
+    return tuple(rows)
+
+
+def _gate(gate) -> Sentence:
+    if gate is None:
+        return ()
+    failed = gate.failures()
+    verdict = "PASSES" if gate.passed else "FAILS"
+    uncertain = sum(1 for row in gate.rows if row.outcome == "uncertain")
+    why = (f"{len(failed)} of {len(gate.rows)} conditions count as failed ("
+           + "; ".join(f"{row.display_name}: {GATE_CONDITIONS[row.condition]} {row.outcome}" for row in failed) + ")"
+           if failed else f"every condition of {len(gate.rows)} passes"
+           + (f" ({uncertain} uncertain, counted as {gate.settings.on_uncertain})" if uncertain else ""))
+    return (text(f"Gate {verdict}", strong=True),
+            text(f" (champion {gate.champion_display_name}, challengers "
+                 f"{listing(dict.fromkeys(row.display_name for row in gate.rows))}): {why}; judged on the same "
+                 f"{gate.draws:,} paired draws, uncertain counts as {gate.settings.on_uncertain}. "
+                 "reportgen gate exits 8 when it fails."),)
 
 
 def _interval_cell(value, low, high) -> Cell:
@@ -398,7 +449,7 @@ def _timing(decision: Decision, cost: Optional[CostReport]) -> Sentence:
 
 
 def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optional[CostReport] = None,
-                  task: Optional[TaskReport] = None) -> DecisionPage:
+                  task: Optional[TaskReport] = None, gate=None) -> DecisionPage:
     """Page 1. ``task``: metrics.json's task (the user's classes), which names the task in the title and first
     sentence and says what each candidate's accuracy measures."""
     estimands = {b.name: b.estimand for b in index.backbones} if task is not None else {}
@@ -409,7 +460,8 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
                         candidate_cells(decision, estimands), busy=_busy(decision),
                         degenerate=tuple(degenerate_warning(found) for found in decision.degenerate),
                         task=_task_sentence(decision, index, task), task_warnings=_task_warnings(decision, index, task),
-                        accuracy_header="task accuracy" if task is not None else "top-1")
+                        accuracy_header="task accuracy" if task is not None else "top-1",
+                        gate=_gate(gate), gate_rows=gate_cells(gate) if gate is not None else ())
 
 
 def check_mark(candidate: Candidate) -> str:

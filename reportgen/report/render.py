@@ -155,7 +155,8 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
         timings["md_s"] = time.perf_counter() - mark
     if "json" in formats:
         atomic_write_bytes(out_dir / "metrics.json", json.dumps(numbers_document(results, context.conclusions,
-                                                                                                context.decision),
+                                                                                                context.decision,
+                                                                                                context.gate),
                                                                indent=1, sort_keys=True).encode("utf-8"))
         written["json"] = out_dir / "metrics.json"
     if "pdf" in formats:
@@ -166,7 +167,7 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     return written
 
 
-def numbers_document(results: SavedResults, conclusions, decision) -> dict:
+def numbers_document(results: SavedResults, conclusions, decision, gate=None) -> dict:
     """metrics.json beside the report: every number behind its tables, the verdicts and what produced them."""
     index = results.index
     images = [{k: v for k, v in image.to_json().items()
@@ -187,8 +188,16 @@ def numbers_document(results: SavedResults, conclusions, decision) -> dict:
         "metrics": results.metrics.to_json(),
         "conclusions": asdict(conclusions),
         "decision": asdict(decision),
+        **({"gate": gate_document(gate)} if gate is not None else {}),
         "cost": results.cost.to_json(),
     })
+
+
+def gate_document(gate) -> dict:
+    """metrics.json's ``gate``: the conditions, the verdict, and per challenger and condition the outcome with its
+    numbers and interval."""
+    return {"champion": gate.champion, "verdict": gate.verdict, "conditions": asdict(gate.settings),
+            "draws": gate.draws, "level": gate.level, "rows": [asdict(row) for row in gate.rows]}
 
 
 def render_comparison(run_a: Path, run_b: Path, out_dir: Path, formats=("html", "pdf")) -> dict:
