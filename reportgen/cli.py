@@ -132,6 +132,8 @@ def run(config_path, force, as_json, quiet, gate, junit, **_options):
       reportgen run --preset lite --executor ray --shard-size 64
       reportgen run --config battery.toml --gate --junit gate.xml   # CI: exit 8 when the challenger fails
     """
+    if junit is not None and not gate:  # before the run, not after it
+        raise UsageError("--junit writes the gate's result: pass --gate too.")
     from .inputs.battery import EMPTY, load_battery
     from .pipeline.request import resolve_request  # light: a bad file or flag is one line, before anything else
 
@@ -139,6 +141,9 @@ def run(config_path, force, as_json, quiet, gate, junit, **_options):
     given = {name for name in ctx.params
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     request = resolve_request(load_battery(config_path) if config_path else EMPTY, ctx.params, given)
+    if gate and not request.config.gate.enabled:  # before the run, not after it
+        raise UsageError("--gate judges the battery file's [gate], and there is none (no champion named): add a "
+                         "[gate] table to --config (`reportgen init` shows one), or drop --gate.")
     say = (lambda message: None) if quiet else (lambda message: click.echo(f"reportgen: {message}", err=True))
     # The first line comes before the heavy imports (numpy and the report's libraries, then torch, timm and
     # grad-cam: 10-20 s on a small machine), so the command is seen to have started.
@@ -167,21 +172,28 @@ def run(config_path, force, as_json, quiet, gate, junit, **_options):
     if gate:
         from .report.ci import run_gate
 
-        _echo_written(result.written, results)
-        run_gate(results, junit, say=lambda line: click.echo(f"gate: {line}", err=True))
+        if not as_json:
+            _echo_written(result.written, results)
+        try:
+            run_gate(results, junit, say=lambda line: click.echo(f"gate: {line}", err=True))
+        finally:
+            if as_json:
+                _print_json(result, results)
         return
-    if junit is not None:
-        raise UsageError("--junit writes the gate's result: pass --gate too.")
     if as_json:
-        click.echo(json.dumps({
-            "outputs": {kind: str(path) for kind, path in result.written.items()},
-            "results": str(results),
-            "backbones": result.outcome.status,
-            "timings": result.outcome.timings,
-            **({"shards": [shard.to_json() for shard in result.shards]} if result.shards is not None else {}),
-        }, indent=1, sort_keys=True))
+        _print_json(result, results)
         return
     _echo_written(result.written, results)
+
+
+def _print_json(result, results: Path) -> None:
+    click.echo(json.dumps({
+        "outputs": {kind: str(path) for kind, path in result.written.items()},
+        "results": str(results),
+        "backbones": result.outcome.status,
+        "timings": result.outcome.timings,
+        **({"shards": [shard.to_json() for shard in result.shards]} if result.shards is not None else {}),
+    }, indent=1, sort_keys=True))
 
 
 def _starting(request) -> str:

@@ -101,6 +101,7 @@ def test_run_with_gate_exits_8_after_writing_the_report(gate_battery, tmp_path):
     ('champion = "x"\nconstraints = "maybe"\n', "choose pass or ignore"),
     ('champion = "x"\nconstraints = "pass"\non_uncertain = "ask"\n', "choose fail or pass"),
     ('champoin = "x"\n', "did you mean 'champion'"),
+    ('min_p_better = 0.9\n', "name the candidate in production"),  # found in review: was silently no gate
 ])
 def test_a_gate_table_that_cannot_be_right_is_one_line(tmp_path, table, expected):
     path = tmp_path / "bad.toml"
@@ -116,3 +117,147 @@ def test_a_champion_that_is_not_a_candidate_is_one_line(gate_run, tmp_path):
     path.write_text('[gate]\nchampion = "resnet50-prod"\nconstraints = "pass"\n')
     result = run_cli("gate", str(gate_run), "--config", str(path))
     assert result.exit_code == 2 and "lite0-stock" in message_lines(result.output)[0], result.output
+
+
+# --- found in review: hand-made decisions (no model), and checks made before a run measures anything ----------------
+
+def _judged(monkeypatch, specs, settings, decision=None, **options):
+    """The decision of test_decision's hand-made run and the gate judged on the inputs and draws it used."""
+    import test_decision
+    from reportgen.inputs.config import DecisionSettings
+    from reportgen.scoring.decision import decide
+    from reportgen.scoring.gate import evaluate_gate
+    from reportgen.scoring.vectors import run_draws
+
+    seen = {}
+
+    def deciding(index, metrics, cost, draws=None, arrays_of=None, inputs=None):
+        seen.update(index=index, draws=draws or run_draws(index), inputs={})
+        return decide(index, metrics, cost, seen["draws"], arrays_of, seen["inputs"])
+
+    monkeypatch.setattr(test_decision, "decide", deciding)
+    settings_ = decision or DecisionSettings()
+    made, index = test_decision._run(specs, settings_, **options)
+    return made, evaluate_gate(made, seen["inputs"], [b.name for b in index.backbones], settings, seen["draws"],
+                               settings_.weight_uncertainty, settings_.confidence), seen
+
+
+def test_an_uncertain_constraint_fails_the_gate_whatever_on_uncertain_says(monkeypatch):
+    """The issue: constraints = "pass" means every constraint must pass; uncertain counts as not passed. It was
+    counted by on_uncertain, so on_uncertain = "pass" let a challenger whose top-1 straddles min_top1 through."""
+    from reportgen.inputs.config import DecisionSettings, GateSettings
+
+    specs = {"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.5, 1.2, 10.0)}  # small's 50 % straddles 50 %
+    _, gate, _ = _judged(monkeypatch, specs, GateSettings(champion="big", constraints="pass", on_uncertain="pass"),
+                         DecisionSettings(min_top1=0.5))
+    (row,) = gate.rows
+    assert row.outcome == "uncertain" and row.counts_as == "fail" and not gate.passed
+    # on_uncertain still governs the other conditions: an uncertain accuracy drop counted as a pass
+    _, lenient, _ = _judged(monkeypatch, {"a": (5.0, 0.6, 2.0, 20.0), "b": (5.0, 0.6, 2.0, 20.0)},
+                            GateSettings(champion="a", max_accuracy_drop=0.0, on_uncertain="pass"))
+    (row,) = lenient.rows
+    assert row.outcome == "uncertain" and row.counts_as == "pass" and lenient.passed
+
+
+def test_p_better_compares_the_scores_page_one_shows(monkeypatch):
+    """P(better) was computed on the criteria the two candidates share, with weights drawn for that subset: when a
+    third candidate lacks faithfulness the decision leaves it out for everyone, yet the gate scored the pair on it,
+    and drew other weights for every criterion (the draws depend on the set). Here B leads A on page 1 (P(best)
+    0.875) while the gate said P(B better) = 0.025, a fail. With the decision's criteria and drawn weights, and C
+    worse in every draw, P(B better than A) is B's P(best)."""
+    from reportgen.inputs.config import GateSettings
+
+    n = 24
+    specs = {"a": (5.0, 0.70, 2.0, 20.0), "b": (5.0, 0.75, 2.0, 20.0), "c": (50.0, 0.2, 1.1, 90.0)}
+    decision, gate, _ = _judged(monkeypatch, specs, GateSettings(champion="a", min_p_better=0.9),
+                                gaps={"a": [0.5] * n, "b": [0.0] * n})
+    assert "faithfulness" not in decision.weights and decision.candidate("c").p_best == 0
+    row = next(r for r in gate.rows if r.challenger == "b")
+    assert row.value == pytest.approx(decision.candidate("b").p_best)
+    assert row.outcome == "uncertain"  # 0.875: neither 0.9 nor 0.1
+
+
+def test_p_better_from_a_single_finite_draw_has_no_interval_and_does_not_crash(monkeypatch):
+    import numpy as np
+
+    from reportgen.inputs.config import GateSettings
+    from reportgen.scoring.gate import evaluate_gate
+
+    specs = {"a": (5.0, 0.6, 2.0, 20.0), "b": (5.0, 0.7, 2.0, 20.0)}
+    decision, _, seen = _judged(monkeypatch, specs, GateSettings(champion="a", min_p_better=0.9))
+    raw = seen["inputs"]["raw"]
+    for criterion in decision.weights:  # every draw but the first lost every criterion
+        raw.draws[criterion][1:] = np.nan
+    gate = evaluate_gate(decision, seen["inputs"], ["a", "b"], GateSettings(champion="a", min_p_better=0.9),
+                         seen["draws"], 0.0, 0.95)
+    (row,) = gate.rows
+    assert row.ci_low is None and row.ci_high is None and "P(score above" in row.text
+
+
+def test_junit_without_gate_is_refused_before_the_run(tmp_path):
+    result = run_cli("run", "--junit", str(tmp_path / "gate.xml"), "--images", str(tmp_path / "absent"),
+                     "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    lines = message_lines(result.output)
+    assert len(lines) == 1 and "pass --gate too" in lines[0], result.output
+
+
+@pytest.mark.parametrize("gate, expected", [
+    ('champion = "lite0-prod"\nconstraints = "pass"\n', "is not a candidate of this run (lite0-stock"),
+    ('champion = "lite0-stock"\nconstraints = "pass"\n', "needs a challenger"),
+])
+def test_a_champion_the_run_cannot_judge_is_one_line_before_anything_is_measured(tmp_path, gate, expected):
+    """Found in review: the champion was checked only when the report was built, so a typo (or --backbone replacing
+    the file's list) cost the whole run and then the report itself. Now prepare() refuses it before the images are
+    read (here they do not even exist)."""
+    path = tmp_path / "battery.toml"
+    path.write_text('[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-stock"\n\n[gate]\n' + gate)
+    result = run_cli("run", "--config", str(path), "--images", str(tmp_path / "absent"), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2, result.output
+    lines = message_lines(result.output)
+    assert len(lines) == 1 and expected in lines[0], result.output
+
+
+def test_gate_without_a_gate_table_is_refused_before_the_run(tmp_path):
+    """Found in review: `run --gate` without a [gate] ran everything, then said the run has no [gate]."""
+    result = run_cli("run", "--gate", "--images", str(tmp_path / "absent"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    lines = message_lines(result.output)
+    assert len(lines) == 1 and "[gate]" in lines[0] and "no champion" in lines[0], result.output
+
+
+def test_a_copy_timed_faster_on_a_busy_machine_does_not_pass_on_latency_alone(monkeypatch):
+    """Found in review (the e2e copy-of-the-champion test failed on a loaded machine: the twin's passes were timed at
+    13 ms, the champion's at 19 ms, load 1.5 per core, and P(better) was 1.000: a pass). Timing passes resampled
+    within one measurement do not hold the load's drift between measurements; page 1 flags such latency as busy.
+    A min_p_better verdict that the same draws without latency do not give is then uncertain."""
+    import numpy as np
+
+    from reportgen.inputs.config import GateSettings
+
+    rng = np.random.default_rng(3)
+    specs = {"stock": (5.0, 0.6, 2.0, 19.0), "twin": (5.0, 0.6, 2.0, 13.0)}
+    samples = {"stock": 19.0 + 0.3 * rng.standard_normal(30), "twin": 13.0 + 0.3 * rng.standard_normal(30)}
+    settings = GateSettings(champion="stock", min_p_better=0.9)
+    quiet_decision, quiet, _ = _judged(monkeypatch, specs, settings, latency_samples=samples)
+    assert quiet_decision.busy_latency == () and quiet.rows[0].outcome == "pass"  # a quiet machine: the timing stands
+    busy_decision, busy, _ = _judged(monkeypatch, specs, settings, latency_samples=samples,
+                                     loads={"stock": 1.5, "twin": 1.5})
+    assert busy_decision.busy_latency
+    (row,) = busy.rows
+    assert row.value == 1.0 and row.outcome == "uncertain" and "busy machine" in row.text, row
+    # a challenger better on more than latency keeps its verdict on the same busy machine
+    better = {"stock": (5.0, 0.3, 2.0, 19.0), "twin": (5.0, 0.9, 2.0, 13.0)}
+    _, kept, _ = _judged(monkeypatch, better, settings, latency_samples=samples, loads={"stock": 1.5, "twin": 1.5})
+    assert kept.rows[0].outcome == "pass"
+
+
+def test_a_gate_on_untrained_weights_is_refused_before_the_run(tmp_path):
+    path = tmp_path / "untrained.toml"
+    path.write_text('weights = "random"\n\n[[backbone]]\nid = "resnet18"\nname = "a"\n\n[[backbone]]\nid = "resnet18"\n'
+                    'name = "b"\n\n[gate]\nchampion = "a"\nconstraints = "pass"\n')
+    result = run_cli("run", "--config", str(path), "--out", str(tmp_path / "out"), "--gate")
+    assert result.exit_code == 2, result.output
+    lines = message_lines(result.output)
+    assert len(lines) == 1 and "illustrative" in lines[0], result.output
+    assert not (tmp_path / "out" / "results" / "results.json").exists()

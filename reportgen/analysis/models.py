@@ -126,11 +126,18 @@ def _load_pickle_checkpoint(arch: str, path: str, outputs: Optional[int] = None)
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise InputDataError(f"checkpoint {path} holds no state dict of tensors; export model.state_dict().")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return _strictly_loaded(arch, state, path, outputs)
+
+
+def _strictly_loaded(arch: str, state: dict, path: str, outputs: Optional[int] = None) -> torch.nn.Module:
+    """``arch`` (with an ``outputs``-way head when given) holding exactly ``state``, or one message naming the first
+    key that does not fit."""
     model = timm.create_model(arch, pretrained=False, **({"num_classes": outputs} if outputs else {}))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise InputDataError(f"checkpoint {path} does not fit {arch}: first offending key "
+        head = f" with a {outputs}-output head" if outputs else ""
+        raise InputDataError(f"checkpoint {path} does not fit {arch}{head}: first offending key "
                              f"{_first_offending_key(str(exc))!r}; pass weights saved from this architecture.") from None
     return model
 
@@ -149,13 +156,7 @@ def _load_own_head_checkpoint(arch: str, path: str, outputs: int) -> torch.nn.Mo
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputDataError(f"checkpoint {path} could not be read ({type(exc).__name__}: {str(exc)[:160]}); "
                              "re-download or re-export it.") from None
-    model = timm.create_model(arch, pretrained=False, num_classes=outputs)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise InputDataError(f"checkpoint {path} does not fit {arch} with a {outputs}-output head: first offending "
-                             f"key {_first_offending_key(str(exc))!r}; pass weights saved from this architecture.") from None
-    return model
+    return _strictly_loaded(arch, state, path, outputs)
 
 
 def load_model(plan: WeightsPlan, seed: int, head=None) -> LoadedModel:

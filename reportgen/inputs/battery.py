@@ -260,8 +260,8 @@ weights = { accuracy = 3, localisation = 2, clutter = 1, latency = 1, size = 1 }
 # champion = "resnet50-prod"      # the candidate in production
 # min_p_better = 0.9              # P(challenger's score > champion's) over the draws
 # max_accuracy_drop = 0.01        # task accuracy may drop by at most 1 point (the difference's interval)
-# constraints = "pass"            # every [decision] constraint must pass ("ignore": not checked)
-# on_uncertain = "fail"           # how an uncertain condition counts: fail | pass
+# constraints = "pass"            # every [decision] constraint must pass; uncertain is not a pass ("ignore": off)
+# on_uncertain = "fail"           # how an uncertain min_p_better or max_accuracy_drop counts: fail | pass
 
 # One table per backbone. id: a registry name or any timm model id. Layers not given are chosen
 # automatically (see the README); family not given comes from the registry or a heuristic.

@@ -218,6 +218,10 @@ class GateSettings:
             raise _bad("gate.constraints", self.constraints, "choose pass or ignore")
         if self.on_uncertain not in GATE_OUTCOMES_ON_UNCERTAIN:
             raise _bad("gate.on_uncertain", self.on_uncertain, "choose fail or pass")
+        if not self.champion and (self.min_p_better is not None or self.max_accuracy_drop is not None
+                                  or self.constraints != "ignore" or self.on_uncertain != "fail"):
+            raise _bad("gate.champion", self.champion, "name the candidate in production: without a champion the "
+                                                       "gate's conditions would be ignored")
         if self.champion and self.min_p_better is None and self.max_accuracy_drop is None and \
                 self.constraints != "pass":
             raise _bad("gate", self.champion, "give at least one condition: min_p_better, max_accuracy_drop or "

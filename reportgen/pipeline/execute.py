@@ -54,6 +54,11 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
 
     battery = request.battery
     chosen = resolve_backbones(request.preset, request.backbones, battery.backbones if not request.backbones else ())
+    # A [gate] whose champion is not in the run (or that has no challenger) would stop the report after every
+    # measurement: one line now instead.
+    from ..scoring.gate import check_candidates
+
+    check_candidates(request.config.gate, [b.name for b in chosen], request.weights_mode == "random")
     from_file, ignored = battery.checkpoints_for(chosen)
     for spec in ignored:
         note(f"note: {battery.path} gives a checkpoint for {spec.name or spec.id}, which is not in this run "

@@ -31,7 +31,9 @@ def junit_xml(gate: GateReport) -> bytes:
                                       name=f"{row.condition} ({GATE_CONDITIONS[row.condition]})")
         if row.counts_as == FAIL:
             failure = ElementTree.SubElement(case, "failure", type=row.outcome, message=row.text)
-            failure.text = f"{row.text}\noutcome: {row.outcome}; on_uncertain = {gate.settings.on_uncertain}"
+            counted = ("" if row.outcome == FAIL else "; an uncertain constraint counts as failed"
+                       if row.condition == "constraints" else f"; on_uncertain = {gate.settings.on_uncertain}")
+            failure.text = f"{row.text}\noutcome: {row.outcome}{counted}"
         else:
             out = ElementTree.SubElement(case, "system-out")
             out.text = f"{row.outcome}: {row.text}"

@@ -118,7 +118,9 @@ def _gate(gate) -> Sentence:
     return (text(f"Gate {verdict}", strong=True),
             text(f" (champion {gate.champion_display_name}, challengers "
                  f"{listing(dict.fromkeys(row.display_name for row in gate.rows))}): {why}; judged on the same "
-                 f"{gate.draws:,} paired draws, uncertain counts as {gate.settings.on_uncertain}. "
+                 f"{gate.draws:,} paired draws, uncertain counts as {gate.settings.on_uncertain}"
+                 + (" (an uncertain constraint as fail: constraints must pass)"
+                    if gate.settings.constraints == "pass" and gate.settings.on_uncertain != "fail" else "") + ". "
                  "reportgen gate exits 8 when it fails."),)
 
 
@@ -159,8 +161,8 @@ def candidate_cells(decision: Decision, estimands: Optional[dict] = None) -> tup
 # How the page-1 table says which estimand a candidate's task accuracy is.
 ESTIMAND_SHORT = {Estimand.OWN_HEAD: "own head", Estimand.LINEAR_PROBE: "linear probe"}
 ESTIMAND_SENTENCE = {Estimand.OWN_HEAD: "its own head",
-                     Estimand.LINEAR_PROBE: "a linear probe on its frozen features (out of fold; a lower bound on "
-                                            "what fine-tuning reaches)"}
+                     Estimand.LINEAR_PROBE: "a linear probe on frozen features (out of fold: a lower bound on "
+                                            "fine-tuning)"}
 
 
 def task_name(index: RunIndex, labelled: int) -> str:
@@ -180,9 +182,8 @@ def _task_sentence(decision: Decision, index: RunIndex, task: Optional[TaskRepor
              for estimand, names in by_estimand.items()]
     mixed = (" The candidates' accuracies measure different things, so compare a probe with a fine-tuned head "
              "knowing the probe is the lower bound." if len(by_estimand) > 1 else "")
-    return (text(f"For {task_name(index, task.labelled_images)} (classes from "
-                 f"{index.label_space.source}{' ' + index.label_space.source_detail if index.label_space.source_detail else ''}): "
-                 f"accuracy is task accuracy, through {'; '.join(parts)}.{mixed}"),)
+    return (text(f"For {task_name(index, task.labelled_images)} (names from {index.label_space.source}): task "
+                 f"accuracy through {'; '.join(parts)}.{mixed}"),)
 
 
 def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskReport]) -> tuple:

@@ -410,7 +410,7 @@ def sanity_plot(index: RunIndex, sanity: dict[str, SanitySummary], threshold: fl
 def decision_plot(decision) -> bytes:
     """Quality (top-1 accuracy, or localisation without labels) against latency; marker area ~ parameters;
     the Pareto front of the candidates that meet the constraints drawn as a line; failing ones hollow."""
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.62, 2.4))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN * 0.62, 2.0))
     points = []
     largest = max((c.params_m for c in decision.candidates), default=1.0) or 1.0
     for c in decision.chartable:

@@ -4,13 +4,19 @@ Every condition of ``[gate]`` is judged for each challenger on the run's paired 
 passes and criterion weights the decision resampled), with three outcomes:
 
 - ``min_p_better``: P(challenger's score > champion's) over the draws (a tie is not better). Pass at or above the
-  limit, fail at or below 1 − limit (the champion is then better with that probability), uncertain between;
+  limit, fail at or below 1 − limit (the challenger is then no better, ties included, with that probability),
+  uncertain between;
 - ``max_accuracy_drop``: the challenger's task accuracy minus the champion's, per draw (paired: the same images).
   Pass when its whole interval lies above −limit, fail when it lies below, uncertain when it touches or straddles;
 - ``constraints = "pass"``: the challenger's ``[decision]`` constraint checks (and the degenerate check): fail if one
-  fails, uncertain if one is uncertain, else pass.
+  fails, uncertain if one is uncertain, else pass. Every constraint must *pass*: an uncertain one counts as not
+  passed (a failure of the gate) whatever ``on_uncertain`` says; the row still shows it as uncertain.
 
-``on_uncertain`` says how an uncertain outcome counts. Pure numpy; reads the decision's inputs, never re-measures.
+When the champion's or the challenger's latency was timed on a busy machine (page 1 flags it), a ``min_p_better``
+pass or fail that the same draws without latency would not give is uncertain: the load, not the model, may have
+made the difference. ``on_uncertain`` says how an uncertain ``min_p_better`` or ``max_accuracy_drop`` counts. P(better) compares the two
+candidates' scores as page 1 computes them: the decision's criteria and its drawn weights. Pure numpy; reads the
+decision's inputs, never re-measures.
 """
 from __future__ import annotations
 
@@ -63,19 +69,28 @@ class GateReport:
         return tuple(row for row in self.rows if row.counts_as == FAIL)
 
 
-def _counted(outcome: str, settings: GateSettings) -> str:
-    return outcome if outcome != UNCERTAIN else settings.on_uncertain
+def _counted(outcome: str, settings: GateSettings, condition: str = "") -> str:
+    if outcome != UNCERTAIN:
+        return outcome
+    return FAIL if condition == "constraints" else settings.on_uncertain  # constraints must pass: uncertain is not
 
 
-def _p_better(raw, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertainty: float) -> tuple:
-    """(P(challenger's score > champion's), (B,) score differences) on the criteria the two share, with the
-    decision's drawn weights."""
+def _p_better(raw, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertainty: float,
+              leave_out: str = "") -> tuple:
+    """(P(challenger's score > champion's), (B,) score differences), the scores as the decision computes them:
+    ``weights`` are the decision's (``Decision.weights``: the criteria it scored on, those some compared candidate
+    lacks already left out), drawn per draw exactly as it drew them (the draws depend on the whole set of criteria,
+    so a subset would give other weights). In a draw, a criterion either of the two has no value for is left out
+    for both (:func:`weighted_scores`). ``leave_out``: a criterion whose weight is set to 0 in every draw (the others
+    keep the decision's draws)."""
     shared = {c: w for c, w in weights.items()
-              if np.isfinite(raw.point[c][k0]) and np.isfinite(raw.point[c][k1])}
+              if c != leave_out and np.isfinite(raw.point[c][k0]) and np.isfinite(raw.point[c][k1])}
     if not shared:
         return None, None
-    utilities = {c: utility(c, raw.draws[c][:, [k0, k1]]) for c in shared}
-    drawn = draws.criterion_weights(shared, uncertainty, "decision")
+    utilities = {c: utility(c, raw.draws[c][:, [k0, k1]]) for c in weights}
+    drawn = draws.criterion_weights(weights, uncertainty, "decision")
+    if leave_out in drawn:
+        drawn[leave_out] = np.zeros_like(drawn[leave_out])
     scores = weighted_scores(utilities, drawn)
     difference = scores[:, 1] - scores[:, 0]
     finite = np.isfinite(difference)
@@ -84,20 +99,33 @@ def _p_better(raw, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertai
     return float(np.mean(difference[finite] > 0)), difference
 
 
+def check_candidates(settings: GateSettings, names: list, untrained: bool = False) -> None:
+    """One line (exit 2) when ``[gate]`` names a champion that is not among ``names``, leaves no challenger, or the
+    run's weights are untrained (its decision is illustrative: nothing for CI to act on); called before a run
+    measures anything, and again when the gate is judged."""
+    if not settings.enabled:
+        return
+    if untrained:
+        raise UsageError("[gate] judges trained candidates, but this run uses --weights random (its decision is "
+                         "illustrative); run with pretrained weights or checkpoints, or leave out the [gate] table.")
+    if settings.champion not in names:
+        raise UsageError(f"[gate] champion = {settings.champion!r} is not a candidate of this run "
+                         f"({', '.join(names)}); name one of them.")
+    if len(names) < 2:
+        raise UsageError(f"[gate] needs a challenger beside the champion {settings.champion!r}; add a candidate.")
+
+
 def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateSettings,
                   draws: PairedDraws, uncertainty: float, level: float) -> Optional[GateReport]:
     """The gate's report (None when ``settings`` names no champion); ``inputs``: what :func:`decide` filled in,
     ``names``: the candidates in the index's order."""
     if not settings.enabled:
         return None
-    if settings.champion not in names:
-        raise UsageError(f"[gate] champion = {settings.champion!r} is not a candidate of this run "
-                         f"({', '.join(names)}); name one of them.")
-    if len(names) < 2:
-        raise UsageError(f"[gate] needs a challenger beside the champion {settings.champion!r}; add a candidate.")
-    raw, weights = inputs["raw"], inputs["weights"]
+    check_candidates(settings, names, decision.illustrative)
+    raw, weights = inputs["raw"], dict(decision.weights)
     k0 = names.index(settings.champion)
     champion = decision.candidate(settings.champion)
+    busy = {name for name, _ in decision.busy_latency}  # latency timed under load: noise its passes do not hold
     rows = []
     for k1, name in enumerate(names):
         if k1 == k0:
@@ -111,11 +139,23 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
                 outcome, text = UNCERTAIN, f"{who}: no criterion with values for both, so P(better) is not measured"
                 low = high = None
             else:
-                outcome = PASS if p >= limit else (FAIL if p <= 1 - limit else UNCERTAIN)
+                def judged(share):
+                    return UNCERTAIN if share is None else PASS if share >= limit else \
+                        FAIL if share <= 1 - limit else UNCERTAIN
+
+                outcome = judged(p)
                 low, high = interval(difference, level)
+                shown = "" if low is None else f" [{low:+.2f}, {high:+.2f}]"
                 text = (f"{who}: P(score above {champion.display_name}'s) = {p:.3f} over {draws.samples:,} draws "
-                        f"(needs ≥ {limit:g}); score difference {np.nanmean(difference):+.2f} "
-                        f"[{low:+.2f}, {high:+.2f}] points")
+                        f"(needs ≥ {limit:g}); score difference {np.nanmean(difference):+.2f}{shown} points")
+                # Latency timed on a busy machine carries noise its resampled passes do not hold (the load differed
+                # between the candidates' timings): a verdict that does not stand without latency is not one.
+                if outcome != UNCERTAIN and "latency" in weights and busy & {who, champion.display_name}:
+                    steady, _ = _p_better(raw, weights, k0, k1, draws, uncertainty, leave_out="latency")
+                    if judged(steady) != outcome:
+                        outcome = UNCERTAIN
+                        text += ("; uncertain: it rests on latency timed on a busy machine (without latency "
+                                 + ("no criterion is left" if steady is None else f"P(better) = {steady:.3f}") + ")")
             rows.append(GateRow(name, who, "min_p_better", outcome, _counted(outcome, settings), p, low, high,
                                 limit, text))
         if settings.max_accuracy_drop is not None:
@@ -138,7 +178,7 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
             outcome = FAIL if any(c.outcome == Check.FAIL for c in bad) else UNCERTAIN if bad else PASS
             text = (f"{who}: " + ("; ".join(f"{c.outcome}: {c.text}" for c in bad) if bad else
                                   "every constraint passes" if candidate.checks else "no constraint set"))
-            rows.append(GateRow(name, who, "constraints", outcome, _counted(outcome, settings), None, None, None,
-                                None, text))
+            rows.append(GateRow(name, who, "constraints", outcome, _counted(outcome, settings, "constraints"), None,
+                                None, None, None, text))
     return GateReport(settings.champion, champion.display_name, settings, tuple(rows),
                       all(row.counts_as == PASS for row in rows), draws.samples, level)
