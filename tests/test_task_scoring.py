@@ -291,3 +291,21 @@ def test_knn_counts_a_left_out_class_as_an_error():
     run = TaskRun(Estimand.LINEAR_PROBE, 1000, classes_used=(0, 1))
     score = _task_score(np.log(np.full((6, 3), 1 / 3)), truth, knn_pred=knn, run=run, estimand=Estimand.LINEAR_PROBE)
     assert score.knn_accuracy.n == 5 and score.knn_accuracy.mean == pytest.approx(3 / 5)
+
+
+def test_a_tie_for_first_place_is_no_agreement_and_no_disagreement():
+    """Three probes that all score 100 %: no measure has a first place, so the rankings neither agree nor disagree
+    (page 1 warns only on a disagreement)."""
+    from reportgen.results.schema import Estimand, Interval, TaskScore
+    from reportgen.scoring.task_report import _rankings
+
+    def score(accuracy, knn, logme):
+        return TaskScore(Estimand.LINEAR_PROBE, Interval(accuracy, accuracy, accuracy, 20), Interval(1.0, 1, 1, 20),
+                         (), (), Interval(knn, knn, knn, 20), logme)
+
+    rankings, agree = _rankings({"a": score(1.0, 1.0, None), "b": score(1.0, 1.0, None)})
+    assert agree is None and [r.tied for r in rankings] == [("a", "b"), ("a", "b")]
+    rankings, agree = _rankings({"a": score(0.9, 0.8, None), "b": score(0.8, 0.9, None)})
+    assert agree is False and not any(r.tied for r in rankings)
+    rankings, agree = _rankings({"a": score(0.9, 0.9, 1.0), "b": score(0.8, 0.8, 0.5)})
+    assert agree is True

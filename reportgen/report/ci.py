@@ -52,7 +52,7 @@ def step_summary(results: SavedResults, gate: GateReport, decision) -> str:
 
 def evaluate_saved(results_dir: Path, settings: Optional[GateSettings] = None) -> tuple:
     """(results, decision, gate) of a saved run; ``settings`` replace the run's ``[gate]``."""
-    from .context import decide_and_gate
+    from ..scoring.gate import decide_and_gate
 
     results = load_results(Path(results_dir))
     decision, gate = decide_and_gate(results, settings=settings)

@@ -14,10 +14,10 @@ from ..results.schema import (Aggregate, AggregateLookup, BackboneResult, CamSta
 from ..results.store import SavedResults
 from ..scoring.score import baseline_role
 from . import figures
-from ..scoring.decision import Decision, decide
+from ..scoring.decision import Decision
 from ..scoring.rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, Verdict, conclude
 from ..scoring.vectors import run_draws
-from ..scoring.gate import GateReport, evaluate_gate
+from ..scoring.gate import GateReport, decide_and_gate
 from .beyond_section import BeyondSection, build_beyond
 from .conclusions_section import ConclusionsSection, build_conclusions
 from .decision_page import DecisionPage, decision_page
@@ -437,19 +437,6 @@ def claim_scope(claim: ClaimVerdict) -> str:
 def single_term_claims() -> frozenset:
     """Claims whose family numbers are plain group means (rows of the family table)."""
     return frozenset(c.key for c in CLAIMS if all(t.quantity.single_group_mean for t in c.tests))
-
-
-def decide_and_gate(results: SavedResults, draws=None, settings=None) -> tuple:
-    """The decision and, when ``[gate]`` names a champion (or ``settings`` are given), the gate read from the same
-    numbers: (Decision, GateReport or None)."""
-    index = results.index
-    draws = draws or run_draws(index)
-    inputs: dict = {}
-    decision = decide(index, results.metrics, results.cost, draws, results.arrays, inputs)
-    settings = settings or index.config.gate
-    gate = evaluate_gate(decision, inputs, [b.name for b in index.backbones], settings, draws,
-                         index.config.decision.weight_uncertainty, index.config.decision.confidence)
-    return decision, gate
 
 
 def build_context(results: SavedResults) -> ReportContext:

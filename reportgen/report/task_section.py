@@ -220,6 +220,11 @@ def _agreement(report: TaskReport, display: Mapping[str, str]) -> Sentence:
         return (text("The transfer measures disagree on first place", flag=True),
                 text(f" ({firsts}): frozen features do not settle which of these backbones suits your classes; "
                      "fine-tune the leading ones before deciding."))
+    tied = [r for r in report.rankings if r.tied]
+    if tied:
+        return (text("No first place to agree on: " + "; ".join(
+            f"{r.measure} ties {listing(who(n) for n in r.tied)}" for r in tied)
+            + " (equal values, e.g. every image right)."),)
     measured = listing(r.measure for r in report.rankings) or "no measure"
     return (text(f"Only {measured} ranked the {len(probed)} probed candidates (the other measures were not measured): "
                  "no agreement to check."),)

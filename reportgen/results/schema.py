@@ -689,6 +689,7 @@ class TransferRanking(JsonRecord):
     measure: str  # linear probe | k-NN | LogME
     first: str
     order: tuple[str, ...]
+    tied: tuple[str, ...] = ()  # every candidate sharing the first place's value (two or more: no first place)
 
 
 @dataclass(frozen=True)
@@ -698,7 +699,7 @@ class TaskReport(JsonRecord):
     labelled_images: int
     scores: dict[str, TaskScore]
     rankings: tuple[TransferRanking, ...] = ()
-    rankings_agree: Optional[bool] = None  # None: fewer than two probed candidates
+    rankings_agree: Optional[bool] = None  # None: fewer than two probed candidates or measures, or a tie for first
 
 
 # --- cost.json (machine-dependent, kept apart from the reproducible files like timings.json) ------------------

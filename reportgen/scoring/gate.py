@@ -21,14 +21,18 @@ decision's inputs, never re-measures.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from ..errors import UsageError
 from ..inputs.config import GateSettings
 from .bootstrap import PairedDraws, interval
-from .decision import Check, Decision, utility, weighted_scores
+from .decision import Check, Decision, decide, utility, weighted_scores
+from .vectors import run_draws
+
+if TYPE_CHECKING:
+    from ..results.store import SavedResults
 
 PASS, FAIL, UNCERTAIN = "pass", "fail", "uncertain"
 
@@ -182,3 +186,16 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
                                 None, None, None, text))
     return GateReport(settings.champion, champion.display_name, settings, tuple(rows),
                       all(row.counts_as == PASS for row in rows), draws.samples, level)
+
+
+def decide_and_gate(results: "SavedResults", draws=None, settings=None) -> tuple:
+    """The decision and, when ``[gate]`` names a champion (or ``settings`` are given), the gate read from the same
+    numbers: (Decision, GateReport or None)."""
+    index = results.index
+    draws = draws or run_draws(index)
+    inputs: dict = {}
+    decision = decide(index, results.metrics, results.cost, draws, results.arrays, inputs)
+    settings = settings or index.config.gate
+    gate = evaluate_gate(decision, inputs, [b.name for b in index.backbones], settings, draws,
+                         index.config.decision.weight_uncertainty, index.config.decision.confidence)
+    return decision, gate

@@ -122,8 +122,9 @@ def _rankings(scores: dict) -> tuple[tuple[TransferRanking, ...], Optional[bool]
     for measure, values in measures.items():
         ranked = sorted((n for n, v in values.items() if v is not None), key=lambda n: (-values[n], n))
         if ranked:
-            rankings.append(TransferRanking(measure, ranked[0], tuple(ranked)))
-    if len(probed) < 2 or len(rankings) < 2:
+            tied = tuple(n for n in ranked if values[n] == values[ranked[0]])
+            rankings.append(TransferRanking(measure, ranked[0], tuple(ranked), tied if len(tied) > 1 else ()))
+    if len(probed) < 2 or len(rankings) < 2 or any(r.tied for r in rankings):
         return tuple(rankings), None
     return tuple(rankings), len({r.first for r in rankings}) == 1
 
