@@ -150,12 +150,13 @@ def fast_battery(tmp_path_factory) -> Path:
     return path
 
 
-def shared_run(request, tmp_path_factory, name: str, *args: str) -> Path:
+def shared_run(request, tmp_path_factory, name: str, *args: str, expect: int = 0, extra=lambda out: ()) -> Path:
     """The folder of ``reportgen run ARGS --out FOLDER``, run once for the whole session: with pytest-xdist the
-    workers share it (the first to ask runs it under a file lock; the others wait and read it). Read-only."""
+    workers share it (the first to ask runs it under a file lock; the others wait and read it). Read-only.
+    ``expect``: the exit code the run must end with; ``extra(out)``: more arguments that name files in the folder."""
     def run(out: Path) -> None:
-        result = run_cli(*args, "--out", str(out))
-        assert result.exit_code == 0, result.output
+        result = run_cli(*args, *extra(out), "--out", str(out))
+        assert result.exit_code == expect, result.output
 
     if not hasattr(request.config, "workerinput"):  # one process: an ordinary session folder
         out = tmp_path_factory.mktemp(name) / "out"
@@ -317,7 +318,7 @@ def own_task(tmp_path_factory):
     from reportgen.inputs.labels import label_names_metadata
 
     root = tmp_path_factory.mktemp("own-task")
-    val = own_set(root / "val", 36, seed=0)
+    own_set(root / "val", 36, seed=0)
     train = own_set(root / "train", 45, seed=1)
     model = _lite0()
     features, labels = features_of(model, train)
@@ -364,6 +365,7 @@ def gate_battery(tmp_path_factory, broken_checkpoint):
 
 @pytest.fixture(scope="session")
 def gate_run(request, tmp_path_factory, gate_battery):
-    """The run without --gate (the report only); the tests judge its saved results."""
+    """``run --gate`` (it ends with exit 8: the damaged challenger fails), its JUnit file in the folder as gate.xml;
+    the tests judge its saved results again."""
     return shared_run(request, tmp_path_factory, "gate", "run", "--config", str(gate_battery), "--quiet", "--format",
-                      "md,json")
+                      "md,json", "--gate", expect=8, extra=lambda out: ("--junit", str(out / "gate.xml")))

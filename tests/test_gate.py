@@ -87,12 +87,14 @@ def test_a_failing_constraint_fails_the_gate(gate_run, tmp_path):
     assert run_cli("gate", str(gate_run), "--config", str(twin_only)).exit_code == 8
 
 
-def test_run_with_gate_exits_8_after_writing_the_report(gate_battery, tmp_path):
-    out = tmp_path / "out"
-    result = run_cli("run", "--config", str(gate_battery), "--quiet", "--format", "md", "--out", str(out), "--gate",
-                     "--junit", str(tmp_path / "run.xml"))
-    assert result.exit_code == 8, result.output
-    assert (out / "report.md").is_file() and (tmp_path / "run.xml").is_file()
+def test_run_with_gate_exits_8_after_writing_the_report(gate_run):
+    # gate_run is `run --gate --junit`, asserted to end with exit 8 (conftest.shared_run)
+    from junitparser import JUnitXml
+
+    assert (gate_run / "report.md").is_file() and (gate_run / "metrics.json").is_file()
+    suite = next(iter(JUnitXml.fromfile(str(gate_run / "gate.xml"))))
+    assert suite.tests == 6 and suite.failures == sum(1 for row in _rows(gate_run).values()
+                                                      if row["counts_as"] == "fail")
 
 
 @pytest.mark.parametrize("table, expected", [

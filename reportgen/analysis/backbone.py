@@ -18,7 +18,7 @@ from ..inputs.decoding import load_rgb
 from ..inputs.images import ImageRecord, ImageSet
 from ..inputs.images import ImageSet as TrainingSet
 from ..results import arrays as keys
-from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, Estimand, ExcludedClass, FaithfulnessRun,
+from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, Estimand, FaithfulnessRun,
                               FeatureCka, FeatureStats, TaskRun,
                               Prediction, RankedClass, RunStatus,
                               SanityRun, SanityStatus, SanityStep, SlimmingRun, SlimmingStatus, WeightsInfo,

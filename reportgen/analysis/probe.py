@@ -17,6 +17,7 @@ from ..inputs.config import AnalysisConfig
 from ..inputs.images import ImageSet, sample_key
 from ..results import arrays as keys
 from ..results.schema import BackboneResult, Estimand, ExcludedClass, Prediction, RankedClass, TaskRun
+from ..scoring.calibration import softmax
 from .transfer import ExplainingProbe, fit_explaining, transfer_measures
 
 
@@ -61,12 +62,6 @@ def explaining_head(features: np.ndarray, labels: np.ndarray, classes: int, conf
     return fit_explaining(features, labels, classes, c=config.probe_c)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def ranked(predictions: Sequence[Prediction], probs: np.ndarray, labels: np.ndarray, name_of) -> tuple:
     """The predictions with their top-k (k = min(5, classes)) from ``probs``; the CAM targets unchanged."""
     top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
@@ -92,7 +87,7 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
                                  knn_k=config.knn_k, knn_temperature=config.knn_temperature, seed=config.seed,
                                  train_features=setup.train_features if train else None,
                                  train_labels=setup.train_labels if train else None)
-    head = _softmax(arrays[keys.LOGITS].astype(np.float64))
+    head = softmax(arrays[keys.LOGITS].astype(np.float64))
     oof = np.asarray(measures.probe_probs, dtype=np.float64)
     scored = np.where(np.all(np.isfinite(oof), axis=1)[:, None], oof, head)
     arrays[keys.HEAD_TOP1] = np.argmax(head, axis=1).astype(np.int64)

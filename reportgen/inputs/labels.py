@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import struct
-import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Callable, Optional, Protocol
 from ..errors import InputDataError
 from ..strenum import StrEnum
 from .class_folders import class_folders
-from .listing import image_files
 from .manifest import MANIFEST
 
 IMAGENET_CLASSES = 1000

@@ -85,9 +85,7 @@ def _value(lookup: AggregateLookup, *key):
 def _summary(label: str, results: SavedResults) -> RunSummary:
     index = results.index
     space = index.label_space
-    classes = "ImageNet-1k" if space.is_imagenet else (
-        f"your {len(space.names)} classes ({', '.join(space.names[:6])}{', …' if len(space.names) > 6 else ''}), "
-        f"from {space.source}")
+    classes = space.described() + ("" if space.is_imagenet else f", from {space.source}")
     return RunSummary(label, index.image_set, index.weights_mode, tuple(b.display_name for b in index.backbones),
                       index.seed, index.versions["reportgen"], index.config.cam_method, classes)
 

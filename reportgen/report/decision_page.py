@@ -167,9 +167,7 @@ ESTIMAND_SENTENCE = {Estimand.OWN_HEAD: "its own head",
 
 def task_name(index: RunIndex, labelled: int) -> str:
     """'your 2 classes (ants, bees), 153 labelled images'."""
-    names = index.label_space.names
-    shown = ", ".join(names[:6]) + (f", … ({len(names) - 6} more)" if len(names) > 6 else "")
-    return f"your {len(names)} classes ({shown}), {labelled:,} labelled images"
+    return f"{index.label_space.described()}, {labelled:,} labelled images"
 
 
 def _task_sentence(decision: Decision, index: RunIndex, task: Optional[TaskReport]) -> Sentence:

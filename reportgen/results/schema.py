@@ -195,6 +195,14 @@ class LabelSpaceInfo(JsonRecord):
     def is_imagenet(self) -> bool:
         return self.kind == "imagenet"
 
+    def described(self, limit: int = 6) -> str:
+        """'your 2 classes (ants, bees)', the first ``limit`` names shown; 'ImageNet-1k' for ImageNet's."""
+        if self.is_imagenet:
+            return "ImageNet-1k"
+        shown = ", ".join(self.names[:limit]) + (f", … ({len(self.names) - limit} more)"
+                                                 if len(self.names) > limit else "")
+        return f"your {len(self.names)} classes ({shown})"
+
 
 @dataclass(frozen=True)
 class ExcludedClass(JsonRecord):

@@ -492,8 +492,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
            arrays_of: Optional[Callable[[str], dict]] = None, inputs: Optional[dict] = None) -> Decision:
     """``arrays_of(name)``: a backbone's saved arrays (corruption and faithfulness criteria); without it those two
     criteria are left out. ``inputs``: when given, receives what the decision was computed from (``raw``: every
-    criterion's point values and draws per candidate; ``weights``: the criteria with data and their weights), so
-    the gate (:mod:`reportgen.scoring.gate`) reads the same numbers instead of computing them again."""
+    criterion's point values and draws per candidate), so the gate (:mod:`reportgen.scoring.gate`) reads the same
+    numbers instead of computing them again."""
     settings = index.config.decision
     level = settings.confidence
     draws = draws or run_draws(index)
@@ -543,7 +543,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     passing = [k for k in range(len(names)) if all(c.outcome != Check.FAIL for c in checked[k][0])]
 
     if inputs is not None:
-        inputs.update(raw=raw, weights=dict(weights))
+        inputs["raw"] = raw
     # Compare like with like: a criterion that some compared candidate has no value for is left out for all of them.
     weighted, unshared = dict(weights), []
     if len(passing) > 1:

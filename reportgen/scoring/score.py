@@ -17,7 +17,7 @@ from .beyond_paper import calibration_score, corruption_score, faithfulness_scor
 from .bootstrap import PairedDraws, interval
 from .task_report import task_report
 from .measures import cam_similarity, centred_gaussian, ks_from_quantiles, localisation, uniform_map, upsample
-from .vectors import Vectors, run_draws
+from .vectors import Vectors, interval_of, run_draws
 
 METRIC_NAMES = ("mass_in_box", "mass_ratio", "pointing_hit", "spread", "entropy")
 BASELINES = {"uniform": uniform_map, "gaussian": centred_gaussian}
@@ -137,16 +137,6 @@ def _mean_only(values) -> Interval:
 def sanity_positions(entry: BackboneResult) -> tuple[int, ...]:
     """Set positions of the sanity sample (results of an older reportgen: every image)."""
     return entry.sanity.images or tuple(range(len(entry.views)))
-
-
-def interval_of(values: np.ndarray, draws: PairedDraws) -> Optional[Interval]:
-    """Mean and paired-bootstrap interval of a per-image vector (NaN: no value for that image)."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return None
-    low, high = interval(draws.means(values)) if finite.size >= 2 else (None, None)
-    return Interval(float(finite.mean()), low, high, int(finite.size))
 
 
 def _sanity_layer(entry: BackboneResult, arrays: dict, role: str, layer: str, config: AnalysisConfig,

@@ -11,6 +11,7 @@ from ..results import arrays as keys
 from ..results.schema import (BackboneResult, Estimand, Interval, LabelOrder, RunIndex, TaskClass, TaskReport,
                               TaskScore, TransferRanking)
 from .bootstrap import PairedDraws, interval
+from .vectors import interval_of
 from .task import confusion_matrix, label_order_check, macro_f1, macro_f1_draws, per_class_recall_draws
 
 ArraysOf = Callable[[str], dict]
@@ -41,13 +42,8 @@ def _scored(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def _accuracy(truth: np.ndarray, pred: np.ndarray, draws: PairedDraws) -> Interval:
-    scored = _scored(truth, pred)
-    correct = np.where(scored, (truth == pred).astype(float), np.nan)
-    n = int(scored.sum())
-    if n == 0:
-        return Interval(None, None, None, 0)
-    low, high = interval(draws.means(correct)) if n >= 2 else (None, None)
-    return Interval(float(np.nanmean(correct)), low, high, n)
+    correct = np.where(_scored(truth, pred), (truth == pred).astype(float), np.nan)
+    return interval_of(correct, draws) or Interval(None, None, None, 0)
 
 
 def _macro_f1(truth, pred, classes: int, draws: PairedDraws) -> Interval:

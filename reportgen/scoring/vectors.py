@@ -4,12 +4,12 @@ the image stays the unit and the family's backbones are not counted as independe
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 
-from ..results.schema import PerImageRow, RunIndex
-from .bootstrap import PairedDraws, image_stratum, nanmean, paired_draws
+from ..results.schema import Interval, PerImageRow, RunIndex
+from .bootstrap import PairedDraws, image_stratum, interval, nanmean, paired_draws
 
 
 def run_draws(index: RunIndex) -> PairedDraws:
@@ -61,3 +61,13 @@ class Vectors:
 
     def has(self, name: str, role: str) -> bool:
         return role in self.roles.get(name, ())
+
+
+def interval_of(values: np.ndarray, draws: PairedDraws) -> Optional[Interval]:
+    """Mean and paired-bootstrap interval of a per-image vector (NaN: no value for that image)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    low, high = interval(draws.means(values)) if finite.size >= 2 else (None, None)
+    return Interval(float(finite.mean()), low, high, int(finite.size))
