@@ -208,8 +208,8 @@ def checked_logme(features: np.ndarray, labels: np.ndarray) -> tuple[Optional[fl
     found = [_evidence(spec, (labels == k).astype(np.float64)) for k in np.unique(labels)]
     if any(e.boundary == "exact fit" for e in found):
         n, d = features.shape
-        return None, (f"the evidence has no interior maximum (the features fit the classes exactly: {n} images, "
-                      f"{d} feature dimensions), so LogME would measure numerical precision, not transfer")
+        return None, (f"the features fit the classes exactly ({n} images, {d} feature dimensions): the evidence has "
+                      "no maximum, and its supremum would measure numerical precision, not transfer")
     return float(np.mean([e.log_evidence / spec.n for e in found])), ""
 
 

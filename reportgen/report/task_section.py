@@ -84,6 +84,7 @@ class TaskSection:
     places: tuple  # place numbers of the ranking table: (1, 2, ...)
     agreement: Sentence  # whether the measures agree on first place, or why there is nothing to rank
     figure: Optional[object] = None  # the confusion matrices (a context Figure)
+    logme_note: Sentence = ()  # why LogME is not measured, once for the candidates it is not measured for
 
 
 def _share_cell(found: Optional[Interval]) -> Cell:
@@ -250,8 +251,7 @@ def task_rows(report: TaskReport, display_names: Mapping[str, str],
             ESTIMAND_NOTE.get(score.estimand, ""), probe, _share_cell(score.accuracy), _number_cell(score.macro_f1),
             _share_cell(score.knn_accuracy) if probe else Cell(NOT_APPLICABLE),
             num(score.logme) if probe else NOT_APPLICABLE, _protocol(score, run), _excluded_text(report, score),
-            "; ".join(part for part in (run.note if run is not None else "",
-                                        f"LogME not measured: {score.logme_note}" if score.logme_note else "") if part)))
+            run.note if run is not None else ""))
 
     left_out = {}  # class index -> display names of the probes that left it out
     for name, score in scores.items():
@@ -290,7 +290,16 @@ def task_rows(report: TaskReport, display_names: Mapping[str, str],
     places = tuple(range(1, max((len(c.places) for c in columns), default=0) + 1))
     return TaskSection(_intro(report), _note(report), _method(scores), tuple(labels), tuple(candidates),
                        tuple(display[name] for name in scores), tuple(recall), warnings, columns, places,
-                       _agreement(report, display))
+                       _agreement(report, display), logme_note=_logme_note(scores, display))
+
+
+def _logme_note(scores: Mapping, display: Mapping[str, str]) -> Sentence:
+    """One sentence per distinct reason LogME is not measured, naming the candidates it holds for."""
+    reasons: dict = {}
+    for name, score in scores.items():
+        if score.logme_note:
+            reasons.setdefault(score.logme_note, []).append(display[name])
+    return tuple(text(f"LogME not measured for {listing(names)}: {reason}. ") for reason, names in reasons.items())
 
 
 def build_task(results, numbered=None) -> Optional[TaskSection]:
