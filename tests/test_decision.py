@@ -75,7 +75,7 @@ def _with_beyond(entry, gaps=None, corrupted=None):
 
 
 def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_samples=None, mass_nan=(),
-         correct=None, machines=None, loads=None, gaps=None, corrupted=None, label_space=None):
+         correct=None, machines=None, loads=None, gaps=None, corrupted=None, label_space=None, architectures=None):
     """specs: name -> (params M, accuracy, mass_ratio, latency ms). ``latency_samples``: name -> timed passes
     (default: 30 passes around the latency with 2 % noise); ``mass_nan``: (name, background) without a CAM value
     there; ``correct``: name -> per-image top-1 outcomes; ``gaps``: name -> per-image ROAD gap (faithfulness
@@ -84,6 +84,9 @@ def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_
     built = {name: _with_beyond(_backbone(name, p, acc, (correct or {}).get(name)), (gaps or {}).get(name),
                                 (corrupted or {}).get(name)) for name, (p, acc, _, _) in specs.items()}
     backbones = tuple(entry for entry, _ in built.values())
+    if architectures:  # name -> architecture (default: each its own, named as the candidate)
+        from dataclasses import replace
+        backbones = tuple(replace(b, architecture=architectures.get(b.name, b.architecture)) for b in backbones)
     images = tuple(_image(i) for i in range(N))
     rows = tuple(PerImageRow(img.file, name, "deeper", "x", "deep", img.size, img.background, CamStatus.OK, 0.5,
                              None if (name, img.background) in mass_nan else mass + 0.3 * ((i * 7) % 5) / 5, True,

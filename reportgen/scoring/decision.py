@@ -488,12 +488,23 @@ def _measure(point, drawn, level) -> Measure:
     return Measure(float(point), low, high)
 
 
+def timing_class(entry, found: Optional[Cost]) -> Optional[tuple]:
+    """What a candidate's batch-1 latency depends on: the architecture, its size (parameters, MACs, so its head),
+    the input shape and the machine it was timed on (its fingerprint), not the weights' values (dense kernels do
+    the same arithmetic whatever the numbers). Two candidates of one class have the same true latency: their timed
+    difference is noise by construction. None: not timed."""
+    if found is None:
+        return None
+    return (entry.architecture, entry.params, round(entry.macs), tuple(entry.data_config.get("input_size", ())),
+            found.machine.fingerprint)
+
+
 def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[PairedDraws] = None,
            arrays_of: Optional[Callable[[str], dict]] = None, inputs: Optional[dict] = None) -> Decision:
     """``arrays_of(name)``: a backbone's saved arrays (corruption and faithfulness criteria); without it those two
     criteria are left out. ``inputs``: when given, receives what the decision was computed from (``raw``: every
-    criterion's point values and draws per candidate), so the gate (:mod:`reportgen.scoring.gate`) reads the same
-    numbers instead of computing them again."""
+    criterion's point values and draws per candidate; ``timing_class``: name -> :func:`timing_class`), so the gate
+    (:mod:`reportgen.scoring.gate`) reads the same numbers instead of computing them again."""
     settings = index.config.decision
     level = settings.confidence
     draws = draws or run_draws(index)
@@ -544,6 +555,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
 
     if inputs is not None:
         inputs["raw"] = raw
+        inputs["timing_class"] = {name: timing_class(entry, cost.backbones.get(name))
+                                  for name, entry in zip(names, index.backbones)}
     # Compare like with like: a criterion that some compared candidate has no value for is left out for all of them.
     weighted, unshared = dict(weights), []
     if len(passing) > 1:
