@@ -675,23 +675,25 @@ def test_one_architecture_twice_is_three_candidates_everywhere(same_architecture
         assert html.count(name) >= 5  # tables, figures' captions and the decision
 
 
-def test_identical_twins_end_to_end_differ_by_their_timing_alone(same_architecture_run):
-    """The same weights under two names: every image number is identical, so their scores differ by their measured
-    latency alone. (A win is shared only on an exact tie (issue 24), so in one run the twin timed faster may take
-    most of the twins' wins: over runs each takes half.)"""
+def test_one_architecture_is_one_latency_so_identical_twins_tie_end_to_end(same_architecture_run):
+    """The same weights under two names: every image number is identical, and so is their latency (one timing
+    class: the same architecture, size and input on one machine, whose true latency the weights do not change). It
+    was each one's own timing, so the twin timed faster in that run took the twins' wins on the machine's drift
+    (12.9 against 16.4 ms for identical Lite0s in one run on a quiet machine). Now their scores tie in every draw
+    and the wins are shared exactly; the tuned head, of the same architecture, has that latency too."""
     out, _ = same_architecture_run
     decision = json.loads((out / "metrics.json").read_text())["decision"]
     by_name = {c["backbone"]: c for c in decision["candidates"]}
-    a, b = by_name["stock-a"], by_name["stock-b"]
+    a, b, tuned = by_name["stock-a"], by_name["stock-b"], by_name["tuned"]
     assert a["top1"] == b["top1"] and a["localisation_score"] == b["localisation_score"]
-    weights = decision["weights"]
-    assert {k: v for k, v in a["utilities"].items() if k != "latency"} == \
-        {k: v for k, v in b["utilities"].items() if k != "latency"}
-    latency_share = weights.get("latency", 0) / sum(weights.values())
-    latency_gap = a["utilities"].get("latency", 0) - b["utilities"].get("latency", 0)
-    assert a["score"]["mean"] - b["score"]["mean"] == pytest.approx(latency_share * latency_gap, abs=1e-9)
-    # the tuned head scores differently on these images, so the twins win some draws (the seed fixes how many)
-    assert a["p_best"] + b["p_best"] > 0.05, decision["candidates"]
+    assert a["latency"] == b["latency"] == tuned["latency"]
+    assert a["utilities"] == b["utilities"] and a["score"] == b["score"] and a["p_best"] == b["p_best"]
+    cost = json.loads((out / "results" / "cost.json").read_text())["backbones"]
+    timed = [cost[n]["latency_ms_median"] for n in ("stock-a", "stock-b", "tuned")]
+    assert a["latency"]["value"] == pytest.approx(float(np.exp(np.mean(np.log(timed)))), rel=1e-9)
+    assert decision["recommended"] not in ("stock-a", "stock-b")  # never one of two identical models over the other
+    html = (out / "report.html").read_text()
+    assert "share one architecture, size and input on one machine" in html
 
 
 def test_a_draw_without_any_score_decides_nothing():

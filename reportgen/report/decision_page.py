@@ -263,13 +263,17 @@ def _headline(decision: Decision) -> Sentence:
         most = max(compared, key=lambda c: c.p_best, default=leader)
         though = (f", though {most.display_name} ranks first in more draws" if leader.p_best is not None
                   and most.p_best > leader.p_best else "")
+        margin = decision.margin
+        tied = margin is not None and margin.mean == 0 and margin.ci_low == 0 and margin.ci_high == 0
+        standing = (f"{leader.display_name} and {second.display_name} tie in every draw (score {_score(leader)}): "
+                    "the same number on every criterion" if tied else
+                    f"{leader.display_name} leads with score {_score(leader)} against {second.display_name}'s "
+                    f"{_score(second)}{though}")
         return tuple(prefix + [text("No clear winner", strong=True), text(f"{on_cost}: P(best), the share of {draws} "
                                "(images, timing and weights resampled together) in which each ranks first, is "),
                                text(listing(shares), "tab-decision"),
-                               text(f"; a pick needs {whole_pct(decision.min_win_probability)}. {leader.display_name} "
-                                    f"leads with score {_score(leader)} against {second.display_name}'s "
-                                    f"{_score(second)}{though}. Choose on what the criteria leave out, or add "
-                                    "images.")])
+                               text(f"; a pick needs {whole_pct(decision.min_win_probability)}. {standing}. Choose "
+                                    "on what the criteria leave out, or add images.")])
     verb = "would be picked" if decision.illustrative else ""
     return tuple(prefix + [text(f"Pick {leader.display_name}" if not verb else leader.display_name, strong=True),
                            text(f"{' ' + verb if verb else ''}{on_cost}: it ranks first in "),

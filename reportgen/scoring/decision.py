@@ -272,13 +272,25 @@ def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: Cos
             drawn = draws.means(mass, cluttered) / draws.means(mass, clean)
         return point, drawn
 
-    def latency(k, name):
+    def timed(name):
         found: Optional[Cost] = cost.backbones.get(name)
         if found is None:
             return np.nan, np.full(draws.samples, np.nan)
         if found.latency_ms_samples:
             return float(np.median(found.latency_ms_samples)), draws.resampled_medians(found.latency_ms_samples, name)
         return found.latency_ms_median, np.full(draws.samples, found.latency_ms_median)  # an older cost.json
+
+    classes = timing_classes(index, cost)
+
+    def latency(k, name):
+        # One timing class, one true latency: its members' timings are measurements of it (their spread is the
+        # machine's drift between measurements), so each member gets their geometric mean, drawn the same way.
+        members = classes.get(name, (name,))
+        timings = [timed(member) for member in members]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            point = float(np.exp(np.mean([np.log(p) for p, _ in timings])))
+            drawn = np.exp(np.mean([np.log(d) for _, d in timings], axis=0))
+        return point, drawn
 
     def size(k, name):
         params = index.backbones[k].params / 1e6
@@ -499,11 +511,22 @@ def timing_class(entry, found: Optional[Cost]) -> Optional[tuple]:
             found.machine.fingerprint)
 
 
+def timing_classes(index: RunIndex, cost: CostReport) -> dict:
+    """name -> the names of its :func:`timing_class` (in the index's order), for the candidates that share theirs
+    with another; the others are absent."""
+    keys = {b.name: timing_class(b, cost.backbones.get(b.name)) for b in index.backbones}
+    groups: dict = {}
+    for name, key in keys.items():
+        if key is not None:
+            groups.setdefault(key, []).append(name)
+    return {name: tuple(members) for members in groups.values() if len(members) > 1 for name in members}
+
+
 def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[PairedDraws] = None,
            arrays_of: Optional[Callable[[str], dict]] = None, inputs: Optional[dict] = None) -> Decision:
     """``arrays_of(name)``: a backbone's saved arrays (corruption and faithfulness criteria); without it those two
     criteria are left out. ``inputs``: when given, receives what the decision was computed from (``raw``: every
-    criterion's point values and draws per candidate; ``timing_class``: name -> :func:`timing_class`), so the gate
+    criterion's point values and draws per candidate; ``timing_classes``: :func:`timing_classes`), so the gate
     (:mod:`reportgen.scoring.gate`) reads the same numbers instead of computing them again."""
     settings = index.config.decision
     level = settings.confidence
@@ -555,8 +578,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
 
     if inputs is not None:
         inputs["raw"] = raw
-        inputs["timing_class"] = {name: timing_class(entry, cost.backbones.get(name))
-                                  for name, entry in zip(names, index.backbones)}
+        inputs["timing_classes"] = timing_classes(index, cost)
     # Compare like with like: a criterion that some compared candidate has no value for is left out for all of them.
     weighted, unshared = dict(weights), []
     if len(passing) > 1:
@@ -647,6 +669,14 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
                                    passing.index(leader), [index.backbones[k].display_name for k in passing])
     test = _mcnemar(index, leader, runner_up) if leader is not None and runner_up is not None else None
     machines = [cost.backbones[n].machine for n in names if n in cost.backbones]
+    if weights.get("latency"):
+        for members in dict.fromkeys(timing_classes(index, cost).values()):
+            shown = [index.backbones[names.index(m)].display_name for m in members]
+            timings = " and ".join(f"{cost.backbones[m].latency_ms_median:.3g}" for m in members)
+            notes.append(f"{' and '.join(shown)} share one architecture, size and input on one machine, so one "
+                         f"latency: {raw.point['latency'][names.index(members[0])]:.3g} ms, the geometric mean of "
+                         f"their timings ({timings} ms; what separates them is the machine's drift between two "
+                         "measurements, not the weights)")
     if any(not cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones):
         notes.append("latency of an older cost.json has no timed passes to resample: its noise is not in the intervals")
     busy = tuple((index.backbones[k].display_name, cost.backbones[n].load_per_core) for k, n in enumerate(names)

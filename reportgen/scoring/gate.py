@@ -12,13 +12,11 @@ passes and criterion weights the decision resampled), with three outcomes:
   fails, uncertain if one is uncertain, else pass. Every constraint must *pass*: an uncertain one counts as not
   passed (a failure of the gate) whatever ``on_uncertain`` says; the row still shows it as uncertain.
 
-A challenger of the champion's architecture (the same architecture, size, input shape and machine:
+A challenger of the champion's timing class (the same architecture, size, input shape and machine:
 :func:`~reportgen.scoring.decision.timing_class`, typically a retrained checkpoint) has the champion's latency by
-construction: its timed difference is noise between two measurements (the load drifts between them, which the
-resampled passes of each do not hold), so ``min_p_better`` leaves latency out for that pair. With equal latencies
-in both scores the sign of each draw's difference is the same (the score is a weighted mean), so this is the
-comparison with the latencies made equal. Page 1's P(best) still splits such candidates' wins by their timings.
-Otherwise, when the champion's or the challenger's latency was timed on a busy machine (page 1 flags it), a
+construction, and the decision gives both the same (:func:`~reportgen.scoring.decision.timing_classes`): their
+timed difference is the machine's drift between two measurements, which the resampled passes of each do not hold,
+so it never decides P(better); the row says so. Otherwise, when the champion's or the challenger's latency was timed on a busy machine (page 1 flags it), a
 ``min_p_better`` pass or fail that the same draws without latency would not give is uncertain: the load, not the
 model, may have made the difference. ``on_uncertain`` says how an uncertain ``min_p_better`` or ``max_accuracy_drop`` counts. P(better) compares the two
 candidates' scores as page 1 computes them: the decision's criteria and its drawn weights. Pure numpy; reads the
@@ -144,11 +142,8 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
         who = candidate.display_name
         if settings.min_p_better is not None:
             limit = settings.min_p_better
-            timing = inputs.get("timing_class", {})
-            same_timing = "latency" in weights and timing.get(name) is not None and \
-                timing.get(name) == timing.get(settings.champion)
-            p, difference = _p_better(raw, weights, k0, k1, draws, uncertainty,
-                                      leave_out="latency" if same_timing else "")
+            same_timing = "latency" in weights and settings.champion in inputs.get("timing_classes", {}).get(name, ())
+            p, difference = _p_better(raw, weights, k0, k1, draws, uncertainty)
             if p is None:
                 outcome, text = UNCERTAIN, f"{who}: no criterion with values for both, so P(better) is not measured"
                 low = high = None
@@ -163,9 +158,8 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
                 text = (f"{who}: P(score above {champion.display_name}'s) = {p:.3f} over {draws.samples:,} draws "
                         f"(needs ≥ {limit:g}); score difference {np.nanmean(difference):+.2f}{shown} points")
                 if same_timing:
-                    text += (f"; latency left out: the champion's architecture on the same machine, so the same "
-                             f"latency (timed {raw.point['latency'][k1]:.3g} ms against "
-                             f"{raw.point['latency'][k0]:.3g} ms: noise)")
+                    text += (f"; the champion's architecture on the same machine: one latency for both "
+                             f"({raw.point['latency'][k0]:.3g} ms, page 1), their timings' difference is drift")
                 # Latency timed on a busy machine carries noise its resampled passes do not hold (the load differed
                 # between the candidates' timings): a verdict that does not stand without latency is not one.
                 elif outcome != UNCERTAIN and "latency" in weights and busy & {who, champion.display_name}:
