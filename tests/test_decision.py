@@ -696,6 +696,77 @@ def test_one_architecture_is_one_latency_so_identical_twins_tie_end_to_end(same_
     assert "share one architecture, size and input on one machine" in html
 
 
+def test_a_timing_class_s_interval_spans_the_drift_between_its_members_timings():
+    """Two timings of one class that differ by drift (16.4 against 12.9 ms) are two measurements of one latency: its
+    interval must hold that spread. Drawn as the geometric mean of the members' resampled medians alone, it was no
+    wider than theirs (a point here, every pass of a member equal), so with max_latency_ms = 15 the stock model,
+    which fails it alone, passed it with certainty once its retrained copy joined. Each draw now resamples the
+    sessions too (the members, with replacement): with every pass of a member equal, by hand, a draw is 12.9 (both
+    draws the copy: a quarter of the draws), sqrt(16.4 x 12.9) or 16.4 (a quarter), so the 95 % interval is
+    [12.9, 16.4] and straddles 15 ms. The note says so, on page 1 even with latency weighed 0 (the table and the
+    check show the shared latency)."""
+    from dataclasses import replace
+
+    specs = {"stock": (5.0, 0.6, 2.0, 16.4), "copy": (5.0, 0.6, 2.0, 12.9)}
+    samples = {"stock": [16.4] * 31, "copy": [12.9] * 31}
+    settings = DecisionSettings(max_latency_ms=15.0, weights={"accuracy": 1.0, "latency": 0.0})
+    same = {"stock": "efficientnet_lite0", "copy": "efficientnet_lite0"}
+    alone, _ = _run({"stock": specs["stock"]}, settings, latency_samples=samples, architectures=same)
+    (check,) = alone.candidate("stock").checks
+    assert check.outcome == Check.FAIL and alone.notes == ()  # 16.4 in every draw: above 15 for certain
+    decision, _ = _run(specs, settings, latency_samples=samples, architectures=same)
+    assert "latency" not in decision.weights
+    for name in specs:
+        latency = decision.candidate(name).latency
+        assert latency.value == pytest.approx(np.sqrt(16.4 * 12.9), rel=1e-12)
+        assert (latency.ci_low, latency.ci_high) == (pytest.approx(12.9, rel=1e-12), pytest.approx(16.4, rel=1e-12))
+        (check,) = decision.candidate(name).checks
+        assert check.outcome == Check.UNCERTAIN and "straddles 15 ms" in check.text, check
+    (note,) = decision.notes
+    assert "STOCK and COPY share one architecture, size and input on one machine" in note, note
+    # the same draws whatever the battery's order (seeded by the class's names, not their positions)
+    rng = np.random.default_rng(2)
+    noisy = {name: np.asarray(timed) * (1 + 0.02 * rng.standard_normal(31)) for name, timed in samples.items()}
+    ordered, _ = _run(specs, settings, latency_samples=noisy, architectures=same)
+    reordered, _ = _run(dict(reversed(specs.items())), settings, latency_samples=noisy, architectures=same)
+    assert reordered.candidate("stock").latency == ordered.candidate("stock").latency
+    assert "16.4 and 12.9 ms" in note and "[12.9, 16.4] ms" in note, note
+    # the fingerprint leaves the host out: two nodes of one kind are not "one machine"
+    nodes = {"stock": replace(MACHINE, host="node-a"), "copy": replace(MACHINE, host="node-b")}
+    spread, _ = _run(specs, settings, latency_samples=samples, architectures=same, machines=nodes)
+    (note,) = spread.notes
+    assert "on identical machines (node-a, node-b)" in note and "one machine" not in note, note
+
+
+def test_identical_twins_are_never_picked_over_each_other_even_at_min_win_probability_one_half():
+    """One timing class and the same images: the twins score the same in every draw and share the wins, 50 % each.
+    min_win_probability may be 0.5, and the leader (the first of the two) reached it: page 1 picked a model over
+    itself. A leader tied with the runner-up on every criterion in every draw is no pick."""
+    rng = np.random.default_rng(3)
+    samples = {"a": 16.4 + 0.3 * rng.standard_normal(31), "b": 12.9 + 0.3 * rng.standard_normal(31)}
+    decision, index = _run({"a": (5.0, 0.6, 2.0, 16.4), "b": (5.0, 0.6, 2.0, 12.9)},
+                           DecisionSettings(min_win_probability=0.5), latency_samples=samples,
+                           architectures={"a": "efficientnet_lite0", "b": "efficientnet_lite0"})
+    assert [c.p_best for c in decision.candidates] == [0.5, 0.5] and decision.tied
+    assert decision.status == DecisionStatus.NO_CLEAR_WINNER and decision.recommended is None
+    headline = plain(decision_page(decision, index, "").headline)
+    assert "A and B tie in every draw" in headline and "Pick" not in headline, headline
+
+
+def test_a_margin_whose_interval_is_zero_is_no_tie_in_every_draw():
+    """Page 1 said "tie in every draw: the same number on every criterion" when the margin's interval was [0, 0],
+    which only says that at most 2.5 % of the draws on each side differ. Here a's passes are 28 at 10.0 ms and 13 at
+    10.1 against b's 41 at 10.0 (both medians 10.0, the same images): a draw whose resample holds 21 or more of a's
+    slow passes times it slower, rare enough that the percentiles stay at 0, yet b is first alone in those draws, so
+    its P(best) is above a half: no tie."""
+    samples = {"a": [10.0] * 28 + [10.1] * 13, "b": [10.0] * 41}
+    decision, index = _run({"a": (5.0, 0.6, 2.0, 10.0), "b": (5.0, 0.6, 2.0, 10.0)}, latency_samples=samples)
+    assert (decision.margin.mean, decision.margin.ci_low, decision.margin.ci_high) == (0.0, 0.0, 0.0)
+    assert decision.leader == "b" and decision.candidate("b").p_best > 0.5 and not decision.tied
+    headline = plain(decision_page(decision, index, "").headline)
+    assert "tie in every draw" not in headline and "B leads" in headline, headline
+
+
 def test_a_draw_without_any_score_decides_nothing():
     """A draw in which no candidate has a score (every weighted criterion lost its group) is left out of P(best)
     instead of counting as nobody's win: the probabilities still sum to 1 (by hand: of the 3 draws that decide, A is

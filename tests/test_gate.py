@@ -272,9 +272,9 @@ def test_a_retrained_checkpoint_of_the_champion_s_architecture_never_wins_on_its
     under busy_load_per_core: its passes were timed faster than the champion's (a user run on a quiet machine: 12.9
     against 16.4 ms), drift between two measurements that a resampling of each one's passes cannot hold. Latency
     depends on the architecture, size, input shape and machine, not on the weights' values, so the decision gives a
-    timing class one latency: by hand, the geometric mean of the members' timings, drawn as the geometric mean of
-    their resampled medians. The twin's scores then equal the champion's in every draw: P(better) = 0 (a tie is not
-    better) and page 1 splits the wins exactly."""
+    timing class one latency: by hand, the geometric mean of the members' timings, drawn as the geometric mean of the
+    resampled medians of members drawn with replacement (the same for all). The twin's scores then equal the
+    champion's in every draw: P(better) = 0 (a tie is not better) and page 1 splits the wins exactly."""
     import numpy as np
 
     from reportgen.inputs.config import GateSettings
@@ -309,3 +309,29 @@ def test_a_retrained_checkpoint_of_the_champion_s_architecture_never_wins_on_its
                                        settings, latency_samples=samples, architectures=same)
     assert other_decision.candidate("twin").latency.value == pytest.approx(float(np.median(samples["twin"])))
     assert "one latency" not in other.rows[0].text and other.rows[0].value > 0.9
+
+
+def test_a_retrained_copy_timed_on_a_busy_machine_makes_the_champion_s_latency_busy_too(monkeypatch):
+    """The champion's latency is its timing class's: the geometric mean of its own timing (19 ms, idle) and its
+    retrained copy's (30 ms, timed under a load of 3 per core). The busy rule (a verdict that does not stand without
+    latency is uncertain) looked at the champion's and the challenger's own loads only, so a challenger of another
+    architecture (13 ms, the same quality and size) passed min_p_better on that latency alone: by hand, latency is
+    the only criterion on which the two differ, so P(better) is 1 with it (13 ms is below the class's 19 to 30 ms in
+    every draw) and 0 without it (a tie in every draw): uncertain."""
+    from reportgen.inputs.config import GateSettings
+
+    specs = {"stock": (5.0, 0.6, 2.0, 19.0), "retrained": (5.0, 0.6, 2.0, 30.0), "other": (5.0, 0.6, 2.0, 13.0)}
+    samples = {"stock": [19.0] * 31, "retrained": [30.0] * 31, "other": [13.0] * 31}
+    same = {"stock": "efficientnet_lite0", "retrained": "efficientnet_lite0", "other": "mobilenetv3_small_100"}
+    settings = GateSettings(champion="stock", min_p_better=0.9)
+    decision, gate, _ = _judged(monkeypatch, specs, settings, latency_samples=samples, architectures=same,
+                                loads={"retrained": 3.0})
+    assert [name for name, _ in decision.busy_latency] == ["RETRAINED"]
+    rows = {row.challenger: row for row in gate.rows}
+    assert rows["other"].value == 1.0 and rows["other"].outcome == "uncertain", rows["other"]
+    assert "busy machine" in rows["other"].text and "P(better) = 0.000" in rows["other"].text, rows["other"]
+    # its copy: one latency with the champion, so latency never decides and the busy rule has nothing to judge
+    assert rows["retrained"].value == 0.0 and rows["retrained"].outcome == "fail", rows["retrained"]
+    # with the copy timed idle, the challenger's pass on latency stands
+    _, idle, _ = _judged(monkeypatch, specs, settings, latency_samples=samples, architectures=same)
+    assert {row.challenger: row.outcome for row in idle.rows}["other"] == "pass"

@@ -263,10 +263,8 @@ def _headline(decision: Decision) -> Sentence:
         most = max(compared, key=lambda c: c.p_best, default=leader)
         though = (f", though {most.display_name} ranks first in more draws" if leader.p_best is not None
                   and most.p_best > leader.p_best else "")
-        margin = decision.margin
-        tied = margin is not None and margin.mean == 0 and margin.ci_low == 0 and margin.ci_high == 0
         standing = (f"{leader.display_name} and {second.display_name} tie in every draw (score {_score(leader)}): "
-                    "the same number on every criterion" if tied else
+                    f"the same number on every criterion{though}" if decision.tied else
                     f"{leader.display_name} leads with score {_score(leader)} against {second.display_name}'s "
                     f"{_score(second)}{though}")
         return tuple(prefix + [text("No clear winner", strong=True), text(f"{on_cost}: P(best), the share of {draws} "
@@ -397,10 +395,13 @@ def _method(decision: Decision) -> Sentence:
                  "a difference with no pole where a draw's clean top-1 is 0; faithfulness: 100 × the ROAD gap; "
                  f"latency and size: {per_halving} points per halving, 100 at 1 ms and at 0.1 M parameters, 0 at 1 s "
                  "and at 100 M), so adding or removing a candidate that has every criterion never reorders the "
-                 f"others. A constraint on top-1 or latency is uncertain when its {whole_pct(decision.confidence)} "
+                 "others, unless it joins or leaves another's timing class (one architecture, size and input on one "
+                 "kind of machine: its timing then moves their shared latency). A constraint on top-1 or latency "
+                 f"is uncertain when its {whole_pct(decision.confidence)} "
                  "interval straddles the limit. Without retraining, slimming is a lower bound on what a fine-tuned "
                  "slim model would reach. What this does not cover: images unlike these, other machines' latency, "
-                 "drift between timing sessions (the resampled passes are those of one session), and the criteria "
+                 "drift between timing sessions (the resampled passes are those of one session; only a timing "
+                 "class's several timings show some of it), and the criteria "
                  f"the weights leave out. Intervals: {whole_pct(decision.confidence)}."),)
 
 

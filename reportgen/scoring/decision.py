@@ -2,7 +2,8 @@
 the verdict. Returns data; the report phrases it. Every threshold and weight comes from the config.
 
 Criteria (each on a fixed scale of points that does not depend on which other candidates are in the run, so adding
-or removing a candidate never reorders the others; higher is better):
+or removing a candidate never reorders the others, except through latency within a timing class, whose members'
+timings are measurements of one latency (:func:`timing_classes`); higher is better):
 - accuracy: 100 x top-1 on the labelled images;
 - localisation: 100 x (1 - 1 / mass_ratio) of the deep-layer CAM, mass_ratio averaged over the object sizes in the
   set's own mix (0 = no better than a uniform map, 50 = twice the box's share of the mass, 100 = all of it);
@@ -44,7 +45,7 @@ from ..results.schema import Cost, CostReport, Machine, Metrics, RunIndex, RunSt
 from ..strenum import StrEnum
 from .beyond_paper import corruption_vectors, road_vectors, top1_change_of
 from .degenerate import Degeneracy, assess
-from .bootstrap import PairedDraws, interval, nanmean
+from .bootstrap import PairedDraws, interval, nanmean, stable_seed
 from .calibration import top1_brier
 from .vectors import Vectors, run_draws
 
@@ -182,6 +183,9 @@ class Decision:
     # every candidate (candidates are compared on the criteria they share)
     unshared: tuple = ()
     degenerate: tuple = ()  # Degeneracy of each candidate whose outputs are degenerate (never recommended)
+    # the leader and the runner-up have the same value on every criterion scored, at the point and in every draw (so
+    # the same score in every draw: identical models, one timing class); the leader is then never recommended
+    tied: bool = False
 
     def quality_of(self, candidate: Candidate) -> Optional[float]:
         """The chart's vertical value for a candidate (None: not measured)."""
@@ -285,11 +289,20 @@ def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: Cos
     def latency(k, name):
         # One timing class, one true latency: its members' timings are measurements of it (their spread is the
         # machine's drift between measurements), so each member gets their geometric mean, drawn the same way.
-        members = classes.get(name, (name,))
+        members = tuple(sorted(classes.get(name, (name,))))  # by name: the battery's order changes no draw
         timings = [timed(member) for member in members]
         with np.errstate(divide="ignore", invalid="ignore"):
             point = float(np.exp(np.mean([np.log(p) for p, _ in timings])))
-            drawn = np.exp(np.mean([np.log(d) for _, d in timings], axis=0))
+            logs = np.log(np.stack([d for _, d in timings]))  # (members, B)
+            if len(members) > 1:
+                # The drift between the members' sessions is noise each one's resampled passes do not hold (16.4
+                # against 12.9 ms, each within ±3.4 %): each draw also resamples the sessions (the members, with
+                # replacement), so the class's interval spans the spread its timings showed instead of narrowing
+                # below each one's. Seeded by the class, so every member gets the same draws.
+                rng = np.random.default_rng(stable_seed(draws.seed, "timing class", *members))
+                sessions = rng.integers(0, len(members), size=(draws.samples, len(members)))
+                logs = logs[sessions, np.arange(draws.samples)[:, None]].T
+            drawn = np.exp(np.mean(logs, axis=0))
         return point, drawn
 
     def size(k, name):
@@ -595,6 +608,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     cols = np.array(passing, dtype=int)
     p_best = np.zeros(len(names))
     margin = runner_up = leader = None
+    tied = False
     point_scores = draw_scores = None
     if passing and weights:
         point_scores = weighted_scores({c: u[cols] for c, u in point_utilities.items()}, weights)
@@ -611,6 +625,11 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
             difference = draw_scores[:, order[0]] - draw_scores[:, order[1]]
             low, high = interval(difference, level)
             margin = Score(float(point_scores[order[0]] - point_scores[order[1]]), low, high)
+            # Checked on every draw, not on the margin's interval (its percentiles are 0 with up to 2.5 % of the
+            # draws on either side apart), so that page 1 can say "tie in every draw" and mean it.
+            tied = all(raw.point[c][leader] == raw.point[c][runner_up]
+                       and np.array_equal(raw.draws[c][:, leader], raw.draws[c][:, runner_up], equal_nan=True)
+                       for c in weights)
     elif passing:
         leader = passing[0]
 
@@ -657,7 +676,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         least = min(names, key=lambda n: checked[names.index(n)][1]) if names else None
     elif len(passing) == 1:
         status = DecisionStatus.ONLY_CANDIDATE
-    elif p_best[leader] >= settings.min_win_probability:
+    elif p_best[leader] >= settings.min_win_probability and not tied:  # min_win_probability 0.5: not over a twin
         status = DecisionStatus.RECOMMENDED
     else:
         status = DecisionStatus.NO_CLEAR_WINNER
@@ -669,14 +688,20 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
                                    passing.index(leader), [index.backbones[k].display_name for k in passing])
     test = _mcnemar(index, leader, runner_up) if leader is not None and runner_up is not None else None
     machines = [cost.backbones[n].machine for n in names if n in cost.backbones]
-    if weights.get("latency"):
-        for members in dict.fromkeys(timing_classes(index, cost).values()):
-            shown = [index.backbones[names.index(m)].display_name for m in members]
-            timings = " and ".join(f"{cost.backbones[m].latency_ms_median:.3g}" for m in members)
-            notes.append(f"{' and '.join(shown)} share one architecture, size and input on one machine, so one "
-                         f"latency: {raw.point['latency'][names.index(members[0])]:.3g} ms, the geometric mean of "
-                         f"their timings ({timings} ms; what separates them is the machine's drift between two "
-                         "measurements, not the weights)")
+    # Whether or not latency is weighed, page 1's table and the max_latency_ms check show the class's latency.
+    for members in dict.fromkeys(timing_classes(index, cost).values()):
+        shown = [index.backbones[names.index(m)].display_name for m in members]
+        timings = " and ".join(f"{cost.backbones[m].latency_ms_median:.3g}" for m in members)
+        hosts = list(dict.fromkeys(cost.backbones[m].machine.host for m in members))
+        # The fingerprint leaves out the host: members may have been timed on identical nodes (Ray) or machines.
+        where = ("on one machine" if len(hosts) == 1 else
+                 f"on identical machines ({', '.join(host or 'unnamed' for host in hosts)})")
+        pooled = latency[names.index(members[0])]
+        spread = "" if pooled.ci_low is None else \
+            f"; its interval [{pooled.ci_low:.3g}, {pooled.ci_high:.3g}] ms resamples the timings, not only the passes"
+        notes.append(f"{' and '.join(shown)} share one architecture, size and input {where}, so one latency: "
+                     f"{pooled.value:.3g} ms, the geometric mean of their timings ({timings} ms; what separates them "
+                     f"is the machine's drift between two measurements, not the weights){spread}")
     if any(not cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones):
         notes.append("latency of an older cost.json has no timed passes to resample: its noise is not in the intervals")
     busy = tuple((index.backbones[k].display_name, cost.backbones[n].load_per_core) for k, n in enumerate(names)
@@ -690,7 +715,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         settings.min_win_probability, sensitivity, MAX_WEIGHT, test,
         bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones),
         tuple(notes), busy if weights.get("latency") else (), settings.busy_load_per_core, unshared=tuple(unshared),
-        degenerate=degenerate)
+        degenerate=degenerate, tied=tied)
 
 
 def _degeneracy(entry, top1: Measure, settings: DecisionSettings, classes: int) -> Degeneracy:

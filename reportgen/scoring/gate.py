@@ -16,11 +16,12 @@ A challenger of the champion's timing class (the same architecture, size, input 
 :func:`~reportgen.scoring.decision.timing_class`, typically a retrained checkpoint) has the champion's latency by
 construction, and the decision gives both the same (:func:`~reportgen.scoring.decision.timing_classes`): their
 timed difference is the machine's drift between two measurements, which the resampled passes of each do not hold,
-so it never decides P(better); the row says so. Otherwise, when the champion's or the challenger's latency was timed on a busy machine (page 1 flags it), a
-``min_p_better`` pass or fail that the same draws without latency would not give is uncertain: the load, not the
-model, may have made the difference. ``on_uncertain`` says how an uncertain ``min_p_better`` or ``max_accuracy_drop`` counts. P(better) compares the two
-candidates' scores as page 1 computes them: the decision's criteria and its drawn weights. Pure numpy; reads the
-decision's inputs, never re-measures.
+so it never decides P(better); the row says so. Otherwise, when the champion's or the challenger's latency was
+timed on a busy machine (page 1 flags it; a member of its timing class so timed counts, its timing being in their
+shared latency), a ``min_p_better`` pass or fail that the same draws without latency would not give is uncertain:
+the load, not the model, may have made the difference. ``on_uncertain`` says how an uncertain ``min_p_better`` or
+``max_accuracy_drop`` counts. P(better) compares the two candidates' scores as page 1 computes them: the decision's
+criteria and its drawn weights. Pure numpy; reads the decision's inputs, never re-measures.
 """
 from __future__ import annotations
 
@@ -133,7 +134,12 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
     raw, weights = inputs["raw"], dict(decision.weights)
     k0 = names.index(settings.champion)
     champion = decision.candidate(settings.champion)
-    busy = {name for name, _ in decision.busy_latency}  # latency timed under load: noise its passes do not hold
+    # Latency timed under load: noise its passes do not hold. A timing class's latency pools its members' timings,
+    # so one member timed under load is in every member's latency (the champion's, beside a busy retrained copy).
+    classes = inputs.get("timing_classes", {})
+    timed_busy = {c.backbone for c in decision.candidates if c.display_name in
+                  {shown for shown, _ in decision.busy_latency}}
+    busy = {name for name in names if timed_busy & set(classes.get(name, (name,)))}
     rows = []
     for k1, name in enumerate(names):
         if k1 == k0:
@@ -142,7 +148,7 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
         who = candidate.display_name
         if settings.min_p_better is not None:
             limit = settings.min_p_better
-            same_timing = "latency" in weights and settings.champion in inputs.get("timing_classes", {}).get(name, ())
+            same_timing = "latency" in weights and settings.champion in classes.get(name, ())
             p, difference = _p_better(raw, weights, k0, k1, draws, uncertainty)
             if p is None:
                 outcome, text = UNCERTAIN, f"{who}: no criterion with values for both, so P(better) is not measured"
@@ -158,11 +164,12 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
                 text = (f"{who}: P(score above {champion.display_name}'s) = {p:.3f} over {draws.samples:,} draws "
                         f"(needs ≥ {limit:g}); score difference {np.nanmean(difference):+.2f}{shown} points")
                 if same_timing:
-                    text += (f"; the champion's architecture on the same machine: one latency for both "
-                             f"({raw.point['latency'][k0]:.3g} ms, page 1), their timings' difference is drift")
+                    text += (f"; the champion's architecture, size and input on the same kind of machine: one "
+                             f"latency for both ({raw.point['latency'][k0]:.3g} ms, page 1), their timings' "
+                             "difference is drift")
                 # Latency timed on a busy machine carries noise its resampled passes do not hold (the load differed
                 # between the candidates' timings): a verdict that does not stand without latency is not one.
-                elif outcome != UNCERTAIN and "latency" in weights and busy & {who, champion.display_name}:
+                elif outcome != UNCERTAIN and "latency" in weights and busy & {name, settings.champion}:
                     steady, _ = _p_better(raw, weights, k0, k1, draws, uncertainty, leave_out="latency")
                     if judged(steady) != outcome:
                         outcome = UNCERTAIN
