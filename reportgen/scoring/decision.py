@@ -291,17 +291,18 @@ def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: Cos
         # machine's drift between measurements), so each member gets their geometric mean, drawn the same way.
         members = tuple(sorted(classes.get(name, (name,))))  # by name: the battery's order changes no draw
         timings = [timed(member) for member in members]
+        if len(timings) == 1:
+            return timings[0]  # its own timing, bit for bit (exp(log(x)) need not give x back)
         with np.errstate(divide="ignore", invalid="ignore"):
             point = float(np.exp(np.mean([np.log(p) for p, _ in timings])))
             logs = np.log(np.stack([d for _, d in timings]))  # (members, B)
-            if len(members) > 1:
-                # The drift between the members' sessions is noise each one's resampled passes do not hold (16.4
-                # against 12.9 ms, each within ±3.4 %): each draw also resamples the sessions (the members, with
-                # replacement), so the class's interval spans the spread its timings showed instead of narrowing
-                # below each one's. Seeded by the class, so every member gets the same draws.
-                rng = np.random.default_rng(stable_seed(draws.seed, "timing class", *members))
-                sessions = rng.integers(0, len(members), size=(draws.samples, len(members)))
-                logs = logs[sessions, np.arange(draws.samples)[:, None]].T
+            # The drift between the members' sessions is noise each one's resampled passes do not hold (16.4
+            # against 12.9 ms, each within ±3.4 %): each draw also resamples the sessions (the members, with
+            # replacement), so the class's interval spans the spread its timings showed instead of narrowing below
+            # each one's. Seeded by the class, so every member gets the same draws.
+            rng = np.random.default_rng(stable_seed(draws.seed, "timing class", *members))
+            sessions = rng.integers(0, len(members), size=(draws.samples, len(members)))
+            logs = logs[sessions, np.arange(draws.samples)[:, None]].T
             drawn = np.exp(np.mean(logs, axis=0))
         return point, drawn
 
