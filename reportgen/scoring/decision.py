@@ -240,7 +240,7 @@ def _size_mix(index: RunIndex, vectors: Vectors) -> dict:
     return {size: boxed.count(size) / len(boxed) for size in SIZES if boxed.count(size)} if boxed else {}
 
 
-def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: CostReport, mix: dict,
+def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: CostReport, classes: dict, mix: dict,
                 arrays_of: Optional[Callable[[str], dict]]) -> _Raw:
     names = [b.name for b in index.backbones]
     raw = _Raw()
@@ -283,8 +283,6 @@ def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: Cos
         if found.latency_ms_samples:
             return float(np.median(found.latency_ms_samples)), draws.resampled_medians(found.latency_ms_samples, name)
         return found.latency_ms_median, np.full(draws.samples, found.latency_ms_median)  # an older cost.json
-
-    classes = timing_classes(index, cost)
 
     def latency(k, name):
         # One timing class, one true latency: its members' timings are measurements of it (their spread is the
@@ -548,7 +546,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     vectors = Vectors(index, metrics.per_image)
     names = [b.name for b in index.backbones]
     mix = _size_mix(index, vectors)
-    raw = _raw_values(index, vectors, draws, cost, mix, arrays_of)
+    classes = timing_classes(index, cost)
+    raw = _raw_values(index, vectors, draws, cost, classes, mix, arrays_of)
     labelled = int(sum(p.correct_top1 is not None for p in index.backbones[0].predictions)) if names else 0
 
     notes = []
@@ -592,7 +591,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
 
     if inputs is not None:
         inputs["raw"] = raw
-        inputs["timing_classes"] = timing_classes(index, cost)
+        inputs["timing_classes"] = classes
     # Compare like with like: a criterion that some compared candidate has no value for is left out for all of them.
     weighted, unshared = dict(weights), []
     if len(passing) > 1:
@@ -690,7 +689,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     test = _mcnemar(index, leader, runner_up) if leader is not None and runner_up is not None else None
     machines = [cost.backbones[n].machine for n in names if n in cost.backbones]
     # Whether or not latency is weighed, page 1's table and the max_latency_ms check show the class's latency.
-    for members in dict.fromkeys(timing_classes(index, cost).values()):
+    for members in dict.fromkeys(classes.values()):
         shown = [index.backbones[names.index(m)].display_name for m in members]
         timings = " and ".join(f"{cost.backbones[m].latency_ms_median:.3g}" for m in members)
         hosts = list(dict.fromkeys(cost.backbones[m].machine.host for m in members))
