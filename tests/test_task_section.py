@@ -137,6 +137,23 @@ def test_the_html_section_escapes_class_names_and_has_its_anchor():
     assert "labels file (labels.txt)" in html
 
 
+def test_the_class_table_has_a_note_column_only_when_a_class_has_a_note():
+    """A user run on four folders of 75 images showed an empty, unheaded fourth column in the class table."""
+    from reportgen.report.render import template_environment
+
+    def label_table(section):
+        html = template_environment().get_template("_report_task.html.j2").render(task=section)
+        return html.split('<table id="tab-task-labels">')[1].split("</table>")[0]
+
+    every_class = task_rows(report({"b": score()}, classes=(30, 12, 8)), {"b": "B"})
+    assert all(row.note == "" for row in every_class.labels)
+    table = label_table(every_class)
+    assert table.count("<th>") == 3 and table.count("<td") == 3 * 3, table
+    one_empty = task_rows(report({"b": score()}, classes=(30, 12, 0)), {"b": "B"})
+    table = label_table(one_empty)
+    assert "<th>note</th>" in table and table.count("<td") == 3 * 4 and "no labelled images" in table, table
+
+
 def test_confusion_figure_for_many_classes_and_long_names():
     names = [f"a rather long class name {i}" for i in range(25)]
     labels = axis_names(names)
