@@ -16,7 +16,7 @@ from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DecodedInputs
 from ..inputs.decoding import load_rgb
 from ..inputs.images import ImageRecord, ImageSet
-from ..inputs.images import ImageSet as TrainingSet
+from ..inputs.labels import IMAGENET_CLASSES
 from ..results import arrays as keys
 from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, Estimand, FaithfulnessRun,
                               FeatureCka, FeatureStats, TaskRun,
@@ -252,15 +252,16 @@ def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set
             {keys.ROAD: scores.values})
 
 
-def check_targets(model, image_set: ImageSet, name: str, data_config: dict) -> None:
+def check_targets(model, image_set: ImageSet, name: str) -> None:
     """Every class a CAM is asked to explain must be an output of the head (pytorch-grad-cam's
     ClassifierOutputTarget would index past it)."""
     labels = [r.class_index for r in image_set.records if r.class_index is not None]
     if not labels:
         return
-    outputs = int(model.get_classifier().out_features) if isinstance(model.get_classifier(), torch.nn.Linear) else None
-    if outputs is None:
+    classifier = model.get_classifier()
+    if not isinstance(classifier, torch.nn.Linear):
         return
+    outputs = int(classifier.out_features)
     if outputs == 1:  # a sigmoid head seen as two logits
         outputs = 2
     if max(labels) >= outputs:
@@ -396,7 +397,7 @@ def _stage_timer(timings: dict):
 
 
 def probe_setup(model, batches: Batches, image_set: ImageSet, head: HeadPlan, config: AnalysisConfig, device: str,
-                progress, count, name: str, train: Optional["TrainingSet"] = None) -> ProbeSetup:
+                progress, count, name: str, train: Optional[ImageSet] = None) -> ProbeSetup:
     """The head a probe candidate's heatmaps explain, fit before its CAM pass: on ``train`` (every training image's
     features), else on a per-class hashed sample of the labelled images."""
     if train is not None:
@@ -416,7 +417,7 @@ def probe_setup(model, batches: Batches, image_set: ImageSet, head: HeadPlan, co
 
 
 def fit_probe_setup(plan: WeightsPlan, image_set: ImageSet, head: HeadPlan, config: AnalysisConfig, device: str,
-                    decoded: Optional[DecodedInputs] = None, train: Optional["TrainingSet"] = None) -> ProbeSetup:
+                    decoded: Optional[DecodedInputs] = None, train: Optional[ImageSet] = None) -> ProbeSetup:
     """:func:`probe_setup` with its own model: a sharded run's driver fits it once and hands it to every shard."""
     torch.manual_seed(config.seed)
     loaded = load_model(plan, config.seed, head)
@@ -444,7 +445,7 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
                      on_batch: OnBatch = lambda stage, done, total: None,
                      keep_merge_state: bool = False, decoded: Optional[DecodedInputs] = None,
                      with_cost: bool = True, head: Optional[HeadPlan] = None,
-                     train: Optional["TrainingSet"] = None,
+                     train: Optional[ImageSet] = None,
                      setup: Optional[ProbeSetup] = None) -> MeasuredBackbone:
     """Everything the battery measures for one backbone (pure: no files, no printing beyond ``progress``;
     ``decoded`` is read, not written). ``head``: how the candidate is scored in the run's label space (default:
@@ -454,7 +455,7 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
     backbone = plan.backbone
     timings: dict = {}
     stage = _stage_timer(timings)
-    head = head or HeadPlan(Estimand.IMAGENET_HEAD, 1000, 1000)
+    head = head or HeadPlan(Estimand.IMAGENET_HEAD, IMAGENET_CLASSES, IMAGENET_CLASSES)
     with stage("load_s", release=False):
         torch.manual_seed(config.seed)
         loaded: LoadedModel = load_model(plan, config.seed, head)
@@ -469,7 +470,7 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
             setup = setup or probe_setup(model, batches, image_set, head, config, device, progress, count,
                                          backbone.name, train)
             _attach_probe(model, setup, head)
-    check_targets(model, image_set, backbone.name, loaded.data_config)
+    check_targets(model, image_set, backbone.name)
     progress(f"{backbone.name}: Grad-CAM and features on {total} images, {len(layers)} layers")
 
     with stage("cam_and_features_s"):

@@ -19,6 +19,7 @@ import torch
 from ..errors import InputDataError
 from ..inputs.labels import IMAGENET_CLASSES, LabelSpace, safetensors_header
 from ..results.schema import Estimand, WeightsSource
+from .models import unwrapped_state
 from .weights import WeightsPlan
 
 
@@ -62,10 +63,7 @@ def head_outputs(plan: WeightsPlan) -> int:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # refused or damaged: loading the weights says so, with the reason
             return default_outputs(plan.backbone.timm_id)
-        for wrapper in ("state_dict", "model", "state_dict_ema"):
-            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-                state = state[wrapper]
-                break
+        state = unwrapped_state(state)
         tensor = state.get(key, state.get("module." + key)) if isinstance(state, dict) else None
         shape = list(tensor.shape) if torch.is_tensor(tensor) else None
     if not shape:
@@ -88,12 +86,11 @@ def plan_head(plan: WeightsPlan, space: LabelSpace, outputs: Optional[int] = Non
     classes = space.size
     if outputs == classes or (outputs == 1 and classes == 2):
         return HeadPlan(Estimand.OWN_HEAD, outputs, classes)
-    if outputs == default_outputs(plan.backbone.timm_id) and plan.source != WeightsSource.CHECKPOINT:
+    stock = outputs == default_outputs(plan.backbone.timm_id) and plan.source != WeightsSource.CHECKPOINT
+    if stock or outputs == IMAGENET_CLASSES:
         return HeadPlan(Estimand.LINEAR_PROBE, outputs, classes)
-    if outputs == IMAGENET_CLASSES:
-        return HeadPlan(Estimand.LINEAR_PROBE, outputs, classes)
-    raise InputDataError(f"{name}: its head ({key!r}) has {outputs} outputs but {space.describe_source()} names {classes} "
-                         f"classes; pass the label list the head was trained with (--labels FILE), or its "
+    raise InputDataError(f"{name}: its head ({key!r}) has {outputs} outputs but {space.describe_source()} names "
+                         f"{classes} classes; pass the label list the head was trained with (--labels FILE), or its "
                          "checkpoint.")
 
 

@@ -110,6 +110,15 @@ def require_safe_torch(version: str | None = None) -> None:
                                  "fixes CVE-2025-32434 and CVE-2026-24747; upgrade torch before loading weights.")
 
 
+def unwrapped_state(state):
+    """The state dict inside a training checkpoint's wrapper (``state_dict``, ``model`` or ``state_dict_ema``, the
+    first found), else ``state`` itself."""
+    for wrapper in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            return state[wrapper]
+    return state
+
+
 def _load_pickle_checkpoint(arch: str, path: str, outputs: Optional[int] = None) -> torch.nn.Module:
     """A --trust-pickle checkpoint: torch.load(weights_only=True) admits tensors and plain containers only,
     so a pickle that carries code is refused instead of run."""
@@ -119,10 +128,7 @@ def _load_pickle_checkpoint(arch: str, path: str, outputs: Optional[int] = None)
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise InputDataError(f"checkpoint {path} was refused by torch.load(weights_only=True): {first}; "
                              "export the weights as .safetensors instead.") from None
-    for wrapper in ("state_dict", "model", "state_dict_ema"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-            break
+    state = unwrapped_state(state)
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise InputDataError(f"checkpoint {path} holds no state dict of tensors; export model.state_dict().")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
@@ -138,7 +144,8 @@ def _strictly_loaded(arch: str, state: dict, path: str, outputs: Optional[int] =
     except RuntimeError as exc:
         head = f" with a {outputs}-output head" if outputs else ""
         raise InputDataError(f"checkpoint {path} does not fit {arch}{head}: first offending key "
-                             f"{_first_offending_key(str(exc))!r}; pass weights saved from this architecture.") from None
+                             f"{_first_offending_key(str(exc))!r}; pass weights saved from this "
+                             "architecture.") from None
     return model
 
 
@@ -169,19 +176,16 @@ def load_model(plan: WeightsPlan, seed: int, head=None) -> LoadedModel:
     architecture = plan.backbone.timm_id
     if plan.source == WeightsSource.MISSING:
         raise WeightsUnavailable(f"{plan.backbone.name}: no weights ({plan.fix}).")
-    own_outputs = head.builds_with if head is not None else None
-    if own_outputs is not None and plan.source == WeightsSource.CHECKPOINT:
-        from .heads import default_outputs, wrap_sigmoid_head
+    from .heads import default_outputs, wrap_sigmoid_head
 
-        if own_outputs != default_outputs(architecture):
-            model = _load_own_head_checkpoint(architecture, weights_file(plan), own_outputs)
-            if own_outputs == 1:
-                wrap_sigmoid_head(model, architecture)
-            model.eval()
-            path = weights_file(plan)
-            return LoadedModel(model, data_config_of(architecture, model), plan.source, path, sha256_file(path),
-                               state_dict_sha256(model))
-    if plan.source == WeightsSource.RANDOM:
+    own_outputs = head.builds_with if head is not None else None
+    if (own_outputs is not None and plan.source == WeightsSource.CHECKPOINT
+            and own_outputs != default_outputs(architecture)):
+        path = weights_file(plan)
+        model = _load_own_head_checkpoint(architecture, path, own_outputs)
+        if own_outputs == 1:
+            wrap_sigmoid_head(model, architecture)
+    elif plan.source == WeightsSource.RANDOM:
         torch.manual_seed(seed)
         model, path = timm.create_model(architecture, pretrained=False), ""
     else:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..inputs.config import AnalysisConfig
 from ..inputs.images import ImageSet, sample_key
+from ..inputs.labels import IMAGENET_CLASSES
 from ..results import arrays as keys
 from ..results.schema import BackboneResult, Estimand, ExcludedClass, Prediction, RankedClass, TaskRun
 from ..scoring.calibration import softmax
@@ -53,12 +54,9 @@ def explaining_sample(image_set: ImageSet, classes: int, config: AnalysisConfig)
     return tuple(sorted(chosen))
 
 
-def explaining_head(features: np.ndarray, labels: np.ndarray, classes: int, config: AnalysisConfig,
-                    keep: Optional[np.ndarray] = None) -> Optional[ExplainingProbe]:
-    """The probe pipeline fit on these images, restricted to the ``keep`` classes, folded into one linear head."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if keep is not None:
-        labels = np.where(np.isin(labels, keep), labels, -1)
+def explaining_head(features: np.ndarray, labels: np.ndarray, classes: int,
+                    config: AnalysisConfig) -> Optional[ExplainingProbe]:
+    """The probe pipeline fit on these images, folded into one linear head."""
     return fit_explaining(features, labels, classes, c=config.probe_c)
 
 
@@ -86,7 +84,8 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
     measures = transfer_measures(features, labels, classes, folds=config.probe_folds, c=config.probe_c,
                                  knn_k=config.knn_k, knn_temperature=config.knn_temperature, seed=config.seed,
                                  train_features=setup.train_features if train else None,
-                                 train_labels=setup.train_labels if train else None)
+                                 train_labels=setup.train_labels if train else None,
+                                 explain=False)  # the heatmaps explain the head fit before the CAM pass
     head = softmax(arrays[keys.LOGITS].astype(np.float64))
     oof = np.asarray(measures.probe_probs, dtype=np.float64)
     scored = np.where(np.all(np.isfinite(oof), axis=1)[:, None], oof, head)
@@ -94,10 +93,11 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
     arrays[keys.LOGITS] = np.log(np.maximum(scored, 1e-30)).astype(np.float32)
     arrays[keys.KNN_PRED] = np.asarray(measures.knn_pred, dtype=np.int64)
     excluded = tuple(ExcludedClass(e.index, name_of(e.index), e.images, e.reason) for e in measures.excluded)
-    task = TaskRun(Estimand.LINEAR_PROBE, entry.task.head_outputs if entry.task else 1000, measures.protocol,
-                   measures.folds, tuple(int(c) for c in measures.classes_used), excluded, int(features.shape[1]),
-                   config.knn_k, measures.logme, measures.note, measures.logme_note,
+    task = TaskRun(Estimand.LINEAR_PROBE, entry.task.head_outputs if entry.task else IMAGENET_CLASSES,
+                   measures.protocol, measures.folds, tuple(int(c) for c in measures.classes_used), excluded,
+                   int(features.shape[1]), config.knn_k, measures.logme, measures.note, measures.logme_note,
                    setup.fit_images if setup is not None else (entry.task.explained_by if entry.task else 0))
-    # No probe (under two usable classes): nothing is scored, rather than the placeholder head's constant answer.
-    scored_labels = labels if measures.explaining is not None or train else np.full_like(labels, -1)
+    # No probe (under two usable classes: the note says why): nothing is scored, rather than the placeholder head's
+    # constant answer.
+    scored_labels = labels if not measures.note or train else np.full_like(labels, -1)
     return replace(entry, predictions=ranked(entry.predictions, scored, scored_labels, name_of), task=task), arrays

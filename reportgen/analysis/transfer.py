@@ -69,7 +69,7 @@ class TransferMeasures:
     probe_probs: np.ndarray  # (N, C) float64 out-of-fold (or train-fit) probabilities; NaN rows: not scored
     knn_pred: np.ndarray  # (N,) int64 out-of-fold k-NN prediction, -1 where not scored
     logme: Optional[float]  # LogME over the scored images (None when under 2 classes among them)
-    explaining: Optional[ExplainingProbe]
+    explaining: Optional[ExplainingProbe]  # None: no probe (``note`` says why), or not asked for (explain=False)
     note: str  # "" or one sentence why there is no probe
     logme_note: str = ""  # why LogME is not measured, when it is not
 
@@ -287,7 +287,8 @@ def _explaining(pipe: Pipeline, classes: int) -> ExplainingProbe:
     return ExplainingProbe(weight=weight, bias=bias)
 
 
-def fit_explaining(features, labels, classes: int, *, c: float = 1.0, max_iter: int = 1000) -> Optional[ExplainingProbe]:
+def fit_explaining(features, labels, classes: int, *, c: float = 1.0,
+                   max_iter: int = 1000) -> Optional[ExplainingProbe]:
     """The head the heatmaps explain: the probe's pipeline fit on these images (label -1: left out), folded into one
     linear head over all ``classes`` (classes without images: weight 0, bias ABSENT_BIAS). None under two classes."""
     features = np.asarray(features, dtype=np.float64)
@@ -330,7 +331,7 @@ def _check_features(features, what: str) -> np.ndarray:
 def transfer_measures(features, labels, classes: int, *, folds: int = 5, min_images_per_class: Optional[int] = None,
                       c: float = 1.0, max_iter: int = 1000, knn_k: int = 20, knn_temperature: float = 0.07,
                       seed: int = 0, train_features=None, train_labels=None,
-                      class_names: Optional[Sequence[str]] = None) -> TransferMeasures:
+                      class_names: Optional[Sequence[str]] = None, explain: bool = True) -> TransferMeasures:
     """The linear probe, the k-NN and LogME of ``features`` (N, D) for ``labels`` (N,) (class index in
     0..classes-1, -1 unlabelled).
 
@@ -339,7 +340,9 @@ def transfer_measures(features, labels, classes: int, *, folds: int = 5, min_ima
     other classes with labelled images are ``excluded``. With ``train_features``/``train_labels``: the probe and the
     k-NN are fit once on the labelled training images of the classes with at least ``min_images_per_class``
     (default 1) of them and score every labelled image of ``features`` in those classes. ``class_names`` (optional,
-    C names) only words the note. Deterministic for the same inputs and seed."""
+    C names) only words the note. ``explain=False`` leaves out the explaining probe (with cross-validation, one more
+    fit on every scored image), for a caller whose heatmaps explain a head fit elsewhere. Deterministic for the same
+    inputs and seed."""
     features = _check_features(features, "features")
     n, d = features.shape
     if classes < 1:
@@ -421,7 +424,7 @@ def transfer_measures(features, labels, classes: int, *, folds: int = 5, min_ima
         if scored.size:
             probe_probs[scored] = _probabilities(pipe, features[scored], classes)
             knn_pred[scored] = _knn_predict(_unit(x), y, unit[scored], classes, knn_k, knn_temperature)
-        explaining = _explaining(pipe, classes)
+        explaining = _explaining(pipe, classes) if explain else None
     else:
         y = labels[scored]
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -441,7 +444,7 @@ def transfer_measures(features, labels, classes: int, *, folds: int = 5, min_ima
             probe_probs[rows_test] = _probabilities(pipe, features[rows_test], classes)
             knn_pred[rows_test] = _knn_predict(unit[rows_train], labels[rows_train], unit[rows_test], classes,
                                                knn_k, knn_temperature)
-        explaining = _explaining(_pipeline(c, max_iter).fit(features[scored], y), classes)
+        explaining = _explaining(_pipeline(c, max_iter).fit(features[scored], y), classes) if explain else None
 
     scored_labels = labels[scored]
     value, logme_note = checked_logme(features[scored], scored_labels)

@@ -414,7 +414,8 @@ MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles",
                      "knn_temperature")
 SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_level", "depth_figure_images",
                        "size_small_below", "size_large_from", "clutter_edge_density", "grid_max_images",
-                       "grid_sample_each", "table_max_rows", "calibration_min_labelled", "label_order_min_gain", "rules", "decision", "gate")
+                       "grid_sample_each", "table_max_rows", "calibration_min_labelled", "label_order_min_gain",
+                       "rules", "decision", "gate")
 EXECUTION_FIELDS = ("batch_size",)
 
 

@@ -20,7 +20,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol
 
 from ..errors import InputDataError
 from ..strenum import StrEnum
@@ -84,10 +84,10 @@ class LabelSpace:
         text = value.strip()
         if text in self.names:
             return self.names.index(text)
-        if text.isdigit() and int(text) < len(self.names) and text not in self.names:
+        if text.isdigit() and int(text) < len(self.names):
             return int(text)
         raise ValueError(f"{text!r} is not one of the {len(self.names)} classes of {self.describe_source()} "
-                         f"({_listed(self.names)})")
+                         f"({listed_names(self.names)})")
 
     def name(self, index: int) -> str:
         return self.imagenet.name(index) if self.is_imagenet else self.names[index]
@@ -99,10 +99,11 @@ class LabelSpace:
         """'your 2 classes (ants, bees)' or 'ImageNet-1k'."""
         if self.is_imagenet:
             return "ImageNet-1k"
-        return f"your {len(self.names)} classes ({_listed(self.names, 6)})"
+        return f"your {len(self.names)} classes ({listed_names(self.names, 6)})"
 
 
-def _listed(names, limit: int = 8) -> str:
+def listed_names(names, limit: int = 8) -> str:
+    """'ants, bees, … (3 more)': the first ``limit`` names, then how many are left out."""
     shown = ", ".join(names[:limit])
     return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
 
@@ -294,8 +295,9 @@ def choose_label_space(images_dir: Path, resolver: ImageNetResolver, labels_file
         for other in head_names[1:]:
             if other.names != first.names:
                 raise InputDataError(f"checkpoints of {first.backbone} and {other.backbone} store different class "
-                                     f"names ({_listed(first.names, 4)} against {_listed(other.names, 4)}); pass "
-                                     "--labels FILE to say which order the run uses.")
+                                     f"names ({listed_names(first.names, 4)} against "
+                                     f"{listed_names(other.names, 4)}); pass --labels FILE to say which order the "
+                                     "run uses.")
         space = own_space(first.names, NamesSource.CHECKPOINT, first.how)
     elif used.names and not _mostly_imagenet(used.names, resolver):
         if used.source == NamesSource.FOLDERS:
@@ -319,17 +321,6 @@ def _check_agreement(space: LabelSpace, used: AnnotationNames) -> None:
     if unknown:
         without = [n for n in space.names if n not in used.names]
         raise InputDataError(
-            f"{used.where} and {space.describe_source()} disagree: not in the labels: {_listed(unknown, 6)}; "
-            f"in the labels without images: {_listed(without, 6) if without else 'none'}; rename the folders or fix "
-            "the label list.")
-
-
-def class_counts(labels, classes: int) -> tuple[int, ...]:
-    counts = [0] * classes
-    for label in labels:
-        if label is not None:
-            counts[label] += 1
-    return tuple(counts)
-
-
-Resolve = Callable[[str], int]
+            f"{used.where} and {space.describe_source()} disagree: not in the labels: {listed_names(unknown, 6)}; "
+            f"in the labels without images: {listed_names(without, 6) if without else 'none'}; rename the folders "
+            "or fix the label list.")

@@ -179,14 +179,12 @@ def render_failed(exc: Exception, results: Path, out_dir: Path, formats) -> Repo
 def finish_merged_probes(index, results: Path, prepared: PreparedRun, setups: dict):
     """The linear probe, k-NN and LogME of every probed backbone, fit once on the merged features (the shards kept
     them): the same computation, on the same numbers, as in one process."""
-    import numpy as np
-
     from ..analysis.probe import finish_probe
     from ..results.schema import Estimand
     from ..results.store import load_arrays, write_arrays
+    from ..scoring.task_report import truth_of
 
-    labels = np.array([image.class_index if image.class_index is not None else -1 for image in index.images],
-                      dtype=np.int64)
+    labels = truth_of(index)
     entries = []
     for entry in index.backbones:
         if entry.estimand != Estimand.LINEAR_PROBE:

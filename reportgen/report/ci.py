@@ -1,5 +1,5 @@
 """The gate for CI, from saved results (torch-free): the verdict, the JUnit XML file CI systems display, and the
-GitHub Actions job summary. The numbers come from :func:`reportgen.report.context.decide_and_gate`, the same
+GitHub Actions job summary. The numbers come from :func:`reportgen.scoring.gate.decide_and_gate`, the same
 function the report's page 1 uses."""
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def run_gate(results_dir: Path, junit: Optional[Path] = None, settings: Optional
     if not gate.passed:
         failed = gate.failures()
         raise GateFailed(f"gate failed: {len(failed)} of {len(gate.rows)} conditions against champion "
-                         f"{gate.champion} ({failed[0].text})" + (f"; the JUnit file is {junit}" if junit else "") + ".")
+                         f"{gate.champion} ({failed[0].text})" + (f"; the JUnit file is {junit}" if junit else "")
+                         + ".")
     say(f"gate passed: champion {gate.champion}, {len(gate.rows)} condition(s), verdict {PASS}")
     return gate

@@ -472,7 +472,7 @@ def build_context(results: SavedResults) -> ReportContext:
         families=tuple(row for family in conclusions.families_present
                        for row in _localisation_rows(lookup, "family", family, family)),
         prediction_headers=tuple(b.display_name for b in index.backbones),
-        top5_informative=index.class_count() > 5,
+        top5_informative=index.top5_informative,
         predictions=_prediction_lines(index),
         depth_figures=depth_figures,
         depths=tuple(DepthRow(b.display_name, role, b.depth_layers[role],

@@ -194,7 +194,8 @@ def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskRepor
         order = score.label_order if score is not None else None
         if order is None or not order.flagged:
             continue
-        mapping = ", ".join(f"output {head} ({names[head]!r}) looks like {names[label]!r}" for head, label in order.mapping)
+        mapping = ", ".join(f"output {head} ({names[head]!r}) looks like {names[label]!r}"
+                            for head, label in order.mapping)
         out.append((text(f"{c.display_name}'s head probably numbers the classes in another order than the labels: ",
                          strong=True),
                     text(f"{mapping}; accuracy {pct(order.accuracy_as_is)} as given, {pct(order.accuracy_mapped)} "

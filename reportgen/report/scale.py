@@ -107,7 +107,7 @@ def accuracy_rows(index: RunIndex) -> tuple:
         rows.append(AccuracyRow(
             b.display_name, len(b.predictions), len(labelled),
             float(np.mean([p.correct_top1 for p in labelled])) if labelled else None,
-            float(np.mean([p.correct_top5 for p in labelled])) if labelled and index.class_count() > 5 else None,
+            float(np.mean([p.correct_top5 for p in labelled])) if labelled and index.top5_informative else None,
             float(np.mean([p.top5[0].prob for p in b.predictions])) if b.predictions else 0.0,
             sum(1 for p in labelled if not p.correct_top1)))
     return tuple(rows)

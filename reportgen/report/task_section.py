@@ -14,8 +14,6 @@ from .phrases import Sentence, text
 CLASSES_NAMED = 12  # the intro sentence names this many classes, then says how many more (the table lists all)
 NOT_APPLICABLE = "—"  # a probe's measure in an own head's row
 
-ESTIMAND_LABEL = {Estimand.OWN_HEAD: "own head", Estimand.LINEAR_PROBE: "linear probe",
-                  Estimand.IMAGENET_HEAD: "ImageNet head"}
 ESTIMAND_NOTE = {Estimand.OWN_HEAD: "the head stored with the weights, scored as it is",
                  Estimand.LINEAR_PROBE: "a lower bound on what fine-tuning reaches",
                  Estimand.IMAGENET_HEAD: "ImageNet-1k's classes, not yours"}
@@ -168,10 +166,10 @@ def _method(scores: Mapping[str, TaskScore]) -> Sentence:
                           "regression on its frozen pooled features, each image predicted by a probe that did not "
                           "see it — "))
         parts.append(text("a lower bound on what fine-tuning reaches", strong=True))
-        parts.append(text(". Beside it, a k-NN classifier scored the same way (cosine similarity) and LogME (You et al. "
-                          "2021: the evidence of a linear model of the labels on the features, per image; higher is "
-                          "better, comparable only between backbones on these images) rank how well the frozen "
-                          "features transfer. "))
+        parts.append(text(". Beside it, a k-NN classifier scored the same way (cosine similarity) and LogME (You "
+                          "et al. 2021: the evidence of a linear model of the labels on the features, per image; "
+                          "higher is better, comparable only between backbones on these images) rank how well the "
+                          "frozen features transfer. "))
     parts.append(text("Intervals are 95 % from the run's paired bootstrap; n counts the images scored."))
     return tuple(parts)
 
@@ -247,7 +245,7 @@ def task_rows(report: TaskReport, display_names: Mapping[str, str],
         probe = score.estimand == Estimand.LINEAR_PROBE
         run = runs.get(name)
         candidates.append(CandidateRow(
-            name, display[name], ESTIMAND_LABEL.get(score.estimand, str(score.estimand)),
+            name, display[name], str(score.estimand),
             ESTIMAND_NOTE.get(score.estimand, ""), probe, _share_cell(score.accuracy), _number_cell(score.macro_f1),
             _share_cell(score.knn_accuracy) if probe else Cell(NOT_APPLICABLE),
             num(score.logme) if probe else NOT_APPLICABLE, _protocol(score, run), _excluded_text(report, score),
@@ -319,18 +317,16 @@ def build_task(results, numbered=None) -> Optional[TaskSection]:
     names = [c.name for c in task.classes]
     shown = [row.backbone for row in section.candidates]
     titles = [f"{row.display_name} ({row.estimand})" for row in section.candidates]
-    many = len(names) > task_figures.CELL_NUMBERS_MAX_CLASSES
-    cut = any(len(n) > task_figures.NAME_CHARACTERS for n in names)
+    cells = (f"cells without numbers (more than {task_figures.CELL_NUMBERS_MAX_CLASSES} classes)"
+             if len(names) > task_figures.CELL_NUMBERS_MAX_CLASSES else "counts in the cells")
     probes = any(row.probe for row in section.candidates)
     caption = ("Confusion matrices on your classes, one panel per candidate: rows the true class, columns the "
-               "predicted one" + (" (a probe's out-of-fold prediction)" if probes else "") +
-               "; labelled images with a prediction, " + ("cells without numbers (more than "
-                                                          f"{task_figures.CELL_NUMBERS_MAX_CLASSES} classes)"
-                                                          if many else "counts in the cells") +
-               "; one colour scale for every panel." +
-               (f" Class names longer than {task_figures.NAME_CHARACTERS} characters are shortened"
-                + (", each led by its index" if task_figures.axis_names(names) != [
-                    task_figures.short_name(n) for n in names] else "") + "." if cut else ""))
+               "predicted one" + (" (a probe's out-of-fold prediction)" if probes else "")
+               + f"; labelled images with a prediction, {cells}; one colour scale for every panel.")
+    if any(len(n) > task_figures.NAME_CHARACTERS for n in names):
+        indexed = task_figures.axis_names(names) != [task_figures.short_name(n) for n in names]
+        caption += (f" Class names longer than {task_figures.NAME_CHARACTERS} characters are shortened"
+                    + (", each led by its index" if indexed else "") + ".")
     figure = numbered.add("fig-task-confusion", caption, task_figures.confusion_plot(
         titles, names, [task.scores[name].confusion for name in shown]))
     return replace(section, figure=figure)

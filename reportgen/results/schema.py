@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 
 from ..inputs.config import AnalysisConfig
 from ..inputs.images import SkippedImage
+from ..inputs.labels import IMAGENET_CLASSES, listed_names
 from ..strenum import StrEnum
 
 # 2: per-backbone files under backbones/, streamed CKA, skipped images
@@ -199,9 +200,7 @@ class LabelSpaceInfo(JsonRecord):
         """'your 2 classes (ants, bees)', the first ``limit`` names shown; 'ImageNet-1k' for ImageNet's."""
         if self.is_imagenet:
             return "ImageNet-1k"
-        shown = ", ".join(self.names[:limit]) + (f", … ({len(self.names) - limit} more)"
-                                                 if len(self.names) > limit else "")
-        return f"your {len(self.names)} classes ({shown})"
+        return f"your {len(self.names)} classes ({listed_names(self.names, limit)})"
 
 
 @dataclass(frozen=True)
@@ -429,7 +428,12 @@ class RunIndex(JsonRecord):
         return not self.label_space.is_imagenet
 
     def class_count(self) -> int:
-        return 1000 if self.label_space.is_imagenet else len(self.label_space.names)
+        return IMAGENET_CLASSES if self.label_space.is_imagenet else len(self.label_space.names)
+
+    @property
+    def top5_informative(self) -> bool:
+        """More than five classes: with five or fewer every top-5 holds the label, so top-5 says nothing."""
+        return self.class_count() > 5
 
     @property
     def untrained(self) -> bool:

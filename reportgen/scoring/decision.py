@@ -162,7 +162,8 @@ class Decision:
     dropped: tuple  # (criterion, why) left out of every score
     constraints: dict  # key -> limit, only those set
     size_mix: dict  # size -> share of the boxed images
-    quality_axis: str  # the chart's vertical axis: "top-1 accuracy" ("task accuracy" on the user's classes) or "localisation"
+    # the chart's vertical axis: "top-1 accuracy" ("task accuracy" on the user's classes) or "localisation"
+    quality_axis: str
     illustrative: bool  # untrained weights: never a recommendation
     machine: Optional[Machine]  # where latency was measured
     confidence: float
@@ -284,10 +285,17 @@ def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: Cos
             return float(np.median(found.latency_ms_samples)), draws.resampled_medians(found.latency_ms_samples, name)
         return found.latency_ms_median, np.full(draws.samples, found.latency_ms_median)  # an older cost.json
 
+    by_class: dict = {}  # a timing class's latency, computed once for all its members
+
     def latency(k, name):
+        members = tuple(sorted(classes.get(name, (name,))))  # by name: the battery's order changes no draw
+        if members not in by_class:
+            by_class[members] = class_latency(members)
+        return by_class[members]
+
+    def class_latency(members):
         # One timing class, one true latency: its members' timings are measurements of it (their spread is the
         # machine's drift between measurements), so each member gets their geometric mean, drawn the same way.
-        members = tuple(sorted(classes.get(name, (name,))))  # by name: the battery's order changes no draw
         timings = [timed(member) for member in members]
         if len(timings) == 1:
             return timings[0]  # its own timing, bit for bit (exp(log(x)) need not give x back)
@@ -633,7 +641,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     elif passing:
         leader = passing[0]
 
-    quality_axis = ("task accuracy" if index.own_task else "top-1 accuracy") if "accuracy" in weights else "localisation"
+    accuracy_axis = "task accuracy" if index.own_task else "top-1 accuracy"
+    quality_axis = accuracy_axis if "accuracy" in weights else "localisation"
     quality = raw.point["localisation"] if quality_axis == "localisation" else raw.point["accuracy"]
     front = _pareto({names[k]: (float(np.nan_to_num(quality[k], nan=-np.inf)),
                                 float(np.nan_to_num(raw.point["latency"][k], nan=np.inf))) for k in passing})

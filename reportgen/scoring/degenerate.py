@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..inputs.config import DecisionSettings
+from ..inputs.labels import IMAGENET_CLASSES
 from ..results.schema import CamStatus, Prediction
-
-IMAGENET_CLASSES = 1000
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,6 @@ class GateReport:
     def verdict(self) -> str:
         return PASS if self.passed else FAIL
 
-    @property
-    def challengers(self) -> tuple:
-        return tuple(dict.fromkeys(row.challenger for row in self.rows))
-
     def failures(self) -> tuple:
         return tuple(row for row in self.rows if row.counts_as == FAIL)
 
@@ -82,6 +78,13 @@ def _counted(outcome: str, settings: GateSettings, condition: str = "") -> str:
     if outcome != UNCERTAIN:
         return outcome
     return FAIL if condition == "constraints" else settings.on_uncertain  # constraints must pass: uncertain is not
+
+
+def _judged(share: Optional[float], limit: float) -> str:
+    """A P(better) against ``min_p_better``: pass at or above it, fail at or below 1 - it, uncertain between."""
+    if share is None:
+        return UNCERTAIN
+    return PASS if share >= limit else FAIL if share <= 1 - limit else UNCERTAIN
 
 
 def _p_better(raw, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertainty: float,
@@ -154,11 +157,7 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
                 outcome, text = UNCERTAIN, f"{who}: no criterion with values for both, so P(better) is not measured"
                 low = high = None
             else:
-                def judged(share):
-                    return UNCERTAIN if share is None else PASS if share >= limit else \
-                        FAIL if share <= 1 - limit else UNCERTAIN
-
-                outcome = judged(p)
+                outcome = _judged(p, limit)
                 low, high = interval(difference, level)
                 shown = "" if low is None else f" [{low:+.2f}, {high:+.2f}]"
                 text = (f"{who}: P(score above {champion.display_name}'s) = {p:.3f} over {draws.samples:,} draws "
@@ -171,7 +170,7 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
                 # between the candidates' timings): a verdict that does not stand without latency is not one.
                 elif outcome != UNCERTAIN and "latency" in weights and busy & {name, settings.champion}:
                     steady, _ = _p_better(raw, weights, k0, k1, draws, uncertainty, leave_out="latency")
-                    if judged(steady) != outcome:
+                    if _judged(steady, limit) != outcome:
                         outcome = UNCERTAIN
                         text += ("; uncertain: it rests on latency timed on a busy machine (without latency "
                                  + ("no criterion is left" if steady is None else f"P(better) = {steady:.3f}") + ")")

@@ -415,7 +415,7 @@ def _findings(index: RunIndex, metrics: Metrics, lookup: AggregateLookup) -> tup
             _focus(mean, low, high, threshold, sum(1 for view in entry.views if view.box is not None)),
             sum(s != "ok" for s in statuses), len(statuses),
             sum(p.correct_top1 for p in labelled),
-            sum(p.correct_top5 for p in labelled) if index.class_count() > 5 else None, len(labelled),
+            sum(p.correct_top5 for p in labelled) if index.top5_informative else None, len(labelled),
             slimming_evidence(metrics.last_three[entry.name], config.rules), sanity.status, sanity.reason,
             tuple(layer for layer, found in sanity.layers.items() if found.flagged),
             deep_sanity.steps[-1].spearman.mean if deep_sanity and deep_sanity.steps else None,

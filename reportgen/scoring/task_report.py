@@ -133,7 +133,7 @@ def task_report(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
     truth = truth_of(index)
     names = index.label_space.names
     classes = len(names)
-    counts = np.bincount(truth[truth >= 0], minlength=classes) if (truth >= 0).any() else np.zeros(classes, int)
+    counts = np.bincount(truth[truth >= 0], minlength=classes)
     scores = {entry.name: task_score(entry, arrays_of(entry.name), truth, classes, draws, config)
               for entry in index.backbones}
     rankings, agree = _rankings(scores)
