@@ -18,8 +18,10 @@ SIZES, BACKGROUNDS = ("small", "medium", "large"), ("clean", "cluttered")
 
 
 def _image(i, label=1, size="small", background="clean"):
-    return ImageEntry(f"img{i}.png", f"{i:064x}", 100, 100, label, "x", (0.0, 0.0, 50.0, 50.0), 0.25, size,
-                      background, "", "", "", "", "", "", "", "")
+    return ImageEntry(file=f"img{i}.png", sha256=f"{i:064x}", width=100, height=100, class_index=label, class_name="x",
+                      box=(0.0, 0.0, 50.0, 50.0), box_share=0.25, size=size, background=background, source="",
+                      licence="", notes="", decoding="", size_source="", background_source="", box_source="",
+                      display_copy="")
 
 
 def _backbone(name, confidence, correct):
@@ -32,13 +34,16 @@ def _backbone(name, confidence, correct):
         weight_stats={}, feature_cka=FeatureCka((), (), ""), views=(),
         predictions=tuple(Prediction(1, "x", "manifest", (RankedClass(1 if ok else 2, "x", float(p)),), ok, ok)
                           for p, ok in zip(confidence, correct)),
-        sanity=SanityRun("skipped", "test", ()), slimming=SlimmingRun("not-possible", None, "registry", "test", 0, 0.0,
-                                                                       None), batch_size=1)
+        sanity=SanityRun("skipped", "test", ()),
+        slimming=SlimmingRun(status="not-possible", unit=None, unit_source="registry", reason="test", params_removed=0,
+                             macs_removed=0.0, deep_cam_layer=None), batch_size=1)
 
 
 def _index(images, backbones=(), **config):
-    return RunIndex(SCHEMA_VERSION, {}, AnalysisConfig(**config), 0, "pretrained", "cpu",
-                    ImageSetInfo("t", "", len(images)), tuple(images), (), tuple(backbones), "timings.json", {})
+    return RunIndex(schema_version=SCHEMA_VERSION, versions={}, config=AnalysisConfig(**config), seed=0,
+                    weights_mode="pretrained", device="cpu", image_set=ImageSetInfo("t", "", len(images)),
+                    images=tuple(images), skipped_images=(), backbones=tuple(backbones), timings_file="timings.json",
+                    battery_file={})
 
 
 # --- point 3: the decision's calibration criterion is the top-1 Brier score, a mean over images ----------------------
@@ -54,7 +59,8 @@ def test_the_decisions_calibration_is_the_top1_brier_score_computed_by_hand():
               for i, ok in enumerate(correct)]
     index = _index(images, [_backbone("a", confidence, correct), _backbone("b", [0.5] * 26, correct)],
                    calibration_min_labelled=4, bootstrap_samples=400)
-    decision = decide(index, Metrics(SCHEMA_VERSION, (), (), (), {}, {}, {}), CostReport({}))
+    decision = decide(index, Metrics(schema_version=SCHEMA_VERSION, per_image=(), predictions=(), aggregates=(),
+                                     last_three={}, sanity={}, slimming={}), CostReport({}))
     a = decision.candidate("a")
     assert a.calibration.value == pytest.approx(by_hand)
     assert a.utilities["calibration"] == pytest.approx(100 * (1 - by_hand))

@@ -180,8 +180,9 @@ def test_two_backbones_with_different_input_sizes_see_the_same_corrupted_224_cro
     for name in ("chelsea.png", "coffee.png"):
         with Image.open(IMAGES / name) as image:
             width, height = image.size
-        records.append(ImageRecord(name, IMAGES / name, width, height, file_sha256(IMAGES / name), None, None, None,
-                                   None))
+        records.append(ImageRecord(file=name, path=IMAGES / name, width=width, height=height,
+                                   sha256=file_sha256(IMAGES / name), class_index=None, box=None, size_class=None,
+                                   background=None))
     image_set = ImageSet(IMAGES, tuple(records))
     config = AnalysisConfig(corruption_max_images=2, corruption_design="balanced")
     seen, real_corrupt = {}, corruptions.corrupt

@@ -24,9 +24,10 @@ MACHINE = Machine("cpu", "test cpu", "test cpu", 2, "x")
 
 
 def _image(i):
-    return ImageEntry(f"img{i}.png", "", 100, 100, 1, "x", (0.0, 0.0, 50.0, 50.0), 0.25,
-                      ("small", "medium", "large")[i % 3], ("clean", "cluttered")[i % 2], "", "", "", "", "", "", "",
-                      "")
+    return ImageEntry(file=f"img{i}.png", sha256="", width=100, height=100, class_index=1, class_name="x",
+                      box=(0.0, 0.0, 50.0, 50.0), box_share=0.25, size=("small", "medium", "large")[i % 3],
+                      background=("clean", "cluttered")[i % 2], source="", licence="", notes="", decoding="",
+                      size_source="", background_source="", box_source="", display_copy="")
 
 
 def _backbone(name, params_m, accuracy, correct=None):
@@ -39,15 +40,17 @@ def _backbone(name, params_m, accuracy, correct=None):
         weight_stats={}, feature_cka=FeatureCka((), (), ""), views=(),
         predictions=tuple(Prediction(1, "x", "manifest", (RankedClass(1 if ok else 2, "x", 0.9),), ok, ok)
                           for ok in correct),
-        sanity=SanityRun("skipped", "test", ()), slimming=SlimmingRun("not-possible", None, "registry", "test", 0, 0.0,
-                                                                       None), batch_size=1)
+        sanity=SanityRun("skipped", "test", ()),
+        slimming=SlimmingRun(status="not-possible", unit=None, unit_source="registry", reason="test", params_removed=0,
+                             macs_removed=0.0, deep_cam_layer=None), batch_size=1)
 
 
 def _cost(samples, machine=MACHINE, load=None):
     samples = tuple(float(v) for v in samples)
     median = float(np.median(samples))
-    return Cost(median, median, median, len(samples), 10.0, 8, 100.0, "test", None, machine, samples,
-                load_per_core=load)
+    return Cost(latency_ms_median=median, latency_ms_q1=median, latency_ms_q3=median, latency_repeats=len(samples),
+                images_per_s=10.0, throughput_batch_size=8, memory_mb=100.0, memory_method="test",
+                slim_latency_ms_median=None, machine=machine, latency_ms_samples=samples, load_per_core=load)
 
 
 def _with_beyond(entry, gaps=None, corrupted=None):
@@ -63,8 +66,9 @@ def _with_beyond(entry, gaps=None, corrupted=None):
         road = np.zeros((N, 3, 2))
         road[:, 0, 1] = 2 * np.asarray(gaps, dtype=float)  # LeRF change; MoRF 0: the gap is (LeRF - MoRF) / 2
         arrays[keys.ROAD] = road
-        entry = replace(entry, faithfulness=FaithfulnessRun(RunStatus.DONE, "", "x", (50,), 64, tuple(range(N)),
-                                                            "balanced"))
+        entry = replace(entry, faithfulness=FaithfulnessRun(status=RunStatus.DONE, reason="", layer="x",
+                                                            percentiles=(50,), imputation_side=64,
+                                                            images=tuple(range(N)), design="balanced"))
     if corrupted is not None:
         arrays[keys.CORRUPT_TOP1] = np.array([1 if ok else 2 for ok in corrupted]).reshape(N, 1, 1)
         if hasattr(keys, "CORRUPT_CLEAN"):  # the clean common crop's top-1: here the analysis's own prediction
@@ -88,16 +92,19 @@ def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_
         from dataclasses import replace
         backbones = tuple(replace(b, architecture=architectures.get(b.name, b.architecture)) for b in backbones)
     images = tuple(_image(i) for i in range(N))
-    rows = tuple(PerImageRow(img.file, name, "deeper", "x", "deep", img.size, img.background, CamStatus.OK, 0.5,
-                             None if (name, img.background) in mass_nan else mass + 0.3 * ((i * 7) % 5) / 5, True,
-                             0.1, 0.5)
+    rows = tuple(PerImageRow(image=img.file, backbone=name, family="deeper", layer="x", role="deep", size=img.size,
+                             background=img.background, cam_status=CamStatus.OK, mass_in_box=0.5,
+                             mass_ratio=None if (name, img.background) in mass_nan else mass + 0.3 * ((i * 7) % 5) / 5,
+                             pointing_hit=True, spread=0.1, entropy=0.5)
                  for name, (_, _, mass, _) in specs.items() for i, img in enumerate(images))
-    index = RunIndex(SCHEMA_VERSION, {}, config, 0, weights_mode, "cpu", ImageSetInfo("t", "", N), images, (),
-                     backbones, "timings.json", {})
+    index = RunIndex(schema_version=SCHEMA_VERSION, versions={}, config=config, seed=0, weights_mode=weights_mode,
+                     device="cpu", image_set=ImageSetInfo("t", "", N), images=images, skipped_images=(),
+                     backbones=backbones, timings_file="timings.json", battery_file={})
     if label_space is not None:  # the user's classes (LabelSpaceInfo) instead of ImageNet's
         from dataclasses import replace
         index = replace(index, label_space=label_space)
-    metrics = Metrics(SCHEMA_VERSION, rows, (), (), {}, {}, {})
+    metrics = Metrics(schema_version=SCHEMA_VERSION, per_image=rows, predictions=(), aggregates=(), last_three={},
+                      sanity={}, slimming={})
     rng = np.random.default_rng(1)
     samples = latency_samples or {name: lat * (1 + 0.02 * rng.standard_normal(30))
                                   for name, (_, _, _, lat) in specs.items()}
@@ -465,8 +472,8 @@ def test_a_backbone_without_a_replaceable_unit_gets_the_reason():
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 16, 3), torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(16, 4))
-    backbone = Backbone("tiny", "tiny", "deeper", "Tiny", (("shallow", "0"), ("middle", "0"), ("deep", "1")),
-                        ("0", "1", "4"))
+    backbone = Backbone(name="tiny", timm_id="tiny", family="deeper", display_name="Tiny",
+                        cam_layers=(("shallow", "0"), ("middle", "0"), ("deep", "1")), last_three=("0", "1", "4"))
     unit = choose_unit(model, backbone, (3, 16, 16))
     assert unit.module is None and "changes its shape" in unit.reason and "1 (8x14x14 -> 16x12x12)" in unit.reason
 
@@ -477,7 +484,9 @@ def test_agreement_of_a_model_with_itself_is_one():
     from reportgen.scoring.score import slimming_score
 
     entry = _backbone("a", 5.0, 0.5)
-    entry = type(entry)(**{**entry.__dict__, "slimming": SlimmingRun("done", "u", "registry", "test", 10, 1.0, None)})
+    entry = type(entry)(**{**entry.__dict__, "slimming": SlimmingRun(status="done", unit="u", unit_source="registry",
+                                                                     reason="test", params_removed=10,
+                                                                     macs_removed=1.0, deep_cam_layer=None)})
     full = np.array([p.top5[0].index for p in entry.predictions])
     draws = paired_draws([0] * N, 100, 0)
     score = slimming_score(entry, [1] * N, {keys.SLIM_TOP1: full, keys.SLIM_KL: np.zeros(N)}, draws)

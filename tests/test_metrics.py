@@ -178,8 +178,10 @@ def test_adding_a_backbone_leaves_every_other_interval_unchanged():
     from reportgen.scoring.score import aggregate
 
     def rows(name, family, shift):
-        return [PerImageRow(f"img{i}", name, family, "x", "deep", ("small", "large")[i % 2], "clean", CamStatus.OK,
-                            0.5, 1.0 + shift + 0.37 * ((i * 7) % 5), i % 3 == 0, 0.1 + 0.01 * i, 0.8)
+        return [PerImageRow(image=f"img{i}", backbone=name, family=family, layer="x", role="deep",
+                            size=("small", "large")[i % 2], background="clean", cam_status=CamStatus.OK,
+                            mass_in_box=0.5, mass_ratio=1.0 + shift + 0.37 * ((i * 7) % 5), pointing_hit=i % 3 == 0,
+                            spread=0.1 + 0.01 * i, entropy=0.8)
                 for i in range(10)]
     config = AnalysisConfig(bootstrap_samples=200)
     index = _index_of(10, ["zebra"], config)
@@ -195,17 +197,25 @@ def test_adding_a_backbone_leaves_every_other_interval_unchanged():
 def _index_of(count, names, config):
     from reportgen.results.schema import (SCHEMA_VERSION, ImageEntry, ImageSetInfo, RunIndex)
 
-    images = tuple(ImageEntry(f"img{i}", "", 10, 10, None, None, (0.0, 0.0, 5.0, 5.0), 0.25, ("small", "large")[i % 2],
-                              "clean", "", "", "", "", "", "", "", "") for i in range(count))
+    images = tuple(ImageEntry(file=f"img{i}", sha256="", width=10, height=10, class_index=None, class_name=None,
+                              box=(0.0, 0.0, 5.0, 5.0), box_share=0.25, size=("small", "large")[i % 2],
+                              background="clean", source="", licence="", notes="", decoding="", size_source="",
+                              background_source="", box_source="", display_copy="") for i in range(count))
     entries = tuple(_entry(name) for name in names)
-    return RunIndex(SCHEMA_VERSION, {}, config, 0, "pretrained", "cpu", ImageSetInfo("t", "", count), images, (),
-                    entries, "timings.json", {})
+    return RunIndex(schema_version=SCHEMA_VERSION, versions={}, config=config, seed=0, weights_mode="pretrained",
+                    device="cpu", image_set=ImageSetInfo("t", "", count), images=images, skipped_images=(),
+                    backbones=entries, timings_file="timings.json", battery_file={})
 
 
 def _entry(name):
     from reportgen.results.schema import (BackboneResult, FeatureCka, SanityRun, SlimmingRun, WeightsInfo)
 
-    return BackboneResult(name, name, name, name, "deeper", "registry", "registry", {"deep": "x"}, ("a", "b", "c"), {},
-                          ("x",), WeightsInfo("pretrained", "checkpoint", "", "", ""), {}, 1, 1.0, {}, {}, {},
-                          FeatureCka((), (), ""), (), (), SanityRun("skipped", "", ()),
-                          SlimmingRun("not-possible", None, "registry", "", 0, 0.0, None), 1)
+    return BackboneResult(name=name, timm_id=name, architecture=name, display_name=name, family="deeper",
+                          family_source="registry", layer_source="registry", depth_layers={"deep": "x"},
+                          last_three=("a", "b", "c"), weight_modules={}, layers=("x",),
+                          weights=WeightsInfo("pretrained", "checkpoint", "", "", ""), data_config={}, params=1,
+                          macs=1.0, cam_status={}, feature_stats={}, weight_stats={},
+                          feature_cka=FeatureCka((), (), ""), views=(), predictions=(),
+                          sanity=SanityRun("skipped", "", ()),
+                          slimming=SlimmingRun(status="not-possible", unit=None, unit_source="registry", reason="",
+                                               params_removed=0, macs_removed=0.0, deep_cam_layer=None), batch_size=1)

@@ -88,8 +88,10 @@ def test_depth_figure_prefers_real_photos_by_manifest_source():
     from reportgen.results.schema import ImageEntry
 
     def image(file, size, source):
-        return ImageEntry(file, "", 100, 100, None, None, (0.0, 0.0, 10.0, 10.0), 0.01, size, "clean", source, "",
-                          "", "", "", "", "", "")
+        return ImageEntry(file=file, sha256="", width=100, height=100, class_index=None, class_name=None,
+                          box=(0.0, 0.0, 10.0, 10.0), box_share=0.01, size=size, background="clean", source=source,
+                          licence="", notes="", decoding="", size_source="", background_source="", box_source="",
+                          display_copy="")
     images = (image("photo_small.png", "small", "controlled: pasted crop"),
               image("controlled_small.png", "small", "a real photo despite its name"),
               image("other_large.png", "large", "a real photo"))

@@ -20,8 +20,9 @@ def _rows(values_by_family):
     rows = []
     for family, values in values_by_family.items():
         for i, (mass_ratio, spread, size, background) in enumerate(values):
-            rows.append(PerImageRow(f"img{i}", f"{family}-net", family, "x", "deep", size, background,
-                                    CamStatus.OK, None, mass_ratio, True, spread, 0.5))
+            rows.append(PerImageRow(image=f"img{i}", backbone=f"{family}-net", family=family, layer="x", role="deep",
+                                    size=size, background=background, cam_status=CamStatus.OK, mass_in_box=None,
+                                    mass_ratio=mass_ratio, pointing_hit=True, spread=spread, entropy=0.5))
     return rows
 
 
@@ -35,26 +36,33 @@ def _backbone(family: str) -> BackboneResult:
         feature_cka=FeatureCka((), (), ""), views=(),
         predictions=(Prediction(0, "x", "manifest", (), True, True),),
         sanity=SanityRun("skipped", "test", ()),
-        slimming=SlimmingRun("not-possible", None, "registry", "test", 0, 0.0, None), batch_size=1)
+        slimming=SlimmingRun(status="not-possible", unit=None, unit_source="registry", reason="test", params_removed=0,
+                             macs_removed=0.0, deep_cam_layer=None), batch_size=1)
 
 
 def _index(rows, weights_mode="pretrained", families=("deeper", "wider", "attention")):
     shapes = {}
     for row in rows:
         shapes.setdefault(row.image, (row.size, row.background))
-    images = tuple(ImageEntry(name, "", 10, 10, None, None, (0.0, 0.0, 5.0, 5.0), 0.25, size, background, "", "",
-                              "", "", "", "", "", "") for name, (size, background) in shapes.items())
-    return RunIndex(SCHEMA_VERSION, {}, CONFIG, 0, weights_mode, "cpu", ImageSetInfo("t", "", len(images)), images, (),
-                    tuple(_backbone(f) for f in families), "timings.json", {})
+    images = tuple(ImageEntry(file=name, sha256="", width=10, height=10, class_index=None, class_name=None,
+                              box=(0.0, 0.0, 5.0, 5.0), box_share=0.25, size=size, background=background, source="",
+                              licence="", notes="", decoding="", size_source="", background_source="", box_source="",
+                              display_copy="") for name, (size, background) in shapes.items())
+    return RunIndex(schema_version=SCHEMA_VERSION, versions={}, config=CONFIG, seed=0, weights_mode=weights_mode,
+                    device="cpu", image_set=ImageSetInfo("t", "", len(images)), images=images, skipped_images=(),
+                    backbones=tuple(_backbone(f) for f in families), timings_file="timings.json", battery_file={})
 
 
 def _metrics(rows, cka_by_family, ks=0.05, slimming=None):
     index = _index(rows, families=tuple(cka_by_family))
-    return Metrics(SCHEMA_VERSION, tuple(rows), (), tuple(aggregate(index, rows, CONFIG)),
-                   {f"{f}-net": LastThreeSummary(("a", "b", "c"), ((1, c, 0.5), (c, 1, 0.5), (0.5, 0.5, 1)),
-                                                 (0.1, 0.2), (ks, 0.2), (None, None, None))
-                    for f, c in cka_by_family.items()},
-                   {f"{f}-net": SanitySummary("skipped", "test", {}) for f in cka_by_family}, slimming or {})
+    return Metrics(schema_version=SCHEMA_VERSION, per_image=tuple(rows), predictions=(),
+                   aggregates=tuple(aggregate(index, rows, CONFIG)),
+                   last_three={f"{f}-net": LastThreeSummary(("a", "b", "c"),
+                                                            ((1, c, 0.5), (c, 1, 0.5), (0.5, 0.5, 1)),
+                                                            (0.1, 0.2), (ks, 0.2), (None, None, None))
+                               for f, c in cka_by_family.items()},
+                   sanity={f"{f}-net": SanitySummary("skipped", "test", {}) for f in cka_by_family},
+                   slimming=slimming or {})
 
 
 def _conclude(rows, ckas, weights_mode="pretrained", **kwargs):
@@ -120,7 +128,9 @@ def test_slimming_by_intervention_inside_the_noise_is_no_verdict():
     rows = _rows({"deeper": _spread_values(3.0, 0.2)})
 
     def score(mean, low, high):
-        return SlimmingScore("done", "u", "", 1, 1.0, Interval(mean, low, high, 40), None, None, None, None, None)
+        return SlimmingScore(status="done", unit="u", reason="", params_removed=1, macs_removed=1.0,
+                             agreement=Interval(mean, low, high, 40), top1_full=None, top1_slim=None, top1_change=None,
+                             kl=None, deep_cam_spearman=None)
     cases = {(0.97, 0.93, 0.99): SUPPORTED, (0.93, 0.85, 0.98): INCONCLUSIVE, (0.6, 0.5, 0.7): CONTRADICTED}
     for interval, verdict in cases.items():
         metrics = _metrics(rows, {"deeper": 0.2}, slimming={"deeper-net": score(*interval)})

@@ -274,8 +274,8 @@ def test_no_probe_measures_no_probe_or_knn_accuracy():
     (Before: probe accuracy = the share of class 0, k-NN accuracy 0 %, both ranked.)"""
     from reportgen.results.schema import Estimand, TaskRun
     truth = np.array([1] * 8 + [0] * 3 + [-1])
-    run = TaskRun(Estimand.LINEAR_PROBE, 1000, note="only one class (1) has at least 5 labelled images: a probe "
-                                                    "needs two")
+    run = TaskRun(estimand=Estimand.LINEAR_PROBE, head_outputs=1000,
+                  note="only one class (1) has at least 5 labelled images: a probe needs two")
     score = _task_score(np.full((12, 3), np.log(1 / 3)), truth, knn_pred=np.full(12, -1), run=run,
                         estimand=Estimand.LINEAR_PROBE)
     assert score.accuracy.mean is None and score.accuracy.n == 0
@@ -288,7 +288,7 @@ def test_knn_counts_a_left_out_class_as_an_error():
     from reportgen.results.schema import Estimand, TaskRun
     truth = np.array([0, 0, 1, 1, 2, -1])
     knn = np.array([0, 1, 1, 1, -1, -1])
-    run = TaskRun(Estimand.LINEAR_PROBE, 1000, classes_used=(0, 1))
+    run = TaskRun(estimand=Estimand.LINEAR_PROBE, head_outputs=1000, classes_used=(0, 1))
     score = _task_score(np.log(np.full((6, 3), 1 / 3)), truth, knn_pred=knn, run=run, estimand=Estimand.LINEAR_PROBE)
     assert score.knn_accuracy.n == 5 and score.knn_accuracy.mean == pytest.approx(3 / 5)
 
@@ -300,8 +300,9 @@ def test_a_tie_for_first_place_is_no_agreement_and_no_disagreement():
     from reportgen.scoring.task_report import _rankings
 
     def score(accuracy, knn, logme):
-        return TaskScore(Estimand.LINEAR_PROBE, Interval(accuracy, accuracy, accuracy, 20), Interval(1.0, 1, 1, 20),
-                         (), (), Interval(knn, knn, knn, 20), logme)
+        return TaskScore(estimand=Estimand.LINEAR_PROBE, accuracy=Interval(accuracy, accuracy, accuracy, 20),
+                         macro_f1=Interval(1.0, 1, 1, 20), per_class_recall=(), confusion=(),
+                         knn_accuracy=Interval(knn, knn, knn, 20), logme=logme)
 
     rankings, agree = _rankings({"a": score(1.0, 1.0, None), "b": score(1.0, 1.0, None)})
     assert agree is None and [r.tied for r in rankings] == [("a", "b"), ("a", "b")]

@@ -234,9 +234,9 @@ def auto_backbone(timm_id: str, family: Optional[str] = None, layers: Optional[d
     randomisation = (("head", head), ("last stage", _last_stage(model, depth_names[2], modules)),
                      ("all", (WHOLE_MODEL,)))
     return Backbone(
-        name or architecture, timm_id, family, name or architecture,
-        (("shallow", depth_names[0]), ("middle", depth_names[1]), ("deep", depth_names[2])),
-        chosen_last, randomisation,
+        name=name or architecture, timm_id=timm_id, family=family, display_name=name or architecture,
+        cam_layers=(("shallow", depth_names[0]), ("middle", depth_names[1]), ("deep", depth_names[2])),
+        last_three=chosen_last, randomisation=randomisation,
         layouts=tuple(sorted(layouts.items())), layer_source=layer_source if layer_source == last_source
         else f"{layer_source} depths, {last_source} last three", family_source=family_source,
         weight_modules=weight_modules,

@@ -239,7 +239,7 @@ def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set
     why = _beyond_paper_skip(weights_mode, config, config.faithfulness_max_images) or (
         "" if layer.cam is not None else f"the deep layer {deep} has no spatial map")
     if why:
-        return FaithfulnessRun(RunStatus.SKIPPED, why, deep), {}
+        return FaithfulnessRun(status=RunStatus.SKIPPED, reason=why, layer=deep), {}
     inputs = torch.cat(list(batches.subset(sample).with_batch_size(max(1, len(sample))))) if sample else \
         torch.zeros((0,) + tuple(analysis_input_size(batches)))
     cams = [layer.cam[i] if layer.cam_status[i] == CamStatus.OK else None for i in sample]
@@ -247,8 +247,10 @@ def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set
                   [image_set.records[i].sha256 for i in sample], config.faithfulness_percentiles, config.seed,
                   device, config.faithfulness_imputation_side, config.faithfulness_design,
                   on_image=count("faithfulness", len(sample)), cam_shape=layer.cam.shape[1:])
-    return (FaithfulnessRun(RunStatus.DONE, "", deep, tuple(config.faithfulness_percentiles),
-                            config.faithfulness_imputation_side, tuple(sample), config.faithfulness_design),
+    return (FaithfulnessRun(status=RunStatus.DONE, reason="", layer=deep,
+                            percentiles=tuple(config.faithfulness_percentiles),
+                            imputation_side=config.faithfulness_imputation_side, images=tuple(sample),
+                            design=config.faithfulness_design),
             {keys.ROAD: scores.values})
 
 
@@ -281,15 +283,16 @@ def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config:
     from the cost measurement, which times the unit inside the full model's passes.)"""
     unit, source = _slim_unit(model, backbone, data_config["input_size"])
     if unit.module is None:
-        return SlimmingRun(SlimmingStatus.NOT_POSSIBLE, None, source, unit.reason, 0, 0.0, None), {}
+        return SlimmingRun(status=SlimmingStatus.NOT_POSSIBLE, unit=None, unit_source=source, reason=unit.reason,
+                           params_removed=0, macs_removed=0.0, deep_cam_layer=None), {}
     # Identity costs nothing: what is removed is what the unit's subtree counted in the full model's pass.
     macs_removed = macs_by_module.get(unit.module, 0.0)
     if weights_mode == WeightsMode.RANDOM:
         # Like the sanity check: removing a unit from an untrained model says nothing about the backbone.
         reason = f"{unit.reason}; not run on the images: untrained weights"
         removed = parameters_in(model, unit.module)
-        return SlimmingRun(SlimmingStatus.SKIPPED, unit.module, source, reason, removed, float(macs_removed),
-                           None), {}
+        return SlimmingRun(status=SlimmingStatus.SKIPPED, unit=unit.module, unit_source=source, reason=reason,
+                           params_removed=removed, macs_removed=float(macs_removed), deep_cam_layer=None), {}
     slim, removed = without(model, unit.module)
     deep = backbone.depth_layers["deep"]
     deep_slim = deep_layer_after_removal(deep, unit.module) if config.slimming_cams else None
@@ -310,7 +313,8 @@ def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config:
                 if a == CamStatus.OK and b == CamStatus.OK:
                     spearman[i] = cam_similarity(full_cam.cam[i], slim_cam.cam[i], config.sanity_resolution)[0]
         arrays[keys.SLIM_SPEARMAN] = spearman
-    run = SlimmingRun(SlimmingStatus.DONE, unit.module, source, unit.reason, removed, float(macs_removed), deep_slim)
+    run = SlimmingRun(status=SlimmingStatus.DONE, unit=unit.module, unit_source=source, reason=unit.reason,
+                      params_removed=removed, macs_removed=float(macs_removed), deep_cam_layer=deep_slim)
     return run, arrays
 
 
@@ -527,7 +531,8 @@ def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassN
         batch_size=batches.batch_size,
         corruption=corruption,
         faithfulness=faithfulness,
-        task=None if head.estimand == Estimand.IMAGENET_HEAD else TaskRun(head.estimand, head.outputs))
+        task=(None if head.estimand == Estimand.IMAGENET_HEAD
+              else TaskRun(estimand=head.estimand, head_outputs=head.outputs)))
     arrays = {**sanity_arrays, **slim_arrays, **_layer_arrays(analysis, keep_merge_state), **weight_arrays,
               **corruption_arrays, **faithfulness_arrays, keys.LOGITS: analysis.logits.astype(np.float32)}
     if probed:

@@ -313,9 +313,12 @@ def measure_cost(model: torch.nn.Module, input_size, device: str, batch_size: in
         model.train(was_training)
     q1, q3 = latency.quartiles_ms
     interval = latency.interval_ms
-    return Cost(latency.median_ms, q1, q3, len(latency.samples_ms), throughput, throughput_batch, memory, method,
-                latency.without_unit_median_ms, machine(device, host), tuple(latency.samples_ms),
-                tuple(latency.without_unit_ms), latency.warmup_passes, latency.stopped_because, load,
+    return Cost(latency_ms_median=latency.median_ms, latency_ms_q1=q1, latency_ms_q3=q3,
+                latency_repeats=len(latency.samples_ms), images_per_s=throughput,
+                throughput_batch_size=throughput_batch, memory_mb=memory, memory_method=method,
+                slim_latency_ms_median=latency.without_unit_median_ms, machine=machine(device, host),
+                latency_ms_samples=tuple(latency.samples_ms), slim_latency_ms_samples=tuple(latency.without_unit_ms),
+                warmup_passes=latency.warmup_passes, stopped_because=latency.stopped_because, load_per_core=load,
                 latency_precision=latency.precision, latency_ms_ci=tuple(interval) if interval else (),
                 latency_target_precision=LATENCY_PRECISION, latency_confidence=LATENCY_CONFIDENCE,
                 latency_budget_s=latency.budget_s, throughput_method=throughput_method)

@@ -56,7 +56,7 @@ def to_map(model: torch.nn.Module, tensor: torch.Tensor, layout: Optional[str] =
     return tokens_to_map(model, tensor)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatchOutput:
     logits: np.ndarray  # (B, classes)
     targets: np.ndarray  # (B,) class index each CAM explains
@@ -220,8 +220,9 @@ def run_batch(model: torch.nn.Module, batch: torch.Tensor, layer_names: Sequence
     def pick(prefix):
         return {n: host[f"{prefix}:{n}"] for n in layer_names if f"{prefix}:{n}" in host}
 
-    return BatchOutput(host["logits"], host["targets"].astype(np.int64), cams, status, pick("pooled"), pick("mean"),
-                       pick("m2"), pick("featmap"), pick("head"))
+    return BatchOutput(logits=host["logits"], targets=host["targets"].astype(np.int64), cams=cams, cam_status=status,
+                       pooled=pick("pooled"), unit_mean=pick("mean"), unit_m2=pick("m2"), feature_maps=pick("featmap"),
+                       head_units=pick("head"))
 
 
 def _cam_status(cam: np.ndarray) -> CamStatus:
@@ -233,7 +234,7 @@ def _cam_status(cam: np.ndarray) -> CamStatus:
     return CamStatus.OK
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerAnalysis:
     name: str
     cam: Optional[np.ndarray]  # (N, h, w) raw CAM, None when the layer has no spatial map
@@ -244,7 +245,7 @@ class LayerAnalysis:
     feature_dim: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BackboneAnalysis:
     layers: tuple  # LayerAnalysis per hooked layer
     targets: np.ndarray  # (N,)

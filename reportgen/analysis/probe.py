@@ -93,10 +93,14 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
     arrays[keys.LOGITS] = np.log(np.maximum(scored, 1e-30)).astype(np.float32)
     arrays[keys.KNN_PRED] = np.asarray(measures.knn_pred, dtype=np.int64)
     excluded = tuple(ExcludedClass(e.index, name_of(e.index), e.images, e.reason) for e in measures.excluded)
-    task = TaskRun(Estimand.LINEAR_PROBE, entry.task.head_outputs if entry.task else IMAGENET_CLASSES,
-                   measures.protocol, measures.folds, tuple(int(c) for c in measures.classes_used), excluded,
-                   int(features.shape[1]), config.knn_k, measures.logme, measures.note, measures.logme_note,
-                   setup.fit_images if setup is not None else (entry.task.explained_by if entry.task else 0))
+    task = TaskRun(estimand=Estimand.LINEAR_PROBE,
+                   head_outputs=entry.task.head_outputs if entry.task else IMAGENET_CLASSES,
+                   protocol=measures.protocol, folds=measures.folds,
+                   classes_used=tuple(int(c) for c in measures.classes_used), excluded=excluded,
+                   feature_dim=int(features.shape[1]), knn_k=config.knn_k, logme=measures.logme, note=measures.note,
+                   logme_note=measures.logme_note,
+                   explained_by=(setup.fit_images if setup is not None
+                                 else (entry.task.explained_by if entry.task else 0)))
     # No probe (under two usable classes: the note says why): nothing is scored, rather than the placeholder head's
     # constant answer.
     scored_labels = labels if not measures.note or train else np.full_like(labels, -1)

@@ -60,7 +60,7 @@ class ExcludedClass:
     reason: str  # e.g. "3 labelled images, fewer than the 5 folds need"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TransferMeasures:
     protocol: str  # "5-fold stratified cross-validation" or "fit on 240 training images"
     folds: int  # 0 with a training set

@@ -44,7 +44,7 @@ class BackboneSpec:
     checkpoint: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Battery:
     path: Optional[Path]
     settings: dict  # top-level scalars as given (preset, weights, device, out, formats, offline, trust_pickle)
@@ -79,7 +79,7 @@ class Battery:
                               gate=GateSettings(**self.gate), **values)
 
 
-EMPTY = Battery(None, {}, None, {}, {}, {}, (), {})
+EMPTY = Battery(path=None, settings={}, images_dir=None, analysis={}, rules={}, decision={}, backbones=(), raw={})
 
 
 def _check_keys(where: str, table: dict, allowed: dict) -> None:
@@ -158,13 +158,15 @@ def load_battery(path: Path) -> Battery:
     if "out" in settings and not Path(settings["out"]).is_absolute():
         settings["out"] = str((path.parent / settings["out"]).resolve())
     try:
-        Battery(path, settings, None, analysis, rules, decision, (), raw, gate=gate).analysis_config()
+        Battery(path=path, settings=settings, images_dir=None, analysis=analysis, rules=rules, decision=decision,
+                backbones=(), raw=raw, gate=gate).analysis_config()
     except TypeError as exc:
         raise UsageError(f"{path}: {exc}.") from None
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from None
-    return Battery(path, settings, images_dir, analysis, rules, decision, tuple(specs), raw, executor, labels_file,
-                   train_dir, gate)
+    return Battery(path=path, settings=settings, images_dir=images_dir, analysis=analysis, rules=rules,
+                   decision=decision, backbones=tuple(specs), raw=raw, executor=executor, labels_file=labels_file,
+                   train_dir=train_dir, gate=gate)
 
 
 def _relative_to(battery_path: Path, value: Optional[str]) -> Optional[Path]:

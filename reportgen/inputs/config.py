@@ -61,7 +61,7 @@ def _check_range(owner, key: str, low=None, high=None, *, integer=False, low_ope
                    + (f" and {'>' if low_open else '>='} {low}" if low is not None else ""))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RuleThresholds:
     # A family difference counts only when the bootstrap 95 % intervals do not overlap
     # and the means differ by at least this fraction of the larger one.
@@ -111,7 +111,7 @@ CRITERION_ALIASES = {"robustness": "clutter"}
 MAX_WEIGHT = 10.0  # the sensitivity analysis searches each weight within 0..MAX_WEIGHT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecisionSettings:
     """The user's budget (hard constraints; None = no limit) and what matters (weights of the criteria)."""
     max_params_m: Optional[float] = None  # millions of parameters
@@ -232,7 +232,7 @@ class GateSettings:
         return bool(self.champion)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AnalysisConfig:
     cam_method: str = "gradcam"
     batch_size: int = 8

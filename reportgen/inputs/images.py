@@ -28,7 +28,7 @@ class SkippedImage:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageRecord:
     file: str  # path relative to the image folder
     path: Path
@@ -224,9 +224,11 @@ def _record(entry: ListedImage, image: Image.Image, how: str, config) -> ImageRe
     if background is None:
         density = edge_density(image, box)
         background = "cluttered" if density >= config.clutter_edge_density else "clean"
-    return ImageRecord(entry.file, entry.path, width, height, decoding.file_sha256(entry.path), entry.class_index,
-                       box, size_class, background, entry.source, entry.licence, entry.notes, how, size_source,
-                       background_source, entry.box_source, entry.in_subfolder)
+    return ImageRecord(file=entry.file, path=entry.path, width=width, height=height,
+                       sha256=decoding.file_sha256(entry.path), class_index=entry.class_index, box=box,
+                       size_class=size_class, background=background, source=entry.source, licence=entry.licence,
+                       notes=entry.notes, decoding=how, size_source=size_source, background_source=background_source,
+                       box_source=entry.box_source, in_subfolder=entry.in_subfolder)
 
 
 def decode_records(image_set: ImageSet, on_image: OnImage,

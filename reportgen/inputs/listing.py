@@ -12,7 +12,7 @@ from ..errors import InputDataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ListedImage:
     file: str  # path relative to the image folder
     path: Path

@@ -78,7 +78,8 @@ def manifest_rows(root: Path, manifest: Path, resolve_class) -> list[ListedImage
         background = (row.get("background") or "").strip() or None
         if background is not None and background not in BACKGROUNDS:
             raise InputDataError(f"{where}: field 'background' must be one of {', '.join(BACKGROUNDS)}, got {background!r}.")
-        listed.append(ListedImage(name, path, class_index, box, size_class, background,
-                                  (row.get("source") or "").strip(), (row.get("licence") or "").strip(),
-                                  (row.get("notes") or "").strip(), where, "manifest" if box is not None else ""))
+        listed.append(ListedImage(file=name, path=path, class_index=class_index, box=box, size_class=size_class,
+                                  background=background, source=(row.get("source") or "").strip(),
+                                  licence=(row.get("licence") or "").strip(), notes=(row.get("notes") or "").strip(),
+                                  where=where, box_source="manifest" if box is not None else ""))
     return listed

@@ -25,7 +25,7 @@ class Layout(StrEnum):
     NONE = "none"  # not a tensor (refused)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Backbone:
     name: str
     timm_id: str
@@ -93,77 +93,79 @@ def _cascade(head: tuple[str, ...], last_stage: tuple[str, ...]) -> tuple[tuple[
 
 BACKBONES: tuple[Backbone, ...] = (
     Backbone(
-        "vgg19", "vgg19.tv_in1k", "deeper", "VGG19",
+        name="vgg19", timm_id="vgg19.tv_in1k", family="deeper", display_name="VGG19",
         # ReLUs, not convs: the next in-place ReLU would overwrite a conv's stored output.
-        _depths("features.17", "features.26", "features.35"),
-        ("pre_logits.fc1", "pre_logits.fc2", "head.fc"),
-        _cascade(("head",), ("pre_logits",) + tuple(f"features.{i}" for i in range(28, 37))),
+        cam_layers=_depths("features.17", "features.26", "features.35"),
+        last_three=("pre_logits.fc1", "pre_logits.fc2", "head.fc"),
+        randomisation=_cascade(("head",), ("pre_logits",) + tuple(f"features.{i}" for i in range(28, 37))),
         slim_unit="pre_logits.fc2", slim_reason="the penultimate layer pre_logits.fc2 (4096 -> 4096) keeps its shape",
     ),
     Backbone(
-        "resnet50", "resnet50.tv_in1k", "deeper", "ResNet50",
-        _depths("layer2", "layer3", "layer4"),
+        name="resnet50", timm_id="resnet50.tv_in1k", family="deeper", display_name="ResNet50",
+        cam_layers=_depths("layer2", "layer3", "layer4"),
         # bn2 and bn3 outputs are overwritten in place (ReLU, residual add): read conv2 after its ReLU and
         # conv3 at the block output; weights from the convs.
-        ("layer4.2.act2", "layer4.2", "fc"),
-        _cascade(("fc",), ("layer4",)),
+        last_three=("layer4.2.act2", "layer4.2", "fc"),
+        randomisation=_cascade(("fc",), ("layer4",)),
         weight_modules=(("layer4.2.act2", "layer4.2.conv2"), ("layer4.2", "layer4.2.conv3")),
         slim_unit="layer4.2", slim_reason="the penultimate layer layer4.2.conv3 changes 512 -> 2048 channels; the last "
                                           "bottleneck layer4.2 keeps its shape (2048x7x7) and is residual",
     ),
     Backbone(
-        "inception_v3", "inception_v3.tv_in1k", "wider", "Inception-v3",
-        _depths("Mixed_5d", "Mixed_6e", "Mixed_7c"),
+        name="inception_v3", timm_id="inception_v3.tv_in1k", family="wider", display_name="Inception-v3",
+        cam_layers=_depths("Mixed_5d", "Mixed_6e", "Mixed_7c"),
         # By execution order the last convs are parallel branches; whole blocks (outputs after BN and ReLU)
         # are the layers.
-        ("Mixed_7b", "Mixed_7c", "fc"),
-        _cascade(("fc",), ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
+        last_three=("Mixed_7b", "Mixed_7c", "fc"),
+        randomisation=_cascade(("fc",), ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
         slim_unit="Mixed_7c", slim_reason="the penultimate layer Mixed_7c keeps its shape (2048x8x8)",
     ),
     Backbone(
-        "hrnet_w18", "hrnet_w18.ms_in1k", "wider", "HRNet-W18",
+        name="hrnet_w18", timm_id="hrnet_w18.ms_in1k", family="wider", display_name="HRNet-W18",
         # Stages return lists and fuse_act is shared, so tap single-tensor modules:
         # the stem's layer1, the stride-16 branch of the last stage-3 module, the fused final map.
-        _depths("layer1", "stage3.3.branches.2", "final_layer"),
+        cam_layers=_depths("layer1", "stage3.3.branches.2", "final_layer"),
         # The last downsampling conv and the final 1x1 conv, each read after its BN and ReLU (the BN output
         # itself is overwritten by the in-place ReLU); weights from the convs.
-        ("downsamp_modules.2.2", "final_layer", "classifier"),
-        _cascade(("classifier",), ("transition3", "stage4", "incre_modules", "downsamp_modules", "final_layer")),
+        last_three=("downsamp_modules.2.2", "final_layer", "classifier"),
+        randomisation=_cascade(("classifier",),
+                               ("transition3", "stage4", "incre_modules", "downsamp_modules", "final_layer")),
         weight_modules=(("downsamp_modules.2.2", "downsamp_modules.2.0"), ("final_layer", "final_layer.0")),
         slim_unit="stage4.2.branches.3", slim_reason="the penultimate layer final_layer.0 changes 1024 -> 2048 "
                   "channels and the head's fusion changes every width; the lowest-resolution branch of the last "
                   "stage-4 module keeps its shape (144x7x7)",
     ),
     Backbone(
-        "seresnet50", "legacy_seresnet50.in1k", "attention", "SE-ResNet50",
+        name="seresnet50", timm_id="legacy_seresnet50.in1k", family="attention", display_name="SE-ResNet50",
         # Legacy SE blocks reuse one relu module three times: hook whole stages only.
-        _depths("layer2", "layer3", "layer4"),
+        cam_layers=_depths("layer2", "layer3", "layer4"),
         # conv3 read after bn3 (bn2's output is overwritten by the shared in-place ReLU), then the last
         # block's output, which the squeeze-excitation module reweights: its weights are the SE module's.
-        ("layer4.2.bn3", "layer4.2", "last_linear"),
-        _cascade(("last_linear",), ("layer4",)),
+        last_three=("layer4.2.bn3", "layer4.2", "last_linear"),
+        randomisation=_cascade(("last_linear",), ("layer4",)),
         weight_modules=(("layer4.2.bn3", "layer4.2.conv3"), ("layer4.2", "layer4.2.se_module")),
         slim_unit="layer4.2.se_module", slim_reason="the penultimate layer is the last block's squeeze-excitation "
                                                     "module, which keeps its shape (2048x7x7)",
     ),
     Backbone(
-        "deit_small", "deit_small_patch16_224.fb_in1k", "attention", "DeiT-S",
+        name="deit_small", timm_id="deit_small_patch16_224.fb_in1k", family="attention", display_name="DeiT-S",
         # blocks.11's patch tokens never reach the head (it reads the class token): use its norm1.
-        _depths("blocks.3", "blocks.7", "blocks.11.norm1"),
-        ("blocks.11.mlp.fc1", "blocks.11.mlp.fc2", "head"),
-        _cascade(("head",), ("blocks.9", "blocks.10", "blocks.11", "norm")),
+        cam_layers=_depths("blocks.3", "blocks.7", "blocks.11.norm1"),
+        last_three=("blocks.11.mlp.fc1", "blocks.11.mlp.fc2", "head"),
+        randomisation=_cascade(("head",), ("blocks.9", "blocks.10", "blocks.11", "norm")),
         slim_unit="blocks.11", slim_reason="the penultimate layer blocks.11.mlp.fc2 changes 1536 -> 384 features; the "
                                            "last transformer block blocks.11 keeps its shape (197x384)",
     ),
     # EfficientNet-Lite0/1/2 share one layout: same module names at every scale.
     *(Backbone(
-        f"efficientnet_lite{i}", f"tf_efficientnet_lite{i}", "deeper", f"EfficientNet-Lite{i}",
-        _depths("blocks.2", "blocks.4", "bn2"),
+        name=f"efficientnet_lite{i}", timm_id=f"tf_efficientnet_lite{i}", family="deeper",
+        display_name=f"EfficientNet-Lite{i}",
+        cam_layers=_depths("blocks.2", "blocks.4", "bn2"),
         # The projection conv of the last block and the head conv, read after their BNs (bn3, bn2: at
         # conv_pwl itself Grad-CAM was all zero on 95 % of photos, see LAST_THREE_AFTER_NORM); weights
         # from the convs. The classifier is a vector layer: histogram and units, no spatial map.
-        ("blocks.6.0.bn3", "bn2", "classifier"),
-        _cascade(("classifier",), ("blocks.5", "blocks.6", "conv_head", "bn2")),
+        last_three=("blocks.6.0.bn3", "bn2", "classifier"),
+        randomisation=_cascade(("classifier",), ("blocks.5", "blocks.6", "conv_head", "bn2")),
         pretrained_from=f"lite:{i}",
         weight_modules=(("blocks.6.0.bn3", "blocks.6.0.conv_pwl"), ("bn2", "conv_head")),
         # Compound scaling gives Lite1/Lite2 a fifth block in stage 5.

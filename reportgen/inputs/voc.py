@@ -58,18 +58,23 @@ def voc_listing(root: Path, files: list[Path], resolve_class: Callable[[str], in
         objects = _objects(xml_path, resolve_class) if xml_path.is_file() else []
         if not objects:
             where = str(xml_path) if xml_path.is_file() else str(path)
-            listed.append(ListedImage(name, path, folder_class, None, None, None, "", "", "", where, "", nested))
+            listed.append(ListedImage(file=name, path=path, class_index=folder_class, box=None, size_class=None,
+                                      background=None, source="", licence="", notes="", where=where, box_source="",
+                                      in_subfolder=nested))
             continue
         if folder_class is not None:
             same = [o for o in objects if o[2] == folder_class]
             _, object_name, _, box = max(same or objects, key=lambda o: o[0])
             how = f"voc: object {object_name!r}" + ("" if same else " (largest; none of the folder's class)")
-            listed.append(ListedImage(name, path, folder_class, box, None, None, "", "", "", str(xml_path), how,
-                                      nested))
+            listed.append(ListedImage(file=name, path=path, class_index=folder_class, box=box, size_class=None,
+                                      background=None, source="", licence="", notes="", where=str(xml_path),
+                                      box_source=how, in_subfolder=nested))
             continue
         known = [o for o in objects if o[2] is not None]
         _, object_name, class_index, box = max(known or objects, key=lambda o: o[0])
         how = (f"voc: object {object_name!r}" + (" (largest of its class)" if len(known) > 1 else "")
                if known else f"voc: largest of {len(objects)} objects ({object_name!r}, not an ImageNet class)")
-        listed.append(ListedImage(name, path, class_index, box, None, None, "", "", "", str(xml_path), how, nested))
+        listed.append(ListedImage(file=name, path=path, class_index=class_index, box=box, size_class=None,
+                                  background=None, source="", licence="", notes="", where=str(xml_path),
+                                  box_source=how, in_subfolder=nested))
     return listed

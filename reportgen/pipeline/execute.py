@@ -21,7 +21,7 @@ from .request import RunRequest
 from .run import BatteryOutcome, OnBatch, Progress, decode_inputs, run_battery
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PreparedRun:
     request: RunRequest
     plans: tuple  # analysis.weights.WeightsPlan per backbone
@@ -93,8 +93,9 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
         raise
     if image_set.labels_note:
         note(f"note: {image_set.labels_note}")
-    return PreparedRun(request, plans, image_set, class_names, device, decoded, device_note(request.device, device),
-                       heads, train_set)
+    return PreparedRun(request=request, plans=plans, image_set=image_set, class_names=class_names, device=device,
+                       decoded=decoded, device_note=device_note(request.device, device), heads=heads,
+                       train_set=train_set)
 
 
 def label_space_and_heads(plans: tuple, images_dir: Path, labels_file: Optional[Path]) -> tuple[LabelSpace, dict]:

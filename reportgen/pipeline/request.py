@@ -40,7 +40,7 @@ class ExecutorSettings:
             raise UsageError(f"ray address = {self.address!r}: give host:port, or leave it out to run locally.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunRequest:
     battery: Battery
     preset: str
@@ -82,7 +82,10 @@ def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
         flags["ray_address"] if "ray_address" in given else table.get("address"),
         flags["shard_size"] if "shard_size" in given else table.get("shard_size", DEFAULT_SHARD_SIZE),
         table.get("cpus_per_task"))
-    return RunRequest(battery, pick("preset"), tuple(flags["backbones"]), flags["images_dir"] or battery.images_dir,
-                      weights_mode, tuple(flags["checkpoints"]), pick("trust_pickle"), Path(pick("out_dir", "out")),
-                      device, pick("offline"), flags["fresh"], parse_formats(formats), config, executor,
-                      flags.get("labels_file") or battery.labels_file, flags.get("train_dir") or battery.train_dir)
+    return RunRequest(battery=battery, preset=pick("preset"), backbones=tuple(flags["backbones"]),
+                      images_dir=flags["images_dir"] or battery.images_dir, weights_mode=weights_mode,
+                      checkpoints=tuple(flags["checkpoints"]), trust_pickle=pick("trust_pickle"),
+                      out_dir=Path(pick("out_dir", "out")), device=device, offline=pick("offline"),
+                      fresh=flags["fresh"], formats=parse_formats(formats), config=config, executor=executor,
+                      labels_file=flags.get("labels_file") or battery.labels_file,
+                      train_dir=flags.get("train_dir") or battery.train_dir)

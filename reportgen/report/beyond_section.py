@@ -34,7 +34,7 @@ class FaithfulnessRow:
     gaussian: Optional[Interval]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BeyondSection:
     calibration: tuple  # CalibrationRow
     calibration_figure: Optional[object]
@@ -69,7 +69,7 @@ def faithfulness_flag(name: str, score: FaithfulnessScore, untrained: bool) -> S
 
 def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
     calibration = tuple(CalibrationRow(b.display_name, metrics.calibration.get(b.name) or CalibrationScore(
-        RunStatus.SKIPPED, "not measured by this version", 0)) for b in index.backbones)
+        status=RunStatus.SKIPPED, reason="not measured by this version", labelled=0)) for b in index.backbones)
     measured = [row for row in calibration if row.score.status == RunStatus.DONE]
     calibration_figure = numbered.add(
         "fig-reliability", "Reliability diagrams: accuracy against mean top-1 confidence in 15 equal-width bins "
@@ -91,7 +91,8 @@ def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
     corruption = tuple(CorruptionRow(b.display_name, score, tuple(
         (name, tuple((c.severity, c.value) for c in score.cells if c.corruption == name)) for name in
         dict.fromkeys(c.corruption for c in score.cells))) for b in index.backbones
-        for score in [metrics.corruption.get(b.name) or CorruptionScore(RunStatus.SKIPPED, "not measured")])
+        for score in [metrics.corruption.get(b.name) or CorruptionScore(status=RunStatus.SKIPPED,
+                                                                        reason="not measured")])
     done = [row for row in corruption if row.score.status == RunStatus.DONE]
     severities = tuple(sorted({c.severity for row in done for c in row.score.cells}))
     corruption_figure = None
@@ -123,7 +124,8 @@ def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
     faithfulness = tuple(FaithfulnessRow(b.display_name, score, *(
         next((m.gap for m in score.maps if m.map == name), None) for name in ("cam", "random", "gaussian")))
         for b in index.backbones
-        for score in [metrics.faithfulness.get(b.name) or FaithfulnessScore(RunStatus.SKIPPED, "not measured")])
+        for score in [metrics.faithfulness.get(b.name) or FaithfulnessScore(status=RunStatus.SKIPPED,
+                                                                            reason="not measured")])
     measured_f = [row for row in faithfulness if row.score.status == RunStatus.DONE]
     faithfulness_figure = numbered.add(
         "fig-faithfulness", "Faithfulness (ROAD, remove and debias): the gap between removing the least and the most "
@@ -146,7 +148,9 @@ def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
                                   + "."),)
     flags = tuple(faithfulness_flag(row.display_name, row.score, index.untrained)
                   for row in measured_f if row.score.beats_random is False)
-    return BeyondSection(calibration, calibration_figure, calibration_note, corruption, corruption_figure,
-                         corruption_note, severities, faithfulness, faithfulness_figure, faithfulness_note, flags,
-                         index.untrained)
+    return BeyondSection(calibration=calibration, calibration_figure=calibration_figure,
+                         calibration_note=calibration_note, corruption=corruption, corruption_figure=corruption_figure,
+                         corruption_note=corruption_note, severities=severities, faithfulness=faithfulness,
+                         faithfulness_figure=faithfulness_figure, faithfulness_note=faithfulness_note, flags=flags,
+                         untrained=index.untrained)
 

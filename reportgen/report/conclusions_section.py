@@ -29,7 +29,7 @@ class FindingRow:
     sentences: tuple  # Sentence
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClaimTableRow:
     """One claim of 4.2, each cell as lines (sentences)."""
     number: int
@@ -161,8 +161,9 @@ def claim_row(number: int, claim: ClaimVerdict, numbers_anchor: str, scope: str)
         comparisons.append((text(f"{c.label}: {c.family} vs {c.other} {difference}→ {c.outcome}"),))
     comparisons += [(text(f"{s.display_name}: paper says {'removable' if s.expected_removable else 'keep'} → "
                           f"{s.outcome}"),) for s in claim.slimming]
-    return ClaimTableRow(number, claim.key, claim.sentence, tuple(numbers), tuple(comparisons), claim.verdict,
-                         scope, REASONS[claim.reason])
+    return ClaimTableRow(number=number, key=claim.key, claim=claim.sentence, numbers=tuple(numbers),
+                         comparisons=tuple(comparisons), verdict=claim.verdict, scope=scope,
+                         reason=REASONS[claim.reason])
 
 
 def method_sentence(conclusions: Conclusions) -> Sentence:

@@ -89,7 +89,7 @@ def distribution_values(index: RunIndex, per_image: PerImage, groups: list[Objec
     return present, dict(values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AccuracyRow:
     display_name: str
     images: int
@@ -105,11 +105,11 @@ def accuracy_rows(index: RunIndex) -> tuple:
     for b in index.backbones:
         labelled = [p for p in b.predictions if p.correct_top1 is not None]
         rows.append(AccuracyRow(
-            b.display_name, len(b.predictions), len(labelled),
-            float(np.mean([p.correct_top1 for p in labelled])) if labelled else None,
-            float(np.mean([p.correct_top5 for p in labelled])) if labelled and index.top5_informative else None,
-            float(np.mean([p.top5[0].prob for p in b.predictions])) if b.predictions else 0.0,
-            sum(1 for p in labelled if not p.correct_top1)))
+            display_name=b.display_name, images=len(b.predictions), labelled=len(labelled),
+            top1=float(np.mean([p.correct_top1 for p in labelled])) if labelled else None,
+            top5=float(np.mean([p.correct_top5 for p in labelled])) if labelled and index.top5_informative else None,
+            mean_confidence=float(np.mean([p.top5[0].prob for p in b.predictions])) if b.predictions else 0.0,
+            misclassified=sum(1 for p in labelled if not p.correct_top1)))
     return tuple(rows)
 
 
@@ -186,7 +186,7 @@ def flagged_groups(index: RunIndex, examples: int = 3) -> tuple:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageSetSummary:
     images: int
     labelled: int
@@ -202,13 +202,13 @@ class ImageSetSummary:
 
 def image_set_summary(index: RunIndex) -> ImageSetSummary:
     images = index.images
-    return ImageSetSummary(
-        len(images), sum(1 for i in images if i.class_index is not None),
-        len({i.class_index for i in images if i.class_index is not None}), sum(1 for i in images if i.box),
-        tuple(sorted(Counter(i.size or "no box" for i in images).items())),
-        tuple(sorted(Counter(i.background or "—" for i in images).items())),
-        sum(1 for i in images if i.decoding), index.image_set.labels, index.image_set.labels_note,
-        index.image_set.from_subfolders)
+    return ImageSetSummary(images=len(images), labelled=sum(1 for i in images if i.class_index is not None),
+                           classes=len({i.class_index for i in images if i.class_index is not None}),
+                           boxed=sum(1 for i in images if i.box),
+                           by_size=tuple(sorted(Counter(i.size or "no box" for i in images).items())),
+                           by_background=tuple(sorted(Counter(i.background or "—" for i in images).items())),
+                           decoding_notes=sum(1 for i in images if i.decoding), labels=index.image_set.labels,
+                           labels_note=index.image_set.labels_note, from_subfolders=index.image_set.from_subfolders)
 
 
 PER_IMAGE_COLUMNS = ("image", "class_index", "class_name", "size", "background", "backbone", "family", "layer", "role",

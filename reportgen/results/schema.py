@@ -150,7 +150,7 @@ def _optional():
 
 # --- results.json ------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageEntry(JsonRecord):
     file: str
     sha256: str
@@ -212,7 +212,7 @@ class ExcludedClass(JsonRecord):
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskRun(JsonRecord):
     """How a candidate was scored on the user's classes. Its probabilities (the ``logits`` array: log-probabilities
     for a probe) are out-of-fold for a probe; the heatmaps explain the probe fit on every labelled image."""
@@ -310,7 +310,7 @@ class SlimmingStatus(StrEnum):
     SKIPPED = "skipped"  # untrained weights: the unit is named and sized, the images are not run
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SlimmingRun(JsonRecord):
     """The unit removed (replaced by identity, no retraining) and what it cost the model; the per-image
     outcomes (top-1, KL, deep-CAM Spearman of the slimmed model) are arrays, scored into Metrics.slimming."""
@@ -341,7 +341,7 @@ class CorruptionRun(JsonRecord):
     design: str = ""  # balanced (each corruption once per image, rotating severities) | full
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FaithfulnessRun(JsonRecord):
     """ROAD of the deep-layer CAM and two baseline maps on a hashed sample; the scores are an array
     (sample x map x order)."""
@@ -357,7 +357,7 @@ class FaithfulnessRun(JsonRecord):
 NOT_RUN = "not measured by this version"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BackboneResult(JsonRecord):
     """Everything measured for one backbone; its arrays live in the .npz named by ``arrays``."""
     name: str
@@ -385,7 +385,7 @@ class BackboneResult(JsonRecord):
     slimming: SlimmingRun
     batch_size: int  # smaller than asked after an out-of-memory retry
     corruption: CorruptionRun = CorruptionRun(RunStatus.SKIPPED, NOT_RUN)
-    faithfulness: FaithfulnessRun = FaithfulnessRun(RunStatus.SKIPPED, NOT_RUN)
+    faithfulness: FaithfulnessRun = FaithfulnessRun(status=RunStatus.SKIPPED, reason=NOT_RUN)
     cache_key: str = ""
     arrays: str = ""  # path of the .npz, relative to the results folder
     task: Optional[TaskRun] = _optional()  # the user's classes only
@@ -405,7 +405,7 @@ class BackboneResult(JsonRecord):
         return [s for layer in self.cam_status.values() for s in layer if s != CamStatus.NOT_SPATIAL]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunIndex(JsonRecord):
     """``results.json``: what was run, on what, with what, and each backbone's result."""
     schema_version: int
@@ -448,7 +448,7 @@ class RunIndex(JsonRecord):
 
 # --- metrics.json ------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PerImageRow(JsonRecord):
     image: str
     backbone: str
@@ -468,7 +468,7 @@ class PerImageRow(JsonRecord):
         return getattr(self, metric)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PredictionRow(JsonRecord):
     image: str
     backbone: str
@@ -481,7 +481,7 @@ class PredictionRow(JsonRecord):
     correct_top5: Optional[bool]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Aggregate(JsonRecord):
     scope: str  # backbone | family
     name: str
@@ -557,7 +557,7 @@ class SanitySummary(JsonRecord):
     layers: dict[str, SanityLayer]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SlimmingScore(JsonRecord):
     """The slimmed model against the full one over the image set (intervals: bootstrap over images)."""
     status: SlimmingStatus
@@ -580,7 +580,7 @@ class ReliabilityBin(JsonRecord):
     images: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CalibrationScore(JsonRecord):
     """Calibration on the labelled images (intervals: the paired bootstrap)."""
     status: RunStatus
@@ -602,7 +602,7 @@ class CorruptionCell(JsonRecord):
     value: Interval  # top-1 accuracy (labelled) or agreement with the clean prediction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CorruptionScore(JsonRecord):
     status: RunStatus
     reason: str
@@ -621,7 +621,7 @@ class RoadScore(JsonRecord):
     gap: Optional[Interval]  # (LeRF - MoRF) / 2: higher is more faithful
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FaithfulnessScore(JsonRecord):
     status: RunStatus
     reason: str
@@ -643,7 +643,7 @@ class SampleSize(JsonRecord):
     ran: bool  # False: skipped for every backbone (untrained weights, a limit of 0, ...)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Metrics(JsonRecord):
     """``metrics.json``: the numbers behind every table, computed from the index and the arrays."""
     schema_version: int
@@ -678,7 +678,7 @@ class LabelOrder(JsonRecord):
     gain: Interval
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskScore(JsonRecord):
     """One candidate on the user's classes: accuracy, macro-F1 and per-class recall of its head or out-of-fold probe,
     with intervals from the run's paired bootstrap; the confusion matrix; the transfer measures of a probe."""
@@ -736,7 +736,7 @@ class Machine(JsonRecord):
 PRECISION_REACHED, TIME_BUDGET, MAXIMUM_PASSES = "precision reached", "time budget", "maximum passes"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Cost(JsonRecord):
     """Measured on the run's device: latency of timed forward passes under inference_mode after warm-up."""
     latency_ms_median: float  # batch 1

@@ -29,9 +29,10 @@ def calibration_score(index: RunIndex, entry: BackboneResult, arrays: dict, conf
     labels = [image.class_index for image in index.images]
     labelled = sum(label is not None for label in labels)
     if keys.LOGITS not in arrays:
-        return CalibrationScore(RunStatus.SKIPPED, "no logits saved (results of an older reportgen)", labelled)
+        return CalibrationScore(status=RunStatus.SKIPPED, reason="no logits saved (results of an older reportgen)",
+                                labelled=labelled)
     if labelled < 2:
-        return CalibrationScore(RunStatus.SKIPPED, "fewer than two labelled images", labelled)
+        return CalibrationScore(status=RunStatus.SKIPPED, reason="fewer than two labelled images", labelled=labelled)
     measures = calibration_measures(arrays[keys.LOGITS], labels, [image.sha256 for image in index.images],
                                     config.seed)
     have = np.isfinite(measures.correct)
@@ -40,12 +41,14 @@ def calibration_score(index: RunIndex, entry: BackboneResult, arrays: dict, conf
     scaled = cross_fitted_ece(measures)  # one ECE over the pooled cross-fitted confidences (temperatures not refitted)
     scaled_drawn = ece_draws(measures.scaled_confidence, np.nan_to_num(measures.correct), have, draws) \
         if scaled is not None else None
-    return CalibrationScore(
-        RunStatus.DONE, "", labelled, _interval(ece, ece_drawn, labelled), _mean_interval(measures.nll, draws),
-        _mean_interval(measures.brier, draws),
-        _interval(scaled, scaled_drawn, labelled) if scaled is not None else None, tuple(measures.temperatures),
-        tuple(ReliabilityBin(*found) for found in reliability(measures.confidence, measures.correct)),
-        _mean_interval(measures.brier_top1, draws))
+    return CalibrationScore(status=RunStatus.DONE, reason="", labelled=labelled,
+                            ece=_interval(ece, ece_drawn, labelled), nll=_mean_interval(measures.nll, draws),
+                            brier=_mean_interval(measures.brier, draws),
+                            ece_scaled=_interval(scaled, scaled_drawn, labelled) if scaled is not None else None,
+                            temperatures=tuple(measures.temperatures),
+                            reliability=tuple(ReliabilityBin(*found)
+                                              for found in reliability(measures.confidence, measures.correct)),
+                            brier_top1=_mean_interval(measures.brier_top1, draws))
 
 
 def corruption_vectors(index: RunIndex, entry: BackboneResult, arrays: dict) -> tuple[str, np.ndarray, np.ndarray]:
@@ -97,7 +100,7 @@ def top1_change_of(clean: np.ndarray, corrupted: np.ndarray, draws: PairedDraws)
 def corruption_score(index: RunIndex, entry: BackboneResult, arrays: dict, draws: PairedDraws) -> CorruptionScore:
     run = entry.corruption
     if run.status != RunStatus.DONE:
-        return CorruptionScore(run.status, run.reason)
+        return CorruptionScore(status=run.status, reason=run.reason)
     measure, clean, corrupted = corruption_vectors(index, entry, arrays)
     have = np.isfinite(clean)
     clean_drawn = draws.means(clean)
@@ -109,9 +112,9 @@ def corruption_score(index: RunIndex, entry: BackboneResult, arrays: dict, draws
             cells.append(CorruptionCell(name, severity, _interval(
                 float(values[measured].mean()) if measured.any() else None, draws.means(values), int(measured.sum()))))
     retention, retention_drawn = retention_of(clean, corrupted, draws)
-    return CorruptionScore(RunStatus.DONE, "", measure, int(have.sum()),
-                           _interval(nanmean(clean[have]) if have.any() else None, clean_drawn, int(have.sum())),
-                           _interval(retention, retention_drawn, int(have.sum())), tuple(cells))
+    return CorruptionScore(status=RunStatus.DONE, reason="", measure=measure, images=int(have.sum()),
+                           clean=_interval(nanmean(clean[have]) if have.any() else None, clean_drawn, int(have.sum())),
+                           retention=_interval(retention, retention_drawn, int(have.sum())), cells=tuple(cells))
 
 
 def road_vectors(index: RunIndex, entry: BackboneResult, arrays: dict) -> np.ndarray:
@@ -126,11 +129,13 @@ def road_vectors(index: RunIndex, entry: BackboneResult, arrays: dict) -> np.nda
 def faithfulness_score(index: RunIndex, entry: BackboneResult, arrays: dict, draws: PairedDraws) -> FaithfulnessScore:
     run = entry.faithfulness
     if run.status != RunStatus.DONE:
-        return FaithfulnessScore(run.status, run.reason, run.layer)
+        return FaithfulnessScore(status=run.status, reason=run.reason, layer=run.layer)
     values = road_vectors(index, entry, arrays)
     gaps = (values[:, :, 1] - values[:, :, 0]) / 2  # (LeRF - MoRF) / 2, per image and map
     maps = tuple(RoadScore(name, _mean_interval(values[:, m, 0], draws), _mean_interval(values[:, m, 1], draws),
                            _mean_interval(gaps[:, m], draws)) for m, name in enumerate(MAP_NAMES))
     over = _mean_interval(gaps[:, 0] - gaps[:, 1], draws)  # CAM minus random, paired per image
     beats = None if over.mean is None else bool(over.ci_low is not None and over.ci_low > 0)
-    return FaithfulnessScore(RunStatus.DONE, "", run.layer, int(np.isfinite(gaps[:, 0]).sum()), maps, over, beats)
+    return FaithfulnessScore(status=RunStatus.DONE, reason="", layer=run.layer,
+                             images=int(np.isfinite(gaps[:, 0]).sum()), maps=maps, over_random=over,
+                             beats_random=beats)

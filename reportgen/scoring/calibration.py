@@ -109,7 +109,7 @@ def halves(content_hashes, seed: int) -> np.ndarray:
     return first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CalibrationMeasures:
     """Per-image values (NaN where unlabelled) and the cross-fitted temperatures."""
     confidence: np.ndarray  # top-1 probability, every image
@@ -143,8 +143,9 @@ def calibration_measures(logits: np.ndarray, labels: list, content_hashes: list,
         temperatures = (t_a, t_b)
         scaled[b] = softmax(logits[b], t_a).max(axis=1)  # each half measured with the other half's temperature
         scaled[a] = softmax(logits[a], t_b).max(axis=1)
-    return CalibrationMeasures(confidence, correct, nll, brier, top1_brier(confidence, correct), scaled,
-                               temperatures, first)
+    return CalibrationMeasures(confidence=confidence, correct=correct, nll=nll, brier=brier,
+                               brier_top1=top1_brier(confidence, correct), scaled_confidence=scaled,
+                               temperatures=temperatures, first_half=first)
 
 
 def cross_fitted_ece(measures: CalibrationMeasures) -> Optional[float]:

@@ -14,7 +14,7 @@ from ..inputs.labels import IMAGENET_CLASSES
 from ..results.schema import CamStatus, Prediction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Degeneracy:
     """What is wrong with one candidate's outputs (``flagged`` False: nothing the checks could see)."""
     backbone: str
@@ -60,5 +60,6 @@ def assess(backbone: str, display_name: str, predictions: Sequence[Prediction], 
     broken = sum(status in (CamStatus.ZERO, CamStatus.NAN) for status in deep_statuses)
     cams_broken = (len(deep_statuses) >= settings.degenerate_min_images
                    and broken >= settings.degenerate_cam_share * len(deep_statuses))
-    return Degeneracy(backbone, display_name, images, top_class, share, collapsed, top1, top1_high, chance,
-                      at_chance, broken, cams_broken)
+    return Degeneracy(backbone=backbone, display_name=display_name, images=images, top_class=top_class,
+                      top_class_share=share, collapsed=collapsed, top1=top1, top1_high=top1_high, chance=chance,
+                      at_chance=at_chance, broken_cams=broken, cams_broken=cams_broken)

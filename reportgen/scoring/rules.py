@@ -135,7 +135,7 @@ class FamilyNumber:
     n: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Comparison:
     label: str
     family: str
@@ -164,7 +164,7 @@ def slimming_evidence(summary: LastThreeSummary, thresholds: RuleThresholds) -> 
     return SlimmingEvidence(cka, ks, w1, bool(removable))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SlimmingRow:
     backbone: str
     display_name: str
@@ -208,7 +208,7 @@ def intervention_uncertain(score: Optional[SlimmingScore]) -> bool:
     return score is not None and score.status == SlimmingStatus.DONE and measured(score.agreement)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClaimVerdict:
     key: str
     sentence: str
@@ -225,7 +225,7 @@ class ClaimVerdict:
         return bool(self.absent) and self.verdict != Verdict.NOT_TESTED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BackboneFinding:
     backbone: str
     display_name: str
@@ -311,7 +311,8 @@ def _family_number(test: Test, family: str, estimate: _Estimate, lookup: Aggrega
 def _compare(test: Test, other: str, estimates: dict, thresholds: RuleThresholds) -> Comparison:
     a, b = estimates[test.family], estimates[other]
     if a.point is None or b.point is None:
-        return Comparison(test.label, test.family, other, None, None, None, Outcome.NO_DATA)
+        return Comparison(label=test.label, family=test.family, other=other, difference=None, ci_low=None,
+                          ci_high=None, outcome=Outcome.NO_DATA)
     diff = a.point - b.point
     low, high = interval(a.draws - b.draws)  # paired: the same images in every draw
     if min(a.n, b.n) < thresholds.min_group_size or low is None:
@@ -322,7 +323,8 @@ def _compare(test: Test, other: str, estimates: dict, thresholds: RuleThresholds
         outcome = Outcome.BELOW_THRESHOLD
     else:
         outcome = Outcome.AS_CLAIMED if (diff > 0) == test.higher else Outcome.AGAINST_CLAIM
-    return Comparison(test.label, test.family, other, diff, low, high, outcome)
+    return Comparison(label=test.label, family=test.family, other=other, difference=diff, ci_low=low, ci_high=high,
+                      outcome=outcome)
 
 
 def _judge_test(test: Test, index: RunIndex, vectors: Vectors, draws: PairedDraws, lookup: AggregateLookup,
@@ -373,13 +375,15 @@ def _slimming(index: RunIndex, metrics: Metrics, thresholds: RuleThresholds, fam
             judged = evidence.removable if measured is None else measured
             outcome = Outcome.AS_CLAIMED if judged == expected_cut else Outcome.AGAINST_CLAIM
         by_family.setdefault(entry.family, []).append(outcome)
-        rows.append(SlimmingRow(entry.name, entry.display_name, entry.family, tuple(summary.layers[:2]),
-                                evidence, expected_cut, outcome, score, measured,
-                                None if measured is None else evidence.removable == measured))
+        rows.append(SlimmingRow(backbone=entry.name, display_name=entry.display_name, family=entry.family,
+                                layers=tuple(summary.layers[:2]), evidence=evidence, expected_removable=expected_cut,
+                                outcome=outcome, intervention=score, measured_removable=measured,
+                                proxy_predicted=None if measured is None else evidence.removable == measured))
     families = tuple(FamilyVerdict(family, *_verdict(by_family[family])) for family in FAMILIES if family in by_family)
     absent = tuple(f for f in FAMILIES if f not in families_present)
     verdict, reason = _claim_verdict(index.untrained, [o for f in families for o in by_family[f.family]])
-    return ClaimVerdict(SLIM_CLAIM[0], SLIM_CLAIM[1], verdict, (), (), reason, tuple(rows), families, absent)
+    return ClaimVerdict(key=SLIM_CLAIM[0], sentence=SLIM_CLAIM[1], verdict=verdict, numbers=(), comparisons=(),
+                        reason=reason, slimming=tuple(rows), by_family=families, absent=absent)
 
 
 def _claim_verdict(untrained: bool, outcomes: list) -> tuple[Verdict, Reason]:
@@ -410,27 +414,33 @@ def _findings(index: RunIndex, metrics: Metrics, lookup: AggregateLookup) -> tup
         sanity = metrics.sanity[entry.name]
         deep_sanity = sanity.layers.get(entry.depth_layers["deep"])
         out.append(BackboneFinding(
-            entry.name, entry.display_name, entry.family, entry.depth_layers["deep"], mean, (low, high), n,
-            threshold, gauss.mean if gauss else None,
-            _focus(mean, low, high, threshold, sum(1 for view in entry.views if view.box is not None)),
-            sum(s != "ok" for s in statuses), len(statuses),
-            sum(p.correct_top1 for p in labelled),
-            sum(p.correct_top5 for p in labelled) if index.top5_informative else None, len(labelled),
-            slimming_evidence(metrics.last_three[entry.name], config.rules), sanity.status, sanity.reason,
-            tuple(layer for layer, found in sanity.layers.items() if found.flagged),
-            deep_sanity.steps[-1].spearman.mean if deep_sanity and deep_sanity.steps else None,
-            *_beyond(metrics, entry.name)))
+            backbone=entry.name, display_name=entry.display_name, family=entry.family,
+            deep_layer=entry.depth_layers["deep"], mass_ratio=mean, mass_ratio_ci=(low, high), n=n,
+            focus_threshold=threshold, gaussian_baseline=gauss.mean if gauss else None,
+            focus=_focus(mean, low, high, threshold, sum(1 for view in entry.views if view.box is not None)),
+            flagged_cams=sum(s != "ok" for s in statuses), total_cams=len(statuses),
+            top1_correct=sum(p.correct_top1 for p in labelled),
+            top5_correct=sum(p.correct_top5 for p in labelled) if index.top5_informative else None,
+            labelled=len(labelled),
+            slimming=slimming_evidence(metrics.last_three[entry.name], config.rules),
+            sanity=sanity.status, sanity_reason=sanity.reason,
+            sanity_flagged_layers=tuple(layer for layer, found in sanity.layers.items() if found.flagged),
+            sanity_deep_spearman=deep_sanity.steps[-1].spearman.mean if deep_sanity and deep_sanity.steps else None,
+            **_beyond(metrics, entry.name)))
     return tuple(out)
 
 
-def _beyond(metrics: Metrics, name: str) -> tuple:
-    """(ECE, corruption retention, its measure, CAM ROAD gap, random map's gap, faithful) for a finding."""
+def _beyond(metrics: Metrics, name: str) -> dict:
+    """A finding's fields beyond the paper, by name: ECE, corruption retention and its measure, the CAM's and the
+    random map's ROAD gaps, and whether the CAM is faithful."""
     calibration, corruption = metrics.calibration.get(name), metrics.corruption.get(name)
     faithfulness = metrics.faithfulness.get(name)
     maps = {m.map: m.gap for m in faithfulness.maps} if faithfulness else {}
-    return (calibration.ece if calibration else None, corruption.retention if corruption else None,
-            corruption.measure if corruption else "", maps.get("cam"), maps.get("random"),
-            faithfulness.beats_random if faithfulness else None)
+    return dict(ece=calibration.ece if calibration else None,
+                corruption=corruption.retention if corruption else None,
+                corruption_measure=corruption.measure if corruption else "",
+                faithfulness=maps.get("cam"), faithfulness_random=maps.get("random"),
+                faithful=faithfulness.beats_random if faithfulness else None)
 
 
 def families_present(index: RunIndex) -> tuple[str, ...]:
@@ -454,7 +464,7 @@ def conclude(index: RunIndex, metrics: Metrics, draws: Optional[PairedDraws] = N
             comparisons += found_comparisons
         absent = tuple(f for f in involved if f not in present)
         verdict, reason = _claim_verdict(index.untrained, [c.outcome for c in comparisons])
-        claims.append(ClaimVerdict(claim.key, claim.sentence, verdict, tuple(numbers), tuple(comparisons), reason,
-                                   absent=absent))
+        claims.append(ClaimVerdict(key=claim.key, sentence=claim.sentence, verdict=verdict, numbers=tuple(numbers),
+                                   comparisons=tuple(comparisons), reason=reason, absent=absent))
     claims.append(_slimming(index, metrics, thresholds, present))
     return Conclusions(index.untrained, tuple(claims), _findings(index, metrics, lookup), present, thresholds)

@@ -42,8 +42,8 @@ def groups_of(size: Optional[str], background: Optional[str]) -> Iterator[str]:
 
 def _row(image: ImageEntry, entry: BackboneResult, layer: str, role: str, status: CamStatus, found) -> PerImageRow:
     values = {name: (getattr(found, name) if found is not None else None) for name in METRIC_NAMES}
-    return PerImageRow(image.file, entry.name, entry.family, layer, role, image.size, image.background, status,
-                       **values)
+    return PerImageRow(image=image.file, backbone=entry.name, family=entry.family, layer=layer, role=role,
+                       size=image.size, background=image.background, cam_status=status, **values)
 
 
 def per_image_rows(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> list[PerImageRow]:
@@ -102,8 +102,9 @@ def aggregate(index: RunIndex, rows: list[PerImageRow], config: AnalysisConfig,
                 with np.errstate(invalid="ignore", divide="ignore"):
                     means = sums[:, chosen].sum(axis=1) / counts[:, chosen].sum(axis=1)
                 low, high = interval(means) if finite.size >= 2 else (None, None)
-                out.append(Aggregate(scope, name, role, group, metric, float(finite.mean()) if finite.size else None,
-                                     low, high, int(finite.size), int(finite.size) < config.rules.min_group_size))
+                out.append(Aggregate(scope=scope, name=name, role=role, group=group, metric=metric,
+                                     mean=float(finite.mean()) if finite.size else None, ci_low=low, ci_high=high,
+                                     n=int(finite.size), small_group=int(finite.size) < config.rules.min_group_size))
     return sorted(out, key=lambda a: (a.scope, a.name, a.role, a.group, METRIC_NAMES.index(a.metric)))
 
 
@@ -188,8 +189,9 @@ def slimming_score(entry: BackboneResult, labels: list, arrays: dict, draws: Pai
     the softmax outputs, deep-CAM Spearman, each with its interval from the run's paired bootstrap."""
     run = entry.slimming
     if run.status != SlimmingStatus.DONE:
-        return SlimmingScore(run.status, run.unit, run.reason, run.params_removed, run.macs_removed, None, None, None,
-                             None, None, None)
+        return SlimmingScore(status=run.status, unit=run.unit, reason=run.reason, params_removed=run.params_removed,
+                             macs_removed=run.macs_removed, agreement=None, top1_full=None, top1_slim=None,
+                             top1_change=None, kl=None, deep_cam_spearman=None)
     # The slimmed model runs through the head the CAMs explain (for a probe, the one fit on every labelled image).
     full = (np.asarray(arrays[keys.HEAD_TOP1]) if keys.HEAD_TOP1 in arrays
             else np.array([p.top5[0].index for p in entry.predictions]))
@@ -199,20 +201,20 @@ def slimming_score(entry: BackboneResult, labels: list, arrays: dict, draws: Pai
     full_correct = np.where(labelled, (full == truth).astype(float), np.nan)
     slim_correct = np.where(labelled, (slim == truth).astype(float), np.nan)
     spearman = arrays[keys.SLIM_SPEARMAN] if keys.SLIM_SPEARMAN in arrays else None
-    return SlimmingScore(
-        run.status, run.unit, run.reason, run.params_removed, run.macs_removed,
-        interval_of((full == slim).astype(float), draws),
-        float(np.nanmean(full_correct)) if labelled.any() else None,
-        float(np.nanmean(slim_correct)) if labelled.any() else None,
-        interval_of(slim_correct - full_correct, draws),
-        interval_of(arrays[keys.SLIM_KL], draws),
-        interval_of(spearman, draws) if spearman is not None else None)
+    return SlimmingScore(status=run.status, unit=run.unit, reason=run.reason, params_removed=run.params_removed,
+                         macs_removed=run.macs_removed, agreement=interval_of((full == slim).astype(float), draws),
+                         top1_full=float(np.nanmean(full_correct)) if labelled.any() else None,
+                         top1_slim=float(np.nanmean(slim_correct)) if labelled.any() else None,
+                         top1_change=interval_of(slim_correct - full_correct, draws),
+                         kl=interval_of(arrays[keys.SLIM_KL], draws),
+                         deep_cam_spearman=interval_of(spearman, draws) if spearman is not None else None)
 
 
 def predictions_table(index: RunIndex) -> list[PredictionRow]:
     """Per image and backbone: the class the CAM explains, top-5 with probabilities, correct or not."""
-    return [PredictionRow(image.file, entry.name, image.class_index, p.target, p.target_name, p.target_source,
-                          p.top5, p.correct_top1, p.correct_top5)
+    return [PredictionRow(image=image.file, backbone=entry.name, class_index=image.class_index, target=p.target,
+                          target_name=p.target_name, target_source=p.target_source, top5=p.top5,
+                          correct_top1=p.correct_top1, correct_top5=p.correct_top5)
             for entry in index.backbones for image, p in zip(index.images, entry.predictions)]
 
 

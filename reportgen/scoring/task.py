@@ -111,7 +111,7 @@ def per_class_recall_draws(truth, pred, classes: int, draws: PairedDraws) -> np.
 
 # --- are the head's outputs in the labels' order? --------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LabelOrderCheck:
     """The head-output-to-label assignment that fits the labelled images best, and whether it is a finding.
     ``gain_low``/``gain_high``: the 95 % paired-bootstrap interval of (mapped accuracy - as-is accuracy), the mapping
@@ -220,5 +220,7 @@ def label_order_check(truth, pred, classes: int, draws: PairedDraws, min_gain: f
     flagged = bool(mapping and gain_low is not None and gain_low >= min_gain
                    and heldout_low is not None and heldout_low >= min_gain
                    and chance_low is not None and chance_low > 0)
-    return LabelOrderCheck(mapping, float(as_is[scored].mean()), float(mapped[scored].mean()), gain_low,
-                           gain_high, flagged, heldout_low, heldout_high, chance_low)
+    return LabelOrderCheck(mapping=mapping, accuracy_as_is=float(as_is[scored].mean()),
+                           accuracy_mapped=float(mapped[scored].mean()), gain_low=gain_low, gain_high=gain_high,
+                           flagged=flagged, heldout_gain_low=heldout_low, heldout_gain_high=heldout_high,
+                           beyond_chance_low=chance_low)
