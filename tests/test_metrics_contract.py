@@ -97,7 +97,9 @@ def _sample_decisions() -> list:
     rows = _rows({"deeper": _spread_values(3.0, 0.2), "wider": _spread_values(1.5, 0.6),
                   "attention": _spread_values(2.0, 0.4)})
     ckas = {"deeper": 0.95, "wider": 0.3, "attention": 0.9}
-    slim = SlimmingScore("done", "u", "", 1, 1.0, Interval(0.97, 0.93, 0.99, 40), None, None, None, None, None)
+    slim = SlimmingScore(status="done", unit="u", reason="", params_removed=1, macs_removed=1.0,
+                         agreement=Interval(0.97, 0.93, 0.99, 40), top1_full=None, top1_slim=None, top1_change=None,
+                         kl=None, deep_cam_spearman=None)
     made.append(conclude(_index(rows, families=tuple(ckas)), _metrics(rows, ckas, slimming={"deeper-net": slim})))
     return made
 
