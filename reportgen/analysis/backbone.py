@@ -30,7 +30,8 @@ from .classes import ClassNames
 from .corruptions import common_crop_of, corrupted_predictions, input_view
 from .cost import measure_cost, timing_outcome, timing_plan
 from .faithfulness import road
-from .heads import HeadPlan, install_linear_head, pooled_features
+from .classifier import install_linear_head, pooled_features
+from .heads import HeadPlan
 from .probe import ProbeSetup, explaining_head, explaining_sample, finish_probe, labels_of
 from .environment import release_memory
 from .engine import BackboneAnalysis, analyse_backbone, forward_probs

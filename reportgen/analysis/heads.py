@@ -1,10 +1,12 @@
-"""The head each candidate is scored through, in the run's label space (imports torch and timm).
+"""The head each candidate is scored through, in the run's label space (imports torch).
 
 - ImageNet label space: the stock 1000-way head, as before.
 - The user's classes: a checkpoint whose classifier has one output per class is scored through its own head (built
   with ``num_classes`` read from the head's shape, loaded strictly); a single-logit (sigmoid) head of a two-class task
   is scored as the two logits (-z/2, z/2), whose softmax is (1 - sigmoid(z), sigmoid(z)); a stock ImageNet head is
   replaced by a linear probe on the pooled pre-logit features (fit in :mod:`reportgen.analysis.transfer`).
+
+The surgery these plans call for (the sigmoid wrap, the probe's linear head) is in :mod:`reportgen.analysis.classifier`.
 """
 from __future__ import annotations
 
@@ -12,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import timm
-import timm.models
 import torch
 
 from ..errors import InputDataError
 from ..inputs.labels import IMAGENET_CLASSES, LabelSpace, safetensors_header
 from ..results.schema import Estimand, WeightsSource
+from .classifier import classifier_name, default_outputs
 from .models import unwrapped_state
 from .weights import WeightsPlan
 
@@ -33,19 +34,6 @@ class HeadPlan:
     def builds_with(self) -> Optional[int]:
         """``num_classes`` to build the model with (None: the architecture's default head)."""
         return self.outputs if self.estimand == Estimand.OWN_HEAD else None
-
-
-def classifier_name(timm_id: str) -> str:
-    cfg = timm.models.get_pretrained_cfg(timm_id)
-    name = getattr(cfg, "classifier", None) if cfg is not None else None
-    if isinstance(name, (tuple, list)):
-        name = name[0]
-    return name or "classifier"
-
-
-def default_outputs(timm_id: str) -> int:
-    cfg = timm.models.get_pretrained_cfg(timm_id)
-    return int(getattr(cfg, "num_classes", None) or IMAGENET_CLASSES) if cfg is not None else IMAGENET_CLASSES
 
 
 def head_outputs(plan: WeightsPlan) -> int:
@@ -92,62 +80,3 @@ def plan_head(plan: WeightsPlan, space: LabelSpace, outputs: Optional[int] = Non
     raise InputDataError(f"{name}: its head ({key!r}) has {outputs} outputs but {space.describe_source()} names "
                          f"{classes} classes; pass the label list the head was trained with (--labels FILE), or its "
                          "checkpoint.")
-
-
-class SigmoidAsTwoLogits(torch.nn.Module):
-    """A one-output (sigmoid) head as two logits (-z/2, z/2): softmax gives (1 - sigmoid(z), sigmoid(z)), so class 1
-    is the positive class, and Grad-CAM of either class is the gradient of +-z/2."""
-
-    def __init__(self, linear: torch.nn.Module):
-        super().__init__()
-        self.linear = linear
-
-    def forward(self, x):
-        z = self.linear(x)
-        return torch.cat([-z / 2, z / 2], dim=-1)
-
-
-def _set_module(model: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
-    parent_path, _, leaf = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, leaf, module)
-
-
-def wrap_sigmoid_head(model: torch.nn.Module, timm_id: str) -> None:
-    path = classifier_name(timm_id)
-    _set_module(model, path, SigmoidAsTwoLogits(model.get_submodule(path)))
-
-
-def install_linear_head(model: torch.nn.Module, weight, bias) -> None:
-    """Replace the classifier by a C-way linear head with these weights (timm's ``reset_classifier``)."""
-    weight = torch.as_tensor(weight, dtype=torch.float32)
-    bias = torch.as_tensor(bias, dtype=torch.float32)
-    model.reset_classifier(int(weight.shape[0]))
-    head = model.get_classifier()
-    if not isinstance(head, torch.nn.Linear) or tuple(head.weight.shape) != tuple(weight.shape):
-        raise InputDataError(f"{type(model).__name__}: its classifier is {type(head).__name__} "
-                             f"{tuple(getattr(head, 'weight', torch.empty(0)).shape)}, not a linear layer over the "
-                             f"{weight.shape[1]} pooled features; a probe cannot be attached to it.")
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        head.weight.copy_(weight.to(device))
-        head.bias.copy_(bias.to(device))
-    head.requires_grad_(False)
-
-
-def pooled_features(model: torch.nn.Module, batches, device: str, on_batch=lambda n: None):
-    """Pooled pre-logit features of every image (timm's ``forward_head(..., pre_logits=True)``), forward only."""
-    import numpy as np
-
-    out = []
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.inference_mode():
-            for batch in batches:
-                features = model.forward_head(model.forward_features(batch.to(device)), pre_logits=True)
-                out.append(features.float().reshape(features.shape[0], -1).cpu().numpy())
-                on_batch(batch.shape[0])
-    finally:
-        model.train(was_training)
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), dtype=np.float32)

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import InputDataError, WeightsUnavailable
 from ..results.schema import WeightsSource
+from .classifier import default_outputs, wrap_sigmoid_head
 from .transforms import pretrained_data_config
 from .weights import WeightsPlan, sha256_file, weights_file
 
@@ -176,8 +177,6 @@ def load_model(plan: WeightsPlan, seed: int, head=None) -> LoadedModel:
     architecture = plan.backbone.timm_id
     if plan.source == WeightsSource.MISSING:
         raise WeightsUnavailable(f"{plan.backbone.name}: no weights ({plan.fix}).")
-    from .heads import default_outputs, wrap_sigmoid_head
-
     own_outputs = head.builds_with if head is not None else None
     if (own_outputs is not None and plan.source == WeightsSource.CHECKPOINT
             and own_outputs != default_outputs(architecture)):

@@ -8,6 +8,7 @@ from typing import Optional
 from ..inputs.config import CORRUPTION_CROP, CORRUPTION_RESIZE
 from ..results.schema import CalibrationScore, CorruptionScore, FaithfulnessScore, Interval, RunIndex, RunStatus
 from . import figures
+from .figure_numbers import Figure, FigureNumbers
 from .formatting import MISSING, bracket, missing, num
 from .phrases import Sentence, text
 
@@ -37,14 +38,14 @@ class FaithfulnessRow:
 @dataclass(frozen=True, kw_only=True)
 class BeyondSection:
     calibration: tuple  # CalibrationRow
-    calibration_figure: Optional[object]
+    calibration_figure: Optional[Figure]
     calibration_note: Sentence
     corruption: tuple  # CorruptionRow
-    corruption_figure: Optional[object]
+    corruption_figure: Optional[Figure]
     corruption_note: Sentence
     severities: tuple
     faithfulness: tuple  # FaithfulnessRow
-    faithfulness_figure: Optional[object]
+    faithfulness_figure: Optional[Figure]
     faithfulness_note: Sentence
     flags: tuple  # Sentence per backbone whose deep-layer heatmaps do not beat the random map (beside the grids)
     untrained: bool
@@ -67,7 +68,7 @@ def faithfulness_flag(name: str, score: FaithfulnessScore, untrained: bool) -> S
             text("section 3.4", "beyond-faithfulness"), text("."))
 
 
-def build_beyond(index: RunIndex, metrics, numbered, config) -> BeyondSection:
+def build_beyond(index: RunIndex, metrics, numbered: FigureNumbers, config) -> BeyondSection:
     calibration = tuple(CalibrationRow(b.display_name, metrics.calibration.get(b.name) or CalibrationScore(
         status=RunStatus.SKIPPED, reason="not measured by this version", labelled=0)) for b in index.backbones)
     measured = [row for row in calibration if row.score.status == RunStatus.DONE]

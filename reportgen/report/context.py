@@ -2,7 +2,6 @@
 conclusions. The HTML and Markdown templates only phrase these rows; neither looks anything up."""
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, fields
 from typing import Optional
 
@@ -21,6 +20,7 @@ from ..scoring.gate import GateReport, decide_and_gate
 from .beyond_section import BeyondSection, build_beyond
 from .conclusions_section import ConclusionsSection, build_conclusions
 from .decision_page import DecisionPage, decision_page
+from .figure_numbers import Figure, FigureNumbers
 from .formatting import listing, num, pct
 from .sampling import caption_note
 from .task_section import TaskSection, build_task
@@ -32,18 +32,6 @@ WORST_CLASSES_SHOWN = 10
 CONFUSED_PAIRS_SHOWN = 10
 TABLE_GROUPS = (("all",) + tuple(f"size={s}" for s in SIZES) + tuple(f"background={g}" for g in BACKGROUNDS)
                 + tuple(f"size={s},background={g}" for s in SIZES for g in BACKGROUNDS))
-
-
-@dataclass(frozen=True)
-class Figure:
-    anchor: str
-    caption: str
-    png: bytes  # the image's bytes (PNG, or JPEG for photo grids: see ``mime``)
-    mime: str = "image/png"
-
-    @property
-    def data_uri(self) -> str:
-        return f"data:{self.mime};base64," + base64.b64encode(self.png).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -336,35 +324,10 @@ def _flagged(index: RunIndex) -> tuple:
                  if status not in (CamStatus.OK, CamStatus.NOT_SPATIAL))
 
 
-class _FigureNumbers:
-    """Numbers figures in the order they are made."""
-
-    def __init__(self):
-        self.made: list[Figure] = []
-        self.count = 0
-
-    def add(self, anchor: str, caption: str, png: bytes) -> Figure:
-        self.count += 1
-        figure = Figure(anchor, f"Figure {self.count}. {caption}", png)
-        self.made.append(figure)
-        return figure
-
-    def add_pages(self, anchor: str, caption: str, pages: list[bytes]) -> tuple:
-        """One numbered figure in JPEG pages: the first captioned in full, the others "(continued)"."""
-        self.count += 1
-        made = tuple(Figure(anchor if n == 0 else f"{anchor}-{n + 1}",
-                            f"Figure {self.count}. {caption}" if n == 0 else
-                            f"Figure {self.count} (continued, {n + 1} of {len(pages)}). {caption.split('. ')[0].rstrip('.')}.",
-                            page, "image/jpeg")
-                     for n, page in enumerate(pages))
-        self.made.extend(made)
-        return made
-
-
 def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Decision):
     index, metrics, config = results.index, results.metrics, results.index.config
     cache = figures.ViewCache(results)
-    numbered = _FigureNumbers()
+    numbered = FigureNumbers()
     decision_figure = None
     if decision.chartable:  # without labels or boxes there is nothing to plot against latency
         decision_figure = numbered.add("fig-decision", f"{decision.quality_axis.capitalize()} against latency on this "

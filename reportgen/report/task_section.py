@@ -8,6 +8,7 @@ from typing import Mapping, Optional
 
 from ..results.schema import Estimand, Interval, TaskReport, TaskRun, TaskScore
 from . import task_figures
+from .figure_numbers import Figure, FigureNumbers
 from .formatting import MISSING, bracket, listing, missing, num, pct, pct_bracket
 from .phrases import Sentence, text
 
@@ -81,7 +82,7 @@ class TaskSection:
     rankings: tuple  # RankingColumn per transfer measure, side by side
     places: tuple  # place numbers of the ranking table: (1, 2, ...)
     agreement: Sentence  # whether the measures agree on first place, or why there is nothing to rank
-    figure: Optional[object] = None  # the confusion matrices (a context Figure)
+    figure: Optional[Figure] = None  # the confusion matrices
     logme_note: Sentence = ()  # why LogME is not measured, once for the candidates it is not measured for
 
 
@@ -300,7 +301,7 @@ def _logme_note(scores: Mapping, display: Mapping[str, str]) -> Sentence:
     return tuple(text(f"LogME not measured for {listing(names)}: {reason}. ") for reason, names in reasons.items())
 
 
-def build_task(results, numbered=None) -> Optional[TaskSection]:
+def build_task(results, numbered: Optional[FigureNumbers] = None) -> Optional[TaskSection]:
     """The section of a run on the user's classes (None on ImageNet's), with its figure: the confusion matrices,
     numbered by ``numbered`` (the context's figure numbers; a fresh count when None)."""
     task = results.metrics.task
@@ -312,8 +313,7 @@ def build_task(results, numbered=None) -> Optional[TaskSection]:
     if not section.candidates or not task.classes:
         return section
     if numbered is None:
-        from .context import _FigureNumbers
-        numbered = _FigureNumbers()
+        numbered = FigureNumbers()
     names = [c.name for c in task.classes]
     shown = [row.backbone for row in section.candidates]
     titles = [f"{row.display_name} ({row.estimand})" for row in section.candidates]
