@@ -26,12 +26,6 @@ PENDING = {
     "reportgen.report.compare.RunSummary",
     # pipeline/run.py (the per-backbone context)
     "reportgen.pipeline.run.BatteryRun",
-    # report/context.py, report/task_section.py (the import circles)
-    "reportgen.report.context.NetworkRow",
-    "reportgen.report.context.LastThreeSection",
-    "reportgen.report.context.ReportContext",
-    "reportgen.report.task_section.CandidateRow",
-    "reportgen.report.task_section.TaskSection",
 }
 
 

@@ -34,7 +34,7 @@ TABLE_GROUPS = (("all",) + tuple(f"size={s}" for s in SIZES) + tuple(f"backgroun
                 + tuple(f"size={s},background={g}" for s in SIZES for g in BACKGROUNDS))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NetworkRow:
     backbone: BackboneResult
     family_note: Optional[str]  # how the family was chosen, when not by the registry
@@ -122,7 +122,7 @@ class Transition:
     value: Optional[float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LastThreeSection:
     backbone: BackboneResult
     anchor: str
@@ -175,7 +175,7 @@ class SlimmingTableRow:
     latency_saved_ms: Optional[float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportContext:
     index: RunIndex
     decision: Decision
@@ -247,10 +247,12 @@ def _controlled(image: ImageEntry) -> bool:
 
 def _network_row(b: BackboneResult) -> NetworkRow:
     size = b.data_config["input_size"]
-    return NetworkRow(b, None if b.family_source == "registry" else b.family_source, b.params / 1e6, b.macs / 1e9,
-                      f"{size[1]}×{size[2]}", b.data_config.get("interpolation", ""), b.data_config.get("crop_pct"),
-                      tuple(round(v, 3) for v in b.data_config["mean"]), tuple(round(v, 3) for v in b.data_config["std"]),
-                      (b.weights.file_sha256 or b.weights.state_sha256)[:16])
+    return NetworkRow(backbone=b, family_note=None if b.family_source == "registry" else b.family_source,
+                      params_m=b.params / 1e6, gmacs=b.macs / 1e9, input_size=f"{size[1]}×{size[2]}",
+                      interpolation=b.data_config.get("interpolation", ""), crop_pct=b.data_config.get("crop_pct"),
+                      mean=tuple(round(v, 3) for v in b.data_config["mean"]),
+                      std=tuple(round(v, 3) for v in b.data_config["std"]),
+                      weights_hash=(b.weights.file_sha256 or b.weights.state_sha256)[:16])
 
 
 def _localisation_rows(lookup: AggregateLookup, scope: str, name: str, label: str) -> tuple:
@@ -307,14 +309,14 @@ def _last_three_section(b: BackboneResult, summary, figure: Figure, slimming: Sl
     pairs = list(zip(layers[:-1], layers[1:]))
     evidence = slimming.evidence
     return LastThreeSection(
-        b, f"tab-last3-{b.name}", figure,
-        tuple(LastThreeLayerRow(layer, b.weights_module(layer), b.weight_stats[layer], b.feature_stats[layer])
-              for layer in b.last_three),
-        tuple(layers), summary.cka,
-        tuple(Transition(a, c, v) for (a, c), v in zip(pairs, summary.weight_w1_consecutive)),
-        tuple(Transition(a, c, v) for (a, c), v in zip(pairs, summary.weight_ks_consecutive)),
-        slimming, evidence.cka is not None and evidence.cka >= thresholds.slim_cka,
-        evidence.ks is not None and evidence.ks <= thresholds.slim_max_ks)
+        backbone=b, anchor=f"tab-last3-{b.name}", figure=figure,
+        rows=tuple(LastThreeLayerRow(layer, b.weights_module(layer), b.weight_stats[layer], b.feature_stats[layer])
+                   for layer in b.last_three),
+        cka_layers=tuple(layers), cka=summary.cka,
+        w1=tuple(Transition(a, c, v) for (a, c), v in zip(pairs, summary.weight_w1_consecutive)),
+        ks=tuple(Transition(a, c, v) for (a, c), v in zip(pairs, summary.weight_ks_consecutive)),
+        slimming=slimming, cka_passes=evidence.cka is not None and evidence.cka >= thresholds.slim_cka,
+        ks_passes=evidence.ks is not None and evidence.ks <= thresholds.slim_max_ks)
 
 
 def _flagged(index: RunIndex) -> tuple:

@@ -38,7 +38,7 @@ class LabelRow:
     note: str  # "no labelled images: not scored", "left out of the linear probe", ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CandidateRow:
     backbone: str
     display_name: str
@@ -69,7 +69,7 @@ class RankingColumn:
     places: tuple  # str per place: "EfficientNet-Lite0 (93.3 %)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskSection:
     intro: Sentence  # the classes, the labelled images, where the names came from
     note: Sentence  # the label space's note (folder order), empty without one
@@ -246,11 +246,12 @@ def task_rows(report: TaskReport, display_names: Mapping[str, str],
         probe = score.estimand == Estimand.LINEAR_PROBE
         run = runs.get(name)
         candidates.append(CandidateRow(
-            name, display[name], str(score.estimand),
-            ESTIMAND_NOTE.get(score.estimand, ""), probe, _share_cell(score.accuracy), _number_cell(score.macro_f1),
-            _share_cell(score.knn_accuracy) if probe else Cell(NOT_APPLICABLE),
-            num(score.logme) if probe else NOT_APPLICABLE, _protocol(score, run), _excluded_text(report, score),
-            run.note if run is not None else ""))
+            backbone=name, display_name=display[name], estimand=str(score.estimand),
+            estimand_note=ESTIMAND_NOTE.get(score.estimand, ""), probe=probe, accuracy=_share_cell(score.accuracy),
+            macro_f1=_number_cell(score.macro_f1),
+            knn_accuracy=_share_cell(score.knn_accuracy) if probe else Cell(NOT_APPLICABLE),
+            logme=num(score.logme) if probe else NOT_APPLICABLE, protocol=_protocol(score, run),
+            excluded=_excluded_text(report, score), note=run.note if run is not None else ""))
 
     left_out = {}  # class index -> display names of the probes that left it out
     for name, score in scores.items():
@@ -287,9 +288,10 @@ def task_rows(report: TaskReport, display_names: Mapping[str, str],
         f"{display.get(n, n)} ({_measure_value(r.measure, scores[n])})" if n in scores else display.get(n, n)
         for n in r.order)) for r in report.rankings)
     places = tuple(range(1, max((len(c.places) for c in columns), default=0) + 1))
-    return TaskSection(_intro(report), _note(report), _method(scores), tuple(labels), tuple(candidates),
-                       tuple(display[name] for name in scores), tuple(recall), warnings, columns, places,
-                       _agreement(report, display), logme_note=_logme_note(scores, display))
+    return TaskSection(intro=_intro(report), note=_note(report), method=_method(scores), labels=tuple(labels),
+                       candidates=tuple(candidates), headers=tuple(display[name] for name in scores),
+                       recall=tuple(recall), label_order=warnings, rankings=columns, places=places,
+                       agreement=_agreement(report, display), logme_note=_logme_note(scores, display))
 
 
 def _logme_note(scores: Mapping, display: Mapping[str, str]) -> Sentence:
