@@ -27,7 +27,7 @@ class Pair:
         return None if self.a is None or self.b is None else self.b - self.a
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSummary:
     label: str
     image_set: object  # ImageSetInfo
@@ -63,7 +63,7 @@ class ClaimPair:
     verdict_b: Verdict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Comparison:
     runs: tuple  # (label A, label B)
     summaries: tuple  # RunSummary per run
@@ -86,8 +86,9 @@ def _summary(label: str, results: SavedResults) -> RunSummary:
     index = results.index
     space = index.label_space
     classes = space.described() + ("" if space.is_imagenet else f", from {space.source}")
-    return RunSummary(label, index.image_set, index.weights_mode, tuple(b.display_name for b in index.backbones),
-                      index.seed, index.versions["reportgen"], index.config.cam_method, classes)
+    return RunSummary(label=label, image_set=index.image_set, weights_mode=index.weights_mode,
+                      backbones=tuple(b.display_name for b in index.backbones), seed=index.seed,
+                      reportgen=index.versions["reportgen"], cam_method=index.config.cam_method, classes=classes)
 
 
 def _task(results: SavedResults, name: str, what: str) -> Optional[float]:
@@ -164,6 +165,7 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
     verdicts_b = {c.key: c for c in conclude(b.index, b.metrics).claims}
     claims = tuple(ClaimPair(key, verdicts_a[key].sentence, verdicts_a[key].verdict, verdicts_b[key].verdict)
                    for key in verdicts_a)
-    return Comparison(tuple(labels), (_summary(labels[0], a), _summary(labels[1], b)), tuple(backbones),
-                      tuple(families), claims, (decide(a.index, a.metrics, a.cost, arrays_of=a.arrays),
-                                              decide(b.index, b.metrics, b.cost, arrays_of=b.arrays)))
+    return Comparison(runs=tuple(labels), summaries=(_summary(labels[0], a), _summary(labels[1], b)),
+                      backbones=tuple(backbones), families=tuple(families), claims=claims,
+                      decisions=(decide(a.index, a.metrics, a.cost, arrays_of=a.arrays),
+                                 decide(b.index, b.metrics, b.cost, arrays_of=b.arrays)))

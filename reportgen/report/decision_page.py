@@ -20,7 +20,7 @@ CONSTRAINT_NAMES = {"max_params_m": "params (M) ≤", "max_gmacs": "GMACs ≤", 
                     "min_top1": "top-1 ≥"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecisionPage:
     title: str  # "Backbone decision: 3 candidates on 18 images (manifest), 2026-11-29, CPU"
     headline: Sentence  # the pick, or why there is none
@@ -51,7 +51,7 @@ class Cell:
     interval: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CandidateCells:
     backbone: str
     rank: str
@@ -73,7 +73,7 @@ class CandidateCells:
     estimand: str = ""  # the user's classes: own head | linear probe (empty on ImageNet's)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateCells:
     challenger: str
     condition: str
@@ -100,8 +100,8 @@ def gate_cells(gate) -> tuple:
             limit = f"≥ {100 * row.limit:+g}"
         else:
             value, limit = row.text.split(": ", 1)[1], "pass"
-        rows.append(GateCells(row.display_name, GATE_CONDITIONS[row.condition], row.outcome, row.counts_as, value,
-                              limit, row.text))
+        rows.append(GateCells(challenger=row.display_name, condition=GATE_CONDITIONS[row.condition],
+                              outcome=row.outcome, counts_as=row.counts_as, value=value, limit=limit, text=row.text))
     return tuple(rows)
 
 
@@ -146,15 +146,18 @@ def candidate_cells(decision: Decision, estimands: Optional[dict] = None) -> tup
     for c in decision.candidates:
         score = _interval_cell(c.score.mean, c.score.ci_low, c.score.ci_high) if c.score else Cell("—")
         rows.append(CandidateCells(
-            c.backbone, str(c.rank or "—"), c.display_name, c.backbone == decision.leader, c.pareto, bool(c.failed),
-            whole_pct(c.p_best) if c.p_best is not None else "—", score,
-            _share_cell(c.top1, *c.top1_ci),
-            _interval_cell(c.localisation_score.value, c.localisation_score.ci_low, c.localisation_score.ci_high),
-            _interval_cell(c.calibration.value, c.calibration.ci_low, c.calibration.ci_high),
-            _change_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high),
-            _interval_cell(c.faithfulness.value, c.faithfulness.ci_low, c.faithfulness.ci_high),
-            _interval_cell(c.latency.value, c.latency.ci_low, c.latency.ci_high), Cell(num(c.params_m)),
-            check_mark(c), ", ".join(c.missing), ESTIMAND_SHORT.get(estimands.get(c.backbone), "")))
+            backbone=c.backbone, rank=str(c.rank or "—"), display_name=c.display_name,
+            leader=c.backbone == decision.leader, pareto=c.pareto, failed=bool(c.failed),
+            p_best=whole_pct(c.p_best) if c.p_best is not None else "—", score=score,
+            top1=_share_cell(c.top1, *c.top1_ci),
+            localisation=_interval_cell(c.localisation_score.value, c.localisation_score.ci_low,
+                                        c.localisation_score.ci_high),
+            calibration=_interval_cell(c.calibration.value, c.calibration.ci_low, c.calibration.ci_high),
+            corruption=_change_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high),
+            faithfulness=_interval_cell(c.faithfulness.value, c.faithfulness.ci_low, c.faithfulness.ci_high),
+            latency=_interval_cell(c.latency.value, c.latency.ci_low, c.latency.ci_high),
+            params=Cell(num(c.params_m)), constraints=check_mark(c), missing=", ".join(c.missing),
+            estimand=ESTIMAND_SHORT.get(estimands.get(c.backbone), "")))
     return tuple(rows)
 
 
@@ -458,11 +461,12 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
     """Page 1. ``task``: metrics.json's task (the user's classes), which names the task in the title and first
     sentence and says what each candidate's accuracy measures."""
     estimands = {b.name: b.estimand for b in index.backbones} if task is not None else {}
-    return DecisionPage(title(decision, index, started, task), _headline(decision), _basis(decision),
-                        _change(decision), _paired_test(decision), _constraints(decision), _notes(decision),
-                        _method(decision), _machine(decision) + _timing(decision, cost) + _samples(index),
-                        {c.backbone: check_mark(c) for c in decision.candidates},
-                        candidate_cells(decision, estimands), busy=_busy(decision),
+    return DecisionPage(title=title(decision, index, started, task), headline=_headline(decision),
+                        basis=_basis(decision), change=_change(decision), paired_test=_paired_test(decision),
+                        constraints=_constraints(decision), notes=_notes(decision), method=_method(decision),
+                        machine=_machine(decision) + _timing(decision, cost) + _samples(index),
+                        checks={c.backbone: check_mark(c) for c in decision.candidates},
+                        rows=candidate_cells(decision, estimands), busy=_busy(decision),
                         degenerate=tuple(degenerate_warning(found) for found in decision.degenerate),
                         task=_task_sentence(decision, index, task), task_warnings=_task_warnings(decision, index, task),
                         accuracy_header="task accuracy" if task is not None else "top-1",

@@ -85,14 +85,14 @@ class Measure:
     ci_high: Optional[float] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ConstraintCheck:
     key: str
     outcome: Check
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Candidate:
     backbone: str
     display_name: str
@@ -147,7 +147,7 @@ class McNemar:
     labelled: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Decision:
     status: DecisionStatus
     recommended: Optional[str]  # backbone name; None unless recommended (or the only candidate)
@@ -372,7 +372,7 @@ def _checks(params_m, gmacs, latency: Measure, top1: Measure, labelled: int, lim
 
     def add(key, outcome, text, excess=0.0):
         nonlocal violation
-        checks.append(ConstraintCheck(key, outcome, text))
+        checks.append(ConstraintCheck(key=key, outcome=outcome, text=text))
         if outcome == Check.FAIL:
             violation += excess
 
@@ -594,7 +594,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     for found in degenerate:  # a failed check of its own: never recommended, ranked after every other candidate
         k = names.index(found.backbone)
         checks, _ = checked[k]
-        checked[k] = (checks + (ConstraintCheck("degenerate", Check.FAIL, "degenerate outputs (see above)"),), math.inf)
+        checked[k] = (checks + (ConstraintCheck(key="degenerate", outcome=Check.FAIL, text="degenerate outputs (see above)"),), math.inf)
     passing = [k for k in range(len(names)) if all(c.outcome != Check.FAIL for c in checked[k][0])]
 
     if inputs is not None:
@@ -664,20 +664,22 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
             score = Score(float(point_scores[j]), low, high) if np.isfinite(point_scores[j]) else None
         checks, violation = checked[k]
         candidates.append(Candidate(
-            entry.name, entry.display_name, entry.family, top1[k].value, (top1[k].ci_low, top1[k].ci_high), labelled,
-            by_size, _measure(raw.point["localisation"][k], raw.draws["localisation"][:, k], level),
-            _measure(raw.point["clutter"][k], raw.draws["clutter"][:, k], level),
-            float(clean - cluttered) if np.isfinite(clean - cluttered) else None,
-            _measure(raw.point["calibration"][k], raw.draws["calibration"][:, k], level),
-            _measure(raw.point["corruption"][k], raw.draws["corruption"][:, k], level),
-            _measure(raw.point["faithfulness"][k], raw.draws["faithfulness"][:, k], level),
-            latency[k], float(params[k]), float(gmacs[k]), metrics.slimming.get(entry.name), checks,
-            tuple((c.key, c.text) for c in checks if c.outcome == Check.FAIL),
-            tuple((c.key, c.text) for c in checks if c.outcome == Check.UNCERTAIN), violation,
-            {c: float(u[k]) for c, u in point_utilities.items() if np.isfinite(u[k])},
-            tuple(c for c in weighted if not np.isfinite(raw.point[c][k])),
-            score, float(p_best[k]) if k in passing and weights else None, entry.name in front,
-            ranked.index(k) + 1 if k in ranked else None))
+            backbone=entry.name, display_name=entry.display_name, family=entry.family, top1=top1[k].value,
+            top1_ci=(top1[k].ci_low, top1[k].ci_high), labelled=labelled, localisation=by_size,
+            localisation_score=_measure(raw.point["localisation"][k], raw.draws["localisation"][:, k], level),
+            clutter_retention=_measure(raw.point["clutter"][k], raw.draws["clutter"][:, k], level),
+            clutter_drop=float(clean - cluttered) if np.isfinite(clean - cluttered) else None,
+            calibration=_measure(raw.point["calibration"][k], raw.draws["calibration"][:, k], level),
+            corruption=_measure(raw.point["corruption"][k], raw.draws["corruption"][:, k], level),
+            faithfulness=_measure(raw.point["faithfulness"][k], raw.draws["faithfulness"][:, k], level),
+            latency=latency[k], params_m=float(params[k]), gmacs=float(gmacs[k]),
+            slimming=metrics.slimming.get(entry.name), checks=checks,
+            failed=tuple((c.key, c.text) for c in checks if c.outcome == Check.FAIL),
+            uncertain=tuple((c.key, c.text) for c in checks if c.outcome == Check.UNCERTAIN), violation=violation,
+            utilities={c: float(u[k]) for c, u in point_utilities.items() if np.isfinite(u[k])},
+            missing=tuple(c for c in weighted if not np.isfinite(raw.point[c][k])),
+            score=score, p_best=float(p_best[k]) if k in passing and weights else None, pareto=entry.name in front,
+            rank=ranked.index(k) + 1 if k in ranked else None))
 
     least = None
     if not passing:
@@ -716,15 +718,19 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     busy = tuple((index.backbones[k].display_name, cost.backbones[n].load_per_core) for k, n in enumerate(names)
                  if n in cost.backbones and (cost.backbones[n].load_per_core or 0) > settings.busy_load_per_core)
     return Decision(
-        status, recommended, names[leader] if leader is not None else None,
-        names[runner_up] if runner_up is not None else None, margin, least, tuple(candidates), weights,
-        {c: settings.weight_source(c) for c in DECISION_CRITERIA}, settings.aliases_used(), tuple(dropped), limits,
-        mix, quality_axis, index.untrained, machines[0] if machines else None, level,
-        bool(weights) and set(weights) <= set(COST_CRITERIA), draws.samples, settings.weight_uncertainty,
-        settings.min_win_probability, sensitivity, MAX_WEIGHT, test,
-        bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones),
-        tuple(notes), busy if weights.get("latency") else (), settings.busy_load_per_core, unshared=tuple(unshared),
-        degenerate=degenerate, tied=tied)
+        status=status, recommended=recommended, leader=names[leader] if leader is not None else None,
+        runner_up=names[runner_up] if runner_up is not None else None, margin=margin, least_violating=least,
+        candidates=tuple(candidates), weights=weights,
+        weight_sources={c: settings.weight_source(c) for c in DECISION_CRITERIA}, aliases=settings.aliases_used(),
+        dropped=tuple(dropped), constraints=limits, size_mix=mix, quality_axis=quality_axis,
+        illustrative=index.untrained, machine=machines[0] if machines else None, confidence=level,
+        cost_alone=bool(weights) and set(weights) <= set(COST_CRITERIA), draws=draws.samples,
+        weight_uncertainty=settings.weight_uncertainty, min_win_probability=settings.min_win_probability,
+        sensitivity=sensitivity, sensitivity_range=MAX_WEIGHT, mcnemar=test,
+        latency_noise=bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names
+                                             if n in cost.backbones),
+        notes=tuple(notes), busy_latency=busy if weights.get("latency") else (),
+        busy_load_per_core=settings.busy_load_per_core, unshared=tuple(unshared), degenerate=degenerate, tied=tied)
 
 
 def _degeneracy(entry, top1: Measure, settings: DecisionSettings, classes: int) -> Degeneracy:

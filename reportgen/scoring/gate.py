@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 PASS, FAIL, UNCERTAIN = "pass", "fail", "uncertain"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateRow:
     challenger: str  # the candidate's name
     display_name: str
@@ -56,7 +56,7 @@ class GateRow:
     text: str  # one sentence with the numbers (a failure's message)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateReport:
     champion: str
     champion_display_name: str
@@ -174,8 +174,9 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
                         outcome = UNCERTAIN
                         text += ("; uncertain: it rests on latency timed on a busy machine (without latency "
                                  + ("no criterion is left" if steady is None else f"P(better) = {steady:.3f}") + ")")
-            rows.append(GateRow(name, who, "min_p_better", outcome, _counted(outcome, settings), p, low, high,
-                                limit, text))
+            rows.append(GateRow(challenger=name, display_name=who, condition="min_p_better", outcome=outcome,
+                                counts_as=_counted(outcome, settings), value=p, ci_low=low, ci_high=high,
+                                limit=limit, text=text))
         if settings.max_accuracy_drop is not None:
             limit = -settings.max_accuracy_drop
             point = raw.point["accuracy"][k1] - raw.point["accuracy"][k0]
@@ -189,17 +190,20 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
                 shown = "" if low is None else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
                 text = (f"{who}: task accuracy {100 * value:+.1f}{shown} points against {champion.display_name} "
                         f"(may drop at most {100 * settings.max_accuracy_drop:g} points)")
-            rows.append(GateRow(name, who, "max_accuracy_drop", outcome, _counted(outcome, settings), value, low,
-                                high, limit, text))
+            rows.append(GateRow(challenger=name, display_name=who, condition="max_accuracy_drop", outcome=outcome,
+                                counts_as=_counted(outcome, settings), value=value, ci_low=low, ci_high=high,
+                                limit=limit, text=text))
         if settings.constraints == "pass":
             bad = [c for c in candidate.checks if c.outcome != Check.PASS]
             outcome = FAIL if any(c.outcome == Check.FAIL for c in bad) else UNCERTAIN if bad else PASS
             text = (f"{who}: " + ("; ".join(f"{c.outcome}: {c.text}" for c in bad) if bad else
                                   "every constraint passes" if candidate.checks else "no constraint set"))
-            rows.append(GateRow(name, who, "constraints", outcome, _counted(outcome, settings, "constraints"), None,
-                                None, None, None, text))
-    return GateReport(settings.champion, champion.display_name, settings, tuple(rows),
-                      all(row.counts_as == PASS for row in rows), draws.samples, level)
+            rows.append(GateRow(challenger=name, display_name=who, condition="constraints", outcome=outcome,
+                                counts_as=_counted(outcome, settings, "constraints"), value=None, ci_low=None,
+                                ci_high=None, limit=None, text=text))
+    return GateReport(champion=settings.champion, champion_display_name=champion.display_name, settings=settings,
+                      rows=tuple(rows), passed=all(row.counts_as == PASS for row in rows), draws=draws.samples,
+                      level=level)
 
 
 def decide_and_gate(results: "SavedResults", draws=None, settings=None) -> tuple:
