@@ -8,7 +8,9 @@ from typing import Optional
 from ..inputs.config import DEVICE_SAMPLE_SIZES
 from ..results.schema import PRECISION_REACHED, CostReport, Estimand, RunIndex, TaskReport
 from ..scoring.score import sample_sizes
-from ..scoring.decision import Candidate, Check, Decision, DecisionStatus, utility
+from ..scoring.constraints import Check
+from ..scoring.criteria import utility
+from ..scoring.decision import Candidate, Decision, DecisionStatus
 from ..scoring.degenerate import Degeneracy
 from .formatting import MISSING, bracket, listing, num, pct, pct_bracket, whole_pct
 from .phrases import Sentence, text
