@@ -8,6 +8,7 @@ from typing import Optional
 from ..inputs.registry import FAMILIES
 from ..results.schema import AggregateLookup
 from ..results.store import SavedResults
+from ..scoring.criteria import criterion
 from ..scoring.decision import decide
 from ..scoring.rules import Verdict, conclude
 
@@ -139,19 +140,22 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
             key = ("backbone", name, "deep", "all", metric)
             (va, na), (vb, nb) = _value(rows_a, *key), _value(rows_b, *key)
             pairs.append(Pair(f"deep {metric}", va, vb, na, nb))
-        pairs.append(Pair("top-1 accuracy (labelled images)", _top1(a, name), _top1(b, name)))
+        accuracy = criterion("accuracy")  # the criteria's words, from the decision's table
+        pairs.append(Pair(f"{accuracy.label} (labelled images)", _top1(a, name), _top1(b, name)))
         if a.metrics.task is not None or b.metrics.task is not None:  # the user's classes in either run
             estimands = {r.metrics.task.scores[name].estimand for r in (a, b)
                          if r.metrics.task is not None and name in r.metrics.task.scores}
-            pairs.append(Pair(f"task accuracy ({' / '.join(sorted(map(str, estimands)))})",
+            pairs.append(Pair(f"{accuracy.label_for(True)} ({' / '.join(sorted(map(str, estimands)))})",
                               _task(a, name, "accuracy"), _task(b, name, "accuracy")))
             pairs.append(Pair("task macro-F1", _task(a, name, "macro_f1"), _task(b, name, "macro_f1")))
             pairs.append(Pair("k-NN accuracy (frozen features)", _task(a, name, "knn_accuracy"),
                               _task(b, name, "knn_accuracy")))
             pairs.append(Pair("LogME", _task(a, name, "logme"), _task(b, name, "logme")))
         pairs.append(Pair("CKA(layer before penultimate, penultimate)", _cka(a, name), _cka(b, name)))
-        pairs.append(Pair("ECE (calibration)", *(_beyond(r, name, "calibration") for r in (a, b))))
-        pairs.append(Pair("share of top-1 kept under corruptions", *(_beyond(r, name, "corruption") for r in (a, b))))
+        pairs.append(Pair(f"ECE ({criterion('calibration').label})",
+                          *(_beyond(r, name, "calibration") for r in (a, b))))
+        pairs.append(Pair(f"share of top-1 kept under {criterion('corruption').label}",
+                          *(_beyond(r, name, "corruption") for r in (a, b))))
         pairs.append(Pair("ROAD gap of the deep-layer CAM", *(_beyond(r, name, "faithfulness") for r in (a, b))))
         backbones.append(BackbonePairs(name, display[name], name in names_a, name in names_b, tuple(pairs)))
     families = []
