@@ -148,3 +148,24 @@ def test_a_new_criterion_reaches_html_markdown_and_metrics_json(monkeypatch, lit
     (candidate,) = decision["candidates"]
     assert candidate["utilities"]["toy"] == pytest.approx(100.0 - candidate["params_m"])
     assert f"{candidate['utilities']['toy']:.3g}" in table[2]
+
+
+def test_page_one_names_the_accuracy_criterion_by_the_run_s_label_space():
+    """On the user's own classes the accuracy criterion is task accuracy (docs/usage.md); page 1's basis said
+    "top-1 accuracy 3" under a "task accuracy [CI]" column. The word comes from the criteria table."""
+    import test_decision
+    from reportgen.report.decision_page import decision_page
+    from reportgen.results.schema import LabelSpaceInfo
+    from reportgen.scoring.criteria import criterion
+
+    assert criterion("accuracy").label_for(False) == "top-1 accuracy"
+    assert criterion("accuracy").label_for(True) == "task accuracy"
+    assert criterion("latency").label_for(True) == "latency"
+    specs = {"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.8, 2.5, 10.0)}
+    said = {}
+    for own, space in ((False, None), (True, LabelSpaceInfo("own", "class folders", "", ("cat", "dog")))):
+        decision, index = test_decision._run(specs, label_space=space)
+        assert index.own_task is own
+        said[own] = "".join(part.text for part in decision_page(decision, index, "").basis)
+    assert "top-1 accuracy 3 (default)" in said[False] and "task accuracy" not in said[False]
+    assert "task accuracy 3 (default)" in said[True] and "top-1 accuracy" not in said[True]

@@ -173,21 +173,23 @@ PAGE1_COLUMNS: dict = {
 }
 
 
-def default_column(key: str) -> Column:
+def default_column(key: str, own_task: bool = False) -> Column:
     """A criterion without a PAGE1_COLUMNS entry: its label, and each candidate's points on it."""
-    header = f"{criterion(key).label}, points"
+    header = f"{criterion(key).label_for(own_task)}, points"
     return Column(html=header, markdown=header, cell=lambda c: Cell(num(c.utilities.get(key))))
 
 
-def page_columns() -> dict:
+def page_columns(own_task: bool = False) -> dict:
     """criterion -> Column, for every criterion of the table that has one, in the table's order."""
-    found = {c.key: PAGE1_COLUMNS[c.key] if c.key in PAGE1_COLUMNS else default_column(c.key) for c in criteria()}
+    found = {c.key: PAGE1_COLUMNS[c.key] if c.key in PAGE1_COLUMNS else default_column(c.key, own_task)
+             for c in criteria()}
     return {key: column for key, column in found.items() if column is not None}
 
 
-def column_headers(accuracy_header: str) -> tuple:
+def column_headers(accuracy_header: str, own_task: bool) -> tuple:
     return tuple(ColumnHeader(column.html.format(accuracy=accuracy_header),
-                              column.markdown.format(accuracy=accuracy_header)) for column in page_columns().values())
+                              column.markdown.format(accuracy=accuracy_header))
+                 for column in page_columns(own_task).values())
 
 
 def candidate_cells(decision: Decision, estimands: Optional[dict] = None) -> tuple:
@@ -334,21 +336,26 @@ def _headline(decision: Decision) -> Sentence:
                   + [text(".")])
 
 
-def _basis(decision: Decision) -> Sentence:
-    used = [f"{criterion(c).label} {num(w)}{'' if decision.weight_sources[c] == 'yours' else ' (default)'}"
+def _named(key: str, own_task: bool) -> str:
+    """A criterion's words on page 1: the accuracy criterion is task accuracy on the user's classes."""
+    return criterion(key).label_for(own_task)
+
+
+def _basis(decision: Decision, own_task: bool) -> Sentence:
+    used = [f"{_named(c, own_task)} {num(w)}{'' if decision.weight_sources[c] == 'yours' else ' (default)'}"
             for c, w in decision.weights.items()]
     parts = [text("Criteria and their weights: "), text(", ".join(used) or "none", "tab-decision")]
     if decision.dropped:
-        parts.append(text("; left out: " + "; ".join(f"{criterion(c).label} ({why})" for c, why in decision.dropped)))
+        parts.append(text("; left out: " + "; ".join(f"{_named(c, own_task)} ({why})" for c, why in decision.dropped)))
     if decision.unshared:
-        whom = "; ".join(f"{criterion(c).label} (no value for {listing(f'{name}: {why}' for name, why in lacking)})"
+        whom = "; ".join(f"{_named(c, own_task)} (no value for {listing(f'{name}: {why}' for name, why in lacking)})"
                          for c, lacking in decision.unshared)
         parts.append(text(f"; left out for every candidate, so that all are compared on the criteria they share: "
                           f"{whom}"))
     return tuple(parts + [text(".")])
 
 
-def _change(decision: Decision) -> Sentence:
+def _change(decision: Decision, own_task: bool) -> Sentence:
     if decision.status not in (DecisionStatus.RECOMMENDED, DecisionStatus.NO_CLEAR_WINNER) or decision.leader is None \
             or not decision.weights:
         return ()
@@ -361,7 +368,7 @@ def _change(decision: Decision) -> Sentence:
     digits = 3
     while num(change.weight, digits) == num(change.to, digits) and digits < 8:  # never "from 3 to 3"
         digits += 1
-    return (text(f"What would change it: {direction} the {criterion(change.criterion).label} weight from "
+    return (text(f"What would change it: {direction} the {_named(change.criterion, own_task)} weight from "
                  f"{num(change.weight, digits)} to {num(change.to, digits)} puts {change.new_first} ahead of {leader} "
                  "at the point estimates."),)
 
@@ -507,16 +514,16 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
     """Page 1. ``task``: metrics.json's task (the user's classes), which names the task in the title and first
     sentence and says what each candidate's accuracy measures."""
     estimands = {b.name: b.estimand for b in index.backbones} if task is not None else {}
-    accuracy_header = "task accuracy" if task is not None else "top-1"
+    accuracy_header = _named("accuracy", True) if task is not None else "top-1"
     return DecisionPage(title=title(decision, index, started, task), headline=_headline(decision),
-                        basis=_basis(decision), change=_change(decision), paired_test=_paired_test(decision),
+                        basis=_basis(decision, index.own_task), change=_change(decision, index.own_task), paired_test=_paired_test(decision),
                         constraints=_constraints(decision), notes=_notes(decision), method=_method(decision),
                         machine=_machine(decision) + _timing(decision, cost) + _samples(index),
                         checks={c.backbone: check_mark(c) for c in decision.candidates},
                         rows=candidate_cells(decision, estimands), busy=_busy(decision),
                         degenerate=tuple(degenerate_warning(found) for found in decision.degenerate),
                         task=_task_sentence(decision, index, task), task_warnings=_task_warnings(decision, index, task),
-                        accuracy_header=accuracy_header, columns=column_headers(accuracy_header),
+                        accuracy_header=accuracy_header, columns=column_headers(accuracy_header, index.own_task),
                         gate=_gate(gate), gate_rows=gate_cells(gate) if gate is not None else ())
 
 
