@@ -169,3 +169,13 @@ def test_page_one_names_the_accuracy_criterion_by_the_run_s_label_space():
         said[own] = "".join(part.text for part in decision_page(decision, index, "").basis)
     assert "top-1 accuracy 3 (default)" in said[False] and "task accuracy" not in said[False]
     assert "task accuracy 3 (default)" in said[True] and "top-1 accuracy" not in said[True]
+
+
+def test_the_criteria_table_refuses_to_load_out_of_step_with_the_config(monkeypatch):
+    from reportgen.inputs import config
+    from reportgen.scoring import criteria
+
+    criteria._check_table()  # in step
+    monkeypatch.setattr(config, "DECISION_CRITERIA", tuple(reversed(config.DECISION_CRITERIA)))
+    with pytest.raises(RuntimeError, match="DECISION_CRITERIA"):
+        criteria._check_table()

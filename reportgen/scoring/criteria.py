@@ -224,8 +224,9 @@ def _check_table() -> None:
     """The table covers exactly the config's criteria, in their order (the weights' order is the float summation
     order of every score), each with a default weight."""
     keys = tuple(c.key for c in CRITERIA)
-    assert keys == config.DECISION_CRITERIA, (keys, config.DECISION_CRITERIA)
-    assert tuple(config.DEFAULT_DECISION_WEIGHTS) == keys, (tuple(config.DEFAULT_DECISION_WEIGHTS), keys)
+    if keys != config.DECISION_CRITERIA or tuple(config.DEFAULT_DECISION_WEIGHTS) != keys:
+        raise RuntimeError(f"CRITERIA {keys} must cover DECISION_CRITERIA {config.DECISION_CRITERIA} and "
+                           f"DEFAULT_DECISION_WEIGHTS {tuple(config.DEFAULT_DECISION_WEIGHTS)}, in that order")
 
 
 _check_table()
