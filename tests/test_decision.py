@@ -13,7 +13,10 @@ from reportgen.inputs.config import AnalysisConfig, DecisionSettings
 from reportgen.results.schema import (SCHEMA_VERSION, BackboneResult, CamStatus, Cost, CostReport, FeatureCka,
                                       ImageEntry, ImageSetInfo, Machine, Metrics, PerImageRow, Prediction, RankedClass,
                                       RunIndex, SanityRun, SlimmingRun, WeightsInfo)
-from reportgen.scoring.decision import Check, DecisionStatus, decide, mcnemar, utility
+from reportgen.scoring.constraints import Check
+from reportgen.scoring.criteria import utility
+from reportgen.scoring.decision import DecisionStatus, decide
+from reportgen.scoring.ranking import mcnemar
 from reportgen.report.decision_page import decision_page
 from reportgen.report.phrases import plain
 
@@ -171,7 +174,7 @@ def test_a_candidate_worse_in_every_draw_never_changes_p_best_or_the_verdict():
     example on the draws' scores: A about 61.6 against B about 60 ranks first in 96.8 % of the draws, and C = A - 0.3
     in every draw changes nothing; then a whole decision: c is a with more parameters (about 0.33 points lower in
     every draw, images and timing identical), and a's and b's P(best) and the verdict are those without c."""
-    from reportgen.scoring.decision import win_shares
+    from reportgen.scoring.ranking import win_shares
 
     rng = np.random.default_rng(0)
     b = 60.0 + 1.0 * rng.standard_normal(1000)
@@ -780,7 +783,7 @@ def test_a_draw_without_any_score_decides_nothing():
     """A draw in which no candidate has a score (every weighted criterion lost its group) is left out of P(best)
     instead of counting as nobody's win: the probabilities still sum to 1 (by hand: of the 3 draws that decide, A is
     first in one, B in one, and the exact tie is shared, so 1.5 / 3 each)."""
-    from reportgen.scoring.decision import win_shares
+    from reportgen.scoring.ranking import win_shares
 
     scores = np.array([[2.0, 1.0], [np.nan, np.nan], [1.0, 3.0], [5.0, 5.0]])
     assert win_shares(scores) == pytest.approx([1.5 / 3, 1.5 / 3])

@@ -129,14 +129,15 @@ def _judged(monkeypatch, specs, settings, decision=None, **options):
     """The decision of test_decision's hand-made run and the gate judged on the inputs and draws it used."""
     import test_decision
     from reportgen.inputs.config import DecisionSettings
-    from reportgen.scoring.decision import decide
+    from reportgen.scoring.decision import decide, decision_inputs
     from reportgen.scoring.gate import evaluate_gate
     from reportgen.scoring.vectors import run_draws
 
     seen = {}
 
-    def deciding(index, metrics, cost, draws=None, arrays_of=None, inputs=None):
-        seen.update(index=index, draws=draws or run_draws(index), inputs={})
+    def deciding(index, metrics, cost, draws=None, arrays_of=None):
+        seen.update(index=index, draws=draws or run_draws(index))
+        seen.update(inputs=decision_inputs(index, metrics, cost, seen["draws"], arrays_of))
         return decide(index, metrics, cost, seen["draws"], arrays_of, seen["inputs"])
 
     monkeypatch.setattr(test_decision, "decide", deciding)
@@ -189,7 +190,7 @@ def test_p_better_from_a_single_finite_draw_has_no_interval_and_does_not_crash(m
 
     specs = {"a": (5.0, 0.6, 2.0, 20.0), "b": (5.0, 0.7, 2.0, 20.0)}
     decision, _, seen = _judged(monkeypatch, specs, GateSettings(champion="a", min_p_better=0.9))
-    raw = seen["inputs"]["raw"]
+    raw = seen["inputs"].values
     for criterion in decision.weights:  # every draw but the first lost every criterion
         raw.draws[criterion][1:] = np.nan
     gate = evaluate_gate(decision, seen["inputs"], ["a", "b"], GateSettings(champion="a", min_p_better=0.9),

@@ -11,7 +11,8 @@ from typing import Optional
 from ..errors import GateFailed, UsageError
 from ..inputs.config import GateSettings
 from ..results.store import SavedResults, atomic_write_bytes, load_results
-from ..scoring.gate import FAIL, PASS, GateReport
+from ..scoring.constraints import Check
+from ..scoring.gate import GateReport
 from .decision_page import GATE_CONDITIONS, decision_page
 
 SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
@@ -29,9 +30,9 @@ def junit_xml(gate: GateReport) -> bytes:
     for row in gate.rows:
         case = ElementTree.SubElement(suite, "testcase", classname=f"reportgen.gate.{row.challenger}",
                                       name=f"{row.condition} ({GATE_CONDITIONS[row.condition]})")
-        if row.counts_as == FAIL:
+        if row.counts_as == Check.FAIL:
             failure = ElementTree.SubElement(case, "failure", type=row.outcome, message=row.text)
-            counted = ("" if row.outcome == FAIL else "; an uncertain constraint counts as failed"
+            counted = ("" if row.outcome == Check.FAIL else "; an uncertain constraint counts as failed"
                        if row.condition == "constraints" else f"; on_uncertain = {gate.settings.on_uncertain}")
             failure.text = f"{row.text}\noutcome: {row.outcome}{counted}"
         else:
@@ -79,5 +80,5 @@ def run_gate(results_dir: Path, junit: Optional[Path] = None, settings: Optional
         raise GateFailed(f"gate failed: {len(failed)} of {len(gate.rows)} conditions against champion "
                          f"{gate.champion} ({failed[0].text})" + (f"; the JUnit file is {junit}" if junit else "")
                          + ".")
-    say(f"gate passed: champion {gate.champion}, {len(gate.rows)} condition(s), verdict {PASS}")
+    say(f"gate passed: champion {gate.champion}, {len(gate.rows)} condition(s), verdict {Check.PASS}")
     return gate

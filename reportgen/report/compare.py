@@ -8,6 +8,7 @@ from typing import Optional
 from ..inputs.registry import FAMILIES
 from ..results.schema import AggregateLookup
 from ..results.store import SavedResults
+from ..scoring.criteria import criterion
 from ..scoring.decision import decide
 from ..scoring.rules import Verdict, conclude
 
@@ -27,7 +28,7 @@ class Pair:
         return None if self.a is None or self.b is None else self.b - self.a
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSummary:
     label: str
     image_set: object  # ImageSetInfo
@@ -63,7 +64,7 @@ class ClaimPair:
     verdict_b: Verdict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Comparison:
     runs: tuple  # (label A, label B)
     summaries: tuple  # RunSummary per run
@@ -86,8 +87,9 @@ def _summary(label: str, results: SavedResults) -> RunSummary:
     index = results.index
     space = index.label_space
     classes = space.described() + ("" if space.is_imagenet else f", from {space.source}")
-    return RunSummary(label, index.image_set, index.weights_mode, tuple(b.display_name for b in index.backbones),
-                      index.seed, index.versions["reportgen"], index.config.cam_method, classes)
+    return RunSummary(label=label, image_set=index.image_set, weights_mode=index.weights_mode,
+                      backbones=tuple(b.display_name for b in index.backbones), seed=index.seed,
+                      reportgen=index.versions["reportgen"], cam_method=index.config.cam_method, classes=classes)
 
 
 def _task(results: SavedResults, name: str, what: str) -> Optional[float]:
@@ -138,19 +140,22 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
             key = ("backbone", name, "deep", "all", metric)
             (va, na), (vb, nb) = _value(rows_a, *key), _value(rows_b, *key)
             pairs.append(Pair(f"deep {metric}", va, vb, na, nb))
-        pairs.append(Pair("top-1 accuracy (labelled images)", _top1(a, name), _top1(b, name)))
+        accuracy = criterion("accuracy")  # the criteria's words, from the decision's table
+        pairs.append(Pair(f"{accuracy.label} (labelled images)", _top1(a, name), _top1(b, name)))
         if a.metrics.task is not None or b.metrics.task is not None:  # the user's classes in either run
             estimands = {r.metrics.task.scores[name].estimand for r in (a, b)
                          if r.metrics.task is not None and name in r.metrics.task.scores}
-            pairs.append(Pair(f"task accuracy ({' / '.join(sorted(map(str, estimands)))})",
+            pairs.append(Pair(f"{accuracy.label_for(True)} ({' / '.join(sorted(map(str, estimands)))})",
                               _task(a, name, "accuracy"), _task(b, name, "accuracy")))
             pairs.append(Pair("task macro-F1", _task(a, name, "macro_f1"), _task(b, name, "macro_f1")))
             pairs.append(Pair("k-NN accuracy (frozen features)", _task(a, name, "knn_accuracy"),
                               _task(b, name, "knn_accuracy")))
             pairs.append(Pair("LogME", _task(a, name, "logme"), _task(b, name, "logme")))
         pairs.append(Pair("CKA(layer before penultimate, penultimate)", _cka(a, name), _cka(b, name)))
-        pairs.append(Pair("ECE (calibration)", *(_beyond(r, name, "calibration") for r in (a, b))))
-        pairs.append(Pair("share of top-1 kept under corruptions", *(_beyond(r, name, "corruption") for r in (a, b))))
+        pairs.append(Pair(f"ECE ({criterion('calibration').label})",
+                          *(_beyond(r, name, "calibration") for r in (a, b))))
+        pairs.append(Pair(f"share of top-1 kept under {criterion('corruption').label}",
+                          *(_beyond(r, name, "corruption") for r in (a, b))))
         pairs.append(Pair("ROAD gap of the deep-layer CAM", *(_beyond(r, name, "faithfulness") for r in (a, b))))
         backbones.append(BackbonePairs(name, display[name], name in names_a, name in names_b, tuple(pairs)))
     families = []
@@ -164,6 +169,7 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
     verdicts_b = {c.key: c for c in conclude(b.index, b.metrics).claims}
     claims = tuple(ClaimPair(key, verdicts_a[key].sentence, verdicts_a[key].verdict, verdicts_b[key].verdict)
                    for key in verdicts_a)
-    return Comparison(tuple(labels), (_summary(labels[0], a), _summary(labels[1], b)), tuple(backbones),
-                      tuple(families), claims, (decide(a.index, a.metrics, a.cost, arrays_of=a.arrays),
-                                              decide(b.index, b.metrics, b.cost, arrays_of=b.arrays)))
+    return Comparison(runs=tuple(labels), summaries=(_summary(labels[0], a), _summary(labels[1], b)),
+                      backbones=tuple(backbones), families=tuple(families), claims=claims,
+                      decisions=(decide(a.index, a.metrics, a.cost, arrays_of=a.arrays),
+                                 decide(b.index, b.metrics, b.cost, arrays_of=b.arrays)))

@@ -2,25 +2,21 @@
 Decision (which holds the numbers; this only phrases them)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
 
 from ..inputs.config import DEVICE_SAMPLE_SIZES
 from ..results.schema import PRECISION_REACHED, CostReport, Estimand, RunIndex, TaskReport
 from ..scoring.score import sample_sizes
-from ..scoring.decision import Candidate, Check, Decision, DecisionStatus, utility
+from ..scoring.constraints import Check, constraint
+from ..scoring.criteria import criteria, criterion, utility
+from ..scoring.decision import Candidate, Decision, DecisionStatus
 from ..scoring.degenerate import Degeneracy
 from .formatting import MISSING, bracket, listing, num, pct, pct_bracket, whole_pct
 from .phrases import Sentence, text
 
-CRITERION_NAMES = {"accuracy": "top-1 accuracy", "localisation": "localisation", "clutter": "clutter",
-                   "calibration": "calibration", "corruption": "corruptions", "faithfulness": "faithfulness",
-                   "latency": "latency", "size": "size"}
-CONSTRAINT_NAMES = {"max_params_m": "params (M) ≤", "max_gmacs": "GMACs ≤", "max_latency_ms": "latency (ms) ≤",
-                    "min_top1": "top-1 ≥"}
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecisionPage:
     title: str  # "Backbone decision: 3 candidates on 18 images (manifest), 2026-11-29, CPU"
     headline: Sentence  # the pick, or why there is none
@@ -40,18 +36,21 @@ class DecisionPage:
     task: Sentence = ()  # the user's classes: what each candidate's accuracy measures (empty on ImageNet's)
     task_warnings: tuple = ()  # a warning Sentence per head whose class order looks permuted, and on transfer rankings
     accuracy_header: str = "top-1"
+    columns: tuple = ()  # ColumnHeader per criterion column of the table, in the criteria table's order
     gate: Sentence = ()  # [gate]: the verdict for CI (empty without a gate)
     gate_rows: tuple = ()  # GateCells per challenger and condition
 
 
 @dataclass(frozen=True)
 class Cell:
-    """A table cell: the value, and its interval ("" when it has none), which HTML may set on a line of its own."""
+    """A table cell: the value, and its interval ("" when it has none), which HTML may set on a line of its own;
+    ``note``: what Markdown adds after it in parentheses (HTML says it elsewhere)."""
     value: str
     interval: str = ""
+    note: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CandidateCells:
     backbone: str
     rank: str
@@ -61,19 +60,13 @@ class CandidateCells:
     failed: bool
     p_best: str
     score: Cell
-    top1: Cell
-    localisation: Cell
-    calibration: Cell  # the top-1 Brier score (ECE is in section 3.4)
-    corruption: Cell  # change in top-1 under corruption, in points
-    faithfulness: Cell
-    latency: Cell
-    params: Cell
+    cells: dict  # criterion -> Cell, one per column of PAGE1_COLUMNS (or its default), in the criteria's order
     constraints: str
     missing: str  # criteria without a value for it
     estimand: str = ""  # the user's classes: own head | linear probe (empty on ImageNet's)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateCells:
     challenger: str
     condition: str
@@ -100,8 +93,8 @@ def gate_cells(gate) -> tuple:
             limit = f"≥ {100 * row.limit:+g}"
         else:
             value, limit = row.text.split(": ", 1)[1], "pass"
-        rows.append(GateCells(row.display_name, GATE_CONDITIONS[row.condition], row.outcome, row.counts_as, value,
-                              limit, row.text))
+        rows.append(GateCells(challenger=row.display_name, condition=GATE_CONDITIONS[row.condition],
+                              outcome=row.outcome, counts_as=row.counts_as, value=value, limit=limit, text=row.text))
     return tuple(rows)
 
 
@@ -140,21 +133,79 @@ def _change_cell(value, low, high) -> Cell:
     return Cell(f"{100 * value:+.1f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]" if low is not None else "")
 
 
+def _measure_cell(measure) -> Cell:
+    return _interval_cell(measure.value, measure.ci_low, measure.ci_high)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Column:
+    """A criterion's column in the page-1 table: its header in each format ("{accuracy}" stands for the accuracy
+    header: "top-1", or "task accuracy" on the user's classes) and its cell."""
+    html: str
+    markdown: str
+    cell: Callable[[Candidate], Cell]
+    estimand: bool = False  # the cell notes how a candidate's task accuracy was measured
+
+
+@dataclass(frozen=True)
+class ColumnHeader:
+    html: str
+    markdown: str
+
+
+# Page 1's columns, keyed by criterion (scoring's CRITERIA holds what a criterion is; this, how page 1 shows it).
+# None: no column (clutter is in section 3). A criterion absent here gets default_column(): its label and points.
+PAGE1_COLUMNS: dict = {
+    "accuracy": Column(html="{accuracy} [CI]", markdown="{accuracy} [CI]",
+                       cell=lambda c: _share_cell(c.top1, *c.top1_ci), estimand=True),
+    "localisation": Column(html="localisation: mass_ratio, size mix [CI]", markdown="localisation [CI]",
+                           cell=lambda c: _measure_cell(c.localisation_score)),
+    "clutter": None,
+    "calibration": Column(html="calibration: top-1 Brier [CI]", markdown="calibration: top-1 Brier [CI]",
+                          cell=lambda c: _measure_cell(c.calibration)),  # the top-1 Brier score (ECE: section 3.4)
+    "corruption": Column(html="corruptions: top-1 change, points [CI]", markdown="corruptions: Δ top-1, points [CI]",
+                         cell=lambda c: _change_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high)),
+    "faithfulness": Column(html="faithfulness: ROAD gap [CI]", markdown="faithfulness [CI]",
+                           cell=lambda c: _measure_cell(c.faithfulness)),
+    "latency": Column(html="latency, batch 1 (ms) [CI]", markdown="latency ms [CI]",
+                      cell=lambda c: _measure_cell(c.latency)),
+    "size": Column(html="params (M)", markdown="params (M)", cell=lambda c: Cell(num(c.params_m))),
+}
+
+
+def default_column(key: str, own_task: bool = False) -> Column:
+    """A criterion without a PAGE1_COLUMNS entry: its label, and each candidate's points on it."""
+    header = f"{criterion(key).label_for(own_task)}, points"
+    return Column(html=header, markdown=header, cell=lambda c: Cell(num(c.utilities.get(key))))
+
+
+def page_columns(own_task: bool = False) -> dict:
+    """criterion -> Column, for every criterion of the table that has one, in the table's order."""
+    found = {c.key: PAGE1_COLUMNS[c.key] if c.key in PAGE1_COLUMNS else default_column(c.key, own_task)
+             for c in criteria()}
+    return {key: column for key, column in found.items() if column is not None}
+
+
+def column_headers(accuracy_header: str, own_task: bool) -> tuple:
+    return tuple(ColumnHeader(column.html.format(accuracy=accuracy_header),
+                              column.markdown.format(accuracy=accuracy_header))
+                 for column in page_columns(own_task).values())
+
+
 def candidate_cells(decision: Decision, estimands: Optional[dict] = None) -> tuple:
     estimands = estimands or {}
+    columns = page_columns()
     rows = []
     for c in decision.candidates:
         score = _interval_cell(c.score.mean, c.score.ci_low, c.score.ci_high) if c.score else Cell("—")
+        estimand = ESTIMAND_SHORT.get(estimands.get(c.backbone), "")
+        cells = {key: column.cell(c) for key, column in columns.items()}
+        cells = {key: replace(cell, note=estimand) if columns[key].estimand else cell for key, cell in cells.items()}
         rows.append(CandidateCells(
-            c.backbone, str(c.rank or "—"), c.display_name, c.backbone == decision.leader, c.pareto, bool(c.failed),
-            whole_pct(c.p_best) if c.p_best is not None else "—", score,
-            _share_cell(c.top1, *c.top1_ci),
-            _interval_cell(c.localisation_score.value, c.localisation_score.ci_low, c.localisation_score.ci_high),
-            _interval_cell(c.calibration.value, c.calibration.ci_low, c.calibration.ci_high),
-            _change_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high),
-            _interval_cell(c.faithfulness.value, c.faithfulness.ci_low, c.faithfulness.ci_high),
-            _interval_cell(c.latency.value, c.latency.ci_low, c.latency.ci_high), Cell(num(c.params_m)),
-            check_mark(c), ", ".join(c.missing), ESTIMAND_SHORT.get(estimands.get(c.backbone), "")))
+            backbone=c.backbone, rank=str(c.rank or "—"), display_name=c.display_name,
+            leader=c.backbone == decision.leader, pareto=c.pareto, failed=bool(c.failed),
+            p_best=whole_pct(c.p_best) if c.p_best is not None else "—", score=score, cells=cells,
+            constraints=check_mark(c), missing=", ".join(c.missing), estimand=estimand))
     return tuple(rows)
 
 
@@ -285,21 +336,26 @@ def _headline(decision: Decision) -> Sentence:
                   + [text(".")])
 
 
-def _basis(decision: Decision) -> Sentence:
-    used = [f"{CRITERION_NAMES[c]} {num(w)}{'' if decision.weight_sources[c] == 'yours' else ' (default)'}"
+def _named(key: str, own_task: bool) -> str:
+    """A criterion's words on page 1: the accuracy criterion is task accuracy on the user's classes."""
+    return criterion(key).label_for(own_task)
+
+
+def _basis(decision: Decision, own_task: bool) -> Sentence:
+    used = [f"{_named(c, own_task)} {num(w)}{'' if decision.weight_sources[c] == 'yours' else ' (default)'}"
             for c, w in decision.weights.items()]
     parts = [text("Criteria and their weights: "), text(", ".join(used) or "none", "tab-decision")]
     if decision.dropped:
-        parts.append(text("; left out: " + "; ".join(f"{CRITERION_NAMES[c]} ({why})" for c, why in decision.dropped)))
+        parts.append(text("; left out: " + "; ".join(f"{_named(c, own_task)} ({why})" for c, why in decision.dropped)))
     if decision.unshared:
-        whom = "; ".join(f"{CRITERION_NAMES[c]} (no value for {listing(f'{name}: {why}' for name, why in lacking)})"
+        whom = "; ".join(f"{_named(c, own_task)} (no value for {listing(f'{name}: {why}' for name, why in lacking)})"
                          for c, lacking in decision.unshared)
         parts.append(text(f"; left out for every candidate, so that all are compared on the criteria they share: "
                           f"{whom}"))
     return tuple(parts + [text(".")])
 
 
-def _change(decision: Decision) -> Sentence:
+def _change(decision: Decision, own_task: bool) -> Sentence:
     if decision.status not in (DecisionStatus.RECOMMENDED, DecisionStatus.NO_CLEAR_WINNER) or decision.leader is None \
             or not decision.weights:
         return ()
@@ -312,7 +368,7 @@ def _change(decision: Decision) -> Sentence:
     digits = 3
     while num(change.weight, digits) == num(change.to, digits) and digits < 8:  # never "from 3 to 3"
         digits += 1
-    return (text(f"What would change it: {direction} the {CRITERION_NAMES[change.criterion]} weight from "
+    return (text(f"What would change it: {direction} the {_named(change.criterion, own_task)} weight from "
                  f"{num(change.weight, digits)} to {num(change.to, digits)} puts {change.new_first} ahead of {leader} "
                  "at the point estimates."),)
 
@@ -331,7 +387,7 @@ def _paired_test(decision: Decision) -> Sentence:
 def _constraints(decision: Decision) -> Sentence:
     if not decision.constraints:
         return (text("Constraints: none set (a [decision] table in a battery file sets them)."),)
-    limits = ", ".join(f"{CONSTRAINT_NAMES[k]} {num(v) if k != 'min_top1' else pct(v)}"
+    limits = ", ".join(f"{constraint(k).label} {pct(v) if constraint(k).share else num(v)}"
                        for k, v in decision.constraints.items())
     parts = [text(f"Constraints: {limits}.")]
     for c in decision.candidates:
@@ -458,14 +514,16 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
     """Page 1. ``task``: metrics.json's task (the user's classes), which names the task in the title and first
     sentence and says what each candidate's accuracy measures."""
     estimands = {b.name: b.estimand for b in index.backbones} if task is not None else {}
-    return DecisionPage(title(decision, index, started, task), _headline(decision), _basis(decision),
-                        _change(decision), _paired_test(decision), _constraints(decision), _notes(decision),
-                        _method(decision), _machine(decision) + _timing(decision, cost) + _samples(index),
-                        {c.backbone: check_mark(c) for c in decision.candidates},
-                        candidate_cells(decision, estimands), busy=_busy(decision),
+    accuracy_header = _named("accuracy", True) if task is not None else "top-1"
+    return DecisionPage(title=title(decision, index, started, task), headline=_headline(decision),
+                        basis=_basis(decision, index.own_task), change=_change(decision, index.own_task), paired_test=_paired_test(decision),
+                        constraints=_constraints(decision), notes=_notes(decision), method=_method(decision),
+                        machine=_machine(decision) + _timing(decision, cost) + _samples(index),
+                        checks={c.backbone: check_mark(c) for c in decision.candidates},
+                        rows=candidate_cells(decision, estimands), busy=_busy(decision),
                         degenerate=tuple(degenerate_warning(found) for found in decision.degenerate),
                         task=_task_sentence(decision, index, task), task_warnings=_task_warnings(decision, index, task),
-                        accuracy_header="task accuracy" if task is not None else "top-1",
+                        accuracy_header=accuracy_header, columns=column_headers(accuracy_header, index.own_task),
                         gate=_gate(gate), gate_rows=gate_cells(gate) if gate is not None else ())
 
 

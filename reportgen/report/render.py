@@ -69,6 +69,7 @@ def markdown_environment() -> jinja2.Environment:
     env = template_environment()
     env = env.overlay(autoescape=False, finalize=_md_escape)
     env.filters["sentence"] = _md_sentence
+    env.filters["ours"] = Raw  # text from reportgen's own tables (page 1's column headers), never from an input
     env.filters["path"] = lambda value: Raw(value) if _SAFE_PATH.match(value) and ".." not in value else Raw("invalid")
     return env
 

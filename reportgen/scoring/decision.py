@@ -1,6 +1,10 @@
 """The decision: which backbone to pick for these images and this budget, with every source of noise carried to
 the verdict. Returns data; the report phrases it. Every threshold and weight comes from the config.
 
+The criteria are one table (:mod:`reportgen.scoring.criteria`), the constraints another
+(:mod:`reportgen.scoring.constraints`); :func:`decide` reads as its stages: measure, choose weights, check
+constraints, shared criteria, rank, assemble, status.
+
 Criteria (each on a fixed scale of points that does not depend on which other candidates are in the run, so adding
 or removing a candidate never reorders the others, except through latency within a timing class, whose members'
 timings are measurements of one latency (:func:`timing_classes`); higher is better):
@@ -33,28 +37,24 @@ candidates stay in, marked. Untrained weights make the decision illustrative onl
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 
-from ..inputs.config import DECISION_CRITERIA, MAX_WEIGHT, DecisionSettings
+from ..inputs.config import MAX_WEIGHT, DecisionSettings
 from ..inputs.manifest import SIZES
-from ..results.schema import Cost, CostReport, Machine, Metrics, RunIndex, RunStatus, SlimmingScore
+from ..results.schema import CostReport, Machine, Metrics, RunIndex, SlimmingScore
 from ..strenum import StrEnum
-from .beyond_paper import corruption_vectors, road_vectors, top1_change_of
-from .degenerate import Degeneracy, assess
-from .bootstrap import PairedDraws, interval, nanmean, stable_seed
-from .calibration import top1_brier
+from .bootstrap import PairedDraws, nanmean
+from .constraints import (Check, ConstraintCheck, ConstraintInputs, check_candidate, degenerate_candidates, limits,
+                          mark_degenerate)
+from .criteria import (CriterionInputs, CriterionValues, Measure, cost_criteria, criteria, labelled_images,
+                       measure_criteria, measured, size_mix, why_dropped, why_missing)
+from .ranking import McNemar, Ranking, Score, WeightChange, candidate_score, pareto, paired_test, rank, \
+    weight_sensitivity
+from .timing import busy_latency, timing_classes, timing_notes
 from .vectors import Vectors, run_draws
-
-COST_CRITERIA = ("latency", "size")
-SENSITIVITY_STEP = 0.01
-WHY_MISSING = {"accuracy": "no labelled images", "localisation": "no boxed images with a size class",
-               "clutter": "no boxed images on both clean and cluttered backgrounds",
-               "calibration": "too few labelled images", "corruption": "not measured",
-               "faithfulness": "not measured", "latency": "latency not measured", "size": "no parameter count"}
 
 
 class DecisionStatus(StrEnum):
@@ -64,41 +64,13 @@ class DecisionStatus(StrEnum):
     NONE_PASS = "nothing passes"
 
 
-class Check(StrEnum):
-    PASS = "pass"
-    FAIL = "fail"
-    UNCERTAIN = "uncertain"  # the interval straddles the limit
-
-
-@dataclass(frozen=True)
-class Score:
-    mean: float
-    ci_low: Optional[float]
-    ci_high: Optional[float]
-
-
-@dataclass(frozen=True)
-class Measure:
-    """A raw criterion value with its interval from the draws."""
-    value: Optional[float]
-    ci_low: Optional[float] = None
-    ci_high: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class ConstraintCheck:
-    key: str
-    outcome: Check
-    text: str
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Candidate:
     backbone: str
     display_name: str
     family: str
     top1: Optional[float]  # accuracy on the labelled images
-    top1_ci: tuple  # (low, high), or (None, None)
+    top1_ci: tuple[Optional[float], Optional[float]]  # (low, high), or (None, None)
     labelled: int
     localisation: dict  # size -> deep mass_ratio (None: no boxed image of that size)
     localisation_score: Measure  # mass_ratio by the set's size mix, with its interval from the draws
@@ -111,9 +83,9 @@ class Candidate:
     params_m: float
     gmacs: float
     slimming: Optional[SlimmingScore]
-    checks: tuple  # ConstraintCheck per constraint set
-    failed: tuple  # (constraint key, text) of the failed ones
-    uncertain: tuple  # (constraint key, text) of the uncertain ones
+    checks: tuple[ConstraintCheck, ...]  # per constraint set
+    failed: tuple[tuple[str, str], ...]  # (constraint key, text) of the failed ones
+    uncertain: tuple[tuple[str, str], ...]  # (constraint key, text) of the uncertain ones
     violation: float  # sum of relative excesses over the constraints it fails
     utilities: dict  # criterion -> points at the point estimate (criteria it has)
     missing: tuple  # weighted criteria it has no value for (left out for every candidate it is compared with)
@@ -127,27 +99,7 @@ class Candidate:
         return self.latency.value
 
 
-@dataclass(frozen=True)
-class WeightChange:
-    """The smallest change of one weight that puts another candidate first."""
-    criterion: str
-    weight: float  # the weight used
-    to: float  # the weight at which the pick changes
-    new_first: str  # display name of the candidate first then
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """Exact McNemar test of two candidates' top-1 on the same labelled images."""
-    first: str
-    second: str
-    first_only: int  # images the first gets right and the second wrong
-    second_only: int
-    p_value: float
-    labelled: int
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Decision:
     status: DecisionStatus
     recommended: Optional[str]  # backbone name; None unless recommended (or the only candidate)
@@ -155,7 +107,7 @@ class Decision:
     runner_up: Optional[str]  # the next by score at the point estimates
     margin: Optional[Score]  # score of the leader minus the runner-up's (never negative), interval from the draws
     least_violating: Optional[str]  # when nothing passes
-    candidates: tuple  # Candidate, ranked ones first
+    candidates: tuple[Candidate, ...]  # ranked ones first
     weights: dict  # criterion -> weight used (criteria without data dropped)
     weight_sources: dict  # criterion -> "yours" | "default"
     aliases: tuple  # (old name, new name) used in the weights table
@@ -205,531 +157,188 @@ class Decision:
         return tuple(self.weights)
 
 
-# --- the criteria on fixed scales ----------------------------------------------------------------------------------
-
-def utility(criterion: str, value):
-    """Points of a raw criterion value (arrays allowed); NaN where the value is missing."""
-    value = np.asarray(value, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if criterion == "accuracy":
-            return 100.0 * value
-        if criterion == "localisation":
-            return 100.0 * (1.0 - 1.0 / np.maximum(value, 1e-6))
-        if criterion in ("clutter", "faithfulness"):
-            return 100.0 * value
-        if criterion == "corruption":  # the change in top-1 (0 = nothing lost)
-            return 100.0 * (1.0 + value)
-        if criterion == "calibration":  # top-1 Brier score: 100 = every right answer at 1, every wrong at 0
-            return 100.0 * (1.0 - value)
-        if criterion == "latency":
-            return 100.0 * (1.0 - np.log10(np.maximum(value, 1e-6)) / 3.0)
-        if criterion == "size":
-            return 100.0 * (1.0 - np.log10(np.maximum(value, 1e-9) / 0.1) / 3.0)
-    raise KeyError(criterion)
+@dataclass(frozen=True, kw_only=True)
+class DecisionInputs:
+    """What the decision is computed from, handed to the gate (:mod:`reportgen.scoring.gate`) so that it reads the
+    same numbers instead of computing them again."""
+    values: CriterionValues  # every criterion's point values and draws per candidate
+    timing_classes: dict  # :func:`~reportgen.scoring.timing.timing_classes`
+    size_mix: dict  # size -> share of the boxed images
+    vectors: Vectors
+    labelled: int  # labelled images
 
 
-@dataclass
-class _Raw:
-    """Per criterion: point values (K,) and draws (B, K) of the raw measure, NaN where missing."""
-    point: dict = field(default_factory=dict)
-    draws: dict = field(default_factory=dict)
+@dataclass(frozen=True, kw_only=True)
+class _Checked:
+    """The constraint stage's outcome, per candidate in the index's order."""
+    limits: dict
+    latency: list  # Measure
+    top1: list  # Measure
+    checked: list  # (ConstraintCheck tuple, violation)
+    degenerate: tuple  # Degeneracy
+    passing: list  # indices of the candidates that fail no check
 
 
-def _size_mix(index: RunIndex, vectors: Vectors) -> dict:
-    boxed = [image.size for n, image in enumerate(index.images) if image.size in SIZES and image.box is not None
-             and any(np.isfinite(vectors.backbone(b.name, "deep", "mass_ratio")[n]) for b in index.backbones)]
-    return {size: boxed.count(size) / len(boxed) for size in SIZES if boxed.count(size)} if boxed else {}
-
-
-def _raw_values(index: RunIndex, vectors: Vectors, draws: PairedDraws, cost: CostReport, classes: dict, mix: dict,
-                arrays_of: Optional[Callable[[str], dict]]) -> _Raw:
-    names = [b.name for b in index.backbones]
-    raw = _Raw()
-    sizes = np.array([image.size or "" for image in index.images])
-    backgrounds = np.array([image.background or "" for image in index.images])
-
-    def per_candidate(function):
-        points, columns = [], []
-        for k, name in enumerate(names):
-            point, drawn = function(k, name)
-            points.append(point)
-            columns.append(drawn)
-        return np.array(points, dtype=np.float64), np.stack(columns, axis=1)
-
-    def accuracy(k, name):
-        correct = np.array([np.nan if p.correct_top1 is None else float(p.correct_top1)
-                            for p in index.backbones[k].predictions])
-        return nanmean(correct), draws.means(correct)
-
-    def localisation(k, name):
-        mass = vectors.backbone(name, "deep", "mass_ratio")
-        if not mix:
-            return np.nan, np.full(draws.samples, np.nan)
-        point = sum(share * nanmean(mass[sizes == size]) for size, share in mix.items())
-        drawn = sum(share * draws.means(mass, sizes == size) for size, share in mix.items())
-        return point, drawn
-
-    def clutter(k, name):
-        mass = vectors.backbone(name, "deep", "mass_ratio")
-        clean, cluttered = backgrounds == "clean", backgrounds == "cluttered"
-        with np.errstate(divide="ignore", invalid="ignore"):
-            point = nanmean(mass[cluttered]) / nanmean(mass[clean])
-            drawn = draws.means(mass, cluttered) / draws.means(mass, clean)
-        return point, drawn
-
-    def timed(name):
-        found: Optional[Cost] = cost.backbones.get(name)
-        if found is None:
-            return np.nan, np.full(draws.samples, np.nan)
-        if found.latency_ms_samples:
-            return float(np.median(found.latency_ms_samples)), draws.resampled_medians(found.latency_ms_samples, name)
-        return found.latency_ms_median, np.full(draws.samples, found.latency_ms_median)  # an older cost.json
-
-    by_class: dict = {}  # a timing class's latency, computed once for all its members
-
-    def latency(k, name):
-        members = tuple(sorted(classes.get(name, (name,))))  # by name: the battery's order changes no draw
-        if members not in by_class:
-            by_class[members] = class_latency(members)
-        return by_class[members]
-
-    def class_latency(members):
-        # One timing class, one true latency: its members' timings are measurements of it (their spread is the
-        # machine's drift between measurements), so each member gets their geometric mean, drawn the same way.
-        timings = [timed(member) for member in members]
-        if len(timings) == 1:
-            return timings[0]  # its own timing, bit for bit (exp(log(x)) need not give x back)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            point = float(np.exp(np.mean([np.log(p) for p, _ in timings])))
-            logs = np.log(np.stack([d for _, d in timings]))  # (members, B)
-            # The drift between the members' sessions is noise each one's resampled passes do not hold (16.4
-            # against 12.9 ms, each within ±3.4 %): each draw also resamples the sessions (the members, with
-            # replacement), so the class's interval spans the spread its timings showed instead of narrowing below
-            # each one's. Seeded by the class, so every member gets the same draws.
-            rng = np.random.default_rng(stable_seed(draws.seed, "timing class", *members))
-            sessions = rng.integers(0, len(members), size=(draws.samples, len(members)))
-            logs = logs[sessions, np.arange(draws.samples)[:, None]].T
-            drawn = np.exp(np.mean(logs, axis=0))
-        return point, drawn
-
-    def size(k, name):
-        params = index.backbones[k].params / 1e6
-        return params, np.full(draws.samples, params)
-
-    missing = (np.nan, np.full(draws.samples, np.nan))
-
-    def calibration(k, name):
-        predictions = index.backbones[k].predictions
-        correct = np.array([np.nan if p.correct_top1 is None else float(p.correct_top1) for p in predictions])
-        have = np.isfinite(correct)
-        if have.sum() < 2:
-            return missing
-        confidence = np.array([p.top5[0].prob for p in predictions])
-        values = top1_brier(confidence, correct)  # NaN where unlabelled
-        return float(values[have].mean()), draws.means(values)
-
-    def corruption(k, name):
-        entry = index.backbones[k]
-        if entry.corruption.status != RunStatus.DONE or arrays_of is None:
-            return missing
-        _, clean, corrupted = corruption_vectors(index, entry, arrays_of(name))
-        point, drawn = top1_change_of(clean, corrupted, draws)
-        return (np.nan, drawn) if point is None else (point, drawn)
-
-    def faithfulness(k, name):
-        entry = index.backbones[k]
-        if entry.faithfulness.status != RunStatus.DONE or arrays_of is None:
-            return missing
-        values = road_vectors(index, entry, arrays_of(name))
-        gap = (values[:, 0, 1] - values[:, 0, 0]) / 2
-        return (float(nanmean(gap)) if np.isfinite(gap).any() else np.nan), draws.means(gap)
-
-    for criterion, function in (("accuracy", accuracy), ("localisation", localisation), ("clutter", clutter),
-                                ("calibration", calibration), ("corruption", corruption),
-                                ("faithfulness", faithfulness), ("latency", latency), ("size", size)):
-        raw.point[criterion], raw.draws[criterion] = per_candidate(function)
-    return raw
-
-
-# --- constraints ---------------------------------------------------------------------------------------------------
-
-_RELATION = {(Check.FAIL, True): ">", (Check.PASS, True): "≤", (Check.FAIL, False): "<", (Check.PASS, False): "≥",
-             (Check.UNCERTAIN, True): "straddles", (Check.UNCERTAIN, False): "straddles"}
-
-
-def _against_limit(measure: Measure, limit: float, upper: bool) -> tuple:
-    """(low, high, outcome) of a measured value against a limit it must stay under (``upper``) or over: it fails
-    or passes only when its whole interval does, and is uncertain when the interval straddles the limit."""
-    low = measure.ci_low if measure.ci_low is not None else measure.value
-    high = measure.ci_high if measure.ci_high is not None else measure.value
-    beyond, within = (low > limit, high <= limit) if upper else (high < limit, low >= limit)
-    return low, high, Check.FAIL if beyond else Check.PASS if within else Check.UNCERTAIN
-
-
-def _checks(params_m, gmacs, latency: Measure, top1: Measure, labelled: int, limits: dict) -> tuple[tuple, float]:
-    """ConstraintCheck per constraint set, and the sum of relative excesses over those failed."""
-    checks, violation = [], 0.0
-
-    def add(key, outcome, text, excess=0.0):
-        nonlocal violation
-        checks.append(ConstraintCheck(key, outcome, text))
-        if outcome == Check.FAIL:
-            violation += excess
-
-    if "max_params_m" in limits:
-        limit = limits["max_params_m"]
-        add("max_params_m", Check.FAIL if params_m > limit else Check.PASS,
-            f"params {params_m:.3g} M {'>' if params_m > limit else '≤'} {limit:g} M", params_m / limit - 1)
-    if "max_gmacs" in limits:
-        limit = limits["max_gmacs"]
-        add("max_gmacs", Check.FAIL if gmacs > limit else Check.PASS,
-            f"GMACs {gmacs:.3g} {'>' if gmacs > limit else '≤'} {limit:g}", gmacs / limit - 1)
-    if "max_latency_ms" in limits:
-        limit = limits["max_latency_ms"]
-        if latency.value is None:
-            add("max_latency_ms", Check.FAIL, "latency not measured", 1.0)
-        else:
-            low, high, outcome = _against_limit(latency, limit, upper=True)
-            add("max_latency_ms", outcome, f"latency {latency.value:.3g} ms [{low:.3g}, {high:.3g}] "
-                f"{_RELATION[outcome, True]} {limit:g} ms", latency.value / limit - 1)
-    if "min_top1" in limits:
-        limit = limits["min_top1"]
-        if top1.value is None:
-            add("min_top1", Check.FAIL, "no labelled images to measure top-1", 1.0)
-        else:
-            low, high, outcome = _against_limit(top1, limit, upper=False)
-            add("min_top1", outcome, f"top-1 {100 * top1.value:.1f} % [{100 * low:.1f}, {100 * high:.1f}] on "
-                f"{labelled} images {_RELATION[outcome, False]} {100 * limit:.1f} %",
-                (limit - top1.value) / max(limit, 1e-9))
-    return tuple(checks), violation
-
-
-def _constraints(settings: DecisionSettings) -> dict:
-    return {k: getattr(settings, k) for k in ("max_params_m", "max_gmacs", "max_latency_ms", "min_top1")
-            if getattr(settings, k) is not None}
-
-
-def _pareto(points: dict) -> set:
-    """Names not dominated in (quality higher, latency lower)."""
-    front = set()
-    for name, (quality, latency) in points.items():
-        dominated = any(q >= quality and lat <= latency and (q > quality or lat < latency)
-                        for other, (q, lat) in points.items() if other != name)
-        if not dominated:
-            front.add(name)
-    return front
-
-
-# --- scores, win probabilities, sensitivity --------------------------------------------------------------------------
-
-def weighted_scores(utilities: dict, weights: dict) -> np.ndarray:
-    """Weighted mean of the criteria the candidates share. ``utilities[c]``: (..., K) points, NaN = missing;
-    ``weights[c]``: scalar or (...,) per draw. In each row (a draw, or the point estimates) a criterion counts only
-    where every one of the K candidates has a value, so all are scored on the same criteria (a candidate scored on
-    the mean of its own subset would gain or lose by what it lacks: criteria sit at very different typical levels).
-    Returns (..., K); NaN where the candidates share no criterion."""
-    total = weighted = None
-    for criterion, points in utilities.items():
-        weight = np.asarray(weights[criterion], dtype=np.float64)
-        if weight.ndim:
-            weight = weight[..., None]
-        have = np.broadcast_to(np.isfinite(points).all(axis=-1, keepdims=True), np.shape(points))
-        term_w = np.where(have, weight, 0.0)
-        term = np.where(have, points, 0.0) * term_w
-        total = term_w if total is None else total + term_w
-        weighted = term if weighted is None else weighted + term
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return weighted / total
-
-
-def win_shares(scores: np.ndarray) -> np.ndarray:
-    """(B, K) scores -> (K,) share of rows in which each column is first; a win is shared only on an exact tie (so a
-    column below the best in every row never changes another's share); NaN never first. A row in which no column
-    has a score (a draw that lost every criterion) decides nothing and is left out, so the shares sum to 1."""
-    filled = np.where(np.isfinite(scores), scores, -np.inf)
-    best = filled.max(axis=1, keepdims=True)
-    first = (filled == best) & np.isfinite(best)
-    counts = first.sum(axis=1, keepdims=True)
-    decided = counts[:, 0] > 0
-    if not decided.any():
-        return np.zeros(scores.shape[1])
-    return (first[decided] / counts[decided]).mean(axis=0)
-
-
-def _sensitivity(points: dict, weights: dict, leader: int, names: list) -> Optional[WeightChange]:
-    """The smallest single-weight change (within 0..MAX_WEIGHT) after which another candidate scores highest."""
-    grid = np.round(np.arange(0.0, MAX_WEIGHT + SENSITIVITY_STEP / 2, SENSITIVITY_STEP), 10)
-    best = None
-    for criterion, weight in weights.items():
-        trial = {c: (grid if c == criterion else np.full(grid.shape, w)) for c, w in weights.items()}
-        scores = weighted_scores(points, trial)  # (G, K)
-        filled = np.where(np.isfinite(scores), scores, -np.inf)
-        others = np.delete(filled, leader, axis=1)
-        overtaken = others.max(axis=1) > filled[:, leader]
-        if not overtaken.any():
-            continue
-        at = int(np.argmin(np.where(overtaken, np.abs(grid - weight), np.inf)))
-        change = abs(grid[at] - weight)
-        if best is None or change < best[0]:
-            first = int(np.argmax(filled[at]))
-            best = (change, WeightChange(criterion, float(weight), float(grid[at]), names[first]))
-    return best[1] if best else None
-
-
-def mcnemar(first: np.ndarray, second: np.ndarray) -> tuple[int, int, float]:
-    """(first right & second wrong, first wrong & second right, exact two-sided p) over paired outcomes."""
-    b = int(np.sum(first & ~second))
-    c = int(np.sum(~first & second))
-    n = b + c
-    if n == 0:
-        return b, c, 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
-    return b, c, min(1.0, 2.0 * tail)
-
-
-def _mcnemar(index: RunIndex, first: int, second: int) -> Optional[McNemar]:
-    a, b = index.backbones[first], index.backbones[second]
-    pairs = [(p.correct_top1, q.correct_top1) for p, q in zip(a.predictions, b.predictions)
-             if p.correct_top1 is not None and q.correct_top1 is not None]
-    if not pairs:
-        return None
-    x, y = (np.array(v, dtype=bool) for v in zip(*pairs))
-    only_first, only_second, p = mcnemar(x, y)
-    return McNemar(a.display_name, b.display_name, only_first, only_second, p, len(pairs))
-
-
-def _why_missing(criterion: str, entry, arrays_of) -> str:
-    """Why a backbone has no value for a criterion, in a few words."""
-    if criterion in ("corruption", "faithfulness"):
-        run = getattr(entry, criterion)
-        if run.status != RunStatus.DONE:
-            return f"not measured: {run.reason}" if run.reason else "not measured"
-        if arrays_of is None:
-            return "no saved arrays"
-    if criterion == "localisation":
-        return "no usable deep-layer CAM on a boxed image with a size class"
-    if criterion == "clutter":
-        return "no usable deep-layer CAM on boxed images of both backgrounds"
-    return WHY_MISSING[criterion]
-
-
-def _measure(point, drawn, level) -> Measure:
-    if point is None or not np.isfinite(point):
-        return Measure(None)
-    low, high = interval(drawn, level)
-    return Measure(float(point), low, high)
-
-
-def timing_class(entry, found: Optional[Cost]) -> Optional[tuple]:
-    """What a candidate's batch-1 latency depends on: the architecture, its size (parameters, MACs, so its head),
-    the input shape and the machine it was timed on (its fingerprint), not the weights' values (dense kernels do
-    the same arithmetic whatever the numbers). Two candidates of one class have the same true latency: their timed
-    difference is noise by construction. None: not timed."""
-    if found is None:
-        return None
-    return (entry.architecture, entry.params, round(entry.macs), tuple(entry.data_config.get("input_size", ())),
-            found.machine.fingerprint)
-
-
-def timing_classes(index: RunIndex, cost: CostReport) -> dict:
-    """name -> the names of its :func:`timing_class` (in the index's order), for the candidates that share theirs
-    with another; the others are absent."""
-    keys = {b.name: timing_class(b, cost.backbones.get(b.name)) for b in index.backbones}
-    groups: dict = {}
-    for name, key in keys.items():
-        if key is not None:
-            groups.setdefault(key, []).append(name)
-    return {name: tuple(members) for members in groups.values() if len(members) > 1 for name in members}
-
-
-def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[PairedDraws] = None,
-           arrays_of: Optional[Callable[[str], dict]] = None, inputs: Optional[dict] = None) -> Decision:
-    """``arrays_of(name)``: a backbone's saved arrays (corruption and faithfulness criteria); without it those two
-    criteria are left out. ``inputs``: when given, receives what the decision was computed from (``raw``: every
-    criterion's point values and draws per candidate; ``timing_classes``: :func:`timing_classes`), so the gate
-    (:mod:`reportgen.scoring.gate`) reads the same numbers instead of computing them again."""
-    settings = index.config.decision
-    level = settings.confidence
-    draws = draws or run_draws(index)
+def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: PairedDraws,
+                    arrays_of: Optional[Callable[[str], dict]] = None) -> DecisionInputs:
+    """Stage 1, measure: every criterion for every candidate, on the run's paired draws."""
     vectors = Vectors(index, metrics.per_image)
-    names = [b.name for b in index.backbones]
-    mix = _size_mix(index, vectors)
+    mix = size_mix(index, vectors)
     classes = timing_classes(index, cost)
-    raw = _raw_values(index, vectors, draws, cost, classes, mix, arrays_of)
-    labelled = int(sum(p.correct_top1 is not None for p in index.backbones[0].predictions)) if names else 0
+    measuring = CriterionInputs(index=index, vectors=vectors, draws=draws, cost=cost, classes=classes, mix=mix,
+                                arrays_of=arrays_of, sizes=np.array([image.size or "" for image in index.images]),
+                                backgrounds=np.array([image.background or "" for image in index.images]))
+    return DecisionInputs(values=measure_criteria(measuring), timing_classes=classes, size_mix=mix, vectors=vectors,
+                          labelled=labelled_images(index))
 
-    notes = []
+
+def _choose_weights(index: RunIndex, cost: CostReport, values: CriterionValues,
+                    settings: DecisionSettings) -> tuple[dict, list]:
+    """Stage 2: the weight of each criterion that can be weighed, in the table's order (the order of every score's
+    float sum), and (criterion, why) of those dropped for every candidate."""
     effective = settings.effective_weights()
-    fingerprints = {c.machine.fingerprint for n, c in cost.backbones.items() if n in names}
     weights, dropped = {}, []
-    for criterion in DECISION_CRITERIA:
-        weight = effective[criterion]
+    for found in criteria():
+        weight = effective[found.key]
         if weight <= 0:
             continue
-        if criterion == "latency" and len(fingerprints) > 1:
-            dropped.append((criterion, "measured on different machines, so not comparable"))
-        elif criterion == "calibration" and labelled < index.config.calibration_min_labelled:
-            dropped.append((criterion, f"{labelled} labelled images, fewer than calibration_min_labelled "
-                                       f"({index.config.calibration_min_labelled})"))
-        elif not np.isfinite(raw.point[criterion]).any():
-            why = WHY_MISSING[criterion]
-            if criterion in ("corruption", "faithfulness"):
-                runs = {getattr(b, criterion).reason for b in index.backbones if getattr(b, criterion).reason}
-                why = f"not measured ({'; '.join(sorted(runs)) or 'no saved arrays'})"
-            dropped.append((criterion, why))
+        unusable = found.unusable(index, cost) if found.unusable is not None else None
+        if unusable:
+            dropped.append((found.key, unusable))
+        elif not np.isfinite(values.point[found.key]).any():
+            dropped.append((found.key, why_dropped(found, index)))
         else:
-            weights[criterion] = weight
+            weights[found.key] = weight
+    return weights, dropped
 
-    limits = _constraints(settings)
-    latency = [_measure(raw.point["latency"][k], raw.draws["latency"][:, k], level) for k in range(len(names))]
-    top1 = [_measure(raw.point["accuracy"][k], raw.draws["accuracy"][:, k], level) for k in range(len(names))]
-    params = raw.point["size"]
-    gmacs = np.array([b.macs / 1e9 for b in index.backbones])
-    checked = [_checks(params[k], gmacs[k], latency[k], top1[k], labelled, limits) for k in range(len(names))]
-    # Untrained weights are degenerate on purpose (the report is bannered as illustrative): nothing to name.
-    degenerate = () if index.untrained else tuple(
-        found for found in (_degeneracy(entry, top1[k], settings, index.class_count())
-                  for k, entry in enumerate(index.backbones))
-        if found.flagged)
-    for found in degenerate:  # a failed check of its own: never recommended, ranked after every other candidate
-        k = names.index(found.backbone)
-        checks, _ = checked[k]
-        checked[k] = (checks + (ConstraintCheck("degenerate", Check.FAIL, "degenerate outputs (see above)"),), math.inf)
-    passing = [k for k in range(len(names)) if all(c.outcome != Check.FAIL for c in checked[k][0])]
 
-    if inputs is not None:
-        inputs["raw"] = raw
-        inputs["timing_classes"] = classes
-    # Compare like with like: a criterion that some compared candidate has no value for is left out for all of them.
-    weighted, unshared = dict(weights), []
+def _check_constraints(index: RunIndex, inputs: DecisionInputs, settings: DecisionSettings) -> _Checked:
+    """Stage 3: every candidate against the constraints set, and the degenerate ones marked failed."""
+    values, level, count = inputs.values, settings.confidence, len(index.backbones)
+    set_limits = limits(settings)
+    latency = [measured(values.point["latency"][k], values.draws["latency"][:, k], level) for k in range(count)]
+    top1 = [measured(values.point["accuracy"][k], values.draws["accuracy"][:, k], level) for k in range(count)]
+    checked = [check_candidate(ConstraintInputs(params_m=values.point["size"][k], gmacs=index.backbones[k].macs / 1e9,
+                                                latency=latency[k], top1=top1[k], labelled=inputs.labelled),
+                               set_limits) for k in range(count)]
+    degenerate = degenerate_candidates(index, top1, settings)
+    mark_degenerate(checked, degenerate, [b.name for b in index.backbones])
+    passing = [k for k in range(count) if all(c.outcome != Check.FAIL for c in checked[k][0])]
+    return _Checked(limits=set_limits, latency=latency, top1=top1, checked=checked, degenerate=degenerate,
+                    passing=passing)
+
+
+def _shared(index: RunIndex, values: CriterionValues, weights: dict, passing: list,
+            arrays_of: Optional[Callable[[str], dict]]) -> tuple[dict, tuple]:
+    """Stage 4, compare like with like: a criterion that some compared candidate has no value for is left out for
+    all of them. The weights of the criteria they share, and (criterion, ((display name, why), ...)) of the others."""
+    shared, unshared = dict(weights), []
     if len(passing) > 1:
-        for criterion in list(weights):
-            lacking = [k for k in passing if not np.isfinite(raw.point[criterion][k])]
+        for criterion in weights:
+            lacking = [k for k in passing if not np.isfinite(values.point[criterion][k])]
             if lacking:
                 unshared.append((criterion, tuple((index.backbones[k].display_name,
-                                                   _why_missing(criterion, index.backbones[k], arrays_of))
+                                                   why_missing(criterion, index.backbones[k], arrays_of))
                                                   for k in lacking)))
-                del weights[criterion]
+                del shared[criterion]
+    return shared, tuple(unshared)
 
-    point_utilities = {c: utility(c, raw.point[c]) for c in weights}
-    draw_utilities = {c: utility(c, raw.draws[c]) for c in weights}
-    cols = np.array(passing, dtype=int)
-    p_best = np.zeros(len(names))
-    margin = runner_up = leader = None
-    tied = False
-    point_scores = draw_scores = None
-    if passing and weights:
-        point_scores = weighted_scores({c: u[cols] for c, u in point_utilities.items()}, weights)
-        drawn_weights = draws.criterion_weights(weights, settings.weight_uncertainty, "decision")
-        draw_scores = weighted_scores({c: u[:, cols] for c, u in draw_utilities.items()}, drawn_weights)
-        p_best[cols] = win_shares(draw_scores)
-        # One leader for the verdict, the margin and what would change it: the highest score at the point
-        # estimates (ties: the higher P(best)); it is recommended only if it also ranks first in enough draws.
-        order = sorted(range(len(passing)), key=lambda j: (-np.nan_to_num(point_scores[j], nan=-np.inf),
-                                                           -p_best[passing[j]], j))
-        leader = passing[order[0]]
-        if len(passing) > 1:
-            runner_up = passing[order[1]]
-            difference = draw_scores[:, order[0]] - draw_scores[:, order[1]]
-            low, high = interval(difference, level)
-            margin = Score(float(point_scores[order[0]] - point_scores[order[1]]), low, high)
-            # Checked on every draw, not on the margin's interval (its percentiles are 0 with up to 2.5 % of the
-            # draws on either side apart), so that page 1 can say "tie in every draw" and mean it.
-            tied = all(raw.point[c][leader] == raw.point[c][runner_up]
-                       and np.array_equal(raw.draws[c][:, leader], raw.draws[c][:, runner_up], equal_nan=True)
-                       for c in weights)
-    elif passing:
-        leader = passing[0]
 
+def _quality_axis(index: RunIndex, weights: dict) -> str:
     accuracy_axis = "task accuracy" if index.own_task else "top-1 accuracy"
-    quality_axis = accuracy_axis if "accuracy" in weights else "localisation"
-    quality = raw.point["localisation"] if quality_axis == "localisation" else raw.point["accuracy"]
-    front = _pareto({names[k]: (float(np.nan_to_num(quality[k], nan=-np.inf)),
-                                float(np.nan_to_num(raw.point["latency"][k], nan=np.inf))) for k in passing})
-    ranked = [passing[j] for j in order] if point_scores is not None else list(passing)
+    return accuracy_axis if "accuracy" in weights else "localisation"
 
-    candidates = []
-    for k in ranked + sorted((k for k in range(len(names)) if k not in ranked), key=lambda k: checked[k][1]):
-        entry = index.backbones[k]
-        mass = vectors.backbone(entry.name, "deep", "mass_ratio")
-        sizes = np.array([image.size or "" for image in index.images])
-        by_size = {size: (float(nanmean(mass[sizes == size])) if np.isfinite(mass[sizes == size]).any() else None)
-                   for size in SIZES}
-        backgrounds = np.array([image.background or "" for image in index.images])
-        clean, cluttered = nanmean(mass[backgrounds == "clean"]), nanmean(mass[backgrounds == "cluttered"])
-        score = None
-        if k in passing and point_scores is not None:
-            j = passing.index(k)
-            low, high = interval(draw_scores[:, j], level)
-            score = Score(float(point_scores[j]), low, high) if np.isfinite(point_scores[j]) else None
-        checks, violation = checked[k]
-        candidates.append(Candidate(
-            entry.name, entry.display_name, entry.family, top1[k].value, (top1[k].ci_low, top1[k].ci_high), labelled,
-            by_size, _measure(raw.point["localisation"][k], raw.draws["localisation"][:, k], level),
-            _measure(raw.point["clutter"][k], raw.draws["clutter"][:, k], level),
-            float(clean - cluttered) if np.isfinite(clean - cluttered) else None,
-            _measure(raw.point["calibration"][k], raw.draws["calibration"][:, k], level),
-            _measure(raw.point["corruption"][k], raw.draws["corruption"][:, k], level),
-            _measure(raw.point["faithfulness"][k], raw.draws["faithfulness"][:, k], level),
-            latency[k], float(params[k]), float(gmacs[k]), metrics.slimming.get(entry.name), checks,
-            tuple((c.key, c.text) for c in checks if c.outcome == Check.FAIL),
-            tuple((c.key, c.text) for c in checks if c.outcome == Check.UNCERTAIN), violation,
-            {c: float(u[k]) for c, u in point_utilities.items() if np.isfinite(u[k])},
-            tuple(c for c in weighted if not np.isfinite(raw.point[c][k])),
-            score, float(p_best[k]) if k in passing and weights else None, entry.name in front,
-            ranked.index(k) + 1 if k in ranked else None))
 
-    least = None
+def _front(index: RunIndex, values: CriterionValues, passing: list, quality_axis: str) -> set:
+    names = [b.name for b in index.backbones]
+    quality = values.point["localisation"] if quality_axis == "localisation" else values.point["accuracy"]
+    return pareto({names[k]: (float(np.nan_to_num(quality[k], nan=-np.inf)),
+                              float(np.nan_to_num(values.point["latency"][k], nan=np.inf))) for k in passing})
+
+
+def _candidate(k: int, index: RunIndex, metrics: Metrics, inputs: DecisionInputs, checked: _Checked,
+               ranking: Ranking, usable: dict, weights: dict, front: set, level: float) -> Candidate:
+    """Stage 6, assemble: one candidate's record."""
+    entry, values = index.backbones[k], inputs.values
+    mass = inputs.vectors.backbone(entry.name, "deep", "mass_ratio")
+    sizes = np.array([image.size or "" for image in index.images])
+    by_size = {size: (float(nanmean(mass[sizes == size])) if np.isfinite(mass[sizes == size]).any() else None)
+               for size in SIZES}
+    backgrounds = np.array([image.background or "" for image in index.images])
+    clean, cluttered = nanmean(mass[backgrounds == "clean"]), nanmean(mass[backgrounds == "cluttered"])
+    checks, violation = checked.checked[k]
+    top1 = checked.top1[k]
+
+    def measure(criterion):
+        return measured(values.point[criterion][k], values.draws[criterion][:, k], level)
+    return Candidate(
+        backbone=entry.name, display_name=entry.display_name, family=entry.family, top1=top1.value,
+        top1_ci=(top1.ci_low, top1.ci_high), labelled=inputs.labelled, localisation=by_size,
+        localisation_score=measure("localisation"), clutter_retention=measure("clutter"),
+        clutter_drop=float(clean - cluttered) if np.isfinite(clean - cluttered) else None,
+        calibration=measure("calibration"), corruption=measure("corruption"), faithfulness=measure("faithfulness"),
+        latency=checked.latency[k], params_m=float(values.point["size"][k]), gmacs=float(entry.macs / 1e9),
+        slimming=metrics.slimming.get(entry.name), checks=checks,
+        failed=tuple((c.key, c.text) for c in checks if c.outcome == Check.FAIL),
+        uncertain=tuple((c.key, c.text) for c in checks if c.outcome == Check.UNCERTAIN), violation=violation,
+        utilities={c: float(u[k]) for c, u in ranking.point_utilities.items() if np.isfinite(u[k])},
+        missing=tuple(c for c in usable if not np.isfinite(values.point[c][k])),
+        score=candidate_score(ranking, k, level),
+        p_best=float(ranking.p_best[k]) if k in ranking.passing and weights else None, pareto=entry.name in front,
+        rank=ranking.ranked.index(k) + 1 if k in ranking.ranked else None)
+
+
+def _status(ranking: Ranking, checked: _Checked, settings: DecisionSettings,
+            names: list) -> tuple[DecisionStatus, Optional[str], Optional[str]]:
+    """Stage 7: (status, the recommended candidate, the least violating when nothing passes)."""
+    passing, leader, least = ranking.passing, ranking.leader, None
     if not passing:
         status = DecisionStatus.NONE_PASS
-        least = min(names, key=lambda n: checked[names.index(n)][1]) if names else None
+        least = min(names, key=lambda n: checked.checked[names.index(n)][1]) if names else None
     elif len(passing) == 1:
         status = DecisionStatus.ONLY_CANDIDATE
-    elif p_best[leader] >= settings.min_win_probability and not tied:  # min_win_probability 0.5: not over a twin
+    elif ranking.p_best[leader] >= settings.min_win_probability and not ranking.tied:  # 0.5: not over a twin
         status = DecisionStatus.RECOMMENDED
     else:
         status = DecisionStatus.NO_CLEAR_WINNER
     recommended = names[leader] if status in (DecisionStatus.RECOMMENDED, DecisionStatus.ONLY_CANDIDATE) else None
+    return status, recommended, least
 
-    sensitivity = None
-    if leader is not None and len(passing) > 1 and weights:
-        sensitivity = _sensitivity({c: u[cols] for c, u in point_utilities.items()}, weights,
-                                   passing.index(leader), [index.backbones[k].display_name for k in passing])
-    test = _mcnemar(index, leader, runner_up) if leader is not None and runner_up is not None else None
+
+def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[PairedDraws] = None,
+           arrays_of: Optional[Callable[[str], dict]] = None, inputs: Optional[DecisionInputs] = None) -> Decision:
+    """``arrays_of(name)``: a backbone's saved arrays (corruption and faithfulness criteria); without it those two
+    criteria are left out. ``inputs``: what :func:`decision_inputs` measured on the same draws (measured here when
+    not given)."""
+    settings = index.config.decision
+    draws = draws or run_draws(index)
+    inputs = inputs or decision_inputs(index, metrics, cost, draws, arrays_of)
+    names, values = [b.name for b in index.backbones], inputs.values
+    usable, dropped = _choose_weights(index, cost, values, settings)
+    checked = _check_constraints(index, inputs, settings)
+    weights, unshared = _shared(index, values, usable, checked.passing, arrays_of)
+    ranking = rank(values, weights, checked.passing, len(names), draws, settings)
+    quality_axis = _quality_axis(index, weights)
+    front = _front(index, values, checked.passing, quality_axis)
+    failing = sorted((k for k in range(len(names)) if k not in ranking.ranked), key=lambda k: checked.checked[k][1])
+    candidates = tuple(_candidate(k, index, metrics, inputs, checked, ranking, usable, weights, front,
+                                  settings.confidence) for k in ranking.ranked + failing)
+    status, recommended, least = _status(ranking, checked, settings, names)
     machines = [cost.backbones[n].machine for n in names if n in cost.backbones]
-    # Whether or not latency is weighed, page 1's table and the max_latency_ms check show the class's latency.
-    for members in dict.fromkeys(classes.values()):
-        shown = [index.backbones[names.index(m)].display_name for m in members]
-        timings = " and ".join(f"{cost.backbones[m].latency_ms_median:.3g}" for m in members)
-        hosts = list(dict.fromkeys(cost.backbones[m].machine.host for m in members))
-        # The fingerprint leaves out the host: members may have been timed on identical nodes (Ray) or machines.
-        where = ("on one machine" if len(hosts) == 1 else
-                 f"on identical machines ({', '.join(host or 'unnamed' for host in hosts)})")
-        pooled = latency[names.index(members[0])]
-        spread = "" if pooled.ci_low is None else \
-            f"; its interval [{pooled.ci_low:.3g}, {pooled.ci_high:.3g}] ms resamples the timings, not only the passes"
-        notes.append(f"{' and '.join(shown)} share one architecture, size and input {where}, so one latency: "
-                     f"{pooled.value:.3g} ms, the geometric mean of their timings ({timings} ms; what separates them "
-                     f"is the machine's drift between two measurements, not the weights){spread}")
-    if any(not cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones):
-        notes.append("latency of an older cost.json has no timed passes to resample: its noise is not in the intervals")
-    busy = tuple((index.backbones[k].display_name, cost.backbones[n].load_per_core) for k, n in enumerate(names)
-                 if n in cost.backbones and (cost.backbones[n].load_per_core or 0) > settings.busy_load_per_core)
+    busy = busy_latency(index, cost, settings.busy_load_per_core)
     return Decision(
-        status, recommended, names[leader] if leader is not None else None,
-        names[runner_up] if runner_up is not None else None, margin, least, tuple(candidates), weights,
-        {c: settings.weight_source(c) for c in DECISION_CRITERIA}, settings.aliases_used(), tuple(dropped), limits,
-        mix, quality_axis, index.untrained, machines[0] if machines else None, level,
-        bool(weights) and set(weights) <= set(COST_CRITERIA), draws.samples, settings.weight_uncertainty,
-        settings.min_win_probability, sensitivity, MAX_WEIGHT, test,
-        bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names if n in cost.backbones),
-        tuple(notes), busy if weights.get("latency") else (), settings.busy_load_per_core, unshared=tuple(unshared),
-        degenerate=degenerate, tied=tied)
-
-
-def _degeneracy(entry, top1: Measure, settings: DecisionSettings, classes: int) -> Degeneracy:
-    deep = entry.depth_layers.get("deep")
-    if entry.task is not None and entry.task.note:  # no probe could be fit: its placeholder head says nothing
-        return assess(entry.name, entry.display_name, (), (), None, None, settings, classes)
-    return assess(entry.name, entry.display_name, entry.predictions, entry.cam_status.get(deep, ()), top1.value,
-                  top1.ci_high, settings, classes)
+        status=status, recommended=recommended, leader=names[ranking.leader] if ranking.leader is not None else None,
+        runner_up=names[ranking.runner_up] if ranking.runner_up is not None else None, margin=ranking.margin,
+        least_violating=least, candidates=candidates, weights=weights,
+        weight_sources={c.key: settings.weight_source(c.key) for c in criteria()}, aliases=settings.aliases_used(),
+        dropped=tuple(dropped), constraints=checked.limits, size_mix=inputs.size_mix, quality_axis=quality_axis,
+        illustrative=index.untrained, machine=machines[0] if machines else None, confidence=settings.confidence,
+        cost_alone=bool(weights) and set(weights) <= set(cost_criteria()), draws=draws.samples,
+        weight_uncertainty=settings.weight_uncertainty, min_win_probability=settings.min_win_probability,
+        sensitivity=weight_sensitivity(index, ranking, weights), sensitivity_range=MAX_WEIGHT,
+        mcnemar=paired_test(index, ranking.leader, ranking.runner_up),
+        latency_noise=bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names
+                                             if n in cost.backbones),
+        notes=tuple(timing_notes(index, cost, inputs.timing_classes, checked.latency)),
+        busy_latency=busy if weights.get("latency") else (), busy_load_per_core=settings.busy_load_per_core,
+        unshared=unshared, degenerate=checked.degenerate, tied=ranking.tied)

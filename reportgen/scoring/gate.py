@@ -13,8 +13,8 @@ passes and criterion weights the decision resampled), with three outcomes:
   passed (a failure of the gate) whatever ``on_uncertain`` says; the row still shows it as uncertain.
 
 A challenger of the champion's timing class (the same architecture, size, input shape and machine:
-:func:`~reportgen.scoring.decision.timing_class`, typically a retrained checkpoint) has the champion's latency by
-construction, and the decision gives both the same (:func:`~reportgen.scoring.decision.timing_classes`): their
+:func:`~reportgen.scoring.timing.timing_class`, typically a retrained checkpoint) has the champion's latency by
+construction, and the decision gives both the same (:func:`~reportgen.scoring.timing.timing_classes`): their
 timed difference is the machine's drift between two measurements, which the resampled passes of each do not hold,
 so it never decides P(better); the row says so. Otherwise, when the champion's or the challenger's latency was
 timed on a busy machine (page 1 flags it; a member of its timing class so timed counts, its timing being in their
@@ -33,22 +33,22 @@ import numpy as np
 from ..errors import UsageError
 from ..inputs.config import GateSettings
 from .bootstrap import PairedDraws, interval
-from .decision import Check, Decision, decide, utility, weighted_scores
+from .constraints import Check
+from .criteria import CriterionValues, utility
+from .decision import Decision, DecisionInputs, decide, decision_inputs
+from .ranking import weighted_scores
 from .vectors import run_draws
 
 if TYPE_CHECKING:
     from ..results.store import SavedResults
 
-PASS, FAIL, UNCERTAIN = "pass", "fail", "uncertain"
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateRow:
     challenger: str  # the candidate's name
     display_name: str
     condition: str  # min_p_better | max_accuracy_drop | constraints
-    outcome: str  # pass | fail | uncertain
-    counts_as: str  # pass | fail (on_uncertain applied)
+    outcome: Check
+    counts_as: Check  # pass | fail (on_uncertain applied)
     value: Optional[float]  # P(better), or the accuracy difference (challenger - champion, 0..1)
     ci_low: Optional[float]
     ci_high: Optional[float]
@@ -56,38 +56,39 @@ class GateRow:
     text: str  # one sentence with the numbers (a failure's message)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateReport:
     champion: str
     champion_display_name: str
     settings: GateSettings
-    rows: tuple  # GateRow per challenger and condition
+    rows: tuple[GateRow, ...]  # per challenger and condition
     passed: bool
     draws: int
     level: float
 
     @property
-    def verdict(self) -> str:
-        return PASS if self.passed else FAIL
+    def verdict(self) -> Check:
+        return Check.PASS if self.passed else Check.FAIL
 
     def failures(self) -> tuple:
-        return tuple(row for row in self.rows if row.counts_as == FAIL)
+        return tuple(row for row in self.rows if row.counts_as == Check.FAIL)
 
 
-def _counted(outcome: str, settings: GateSettings, condition: str = "") -> str:
-    if outcome != UNCERTAIN:
+def _counted(outcome: Check, settings: GateSettings, condition: str = "") -> Check:
+    if outcome != Check.UNCERTAIN:
         return outcome
-    return FAIL if condition == "constraints" else settings.on_uncertain  # constraints must pass: uncertain is not
+    # constraints must pass: uncertain is not
+    return Check.FAIL if condition == "constraints" else Check(settings.on_uncertain)
 
 
-def _judged(share: Optional[float], limit: float) -> str:
+def _judged(share: Optional[float], limit: float) -> Check:
     """A P(better) against ``min_p_better``: pass at or above it, fail at or below 1 - it, uncertain between."""
     if share is None:
-        return UNCERTAIN
-    return PASS if share >= limit else FAIL if share <= 1 - limit else UNCERTAIN
+        return Check.UNCERTAIN
+    return Check.PASS if share >= limit else Check.FAIL if share <= 1 - limit else Check.UNCERTAIN
 
 
-def _p_better(raw, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertainty: float,
+def _p_better(raw: CriterionValues, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertainty: float,
               leave_out: str = "") -> tuple:
     """(P(challenger's score > champion's), (B,) score differences), the scores as the decision computes them:
     ``weights`` are the decision's (``Decision.weights``: the criteria it scored on, those some compared candidate
@@ -127,19 +128,94 @@ def check_candidates(settings: GateSettings, names: list, untrained: bool = Fals
         raise UsageError(f"[gate] needs a challenger beside the champion {settings.champion!r}; add a candidate.")
 
 
-def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateSettings,
+@dataclass(frozen=True, kw_only=True)
+class _Pair:
+    """One challenger against the champion, and what every condition reads."""
+    k0: int  # the champion's position in the index
+    k1: int  # the challenger's
+    name: str
+    who: str  # the challenger's display name
+    champion: str  # the champion's display name
+    values: CriterionValues
+    weights: dict
+    classes: dict  # timing classes
+    busy: set  # candidates whose latency was timed (in their timing class) on a busy machine
+    draws: PairedDraws
+    uncertainty: float
+    level: float
+
+
+def _row(pair: _Pair, condition: str, outcome: Check, counts_as: Check, value, low, high, limit, text) -> GateRow:
+    return GateRow(challenger=pair.name, display_name=pair.who, condition=condition, outcome=outcome,
+                   counts_as=counts_as, value=value, ci_low=low, ci_high=high, limit=limit, text=text)
+
+
+def _p_better_row(pair: _Pair, settings: GateSettings) -> GateRow:
+    limit, raw, weights, who = settings.min_p_better, pair.values, pair.weights, pair.who
+    same_timing = "latency" in weights and settings.champion in pair.classes.get(pair.name, ())
+    p, difference = _p_better(raw, weights, pair.k0, pair.k1, pair.draws, pair.uncertainty)
+    if p is None:
+        outcome, text = Check.UNCERTAIN, f"{who}: no criterion with values for both, so P(better) is not measured"
+        low = high = None
+    else:
+        outcome = _judged(p, limit)
+        low, high = interval(difference, pair.level)
+        shown = "" if low is None else f" [{low:+.2f}, {high:+.2f}]"
+        text = (f"{who}: P(score above {pair.champion}'s) = {p:.3f} over {pair.draws.samples:,} draws "
+                f"(needs ≥ {limit:g}); score difference {np.nanmean(difference):+.2f}{shown} points")
+        if same_timing:
+            text += (f"; the champion's architecture, size and input on the same kind of machine: one "
+                     f"latency for both ({raw.point['latency'][pair.k0]:.3g} ms, page 1), their timings' "
+                     "difference is drift")
+        # Latency timed on a busy machine carries noise its resampled passes do not hold (the load differed
+        # between the candidates' timings): a verdict that does not stand without latency is not one.
+        elif outcome != Check.UNCERTAIN and "latency" in weights and pair.busy & {pair.name, settings.champion}:
+            steady, _ = _p_better(raw, weights, pair.k0, pair.k1, pair.draws, pair.uncertainty, leave_out="latency")
+            if _judged(steady, limit) != outcome:
+                outcome = Check.UNCERTAIN
+                text += ("; uncertain: it rests on latency timed on a busy machine (without latency "
+                         + ("no criterion is left" if steady is None else f"P(better) = {steady:.3f}") + ")")
+    return _row(pair, "min_p_better", outcome, _counted(outcome, settings), p, low, high, limit, text)
+
+
+def _accuracy_row(pair: _Pair, settings: GateSettings) -> GateRow:
+    limit, raw, who = -settings.max_accuracy_drop, pair.values, pair.who
+    point = raw.point["accuracy"][pair.k1] - raw.point["accuracy"][pair.k0]
+    if not np.isfinite(point):
+        outcome, value, low, high = Check.UNCERTAIN, None, None, None
+        text = f"{who}: task accuracy not measured for both (no labelled images), so its drop is unknown"
+    else:
+        low, high = interval(raw.draws["accuracy"][:, pair.k1] - raw.draws["accuracy"][:, pair.k0], pair.level)
+        value = float(point)
+        outcome = Check.UNCERTAIN if low is None else Check.PASS if low > limit else Check.FAIL if high < limit \
+            else Check.UNCERTAIN
+        shown = "" if low is None else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+        text = (f"{who}: task accuracy {100 * value:+.1f}{shown} points against {pair.champion} "
+                f"(may drop at most {100 * settings.max_accuracy_drop:g} points)")
+    return _row(pair, "max_accuracy_drop", outcome, _counted(outcome, settings), value, low, high, limit, text)
+
+
+def _constraints_row(pair: _Pair, candidate, settings: GateSettings) -> GateRow:
+    bad = [c for c in candidate.checks if c.outcome != Check.PASS]
+    outcome = Check.FAIL if any(c.outcome == Check.FAIL for c in bad) else Check.UNCERTAIN if bad else Check.PASS
+    text = (f"{pair.who}: " + ("; ".join(f"{c.outcome}: {c.text}" for c in bad) if bad else
+                               "every constraint passes" if candidate.checks else "no constraint set"))
+    return _row(pair, "constraints", outcome, _counted(outcome, settings, "constraints"), None, None, None, None,
+                text)
+
+
+def evaluate_gate(decision: Decision, inputs: DecisionInputs, names: list, settings: GateSettings,
                   draws: PairedDraws, uncertainty: float, level: float) -> Optional[GateReport]:
-    """The gate's report (None when ``settings`` names no champion); ``inputs``: what :func:`decide` filled in,
-    ``names``: the candidates in the index's order."""
+    """The gate's report (None when ``settings`` names no champion); ``inputs``: what the decision was computed
+    from (:func:`~reportgen.scoring.decision.decision_inputs`), ``names``: the candidates in the index's order."""
     if not settings.enabled:
         return None
     check_candidates(settings, names, decision.illustrative)
-    raw, weights = inputs["raw"], dict(decision.weights)
     k0 = names.index(settings.champion)
     champion = decision.candidate(settings.champion)
     # Latency timed under load: noise its passes do not hold. A timing class's latency pools its members' timings,
     # so one member timed under load is in every member's latency (the champion's, beside a busy retrained copy).
-    classes = inputs.get("timing_classes", {})
+    classes = inputs.timing_classes
     timed_busy = {c.backbone for c in decision.candidates if c.display_name in
                   {shown for shown, _ in decision.busy_latency}}
     busy = {name for name in names if timed_busy & set(classes.get(name, (name,)))}
@@ -148,58 +224,18 @@ def evaluate_gate(decision: Decision, inputs: dict, names: list, settings: GateS
         if k1 == k0:
             continue
         candidate = decision.candidate(name)
-        who = candidate.display_name
+        pair = _Pair(k0=k0, k1=k1, name=name, who=candidate.display_name, champion=champion.display_name,
+                     values=inputs.values, weights=dict(decision.weights), classes=classes, busy=busy, draws=draws,
+                     uncertainty=uncertainty, level=level)
         if settings.min_p_better is not None:
-            limit = settings.min_p_better
-            same_timing = "latency" in weights and settings.champion in classes.get(name, ())
-            p, difference = _p_better(raw, weights, k0, k1, draws, uncertainty)
-            if p is None:
-                outcome, text = UNCERTAIN, f"{who}: no criterion with values for both, so P(better) is not measured"
-                low = high = None
-            else:
-                outcome = _judged(p, limit)
-                low, high = interval(difference, level)
-                shown = "" if low is None else f" [{low:+.2f}, {high:+.2f}]"
-                text = (f"{who}: P(score above {champion.display_name}'s) = {p:.3f} over {draws.samples:,} draws "
-                        f"(needs ≥ {limit:g}); score difference {np.nanmean(difference):+.2f}{shown} points")
-                if same_timing:
-                    text += (f"; the champion's architecture, size and input on the same kind of machine: one "
-                             f"latency for both ({raw.point['latency'][k0]:.3g} ms, page 1), their timings' "
-                             "difference is drift")
-                # Latency timed on a busy machine carries noise its resampled passes do not hold (the load differed
-                # between the candidates' timings): a verdict that does not stand without latency is not one.
-                elif outcome != UNCERTAIN and "latency" in weights and busy & {name, settings.champion}:
-                    steady, _ = _p_better(raw, weights, k0, k1, draws, uncertainty, leave_out="latency")
-                    if _judged(steady, limit) != outcome:
-                        outcome = UNCERTAIN
-                        text += ("; uncertain: it rests on latency timed on a busy machine (without latency "
-                                 + ("no criterion is left" if steady is None else f"P(better) = {steady:.3f}") + ")")
-            rows.append(GateRow(name, who, "min_p_better", outcome, _counted(outcome, settings), p, low, high,
-                                limit, text))
+            rows.append(_p_better_row(pair, settings))
         if settings.max_accuracy_drop is not None:
-            limit = -settings.max_accuracy_drop
-            point = raw.point["accuracy"][k1] - raw.point["accuracy"][k0]
-            if not np.isfinite(point):
-                outcome, value, low, high = UNCERTAIN, None, None, None
-                text = f"{who}: task accuracy not measured for both (no labelled images), so its drop is unknown"
-            else:
-                low, high = interval(raw.draws["accuracy"][:, k1] - raw.draws["accuracy"][:, k0], level)
-                value = float(point)
-                outcome = UNCERTAIN if low is None else PASS if low > limit else FAIL if high < limit else UNCERTAIN
-                shown = "" if low is None else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
-                text = (f"{who}: task accuracy {100 * value:+.1f}{shown} points against {champion.display_name} "
-                        f"(may drop at most {100 * settings.max_accuracy_drop:g} points)")
-            rows.append(GateRow(name, who, "max_accuracy_drop", outcome, _counted(outcome, settings), value, low,
-                                high, limit, text))
+            rows.append(_accuracy_row(pair, settings))
         if settings.constraints == "pass":
-            bad = [c for c in candidate.checks if c.outcome != Check.PASS]
-            outcome = FAIL if any(c.outcome == Check.FAIL for c in bad) else UNCERTAIN if bad else PASS
-            text = (f"{who}: " + ("; ".join(f"{c.outcome}: {c.text}" for c in bad) if bad else
-                                  "every constraint passes" if candidate.checks else "no constraint set"))
-            rows.append(GateRow(name, who, "constraints", outcome, _counted(outcome, settings, "constraints"), None,
-                                None, None, None, text))
-    return GateReport(settings.champion, champion.display_name, settings, tuple(rows),
-                      all(row.counts_as == PASS for row in rows), draws.samples, level)
+            rows.append(_constraints_row(pair, candidate, settings))
+    return GateReport(champion=settings.champion, champion_display_name=champion.display_name, settings=settings,
+                      rows=tuple(rows), passed=all(row.counts_as == Check.PASS for row in rows), draws=draws.samples,
+                      level=level)
 
 
 def decide_and_gate(results: "SavedResults", draws=None, settings=None) -> tuple:
@@ -207,7 +243,7 @@ def decide_and_gate(results: "SavedResults", draws=None, settings=None) -> tuple
     numbers: (Decision, GateReport or None)."""
     index = results.index
     draws = draws or run_draws(index)
-    inputs: dict = {}
+    inputs = decision_inputs(index, results.metrics, results.cost, draws, results.arrays)
     decision = decide(index, results.metrics, results.cost, draws, results.arrays, inputs)
     settings = settings or index.config.gate
     gate = evaluate_gate(decision, inputs, [b.name for b in index.backbones], settings, draws,

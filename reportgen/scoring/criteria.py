@@ -1,0 +1,297 @@
+"""The decision's criteria as one table: each is a :class:`Criterion` row (its key in ``[decision] weights``, its
+page-1 words, its fixed scale in points, how it is measured, why it can be missing) and one measure function.
+``decide()``, the gate, page 1, ``compare`` and docs/decision.md all read :data:`CRITERIA`; a new criterion is one
+row here, one measure function, and its key and default weight in :mod:`reportgen.inputs.config` (which cannot
+import scoring: the layers contract), checked at import.
+
+Every measure has one signature, ``measure(inputs, k, name) -> (point, (B,) draws)`` of the raw value for the k-th
+candidate of the index (NaN where it has none); every scale maps raw values (arrays allowed) to points on a scale
+that does not depend on which other candidates are in the run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..inputs import config
+from ..inputs.manifest import SIZES
+from ..results.schema import CostReport, RunIndex, RunStatus
+from .beyond_paper import corruption_vectors, road_vectors, top1_change_of
+from .bootstrap import PairedDraws, interval, nanmean
+from .calibration import top1_brier
+from .timing import class_latency, different_machines
+from .vectors import Vectors
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A raw criterion value with its interval from the draws."""
+    value: Optional[float]
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+
+
+def measured(point, drawn, level) -> Measure:
+    if point is None or not np.isfinite(point):
+        return Measure(None)
+    low, high = interval(drawn, level)
+    return Measure(float(point), low, high)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CriterionInputs:
+    """What the measure functions read: the run, its per-image vectors and draws, the cost report and timing classes
+    (:func:`~reportgen.scoring.timing.timing_classes`), the set's size mix and the saved arrays (None: corruption
+    and faithfulness are not measured)."""
+    index: RunIndex
+    vectors: Vectors
+    draws: PairedDraws
+    cost: CostReport
+    classes: dict
+    mix: dict
+    arrays_of: Optional[Callable[[str], dict]]
+    sizes: np.ndarray  # each image's size class ("" without one)
+    backgrounds: np.ndarray  # each image's background ("" without one)
+    by_class: dict = field(default_factory=dict)  # a timing class's latency, computed once for all its members
+
+    @property
+    def missing(self) -> tuple:
+        return np.nan, np.full(self.draws.samples, np.nan)
+
+
+@dataclass(frozen=True)
+class CriterionValues:
+    """Per criterion: point values (K,) and draws (B, K) of the raw measure, NaN where missing."""
+    point: dict = field(default_factory=dict)
+    draws: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Criterion:
+    key: str  # as in [decision] weights
+    label: str  # page-1 words ("top-1 accuracy", "corruptions")
+    points: str  # the scale in words (docs/decision.md's criteria table)
+    scale: Callable  # raw value(s), float64 -> points
+    measure: Callable[[CriterionInputs, int, str], tuple]  # -> (point, (B,) draws) of the raw value
+    why_missing: str  # why no candidate has a value (the criterion is then dropped)
+    why_lacking: str = ""  # why one candidate has none ("" = why_missing)
+    cost: bool = False  # a cost (latency, size) rather than a quality
+    analysis: bool = False  # measured by an analysis run with its own status and the saved arrays
+    # why the criterion cannot be weighed in this run even where it has values (None: it can)
+    unusable: Optional[Callable[[RunIndex, CostReport], Optional[str]]] = None
+    own_task_label: str = ""  # the label on the user's own classes ("" = label)
+
+    def label_for(self, own_task: bool) -> str:
+        return self.own_task_label if own_task and self.own_task_label else self.label
+
+
+# --- the measures ---------------------------------------------------------------------------------------------------
+
+def _correct(predictions) -> np.ndarray:
+    return np.array([np.nan if p.correct_top1 is None else float(p.correct_top1) for p in predictions])
+
+
+def accuracy(inputs: CriterionInputs, k: int, name: str) -> tuple:
+    correct = _correct(inputs.index.backbones[k].predictions)
+    return nanmean(correct), inputs.draws.means(correct)
+
+
+def localisation(inputs: CriterionInputs, k: int, name: str) -> tuple:
+    mass = inputs.vectors.backbone(name, "deep", "mass_ratio")
+    if not inputs.mix:
+        return np.nan, np.full(inputs.draws.samples, np.nan)
+    sizes, draws = inputs.sizes, inputs.draws
+    point = sum(share * nanmean(mass[sizes == size]) for size, share in inputs.mix.items())
+    drawn = sum(share * draws.means(mass, sizes == size) for size, share in inputs.mix.items())
+    return point, drawn
+
+
+def clutter(inputs: CriterionInputs, k: int, name: str) -> tuple:
+    mass = inputs.vectors.backbone(name, "deep", "mass_ratio")
+    clean, cluttered = inputs.backgrounds == "clean", inputs.backgrounds == "cluttered"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = nanmean(mass[cluttered]) / nanmean(mass[clean])
+        drawn = inputs.draws.means(mass, cluttered) / inputs.draws.means(mass, clean)
+    return point, drawn
+
+
+def calibration(inputs: CriterionInputs, k: int, name: str) -> tuple:
+    predictions = inputs.index.backbones[k].predictions
+    correct = _correct(predictions)
+    have = np.isfinite(correct)
+    if have.sum() < 2:
+        return inputs.missing
+    confidence = np.array([p.top5[0].prob for p in predictions])
+    values = top1_brier(confidence, correct)  # NaN where unlabelled
+    return float(values[have].mean()), inputs.draws.means(values)
+
+
+def corruption(inputs: CriterionInputs, k: int, name: str) -> tuple:
+    entry = inputs.index.backbones[k]
+    if entry.corruption.status != RunStatus.DONE or inputs.arrays_of is None:
+        return inputs.missing
+    _, clean, corrupted = corruption_vectors(inputs.index, entry, inputs.arrays_of(name))
+    point, drawn = top1_change_of(clean, corrupted, inputs.draws)
+    return (np.nan, drawn) if point is None else (point, drawn)
+
+
+def faithfulness(inputs: CriterionInputs, k: int, name: str) -> tuple:
+    entry = inputs.index.backbones[k]
+    if entry.faithfulness.status != RunStatus.DONE or inputs.arrays_of is None:
+        return inputs.missing
+    values = road_vectors(inputs.index, entry, inputs.arrays_of(name))
+    gap = (values[:, 0, 1] - values[:, 0, 0]) / 2
+    return (float(nanmean(gap)) if np.isfinite(gap).any() else np.nan), inputs.draws.means(gap)
+
+
+def latency(inputs: CriterionInputs, k: int, name: str) -> tuple:
+    members = tuple(sorted(inputs.classes.get(name, (name,))))  # by name: the battery's order changes no draw
+    if members not in inputs.by_class:
+        inputs.by_class[members] = class_latency(members, inputs.cost, inputs.draws)
+    return inputs.by_class[members]
+
+
+def size(inputs: CriterionInputs, k: int, name: str) -> tuple:
+    params = inputs.index.backbones[k].params / 1e6
+    return params, np.full(inputs.draws.samples, params)
+
+
+def labelled_images(index: RunIndex) -> int:
+    return int(sum(p.correct_top1 is not None for p in index.backbones[0].predictions)) if index.backbones else 0
+
+
+def _too_few_labelled(index: RunIndex, cost: CostReport) -> Optional[str]:
+    labelled = labelled_images(index)
+    if labelled < index.config.calibration_min_labelled:
+        return (f"{labelled} labelled images, fewer than calibration_min_labelled "
+                f"({index.config.calibration_min_labelled})")
+    return None
+
+
+# --- the scales (each one branch of the former utility() if-chain, verbatim) ----------------------------------------
+
+def _times_100(value):
+    return 100.0 * value
+
+
+def _localisation_points(value):
+    return 100.0 * (1.0 - 1.0 / np.maximum(value, 1e-6))
+
+
+def _corruption_points(value):  # the change in top-1 (0 = nothing lost)
+    return 100.0 * (1.0 + value)
+
+
+def _calibration_points(value):  # top-1 Brier score: 100 = every right answer at 1, every wrong at 0
+    return 100.0 * (1.0 - value)
+
+
+def _latency_points(value):
+    return 100.0 * (1.0 - np.log10(np.maximum(value, 1e-6)) / 3.0)
+
+
+def _size_points(value):
+    return 100.0 * (1.0 - np.log10(np.maximum(value, 1e-9) / 0.1) / 3.0)
+
+
+CRITERIA: tuple[Criterion, ...] = (
+    Criterion(key="accuracy", label="top-1 accuracy", own_task_label="task accuracy", points="100 × top-1",
+              scale=_times_100, measure=accuracy, why_missing="no labelled images"),
+    Criterion(key="localisation", label="localisation", points="100 × (1 − 1/mass_ratio)",
+              scale=_localisation_points, measure=localisation, why_missing="no boxed images with a size class",
+              why_lacking="no usable deep-layer CAM on a boxed image with a size class"),
+    Criterion(key="clutter", label="clutter", points="100 × cluttered / clean mass_ratio", scale=_times_100,
+              measure=clutter, why_missing="no boxed images on both clean and cluttered backgrounds",
+              why_lacking="no usable deep-layer CAM on boxed images of both backgrounds"),
+    Criterion(key="calibration", label="calibration", points="100 × (1 − top-1 Brier score)",
+              scale=_calibration_points, measure=calibration, why_missing="too few labelled images",
+              unusable=_too_few_labelled),
+    Criterion(key="corruption", label="corruptions",
+              points="100 × (1 + change in top-1, or in agreement, under corruption)", scale=_corruption_points,
+              measure=corruption, why_missing="not measured", analysis=True),
+    Criterion(key="faithfulness", label="faithfulness", points="100 × ROAD gap", scale=_times_100,
+              measure=faithfulness, why_missing="not measured", analysis=True),
+    Criterion(key="latency", label="latency", points="100 × (1 − log10(ms) / 3)", scale=_latency_points,
+              measure=latency, why_missing="latency not measured", cost=True, unusable=different_machines),
+    Criterion(key="size", label="size", points="100 × (1 − log10(params / 0.1 M) / 3)", scale=_size_points,
+              measure=size, why_missing="no parameter count", cost=True),
+)
+
+
+def _check_table() -> None:
+    """The table covers exactly the config's criteria, in their order (the weights' order is the float summation
+    order of every score), each with a default weight."""
+    keys = tuple(c.key for c in CRITERIA)
+    if keys != config.DECISION_CRITERIA or tuple(config.DEFAULT_DECISION_WEIGHTS) != keys:
+        raise RuntimeError(f"CRITERIA {keys} must cover DECISION_CRITERIA {config.DECISION_CRITERIA} and "
+                           f"DEFAULT_DECISION_WEIGHTS {tuple(config.DEFAULT_DECISION_WEIGHTS)}, in that order")
+
+
+_check_table()
+
+
+def criteria() -> tuple:
+    """The table as it stands now (read at call time, so a test can register a criterion)."""
+    return CRITERIA
+
+
+def criterion(key: str) -> Criterion:
+    for found in CRITERIA:
+        if found.key == key:
+            return found
+    raise KeyError(key)
+
+
+def cost_criteria() -> tuple:
+    return tuple(c.key for c in CRITERIA if c.cost)
+
+
+def utility(key: str, value):
+    """Points of a raw criterion value (arrays allowed); NaN where the value is missing."""
+    scale = criterion(key).scale
+    value = np.asarray(value, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return scale(value)
+
+
+def size_mix(index: RunIndex, vectors: Vectors) -> dict:
+    boxed = [image.size for n, image in enumerate(index.images) if image.size in SIZES and image.box is not None
+             and any(np.isfinite(vectors.backbone(b.name, "deep", "mass_ratio")[n]) for b in index.backbones)]
+    return {size: boxed.count(size) / len(boxed) for size in SIZES if boxed.count(size)} if boxed else {}
+
+
+def measure_criteria(inputs: CriterionInputs) -> CriterionValues:
+    """Every criterion's point values and draws per candidate, in the table's order."""
+    names = [b.name for b in inputs.index.backbones]
+    values = CriterionValues()
+    for found in CRITERIA:
+        points, columns = [], []
+        for k, name in enumerate(names):
+            point, drawn = found.measure(inputs, k, name)
+            points.append(point)
+            columns.append(drawn)
+        values.point[found.key] = np.array(points, dtype=np.float64)
+        values.draws[found.key] = np.stack(columns, axis=1)
+    return values
+
+
+def why_dropped(found: Criterion, index: RunIndex) -> str:
+    """Why no candidate has a value for a criterion."""
+    if found.analysis:
+        runs = {getattr(b, found.key).reason for b in index.backbones if getattr(b, found.key).reason}
+        return f"not measured ({'; '.join(sorted(runs)) or 'no saved arrays'})"
+    return found.why_missing
+
+
+def why_missing(key: str, entry, arrays_of) -> str:
+    """Why a backbone has no value for a criterion, in a few words."""
+    found = criterion(key)
+    if found.analysis:
+        run = getattr(entry, key)
+        if run.status != RunStatus.DONE:
+            return f"not measured: {run.reason}" if run.reason else "not measured"
+        if arrays_of is None:
+            return "no saved arrays"
+    return found.why_lacking or found.why_missing
