@@ -15,15 +15,6 @@ MAX_POSITIONAL_FIELDS = 6
 # Records that issue 31 makes keyword-only in files other branches own. Each entry leaves this list when its branch
 # is merged; the test below fails once an entry is keyword-only or gone, so the list cannot outlive its reason.
 PENDING = {
-    # scoring/decision.py, scoring/gate.py, report/decision_page.py, report/compare.py (the decision's records)
-    "reportgen.scoring.decision.Candidate",
-    "reportgen.scoring.decision.Decision",
-    "reportgen.scoring.gate.GateRow",
-    "reportgen.scoring.gate.GateReport",
-    "reportgen.report.decision_page.CandidateCells",
-    "reportgen.report.decision_page.DecisionPage",
-    "reportgen.report.decision_page.GateCells",
-    "reportgen.report.compare.RunSummary",
     # pipeline/run.py (the per-backbone context)
     "reportgen.pipeline.run.BatteryRun",
 }
