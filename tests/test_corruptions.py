@@ -169,12 +169,16 @@ def test_two_backbones_with_different_input_sizes_see_the_same_corrupted_224_cro
     import torch
 
     from reportgen.analysis import corruptions
-    from reportgen.analysis.backbone import Batches, _corruption
+    from reportgen.analysis.backbone import BackboneJob, Batches, Loaded, RunSettings, _corruption
+    from reportgen.analysis.models import LoadedModel
     from reportgen.analysis.transforms import eval_transform
+    from reportgen.analysis.weights import WeightsPlan
     from reportgen.inputs.config import AnalysisConfig
     from reportgen.inputs.decoding import file_sha256
     from reportgen.inputs.images import ImageRecord, ImageSet
+    from reportgen.inputs.registry import lookup
     from reportgen.results import arrays as keys
+    from reportgen.results.schema import WeightsSource
 
     records = []
     for name in ("chelsea.png", "coffee.png"):
@@ -205,8 +209,11 @@ def test_two_backbones_with_different_input_sizes_see_the_same_corrupted_224_cro
         monkeypatch.setattr(corruptions, "corrupt", lambda pixels, *args: calls.append(
             (np.array(pixels), args)) or real_corrupt(pixels, *args))
         model = Recorder()
-        run, arrays = _corruption(model, Batches(records, transform, 2), None, image_set, config, "cpu", "pretrained",
-                                  lambda stage, total: (lambda n: None))
+        job = BackboneJob(plan=WeightsPlan(lookup("resnet50"), WeightsSource.RANDOM, ""),
+                          run=RunSettings(image_set=image_set, class_names=None, config=config))
+        loaded = Loaded(model, LoadedModel(model, data_config, WeightsSource.RANDOM, "", "", ""),
+                        Batches(records, transform, 2))
+        run, arrays = _corruption(job, loaded)
         assert run.status == "done"
         assert len(model.inputs) == 2 and {tuple(x.shape[1:]) for x in model.inputs} == {(3, side, side)}
         results[side] = (model, arrays, transform)

@@ -12,14 +12,6 @@ import reportgen
 
 MAX_POSITIONAL_FIELDS = 6
 
-# Records that issue 31 makes keyword-only in files other branches own. Each entry leaves this list when its branch
-# is merged; the test below fails once an entry is keyword-only or gone, so the list cannot outlive its reason.
-PENDING = {
-    # pipeline/run.py (the per-backbone context)
-    "reportgen.pipeline.run.BatteryRun",
-}
-
-
 def _modules():
     """Every module of the package, imported (none skipped: a record in a module left out would go unchecked)."""
     return [importlib.import_module(found.name)
@@ -55,15 +47,10 @@ def test_the_scan_finds_the_records_it_is_about():
     assert len(RECORDS) > 40
 
 
-@pytest.mark.parametrize("name", sorted(set(RECORDS) - PENDING))
+@pytest.mark.parametrize("name", sorted(RECORDS))
 def test_a_record_of_more_than_six_fields_is_keyword_only(name):
     cls = RECORDS[name]
     assert _keyword_only(cls), f"{name} has {len(dataclasses.fields(cls))} fields: use @dataclass(kw_only=True)"
     with pytest.raises(TypeError, match="positional argument"):
         cls(*range(len(dataclasses.fields(cls))))
 
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_a_pending_record_is_still_pending(name):
-    assert name in RECORDS, f"{name} is gone or has six fields or fewer: remove it from PENDING"
-    assert not _keyword_only(RECORDS[name]), f"{name} is keyword-only now: remove it from PENDING"

@@ -41,7 +41,9 @@ from .slimming import SlimUnit, choose_unit, deep_layer_after_removal, kl_diverg
 from .transforms import eval_transform, split
 from .weights import WeightsPlan
 
-OnBatch = Callable[[str, int, int], None]  # (stage, images done, total)
+Progress = Callable[[str], None]
+OnBatch = Callable[[str, str, int, int], None]  # (backbone, stage, images done, total)
+IMAGENET_HEAD = HeadPlan(Estimand.IMAGENET_HEAD, IMAGENET_CLASSES, IMAGENET_CLASSES)  # a candidate's stock head
 
 
 class Batches:
@@ -93,6 +95,85 @@ class MeasuredBackbone:
     arrays: dict  # array name (results.arrays) -> ndarray
     timings: dict  # stage -> seconds
     cost: Optional[Cost]  # machine-dependent: goes to cost.json, not into the result (None: not measured)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """What every backbone of one run is measured on and with: the images, the label space, the settings, the device
+    (built once per run; the pipeline's ``BatteryRun`` holds it)."""
+    image_set: ImageSet
+    class_names: ClassNames  # the run's label space
+    config: AnalysisConfig
+    device: str = "cpu"
+    weights_mode: str = "pretrained"
+    decoded: Optional[DecodedInputs] = None  # the run's decoded inputs (read, never written; None: decode here)
+    train_set: Optional[ImageSet] = None  # labelled training images for a probe (None: cross-validation)
+    keep_merge_state: bool = False  # a shard keeps what merging needs (and fits its probe after the merge)
+    with_cost: bool = True  # a shard after a backbone's first skips it: latency does not depend on the images
+    progress: Progress = lambda message: None
+    on_batch: OnBatch = lambda name, stage, done, total: None
+
+
+# The line each stage says when it starts (the Grad-CAM pass and the sanity check say theirs where they begin).
+STAGE_LINES = {"slimming": "slimming, {total} images through the model without its unit",
+               "corruptions": "corruptions, {total} forward passes of clean and corrupted crops",
+               "faithfulness": "faithfulness (ROAD), {total} images"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneJob:
+    """One backbone to measure: its weights, the run it belongs to, the head it is scored through in the run's label
+    space, and (probe candidates of a sharded run) the explaining head a driver fit for every shard."""
+    plan: WeightsPlan
+    run: RunSettings
+    head: HeadPlan = IMAGENET_HEAD
+    setup: Optional[ProbeSetup] = None
+
+    @property
+    def backbone(self):
+        return self.plan.backbone
+
+    @property
+    def probed(self) -> bool:
+        return self.head.estimand == Estimand.LINEAR_PROBE
+
+    def say(self, line: str) -> None:
+        self.run.progress(f"{self.backbone.name}: {line}")
+
+    def count(self, stage: str, total: Optional[int] = None) -> Callable[[int], None]:
+        """A per-batch callback that reports images done so far in this stage (its first use says the stage)."""
+        total = len(self.run.image_set.records) if total is None else total
+        if stage in STAGE_LINES:
+            self.say(STAGE_LINES[stage].format(total=total))
+        done = [0]
+
+        def step(n):
+            done[0] += n
+            self.run.on_batch(self.backbone.name, stage, done[0], total)
+        return step
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One backbone in memory, loaded once per job: the model on the run's device, where its weights came from, and
+    the run's images as batches through its transform (after the CAM pass: the batch size that fit)."""
+    model: torch.nn.Module
+    weights: LoadedModel
+    batches: Batches
+
+    @property
+    def data_config(self) -> dict:
+        return self.weights.data_config
+
+
+def load_backbone(job: BackboneJob) -> Loaded:
+    """The job's model with its head, seeded, on the run's device, and its batches of the run's images."""
+    run = job.run
+    torch.manual_seed(run.config.seed)
+    weights: LoadedModel = load_model(job.plan, run.config.seed, job.head)
+    model = on_device(weights.model, run.device)
+    return Loaded(model, weights, Batches(run.image_set.records, eval_transform(weights.data_config),
+                                          run.config.batch_size, run.decoded))
 
 
 def weight_stats(model: torch.nn.Module, backbone, config: AnalysisConfig) -> dict:
@@ -172,20 +253,20 @@ def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names:
     return tuple(out)
 
 
-def _sanity(model, batches, analysis: BackboneAnalysis, image_set: ImageSet, backbone, config: AnalysisConfig,
-            device: str, weights_mode: str, progress, count) -> tuple[SanityRun, dict]:
+def _sanity(job: BackboneJob, loaded: Loaded, analysis: BackboneAnalysis) -> tuple[SanityRun, dict]:
     """The randomisation test when it applies, as (record, arrays)."""
-    if weights_mode == WeightsMode.RANDOM or not config.sanity_check or not backbone.randomisation:
-        reason = "untrained weights" if weights_mode == WeightsMode.RANDOM else "disabled in the config"
+    run, config, backbone = job.run, job.run.config, job.backbone
+    if run.weights_mode == WeightsMode.RANDOM or not config.sanity_check or not backbone.randomisation:
+        reason = "untrained weights" if run.weights_mode == WeightsMode.RANDOM else "disabled in the config"
         return SanityRun(SanityStatus.SKIPPED, reason, ()), {}
-    sample = image_set.sample_positions(config.sanity_max_images, config.seed)
-    progress(f"{backbone.name}: sanity check, {len(backbone.randomisation)} randomisation steps on "
-             f"{len(sample)} of {len(batches.records)} images")
+    sample = run.image_set.sample_positions(config.sanity_max_images, config.seed)
+    job.say(f"sanity check, {len(backbone.randomisation)} randomisation steps on "
+            f"{len(sample)} of {len(loaded.batches.records)} images")
     depth_layers = list(dict.fromkeys(backbone.depth_layers.values()))
     sanity: SanityAnalysis = cascading_randomisation(
-        model, batches.subset(sample), depth_layers, [int(analysis.targets[i]) for i in sample],
-        backbone.randomisation, config.cam_method, device, config.seed,
-        on_batch=count("sanity", len(sample) * len(backbone.randomisation)), layouts=dict(backbone.layouts))
+        loaded.model, loaded.batches.subset(sample), depth_layers, [int(analysis.targets[i]) for i in sample],
+        backbone.randomisation, config.cam_method, run.device, config.seed,
+        on_batch=job.count("sanity", len(sample) * len(backbone.randomisation)), layouts=dict(backbone.layouts))
     steps = tuple(SanityStep(step.label, tuple(step.modules), int(step.parameters),
                              {layer: tuple(s) for layer, s in step.cam_status.items() if layer in step.cams})
                   for step in sanity.steps)
@@ -210,44 +291,44 @@ def analysis_input_size(batches: Batches) -> tuple:
     return (3,) + (crop[0].shape[:2] if crop else (1, 1))
 
 
-def _corruption(model, batches: Batches, analysis: BackboneAnalysis, image_set: ImageSet, config: AnalysisConfig,
-                device: str, weights_mode: str, count) -> tuple[CorruptionRun, dict]:
+def _corruption(job: BackboneJob, loaded: Loaded) -> tuple[CorruptionRun, dict]:
     """Top-1 on the clean and on each corrupted common 224 x 224 crop of the hashed sample (ImageNet-C's crop, the
     same pixels for every backbone), each through the backbone's own resize and normalisation."""
+    image_set, config = job.run.image_set, job.run.config
     sample = image_set.sample_positions(config.corruption_max_images, config.seed)
-    why = _beyond_paper_skip(weights_mode, config, config.corruption_max_images) or (
+    why = _beyond_paper_skip(job.run.weights_mode, config, config.corruption_max_images) or (
         "" if config.corruptions else "no corruptions configured")
     if why:
         return CorruptionRun(RunStatus.SKIPPED, why), {}
     records = [image_set.records[i] for i in sample]
     cells = len(config.corruptions) * (len(config.corruption_severities) if config.corruption_design == "full" else 1)
-    clean, top1 = corrupted_predictions(model, [common_crop_of(r) for r in records], [r.sha256 for r in records],
-                                        input_view(batches.transform), config.corruptions,
-                                        config.corruption_severities, config.seed, device,
-                                        max(config.batch_size, 16), config.corruption_design,
-                                        on_batch=count("corruptions", len(sample) * (1 + cells)))
+    clean, top1 = corrupted_predictions(loaded.model, [common_crop_of(r) for r in records],
+                                        [r.sha256 for r in records], input_view(loaded.batches.transform),
+                                        config.corruptions, config.corruption_severities, config.seed,
+                                        job.run.device, max(config.batch_size, 16), config.corruption_design,
+                                        on_batch=job.count("corruptions", len(sample) * (1 + cells)))
     return (CorruptionRun(RunStatus.DONE, "", tuple(config.corruptions), tuple(config.corruption_severities),
                           tuple(sample), config.corruption_design),
             {keys.CORRUPT_TOP1: top1, keys.CORRUPT_CLEAN: clean})
 
 
-def _faithfulness(model, batches: Batches, analysis: BackboneAnalysis, image_set: ImageSet, backbone,
-                  config: AnalysisConfig, device: str, weights_mode: str, count) -> tuple[FaithfulnessRun, dict]:
+def _faithfulness(job: BackboneJob, loaded: Loaded, analysis: BackboneAnalysis) -> tuple[FaithfulnessRun, dict]:
     """ROAD of the deep-layer CAM and of the random and Gaussian maps on the hashed sample."""
+    image_set, config, batches = job.run.image_set, job.run.config, loaded.batches
     sample = image_set.sample_positions(config.faithfulness_max_images, config.seed)
-    deep = backbone.depth_layers["deep"]
+    deep = job.backbone.depth_layers["deep"]
     layer = analysis.layer(deep)
-    why = _beyond_paper_skip(weights_mode, config, config.faithfulness_max_images) or (
+    why = _beyond_paper_skip(job.run.weights_mode, config, config.faithfulness_max_images) or (
         "" if layer.cam is not None else f"the deep layer {deep} has no spatial map")
     if why:
         return FaithfulnessRun(status=RunStatus.SKIPPED, reason=why, layer=deep), {}
     inputs = torch.cat(list(batches.subset(sample).with_batch_size(max(1, len(sample))))) if sample else \
         torch.zeros((0,) + tuple(analysis_input_size(batches)))
     cams = [layer.cam[i] if layer.cam_status[i] == CamStatus.OK else None for i in sample]
-    scores = road(model, inputs, cams, [int(analysis.targets[i]) for i in sample],
+    scores = road(loaded.model, inputs, cams, [int(analysis.targets[i]) for i in sample],
                   [image_set.records[i].sha256 for i in sample], config.faithfulness_percentiles, config.seed,
-                  device, config.faithfulness_imputation_side, config.faithfulness_design,
-                  on_image=count("faithfulness", len(sample)), cam_shape=layer.cam.shape[1:])
+                  job.run.device, config.faithfulness_imputation_side, config.faithfulness_design,
+                  on_image=job.count("faithfulness", len(sample)), cam_shape=layer.cam.shape[1:])
     return (FaithfulnessRun(status=RunStatus.DONE, reason="", layer=deep,
                             percentiles=tuple(config.faithfulness_percentiles),
                             imputation_side=config.faithfulness_imputation_side, images=tuple(sample),
@@ -278,17 +359,19 @@ def _slim_unit(model, backbone, input_size) -> tuple[SlimUnit, str]:
     return choose_unit(model, backbone, input_size), "automatic"
 
 
-def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config: dict, macs_by_module: dict,
-              config: AnalysisConfig, device: str, weights_mode: str, count) -> tuple[SlimmingRun, dict]:
+def _slimming(job: BackboneJob, loaded: Loaded, analysis: BackboneAnalysis,
+              macs_by_module: dict) -> tuple[SlimmingRun, dict]:
     """Remove the unit, run the images through the slimmed model, keep per-image outcomes. (Its latency comes
     from the cost measurement, which times the unit inside the full model's passes.)"""
-    unit, source = _slim_unit(model, backbone, data_config["input_size"])
+    model, batches, backbone = loaded.model, loaded.batches, job.backbone
+    config, device = job.run.config, job.run.device
+    unit, source = _slim_unit(model, backbone, loaded.data_config["input_size"])
     if unit.module is None:
         return SlimmingRun(status=SlimmingStatus.NOT_POSSIBLE, unit=None, unit_source=source, reason=unit.reason,
                            params_removed=0, macs_removed=0.0, deep_cam_layer=None), {}
     # Identity costs nothing: what is removed is what the unit's subtree counted in the full model's pass.
     macs_removed = macs_by_module.get(unit.module, 0.0)
-    if weights_mode == WeightsMode.RANDOM:
+    if job.run.weights_mode == WeightsMode.RANDOM:
         # Like the sanity check: removing a unit from an untrained model says nothing about the backbone.
         reason = f"{unit.reason}; not run on the images: untrained weights"
         removed = parameters_in(model, unit.module)
@@ -299,11 +382,11 @@ def _slimming(model, batches, analysis: BackboneAnalysis, backbone, data_config:
     deep_slim = deep_layer_after_removal(deep, unit.module) if config.slimming_cams else None
     if deep_slim:
         slim_analysis = analyse_backbone(slim, batches, [deep_slim], [int(t) for t in analysis.targets],
-                                         config.cam_method, device, on_batch=count("slimming"),
+                                         config.cam_method, device, on_batch=job.count("slimming"),
                                          layouts=dict(backbone.layouts))
         slim_probs = slim_analysis.probs
     else:
-        slim_probs = forward_probs(slim, batches, device, on_batch=count("slimming"))
+        slim_probs = forward_probs(slim, batches, device, on_batch=job.count("slimming"))
     arrays = {keys.SLIM_TOP1: np.argmax(slim_probs, axis=1).astype(np.int64),
               keys.SLIM_KL: kl_divergence(analysis.probs, slim_probs).astype(np.float64)}
     if deep_slim:
@@ -347,26 +430,6 @@ def _weight_records(summaries: dict) -> tuple[dict, dict]:
     return records, arrays
 
 
-# The line each stage says when it starts (the Grad-CAM pass and the sanity check say theirs where they begin).
-STAGE_LINES = {"slimming": "slimming, {total} images through the model without its unit",
-               "corruptions": "corruptions, {total} forward passes of clean and corrupted crops",
-               "faithfulness": "faithfulness (ROAD), {total} images"}
-
-
-def _progress_counter(on_batch: OnBatch, total: int, announce: Callable[[str], None] = lambda message: None):
-    def count(stage, stage_total=total):
-        """A per-batch callback that reports images done so far in this stage (its first use says the stage)."""
-        if stage in STAGE_LINES:
-            announce(STAGE_LINES[stage].format(total=stage_total))
-        done = [0]
-
-        def step(n):
-            done[0] += n
-            on_batch(stage, done[0], stage_total)
-        return step
-    return count
-
-
 def cost_of(plan: WeightsPlan, config: AnalysisConfig, device: str, slim_unit: Optional[str], batch_size: int,
             host: str = "") -> Cost:
     """The cost alone, for a backbone whose analyses are reused but whose cost was measured on another machine (or
@@ -401,39 +464,34 @@ def _stage_timer(timings: dict):
     return stage
 
 
-def probe_setup(model, batches: Batches, image_set: ImageSet, head: HeadPlan, config: AnalysisConfig, device: str,
-                progress, count, name: str, train: Optional[ImageSet] = None) -> ProbeSetup:
-    """The head a probe candidate's heatmaps explain, fit before its CAM pass: on ``train`` (every training image's
-    features), else on a per-class hashed sample of the labelled images."""
-    if train is not None:
-        progress(f"{name}: pooled features of {len(train.records)} training images for the linear probe")
+def probe_setup(job: BackboneJob, loaded: Loaded) -> ProbeSetup:
+    """The head a probe candidate's heatmaps explain, fit before its CAM pass: on the run's training set (every
+    training image's features), else on a per-class hashed sample of the labelled images."""
+    run, head, batches = job.run, job.head, loaded.batches
+    if run.train_set is not None:
+        train = run.train_set
+        job.say(f"pooled features of {len(train.records)} training images for the linear probe")
         train_batches = Batches(train.records, batches.transform, batches.batch_size, None)
-        features = pooled_features(model, train_batches, device, count("features", len(train.records)))
+        features = pooled_features(loaded.model, train_batches, run.device, job.count("features", len(train.records)))
         labels = labels_of(train)
-        return ProbeSetup(explaining_head(features, labels, head.classes, config), int(features.shape[1]),
+        return ProbeSetup(explaining_head(features, labels, head.classes, run.config), int(features.shape[1]),
                           len(labels), features, labels)
-    sample = explaining_sample(image_set, head.classes, config)
-    progress(f"{name}: the head the heatmaps explain, a linear probe fit on {len(sample)} labelled images "
-             f"(at most {config.probe_explain_per_class} per class)")
-    features = pooled_features(model, batches.subset(sample), device, count("features", len(sample))) if sample \
-        else pooled_features(model, batches.subset([0]), device)
-    labels = labels_of(image_set)[list(sample)] if sample else np.full(1, -1)
-    return ProbeSetup(explaining_head(features, labels, head.classes, config), int(features.shape[1]), len(sample))
+    sample = explaining_sample(run.image_set, head.classes, run.config)
+    job.say(f"the head the heatmaps explain, a linear probe fit on {len(sample)} labelled images "
+            f"(at most {run.config.probe_explain_per_class} per class)")
+    features = pooled_features(loaded.model, batches.subset(sample), run.device, job.count("features", len(sample))) \
+        if sample else pooled_features(loaded.model, batches.subset([0]), run.device)
+    labels = labels_of(run.image_set)[list(sample)] if sample else np.full(1, -1)
+    return ProbeSetup(explaining_head(features, labels, head.classes, run.config), int(features.shape[1]), len(sample))
 
 
-def fit_probe_setup(plan: WeightsPlan, image_set: ImageSet, head: HeadPlan, config: AnalysisConfig, device: str,
-                    decoded: Optional[DecodedInputs] = None, train: Optional[ImageSet] = None) -> ProbeSetup:
+def fit_probe_setup(job: BackboneJob) -> ProbeSetup:
     """:func:`probe_setup` with its own model: a sharded run's driver fits it once and hands it to every shard."""
-    torch.manual_seed(config.seed)
-    loaded = load_model(plan, config.seed, head)
-    model = on_device(loaded.model, device)
+    loaded = load_backbone(job)
     try:
-        batches = Batches(image_set.records, eval_transform(loaded.data_config), config.batch_size, decoded)
-        count = _progress_counter(lambda stage, done, total: None, len(image_set.records))
-        return probe_setup(model, batches, image_set, head, config, device, lambda message: None, count,
-                           plan.backbone.name, train)
+        return probe_setup(job, loaded)
     finally:
-        del model, loaded
+        del loaded
         release_memory()
 
 
@@ -445,103 +503,99 @@ def _attach_probe(model, setup: ProbeSetup, head: HeadPlan) -> None:
                             np.zeros(head.classes, np.float32))
 
 
-def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames, config: AnalysisConfig,
-                     device: str, weights_mode: str, progress: Callable[[str], None],
-                     on_batch: OnBatch = lambda stage, done, total: None,
-                     keep_merge_state: bool = False, decoded: Optional[DecodedInputs] = None,
-                     with_cost: bool = True, head: Optional[HeadPlan] = None,
-                     train: Optional[ImageSet] = None,
-                     setup: Optional[ProbeSetup] = None) -> MeasuredBackbone:
-    """Everything the battery measures for one backbone (pure: no files, no printing beyond ``progress``;
-    ``decoded`` is read, not written). ``head``: how the candidate is scored in the run's label space (default:
-    its ImageNet head); ``train``: labelled training images for a probe (default: cross-validation); ``setup``: a
-    probe candidate's explaining head fit by a driver for every shard (a shard keeps the features for the probe,
-    fit after the merge)."""
-    backbone = plan.backbone
+def measure_backbone(job: BackboneJob) -> MeasuredBackbone:
+    """Everything the battery measures for one backbone (pure: no files, no printing beyond the run's ``progress``;
+    its decoded inputs are read, not written). A probe candidate's explaining head is fit here unless the job
+    brings one (a sharded run's driver fit it for every shard, and a shard keeps the features for the probe, fit
+    after the merge)."""
     timings: dict = {}
     stage = _stage_timer(timings)
-    head = head or HeadPlan(Estimand.IMAGENET_HEAD, IMAGENET_CLASSES, IMAGENET_CLASSES)
     with stage("load_s", release=False):
-        torch.manual_seed(config.seed)
-        loaded: LoadedModel = load_model(plan, config.seed, head)
-        model = on_device(loaded.model, device)
-    batches = Batches(image_set.records, eval_transform(loaded.data_config), config.batch_size, decoded)
-    layers = backbone.all_layers()
-    total = len(image_set.records)
-    count = _progress_counter(on_batch, total, lambda line: progress(f"{backbone.name}: {line}"))
-    probed = head.estimand == Estimand.LINEAR_PROBE
+        loaded = load_backbone(job)
     with stage("task_head_s"):
-        if probed:
-            setup = setup or probe_setup(model, batches, image_set, head, config, device, progress, count,
-                                         backbone.name, train)
-            _attach_probe(model, setup, head)
-    check_targets(model, image_set, backbone.name)
-    progress(f"{backbone.name}: Grad-CAM and features on {total} images, {len(layers)} layers")
-
+        if job.probed:
+            job = replace(job, setup=job.setup or probe_setup(job, loaded))
+            _attach_probe(loaded.model, job.setup, job.head)
+    check_targets(loaded.model, job.run.image_set, job.backbone.name)
     with stage("cam_and_features_s"):
-        analysis, batches = with_oom_retry(
-            lambda current: analyse_backbone(model, current, layers, [r.class_index for r in image_set.records],
-                                             config.cam_method, device, cka_layers=backbone.last_three,
-                                             on_batch=count("cam"), layouts=dict(backbone.layouts),
-                                             prelogits=probed),
-            batches, backbone.name, progress)
+        analysis, loaded = _cam_pass(job, loaded)
     with stage("sanity_s"):
-        sanity, sanity_arrays = _sanity(model, batches, analysis, image_set, backbone, config, device, weights_mode,
-                                        progress, count)
+        sanity, sanity_arrays = _sanity(job, loaded, analysis)
     with stage("flops_s", release=False):
-        params = sum(p.numel() for p in model.parameters())
-        macs, macs_by_module = count_macs(model, loaded.data_config["input_size"], device)
+        params = sum(p.numel() for p in loaded.model.parameters())
+        macs, macs_by_module = count_macs(loaded.model, loaded.data_config["input_size"], job.run.device)
     with stage("slimming_s"):
-        slimming, slim_arrays = _slimming(model, batches, analysis, backbone, loaded.data_config, macs_by_module,
-                                          config, device, weights_mode, count)
+        slimming, slim_arrays = _slimming(job, loaded, analysis, macs_by_module)
     with stage("corruption_s", release=False):
-        corruption, corruption_arrays = _corruption(model, batches, analysis, image_set, config, device,
-                                                    weights_mode, count)
+        corruption, corruption_arrays = _corruption(job, loaded)
     with stage("faithfulness_s"):
-        faithfulness, faithfulness_arrays = _faithfulness(model, batches, analysis, image_set, backbone, config,
-                                                          device, weights_mode, count)
+        faithfulness, faithfulness_arrays = _faithfulness(job, loaded, analysis)
     with stage("cost_s", release=False):
-        # A shard after a backbone's first skips it: latency does not depend on the images.
-        if with_cost:
-            progress(f"{backbone.name}: {timing_plan()}")
-        cost = (measure_cost(model, loaded.data_config["input_size"], device, batches.batch_size, slimming.unit)
-                if with_cost else None)
-        if cost is not None:
-            progress(f"{backbone.name}: {timing_outcome(cost)}")
+        cost = _cost(job, loaded, slimming.unit)
     with stage("weights_s", release=False):
-        weight_records, weight_arrays = _weight_records(weight_stats(model, backbone, config))
+        weight_records, weight_arrays = _weight_records(weight_stats(loaded.model, job.backbone, job.run.config))
 
-    result = BackboneResult(
+    result = _result(job, loaded, analysis, params=int(params), macs=float(macs), weight_stats=weight_records,
+                     sanity=sanity, slimming=slimming, corruption=corruption, faithfulness=faithfulness)
+    arrays = {**sanity_arrays, **slim_arrays, **_layer_arrays(analysis, job.run.keep_merge_state), **weight_arrays,
+              **corruption_arrays, **faithfulness_arrays, keys.LOGITS: analysis.logits.astype(np.float32)}
+    if job.probed:
+        arrays[keys.PRELOGITS] = analysis.prelogits
+        result = replace(result, task=replace(result.task, explained_by=job.setup.fit_images,
+                                              feature_dim=job.setup.feature_dim))
+        if not job.run.keep_merge_state:  # one process: the probe now; a shard keeps the features for the merge
+            with stage("probe_s", release=False):
+                result, arrays = finish_probe(result, arrays, labels_of(job.run.image_set), job.run.class_names.name,
+                                              job.run.config, job.setup)
+    del loaded
+    return MeasuredBackbone(result, arrays, timings, cost)
+
+
+def _cam_pass(job: BackboneJob, loaded: Loaded) -> tuple[BackboneAnalysis, Loaded]:
+    """Grad-CAM and features of every layer on every image (at half the batch size after running out of GPU
+    memory): the analysis, and the loaded backbone with the batches that worked."""
+    run, backbone = job.run, job.backbone
+    layers = backbone.all_layers()
+    job.say(f"Grad-CAM and features on {len(run.image_set.records)} images, {len(layers)} layers")
+    analysis, batches = with_oom_retry(
+        lambda current: analyse_backbone(loaded.model, current, layers, [r.class_index for r in run.image_set.records],
+                                         run.config.cam_method, run.device, cka_layers=backbone.last_three,
+                                         on_batch=job.count("cam"), layouts=dict(backbone.layouts),
+                                         prelogits=job.probed),
+        loaded.batches, backbone.name, run.progress)
+    return analysis, replace(loaded, batches=batches)
+
+
+def _cost(job: BackboneJob, loaded: Loaded, slim_unit: Optional[str]) -> Optional[Cost]:
+    """Latency, throughput and memory of the model as loaded (None when the run does not measure it here)."""
+    if not job.run.with_cost:
+        return None
+    job.say(timing_plan())
+    cost = measure_cost(loaded.model, loaded.data_config["input_size"], job.run.device, loaded.batches.batch_size,
+                        slim_unit)
+    job.say(timing_outcome(cost))
+    return cost
+
+
+def _result(job: BackboneJob, loaded: Loaded, analysis: BackboneAnalysis, **measured) -> BackboneResult:
+    """The backbone's record: what the registry and the loaded weights say, what the CAM pass found, and the
+    ``measured`` records of the other stages (BackboneResult fields by name)."""
+    backbone, image_set, data_config, weights = job.backbone, job.run.image_set, loaded.data_config, loaded.weights
+    return BackboneResult(
         name=backbone.name, timm_id=backbone.timm_id, architecture=backbone.architecture,
         display_name=backbone.display_name, family=backbone.family, family_source=backbone.family_source,
         layer_source=backbone.layer_source, depth_layers=backbone.depth_layers, last_three=tuple(backbone.last_three),
-        weight_modules=dict(backbone.weight_modules), layers=tuple(layers),
-        weights=WeightsInfo(WeightsMode(weights_mode), loaded.weights_source, loaded.weights_location,
-                            loaded.weights_file_sha256, loaded.state_sha256),
-        data_config={k: list(v) if isinstance(v, tuple) else v for k, v in loaded.data_config.items()},
-        params=int(params), macs=float(macs),
+        weight_modules=dict(backbone.weight_modules), layers=tuple(backbone.all_layers()),
+        weights=WeightsInfo(WeightsMode(job.run.weights_mode), weights.weights_source, weights.weights_location,
+                            weights.weights_file_sha256, weights.state_sha256),
+        data_config={k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
         cam_status={layer.name: tuple(layer.cam_status) for layer in analysis.layers},
         feature_stats={layer.name: FeatureStats(layer.feature_variance, layer.feature_dim) for layer in analysis.layers},
-        weight_stats=weight_records,
         feature_cka=FeatureCka(tuple(analysis.cka_layers), tuple(tuple(row) for row in analysis.cka),
                                "channel means (spatial and token layers) or the vector itself"),
-        views=views_of(image_set, loaded.data_config),
-        predictions=predictions_of(analysis, image_set, class_names),
-        sanity=sanity,
-        slimming=slimming,
-        batch_size=batches.batch_size,
-        corruption=corruption,
-        faithfulness=faithfulness,
-        task=(None if head.estimand == Estimand.IMAGENET_HEAD
-              else TaskRun(estimand=head.estimand, head_outputs=head.outputs)))
-    arrays = {**sanity_arrays, **slim_arrays, **_layer_arrays(analysis, keep_merge_state), **weight_arrays,
-              **corruption_arrays, **faithfulness_arrays, keys.LOGITS: analysis.logits.astype(np.float32)}
-    if probed:
-        arrays[keys.PRELOGITS] = analysis.prelogits
-        result = replace(result, task=replace(result.task, explained_by=setup.fit_images,
-                                              feature_dim=setup.feature_dim))
-        if not keep_merge_state:  # one process: the probe now; a shard keeps the features for the merge
-            with stage("probe_s", release=False):
-                result, arrays = finish_probe(result, arrays, labels_of(image_set), class_names.name, config, setup)
-    del model, loaded
-    return MeasuredBackbone(result, arrays, timings, cost)
+        views=views_of(image_set, data_config),
+        predictions=predictions_of(analysis, image_set, job.run.class_names),
+        batch_size=loaded.batches.batch_size,
+        task=(None if job.head.estimand == Estimand.IMAGENET_HEAD
+              else TaskRun(estimand=job.head.estimand, head_outputs=job.head.outputs)),
+        **measured)

@@ -349,13 +349,13 @@ def run_shards(ray, prepared, settings: ExecutorSettings, progress: Callable[[st
     return outcome
 
 
-def fit_task(plan, image_set: ImageSet, head, config, device: str, threads: int, scratch: str, train=None):
+def fit_task(plan, image_set: ImageSet, space, head, config, device: str, threads: int, scratch: str, train=None):
     """One probe candidate's explaining head, fit on the whole set's per-class sample (or the training images), on a
-    worker (module-level so Ray can ship it): every shard attaches the same head. Decodes through the same cache as
-    a shard, so the features equal a single process's."""
+    worker (module-level so Ray can ship it): every shard attaches the same head. ``space``: the run's label space.
+    Decodes through the same cache as a shard, so the features equal a single process's."""
     import shutil
 
-    from ..analysis.backbone import fit_probe_setup
+    from ..analysis.backbone import BackboneJob, RunSettings, fit_probe_setup
     from ..analysis.environment import use_threads
     from ..inputs.images import decode_records
     from .run import decode_inputs
@@ -367,7 +367,9 @@ def fit_task(plan, image_set: ImageSet, head, config, device: str, threads: int,
         image_set, decoded = decode_inputs((plan,), folder, lambda on_image, on_listed: decode_records(
             image_set, on_image, on_listed))
         try:
-            return fit_probe_setup(plan, image_set, head, config, device, decoded, train)
+            settings = RunSettings(image_set=image_set, class_names=space, config=config, device=device,
+                                   decoded=decoded, train_set=train)
+            return fit_probe_setup(BackboneJob(plan=plan, run=settings, head=head))
         finally:
             decoded.remove()
     finally:
@@ -389,7 +391,7 @@ def fit_probes(ray, prepared, settings: ExecutorSettings, threads: int, env: dic
                         records=tuple(replace(r, path=r.path.resolve()) for r in prepared.image_set.records))
     scratch = prepared.request.out_dir.resolve() / "results" / SHARDS_DIR / ".probe"
     progress(f"the heads the heatmaps of {len(probed)} probed backbone(s) explain, fit once for every shard")
-    refs = {plan.backbone.name: task.remote(plan, image_set, prepared.heads[plan.backbone.name],
+    refs = {plan.backbone.name: task.remote(plan, image_set, prepared.class_names, prepared.heads[plan.backbone.name],
                                             prepared.request.config, prepared.device, threads,
                                             str(scratch / plan.backbone.name), prepared.train_set)
             for plan in probed}

@@ -28,7 +28,7 @@ from ..results.views import views_of
 from ..scoring.score import score
 
 if TYPE_CHECKING:  # analysis imports torch; the pipeline imports it only to compute
-    from ..analysis.classes import ClassNames
+    from ..analysis.backbone import RunSettings
 
 DECODED_DIR = ".decoded"  # scratch under the results folder: the run's decoded inputs, removed at the end
 DISK_MARGIN_BYTES = 64 * 2 ** 20  # results, figures and the report besides the images
@@ -131,35 +131,34 @@ def image_entries(image_set: ImageSet, class_name: Callable[[int], str]) -> tupl
     ) for position, record in enumerate(image_set.records))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatteryRun:
-    """What every backbone of one run shares: its inputs, its settings and where its results go."""
-    image_set: ImageSet
-    class_names: "ClassNames"
-    config: AnalysisConfig
+    """What every backbone of one run shares: what it is measured on and with, where its results go, and per
+    backbone the head it is scored through."""
+    settings: "RunSettings"  # the images, the label space, the settings, the device
     results_dir: Path
-    decoded: DecodedInputs
     versions: dict
-    device: str = "cpu"
-    weights_mode: str = "pretrained"
     fresh: bool = False
-    keep_merge_state: bool = False  # a shard keeps what merging needs
-    with_cost: bool = True
-    progress: Progress = lambda message: None
-    on_batch: OnBatch = lambda name, stage, done, total: None
     heads: dict = field(default_factory=dict)  # backbone name -> analysis.heads.HeadPlan (default: ImageNet head)
-    train_set: Optional[ImageSet] = None
     setups: dict = field(default_factory=dict)  # backbone name -> its probe's explaining head, fit by a driver (shards)
 
     def task_identity(self, name: str) -> str:
         """What the user's label space adds to a backbone's cache key: the classes, its head, the training set."""
-        space = label_space_info(self.class_names)
+        space = label_space_info(self.settings.class_names)
         if space.is_imagenet:
             return ""
         head = self.heads.get(name)
+        train_set = self.settings.train_set
         return "|".join([space.kind, *space.names, str(head.estimand if head else ""),
-                         self.train_set.sha256 if self.train_set is not None else "",
-                         _setup_digest(self.setups.get(name))])
+                         train_set.sha256 if train_set is not None else "", _setup_digest(self.setups.get(name))])
+
+    def job(self, plan):
+        """One backbone's :class:`~reportgen.analysis.backbone.BackboneJob` (imports torch)."""
+        from ..analysis.backbone import IMAGENET_HEAD, BackboneJob
+
+        name = plan.backbone.name
+        return BackboneJob(plan=plan, run=self.settings, head=self.heads.get(name) or IMAGENET_HEAD,
+                           setup=self.setups.get(name))
 
 
 def _setup_digest(setup) -> str:
@@ -185,11 +184,7 @@ def _compute(plan, run: BatteryRun, key: str, stem: str):
     """Run one backbone and save it (arrays first: the entry file is what marks it finished)."""
     from ..analysis.backbone import measure_backbone
 
-    name = plan.backbone.name
-    measured = measure_backbone(plan, run.image_set, run.class_names, run.config, run.device, run.weights_mode,
-                                run.progress, lambda stage, done, total: run.on_batch(name, stage, done, total),
-                                run.keep_merge_state, run.decoded, run.with_cost, run.heads.get(name), run.train_set,
-                                run.setups.get(name))
+    measured = measure_backbone(run.job(plan))
     result = replace(measured.result, cache_key=key, arrays=f"{BACKBONES_DIR}/{stem}.npz")
     write_arrays(run.results_dir / result.arrays, measured.arrays)
     if measured.cost is not None:
@@ -210,6 +205,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     everything that determines it, so an interrupted run resumes where it stopped and an unchanged
     battery is not recomputed. ``fresh`` ignores saved results. ``decoded``: the inputs :func:`decode_inputs`
     made while loading the set (decoded here when not given); removed when the run ends."""
+    from ..analysis.backbone import RunSettings
     from ..analysis.environment import library_versions, long_lived_objects_frozen
 
     results_dir = Path(results_dir)
@@ -223,8 +219,12 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     try:
         mark_run_started(results_dir, versions["reportgen"])  # an interrupted run's folder stays recognisable
         write_display_copies(image_set, decoded, results_dir)
-        run = BatteryRun(image_set, class_names, config, results_dir, decoded, versions, device, weights_mode, fresh,
-                         keep_merge_state, with_cost, progress, on_batch, heads or {}, train_set, setups or {})
+        settings = RunSettings(image_set=image_set, class_names=class_names, config=config, device=device,
+                               weights_mode=weights_mode, decoded=decoded, train_set=train_set,
+                               keep_merge_state=keep_merge_state, with_cost=with_cost, progress=progress,
+                               on_batch=on_batch)
+        run = BatteryRun(settings=settings, results_dir=results_dir, versions=versions, fresh=fresh, heads=heads or {},
+                         setups=setups or {})
         with long_lived_objects_frozen():
             entries, costs = _backbones(plans, run, outcome)
     finally:
@@ -258,30 +258,32 @@ def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, d
     from ..analysis.weights import weights_identity
 
     entries, costs = [], {}
-    config, progress, folder = run.config, run.progress, run.results_dir / BACKBONES_DIR
+    settings, folder = run.settings, run.results_dir / BACKBONES_DIR
+    config, progress = settings.config, settings.progress
+    shard = "-shard" if settings.keep_merge_state else ""
     for plan in plans:
         name = plan.backbone.name
-        key = analysis_key(plan.backbone, weights_identity(plan, config.seed), run.image_set.model_inputs_sha256,
-                           config, run.versions, run.task_identity(name)) + ("-shard" if run.keep_merge_state else "")
+        key = analysis_key(plan.backbone, weights_identity(plan, config.seed), settings.image_set.model_inputs_sha256,
+                           config, run.versions, run.task_identity(name)) + shard
         stem = f"{name}-{key[:16]}"
         saved = None if run.fresh else read_backbone(folder, stem, key)
         if saved is not None:
             progress(f"{name}: unchanged since the last run, reusing {BACKBONES_DIR}/{stem}")
             # Boxes are not part of the key: map today's boxes into the model's view.
-            entry = replace(saved, views=views_of(run.image_set, saved.data_config))
+            entry = replace(saved, views=views_of(settings.image_set, saved.data_config))
             outcome.status[name] = "cached"
             outcome.timings["backbones"][name] = {"cached": True}
-            if run.with_cost:
+            if settings.with_cost:
                 cost = read_cost(folder / f"{stem}{COST_SUFFIX}")
-                if cost is None or cost.machine.fingerprint != current_machine(run.device):
+                if cost is None or cost.machine.fingerprint != current_machine(settings.device):
                     # Latency from another device, CPU, thread count or torch is never ranked beside this run's.
                     was = "no saved cost" if cost is None else "measured on " + ", ".join(
-                        f"{a} -> {b}" for a, b in zip(cost.machine.fingerprint, current_machine(run.device))
+                        f"{a} -> {b}" for a, b in zip(cost.machine.fingerprint, current_machine(settings.device))
                         if a != b)
                     progress(f"{name}: cost {was}: measuring it again on this machine")
                     mark = time.perf_counter()
                     progress(f"{name}: {timing_plan()}")
-                    cost = cost_of(plan, config, run.device, saved.slimming.unit, saved.batch_size)
+                    cost = cost_of(plan, config, settings.device, saved.slimming.unit, saved.batch_size)
                     progress(f"{name}: {timing_outcome(cost)}")
                     write_json(folder / f"{stem}{COST_SUFFIX}", cost)
                     outcome.timings["backbones"][name] = {"cached": True,
@@ -298,7 +300,7 @@ def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, d
             outcome.timings["backbones"][name] = timings
             progress(f"{name}: done in {time.perf_counter() - started:.1f}s")
         entries.append(entry)
-        run.on_batch(name, "backbones", len(entries), len(plans))
+        settings.on_batch(name, "backbones", len(entries), len(plans))
     return entries, costs
 
 
