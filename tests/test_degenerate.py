@@ -98,13 +98,13 @@ def _lite0_predictions(model, mean, std):
     import timm
     import torch
 
-    from reportgen.analysis.classes import ClassNames
+    from reportgen.analysis.classes import imagenet_label_space
     from reportgen.inputs.decoding import load_rgb
     from reportgen.inputs.images import load_image_set
 
     config = dict(timm.data.resolve_data_config(model=model), mean=mean, std=std)
     transform = timm.data.create_transform(**config)
-    records = load_image_set(IMAGES, ClassNames().resolve).records
+    records = load_image_set(IMAGES, imagenet_label_space()).records
     with torch.inference_mode():
         logits = model(torch.stack([transform(load_rgb(r.path)) for r in records]))
     top = logits.argmax(1).tolist()

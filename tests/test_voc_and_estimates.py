@@ -7,7 +7,7 @@ import pytest
 from reportgen.inputs.config import AnalysisConfig
 from reportgen.errors import InputDataError
 from reportgen.inputs.images import load_image_set
-from reportgen.analysis.classes import ClassNames
+from reportgen.analysis.classes import imagenet_label_space
 
 from conftest import IMAGES, run_cli
 
@@ -32,7 +32,7 @@ def _voc_folder(tmp_path):
 
 def test_voc_boxes_and_estimates(tmp_path):
     folder = _voc_folder(tmp_path)
-    found = {r.file: r for r in load_image_set(folder, ClassNames().resolve, AnalysisConfig()).records}
+    found = {r.file: r for r in load_image_set(folder, imagenet_label_space(), AnalysisConfig()).records}
     chelsea, coffee, plain = found["chelsea.png"], found["coffee.png"], found["controlled_cat_small_clean.png"]
     assert chelsea.class_index == 281 and chelsea.box == (120, 55, 365, 290) and "tabby" in chelsea.box_source
     assert chelsea.size_class == "large" and chelsea.size_source == "estimated"
@@ -46,11 +46,11 @@ def test_broken_voc_is_one_message(tmp_path):
     folder = _voc_folder(tmp_path)
     (folder / "coffee.xml").write_text("<annotation><object><name>mug</name><bndbox><xmin>5</xmin>")
     with pytest.raises(InputDataError, match=r"coffee.xml:\d+: not valid XML"):
-        load_image_set(folder, ClassNames().resolve)
+        load_image_set(folder, imagenet_label_space())
     (folder / "coffee.xml").write_text(VOC.format(file="coffee.png", w=400, h=400, objects=OBJECT.format(
         name="mug", x0=350, y0=30, x1=50, y1=280)))
     with pytest.raises(InputDataError, match="object 1 .mug.: box .* is inverted"):
-        load_image_set(folder, ClassNames().resolve)
+        load_image_set(folder, imagenet_label_space())
 
 
 def test_images_without_boxes_are_not_available_not_zero(tmp_path):

@@ -16,7 +16,7 @@ from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DecodedInputs
 from ..inputs.decoding import load_rgb
 from ..inputs.images import ImageRecord, ImageSet
-from ..inputs.labels import IMAGENET_CLASSES
+from ..inputs.labels import IMAGENET_CLASSES, LabelSpace
 from ..results import arrays as keys
 from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, Estimand, FaithfulnessRun,
                               FeatureCka, FeatureStats, TaskRun,
@@ -26,7 +26,6 @@ from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, Es
 from ..results.stats import weight_summary
 from ..results.views import views_of
 from ..scoring.measures import cam_similarity
-from .classes import ClassNames
 from .corruptions import common_crop_of, corrupted_predictions, input_view
 from .cost import measure_cost, timing_outcome, timing_plan
 from .faithfulness import road
@@ -154,7 +153,7 @@ def with_oom_retry(work: Callable, batches: Batches, name: str, progress: Callab
                             "use --device cpu.") from None
 
 
-def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names: ClassNames) -> tuple[Prediction, ...]:
+def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names: LabelSpace) -> tuple[Prediction, ...]:
     """Per image: the class its CAM explains and the head's top-k (k = min(5, classes))."""
     top_index, top_prob = analysis.top5_index, analysis.top5_prob
     out = []
@@ -440,7 +439,7 @@ def _attach_probe(model, setup: ProbeSetup, head: HeadPlan) -> None:
                             np.zeros(head.classes, np.float32))
 
 
-def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: ClassNames, config: AnalysisConfig,
+def measure_backbone(plan: WeightsPlan, image_set: ImageSet, class_names: LabelSpace, config: AnalysisConfig,
                      device: str, weights_mode: str, progress: Callable[[str], None],
                      on_batch: OnBatch = lambda stage, done, total: None,
                      keep_merge_state: bool = False, decoded: Optional[DecodedInputs] = None,
