@@ -80,6 +80,14 @@ def test_too_few_images_decide_nothing():
     assert not found.flagged  # three images predicted alike are no evidence
 
 
+def test_the_prediction_is_the_first_of_its_ranking_and_is_not_saved():
+    """``Prediction.top1`` names what every reader of ``top5[0]`` meant; results.json keeps only the ranking."""
+    ranking = (RankedClass(7, "ladybug", 0.6), RankedClass(3, "tiger shark", 0.3))
+    prediction = Prediction(3, "tiger shark", "manifest", ranking, False, True)
+    assert prediction.top1 == RankedClass(7, "ladybug", 0.6) and Prediction.top1_of(ranking) is ranking[0]
+    assert "top1" not in prediction.to_json() and Prediction.from_json(prediction.to_json()).top1 == ranking[0]
+
+
 @pytest.fixture(scope="module")
 def lite0():
     """Lite0 on its real ImageNet weights (the lite package)."""

@@ -165,7 +165,7 @@ def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names:
         out.append(Prediction(
             target, class_names.name(target),
             "prediction" if analysis.target_from_prediction[position] else "manifest", top5,
-            bool(top5[0].index == record.class_index) if labelled else None,
+            bool(Prediction.top1_of(top5).index == record.class_index) if labelled else None,
             any(t.index == record.class_index for t in top5) if labelled else None))
     return tuple(out)
 

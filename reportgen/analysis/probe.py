@@ -67,7 +67,8 @@ def ranked(predictions: Sequence[Prediction], probs: np.ndarray, labels: np.ndar
     for p, row, indices, label in zip(predictions, probs, top, labels):
         top5 = tuple(RankedClass(int(i), name_of(int(i)), float(row[i])) for i in indices)
         labelled = label >= 0
-        out.append(replace(p, top5=top5, correct_top1=bool(top5[0].index == label) if labelled else None,
+        out.append(replace(p, top5=top5,
+                           correct_top1=bool(Prediction.top1_of(top5).index == label) if labelled else None,
                            correct_top5=any(t.index == label for t in top5) if labelled else None))
     return tuple(out)
 

@@ -246,9 +246,19 @@ class Prediction(JsonRecord):
     target: int
     target_name: str
     target_source: str  # manifest | prediction
-    top5: tuple[RankedClass, ...]
+    top5: tuple[RankedClass, ...]  # k = min(5, classes), best first
     correct_top1: Optional[bool]
     correct_top5: Optional[bool]
+
+    @property
+    def top1(self) -> RankedClass:
+        """The prediction: the head's most probable class."""
+        return Prediction.top1_of(self.top5)
+
+    @staticmethod
+    def top1_of(ranking: tuple[RankedClass, ...]) -> RankedClass:
+        """The most probable class of a ranking (best first), before its Prediction is built."""
+        return ranking[0]
 
 
 @dataclass(frozen=True)
