@@ -17,7 +17,7 @@ from ..inputs.config import AnalysisConfig
 from ..inputs.images import ImageSet, sample_key
 from ..inputs.labels import IMAGENET_CLASSES
 from ..results import arrays as keys
-from ..results.schema import BackboneResult, Estimand, ExcludedClass, Prediction, RankedClass, TaskRun
+from ..results.schema import BackboneResult, Estimand, Prediction, RankedClass, TaskRun
 from ..scoring.calibration import softmax
 from .transfer import ExplainingProbe, fit_explaining, transfer_measures
 
@@ -93,7 +93,7 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
     arrays[keys.HEAD_TOP1] = np.argmax(head, axis=1).astype(np.int64)
     arrays[keys.LOGITS] = np.log(np.maximum(scored, 1e-30)).astype(np.float32)
     arrays[keys.KNN_PRED] = np.asarray(measures.knn_pred, dtype=np.int64)
-    excluded = tuple(ExcludedClass(e.index, name_of(e.index), e.images, e.reason) for e in measures.excluded)
+    excluded = tuple(replace(e, name=name_of(e.index)) for e in measures.excluded)
     task = TaskRun(Estimand.LINEAR_PROBE, entry.task.head_outputs if entry.task else IMAGENET_CLASSES,
                    measures.protocol, measures.folds, tuple(int(c) for c in measures.classes_used), excluded,
                    int(features.shape[1]), config.knn_k, measures.logme, measures.note, measures.logme_note,

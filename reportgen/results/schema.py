@@ -193,9 +193,9 @@ LabelSpaceInfo = LabelSpace
 class ExcludedClass(JsonRecord):
     """A class left out of the linear probe, and why (too few labelled images for the folds)."""
     index: int
-    name: str
-    images: int
-    reason: str
+    name: str  # "" until named (analysis.transfer names it only when given the class names)
+    images: int  # cross-validation: its labelled images; with a training set: its training images
+    reason: str  # e.g. "3 labelled images, fewer than the 5 folds need"
 
 
 @dataclass(frozen=True)
