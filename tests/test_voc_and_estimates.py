@@ -42,6 +42,27 @@ def test_voc_boxes_and_estimates(tmp_path):
     assert plain.box is None and plain.size_class is None and plain.background == "clean"
 
 
+def test_an_object_of_no_class_is_named_against_the_runs_own_label_space(tmp_path):
+    """On the user's classes a VOC object that names none of them is 'not one of your 3 classes (...)', not 'not an
+    ImageNet class' (which it still is on an ImageNet run); an object that names one of them is the target."""
+    from reportgen.inputs.label_space import NamesSource, own_space
+    from reportgen.inputs.voc import voc_listing
+
+    folder = _voc_folder(tmp_path)
+    files = [folder / "coffee.png", folder / "chelsea.png"]
+    own = own_space(("cats", "coffee", "rockets"), NamesSource.LABELS_FILE, "labels.txt")
+    coffee, chelsea = voc_listing(folder, files, own)
+    assert coffee.class_index is None and coffee.box == (50, 30, 350, 280)
+    assert coffee.box_source == "voc: largest of 2 objects ('mug', not one of your 3 classes (cats, coffee, rockets))"
+    assert chelsea.box_source == ("voc: largest of 2 objects ('tabby', not one of your 3 classes (cats, coffee, "
+                                  "rockets))")
+    on_imagenet, _ = voc_listing(folder, files, imagenet_label_space())
+    assert on_imagenet.box_source == "voc: largest of 2 objects ('mug', not an ImageNet class)"
+    spoon = own_space(("mug", "spoon"), NamesSource.LABELS_FILE, "labels.txt")
+    coffee, _ = voc_listing(folder, files, spoon)
+    assert coffee.class_index == 0 and coffee.box_source == "voc: object 'mug' (largest of its class)"
+
+
 def test_broken_voc_is_one_message(tmp_path):
     folder = _voc_folder(tmp_path)
     (folder / "coffee.xml").write_text("<annotation><object><name>mug</name><bndbox><xmin>5</xmin>")

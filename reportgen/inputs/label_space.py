@@ -85,6 +85,11 @@ class LabelSpace:
             return "ImageNet-1k"
         return f"your {len(self.names)} classes ({listed_names(self.names, limit)})"
 
+    def not_a_class(self) -> str:
+        """What a name that is none of the space's classes is: 'not an ImageNet class', or 'not one of your 3
+        classes (cats, coffee, rockets)'."""
+        return "not an ImageNet class" if self.is_imagenet else f"not one of {self.described()}"
+
     def _imagenet_names(self) -> ImageNetResolver:
         if self.imagenet is None:  # not a ValueError: callers read that as "not a class" and go on
             raise RuntimeError("this ImageNet-1k label space carries no class names (one read back from the results "

@@ -47,8 +47,8 @@ def voc_listing(root: Path, files: list[Path], space: LabelSpace,
     """One entry per file of ``files`` (inside ``root``), with its VOC file's box when there is one.
 
     The class is the image's class folder when it has one; otherwise of several objects the target is the
-    largest whose name is an ImageNet class (index, WordNet id or exact name), else the largest, whose CAM
-    then explains the model's top-1 class. With a class folder the box is the largest object of that class
+    largest whose name is a class of ``space``, the run's label space (for ImageNet an index, WordNet id or exact
+    name), else the largest, whose CAM then explains the model's top-1 class. With a class folder the box is the largest object of that class
     (else the largest)."""
     listed = []
     for path in files:
@@ -71,6 +71,6 @@ def voc_listing(root: Path, files: list[Path], space: LabelSpace,
         known = [o for o in objects if o[2] is not None]
         _, object_name, class_index, box = max(known or objects, key=lambda o: o[0])
         how = (f"voc: object {object_name!r}" + (" (largest of its class)" if len(known) > 1 else "")
-               if known else f"voc: largest of {len(objects)} objects ({object_name!r}, not an ImageNet class)")
+               if known else f"voc: largest of {len(objects)} objects ({object_name!r}, {space.not_a_class()})")
         listed.append(ListedImage(name, path, class_index, box, None, None, "", "", "", str(xml_path), how, nested))
     return listed
