@@ -103,7 +103,7 @@ def _run(specs, decision=DecisionSettings(), weights_mode="pretrained", latency_
     index = RunIndex(schema_version=SCHEMA_VERSION, versions={}, config=config, seed=0, weights_mode=weights_mode,
                      device="cpu", image_set=ImageSetInfo("t", "", N), images=images, skipped_images=(),
                      backbones=backbones, timings_file="timings.json", battery_file={})
-    if label_space is not None:  # the user's classes (LabelSpaceInfo) instead of ImageNet's
+    if label_space is not None:  # the user's classes (LabelSpace) instead of ImageNet's
         from dataclasses import replace
         index = replace(index, label_space=label_space)
     metrics = Metrics(schema_version=SCHEMA_VERSION, per_image=rows, predictions=(), aggregates=(), last_three={},
@@ -121,12 +121,12 @@ def test_chance_for_the_degenerate_check_is_one_over_the_run_s_classes():
     """Top-1 25 % (6 of 24, interval well under 50 %): far above ImageNet's chance (0.1 %, ceiling 5.1 %), but on two
     classes of the user's it is no better than chance (ceiling 50 % + 5 % of the way to 100 % = 52.5 %), so that
     candidate is degenerate there and only there."""
-    from reportgen.results.schema import LabelSpaceInfo
+    from reportgen.inputs.label_space import LabelSpace
 
     specs = {"good": (5.0, 0.9, 2.0, 10.0), "poor": (5.0, 0.25, 2.0, 10.0)}
     imagenet, _ = _run(specs)
     assert imagenet.degenerate == ()
-    own, _ = _run(specs, label_space=LabelSpaceInfo("own", "class folders", "", ("cat", "dog")))
+    own, _ = _run(specs, label_space=LabelSpace("own", "class folders", "", ("cat", "dog")))
     assert [d.backbone for d in own.degenerate] == ["poor"]
     found = own.degenerate[0]
     assert found.chance == 0.5 and found.at_chance and not found.collapsed and found.top1_high < 0.525

@@ -80,6 +80,14 @@ def test_too_few_images_decide_nothing():
     assert not found.flagged  # three images predicted alike are no evidence
 
 
+def test_the_prediction_is_the_first_of_its_ranking_and_is_not_saved():
+    """``Prediction.top1`` names what every reader of ``top5[0]`` meant; results.json keeps only the ranking."""
+    ranking = (RankedClass(7, "ladybug", 0.6), RankedClass(3, "tiger shark", 0.3))
+    prediction = Prediction(3, "tiger shark", "manifest", ranking, False, True)
+    assert prediction.top1 == RankedClass(7, "ladybug", 0.6) and Prediction.top1_of(ranking) is ranking[0]
+    assert "top1" not in prediction.to_json() and Prediction.from_json(prediction.to_json()).top1 == ranking[0]
+
+
 @pytest.fixture(scope="module")
 def lite0():
     """Lite0 on its real ImageNet weights (the lite package)."""
@@ -98,13 +106,13 @@ def _lite0_predictions(model, mean, std):
     import timm
     import torch
 
-    from reportgen.analysis.classes import ClassNames
+    from reportgen.analysis.classes import imagenet_label_space
     from reportgen.inputs.decoding import load_rgb
     from reportgen.inputs.images import load_image_set
 
     config = dict(timm.data.resolve_data_config(model=model), mean=mean, std=std)
     transform = timm.data.create_transform(**config)
-    records = load_image_set(IMAGES, ClassNames().resolve).records
+    records = load_image_set(IMAGES, imagenet_label_space()).records
     with torch.inference_mode():
         logits = model(torch.stack([transform(load_rgb(r.path)) for r in records]))
     top = logits.argmax(1).tolist()

@@ -119,3 +119,47 @@ def test_checkpoints_that_store_different_names_need_a_label_file(tmp_path):
     with pytest.raises(InputDataError) as caught:
         choose_label_space(root, FakeImageNet(), None, (one, other))
     assert "store different class names" in str(caught.value) and "--labels" in str(caught.value)
+
+
+def test_the_one_label_space_is_stored_as_it_is_without_its_imagenet_names():
+    """results.json's ``label_space`` is the LabelSpace itself: the same keys in the same order as the record it
+    replaced (kind, source, source_detail, names, note), enums as their values, the ImageNet names provider left
+    out; read back, it equals the space and its kind is the enum again."""
+    from reportgen.inputs.label_space import LabelSpaceKind, imagenet_space, own_space
+    from reportgen.results.schema import RunIndex, TaskReport
+
+    own = own_space(("cats", "coffee", "rockets"), NamesSource.FOLDERS, "", FOLDER_ORDER_NOTE)
+    report = TaskReport(own, (), 0, {})
+    data = report.to_json()["label_space"]
+    assert list(data) == ["kind", "source", "source_detail", "names", "note"]
+    assert json.dumps(data) == json.dumps({"kind": "own", "source": "class folders", "source_detail": "",
+                                           "names": ["cats", "coffee", "rockets"], "note": FOLDER_ORDER_NOTE})
+    back = TaskReport.from_json(json.loads(json.dumps(report.to_json()))).label_space
+    assert back == own and back.kind is LabelSpaceKind.OWN and back.source is NamesSource.FOLDERS
+    imagenet = imagenet_space(FakeImageNet())
+    assert TaskReport(imagenet, (), 0, {}).to_json()["label_space"] == {
+        "kind": "imagenet", "source": "ImageNet-1k", "source_detail": "", "names": [], "note": ""}
+    assert imagenet == RunIndex.__dataclass_fields__["label_space"].default  # the provider is not compared
+
+
+def test_an_imagenet_space_read_back_from_results_has_no_names_and_says_so():
+    from reportgen.inputs.label_space import imagenet_space
+
+    space = imagenet_space()
+    assert space.described() == "ImageNet-1k" and space.size == 1000
+    with pytest.raises(RuntimeError, match="carries no class names"):  # not ValueError: never "not a class"
+        space.resolve("n02123045")
+    assert imagenet_space(FakeImageNet()).resolve("n02123045") == 281
+
+
+def test_a_class_folder_that_names_no_class_is_phrased_by_the_space_it_was_resolved_in(tmp_path):
+    from reportgen.inputs.class_folders import folder_class
+    from reportgen.inputs.label_space import imagenet_space, own_space
+
+    folder = _folders(tmp_path, "wasps") / "wasps"
+    with pytest.raises(InputDataError, match="is not an ImageNet class"):
+        folder_class(folder, tmp_path, imagenet_space(FakeImageNet()))
+    with pytest.raises(InputDataError, match="names no class of this run") as caught:
+        folder_class(folder, tmp_path, own_space(("ants", "bees"), NamesSource.LABELS_FILE, "labels.txt"))
+    assert "not one of the 2 classes of labels file labels.txt (ants, bees)" in str(caught.value)
+    assert folder_class(folder, tmp_path, own_space(("bees", "wasps"), NamesSource.FOLDERS)) == 1

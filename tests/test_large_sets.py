@@ -13,7 +13,7 @@ from conftest import IMAGES, REPO, run_cli
 sys.path.insert(0, str(REPO / "tools"))
 import synthetic_set  # noqa: E402
 
-from reportgen.analysis.classes import ClassNames  # noqa: E402
+from reportgen.analysis.classes import imagenet_label_space  # noqa: E402
 from reportgen.errors import InputDataError  # noqa: E402
 from reportgen.inputs.images import LabelSource, hashed_sample, load_image_set  # noqa: E402
 
@@ -27,7 +27,7 @@ CONTENT_BOX = (13 * MM, 16 * MM, PAGE_W - 13 * MM, PAGE_H - 16 * MM)  # x0, top,
 @pytest.mark.parametrize("layout", ["wnid", "index", "name"])
 def test_class_folders_give_labels(tmp_path, layout):
     folder = synthetic_set.build(tmp_path / layout, 10, layout)
-    image_set = load_image_set(folder, ClassNames().resolve)
+    image_set = load_image_set(folder, imagenet_label_space())
     assert image_set.labels == LabelSource.CLASS_FOLDERS and not image_set.labels_note
     assert len(image_set.records) == 10
     for record in image_set.records:
@@ -43,7 +43,7 @@ def test_images_in_sub_folders_take_their_class_folders_class(tmp_path):
     for path in sorted((folder / "n02123045").glob("*.jpg"))[:2]:
         (path.parent / "sub" / "deeper").mkdir(parents=True, exist_ok=True)
         moved.append(path.rename(path.parent / "sub" / "deeper" / path.name))
-    image_set = load_image_set(folder, ClassNames().resolve)
+    image_set = load_image_set(folder, imagenet_label_space())
     by_path = {r.path: r for r in image_set.records}
     assert len(image_set.records) == 10 and image_set.from_subfolders == 2
     for path in moved:
@@ -56,7 +56,7 @@ def test_unknown_class_folder_is_one_clear_error(tmp_path):
     folder = synthetic_set.build(tmp_path / "set", 6, "wnid")
     (folder / "n02123045").rename(folder / "kitties")
     with pytest.raises(InputDataError, match=r"class folder 'kitties' in .* is not an ImageNet class"):
-        load_image_set(folder, ClassNames().resolve)
+        load_image_set(folder, imagenet_label_space())
     result = run_cli("run", *LITE0, "--images", str(folder), "--out", str(tmp_path / "out"), "--quiet")
     assert result.exit_code == InputDataError.exit_code
     assert "kitties" in result.output and "Traceback" not in result.output
@@ -68,7 +68,7 @@ def test_manifest_wins_over_class_folders(tmp_path):
     first = sorted(folder.rglob("*.jpg"))[0]
     relative = first.relative_to(folder).as_posix()
     (folder / "annotations.csv").write_text(f"file,class\n{relative},n07920052\n")
-    image_set = load_image_set(folder, ClassNames().resolve)
+    image_set = load_image_set(folder, imagenet_label_space())
     assert image_set.labels == LabelSource.MANIFEST and "class folders" in image_set.labels_note
     assert [r.file for r in image_set.records] == [relative]
     assert image_set.records[0].class_index == 967  # the manifest's espresso, not the folder's class
@@ -95,7 +95,7 @@ def test_cached_inputs_equal_fresh_decoding(tmp_path):
 
     backbones = [lookup(name) for name in ("efficientnet_lite2", "resnet50", "inception_v3")]
     decoded = DecodedInputs(tmp_path / "decoded", input_geometries(backbones))
-    image_set = load_image_set(IMAGES, ClassNames().resolve, on_image=lambda p, r, image: decoded.add(p, image))
+    image_set = load_image_set(IMAGES, imagenet_label_space(), on_image=lambda p, r, image: decoded.add(p, image))
     assert len(decoded) == len(image_set.records)
     for backbone in backbones:
         config = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(backbone.timm_id).to_dict())

@@ -9,7 +9,7 @@ from reportgen.inputs.geometry import crop_window
 from reportgen.inputs.images import load_image_set
 from reportgen.scoring.measures import localisation, upsample
 from reportgen.analysis.models import load_lite_checkpoint, load_model
-from reportgen.analysis.classes import ClassNames
+from reportgen.analysis.classes import imagenet_label_space
 from reportgen.analysis.weights import plan_weights
 
 from conftest import IMAGES
@@ -26,7 +26,7 @@ def lite0():
 
 def test_chelsea_is_a_cat_and_the_cam_is_on_it(lite0):
     assert lite0.data_config["mean"] == (0.5, 0.5, 0.5) and lite0.data_config["std"] == (0.5, 0.5, 0.5)
-    image_set = load_image_set(IMAGES, ClassNames().resolve)
+    image_set = load_image_set(IMAGES, imagenet_label_space())
     record = next(r for r in image_set.records if r.file == "chelsea.png")
     from reportgen.inputs.decoding import load_rgb
 

@@ -9,13 +9,14 @@ from reportgen.report.formatting import MISSING
 from reportgen.report.phrases import plain
 from reportgen.report.task_figures import axis_names, confusion_plot
 from reportgen.report.task_section import build_task, task_rows
-from reportgen.results.schema import (Estimand, ExcludedClass, Interval, LabelOrder, LabelSpaceInfo, TaskClass,
+from reportgen.inputs.label_space import LabelSpace
+from reportgen.results.schema import (Estimand, ExcludedClass, Interval, LabelOrder, TaskClass,
                                       TaskReport, TaskScore, TransferRanking)
 
 pytestmark = pytest.mark.unit
 
 NAMES = ("cats", "coffee", "rockets")
-SPACE = LabelSpaceInfo("own", "class folders", "", NAMES, "class indices follow torchvision's ImageFolder order")
+SPACE = LabelSpace("own", "class folders", "", NAMES, "class indices follow torchvision's ImageFolder order")
 
 
 def interval(mean, low=None, high=None, n=10):
@@ -129,7 +130,7 @@ def test_the_html_section_escapes_class_names_and_has_its_anchor():
     from reportgen.report.render import template_environment
 
     names = ("<b>cats</b>", "coffee", "rockets")
-    task = TaskReport(LabelSpaceInfo("own", "labels file", "labels.txt", names),
+    task = TaskReport(LabelSpace("own", "labels file", "labels.txt", names),
                       tuple(TaskClass(i, n, 5) for i, n in enumerate(names)), 15, {"b": score()})
     html = template_environment().get_template("_report_task.html.j2").render(task=task_rows(task, {"b": "B"}))
     assert '<h1 id="task">Your task</h1>' in html

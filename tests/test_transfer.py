@@ -243,6 +243,9 @@ def test_one_usable_class_gives_a_note_and_no_probe():
     mostly = transfer_measures(features, np.array([1] * 8 + [0] * 3 + [-1]), 3, class_names=["bees", "ants", "wasps"])
     assert mostly.note == "only one class (ants) has at least 5 labelled images: a probe needs two"
     assert [(e.index, e.images) for e in mostly.excluded] == [(0, 3)]
+    from reportgen.results.schema import ExcludedClass  # one record: the results' own, named from class_names
+
+    assert mostly.excluded == (ExcludedClass(0, "bees", 3, "3 labelled images, fewer than the 5 folds need"),)
     assert mostly.explaining is None and np.isnan(mostly.probe_probs).all()
 
     assert transfer_measures(features, np.full(12, -1), 3).note == "no class has labelled images: a probe needs two"

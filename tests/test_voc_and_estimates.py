@@ -7,7 +7,7 @@ import pytest
 from reportgen.inputs.config import AnalysisConfig
 from reportgen.errors import InputDataError
 from reportgen.inputs.images import load_image_set
-from reportgen.analysis.classes import ClassNames
+from reportgen.analysis.classes import imagenet_label_space
 
 from conftest import IMAGES, run_cli
 
@@ -32,7 +32,7 @@ def _voc_folder(tmp_path):
 
 def test_voc_boxes_and_estimates(tmp_path):
     folder = _voc_folder(tmp_path)
-    found = {r.file: r for r in load_image_set(folder, ClassNames().resolve, AnalysisConfig()).records}
+    found = {r.file: r for r in load_image_set(folder, imagenet_label_space(), AnalysisConfig()).records}
     chelsea, coffee, plain = found["chelsea.png"], found["coffee.png"], found["controlled_cat_small_clean.png"]
     assert chelsea.class_index == 281 and chelsea.box == (120, 55, 365, 290) and "tabby" in chelsea.box_source
     assert chelsea.size_class == "large" and chelsea.size_source == "estimated"
@@ -42,15 +42,36 @@ def test_voc_boxes_and_estimates(tmp_path):
     assert plain.box is None and plain.size_class is None and plain.background == "clean"
 
 
+def test_an_object_of_no_class_is_named_against_the_runs_own_label_space(tmp_path):
+    """On the user's classes a VOC object that names none of them is 'not one of your 3 classes (...)', not 'not an
+    ImageNet class' (which it still is on an ImageNet run); an object that names one of them is the target."""
+    from reportgen.inputs.label_space import NamesSource, own_space
+    from reportgen.inputs.voc import voc_listing
+
+    folder = _voc_folder(tmp_path)
+    files = [folder / "coffee.png", folder / "chelsea.png"]
+    own = own_space(("cats", "coffee", "rockets"), NamesSource.LABELS_FILE, "labels.txt")
+    coffee, chelsea = voc_listing(folder, files, own)
+    assert coffee.class_index is None and coffee.box == (50, 30, 350, 280)
+    assert coffee.box_source == "voc: largest of 2 objects ('mug', not one of your 3 classes (cats, coffee, rockets))"
+    assert chelsea.box_source == ("voc: largest of 2 objects ('tabby', not one of your 3 classes (cats, coffee, "
+                                  "rockets))")
+    on_imagenet, _ = voc_listing(folder, files, imagenet_label_space())
+    assert on_imagenet.box_source == "voc: largest of 2 objects ('mug', not an ImageNet class)"
+    spoon = own_space(("mug", "spoon"), NamesSource.LABELS_FILE, "labels.txt")
+    coffee, _ = voc_listing(folder, files, spoon)
+    assert coffee.class_index == 0 and coffee.box_source == "voc: object 'mug' (largest of its class)"
+
+
 def test_broken_voc_is_one_message(tmp_path):
     folder = _voc_folder(tmp_path)
     (folder / "coffee.xml").write_text("<annotation><object><name>mug</name><bndbox><xmin>5</xmin>")
     with pytest.raises(InputDataError, match=r"coffee.xml:\d+: not valid XML"):
-        load_image_set(folder, ClassNames().resolve)
+        load_image_set(folder, imagenet_label_space())
     (folder / "coffee.xml").write_text(VOC.format(file="coffee.png", w=400, h=400, objects=OBJECT.format(
         name="mug", x0=350, y0=30, x1=50, y1=280)))
     with pytest.raises(InputDataError, match="object 1 .mug.: box .* is inverted"):
-        load_image_set(folder, ClassNames().resolve)
+        load_image_set(folder, imagenet_label_space())
 
 
 def test_images_without_boxes_are_not_available_not_zero(tmp_path):

@@ -16,7 +16,7 @@ from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DecodedInputs
 from ..inputs.decoding import load_rgb
 from ..inputs.images import ImageRecord, ImageSet
-from ..inputs.labels import IMAGENET_CLASSES
+from ..inputs.labels import IMAGENET_CLASSES, LabelSpace
 from ..results import arrays as keys
 from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, Estimand, FaithfulnessRun,
                               FeatureCka, FeatureStats, TaskRun,
@@ -26,7 +26,6 @@ from ..results.schema import (BackboneResult, CamStatus, CorruptionRun, Cost, Es
 from ..results.stats import weight_summary
 from ..results.views import views_of
 from ..scoring.measures import cam_similarity
-from .classes import ClassNames
 from .corruptions import common_crop_of, corrupted_predictions, input_view
 from .cost import measure_cost, timing_outcome, timing_plan
 from .faithfulness import road
@@ -102,7 +101,7 @@ class RunSettings:
     """What every backbone of one run is measured on and with: the images, the label space, the settings, the device
     (built once per run; the pipeline's ``BatteryRun`` holds it)."""
     image_set: ImageSet
-    class_names: ClassNames  # the run's label space
+    class_names: LabelSpace  # the run's label space
     config: AnalysisConfig
     device: str = "cpu"
     weights_mode: str = "pretrained"
@@ -236,7 +235,7 @@ def with_oom_retry(work: Callable, batches: Batches, name: str, progress: Callab
                             "use --device cpu.") from None
 
 
-def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names: ClassNames) -> tuple[Prediction, ...]:
+def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names: LabelSpace) -> tuple[Prediction, ...]:
     """Per image: the class its CAM explains and the head's top-k (k = min(5, classes))."""
     top_index, top_prob = analysis.top5_index, analysis.top5_prob
     out = []
@@ -248,7 +247,7 @@ def predictions_of(analysis: BackboneAnalysis, image_set: ImageSet, class_names:
         out.append(Prediction(
             target, class_names.name(target),
             "prediction" if analysis.target_from_prediction[position] else "manifest", top5,
-            bool(top5[0].index == record.class_index) if labelled else None,
+            bool(Prediction.top1_of(top5).index == record.class_index) if labelled else None,
             any(t.index == record.class_index for t in top5) if labelled else None))
     return tuple(out)
 

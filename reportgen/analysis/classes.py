@@ -1,7 +1,12 @@
-"""ImageNet-1k class names through timm's ImageNetInfo (imports timm)."""
+"""ImageNet-1k class names through timm's ImageNetInfo (imports timm): the names provider of the ImageNet label
+space (``inputs.label_space.LabelSpace`` is torch-free, so the names come in from here)."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import timm.data
+
+from ..inputs.label_space import LabelSpace, imagenet_space
 
 
 class ClassNames:
@@ -28,3 +33,9 @@ class ClassNames:
 
     def name(self, index: int) -> str:
         return self.descriptions[index]
+
+
+@lru_cache(maxsize=1)
+def imagenet_label_space() -> LabelSpace:
+    """ImageNet-1k's label space, its names read from timm once per process."""
+    return imagenet_space(ClassNames())

@@ -250,8 +250,8 @@ class BackboneAnalysis:
     layers: tuple  # LayerAnalysis per hooked layer
     targets: np.ndarray  # (N,)
     target_from_prediction: np.ndarray  # (N,) bool
-    top5_index: np.ndarray  # (N, 5)
-    top5_prob: np.ndarray  # (N, 5)
+    top5_index: np.ndarray  # (N, k), k = min(5, classes), best first
+    top5_prob: np.ndarray  # (N, k)
     probs: np.ndarray  # (N, classes) softmax, float32
     logits: np.ndarray  # (N, classes) float32
     cka_layers: tuple  # layers of the CKA matrix

@@ -17,7 +17,7 @@ from ..inputs.config import AnalysisConfig
 from ..inputs.images import ImageSet, sample_key
 from ..inputs.labels import IMAGENET_CLASSES
 from ..results import arrays as keys
-from ..results.schema import BackboneResult, Estimand, ExcludedClass, Prediction, RankedClass, TaskRun
+from ..results.schema import BackboneResult, Estimand, Prediction, RankedClass, TaskRun
 from ..scoring.calibration import softmax
 from .transfer import ExplainingProbe, fit_explaining, transfer_measures
 
@@ -67,7 +67,8 @@ def ranked(predictions: Sequence[Prediction], probs: np.ndarray, labels: np.ndar
     for p, row, indices, label in zip(predictions, probs, top, labels):
         top5 = tuple(RankedClass(int(i), name_of(int(i)), float(row[i])) for i in indices)
         labelled = label >= 0
-        out.append(replace(p, top5=top5, correct_top1=bool(top5[0].index == label) if labelled else None,
+        out.append(replace(p, top5=top5,
+                           correct_top1=bool(Prediction.top1_of(top5).index == label) if labelled else None,
                            correct_top5=any(t.index == label for t in top5) if labelled else None))
     return tuple(out)
 
@@ -92,7 +93,7 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
     arrays[keys.HEAD_TOP1] = np.argmax(head, axis=1).astype(np.int64)
     arrays[keys.LOGITS] = np.log(np.maximum(scored, 1e-30)).astype(np.float32)
     arrays[keys.KNN_PRED] = np.asarray(measures.knn_pred, dtype=np.int64)
-    excluded = tuple(ExcludedClass(e.index, name_of(e.index), e.images, e.reason) for e in measures.excluded)
+    excluded = tuple(replace(e, name=name_of(e.index)) for e in measures.excluded)
     task = TaskRun(estimand=Estimand.LINEAR_PROBE,
                    head_outputs=entry.task.head_outputs if entry.task else IMAGENET_CLASSES,
                    protocol=measures.protocol, folds=measures.folds,

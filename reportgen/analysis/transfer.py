@@ -30,6 +30,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..results.schema import ExcludedClass
+
 # The bias of a class the explaining probe never saw: its softmax probability is exp(-1e4 - logit) ~ 0.
 ABSENT_BIAS = -1.0e4
 # LogME's fixed-point iteration (You et al. 2021, Algorithm 1): it stops when alpha/beta changes by less than this
@@ -51,13 +53,6 @@ class ExplainingProbe:
     standardisation folded in: logits = features @ weight.T + bias."""
     weight: np.ndarray  # (C, D) float32; rows of classes the probe was not fit on: 0
     bias: np.ndarray  # (C,) float32; classes the probe was not fit on: ABSENT_BIAS
-
-
-@dataclass(frozen=True)
-class ExcludedClass:
-    index: int
-    images: int  # cross-validation: its labelled images; with a training set: its training images
-    reason: str  # e.g. "3 labelled images, fewer than the 5 folds need"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,7 +295,11 @@ def fit_explaining(features, labels, classes: int, *, c: float = 1.0,
 
 
 def _name(index: int, class_names: Optional[Sequence[str]]) -> str:
-    return str(class_names[index]) if class_names is not None else f"class {index}"
+    return _given_name(index, class_names) or f"class {index}"
+
+
+def _given_name(index: int, class_names: Optional[Sequence[str]]) -> str:
+    return str(class_names[index]) if class_names is not None else ""
 
 
 def _plural(count: int, word: str) -> str:
@@ -378,7 +377,8 @@ def transfer_measures(features, labels, classes: int, *, folds: int = 5, min_ima
             else:
                 reason = (f"{_plural(int(train_counts[k]), 'training image')}, fewer than the minimum of "
                           f"{minimum}{unscored}")
-            excluded.append(ExcludedClass(index=k, images=int(train_counts[k]), reason=reason))
+            excluded.append(ExcludedClass(index=k, name=_given_name(k, class_names), images=int(train_counts[k]),
+                                          reason=reason))
         fit_rows = np.flatnonzero(np.isin(train_labels, used))
         protocol, used_folds = f"fit on {_plural(fit_rows.size, 'training image')}", 0
     else:
@@ -391,7 +391,8 @@ def transfer_measures(features, labels, classes: int, *, folds: int = 5, min_ima
         used = np.flatnonzero(labelled_counts >= minimum)
         need = f"fewer than the {folds} folds need" if minimum == folds else f"fewer than the minimum of {minimum}"
         for k in np.flatnonzero((labelled_counts > 0) & (labelled_counts < minimum)):
-            excluded.append(ExcludedClass(index=int(k), images=int(labelled_counts[k]),
+            excluded.append(ExcludedClass(index=int(k), name=_given_name(int(k), class_names),
+                                          images=int(labelled_counts[k]),
                                           reason=f"{_plural(int(labelled_counts[k]), 'labelled image')}, {need}"))
         protocol, used_folds = f"{folds}-fold stratified cross-validation", folds
 

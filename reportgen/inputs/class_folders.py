@@ -5,9 +5,9 @@ run with one message."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 from ..errors import InputDataError
+from .label_space import LabelSpace
 from .listing import image_files
 
 
@@ -16,12 +16,12 @@ def class_folders(root: Path) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and image_files(d, True))
 
 
-def folder_class(folder: Path, root: Path, resolve_class: Callable[[str], int]) -> int:
+def folder_class(folder: Path, root: Path, space: LabelSpace) -> int:
+    """The class of the run's label space that ``folder`` names; one message when it names none."""
     try:
-        return resolve_class(folder.name)
+        return space.resolve(folder.name)
     except ValueError as exc:
-        space = getattr(resolve_class, "__self__", None)  # a LabelSpace's resolve, or ImageNet's resolver
-        if getattr(space, "is_imagenet", True):
+        if space.is_imagenet:
             raise InputDataError(f"class folder {folder.name!r} in {root} is not an ImageNet class ({exc}), unlike "
                                  "most folders beside it; rename it (index 0-999, WordNet id n02123045 or exact "
                                  "ImageNet name), or pass --labels FILE to use your own classes.") from None

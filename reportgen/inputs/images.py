@@ -16,6 +16,7 @@ from ..errors import InputDataError
 from . import decoding
 from .class_folders import class_folder_of, class_folders, folder_class
 from .clutter import edge_density, size_class_of
+from .label_space import LabelSpace
 from .listing import IMAGE_SUFFIXES, ListedImage, image_files
 from .manifest import MANIFEST, manifest_rows
 from .voc import voc_listing
@@ -143,17 +144,17 @@ def default_image_dir() -> Path:
 OnImage = Callable[[int, ImageRecord, Image.Image], None]
 
 
-def _listing(root: Path, resolve_class) -> tuple[list[ListedImage], str, str]:
+def _listing(root: Path, space: LabelSpace) -> tuple[list[ListedImage], str, str]:
     """(every image with its annotations, label source, note on the labels) before any pixel is read."""
     manifest = root / MANIFEST
     folders = class_folders(root)
     if manifest.is_file():
         note = (f"{MANIFEST} gives the labels; the class folders ({len(folders)}) were not used as labels"
                 if folders else "")
-        return manifest_rows(root, manifest, resolve_class), LabelSource.MANIFEST, note
-    classes = {folder: folder_class(folder, root, resolve_class) for folder in folders}
+        return manifest_rows(root, manifest, space.resolve), LabelSource.MANIFEST, note
+    classes = {folder: folder_class(folder, root, space) for folder in folders}
     files = image_files(root, False) + [p for folder in folders for p in image_files(folder, True)]
-    listed = voc_listing(root, files, resolve_class, lambda path: classes.get(class_folder_of(path, root)),
+    listed = voc_listing(root, files, space, lambda path: classes.get(class_folder_of(path, root)),
                          lambda path: class_folder_of(path, root) != root and path.parent != class_folder_of(path, root))
     if not listed:
         raise InputDataError(f"no images found in {root} (looked for {', '.join(IMAGE_SUFFIXES)}); "
@@ -164,19 +165,18 @@ def _listing(root: Path, resolve_class) -> tuple[list[ListedImage], str, str]:
     return listed, LabelSource.VOC if any(entry.box_source for entry in listed) else LabelSource.NONE, ""
 
 
-def load_image_set(root: Path, resolve_class: Callable[[str], int], config=None,
+def load_image_set(root: Path, space: LabelSpace, config=None,
                    only: Optional[Collection[Path]] = None, on_image: Optional[OnImage] = None,
                    on_listed: Callable[[int], None] = lambda count: None) -> ImageSet:
     """Read and validate the whole set before any model loads; each image is decoded here once.
 
     Labels come from ``annotations.csv`` when there is one, else from class folders (``root/<class>/**``, the
-    folder named by ImageNet index, WordNet id or exact name; images in sub-folders take the class folder's
-    class), else from Pascal VOC files beside the images. Manifest mistakes stop the run with one message naming
-    file, line and field; so does a class folder that names no ImageNet class. An image that cannot be analysed
-    (unreadable, truncated, a decompression bomb, degenerate size) is skipped with its reason; the run stops
-    only when every image is skipped. ``resolve_class`` maps a class (index, WordNet id or exact name) to an
-    ImageNet index and raises ValueError with a readable message. ``only`` keeps just these files (resolved
-    paths). ``on_listed(count)`` hears how many images will be decoded before the first is; ``on_image(position,
+    folder named by a class of ``space``, the run's label space: for ImageNet an index, WordNet id or exact name;
+    images in sub-folders take the class folder's class), else from Pascal VOC files beside the images. Manifest
+    mistakes stop the run with one message naming file, line and field; so does a class folder that names no class
+    of the space. An image that cannot be analysed (unreadable, truncated, a decompression bomb, degenerate size) is
+    skipped with its reason; the run stops only when every image is skipped. ``only`` keeps just these files
+    (resolved paths). ``on_listed(count)`` hears how many images will be decoded before the first is; ``on_image(position,
     record, rgb)`` receives every kept image's decoded pixels, so callers that need the pixels (the model-input
     cache, display copies) never decode the file again.
     """
@@ -186,7 +186,7 @@ def load_image_set(root: Path, resolve_class: Callable[[str], int], config=None,
     from .config import AnalysisConfig
 
     config = config or AnalysisConfig()
-    listed, labels, labels_note = _listing(root, resolve_class)
+    listed, labels, labels_note = _listing(root, space)
     if only is not None:
         wanted = {Path(p).resolve() for p in only}
         listed = [entry for entry in listed if entry.path.resolve() in wanted]

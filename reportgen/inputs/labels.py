@@ -10,6 +10,7 @@ A run has one label space, chosen before any image is decoded, in this order:
    WordNet id or exact name) the run keeps ImageNet's meaning, and a name that does not is reported as a typo;
    otherwise the sorted names are the classes, in torchvision ``ImageFolder`` order (``sorted()``, case-sensitive).
 
+The space itself (one record, saved as it is in results.json) is :class:`reportgen.inputs.label_space.LabelSpace`.
 Torch-free: the ImageNet names come in through a resolver the runner passes (``analysis.classes.ClassNames``).
 """
 from __future__ import annotations
@@ -20,100 +21,23 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional
 
 from ..errors import InputDataError
-from ..strenum import StrEnum
 from .class_folders import class_folders
+# The space and its parts, re-exported: callers that choose or read a label space import it from here.
+from .label_space import (IMAGENET_CLASSES, ImageNetResolver, LabelSpace, LabelSpaceKind, NamesSource,  # noqa: F401
+                          imagenet_space, listed_names, own_space)
 from .manifest import MANIFEST
 
-IMAGENET_CLASSES = 1000
 IMAGENET_LOOKING = re.compile(r"\d+|n\d{8}")  # an ImageNet index or WordNet id, known or not
 LABEL_NAMES_KEY = "label_names"  # safetensors metadata: a JSON list of the head's class names, in output order
 MAX_SAFETENSORS_HEADER = 100 * 2 ** 20
-
-
-class LabelSpaceKind(StrEnum):
-    IMAGENET = "imagenet"
-    OWN = "own"
-
-
-class NamesSource(StrEnum):
-    IMAGENET = "ImageNet-1k"
-    LABELS_FILE = "labels file"
-    CHECKPOINT = "checkpoint"
-    FOLDERS = "class folders"
-    ANNOTATIONS = "annotations"
-
-
-class ImageNetResolver(Protocol):
-    def resolve(self, value: str) -> int: ...
-
-    def name(self, index: int) -> str: ...
-
 
 # The note the report prints when the classes are the folders' names: the classic cause of a permuted head.
 FOLDER_ORDER_NOTE = ("class indices follow torchvision's ImageFolder order (sorted(), case-sensitive); timm's own "
                      "folder reader sorts case-insensitively in natural order, so a head trained with it may "
                      "number the classes differently: pass --labels FILE with the training order if so")
-
-
-@dataclass(frozen=True)
-class LabelSpace:
-    """The classes a run's images are labelled in and its heads are scored on."""
-    kind: LabelSpaceKind
-    names: tuple[str, ...]  # the user's names in logit order (empty for ImageNet: its names come from timm)
-    source: NamesSource
-    source_detail: str = ""  # the file or checkpoint the names came from
-    note: str = ""
-    imagenet: Optional[ImageNetResolver] = None
-
-    @property
-    def is_imagenet(self) -> bool:
-        return self.kind == LabelSpaceKind.IMAGENET
-
-    @property
-    def size(self) -> int:
-        return IMAGENET_CLASSES if self.is_imagenet else len(self.names)
-
-    def resolve(self, value: str) -> int:
-        """A class given by name (or, for the user's classes, by index 0..C-1) -> its index; ValueError with a
-        readable message otherwise."""
-        if self.is_imagenet:
-            return self.imagenet.resolve(value)
-        text = value.strip()
-        if text in self.names:
-            return self.names.index(text)
-        if text.isdigit() and int(text) < len(self.names):
-            return int(text)
-        raise ValueError(f"{text!r} is not one of the {len(self.names)} classes of {self.describe_source()} "
-                         f"({listed_names(self.names)})")
-
-    def name(self, index: int) -> str:
-        return self.imagenet.name(index) if self.is_imagenet else self.names[index]
-
-    def describe_source(self) -> str:
-        return f"{self.source.value} {self.source_detail}".strip()
-
-    def short(self) -> str:
-        """'your 2 classes (ants, bees)' or 'ImageNet-1k'."""
-        if self.is_imagenet:
-            return "ImageNet-1k"
-        return f"your {len(self.names)} classes ({listed_names(self.names, 6)})"
-
-
-def listed_names(names, limit: int = 8) -> str:
-    """'ants, bees, … (3 more)': the first ``limit`` names, then how many are left out."""
-    shown = ", ".join(names[:limit])
-    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
-
-
-def imagenet_space(resolver: ImageNetResolver) -> LabelSpace:
-    return LabelSpace(LabelSpaceKind.IMAGENET, (), NamesSource.IMAGENET, imagenet=resolver)
-
-
-def own_space(names, source: NamesSource, detail: str = "", note: str = "") -> LabelSpace:
-    return LabelSpace(LabelSpaceKind.OWN, tuple(names), source, detail, note)
 
 
 # --- names given by the user ------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     images_dir = Path(request.images_dir or default_image_dir()).resolve()
     class_names, heads = label_space_and_heads(plans, images_dir, request.labels_file)
     if not class_names.is_imagenet:
-        note(f"classes: {class_names.short()}, from {class_names.describe_source()}; "
+        note(f"classes: {class_names.described()}, from {class_names.describe_source()}; "
              + ", ".join(f"{name}: {head.estimand}" for name, head in heads.items()))
     train_set = _training_set(request, class_names)
     # The decoded inputs live under the results folder; a run that stops here leaves no folder it made behind.
@@ -82,11 +82,11 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
         if decode:
             image_set, decoded = decode_inputs(plans, _results_dir(request.out_dir),
                                                lambda on_image, on_listed: load_image_set(
-                                                   images_dir, class_names.resolve, request.config,
+                                                   images_dir, class_names, request.config,
                                                    on_image=on_image, on_listed=on_listed), note)
         else:
             note(f"checking the images in {images_dir}")
-            image_set, decoded = load_image_set(images_dir, class_names.resolve, request.config), None
+            image_set, decoded = load_image_set(images_dir, class_names, request.config), None
     except BaseException:
         for folder in made:
             shutil.rmtree(folder, ignore_errors=True)
@@ -122,7 +122,7 @@ def _training_set(request: RunRequest, space: LabelSpace) -> Optional[ImageSet]:
     if space.is_imagenet:
         raise UsageError("--train-images fits a linear probe on your own classes, but this run's classes are "
                          "ImageNet-1k's (the images name ImageNet classes); leave it out, or pass --labels FILE.")
-    train = load_image_set(Path(request.train_dir).resolve(), space.resolve, request.config)
+    train = load_image_set(Path(request.train_dir).resolve(), space, request.config)
     unlabelled = [r.file for r in train.records if r.class_index is None]
     if train.labels == LabelSource.NONE or unlabelled:
         raise InputDataError(f"--train-images {request.train_dir}: {len(unlabelled) or len(train.records)} images "

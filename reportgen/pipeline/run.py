@@ -19,7 +19,7 @@ from ..inputs.decoded import DISPLAY, DISPLAY_BYTES_ESTIMATE, DecodedInputs, dis
 from ..inputs.decoding import load_rgb
 from ..inputs.images import ImageSet
 from ..results.keys import analysis_key
-from ..results.schema import (SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, LabelSpaceInfo, RunIndex,
+from ..results.schema import (SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, RunIndex,
                               WeightsMode)
 from ..results.store import (BACKBONES_DIR, COST, COST_SUFFIX, INDEX, METRICS, TIMINGS, atomic_write_bytes,
                              load_arrays, mark_run_started, read_backbone, read_cost, remove_stale_temp_files,
@@ -29,6 +29,7 @@ from ..scoring.score import score
 
 if TYPE_CHECKING:  # analysis imports torch; the pipeline imports it only to compute
     from ..analysis.backbone import RunSettings
+    from ..inputs.label_space import LabelSpace
 
 DECODED_DIR = ".decoded"  # scratch under the results folder: the run's decoded inputs, removed at the end
 DISK_MARGIN_BYTES = 64 * 2 ** 20  # results, figures and the report besides the images
@@ -144,7 +145,7 @@ class BatteryRun:
 
     def task_identity(self, name: str) -> str:
         """What the user's label space adds to a backbone's cache key: the classes, its head, the training set."""
-        space = label_space_info(self.settings.class_names)
+        space = self.settings.class_names
         if space.is_imagenet:
             return ""
         head = self.heads.get(name)
@@ -170,14 +171,6 @@ def _setup_digest(setup) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(setup.explaining.weight).tobytes())
     digest.update(np.ascontiguousarray(setup.explaining.bias).tobytes())
     return digest.hexdigest()
-
-
-def label_space_info(space) -> LabelSpaceInfo:
-    """The run's label space as recorded in results.json (an ImageNet resolver without one records ImageNet)."""
-    kind = getattr(space, "kind", None)
-    if kind is None or kind == "imagenet":
-        return LabelSpaceInfo("imagenet", "ImageNet-1k")
-    return LabelSpaceInfo(str(kind), str(space.source), space.source_detail, tuple(space.names), space.note)
 
 
 def _compute(plan, run: BatteryRun, key: str, stem: str):
@@ -238,7 +231,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         images=image_entries(image_set, class_names.name),
         skipped_images=tuple(image_set.skipped),
         backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {},
-        label_space=label_space_info(class_names))
+        label_space=class_names)
     write_json(results_dir / COST, CostReport(costs))
     progress(f"scoring: CAM metrics, calibration, corruptions and faithfulness, {config.bootstrap_samples:,} paired "
              "bootstrap draws")

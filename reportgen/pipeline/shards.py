@@ -7,25 +7,27 @@ need torch, and import it when called.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..errors import UsageError
 from ..inputs.config import AnalysisConfig
 from ..inputs.images import ImageSet, decode_records, load_image_set
+from ..inputs.label_space import LabelSpace
 from ..results.lock import output_folder_lock
 from ..results.merge import merge_shards
 from .run import decode_inputs, run_battery, score_and_write
 
 
-def image_slices(images_dir: Path | str, size: int, config: AnalysisConfig = AnalysisConfig()) -> list[ImageSet]:
+def image_slices(images_dir: Path | str, size: int, config: AnalysisConfig = AnalysisConfig(),
+                 space: Optional[LabelSpace] = None) -> list[ImageSet]:
     """The image set at ``images_dir``, validated once here (labels, boxes, sizes, backgrounds, unreadable files),
     cut into slices of ``size`` images rounded up to whole batches. Each slice carries its images' annotations
-    and the set's skipped files, so shards never re-derive them. Imports torch (ImageNet class names)."""
-    from ..analysis.classes import ClassNames
+    and the set's skipped files, so shards never re-derive them. ``space``: the label space the labels name
+    (default ImageNet-1k's, whose names need torch: imported then)."""
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise UsageError(f"image_slices: size = {size!r}; give an integer >= 1.")
-    image_set = load_image_set(Path(images_dir).resolve(), ClassNames().resolve, config)
+    image_set = load_image_set(Path(images_dir).resolve(), space or _imagenet(), config)
     return image_set.slices(whole_batches(size, config.batch_size), config.seed, sample_counts(config))
 
 
@@ -48,7 +50,6 @@ def run_shard(backbone, images: ImageSet, out_dir: Path | str, config: AnalysisC
     :func:`image_slices`) -> ``out_dir/results``. Pure apart from the folder it writes; safe to call from a Ray
     task or a submitit job."""
     from ..analysis.autolayers import resolve_backbones
-    from ..analysis.classes import ClassNames
     from ..analysis.weights import plan_weights, require_available
 
     if not isinstance(images, ImageSet):
@@ -58,20 +59,19 @@ def run_shard(backbone, images: ImageSet, out_dir: Path | str, config: AnalysisC
     checkpoints = {chosen.name: Path(checkpoint)} if checkpoint else {}
     plans = plan_weights((chosen,), weights_mode, checkpoints, offline=offline)
     require_available(plans)
-    return run_planned_shard(plans[0], images, out_dir, config, weights_mode, device, ClassNames())[0]
+    return run_planned_shard(plans[0], images, out_dir, config, weights_mode, device, _imagenet())[0]
 
 
 def run_planned_shard(plan, images: ImageSet, out_dir: Path | str, config: AnalysisConfig,
-                      weights_mode: str = "pretrained", device: str = "cpu", class_names=None,
+                      weights_mode: str = "pretrained", device: str = "cpu",
+                      class_names: Optional[LabelSpace] = None,
                       with_cost: bool = True, fresh: bool = False, head=None, setup=None) -> tuple[Path, str]:
     """``run_shard`` with the weights already planned (a driver planned them for every shard):
     (results folder, "computed" or "cached"). ``with_cost=False`` skips the latency measurement (a driver
-    measures each backbone's cost on its own). On the user's classes: ``class_names`` is the run's label space,
-    ``head`` the backbone's head plan and ``setup`` its probe's explaining head, fit on the whole set (the shard keeps
-    the features; the probe is fit after the merge)."""
-    from ..analysis.classes import ClassNames
-
-    class_names = class_names or ClassNames()
+    measures each backbone's cost on its own). ``class_names`` is the run's label space (default ImageNet-1k's);
+    on the user's classes ``head`` is the backbone's head plan and ``setup`` its probe's explaining head, fit on the
+    whole set (the shard keeps the features; the probe is fit after the merge)."""
+    class_names = class_names or _imagenet()
     if not images.records:
         raise UsageError("run_shard: no images given.")
     results = Path(out_dir) / "results"
@@ -86,6 +86,13 @@ def run_planned_shard(plan, images: ImageSet, out_dir: Path | str, config: Analy
                               heads={name: head} if head is not None else None,
                               setups={name: setup} if setup is not None else None)
     return results, outcome.status[plan.backbone.name]
+
+
+def _imagenet() -> LabelSpace:
+    """ImageNet-1k's label space, the default of the library shard API (imports torch and timm)."""
+    from ..analysis.classes import imagenet_label_space
+
+    return imagenet_label_space()
 
 
 def merge_and_score(shard_dirs: Sequence[Path | str], out_dir: Path | str) -> Path:

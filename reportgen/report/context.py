@@ -280,7 +280,7 @@ def _baseline_row(lookup: AggregateLookup, b: BackboneResult) -> BaselineRow:
 
 def _prediction_lines(index: RunIndex) -> tuple:
     return tuple(PredictionLine(image.file, image.class_name, tuple(
-        PredictionCell(b.predictions[i].top5[0].name.split(",")[0], b.predictions[i].top5[0].prob,
+        PredictionCell(b.predictions[i].top1.name.split(",")[0], b.predictions[i].top1.prob,
                        b.predictions[i].correct_top1, b.predictions[i].correct_top5) for b in index.backbones))
         for i, image in enumerate(index.images))
 

@@ -49,7 +49,7 @@ class PerImage:
 
     def metric(self, backbone: str, position: int, name: str) -> Optional[float]:
         if name == "confidence":
-            return self.index.backbone(backbone).predictions[position].top5[0].prob
+            return self.index.backbone(backbone).predictions[position].top1.prob
         row = self.deep.get((backbone, position))
         value = row.value(name) if row is not None else None
         return float(value) if value is not None and np.isfinite(value) else None
@@ -108,7 +108,7 @@ def accuracy_rows(index: RunIndex) -> tuple:
             display_name=b.display_name, images=len(b.predictions), labelled=len(labelled),
             top1=float(np.mean([p.correct_top1 for p in labelled])) if labelled else None,
             top5=float(np.mean([p.correct_top5 for p in labelled])) if labelled and index.top5_informative else None,
-            mean_confidence=float(np.mean([p.top5[0].prob for p in b.predictions])) if b.predictions else 0.0,
+            mean_confidence=float(np.mean([p.top1.prob for p in b.predictions])) if b.predictions else 0.0,
             misclassified=sum(1 for p in labelled if not p.correct_top1)))
     return tuple(rows)
 
@@ -143,7 +143,7 @@ def class_rows(index: RunIndex) -> tuple:
         for b in index.backbones:
             preds = [b.predictions[p] for p in positions]
             shares.append(float(np.mean([bool(p.correct_top1) for p in preds])))
-            mistakes.update(p.top5[0].name for p in preds if not p.correct_top1)
+            mistakes.update(p.top1.name for p in preds if not p.correct_top1)
         confused, count = mistakes.most_common(1)[0] if mistakes else ("", 0)
         rows.append(ClassRow(name, len(positions), tuple(shares), float(np.mean(shares)), confused, count))
     return tuple(sorted(rows, key=lambda r: (r.mean_top1, r.class_name)))
@@ -158,7 +158,7 @@ def confused_pairs(index: RunIndex, limit: int) -> tuple:
         for b in index.backbones:
             p = b.predictions[position]
             if p.correct_top1 is False:
-                pair = (image.class_name or str(image.class_index), p.top5[0].name)
+                pair = (image.class_name or str(image.class_index), p.top1.name)
                 counts[pair] += 1
                 who[pair].add(b.display_name)
     return tuple(ConfusedPair(t, pred, n, tuple(sorted(who[(t, pred)])))
@@ -264,7 +264,7 @@ def per_image_table(index: RunIndex, metrics: Metrics, extra: dict | None = None
         if p is None or row.backbone not in backbones:  # a hand-edited results.json: only rows it names
             continue
         image, prediction = index.images[p], backbones[row.backbone].predictions[p]
-        top1 = prediction.top5[0]
+        top1 = prediction.top1
         yield (row.image, image.class_index, image.class_name, row.size, row.background, row.backbone, row.family,
                row.layer, row.role, str(row.cam_status), row.mass_in_box, row.mass_ratio, row.pointing_hit,
                row.spread, row.entropy, prediction.target, prediction.target_name, prediction.target_source,

@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 
 from ..inputs.config import AnalysisConfig
 from ..inputs.images import SkippedImage
-from ..inputs.labels import IMAGENET_CLASSES, listed_names
+from ..inputs.label_space import LabelSpace, imagenet_space
 from ..strenum import StrEnum
 
 # 2: per-backbone files under backbones/, streamed CKA, skipped images
@@ -77,7 +77,8 @@ def _encode(value):
     if isinstance(value, JsonRecord):
         return value.to_json()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):  # an inputs record the index keeps as is
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.metadata.get("saved", True)}
     if isinstance(value, AnalysisConfig):
         return value.to_dict()
     if isinstance(value, Enum):
@@ -183,33 +184,17 @@ class ImageSetInfo(JsonRecord):
     from_subfolders: int = 0  # images below their class folder (labelled with its class, as ImageFolder does)
 
 
-@dataclass(frozen=True)
-class LabelSpaceInfo(JsonRecord):
-    """The classes of the run: ImageNet-1k, or the user's (names in logit order) and where the names came from."""
-    kind: str  # imagenet | own
-    source: str  # ImageNet-1k | labels file | checkpoint | class folders | annotations
-    source_detail: str = ""
-    names: tuple[str, ...] = ()  # the user's classes (empty for ImageNet)
-    note: str = ""
-
-    @property
-    def is_imagenet(self) -> bool:
-        return self.kind == "imagenet"
-
-    def described(self, limit: int = 6) -> str:
-        """'your 2 classes (ants, bees)', the first ``limit`` names shown; 'ImageNet-1k' for ImageNet's."""
-        if self.is_imagenet:
-            return "ImageNet-1k"
-        return f"your {len(self.names)} classes ({listed_names(self.names, limit)})"
+# The run's label space is stored as it is: ``inputs.label_space.LabelSpace`` (kind, source, source_detail, names,
+# note; its ImageNet names provider is not saved).
 
 
 @dataclass(frozen=True)
 class ExcludedClass(JsonRecord):
     """A class left out of the linear probe, and why (too few labelled images for the folds)."""
     index: int
-    name: str
-    images: int
-    reason: str
+    name: str  # "" until named (analysis.transfer names it only when given the class names)
+    images: int  # cross-validation: its labelled images; with a training set: its training images
+    reason: str  # e.g. "3 labelled images, fewer than the 5 folds need"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,9 +245,19 @@ class Prediction(JsonRecord):
     target: int
     target_name: str
     target_source: str  # manifest | prediction
-    top5: tuple[RankedClass, ...]
+    top5: tuple[RankedClass, ...]  # k = min(5, classes), best first
     correct_top1: Optional[bool]
     correct_top5: Optional[bool]
+
+    @property
+    def top1(self) -> RankedClass:
+        """The prediction: the head's most probable class."""
+        return Prediction.top1_of(self.top5)
+
+    @staticmethod
+    def top1_of(ranking: tuple[RankedClass, ...]) -> RankedClass:
+        """The most probable class of a ranking (best first), before its Prediction is built."""
+        return ranking[0]
 
 
 @dataclass(frozen=True)
@@ -421,14 +416,14 @@ class RunIndex(JsonRecord):
     timings_file: str
     battery_file: dict[str, Any]
     shards: Optional[tuple[str, ...]] = _optional()  # merged runs: the shard folders
-    label_space: LabelSpaceInfo = LabelSpaceInfo("imagenet", "ImageNet-1k")
+    label_space: LabelSpace = imagenet_space()
 
     @property
     def own_task(self) -> bool:
         return not self.label_space.is_imagenet
 
     def class_count(self) -> int:
-        return IMAGENET_CLASSES if self.label_space.is_imagenet else len(self.label_space.names)
+        return self.label_space.size
 
     @property
     def top5_informative(self) -> bool:
@@ -706,7 +701,7 @@ class TransferRanking(JsonRecord):
 
 @dataclass(frozen=True)
 class TaskReport(JsonRecord):
-    label_space: LabelSpaceInfo
+    label_space: LabelSpace
     classes: tuple[TaskClass, ...]
     labelled_images: int
     scores: dict[str, TaskScore]

@@ -123,7 +123,7 @@ def calibration(inputs: CriterionInputs, k: int, name: str) -> tuple:
     have = np.isfinite(correct)
     if have.sum() < 2:
         return inputs.missing
-    confidence = np.array([p.top5[0].prob for p in predictions])
+    confidence = np.array([p.top1.prob for p in predictions])
     values = top1_brier(confidence, correct)  # NaN where unlabelled
     return float(values[have].mean()), inputs.draws.means(values)
 

@@ -43,7 +43,7 @@ def assess(backbone: str, display_name: str, predictions: Sequence[Prediction], 
     labelled images, for the chance check) decide nothing."""
     images = len(predictions)
     enough = images >= settings.degenerate_min_images
-    counts = Counter((p.top5[0].index, p.top5[0].name) for p in predictions if p.top5)
+    counts = Counter((p.top1.index, p.top1.name) for p in predictions if p.top5)
     (top_index, top_class), top_count = counts.most_common(1)[0] if counts else ((None, ""), 0)
     share = top_count / images if images else 0.0
     labels = Counter(p.target for p in predictions if p.correct_top1 is not None)

@@ -194,7 +194,7 @@ def slimming_score(entry: BackboneResult, labels: list, arrays: dict, draws: Pai
                              top1_change=None, kl=None, deep_cam_spearman=None)
     # The slimmed model runs through the head the CAMs explain (for a probe, the one fit on every labelled image).
     full = (np.asarray(arrays[keys.HEAD_TOP1]) if keys.HEAD_TOP1 in arrays
-            else np.array([p.top5[0].index for p in entry.predictions]))
+            else np.array([p.top1.index for p in entry.predictions]))
     slim = arrays[keys.SLIM_TOP1]
     labelled = np.array([label is not None for label in labels])
     truth = np.array([label if label is not None else -1 for label in labels])
