@@ -118,9 +118,19 @@ def test_a_new_criterion_is_one_row_weighted_and_shown_on_page_one(monkeypatch):
     import test_decision
     from reportgen.report.decision_page import decision_page
 
+    specs = {"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.8, 2.5, 10.0)}
+    before, _ = test_decision._run(specs)
     _register_toy(monkeypatch)
-    decision, index = test_decision._run({"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.8, 2.5, 10.0)})
+    decision, index = test_decision._run(specs)
     assert list(decision.weights)[-1] == "toy" and decision.weights["toy"] == 2.0
+    # weighted: each score is the weighted mean of its points, the toy's included (by hand), and the toy's 17 points
+    # for the smaller model move the scores in its favour
+    for c in decision.candidates:
+        by_hand = sum(w * c.utilities[k] for k, w in decision.weights.items()) / sum(decision.weights.values())
+        assert c.score.mean == pytest.approx(by_hand)
+    def gap(found):
+        return found.candidate("small").score.mean - found.candidate("big").score.mean
+    assert gap(decision) > gap(before)
     assert decision.weight_sources["toy"] == "default"
     small = decision.candidate("small")
     assert small.utilities["toy"] == pytest.approx(97.0)

@@ -36,7 +36,7 @@ def _record_types(kind, found: set) -> set:
         return found
     if isinstance(kind, type) and dataclasses.is_dataclass(kind) and kind not in found:
         found.add(kind)
-        for name, hint in typing.get_type_hints(kind, vars(schema)).items():
+        for name, hint in typing.get_type_hints(kind).items():
             _record_types(hint, found)
     return found
 
@@ -55,7 +55,7 @@ def interval_fields() -> list[tuple[type, str]]:
         if kind is Aggregate:
             fields.append((Aggregate, "mean"))
             continue
-        for name, hint in typing.get_type_hints(kind, vars(schema)).items():
+        for name, hint in typing.get_type_hints(kind).items():
             if _holds_interval(hint):
                 fields.append((kind, name))
     return fields

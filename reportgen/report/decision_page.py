@@ -103,7 +103,7 @@ def _gate(gate) -> Sentence:
         return ()
     failed = gate.failures()
     verdict = "PASSES" if gate.passed else "FAILS"
-    uncertain = sum(1 for row in gate.rows if row.outcome == "uncertain")
+    uncertain = sum(1 for row in gate.rows if row.outcome == Check.UNCERTAIN)
     why = (f"{len(failed)} of {len(gate.rows)} conditions count as failed ("
            + "; ".join(f"{row.display_name}: {GATE_CONDITIONS[row.condition]} {row.outcome}" for row in failed) + ")"
            if failed else f"every condition of {len(gate.rows)} passes"

@@ -5,23 +5,10 @@ The criteria are one table (:mod:`reportgen.scoring.criteria`), the constraints 
 (:mod:`reportgen.scoring.constraints`); :func:`decide` reads as its stages: measure, choose weights, check
 constraints, shared criteria, rank, assemble, status.
 
-Criteria (each on a fixed scale of points that does not depend on which other candidates are in the run, so adding
-or removing a candidate never reorders the others, except through latency within a timing class, whose members'
-timings are measurements of one latency (:func:`timing_classes`); higher is better):
-- accuracy: 100 x top-1 on the labelled images;
-- localisation: 100 x (1 - 1 / mass_ratio) of the deep-layer CAM, mass_ratio averaged over the object sizes in the
-  set's own mix (0 = no better than a uniform map, 50 = twice the box's share of the mass, 100 = all of it);
-- clutter: 100 x cluttered / clean mass_ratio (the share of localisation kept on cluttered backgrounds);
-- calibration: 100 x (1 - top-1 Brier score): the mean over the labelled images of (top-1 confidence - top-1
-  correct)^2, a proper scoring rule and a mean over images, so its bootstrap is centred on it (ECE's is biased
-  upward, by a different amount per candidate; ECE is shown beside it in section 3.4);
-- corruption: 100 x (1 + the change in top-1 accuracy, or in agreement with the clean prediction, under the common
-  corruptions), pooled over corruptions and severities on the same images: 100 = nothing lost, 90 = 10 top-1 points
-  lost (a difference, not the share kept: it has no pole where a draw's clean top-1 is 0, so every draw counts);
-- faithfulness: 100 x the ROAD gap of the deep-layer CAM (the change in the target's probability when its least
-  relevant pixels go, minus when its most relevant go, halved);
-- latency: 100 x (1 - log10(ms) / 3): 100 at 1 ms, 0 at 1 s, 10 points per halving;
-- size: 100 x (1 - log10(params / 0.1 M) / 3): 100 at 0.1 M, 0 at 100 M, 10 points per halving.
+Each criterion is on a fixed scale of points that does not depend on which other candidates are in the run, so
+adding or removing a candidate never reorders the others, except through latency within a timing class, whose
+members' timings are measurements of one latency (:func:`~reportgen.scoring.timing.timing_classes`); higher is
+better. The scales are the rows of :data:`~reportgen.scoring.criteria.CRITERIA` (docs/decision.md lists them).
 Candidates are compared on the criteria they share: a criterion that a compared candidate has no value for is left
 out for every candidate (scoring each on its own subset would not be neutral, since criteria sit at very different
 typical levels), and page 1 says which criterion was left out for whom. A score is the weighted mean of those.
@@ -151,10 +138,6 @@ class Decision:
 
     def candidate(self, name: Optional[str]) -> Optional[Candidate]:
         return next((c for c in self.candidates if c.backbone == name), None)
-
-    @property
-    def criteria_used(self) -> tuple:
-        return tuple(self.weights)
 
 
 @dataclass(frozen=True, kw_only=True)

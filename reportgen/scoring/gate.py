@@ -145,7 +145,7 @@ class _Pair:
     level: float
 
 
-def _row(pair: _Pair, condition: str, outcome: Check, counts_as: Check, value, low, high, limit, text) -> GateRow:
+def _row(pair: _Pair, condition: str, *, outcome: Check, counts_as: Check, value, low, high, limit, text) -> GateRow:
     return GateRow(challenger=pair.name, display_name=pair.who, condition=condition, outcome=outcome,
                    counts_as=counts_as, value=value, ci_low=low, ci_high=high, limit=limit, text=text)
 
@@ -175,7 +175,8 @@ def _p_better_row(pair: _Pair, settings: GateSettings) -> GateRow:
                 outcome = Check.UNCERTAIN
                 text += ("; uncertain: it rests on latency timed on a busy machine (without latency "
                          + ("no criterion is left" if steady is None else f"P(better) = {steady:.3f}") + ")")
-    return _row(pair, "min_p_better", outcome, _counted(outcome, settings), p, low, high, limit, text)
+    return _row(pair, "min_p_better", outcome=outcome, counts_as=_counted(outcome, settings), value=p, low=low, high=high,
+                limit=limit, text=text)
 
 
 def _accuracy_row(pair: _Pair, settings: GateSettings) -> GateRow:
@@ -192,7 +193,8 @@ def _accuracy_row(pair: _Pair, settings: GateSettings) -> GateRow:
         shown = "" if low is None else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
         text = (f"{who}: task accuracy {100 * value:+.1f}{shown} points against {pair.champion} "
                 f"(may drop at most {100 * settings.max_accuracy_drop:g} points)")
-    return _row(pair, "max_accuracy_drop", outcome, _counted(outcome, settings), value, low, high, limit, text)
+    return _row(pair, "max_accuracy_drop", outcome=outcome, counts_as=_counted(outcome, settings), value=value, low=low,
+                high=high, limit=limit, text=text)
 
 
 def _constraints_row(pair: _Pair, candidate, settings: GateSettings) -> GateRow:
@@ -200,8 +202,8 @@ def _constraints_row(pair: _Pair, candidate, settings: GateSettings) -> GateRow:
     outcome = Check.FAIL if any(c.outcome == Check.FAIL for c in bad) else Check.UNCERTAIN if bad else Check.PASS
     text = (f"{pair.who}: " + ("; ".join(f"{c.outcome}: {c.text}" for c in bad) if bad else
                                "every constraint passes" if candidate.checks else "no constraint set"))
-    return _row(pair, "constraints", outcome, _counted(outcome, settings, "constraints"), None, None, None, None,
-                text)
+    return _row(pair, "constraints", outcome=outcome, counts_as=_counted(outcome, settings, "constraints"), value=None,
+                low=None, high=None, limit=None, text=text)
 
 
 def evaluate_gate(decision: Decision, inputs: DecisionInputs, names: list, settings: GateSettings,
