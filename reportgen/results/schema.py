@@ -32,7 +32,10 @@ from ..strenum import StrEnum
 #    cost.json the latency's precision and stopping rule
 # 10: the run's label space (RunIndex.label_space: ImageNet-1k or the user's classes), each candidate's head in it
 #    (BackboneResult.task: own head or linear probe, with the transfer measures), Metrics.task
-SCHEMA_VERSION = 10
+# 11: the report's metrics.json is versioned whole: its decision (Decision, Candidate: tied, degenerate and unshared
+#    were added after 10 without a version), conclusions and gate records are recorded per version in
+#    tests/data/metrics_contract.json (docs/design.md, "The results contract")
+SCHEMA_VERSION = 11
 
 
 class CamStatus(StrEnum):
