@@ -5,7 +5,7 @@ import json
 import pytest
 
 from reportgen.inputs.battery import EXAMPLE, load_battery
-from reportgen.inputs.config import AnalysisConfig
+from reportgen.inputs.config import DEFAULT_DECISION_WEIGHTS, AnalysisConfig
 
 from conftest import run_cli
 
@@ -21,6 +21,8 @@ def test_init_writes_an_example_that_loads(tmp_path):
     assert battery.backbones[1].family == "deeper"
     assert battery.settings["formats"] == ["html", "pdf", "md", "json"]
     assert battery.images_dir == (tmp_path / "images").resolve()
+    # the example's weights table is every criterion at its default (it said "the defaults" over 5 of the 8)
+    assert battery.analysis_config().decision.weights == DEFAULT_DECISION_WEIGHTS
     again = run_cli("init", str(path))
     assert again.exit_code == 5 and "--force" in again.output
 

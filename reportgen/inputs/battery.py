@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import TUPLE_FIELDS, AnalysisConfig, DecisionSettings, GateSettings, RuleThresholds
+from .config import (DEFAULT_DECISION_WEIGHTS, TUPLE_FIELDS, AnalysisConfig, DecisionSettings, GateSettings,
+                     RuleThresholds)
 from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -244,8 +245,8 @@ shard_size = 256                  # images per task (rounded up to a multiple of
 # max_gmacs = 1.0                 # GMACs per image
 # max_latency_ms = 50             # median latency at batch 1 on the run's device
 # min_top1 = 0.5                  # top-1 accuracy on the labelled images (0..1)
-weights = { accuracy = 3, localisation = 2, clutter = 1, latency = 1, size = 1 }   # the defaults; name only
-                                  # what you change, the others keep their default
+weights = DEFAULT_WEIGHTS
+                                  # the defaults; name only what you change, the others keep their default
 # localisation is weighted by the image set's own mix of small / medium / large objects;
 # clutter is how much localisation is kept on cluttered backgrounds (cluttered / clean mass_ratio).
 # weight_uncertainty = 0.2        # weights drawn around these in every bootstrap draw (0 = fixed)
@@ -282,3 +283,7 @@ family = "deeper"
 # last_three = ["layer4.1.conv1", "layer4.1.conv2", "fc"]
 # checkpoint = "weights/resnet18.safetensors"
 '''
+# The weights line is written from the defaults themselves, so the example never lists fewer criteria than the run has.
+EXAMPLE = EXAMPLE.replace("DEFAULT_WEIGHTS", "{ " + ", ".join(f"{key} = {weight:g}" for key, weight in
+                                                            DEFAULT_DECISION_WEIGHTS.items()) + " }")
+
