@@ -101,7 +101,7 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
 def label_space_and_heads(plans: tuple, images_dir: Path, labels_file: Optional[Path]) -> tuple[LabelSpace, dict]:
     """The run's classes (``--labels``, else names stored with a checkpoint, else the folder's names when they are
     not ImageNet's) and how each candidate is scored in them; one message (exit 3) when a head fits neither."""
-    from ..analysis.classes import ClassNames
+    from ..analysis.classes import imagenet_label_space
     from ..analysis.heads import plan_head
     from ..results.schema import WeightsSource
 
@@ -111,7 +111,7 @@ def label_space_and_heads(plans: tuple, images_dir: Path, labels_file: Optional[
             found = checkpoint_label_names(Path(plan.location))
             if found is not None:
                 stored.append(HeadNames(plan.backbone.name, *found))
-    space = choose_label_space(images_dir, ClassNames(), labels_file, tuple(stored))
+    space = choose_label_space(images_dir, imagenet_label_space().imagenet, labels_file, tuple(stored))
     return space, {plan.backbone.name: plan_head(plan, space) for plan in plans}
 
 

@@ -27,7 +27,6 @@ class DecisionPage:
     notes: tuple  # Sentence per further note (missing criteria per candidate, aliases, older cost files)
     method: Sentence  # how the numbers were made (draws, weights, scales, the rule)
     machine: Sentence  # where latency was measured
-    checks: dict  # candidate name -> the constraints column's text
     rows: tuple = ()  # CandidateCells per candidate, in the decision's order (the page-1 table)
     busy: Sentence = ()  # a warning: latency timed on a busy machine (empty: it was not)
     degenerate: tuple = ()  # a warning Sentence per candidate whose outputs are degenerate
@@ -88,8 +87,8 @@ def gate_cells(gate) -> tuple:
             value = MISSING if row.value is None else f"{row.value:.3f}"
             limit = f"≥ {row.limit:g}"
         elif row.condition == "max_accuracy_drop":
-            value = MISSING if row.value is None else f"{100 * row.value:+.1f}" + (
-                f" [{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}]" if row.ci_low is not None else "")
+            cell = _change_cell(row.value, row.ci_low, row.ci_high)
+            value = f"{cell.value} {cell.interval}".rstrip()
             limit = f"≥ {100 * row.limit:+g}"
         else:
             value, limit = row.text.split(": ", 1)[1], "pass"
@@ -519,7 +518,6 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
                         basis=_basis(decision, index.own_task), change=_change(decision, index.own_task), paired_test=_paired_test(decision),
                         constraints=_constraints(decision), notes=_notes(decision), method=_method(decision),
                         machine=_machine(decision) + _timing(decision, cost) + _samples(index),
-                        checks={c.backbone: check_mark(c) for c in decision.candidates},
                         rows=candidate_cells(decision, estimands), busy=_busy(decision),
                         degenerate=tuple(degenerate_warning(found) for found in decision.degenerate),
                         task=_task_sentence(decision, index, task), task_warnings=_task_warnings(decision, index, task),

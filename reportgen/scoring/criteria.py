@@ -99,9 +99,9 @@ def accuracy(inputs: CriterionInputs, k: int, name: str) -> tuple:
 
 
 def localisation(inputs: CriterionInputs, k: int, name: str) -> tuple:
-    mass = inputs.vectors.backbone(name, "deep", "mass_ratio")
     if not inputs.mix:
-        return np.nan, np.full(inputs.draws.samples, np.nan)
+        return inputs.missing
+    mass = inputs.vectors.backbone(name, "deep", "mass_ratio")
     sizes, draws = inputs.sizes, inputs.draws
     point = sum(share * nanmean(mass[sizes == size]) for size, share in inputs.mix.items())
     drawn = sum(share * draws.means(mass, sizes == size) for size, share in inputs.mix.items())
@@ -265,15 +265,13 @@ def size_mix(index: RunIndex, vectors: Vectors) -> dict:
 def measure_criteria(inputs: CriterionInputs) -> CriterionValues:
     """Every criterion's point values and draws per candidate, in the table's order."""
     names = [b.name for b in inputs.index.backbones]
+    # Candidate by candidate, so that a cached ``arrays_of`` (decision_inputs) loads each one's arrays once for the
+    # criteria that read them; every measure is independent of the others, so the order changes no number.
+    measured = [[found.measure(inputs, k, name) for found in CRITERIA] for k, name in enumerate(names)]
     values = CriterionValues()
-    for found in CRITERIA:
-        points, columns = [], []
-        for k, name in enumerate(names):
-            point, drawn = found.measure(inputs, k, name)
-            points.append(point)
-            columns.append(drawn)
-        values.point[found.key] = np.array(points, dtype=np.float64)
-        values.draws[found.key] = np.stack(columns, axis=1)
+    for j, found in enumerate(CRITERIA):
+        values.point[found.key] = np.array([row[j][0] for row in measured], dtype=np.float64)
+        values.draws[found.key] = np.stack([row[j][1] for row in measured], axis=1)
     return values
 
 

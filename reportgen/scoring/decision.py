@@ -24,6 +24,7 @@ candidates stay in, marked. Untrained weights make the decision illustrative onl
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -149,6 +150,8 @@ class DecisionInputs:
     size_mix: dict  # size -> share of the boxed images
     vectors: Vectors
     labelled: int  # labelled images
+    sizes: np.ndarray  # each image's size class ("" without one)
+    backgrounds: np.ndarray  # each image's background ("" without one)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,10 +172,12 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
     mix = size_mix(index, vectors)
     classes = timing_classes(index, cost)
     measuring = CriterionInputs(index=index, vectors=vectors, draws=draws, cost=cost, classes=classes, mix=mix,
-                                arrays_of=arrays_of, sizes=np.array([image.size or "" for image in index.images]),
+                                # corruption and faithfulness read the same candidate's arrays: load them once
+                                arrays_of=lru_cache(maxsize=1)(arrays_of) if arrays_of is not None else None,
+                                sizes=np.array([image.size or "" for image in index.images]),
                                 backgrounds=np.array([image.background or "" for image in index.images]))
     return DecisionInputs(values=measure_criteria(measuring), timing_classes=classes, size_mix=mix, vectors=vectors,
-                          labelled=labelled_images(index))
+                          labelled=labelled_images(index), sizes=measuring.sizes, backgrounds=measuring.backgrounds)
 
 
 def _choose_weights(index: RunIndex, cost: CostReport, values: CriterionValues,
@@ -244,10 +249,9 @@ def _candidate(k: int, index: RunIndex, metrics: Metrics, inputs: DecisionInputs
     """Stage 6, assemble: one candidate's record."""
     entry, values = index.backbones[k], inputs.values
     mass = inputs.vectors.backbone(entry.name, "deep", "mass_ratio")
-    sizes = np.array([image.size or "" for image in index.images])
+    sizes, backgrounds = inputs.sizes, inputs.backgrounds
     by_size = {size: (float(nanmean(mass[sizes == size])) if np.isfinite(mass[sizes == size]).any() else None)
                for size in SIZES}
-    backgrounds = np.array([image.background or "" for image in index.images])
     clean, cluttered = nanmean(mass[backgrounds == "clean"]), nanmean(mass[backgrounds == "cluttered"])
     checks, violation = checked.checked[k]
     top1 = checked.top1[k]

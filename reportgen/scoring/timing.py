@@ -96,6 +96,5 @@ def timing_notes(index: RunIndex, cost: CostReport, classes: dict, latency: list
 def busy_latency(index: RunIndex, cost: CostReport, threshold: float) -> tuple:
     """(display name, load average per core) of each candidate timed while the load per core was above
     ``threshold``."""
-    names = [b.name for b in index.backbones]
-    return tuple((index.backbones[k].display_name, cost.backbones[n].load_per_core) for k, n in enumerate(names)
-                 if n in cost.backbones and (cost.backbones[n].load_per_core or 0) > threshold)
+    return tuple((b.display_name, cost.backbones[b.name].load_per_core) for b in index.backbones
+                 if b.name in cost.backbones and (cost.backbones[b.name].load_per_core or 0) > threshold)
