@@ -35,7 +35,10 @@ from ..strenum import StrEnum
 # 11: the report's metrics.json is versioned whole: its decision (Decision, Candidate: tied, degenerate and unshared
 #    were added after 10 without a version), conclusions and gate records are recorded per version in
 #    tests/data/metrics_contract.json (docs/design.md, "The results contract")
-SCHEMA_VERSION = 11
+# 12: issue 32 (page 1 moves only with the candidates and the images): latency timed in interleaved sessions
+#    (cost.json), held-out scoring of the probes' corruption and faithfulness, the gate's 'not measured' outcome,
+#    and the decision records that changed with them
+SCHEMA_VERSION = 12
 
 
 class CamStatus(StrEnum):
