@@ -21,8 +21,11 @@ def test_a_copy_of_the_champion_never_passes_and_is_uncertain_on_an_accuracy_dro
     # the same architecture on the same machine: one latency for both, so the same score in every draw (a tie)
     assert twin_p["value"] == 0.0 and "one latency for both" in twin_p["text"], twin_p
     drop = rows[("lite0-twin", "max_accuracy_drop")]
-    assert drop["outcome"] == "uncertain"  # exactly 0 in every draw: on the limit, neither above nor below it
-    assert drop["value"] == 0.0 and drop["ci_low"] == drop["ci_high"] == 0.0
+    assert drop["outcome"] == "uncertain"  # no discordant image: 0, and an interval about it that holds the limit
+    # issue 32: the percentile bootstrap gave [0, 0]; Tango's score interval with no discordant image of n is
+    # ±z²/(n + z²), never zero-width
+    assert drop["value"] == 0.0 and drop["ci_low"] == pytest.approx(-drop["ci_high"]) and drop["ci_high"] > 0
+    assert "on " in drop["text"] and "images labelled for both (0 right for" in drop["text"]
     assert rows[("lite0-twin", "constraints")]["outcome"] == "pass"
 
 
@@ -85,7 +88,8 @@ def test_a_failing_constraint_fails_the_gate(gate_run, tmp_path):
     assert "lite0-new" in message_lines(result.output)[-1]
     twin_only = tmp_path / "twin.toml"
     twin_only.write_text('[gate]\nchampion = "lite0-stock"\nconstraints = "pass"\nmax_accuracy_drop = 0.01\n')
-    # the twin passes both; the damaged one still fails: one failing challenger fails the gate
+    # the damaged challenger fails (the twin's accuracy change, 0 with no discordant image, is uncertain against a
+    # 1-point limit: Tango's interval): one failing challenger fails the gate
     assert run_cli("gate", str(gate_run), "--config", str(twin_only)).exit_code == 8
 
 
@@ -164,22 +168,29 @@ def test_an_uncertain_constraint_fails_the_gate_whatever_on_uncertain_says(monke
     assert row.outcome == "uncertain" and row.counts_as == "pass" and lenient.passed
 
 
-def test_p_better_compares_the_scores_page_one_shows(monkeypatch):
-    """P(better) was computed on the criteria the two candidates share, with weights drawn for that subset: when a
-    third candidate lacks faithfulness the decision leaves it out for everyone, yet the gate scored the pair on it,
-    and drew other weights for every criterion (the draws depend on the set). Here B leads A on page 1 (P(best)
-    0.875) while the gate said P(B better) = 0.025, a fail. With the decision's criteria and drawn weights, and C
-    worse in every draw, P(B better than A) is B's P(best)."""
+def test_p_better_compares_the_pair_as_page_one_would_with_the_two_alone(monkeypatch):
+    """Issue 26: P(better) was computed with weights drawn for another set than the decision's. Issue 32 (defect 4):
+    it then took the decision's criteria, so a third candidate lacking faithfulness removed it from the pair's
+    comparison too and moved the row (here from 0.025, a fail, to 0.875). The pair is now scored on the criteria
+    both have, with the weights drawn for that set as the decision draws them: P(B better than A) is B's P(best) on
+    page 1 of a run of A and B alone, and C (worse in every draw, no faithfulness) changes nothing. Page 1 of the
+    three leaves faithfulness out for everyone (B leads there): the gate's row does not follow it."""
     from reportgen.inputs.config import GateSettings
 
     n = 24
-    specs = {"a": (5.0, 0.70, 2.0, 20.0), "b": (5.0, 0.75, 2.0, 20.0), "c": (50.0, 0.2, 1.1, 90.0)}
-    decision, gate, _ = _judged(monkeypatch, specs, GateSettings(champion="a", min_p_better=0.9),
-                                gaps={"a": [0.5] * n, "b": [0.0] * n})
+    pair = {"a": (5.0, 0.70, 2.0, 20.0), "b": (5.0, 0.75, 2.0, 20.0)}
+    gaps = {"a": [0.5] * n, "b": [0.0] * n}
+    settings = GateSettings(champion="a", min_p_better=0.9)
+    alone, alone_gate, _ = _judged(monkeypatch, pair, settings, gaps=gaps)
+    assert "faithfulness" in alone.weights
+    (alone_row,) = alone_gate.rows
+    assert alone_row.value == pytest.approx(alone.candidate("b").p_best) and alone_row.outcome == "fail"
+    decision, gate, _ = _judged(monkeypatch, {**pair, "c": (50.0, 0.2, 1.1, 90.0)}, settings, gaps=gaps)
     assert "faithfulness" not in decision.weights and decision.candidate("c").p_best == 0
+    assert decision.candidate("b").p_best > 0.8  # page 1 of the three: B leads without faithfulness
     row = next(r for r in gate.rows if r.challenger == "b")
-    assert row.value == pytest.approx(decision.candidate("b").p_best)
-    assert row.outcome == "uncertain"  # 0.875: neither 0.9 nor 0.1
+    assert (row.value, row.ci_low, row.ci_high, row.outcome, row.text) == \
+        (alone_row.value, alone_row.ci_low, alone_row.ci_high, alone_row.outcome, alone_row.text)
 
 
 def test_p_better_from_a_single_finite_draw_has_no_interval_and_does_not_crash(monkeypatch):

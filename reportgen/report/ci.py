@@ -18,10 +18,20 @@ from .decision_page import GATE_CONDITIONS, decision_page
 SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
 
 
+def _why_failed(row, settings: GateSettings) -> str:
+    """Why a row that is not a plain fail counts as one ("" for a fail)."""
+    if row.outcome == Check.NOT_MEASURED:
+        return "; not measured counts as failed whatever on_uncertain says"
+    if row.outcome == Check.UNCERTAIN:
+        return ("; an uncertain constraint counts as failed" if row.condition == "constraints"
+                else f"; on_uncertain = {settings.on_uncertain}")
+    return ""
+
+
 def junit_xml(gate: GateReport) -> bytes:
     """One ``<testcase>`` per challenger and condition (classname ``reportgen.gate.<challenger>``): a failure carries
     the numbers and their interval; an uncertain outcome counted as a pass is a passing case with its text in
-    ``<system-out>``."""
+    ``<system-out>``. A "not measured" row is always a failure, its message saying what to measure."""
     failures = len(gate.failures())
     suites = ElementTree.Element("testsuites", name="reportgen gate", tests=str(len(gate.rows)),
                                  failures=str(failures), errors="0")
@@ -32,9 +42,7 @@ def junit_xml(gate: GateReport) -> bytes:
                                       name=f"{row.condition} ({GATE_CONDITIONS[row.condition]})")
         if row.counts_as == Check.FAIL:
             failure = ElementTree.SubElement(case, "failure", type=row.outcome, message=row.text)
-            counted = ("" if row.outcome == Check.FAIL else "; an uncertain constraint counts as failed"
-                       if row.condition == "constraints" else f"; on_uncertain = {gate.settings.on_uncertain}")
-            failure.text = f"{row.text}\noutcome: {row.outcome}{counted}"
+            failure.text = f"{row.text}\noutcome: {row.outcome}{_why_failed(row, gate.settings)}"
         else:
             out = ElementTree.SubElement(case, "system-out")
             out.text = f"{row.outcome}: {row.text}"
@@ -68,7 +76,7 @@ def run_gate(results_dir: Path, junit: Optional[Path] = None, settings: Optional
     """Evaluate, print the table, write the JUnit file and the job summary; raises GateFailed (exit 8) on a fail."""
     results, decision, gate = evaluate_saved(results_dir, settings)
     for row in gate.rows:
-        say(f"{row.counts_as.upper():4} {row.condition:17} {row.outcome:9} {row.text}")
+        say(f"{row.counts_as.upper():4} {row.condition:17} {row.outcome:12} {row.text}")
     if junit is not None:
         atomic_write_bytes(Path(junit), junit_xml(gate))
     summary = os.environ.get(SUMMARY_VARIABLE)

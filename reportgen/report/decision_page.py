@@ -103,6 +103,7 @@ def _gate(gate) -> Sentence:
     failed = gate.failures()
     verdict = "PASSES" if gate.passed else "FAILS"
     uncertain = sum(1 for row in gate.rows if row.outcome == Check.UNCERTAIN)
+    unmeasured = sum(1 for row in gate.rows if row.outcome == Check.NOT_MEASURED)
     why = (f"{len(failed)} of {len(gate.rows)} conditions count as failed ("
            + "; ".join(f"{row.display_name}: {GATE_CONDITIONS[row.condition]} {row.outcome}" for row in failed) + ")"
            if failed else f"every condition of {len(gate.rows)} passes"
@@ -112,7 +113,9 @@ def _gate(gate) -> Sentence:
                  f"{listing(dict.fromkeys(row.display_name for row in gate.rows))}): {why}; judged on the same "
                  f"{gate.draws:,} paired draws, uncertain counts as {gate.settings.on_uncertain}"
                  + (" (an uncertain constraint as fail: constraints must pass)"
-                    if gate.settings.constraints == "pass" and gate.settings.on_uncertain != "fail" else "") + ". "
+                    if gate.settings.constraints == "pass" and gate.settings.on_uncertain != "fail" else "")
+                 + (f"; {unmeasured} not measured, which always counts as fail: measure what the row names, or "
+                    "leave that condition out" if unmeasured else "") + ". "
                  "reportgen gate exits 8 when it fails."),)
 
 

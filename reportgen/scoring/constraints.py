@@ -2,7 +2,8 @@
 ``_parameter_constraints``): each :class:`Constraint` row says which ``[decision]`` key sets its limit, how to read
 the candidate's value, whether the value must stay under the limit or over it, and how to say the outcome. A
 measured value with an interval passes or fails only when its whole interval does, and is *uncertain* when the
-interval straddles the limit. A degenerate candidate gets a failed check of its own."""
+interval straddles the limit. A value that is missing is *not measured*, which counts as failed. A degenerate
+candidate gets a failed check of its own."""
 from __future__ import annotations
 
 import math
@@ -21,6 +22,13 @@ class Check(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     UNCERTAIN = "uncertain"  # the interval straddles the limit
+    # nothing to judge (no labelled image, no timing, no criterion shared): never a pass, whatever on_uncertain says
+    NOT_MEASURED = "not measured"
+
+
+# What is not met: a limit the value cannot be checked against is not met either (issue 32: the gate passed a
+# challenger on nothing measured).
+FAILING = frozenset({Check.FAIL, Check.NOT_MEASURED})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,14 +125,14 @@ def check_candidate(inputs: ConstraintInputs, limits_set: dict) -> tuple[tuple[C
         limit = limits_set[found.key]
         measure = found.value_of(inputs)
         if measure.value is None:
-            outcome, text, excess = Check.FAIL, found.missing, 1.0
+            outcome, text, excess = Check.NOT_MEASURED, found.missing, 1.0
         else:
             value = measure.value
             low, high, outcome = against_limit(measure, limit, found.upper)
             text = found.text(value, low, high, _RELATION[outcome, found.upper], limit, inputs.labelled)
             excess = value / limit - 1 if found.upper else (limit - value) / max(limit, 1e-9)
         checks.append(ConstraintCheck(key=found.key, outcome=outcome, text=text))
-        if outcome == Check.FAIL:
+        if outcome in FAILING:
             violation += excess
     return tuple(checks), violation
 

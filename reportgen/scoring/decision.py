@@ -35,8 +35,8 @@ from ..inputs.manifest import SIZES
 from ..results.schema import CostReport, Machine, Metrics, RunIndex, SlimmingScore
 from ..strenum import StrEnum
 from .bootstrap import PairedDraws, nanmean
-from .constraints import (Check, ConstraintCheck, ConstraintInputs, check_candidate, degenerate_candidates, limits,
-                          mark_degenerate)
+from .constraints import (FAILING, Check, ConstraintCheck, ConstraintInputs, check_candidate, degenerate_candidates,
+                          limits, mark_degenerate)
 from .criteria import (CriterionInputs, CriterionValues, Measure, cost_criteria, criteria, labelled_images,
                        measure_criteria, measured, size_mix, why_dropped, why_missing)
 from .ranking import McNemar, Ranking, Score, WeightChange, candidate_score, pareto, paired_test, rank, \
@@ -152,6 +152,9 @@ class DecisionInputs:
     labelled: int  # labelled images
     sizes: np.ndarray  # each image's size class ("" without one)
     backgrounds: np.ndarray  # each image's background ("" without one)
+    # criterion -> weight of every criterion this run can weigh, before comparing like with like: the gate compares
+    # a pair on those both have, so that a third candidate lacking one cannot change the pair's row
+    weighable: dict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,8 +179,11 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
                                 arrays_of=lru_cache(maxsize=1)(arrays_of) if arrays_of is not None else None,
                                 sizes=np.array([image.size or "" for image in index.images]),
                                 backgrounds=np.array([image.background or "" for image in index.images]))
-    return DecisionInputs(values=measure_criteria(measuring), timing_classes=classes, size_mix=mix, vectors=vectors,
-                          labelled=labelled_images(index), sizes=measuring.sizes, backgrounds=measuring.backgrounds)
+    values = measure_criteria(measuring)
+    weighable, _ = _choose_weights(index, cost, values, index.config.decision)
+    return DecisionInputs(values=values, timing_classes=classes, size_mix=mix, vectors=vectors,
+                          labelled=labelled_images(index), sizes=measuring.sizes, backgrounds=measuring.backgrounds,
+                          weighable=weighable)
 
 
 def _choose_weights(index: RunIndex, cost: CostReport, values: CriterionValues,
@@ -211,7 +217,7 @@ def _check_constraints(index: RunIndex, inputs: DecisionInputs, settings: Decisi
                                set_limits) for k in range(count)]
     degenerate = degenerate_candidates(index, top1, settings)
     mark_degenerate(checked, degenerate, [b.name for b in index.backbones])
-    passing = [k for k in range(count) if all(c.outcome != Check.FAIL for c in checked[k][0])]
+    passing = [k for k in range(count) if all(c.outcome not in FAILING for c in checked[k][0])]
     return _Checked(limits=set_limits, latency=latency, top1=top1, checked=checked, degenerate=degenerate,
                     passing=passing)
 
@@ -266,7 +272,7 @@ def _candidate(k: int, index: RunIndex, metrics: Metrics, inputs: DecisionInputs
         calibration=measure("calibration"), corruption=measure("corruption"), faithfulness=measure("faithfulness"),
         latency=checked.latency[k], params_m=float(values.point["size"][k]), gmacs=float(entry.macs / 1e9),
         slimming=metrics.slimming.get(entry.name), checks=checks,
-        failed=tuple((c.key, c.text) for c in checks if c.outcome == Check.FAIL),
+        failed=tuple((c.key, c.text) for c in checks if c.outcome in FAILING),
         uncertain=tuple((c.key, c.text) for c in checks if c.outcome == Check.UNCERTAIN), violation=violation,
         utilities={c: float(u[k]) for c, u in ranking.point_utilities.items() if np.isfinite(u[k])},
         missing=tuple(c for c in usable if not np.isfinite(values.point[c][k])),

@@ -1,16 +1,29 @@
 """The decision as a gate for CI: champion against challengers, from the numbers the decision already holds.
 
-Every condition of ``[gate]`` is judged for each challenger on the run's paired draws (the same images, latency
-passes and criterion weights the decision resampled), with three outcomes:
+Every condition of ``[gate]`` is judged for each challenger, with four outcomes (:class:`Check`): pass, fail,
+uncertain, and *not measured* (nothing to judge), which always counts as fail:
 
-- ``min_p_better``: P(challenger's score > champion's) over the draws (a tie is not better). Pass at or above the
-  limit, fail at or below 1 − limit (the challenger is then no better, ties included, with that probability),
-  uncertain between;
-- ``max_accuracy_drop``: the challenger's task accuracy minus the champion's, per draw (paired: the same images).
-  Pass when its whole interval lies above −limit, fail when it lies below, uncertain when it touches or straddles;
+- ``min_p_better``: P(challenger's score > champion's) over the run's paired draws (a tie is not better). Pass at or
+  above the limit, fail at or below 1 − limit (the challenger is then no better, ties included, with that
+  probability), uncertain between; not measured when the two share no criterion;
+- ``max_accuracy_drop``: the challenger's task accuracy minus the champion's on the images labelled for both, with
+  Tango's score interval for a difference of paired proportions (:mod:`~reportgen.scoring.paired`). Pass when its
+  lower limit (a one-sided (1 + confidence) / 2 bound) lies above −limit, fail when its upper limit lies below,
+  uncertain when it touches or straddles; not measured when no image is labelled for both;
 - ``constraints = "pass"``: the challenger's ``[decision]`` constraint checks (and the degenerate check): fail if one
-  fails, uncertain if one is uncertain, else pass. Every constraint must *pass*: an uncertain one counts as not
-  passed (a failure of the gate) whatever ``on_uncertain`` says; the row still shows it as uncertain.
+  fails, not measured if one cannot be measured, uncertain if one is uncertain, else pass. Every constraint must
+  *pass*: an uncertain one counts as not passed (a failure of the gate) whatever ``on_uncertain`` says; the row still
+  shows it as uncertain.
+
+``on_uncertain`` says how an uncertain ``min_p_better`` or ``max_accuracy_drop`` counts; "not measured" is never a
+pass (issue 32: it was labelled uncertain, so ``on_uncertain = "pass"`` passed a challenger on no evidence).
+
+P(better) compares the two candidates as page 1 would compare them alone: on the criteria this run can weigh that
+both have a value for (:attr:`DecisionInputs.weighable`), with the weights drawn for that set as the decision draws
+them, on the same draws. A third candidate therefore never changes a pair's row (issue 32: one lacking
+faithfulness removed it from the decision's criteria and turned b's P(better) against a from 1.000 into 0.829),
+with two exceptions that come from the run, not from the pair: a timing class's shared latency, and latency timed
+on different machines (unusable for all).
 
 A challenger of the champion's timing class (the same architecture, size, input shape and machine:
 :func:`~reportgen.scoring.timing.timing_class`, typically a retrained checkpoint) has the champion's latency by
@@ -19,9 +32,7 @@ timed difference is the machine's drift between two measurements, which the resa
 so it never decides P(better); the row says so. Otherwise, when the champion's or the challenger's latency was
 timed on a busy machine (page 1 flags it; a member of its timing class so timed counts, its timing being in their
 shared latency), a ``min_p_better`` pass or fail that the same draws without latency would not give is uncertain:
-the load, not the model, may have made the difference. ``on_uncertain`` says how an uncertain ``min_p_better`` or
-``max_accuracy_drop`` counts. P(better) compares the two candidates' scores as page 1 computes them: the decision's
-criteria and its drawn weights. Pure numpy; reads the decision's inputs, never re-measures.
+the load, not the model, may have made the difference. Reads the decision's inputs, never re-measures.
 """
 from __future__ import annotations
 
@@ -36,6 +47,7 @@ from .bootstrap import PairedDraws, interval
 from .constraints import Check
 from .criteria import CriterionValues, utility
 from .decision import Decision, DecisionInputs, decide, decision_inputs
+from .paired import paired_change
 from .ranking import weighted_scores
 from .vectors import run_draws
 
@@ -74,37 +86,44 @@ class GateReport:
         return tuple(row for row in self.rows if row.counts_as == Check.FAIL)
 
 
+# How an outcome counts; uncertain: by ``on_uncertain``, except for constraints, which must pass.
+_COUNTED = {Check.PASS: Check.PASS, Check.FAIL: Check.FAIL, Check.NOT_MEASURED: Check.FAIL}
+
+
 def _counted(outcome: Check, settings: GateSettings, condition: str = "") -> Check:
-    if outcome != Check.UNCERTAIN:
-        return outcome
-    # constraints must pass: uncertain is not
+    if outcome in _COUNTED:
+        return _COUNTED[outcome]
     return Check.FAIL if condition == "constraints" else Check(settings.on_uncertain)
 
 
 def _judged(share: Optional[float], limit: float) -> Check:
-    """A P(better) against ``min_p_better``: pass at or above it, fail at or below 1 - it, uncertain between."""
+    """A P(better) against ``min_p_better``: pass at or above it, fail at or below 1 - it, uncertain between (and
+    uncertain without a share: used to ask whether a verdict stands without latency)."""
     if share is None:
         return Check.UNCERTAIN
     return Check.PASS if share >= limit else Check.FAIL if share <= 1 - limit else Check.UNCERTAIN
 
 
+def pair_criteria(raw: CriterionValues, weighable: dict, k0: int, k1: int) -> dict:
+    """criterion -> weight of the criteria both candidates have a value for, of those the run can weigh (in the
+    table's order): what page 1 would score the two on if they were the only candidates."""
+    return {c: w for c, w in weighable.items() if np.isfinite(raw.point[c][k0]) and np.isfinite(raw.point[c][k1])}
+
+
 def _p_better(raw: CriterionValues, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertainty: float,
               leave_out: str = "") -> tuple:
-    """(P(challenger's score > champion's), (B,) score differences), the scores as the decision computes them:
-    ``weights`` are the decision's (``Decision.weights``: the criteria it scored on, those some compared candidate
-    lacks already left out), drawn per draw exactly as it drew them (the draws depend on the whole set of criteria,
-    so a subset would give other weights). In a draw, a criterion either of the two has no value for is left out
-    for both (:func:`weighted_scores`). ``leave_out``: a criterion whose weight is set to 0 in every draw (the others
-    keep the decision's draws)."""
-    shared = {c: w for c, w in weights.items()
-              if c != leave_out and np.isfinite(raw.point[c][k0]) and np.isfinite(raw.point[c][k1])}
-    if not shared:
+    """(P(challenger's score > champion's), (B,) score differences) over the draws in which both have a score;
+    ``weights``: :func:`pair_criteria`, drawn per draw as the decision draws them for that set (so with two
+    candidates P(better) is page 1's P(best) of the challenger). ``leave_out``: a criterion taken out after the
+    weights are drawn (the others keep their draws). (None, None) when nothing is left to compare."""
+    if not weights:
         return None, None
-    utilities = {c: utility(c, raw.draws[c][:, [k0, k1]]) for c in weights}
     drawn = draws.criterion_weights(weights, uncertainty, "decision")
-    if leave_out in drawn:
-        drawn[leave_out] = np.zeros_like(drawn[leave_out])
-    scores = weighted_scores(utilities, drawn)
+    kept = [c for c in weights if c != leave_out]
+    if not kept:
+        return None, None
+    utilities = {c: utility(c, raw.draws[c][:, [k0, k1]]) for c in kept}
+    scores = weighted_scores(utilities, {c: drawn[c] for c in kept})
     difference = scores[:, 1] - scores[:, 0]
     finite = np.isfinite(difference)
     if not finite.any():
@@ -137,7 +156,9 @@ class _Pair:
     who: str  # the challenger's display name
     champion: str  # the champion's display name
     values: CriterionValues
-    weights: dict
+    weights: dict  # :func:`pair_criteria`
+    champion_correct: tuple  # per image: top-1 right (None: no label, or not scored)
+    challenger_correct: tuple
     classes: dict  # timing classes
     busy: set  # candidates whose latency was timed (in their timing class) on a busy machine
     draws: PairedDraws
@@ -155,8 +176,10 @@ def _p_better_row(pair: _Pair, settings: GateSettings) -> GateRow:
     same_timing = "latency" in weights and settings.champion in pair.classes.get(pair.name, ())
     p, difference = _p_better(raw, weights, pair.k0, pair.k1, pair.draws, pair.uncertainty)
     if p is None:
-        outcome, text = Check.UNCERTAIN, f"{who}: no criterion with values for both, so P(better) is not measured"
-        low = high = None
+        outcome, low, high = Check.NOT_MEASURED, None, None
+        text = (f"{who}: no criterion with values for both it and {pair.champion}, so P(better) is not measured, "
+                "which counts as failed: measure a criterion for both (page 1 says why one is missing) or leave "
+                "min_p_better out")
     else:
         outcome = _judged(p, limit)
         low, high = interval(difference, pair.level)
@@ -180,28 +203,36 @@ def _p_better_row(pair: _Pair, settings: GateSettings) -> GateRow:
 
 
 def _accuracy_row(pair: _Pair, settings: GateSettings) -> GateRow:
-    limit, raw, who = -settings.max_accuracy_drop, pair.values, pair.who
-    point = raw.point["accuracy"][pair.k1] - raw.point["accuracy"][pair.k0]
-    if not np.isfinite(point):
-        outcome, value, low, high = Check.UNCERTAIN, None, None, None
-        text = f"{who}: task accuracy not measured for both (no labelled images), so its drop is unknown"
+    limit, who = -settings.max_accuracy_drop, pair.who
+    change = paired_change(pair.champion_correct, pair.challenger_correct, pair.level)
+    if change is None:
+        outcome, value, low, high = Check.NOT_MEASURED, None, None, None
+        text = (f"{who}: task accuracy not measured for both it and {pair.champion} (no image labelled for both), "
+                "so its drop is not measured, which counts as failed: give labelled images that both are scored on "
+                "(class folders or a labels file), or leave max_accuracy_drop out")
     else:
-        low, high = interval(raw.draws["accuracy"][:, pair.k1] - raw.draws["accuracy"][:, pair.k0], pair.level)
-        value = float(point)
-        outcome = Check.UNCERTAIN if low is None else Check.PASS if low > limit else Check.FAIL if high < limit \
-            else Check.UNCERTAIN
-        shown = "" if low is None else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
-        text = (f"{who}: task accuracy {100 * value:+.1f}{shown} points against {pair.champion} "
+        value, low, high = change.value, change.ci_low, change.ci_high
+        # the lower limit is a one-sided (1 + level) / 2 bound: at the limit, a pass at most that often
+        outcome = Check.PASS if low > limit else Check.FAIL if high < limit else Check.UNCERTAIN
+        text = (f"{who}: task accuracy {100 * value:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] points against "
+                f"{pair.champion} on {change.images} images labelled for both ({change.gained} right for {who} only, "
+                f"{change.lost} for {pair.champion} only; Tango's score interval) "
                 f"(may drop at most {100 * settings.max_accuracy_drop:g} points)")
     return _row(pair, "max_accuracy_drop", outcome=outcome, counts_as=_counted(outcome, settings), value=value, low=low,
                 high=high, limit=limit, text=text)
 
 
+# the constraints row's outcome: the first of these that one of the challenger's checks has, else pass
+_CONSTRAINT_PRECEDENCE = (Check.FAIL, Check.NOT_MEASURED, Check.UNCERTAIN)
+
+
 def _constraints_row(pair: _Pair, candidate, settings: GateSettings) -> GateRow:
     bad = [c for c in candidate.checks if c.outcome != Check.PASS]
-    outcome = Check.FAIL if any(c.outcome == Check.FAIL for c in bad) else Check.UNCERTAIN if bad else Check.PASS
+    outcome = next((o for o in _CONSTRAINT_PRECEDENCE if any(c.outcome == o for c in bad)), Check.PASS)
     text = (f"{pair.who}: " + ("; ".join(f"{c.outcome}: {c.text}" for c in bad) if bad else
                                "every constraint passes" if candidate.checks else "no constraint set"))
+    if outcome == Check.NOT_MEASURED:
+        text += " (a limit that cannot be checked is not met: measure it, or remove the limit)"
     return _row(pair, "constraints", outcome=outcome, counts_as=_counted(outcome, settings, "constraints"), value=None,
                 low=None, high=None, limit=None, text=text)
 
@@ -221,14 +252,16 @@ def evaluate_gate(decision: Decision, inputs: DecisionInputs, names: list, setti
     timed_busy = {c.backbone for c in decision.candidates if c.display_name in
                   {shown for shown, _ in decision.busy_latency}}
     busy = {name for name in names if timed_busy & set(classes.get(name, (name,)))}
+    outcomes = [tuple(p.correct_top1 for p in entry.predictions) for entry in inputs.vectors.index.backbones]
     rows = []
     for k1, name in enumerate(names):
         if k1 == k0:
             continue
         candidate = decision.candidate(name)
         pair = _Pair(k0=k0, k1=k1, name=name, who=candidate.display_name, champion=champion.display_name,
-                     values=inputs.values, weights=dict(decision.weights), classes=classes, busy=busy, draws=draws,
-                     uncertainty=uncertainty, level=level)
+                     values=inputs.values, weights=pair_criteria(inputs.values, inputs.weighable, k0, k1),
+                     champion_correct=outcomes[k0], challenger_correct=outcomes[k1], classes=classes, busy=busy,
+                     draws=draws, uncertainty=uncertainty, level=level)
         if settings.min_p_better is not None:
             rows.append(_p_better_row(pair, settings))
         if settings.max_accuracy_drop is not None:
