@@ -258,11 +258,12 @@ weights = DEFAULT_WEIGHTS
 
 # The decision as a gate in CI (`reportgen run --gate`, or `reportgen gate OUT/results`): exit 0 when every
 # challenger (every candidate but the champion) meets every condition given, 8 when one does not. Each condition is
-# judged on the paired bootstrap draws: pass, fail, or uncertain when its interval straddles the limit.
+# judged on the report's numbers and intervals: pass, fail, uncertain when its interval straddles the limit, or
+# not measured (nothing to judge: always a fail).
 # [gate]
 # champion = "resnet50-prod"      # the candidate in production
 # min_p_better = 0.9              # P(challenger's score > champion's) over the draws
-# max_accuracy_drop = 0.01        # task accuracy may drop by at most 1 point (the difference's interval)
+# max_accuracy_drop = 0.01        # task accuracy may drop by at most 1 point (Tango's interval, paired)
 # constraints = "pass"            # every [decision] constraint must pass; uncertain is not a pass ("ignore": off)
 # on_uncertain = "fail"           # how an uncertain min_p_better or max_accuracy_drop counts: fail | pass
 
