@@ -149,7 +149,7 @@ def test_junit_and_page_one_say_not_measured_and_what_to_do(monkeypatch, tmp_pat
     from junitparser import Failure, JUnitXml
 
     from reportgen.report.ci import junit_xml
-    from reportgen.report.decision_page import _gate
+    from reportgen.report.decision_page import _gate, gate_cells
 
     specs = {"prod": (5.0, 0.8, 2.0, 10.0), "new": (5.0, 0.8, 2.0, 10.0)}
     _, gate, _ = _judged(monkeypatch, specs, GateSettings(champion="prod", max_accuracy_drop=0.02,
@@ -162,6 +162,8 @@ def test_junit_and_page_one_say_not_measured_and_what_to_do(monkeypatch, tmp_pat
     assert "not measured counts as failed whatever on_uncertain says" in failure.text
     sentence = "".join(part.text for part in _gate(gate))
     assert "Gate FAILS" in sentence and "1 not measured, which always counts as fail" in sentence
+    (cells,) = gate_cells(gate)  # the table of page 1 and of the job summary: why, in place of a number
+    assert cells.outcome == "not measured" and cells.counts_as == "fail" and "give labelled images" in cells.value
 
 
 def test_a_third_candidate_without_faithfulness_leaves_the_pair_s_row(monkeypatch):

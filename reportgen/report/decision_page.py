@@ -92,6 +92,8 @@ def gate_cells(gate) -> tuple:
             limit = f"≥ {100 * row.limit:+g}"
         else:
             value, limit = row.text.split(": ", 1)[1], "pass"
+        if row.outcome == Check.NOT_MEASURED:  # no number to show: why, and what to measure
+            value = row.text.split(": ", 1)[1]
         rows.append(GateCells(challenger=row.display_name, condition=GATE_CONDITIONS[row.condition],
                               outcome=row.outcome, counts_as=row.counts_as, value=value, limit=limit, text=row.text))
     return tuple(rows)
@@ -114,8 +116,8 @@ def _gate(gate) -> Sentence:
                  f"{gate.draws:,} paired draws, uncertain counts as {gate.settings.on_uncertain}"
                  + (" (an uncertain constraint as fail: constraints must pass)"
                     if gate.settings.constraints == "pass" and gate.settings.on_uncertain != "fail" else "")
-                 + (f"; {unmeasured} not measured, which always counts as fail: measure what the row names, or "
-                    "leave that condition out" if unmeasured else "") + ". "
+                 + (f"; {unmeasured} not measured, which always counts as fail (its row says what to measure; or "
+                    "leave that condition out)" if unmeasured else "") + ". "
                  "reportgen gate exits 8 when it fails."),)
 
 
