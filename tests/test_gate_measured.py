@@ -180,3 +180,25 @@ def test_a_third_candidate_without_faithfulness_leaves_the_pair_s_row(monkeypatc
     rows = {r.condition: r for r in alone.rows}
     assert rows["min_p_better"].value == 1.0 and rows["min_p_better"].outcome == "pass"
     assert [r for r in joined.rows if r.challenger == "b"] == list(alone.rows)
+
+
+# the untimed candidate's median of no pass (the test's cost record; a run's has latency_ms_median None)
+@pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered in scalar divide:RuntimeWarning")
+def test_a_third_candidate_without_latency_leaves_the_busy_rule_of_a_pair(monkeypatch):
+    """test_gate's copy timed faster on a busy machine: P(better) 1.0 on latency alone, uncertain. A third
+    candidate without a timing (worse on everything else) made the decision leave latency out, which turned the
+    busy rule off for the pair while its row still weighed latency: a pass. The busy timings are the run's, not the
+    decision's."""
+    rng = np.random.default_rng(3)
+    specs = {"stock": (5.0, 0.6, 2.0, 19.0), "twin": (5.0, 0.6, 2.0, 13.0)}
+    samples = {"stock": 19.0 + 0.3 * rng.standard_normal(30), "twin": 13.0 + 0.3 * rng.standard_normal(30)}
+    settings = GateSettings(champion="stock", min_p_better=0.9)
+    loads = {"stock": 1.5, "twin": 1.5}
+    _, alone, _ = _judged(monkeypatch, specs, settings, latency_samples=samples, loads=loads)
+    (row,) = alone.rows
+    assert row.value == 1.0 and row.outcome == "uncertain" and "busy machine" in row.text, row
+    decision, joined, _ = _judged(monkeypatch, {**specs, "untimed": (50.0, 0.2, 1.1, 90.0)}, settings,
+                                  latency_samples={**samples, "untimed": ()}, loads=loads)
+    assert "latency" not in decision.weights
+    assert [r for r in joined.rows if r.challenger == "twin"] == [row]

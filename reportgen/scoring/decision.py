@@ -155,6 +155,8 @@ class DecisionInputs:
     # criterion -> weight of every criterion this run can weigh, before comparing like with like: the gate compares
     # a pair on those both have, so that a third candidate lacking one cannot change the pair's row
     weighable: dict
+    # names of the candidates timed on a busy machine (load per core above busy_load_per_core), whatever the weights
+    timed_busy: tuple
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,7 +185,12 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
     weighable, _ = _choose_weights(index, cost, values, index.config.decision)
     return DecisionInputs(values=values, timing_classes=classes, size_mix=mix, vectors=vectors,
                           labelled=labelled_images(index), sizes=measuring.sizes, backgrounds=measuring.backgrounds,
-                          weighable=weighable)
+                          weighable=weighable, timed_busy=_timed_busy(index, cost))
+
+
+def _timed_busy(index: RunIndex, cost: CostReport) -> tuple:
+    busy = {shown for shown, _ in busy_latency(index, cost, index.config.decision.busy_load_per_core)}
+    return tuple(b.name for b in index.backbones if b.display_name in busy)
 
 
 def _choose_weights(index: RunIndex, cost: CostReport, values: CriterionValues,

@@ -248,9 +248,10 @@ def evaluate_gate(decision: Decision, inputs: DecisionInputs, names: list, setti
     champion = decision.candidate(settings.champion)
     # Latency timed under load: noise its passes do not hold. A timing class's latency pools its members' timings,
     # so one member timed under load is in every member's latency (the champion's, beside a busy retrained copy).
+    # (The run's busy timings, not the decision's: a third candidate without latency leaves latency out of page 1,
+    # not out of a pair that both have it.)
     classes = inputs.timing_classes
-    timed_busy = {c.backbone for c in decision.candidates if c.display_name in
-                  {shown for shown, _ in decision.busy_latency}}
+    timed_busy = set(inputs.timed_busy)
     busy = {name for name in names if timed_busy & set(classes.get(name, (name,)))}
     outcomes = [tuple(p.correct_top1 for p in entry.predictions) for entry in inputs.vectors.index.backbones]
     rows = []
