@@ -61,7 +61,8 @@ class GateRow:
     condition: str  # min_p_better | max_accuracy_drop | constraints
     outcome: Check
     counts_as: Check  # pass | fail (on_uncertain applied)
-    value: Optional[float]  # P(better), or the accuracy difference (challenger - champion, 0..1)
+    value: Optional[float]  # P(better), or the accuracy difference (challenger - champion on the images labelled
+    # for both, 0..1; its interval Tango's)
     ci_low: Optional[float]
     ci_high: Optional[float]
     limit: Optional[float]
@@ -113,8 +114,8 @@ def pair_criteria(raw: CriterionValues, weighable: dict, k0: int, k1: int) -> di
 def _p_better(raw: CriterionValues, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertainty: float,
               leave_out: str = "") -> tuple:
     """(P(challenger's score > champion's), (B,) score differences) over the draws in which both have a score;
-    ``weights``: :func:`pair_criteria`, drawn per draw as the decision draws them for that set (so with two
-    candidates P(better) is page 1's P(best) of the challenger). ``leave_out``: a criterion taken out after the
+    ``weights``: :func:`pair_criteria`, drawn per draw as the decision draws them for that set (so in a run of the
+    two alone, both meeting the constraints and never tied, P(better) is the challenger's P(best) on page 1). ``leave_out``: a criterion taken out after the
     weights are drawn (the others keep their draws). (None, None) when nothing is left to compare."""
     if not weights:
         return None, None
