@@ -304,9 +304,9 @@ def test_a_tie_for_first_place_is_no_agreement_and_no_disagreement():
                          macro_f1=Interval(1.0, 1, 1, 20), per_class_recall=(), confusion=(),
                          knn_accuracy=Interval(knn, knn, knn, 20), logme=logme)
 
-    rankings, agree = _rankings({"a": score(1.0, 1.0, None), "b": score(1.0, 1.0, None)})
+    rankings, agree, _ = _rankings({"a": score(1.0, 1.0, None), "b": score(1.0, 1.0, None)})
     assert agree is None and [r.tied for r in rankings] == [("a", "b"), ("a", "b")]
-    rankings, agree = _rankings({"a": score(0.9, 0.8, None), "b": score(0.8, 0.9, None)})
+    rankings, agree, _ = _rankings({"a": score(0.9, 0.8, None), "b": score(0.8, 0.9, None)})
     assert agree is False and not any(r.tied for r in rankings)
-    rankings, agree = _rankings({"a": score(0.9, 0.9, 1.0), "b": score(0.8, 0.8, 0.5)})
+    rankings, agree, _ = _rankings({"a": score(0.9, 0.9, 1.0), "b": score(0.8, 0.8, 0.5)})
     assert agree is True

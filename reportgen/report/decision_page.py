@@ -254,8 +254,11 @@ def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskRepor
                          "case-insensitively in natural order, torchvision's ImageFolder by sorted()).")))
     if task.rankings_agree is False:
         firsts = "; ".join(f"{r.measure}: {_who(decision, r.first)}" for r in task.rankings)
+        over = ""
+        if len(task.compared) < sum(s.estimand == Estimand.LINEAR_PROBE for s in task.scores.values()):
+            over = f" among {listing(_who(decision, n) for n in task.compared)}, the candidates every measure ranked"
         out.append((text("The transfer measures disagree on the first place ", strong=True),
-                    text(f"({firsts}): the difference between these backbones on your classes is not settled by "
+                    text(f"({firsts}{over}): the difference between these backbones on your classes is not settled by "
                          "frozen features; fine-tune the leading ones before deciding."),))
     return tuple(out)
 

@@ -212,19 +212,27 @@ def _agreement(report: TaskReport, display: Mapping[str, str]) -> Sentence:
     if len(probed) == 1:
         return (text(f"Only one candidate was probed ({who(probed[0])}): there is nothing to rank, so no agreement "
                      "between the measures to check."),)
+    # A measure that did not measure a candidate cannot rank another above it: first places are compared among the
+    # candidates every measure ranked (task_report._rankings), and the sentence says so when that is not all.
+    over = (f" among {listing(who(n) for n in report.compared)}, the candidates every measure ranked"
+            if 2 <= len(report.compared) < len(probed) else "")
     if report.rankings_agree is True:
         first = who(report.rankings[0].first)
-        return (text(f"The {len(report.rankings)} measures agree on first place: {first}."),)
+        return (text(f"The {len(report.rankings)} measures agree on first place{over}: {first}."),)
     if report.rankings_agree is False:
         firsts = "; ".join(f"{r.measure}: {who(r.first)}" for r in report.rankings)
         return (text("The transfer measures disagree on first place", flag=True),
-                text(f" ({firsts}): frozen features do not settle which of these backbones suits your classes; "
+                text(f" ({firsts}{over}): frozen features do not settle which of these backbones suits your classes; "
                      "fine-tune the leading ones before deciding."))
     tied = [r for r in report.rankings if r.tied]
     if tied:
         return (text("No first place to agree on: " + "; ".join(
             f"{r.measure} ties {listing(who(n) for n in r.tied)}" for r in tied)
             + " (equal values, e.g. every image right)."),)
+    if len(report.rankings) >= 2 and len(report.compared) < 2:
+        only = f" (only {listing(who(n) for n in report.compared)})" if report.compared else ""
+        return (text(f"Fewer than two candidates were ranked by every measure{only}: the measures' first places "
+                     "are over different candidates, so there is no agreement to check."),)
     measured = listing(r.measure for r in report.rankings) or "no measure"
     return (text(f"Only {measured} ranked the {len(probed)} probed candidates (the other measures were not measured): "
                  "no agreement to check."),)

@@ -698,7 +698,9 @@ class TaskScore(JsonRecord):
 
 @dataclass(frozen=True)
 class TransferRanking(JsonRecord):
-    """First place among the probed candidates by each transfer measure."""
+    """First place among the probed candidates by each transfer measure: ``first`` and ``tied`` among the candidates
+    every measure ranked (``TaskReport.compared``; the measure's own order when fewer than two are), ``order`` all
+    the candidates this measure ranked."""
     measure: str  # linear probe | k-NN | LogME
     first: str
     order: tuple[str, ...]
@@ -712,7 +714,9 @@ class TaskReport(JsonRecord):
     labelled_images: int
     scores: dict[str, TaskScore]
     rankings: tuple[TransferRanking, ...] = ()
-    rankings_agree: Optional[bool] = None  # None: fewer than two probed candidates or measures, or a tie for first
+    # None: fewer than two probed candidates or measures, fewer than two candidates every measure ranked, or a tie
+    rankings_agree: Optional[bool] = None
+    compared: tuple[str, ...] = ()  # the candidates every measure ranked: the agreement is judged over them
 
 
 # --- cost.json (machine-dependent, kept apart from the reproducible files like timings.json) ------------------
