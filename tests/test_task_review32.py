@@ -66,3 +66,75 @@ def test_the_pages_name_the_compared_candidates():
     report = TaskReport(space, (), 240, two, *_rankings(two))
     sentence = plain(_agreement(report, {"A": "Net A", "B": "Net B"}))
     assert sentence.startswith("Fewer than two candidates were ranked by every measure (only Net B)")
+
+
+# --- 12: the label-order warning shows the held-out numbers ---------------------------------------------------------
+
+def _cycled_head():
+    """6 classes, 60 images, a head whose outputs are cycled (output j means label j + 1) and 60 % right under that
+    mapping: flagged, and the mapping chosen on all images grades itself better (55.0 %) than it does held out
+    (46.7 %)."""
+    rng = np.random.default_rng(4)
+    classes, n = 6, 60
+    truth = np.repeat(np.arange(classes), n // classes)
+    right = rng.random(n) < 0.6
+    in_order = np.where(right, truth, (truth + rng.integers(1, classes, n)) % classes)
+    return truth, (in_order - 1) % classes, classes
+
+
+def _heldout_by_hand(truth, pred, classes):
+    """Held-out remapped accuracy from the reference: within each label the images alternate between two halves;
+    each half is mapped by the assignment (scipy's Hungarian solver on the other half's confusion counts) and
+    graded on itself."""
+    from scipy.optimize import linear_sum_assignment
+    first = np.zeros(truth.size, dtype=bool)
+    for c in range(classes):
+        first[np.flatnonzero(truth == c)[::2]] = True
+    right = 0
+    for half in (first, ~first):
+        counts = np.zeros((classes, classes))
+        np.add.at(counts, (truth[~half], pred[~half]), 1)
+        rows, columns = linear_sum_assignment(counts, maximize=True)
+        label = np.empty(classes, dtype=int)
+        label[columns] = rows
+        right += int((label[pred[half]] == truth[half]).sum())
+    return right / truth.size
+
+
+def test_the_label_order_warnings_show_the_heldout_gain_and_accuracy():
+    from reportgen.inputs.config import AnalysisConfig
+    from reportgen.inputs.label_space import LabelSpace
+    from reportgen.report.decision_page import _task_warnings
+    from reportgen.report.formatting import bracket, num, pct, pct_bracket
+    from reportgen.report.phrases import plain
+    from reportgen.report.task_section import _label_order_warning
+    from reportgen.results.schema import TaskReport
+    from reportgen.scoring.bootstrap import paired_draws
+    from reportgen.scoring.task_report import _label_order
+
+    truth, pred, classes = _cycled_head()
+    order = _label_order(truth, pred, classes, paired_draws([0] * truth.size, 1000, 0), AnalysisConfig())
+    as_is = float(np.mean(truth == pred))
+    heldout = _heldout_by_hand(truth, pred, classes)
+    assert order.flagged
+    assert heldout == pytest.approx(28 / 60) and order.accuracy_mapped == pytest.approx(33 / 60)  # they differ
+    assert order.accuracy_heldout == pytest.approx(heldout)
+    assert order.heldout_gain.mean == pytest.approx(heldout - as_is)
+    assert order.heldout_gain.ci_low >= AnalysisConfig().label_order_min_gain  # the bound the flag rests on
+
+    names = tuple(f"class{c}" for c in range(classes))
+    space = LabelSpace("own", "class folders", "", names, "")
+    score = TaskScore(estimand=Estimand.OWN_HEAD, accuracy=Interval(as_is, None, None, 60),
+                      macro_f1=Interval(None, None, None, 0), per_class_recall=(), confusion=(), label_order=order)
+    report = TaskReport(space, (), 60, {"h": score})
+    page1 = plain(_task_warnings(NS(candidates=(NS(backbone="h", display_name="Head"),)), NS(label_space=space),
+                                 report)[0])
+    assert f"as given, {pct(heldout)} remapped (gain {pct(heldout - as_is)}" \
+           f"{pct_bracket(order.heldout_gain.ci_low, order.heldout_gain.ci_high)}; each image remapped by the " \
+           "assignment chosen on the other half of the images)" in page1
+    assert pct(order.accuracy_mapped) not in page1
+    section = plain(_label_order_warning(report, "Head", score))
+    gain = f"{num(100 * (heldout - as_is))} points{bracket(order.heldout_gain.ci_low, order.heldout_gain.ci_high, 100)}"
+    assert (f"remapped {pct(heldout)} (gain {gain}; each image remapped by the assignment chosen on the other half "
+            "of the images)") in section
+    assert pct(order.accuracy_mapped) not in section

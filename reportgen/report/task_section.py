@@ -182,13 +182,23 @@ def _gain(gain: Interval) -> str:
     return f"{num(gain.mean * 100)} points{bracket(gain.ci_low, gain.ci_high, 100)}"
 
 
+# The warning shows the numbers the flag rests on: the in-sample remapped accuracy favours some mapping even for a
+# head that guesses (issue 32, #12).
+HELDOUT = "each image remapped by the assignment chosen on the other half of the images"
+
+
+def _heldout(order) -> Optional[float]:
+    """The held-out remapped accuracy (a record from before it was kept: the in-sample one)."""
+    return order.accuracy_heldout if order.accuracy_heldout is not None else order.accuracy_mapped
+
+
 def _label_order_warning(report: TaskReport, display_name: str, score: TaskScore) -> Sentence:
     order = score.label_order
     mapping = ", ".join(f"output {head} looks like {_quoted(_class_name(report, label))} (it is labelled "
                         f"{_quoted(_class_name(report, head))})" for head, label in order.mapping)
     return (text(f"{display_name}'s head probably numbers your classes in another order:", flag=True),
-            text(f" {mapping}. Accuracy as is {pct(order.accuracy_as_is)}, remapped {pct(order.accuracy_mapped)} "
-                 f"(gain {_gain(order.gain)}). If the head was trained with another class order, pass --labels FILE "
+            text(f" {mapping}. Accuracy as is {pct(order.accuracy_as_is)}, remapped {pct(_heldout(order))} "
+                 f"(gain {_gain(order.heldout_gain or order.gain)}; {HELDOUT}). If the head was trained with another class order, pass --labels FILE "
                  "with the names in that order (timm's folder reader sorts case-insensitively in natural order, "
                  "torchvision's ImageFolder by sorted())."))
 

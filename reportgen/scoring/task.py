@@ -117,7 +117,10 @@ class LabelOrderCheck:
     ``gain_low``/``gain_high``: the 95 % paired-bootstrap interval of (mapped accuracy - as-is accuracy), the mapping
     fixed (chosen once on all scored images). ``heldout_gain_low``/``heldout_gain_high``: the same with each
     image mapped by the assignment chosen on the *other* half of the images (free of the selection bias of the
-    first). ``beyond_chance_low``: lower bound of (held-out mapped accuracy - share of the most common label)."""
+    first). ``accuracy_heldout``: the accuracy with each image so mapped, the number those bounds are about (the
+    in-sample ``accuracy_mapped`` favours some mapping even for a head that guesses: +0.26 on average at 10 classes
+    and 40 images). ``beyond_chance_low``: lower bound of (held-out mapped accuracy - share of the most common
+    label)."""
     mapping: tuple  # ((head output index, label index it most likely means), ...), only pairs that differ
     accuracy_as_is: float
     accuracy_mapped: float
@@ -127,6 +130,7 @@ class LabelOrderCheck:
     heldout_gain_low: Optional[float] = None
     heldout_gain_high: Optional[float] = None
     beyond_chance_low: Optional[float] = None
+    accuracy_heldout: Optional[float] = None
 
 
 def best_assignment(matrix: np.ndarray) -> np.ndarray:
@@ -223,4 +227,4 @@ def label_order_check(truth, pred, classes: int, draws: PairedDraws, min_gain: f
     return LabelOrderCheck(mapping=mapping, accuracy_as_is=float(as_is[scored].mean()),
                            accuracy_mapped=float(mapped[scored].mean()), gain_low=gain_low, gain_high=gain_high,
                            flagged=flagged, heldout_gain_low=heldout_low, heldout_gain_high=heldout_high,
-                           beyond_chance_low=chance_low)
+                           beyond_chance_low=chance_low, accuracy_heldout=float(heldout_right[scored].mean()))

@@ -74,10 +74,13 @@ def _label_order(truth, pred, classes: int, draws: PairedDraws, config: Analysis
     check = label_order_check(truth, pred, classes, draws, config.label_order_min_gain)
     if check is None:
         return None
-    gain = check.accuracy_mapped - check.accuracy_as_is
-    return LabelOrder(bool(check.flagged), tuple(tuple(pair) for pair in check.mapping), float(check.accuracy_as_is),
-                      float(check.accuracy_mapped),
-                      Interval(float(gain), check.gain_low, check.gain_high, int((truth >= 0).sum())))
+    gain, n = check.accuracy_mapped - check.accuracy_as_is, int((truth >= 0).sum())
+    return LabelOrder(flagged=bool(check.flagged), mapping=tuple(tuple(pair) for pair in check.mapping),
+                      accuracy_as_is=float(check.accuracy_as_is), accuracy_mapped=float(check.accuracy_mapped),
+                      gain=Interval(float(gain), check.gain_low, check.gain_high, n),
+                      accuracy_heldout=check.accuracy_heldout,
+                      heldout_gain=Interval(check.accuracy_heldout - check.accuracy_as_is, check.heldout_gain_low,
+                                            check.heldout_gain_high, n))
 
 
 def task_score(entry: BackboneResult, arrays: dict, truth: np.ndarray, classes: int, draws: PairedDraws,
