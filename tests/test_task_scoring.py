@@ -257,10 +257,18 @@ def test_a_labelled_image_without_a_prediction_is_a_miss_in_every_score():
     logits = np.vstack([logits, np.full(3, np.nan)])
     score = _task_score(logits, truth)
     assert score.accuracy.n == 11 and score.accuracy.mean == pytest.approx(7 / 11)
-    assert score.accuracy.ci_low == pytest.approx(7 / 11) and score.accuracy.ci_high == pytest.approx(7 / 11)
+    # The shown accuracy interval is the exact binomial one for 7 of 11 (Clopper-Pearson: beta quantiles), not the
+    # draws' point (issue 32: a resample cannot hold a miss the sample lacks).
+    from scipy.stats import beta
+    assert score.accuracy.ci_low == pytest.approx(beta.ppf(0.025, 7, 5))
+    assert score.accuracy.ci_high == pytest.approx(beta.ppf(0.975, 8, 4))
     missed = float((F1[0] + F1[1] + Fraction(4, 6)) / 3)
     assert score.macro_f1.n == 11 and score.macro_f1.mean == pytest.approx(missed)
-    assert score.macro_f1.ci_low == pytest.approx(missed) and score.macro_f1.ci_high == pytest.approx(missed)
+    # macro-F1's interval resamples within each class (class_draws); on draws that hold every image once the image
+    # without a prediction is a miss of class 2, as in the point
+    pred = np.append(PRED, -1)
+    assert macro_f1_draws(truth, pred, 3, hand_draws([list(range(12))] * 2)) == pytest.approx([missed, missed])
+    assert score.macro_f1.ci_low is not None and score.macro_f1.ci_high is not None
     recall = score.per_class_recall[2]
     assert recall.n == 4 and recall.mean == pytest.approx(2 / 4)
     assert recall.ci_low == pytest.approx(2 / 4) and recall.ci_high == pytest.approx(2 / 4)

@@ -10,9 +10,11 @@ from ..inputs.config import AnalysisConfig
 from ..results import arrays as keys
 from ..results.schema import (BackboneResult, Estimand, Interval, LabelOrder, RunIndex, TaskClass, TaskReport,
                               TaskScore, TransferRanking)
-from .bootstrap import PairedDraws, interval
+from .bootstrap import DEFAULT_LEVEL, PairedDraws, interval
+from .proportion import share_interval
 from .vectors import interval_of
-from .task import confusion_matrix, label_order_check, macro_f1, macro_f1_draws, per_class_recall_draws
+from .task import (class_draws, confusion_matrix, label_order_check, macro_f1, macro_f1_draws,
+                   per_class_recall_draws)
 
 ArraysOf = Callable[[str], dict]
 PROBE, KNN, LOGME = "linear probe", "k-NN", "LogME"
@@ -43,7 +45,12 @@ def _scored(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def _accuracy(truth: np.ndarray, pred: np.ndarray, draws: PairedDraws) -> Interval:
     correct = np.where(_scored(truth, pred), (truth == pred).astype(float), np.nan)
-    return interval_of(correct, draws) or Interval(None, None, None, 0)
+    found = interval_of(correct, draws)
+    if found is None:
+        return Interval(None, None, None, 0)
+    # As page 1 shows it: the exact binomial interval, or the draws' where wider (scoring/proportion.py).
+    return Interval(found.mean, *share_interval(found.mean, found.n, found.ci_low, found.ci_high, DEFAULT_LEVEL),
+                    found.n)
 
 
 def _macro_f1(truth, pred, classes: int, draws: PairedDraws) -> Interval:
@@ -51,7 +58,8 @@ def _macro_f1(truth, pred, classes: int, draws: PairedDraws) -> Interval:
     point = macro_f1(truth, pred, classes) if n else None
     if point is None:
         return Interval(None, None, None, 0)
-    low, high = interval(macro_f1_draws(truth, pred, classes, draws)) if n >= 2 else (None, None)
+    # Resampled within each class: every draw averages over the same classes as the point value (task.py).
+    low, high = interval(macro_f1_draws(truth, pred, classes, class_draws(truth, draws))) if n >= 2 else (None, None)
     return Interval(point, low, high, n)
 
 
