@@ -138,3 +138,53 @@ def test_the_label_order_warnings_show_the_heldout_gain_and_accuracy():
     assert (f"remapped {pct(heldout)} (gain {gain}; each image remapped by the assignment chosen on the other half "
             "of the images)") in section
     assert pct(order.accuracy_mapped) not in section
+
+
+# --- 9: macro-F1's draws average over the sample's classes ------------------------------------------------------------
+
+def _rare_class_case():
+    """The review's t_f1.py case: 63 images, a class of 3 never recognised (F1 0), 6 flips among the others."""
+    rng = np.random.default_rng(0)
+    truth = np.array([0] * 20 + [1] * 20 + [2] * 20 + [3] * 3)
+    pred = truth.copy()
+    pred[60:] = 0
+    flip = rng.choice(60, 6, replace=False)
+    pred[flip] = (truth[flip] + 1) % 3
+    return truth, pred
+
+
+def test_macro_f1_draws_without_a_class_of_the_sample_are_left_out():
+    """A draw that lacks the rare class averages over 3 classes (about 0.90 here) where the point averages over 4
+    (0.659); before, those 4 % of draws set the interval's top at 0.885. Now every draw used holds all four
+    classes, and the interval sits around the point."""
+    from reportgen.scoring.bootstrap import paired_draws
+    from reportgen.scoring.task import macro_f1_draws
+    from reportgen.scoring.task_report import _macro_f1
+
+    truth, pred = _rare_class_case()
+    draws = paired_draws([0] * truth.size, 2000, 0)
+    found = _macro_f1(truth, pred, 4, draws)
+    # by hand: F1 = 2TP / (2TP + FP + FN) per class, classes 0-2 with 20 images, class 3 never right
+    tp = [np.sum((truth == c) & (pred == c)) for c in range(4)]
+    fp = [np.sum((truth != c) & (pred == c)) for c in range(4)]
+    fn = [np.sum((truth == c) & (pred != c)) for c in range(4)]
+    assert found.mean == pytest.approx(np.mean([2 * t / (2 * t + p + n) for t, p, n in zip(tp, fp, fn)]))
+    assert found.ci_low < found.mean < found.ci_high < 0.75  # 0.885 before
+    drawn = macro_f1_draws(truth, pred, 4, draws)
+    lacking = np.array([not (truth[row] == 3).any() for row in draws.indices])
+    assert 0.02 < lacking.mean() < 0.07  # (1 - 3/63)^63 = 4.6 %
+    assert np.isnan(drawn[lacking]).all() and np.isfinite(drawn[~lacking]).all()
+
+
+# --- page 1's accuracy interval where the draws degenerate --------------------------------------------------------------
+
+def test_page_one_shows_the_exact_interval_when_every_answer_is_right():
+    """24 of 24 right: every draw holds only right answers, so the draws' interval is [1, 1]; page 1 (and the
+    min_top1 constraint) get the exact binomial interval, [(alpha/2)^(1/n), 1] (Clopper-Pearson at k = n)."""
+    from test_decision import N, _run
+
+    decision, _ = _run({"a": (5.0, 1.0, 2.0, 10.0), "b": (5.0, 0.5, 2.0, 10.0)}, correct={"a": [True] * N})
+    level = decision.confidence
+    found = decision.candidate("a")
+    assert found.top1 == 1.0
+    assert found.top1_ci == pytest.approx((((1 - level) / 2) ** (1 / N), 1.0))

@@ -13,8 +13,7 @@ from ..results.schema import (BackboneResult, Estimand, Interval, LabelOrder, Ru
 from .bootstrap import DEFAULT_LEVEL, PairedDraws, interval
 from .proportion import share_interval
 from .vectors import interval_of
-from .task import (class_draws, confusion_matrix, label_order_check, macro_f1, macro_f1_draws,
-                   per_class_recall_draws)
+from .task import confusion_matrix, label_order_check, macro_f1, macro_f1_draws, per_class_recall_draws
 
 ArraysOf = Callable[[str], dict]
 PROBE, KNN, LOGME = "linear probe", "k-NN", "LogME"
@@ -58,8 +57,7 @@ def _macro_f1(truth, pred, classes: int, draws: PairedDraws) -> Interval:
     point = macro_f1(truth, pred, classes) if n else None
     if point is None:
         return Interval(None, None, None, 0)
-    # Resampled within each class: every draw averages over the same classes as the point value (task.py).
-    low, high = interval(macro_f1_draws(truth, pred, classes, class_draws(truth, draws))) if n >= 2 else (None, None)
+    low, high = interval(macro_f1_draws(truth, pred, classes, draws)) if n >= 2 else (None, None)
     return Interval(point, low, high, n)
 
 
