@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 
 from reportgen.results.schema import Estimand, Interval, TaskScore
-from reportgen.scoring.task_report import _rankings
+from reportgen.scoring.task_report import _rankings as _rankings_of
 
 pytestmark = pytest.mark.unit
+
+
+def _rankings(scores):
+    """(rankings, agree, compared); read by position so that the old two-value form fails on its verdict."""
+    found = _rankings_of(scores)
+    return found[0], found[1], (found[2] if len(found) > 2 else None)
 
 
 def _probe(accuracy, knn, logme):
@@ -25,7 +31,7 @@ def test_a_measure_that_did_not_measure_the_leader_is_no_disagreement():
     class exactly); LogME ranked B alone. Over the candidates every measure ranked (B only) there is nothing to
     compare: no claim, where the old code said "disagree … LogME: B"."""
     rankings, agree, compared = _rankings({"A": _probe(0.892, 0.792, None), "B": _probe(0.775, 0.713, -0.506)})
-    assert agree is None
+    assert agree is None  # False before: "disagree ... LogME: B"
     assert compared == ("B",)
     assert [r.order for r in rankings] == [("A", "B"), ("A", "B"), ("B",)]  # the table still shows every order
 
@@ -63,7 +69,7 @@ def test_the_pages_name_the_compared_candidates():
     assert "disagree on first place" in sentence
     assert "among Net B and Net C, the candidates every measure ranked" in sentence
     two = {"A": _probe(0.892, 0.792, None), "B": _probe(0.775, 0.713, -0.506)}
-    report = TaskReport(space, (), 240, two, *_rankings(two))
+    report = TaskReport(space, (), 240, two, *_rankings_of(two))
     sentence = plain(_agreement(report, {"A": "Net A", "B": "Net B"}))
     assert sentence.startswith("Fewer than two candidates were ranked by every measure (only Net B)")
 
