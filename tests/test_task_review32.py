@@ -64,12 +64,13 @@ def test_the_pages_name_the_compared_candidates():
     space = LabelSpace("own", "class folders", "", ("x", "y"), "")
     scores = {"A": _probe(0.95, 0.90, None), "B": _probe(0.85, 0.80, 2.0), "C": _probe(0.80, 0.70, 3.0)}
     rankings, agree, compared = _rankings(scores)
-    report = TaskReport(space, (), 240, scores, rankings, agree, compared)
+    report = TaskReport(space, (), 240, scores, rankings, agree)
+    assert set(report.compared) == set(compared) == {"B", "C"}
     sentence = plain(_agreement(report, {"A": "Net A", "B": "Net B", "C": "Net C"}))
     assert "disagree on first place" in sentence
     assert "among Net B and Net C, the candidates every measure ranked" in sentence
     two = {"A": _probe(0.892, 0.792, None), "B": _probe(0.775, 0.713, -0.506)}
-    report = TaskReport(space, (), 240, two, *_rankings_of(two))
+    report = TaskReport(space, (), 240, two, *_rankings_of(two)[:2])
     sentence = plain(_agreement(report, {"A": "Net A", "B": "Net B"}))
     assert sentence.startswith("Fewer than two candidates were ranked by every measure (only Net B)")
 

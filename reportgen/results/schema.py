@@ -721,7 +721,14 @@ class TaskReport(JsonRecord):
     rankings: tuple[TransferRanking, ...] = ()
     # None: fewer than two probed candidates or measures, fewer than two candidates every measure ranked, or a tie
     rankings_agree: Optional[bool] = None
-    compared: tuple[str, ...] = ()  # the candidates every measure ranked: the agreement is judged over them
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The candidates every measure ranked, in the first ranking's order: the agreement is judged over them."""
+        if not self.rankings:
+            return ()
+        common = set.intersection(*(set(r.order) for r in self.rankings))
+        return tuple(n for n in self.rankings[0].order if n in common)
 
 
 # --- cost.json (machine-dependent, kept apart from the reproducible files like timings.json) ------------------

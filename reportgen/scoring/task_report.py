@@ -155,6 +155,6 @@ def task_report(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
     counts = np.bincount(truth[truth >= 0], minlength=classes)
     scores = {entry.name: task_score(entry, arrays_of(entry.name), truth, classes, draws, config)
               for entry in index.backbones}
-    rankings, agree, compared = _rankings(scores)
+    rankings, agree, _ = _rankings(scores)
     return TaskReport(index.label_space, tuple(TaskClass(i, name, int(counts[i])) for i, name in enumerate(names)),
-                      int((truth >= 0).sum()), scores, rankings, agree, compared)
+                      int((truth >= 0).sum()), scores, rankings, agree)
