@@ -251,16 +251,24 @@ def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskRepor
             continue
         mapping = ", ".join(f"output {head} ({names[head]!r}) looks like {names[label]!r}"
                             for head, label in order.mapping)
+        # The held-out numbers the flag rests on, not the selection-biased in-sample ones (issue 32, #12; a record
+        # from before they were kept: the in-sample ones).
+        heldout_accuracy = order.accuracy_heldout if order.accuracy_heldout is not None else order.accuracy_mapped
+        gain = order.heldout_gain or order.gain
         out.append((text(f"{c.display_name}'s head probably numbers the classes in another order than the labels: ",
                          strong=True),
-                    text(f"{mapping}; accuracy {pct(order.accuracy_as_is)} as given, {pct(order.accuracy_mapped)} "
-                         f"remapped (gain {pct(order.gain.mean)}{pct_bracket(order.gain.ci_low, order.gain.ci_high)}). "
+                    text(f"{mapping}; accuracy {pct(order.accuracy_as_is)} as given, {pct(heldout_accuracy)} "
+                         f"remapped (gain {pct(gain.mean)}{pct_bracket(gain.ci_low, gain.ci_high)}; each image "
+                         "remapped by the assignment chosen on the other half of the images). "
                          "Pass --labels FILE in the order the head was trained with (timm's folder reader sorts "
                          "case-insensitively in natural order, torchvision's ImageFolder by sorted()).")))
     if task.rankings_agree is False:
         firsts = "; ".join(f"{r.measure}: {_who(decision, r.first)}" for r in task.rankings)
+        over = ""
+        if len(task.compared) < sum(s.estimand == Estimand.LINEAR_PROBE for s in task.scores.values()):
+            over = f" among {listing(_who(decision, n) for n in task.compared)}, the candidates every measure ranked"
         out.append((text("The transfer measures disagree on the first place ", strong=True),
-                    text(f"({firsts}): the difference between these backbones on your classes is not settled by "
+                    text(f"({firsts}{over}): the difference between these backbones on your classes is not settled by "
                          "frozen features; fine-tune the leading ones before deciding."),))
     return tuple(out)
 

@@ -182,13 +182,23 @@ def _gain(gain: Interval) -> str:
     return f"{num(gain.mean * 100)} points{bracket(gain.ci_low, gain.ci_high, 100)}"
 
 
+# The warning shows the numbers the flag rests on: the in-sample remapped accuracy favours some mapping even for a
+# head that guesses (issue 32, #12).
+HELDOUT = "each image remapped by the assignment chosen on the other half of the images"
+
+
+def _heldout(order) -> Optional[float]:
+    """The held-out remapped accuracy (a record from before it was kept: the in-sample one)."""
+    return order.accuracy_heldout if order.accuracy_heldout is not None else order.accuracy_mapped
+
+
 def _label_order_warning(report: TaskReport, display_name: str, score: TaskScore) -> Sentence:
     order = score.label_order
     mapping = ", ".join(f"output {head} looks like {_quoted(_class_name(report, label))} (it is labelled "
                         f"{_quoted(_class_name(report, head))})" for head, label in order.mapping)
     return (text(f"{display_name}'s head probably numbers your classes in another order:", flag=True),
-            text(f" {mapping}. Accuracy as is {pct(order.accuracy_as_is)}, remapped {pct(order.accuracy_mapped)} "
-                 f"(gain {_gain(order.gain)}). If the head was trained with another class order, pass --labels FILE "
+            text(f" {mapping}. Accuracy as is {pct(order.accuracy_as_is)}, remapped {pct(_heldout(order))} "
+                 f"(gain {_gain(order.heldout_gain or order.gain)}; {HELDOUT}). If the head was trained with another class order, pass --labels FILE "
                  "with the names in that order (timm's folder reader sorts case-insensitively in natural order, "
                  "torchvision's ImageFolder by sorted())."))
 
@@ -212,19 +222,27 @@ def _agreement(report: TaskReport, display: Mapping[str, str]) -> Sentence:
     if len(probed) == 1:
         return (text(f"Only one candidate was probed ({who(probed[0])}): there is nothing to rank, so no agreement "
                      "between the measures to check."),)
+    # A measure that did not measure a candidate cannot rank another above it: first places are compared among the
+    # candidates every measure ranked (task_report._rankings), and the sentence says so when that is not all.
+    over = (f" among {listing(who(n) for n in report.compared)}, the candidates every measure ranked"
+            if 2 <= len(report.compared) < len(probed) else "")
     if report.rankings_agree is True:
         first = who(report.rankings[0].first)
-        return (text(f"The {len(report.rankings)} measures agree on first place: {first}."),)
+        return (text(f"The {len(report.rankings)} measures agree on first place{over}: {first}."),)
     if report.rankings_agree is False:
         firsts = "; ".join(f"{r.measure}: {who(r.first)}" for r in report.rankings)
         return (text("The transfer measures disagree on first place", flag=True),
-                text(f" ({firsts}): frozen features do not settle which of these backbones suits your classes; "
+                text(f" ({firsts}{over}): frozen features do not settle which of these backbones suits your classes; "
                      "fine-tune the leading ones before deciding."))
     tied = [r for r in report.rankings if r.tied]
     if tied:
         return (text("No first place to agree on: " + "; ".join(
             f"{r.measure} ties {listing(who(n) for n in r.tied)}" for r in tied)
             + " (equal values, e.g. every image right)."),)
+    if len(report.rankings) >= 2 and len(report.compared) < 2:
+        only = f" (only {listing(who(n) for n in report.compared)})" if report.compared else ""
+        return (text(f"Fewer than two candidates were ranked by every measure{only}: the measures' first places "
+                     "are over different candidates, so there is no agreement to check."),)
     measured = listing(r.measure for r in report.rankings) or "no measure"
     return (text(f"Only {measured} ranked the {len(probed)} probed candidates (the other measures were not measured): "
                  "no agreement to check."),)

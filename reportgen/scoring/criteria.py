@@ -21,6 +21,7 @@ from ..results.schema import CostReport, RunIndex, RunStatus
 from .beyond_paper import corruption_vectors, road_vectors, top1_change_of
 from .bootstrap import PairedDraws, interval, nanmean
 from .calibration import top1_brier
+from .proportion import brier_interval, share_interval
 from .timing import class_latency, different_machines
 from .vectors import Vectors
 
@@ -82,6 +83,9 @@ class Criterion:
     # why the criterion cannot be weighed in this run even where it has values (None: it can)
     unusable: Optional[Callable[[RunIndex, CostReport], Optional[str]]] = None
     own_task_label: str = ""  # the label on the user's own classes ("" = label)
+    # (entry, Measure from the draws, level) -> the interval page 1 shows and a constraint checks, where the draws'
+    # percentile interval claims more precision than it has (None: that one; scoring/proportion.py)
+    shown: Optional[Callable] = None
 
     def label_for(self, own_task: bool) -> str:
         return self.own_task_label if own_task and self.own_task_label else self.label
@@ -96,6 +100,16 @@ def _correct(predictions) -> np.ndarray:
 def accuracy(inputs: CriterionInputs, k: int, name: str) -> tuple:
     correct = _correct(inputs.index.backbones[k].predictions)
     return nanmean(correct), inputs.draws.means(correct)
+
+
+def _accuracy_shown(entry, found: Measure, level: float) -> tuple:
+    correct = _correct(entry.predictions)
+    return share_interval(found.value, int(np.isfinite(correct).sum()), found.ci_low, found.ci_high, level)
+
+
+def _brier_shown(entry, found: Measure, level: float) -> tuple:
+    return brier_interval(np.array([p.top1.prob for p in entry.predictions]), _correct(entry.predictions),
+                          found.ci_low, found.ci_high, level)
 
 
 def localisation(inputs: CriterionInputs, k: int, name: str) -> tuple:
@@ -198,7 +212,7 @@ def _size_points(value):
 
 CRITERIA: tuple[Criterion, ...] = (
     Criterion(key="accuracy", label="top-1 accuracy", own_task_label="task accuracy", points="100 × top-1",
-              scale=_times_100, measure=accuracy, why_missing="no labelled images"),
+              scale=_times_100, measure=accuracy, why_missing="no labelled images", shown=_accuracy_shown),
     Criterion(key="localisation", label="localisation", points="100 × (1 − 1/mass_ratio)",
               scale=_localisation_points, measure=localisation, why_missing="no boxed images with a size class",
               why_lacking="no usable deep-layer CAM on a boxed image with a size class"),
@@ -207,7 +221,7 @@ CRITERIA: tuple[Criterion, ...] = (
               why_lacking="no usable deep-layer CAM on boxed images of both backgrounds"),
     Criterion(key="calibration", label="calibration", points="100 × (1 − top-1 Brier score)",
               scale=_calibration_points, measure=calibration, why_missing="too few labelled images",
-              unusable=_too_few_labelled),
+              unusable=_too_few_labelled, shown=_brier_shown),
     Criterion(key="corruption", label="corruptions",
               points="100 × (1 + change in top-1, or in agreement, under corruption)", scale=_corruption_points,
               measure=corruption, why_missing="not measured", analysis=True),
@@ -242,6 +256,16 @@ def criterion(key: str) -> Criterion:
         if found.key == key:
             return found
     raise KeyError(key)
+
+
+def shown_measure(key: str, entry, point, drawn, level: float) -> Measure:
+    """A criterion's value for one candidate (``entry``) with the interval page 1 shows: the draws' percentile
+    interval, widened by the row's ``shown`` where that claims more than it has."""
+    found = measured(point, drawn, level)
+    shown = criterion(key).shown
+    if found.value is None or shown is None:
+        return found
+    return Measure(found.value, *shown(entry, found, level))
 
 
 def cost_criteria() -> tuple:

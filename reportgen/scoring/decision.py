@@ -38,7 +38,7 @@ from .bootstrap import PairedDraws, nanmean
 from .constraints import (FAILING, Check, ConstraintCheck, ConstraintInputs, check_candidate, degenerate_candidates,
                           limits, mark_degenerate)
 from .criteria import (CriterionInputs, CriterionValues, Measure, cost_criteria, criteria, labelled_images,
-                       measure_criteria, measured, size_mix, why_dropped, why_missing)
+                       measure_criteria, measured, shown_measure, size_mix, why_dropped, why_missing)
 from .ranking import McNemar, Ranking, Score, WeightChange, candidate_score, pareto, paired_test, rank, \
     weight_sensitivity
 from .timing import busy_latency, timing_classes, timing_notes
@@ -218,7 +218,8 @@ def _check_constraints(index: RunIndex, inputs: DecisionInputs, settings: Decisi
     values, level, count = inputs.values, settings.confidence, len(index.backbones)
     set_limits = limits(settings)
     latency = [measured(values.point["latency"][k], values.draws["latency"][:, k], level) for k in range(count)]
-    top1 = [measured(values.point["accuracy"][k], values.draws["accuracy"][:, k], level) for k in range(count)]
+    top1 = [shown_measure("accuracy", index.backbones[k], values.point["accuracy"][k], values.draws["accuracy"][:, k],
+                          level) for k in range(count)]
     checked = [check_candidate(ConstraintInputs(params_m=values.point["size"][k], gmacs=index.backbones[k].macs / 1e9,
                                                 latency=latency[k], top1=top1[k], labelled=inputs.labelled),
                                set_limits) for k in range(count)]
@@ -270,7 +271,7 @@ def _candidate(k: int, index: RunIndex, metrics: Metrics, inputs: DecisionInputs
     top1 = checked.top1[k]
 
     def measure(criterion):
-        return measured(values.point[criterion][k], values.draws[criterion][:, k], level)
+        return shown_measure(criterion, entry, values.point[criterion][k], values.draws[criterion][:, k], level)
     return Candidate(
         backbone=entry.name, display_name=entry.display_name, family=entry.family, top1=top1.value,
         top1_ci=(top1.ci_low, top1.ci_high), labelled=inputs.labelled, localisation=by_size,

@@ -10,7 +10,8 @@ from ..inputs.config import AnalysisConfig
 from ..results import arrays as keys
 from ..results.schema import (BackboneResult, Estimand, Interval, LabelOrder, RunIndex, TaskClass, TaskReport,
                               TaskScore, TransferRanking)
-from .bootstrap import PairedDraws, interval
+from .bootstrap import DEFAULT_LEVEL, PairedDraws, interval
+from .proportion import share_interval
 from .vectors import interval_of
 from .task import confusion_matrix, label_order_check, macro_f1, macro_f1_draws, per_class_recall_draws
 
@@ -43,7 +44,12 @@ def _scored(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def _accuracy(truth: np.ndarray, pred: np.ndarray, draws: PairedDraws) -> Interval:
     correct = np.where(_scored(truth, pred), (truth == pred).astype(float), np.nan)
-    return interval_of(correct, draws) or Interval(None, None, None, 0)
+    found = interval_of(correct, draws)
+    if found is None:
+        return Interval(None, None, None, 0)
+    # As page 1 shows it: the exact binomial interval, or the draws' where wider (scoring/proportion.py).
+    return Interval(found.mean, *share_interval(found.mean, found.n, found.ci_low, found.ci_high, DEFAULT_LEVEL),
+                    found.n)
 
 
 def _macro_f1(truth, pred, classes: int, draws: PairedDraws) -> Interval:
@@ -74,10 +80,13 @@ def _label_order(truth, pred, classes: int, draws: PairedDraws, config: Analysis
     check = label_order_check(truth, pred, classes, draws, config.label_order_min_gain)
     if check is None:
         return None
-    gain = check.accuracy_mapped - check.accuracy_as_is
-    return LabelOrder(bool(check.flagged), tuple(tuple(pair) for pair in check.mapping), float(check.accuracy_as_is),
-                      float(check.accuracy_mapped),
-                      Interval(float(gain), check.gain_low, check.gain_high, int((truth >= 0).sum())))
+    gain, n = check.accuracy_mapped - check.accuracy_as_is, int((truth >= 0).sum())
+    return LabelOrder(flagged=bool(check.flagged), mapping=tuple(tuple(pair) for pair in check.mapping),
+                      accuracy_as_is=float(check.accuracy_as_is), accuracy_mapped=float(check.accuracy_mapped),
+                      gain=Interval(float(gain), check.gain_low, check.gain_high, n),
+                      accuracy_heldout=check.accuracy_heldout,
+                      heldout_gain=Interval(check.accuracy_heldout - check.accuracy_as_is, check.heldout_gain_low,
+                                            check.heldout_gain_high, n))
 
 
 def task_score(entry: BackboneResult, arrays: dict, truth: np.ndarray, classes: int, draws: PairedDraws,
@@ -109,20 +118,30 @@ def task_score(entry: BackboneResult, arrays: dict, truth: np.ndarray, classes: 
         logme_note=run.logme_note if run is not None else "")
 
 
-def _rankings(scores: dict) -> tuple[tuple[TransferRanking, ...], Optional[bool]]:
+def _rankings(scores: dict) -> tuple[tuple[TransferRanking, ...], Optional[bool], tuple[str, ...]]:
+    """Each measure's order of the probed candidates, whether their first places agree, and the candidates that
+    agreement is judged over: those every measure ranked. A measure that did not measure a candidate (LogME is
+    None when the features fit a class exactly, more often for large D) cannot put another first over it, so a
+    first place over a different set is no disagreement. First and tied are over those common candidates; with
+    fewer than two of them (or fewer than two measures, or a tie for first) there is no claim either way (None)."""
     probed = {name: s for name, s in scores.items() if s.estimand == Estimand.LINEAR_PROBE}
     measures = {PROBE: {n: s.accuracy.mean for n, s in probed.items()},
                 KNN: {n: s.knn_accuracy.mean if s.knn_accuracy is not None else None for n, s in probed.items()},
                 LOGME: {n: s.logme for n, s in probed.items()}}
+    ranked = {measure: sorted((n for n, v in values.items() if v is not None), key=lambda n: (-values[n], n))
+              for measure, values in measures.items()}
+    ranked = {measure: order for measure, order in ranked.items() if order}
+    common = set.intersection(*(set(order) for order in ranked.values())) if ranked else set()
+    compared = tuple(n for n in probed if n in common)
     rankings = []
-    for measure, values in measures.items():
-        ranked = sorted((n for n, v in values.items() if v is not None), key=lambda n: (-values[n], n))
-        if ranked:
-            tied = tuple(n for n in ranked if values[n] == values[ranked[0]])
-            rankings.append(TransferRanking(measure, ranked[0], tuple(ranked), tied if len(tied) > 1 else ()))
-    if len(probed) < 2 or len(rankings) < 2 or any(r.tied for r in rankings):
-        return tuple(rankings), None
-    return tuple(rankings), len({r.first for r in rankings}) == 1
+    for measure, order in ranked.items():
+        among = [n for n in order if n in common] if len(compared) >= 2 else order
+        values = measures[measure]
+        tied = tuple(n for n in among if values[n] == values[among[0]])
+        rankings.append(TransferRanking(measure, among[0], tuple(order), tied if len(tied) > 1 else ()))
+    if len(probed) < 2 or len(rankings) < 2 or len(compared) < 2 or any(r.tied for r in rankings):
+        return tuple(rankings), None, compared
+    return tuple(rankings), len({r.first for r in rankings}) == 1, compared
 
 
 def task_report(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
@@ -136,6 +155,6 @@ def task_report(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
     counts = np.bincount(truth[truth >= 0], minlength=classes)
     scores = {entry.name: task_score(entry, arrays_of(entry.name), truth, classes, draws, config)
               for entry in index.backbones}
-    rankings, agree = _rankings(scores)
+    rankings, agree, _ = _rankings(scores)
     return TaskReport(index.label_space, tuple(TaskClass(i, name, int(counts[i])) for i, name in enumerate(names)),
                       int((truth >= 0).sum()), scores, rankings, agree)
