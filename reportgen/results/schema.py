@@ -188,6 +188,9 @@ class ImageSetInfo(JsonRecord):
     labels: str = "none"  # where the classes came from: manifest | class folders | VOC annotation files | none
     labels_note: str = ""  # e.g. "annotations.csv gives the labels; the class folders were not used"
     from_subfolders: int = 0  # images below their class folder (labelled with its class, as ImageFolder does)
+    # Files byte-identical (sha256) to an image of --train-images: the probe was fit on them, so its accuracy on
+    # them is inflated (page 1 warns; the sanity, corruption and faithfulness samples leave them out).
+    train_copies: tuple[str, ...] = ()
 
 
 # The run's label space is stored as it is: ``inputs.label_space.LabelSpace`` (kind, source, source_detail, names,
@@ -206,7 +209,8 @@ class ExcludedClass(JsonRecord):
 @dataclass(frozen=True, kw_only=True)
 class TaskRun(JsonRecord):
     """How a candidate was scored on the user's classes. Its probabilities (the ``logits`` array: log-probabilities
-    for a probe) are out-of-fold for a probe; the heatmaps explain the probe fit on every labelled image."""
+    for a probe) are out-of-fold for a probe; the heatmaps explain the probe fit on a per-class sample of at most
+    half the labelled images (or on --train-images)."""
     estimand: Estimand
     head_outputs: int  # outputs of the head stored with the weights
     protocol: str = ""  # a probe's: "5-fold stratified cross-validation" | "fit on N training images"
@@ -219,6 +223,9 @@ class TaskRun(JsonRecord):
     note: str = ""  # why there is no probe, when there is none
     logme_note: str = ""  # why LogME is not measured, when it is not
     explained_by: int = 0  # images the head the heatmaps explain was fit on (a per-class sample, or --train-images)
+    # Positions (in the run's images) of the per-class sample it was fit on; () with --train-images. The sanity,
+    # corruption and faithfulness samples hold none of them (a head scores only images it did not see).
+    explained_images: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -660,6 +667,7 @@ class Metrics(JsonRecord):
     device: str = ""  # the run's device (cpu | cuda): it sets the sample sizes the battery file leaves out
     sample_sizes: tuple[SampleSize, ...] = ()
     task: Optional["TaskReport"] = _optional()  # the user's classes only
+    train_copies: tuple[str, ...] = ()  # images also in --train-images (byte-identical): results.json's image_set
 
 
 @dataclass(frozen=True)

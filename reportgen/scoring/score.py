@@ -239,6 +239,7 @@ def score(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> Metri
         device=index.device,
         sample_sizes=sample_sizes(index),
         task=task_report(index, arrays_of, config, draws),
+        train_copies=index.image_set.train_copies,
     )
 
 
