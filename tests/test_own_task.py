@@ -197,7 +197,7 @@ def test_a_probe_fit_on_training_images_scores_the_validation_folder(own_task, f
     # The training images are not scored: the validation folder's images are the run's.
     assert len(index["images"]) == 38
     copies = ["cats/zz-planted0.jpg", "cats/zz-planted1.jpg"]
-    assert index["image_set"]["train_copies"] == copies and metrics["train_copies"] == copies
+    assert index["train_copies"] == copies and metrics["train_copies"] == copies
     page_one = (out / "report.md").read_text().replace("\\", "").split("## 1 ")[0]
     assert "2 of the 38 images are also in the training images" in page_one
     assert "cats/zz-planted0.jpg and cats/zz-planted1.jpg" in page_one and "inflated" in page_one

@@ -123,12 +123,12 @@ def test_page_one_flags_training_copies_with_their_count_and_names():
     from reportgen.report.decision_page import _train_copies_warning
 
     files = tuple(f"cats/img{i}.jpg" for i in range(5))
-    index = SimpleNamespace(image_set=SimpleNamespace(train_copies=files), images=range(40))
+    index = SimpleNamespace(train_copies=files, images=range(40))
     sentence, = _train_copies_warning(index)
     words = "".join(part.text for part in sentence)
     assert "5 of the 40 images are also in the training images" in words
     assert "cats/img0.jpg, cats/img1.jpg, cats/img2.jpg and 2 more" in words and "inflated" in words
-    assert _train_copies_warning(SimpleNamespace(image_set=SimpleNamespace(train_copies=()), images=())) == ()
+    assert _train_copies_warning(SimpleNamespace(train_copies=(), images=())) == ()
 
 
 # --- the review's simulation (sim_leak.py) through the run's own sampling ------------------------------------------

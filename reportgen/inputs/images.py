@@ -65,7 +65,7 @@ class LabelSource:
     NONE = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageSet:
     """A validated image set, or a slice of one: the driver of a sharded run validates the whole set once and
     hands each shard its records, annotations included, so no shard re-derives them."""
@@ -218,7 +218,7 @@ def load_image_set(root: Path, space: LabelSpace, config=None,
         reasons = "; ".join(f"{s.file}: {s.reason}" for s in skipped[:3])
         raise InputDataError(f"every image in {root} was skipped ({reasons}{'; ...' if len(skipped) > 3 else ''}); "
                              "add readable images.")
-    return ImageSet(root, tuple(records), tuple(skipped), labels, labels_note)
+    return ImageSet(root=root, records=tuple(records), skipped=tuple(skipped), labels=labels, labels_note=labels_note)
 
 
 def _record(entry: ListedImage, image: Image.Image, how: str, config) -> ImageRecord:

@@ -238,12 +238,11 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         schema_version=SCHEMA_VERSION, versions=versions, config=config, seed=config.seed,
         weights_mode=WeightsMode(weights_mode), device=device,
         image_set=ImageSetInfo(image_set.root.name, image_set.sha256, len(image_set.records), image_set.labels,
-                               image_set.labels_note, image_set.from_subfolders,
-                               copies_in(image_set, train_set) if train_set is not None else ()),
+                               image_set.labels_note, image_set.from_subfolders),
         images=image_entries(image_set, class_names.name),
         skipped_images=tuple(image_set.skipped),
         backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {},
-        label_space=class_names)
+        label_space=class_names, train_copies=copies_in(image_set, train_set) if train_set is not None else ())
     write_json(results_dir / COST, CostReport(costs))
     progress(f"scoring: CAM metrics, calibration, corruptions and faithfulness, {config.bootstrap_samples:,} paired "
              "bootstrap draws")

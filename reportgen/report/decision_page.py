@@ -263,7 +263,7 @@ def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskRepor
 def _train_copies_warning(index: RunIndex, shown: int = 3) -> tuple:
     """Evaluation images that are also training images (--train-images, byte-identical): a probe fit on an image
     scores it from memory, so the probe's accuracy is inflated by them (the run goes on; the user decides)."""
-    copies = index.image_set.train_copies
+    copies = index.train_copies
     if not copies:
         return ()
     named = (f"{', '.join(copies[:shown])} and {len(copies) - shown:,} more" if len(copies) > shown

@@ -188,9 +188,6 @@ class ImageSetInfo(JsonRecord):
     labels: str = "none"  # where the classes came from: manifest | class folders | VOC annotation files | none
     labels_note: str = ""  # e.g. "annotations.csv gives the labels; the class folders were not used"
     from_subfolders: int = 0  # images below their class folder (labelled with its class, as ImageFolder does)
-    # Files byte-identical (sha256) to an image of --train-images: the probe was fit on them, so its accuracy on
-    # them is inflated (page 1 warns; the sanity, corruption and faithfulness samples leave them out).
-    train_copies: tuple[str, ...] = ()
 
 
 # The run's label space is stored as it is: ``inputs.label_space.LabelSpace`` (kind, source, source_detail, names,
@@ -430,6 +427,9 @@ class RunIndex(JsonRecord):
     battery_file: dict[str, Any]
     shards: Optional[tuple[str, ...]] = _optional()  # merged runs: the shard folders
     label_space: LabelSpace = imagenet_space()
+    # Images byte-identical (sha256) to an image of --train-images: the probe was fit on them, so its accuracy on
+    # them is inflated (page 1 warns; the sanity, corruption and faithfulness samples leave them out).
+    train_copies: tuple[str, ...] = ()
 
     @property
     def own_task(self) -> bool:
@@ -667,7 +667,7 @@ class Metrics(JsonRecord):
     device: str = ""  # the run's device (cpu | cuda): it sets the sample sizes the battery file leaves out
     sample_sizes: tuple[SampleSize, ...] = ()
     task: Optional["TaskReport"] = _optional()  # the user's classes only
-    train_copies: tuple[str, ...] = ()  # images also in --train-images (byte-identical): results.json's image_set
+    train_copies: tuple[str, ...] = ()  # images also in --train-images (byte-identical): as in results.json
 
 
 @dataclass(frozen=True)
