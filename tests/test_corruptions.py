@@ -187,7 +187,7 @@ def test_two_backbones_with_different_input_sizes_see_the_same_corrupted_224_cro
         records.append(ImageRecord(file=name, path=IMAGES / name, width=width, height=height,
                                    sha256=file_sha256(IMAGES / name), class_index=None, box=None, size_class=None,
                                    background=None))
-    image_set = ImageSet(IMAGES, tuple(records))
+    image_set = ImageSet(root=IMAGES, records=tuple(records))
     config = AnalysisConfig(corruption_max_images=2, corruption_design="balanced")
     seen, real_corrupt = {}, corruptions.corrupt
 

@@ -4,6 +4,7 @@ scored through an out-of-fold linear probe; a head whose outputs are in another 
 page 1 with the likely mapping; label mistakes stop the run with one line."""
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -176,18 +177,57 @@ def test_compare_shows_the_classes_and_the_task_numbers(own_task_run, lite0_smal
 
 
 def test_a_probe_fit_on_training_images_scores_the_validation_folder(own_task, fast_battery, tmp_path):
+    # Issue 32 (defect 10): two training images planted in the validation folder are flagged, and the run goes on.
+    val = tmp_path / "val"
+    shutil.copytree(own_task / "val", val)
+    planted = sorted((own_task / "train" / "cats").glob("*.jpg"))[:2]
+    for number, path in enumerate(planted):
+        shutil.copyfile(path, val / "cats" / f"zz-planted{number}.jpg")
     out = tmp_path / "out"
-    result = run_cli("run", "--backbone", "efficientnet_lite0", "--images", str(own_task / "val"), "--train-images",
+    result = run_cli("run", "--backbone", "efficientnet_lite0", "--images", str(val), "--train-images",
                      str(own_task / "train"), "--config", str(fast_battery), "--out", str(out), "--quiet",
-                     "--format", "json")
+                     "--format", "json,md")
     assert result.exit_code == 0, result.output
     index, metrics = _index(out), _metrics(out)
     run = index["backbones"][0]["task"]
     assert run["protocol"] == "fit on 45 training images" and run["folds"] == 0 and run["explained_by"] == 45
+    assert run["explained_images"] == []  # fit on none of the run's images
     score = metrics["task"]["scores"]["efficientnet_lite0"]
-    assert score["accuracy"]["n"] == 36 and score["accuracy"]["mean"] > 0.6
+    assert score["accuracy"]["n"] == 38 and score["accuracy"]["mean"] > 0.6
     # The training images are not scored: the validation folder's images are the run's.
-    assert len(index["images"]) == 36
+    assert len(index["images"]) == 38
+    copies = ["cats/zz-planted0.jpg", "cats/zz-planted1.jpg"]
+    assert index["train_copies"] == copies and metrics["train_copies"] == copies
+    page_one = (out / "report.md").read_text().replace("\\", "").split("## 1 ")[0]
+    assert "2 of the 38 images are also in the training images" in page_one
+    assert "cats/zz-planted0.jpg and cats/zz-planted1.jpg" in page_one and "inflated" in page_one
+
+
+def test_corruptions_and_faithfulness_score_a_probe_only_on_images_its_head_did_not_see(own_task, tmp_path):
+    """Issue 32 (defect 1): the explaining head is fit on half of each class (6 of 12), and the corruption,
+    faithfulness and sanity samples hold none of those images (by position and by content)."""
+    battery = tmp_path / "battery.toml"
+    battery.write_text('[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-probe"\n\n[analysis]\n'
+                       "sanity_max_images = 2\ncorruption_max_images = 16\nfaithfulness_max_images = 4\n"
+                       'corruptions = ["gaussian_noise", "brightness"]\nbootstrap_samples = 200\n')
+    out = tmp_path / "out"
+    result = run_cli("run", "--config", str(battery), "--images", str(own_task / "val"), "--out", str(out),
+                     "--quiet", "--format", "json")
+    assert result.exit_code == 0, result.output
+    index = _index(out)
+    entry, = index["backbones"]
+    explained = set(entry["task"]["explained_images"])
+    assert entry["task"]["explained_by"] == len(explained) == 18
+    labels = [image["class_index"] for image in index["images"]]
+    assert sorted(labels[i] for i in explained) == [0] * 6 + [1] * 6 + [2] * 6
+    seen = {index["images"][i]["sha256"] for i in explained}
+    samples = {"corruption": entry["corruption"]["images"], "faithfulness": entry["faithfulness"]["images"],
+               "sanity": entry["sanity"]["images"]}
+    assert entry["corruption"]["status"] == "done" and len(samples["corruption"]) == 16
+    assert entry["faithfulness"]["status"] == "done" and len(samples["faithfulness"]) == 4
+    for name, sample in samples.items():
+        assert sample and not set(sample) & explained, name
+        assert not {index["images"][i]["sha256"] for i in sample} & seen, name
 
 
 def test_training_images_need_the_users_classes(own_task, folder_set_60, tmp_path):

@@ -136,18 +136,23 @@ def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(clust
     _numbers_equal(_metrics(out), theirs)
 
 
-def test_own_classes_on_ray_equal_one_process_with_the_probe_fit_once(cluster, fast_battery, tmp_path):
+def test_own_classes_on_ray_equal_one_process_with_the_probe_fit_once(cluster, tmp_path):
     """Issue 25: an ImageNet backbone on user-named class folders, sharded: the probe is fit once on all images (its
-    out-of-fold probabilities, k-NN and LogME equal the single process's exactly) and the merged task scores match."""
+    out-of-fold probabilities, k-NN and LogME equal the single process's exactly) and the merged task scores match.
+    Issue 32: the shards' corruption sample is the single process's, and holds none of the explaining head's images."""
     import subprocess
 
     from conftest import REPO
+
+    battery = tmp_path / "battery.toml"
+    battery.write_text('[analysis]\nsanity_check = false\ncorruption_max_images = 6\nfaithfulness_max_images = 0\n'
+                       'corruptions = ["brightness"]\nbootstrap_samples = 200\n')
 
     images = tmp_path / "val"
     subprocess.run([sys.executable, str(REPO / "tools" / "synthetic_set.py"), str(images), "--count", "16",
                     "--layout", "own", "--classes", "2"], check=True, capture_output=True)
     common = ("run", "--backbone", "efficientnet_lite0", "--images", str(images), "--batch-size", "2",
-              "--config", str(fast_battery), "--format", "json", "--json")
+              "--config", str(battery), "--format", "json", "--json")
     single = run_cli(*common, "--out", str(tmp_path / "single"))
     assert single.exit_code == 0, single.output
     result = run_cli(*common, "--out", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", cluster,
@@ -163,6 +168,9 @@ def test_own_classes_on_ray_equal_one_process_with_the_probe_fit_once(cluster, f
     one_index = json.loads((tmp_path / "single" / "results" / "results.json").read_text())
     assert ray_index["label_space"] == one_index["label_space"] and ray_index["label_space"]["names"] == ["cats", "coffee"]
     assert ray_index["backbones"][0]["task"] == one_index["backbones"][0]["task"]
+    sampled = one_index["backbones"][0]["corruption"]["images"]
+    assert len(sampled) == 6 and ray_index["backbones"][0]["corruption"]["images"] == sampled
+    assert not set(sampled) & set(one_index["backbones"][0]["task"]["explained_images"])
 
 
 def _small_run(small_image_dir, out, *extra):

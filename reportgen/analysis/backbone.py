@@ -465,7 +465,8 @@ def _stage_timer(timings: dict):
 
 def probe_setup(job: BackboneJob, loaded: Loaded) -> ProbeSetup:
     """The head a probe candidate's heatmaps explain, fit before its CAM pass: on the run's training set (every
-    training image's features), else on a per-class hashed sample of the labelled images."""
+    training image's features), else on a per-class hashed sample of at most half the labelled images (the run's
+    hashed samples leave these out: :func:`~reportgen.analysis.probe.evaluation_set`)."""
     run, head, batches = job.run, job.head, loaded.batches
     if run.train_set is not None:
         train = run.train_set
@@ -481,7 +482,8 @@ def probe_setup(job: BackboneJob, loaded: Loaded) -> ProbeSetup:
     features = pooled_features(loaded.model, batches.subset(sample), run.device, job.count("features", len(sample))) \
         if sample else pooled_features(loaded.model, batches.subset([0]), run.device)
     labels = labels_of(run.image_set)[list(sample)] if sample else np.full(1, -1)
-    return ProbeSetup(explaining_head(features, labels, head.classes, run.config), int(features.shape[1]), len(sample))
+    return ProbeSetup(explaining_head(features, labels, head.classes, run.config), int(features.shape[1]), len(sample),
+                      fit_positions=tuple(int(i) for i in sample))
 
 
 def fit_probe_setup(job: BackboneJob) -> ProbeSetup:
@@ -541,6 +543,7 @@ def measure_backbone(job: BackboneJob) -> MeasuredBackbone:
     if job.probed:
         arrays[keys.PRELOGITS] = analysis.prelogits
         result = replace(result, task=replace(result.task, explained_by=job.setup.fit_images,
+                                              explained_images=job.setup.fit_positions,
                                               feature_dim=job.setup.feature_dim))
         if not job.run.keep_merge_state:  # one process: the probe now; a shard keeps the features for the merge
             with stage("probe_s", release=False):

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..inputs.config import AnalysisConfig
 from ..inputs.images import ImageSet, sample_key
+from ..inputs.label_space import LabelSpace
 from ..inputs.labels import IMAGENET_CLASSES
 from ..results import arrays as keys
 from ..results.schema import BackboneResult, Estimand, Prediction, RankedClass, TaskRun
@@ -30,6 +31,7 @@ class ProbeSetup:
     fit_images: int  # images the explaining head was fit on
     train_features: Optional[np.ndarray] = None  # --train-images: the probe is fit on these
     train_labels: Optional[np.ndarray] = None
+    fit_positions: tuple[int, ...] = ()  # of the run's images, those it was fit on (none with --train-images)
 
 
 def labels_of(image_set: ImageSet) -> np.ndarray:
@@ -43,15 +45,33 @@ def usable_classes(labels: np.ndarray, classes: int, config: AnalysisConfig) -> 
 
 
 def explaining_sample(image_set: ImageSet, classes: int, config: AnalysisConfig) -> tuple[int, ...]:
-    """Positions of the images the explaining head is fit on: of each usable class, the ``probe_explain_per_class``
-    labelled images first by a hash of their content and the seed (the same whatever the file order or the shard)."""
+    """Positions of the images the explaining head is fit on: of each usable class, the first half (at most
+    ``probe_explain_per_class``) of its labelled images by a hash of their content and the seed (the same whatever
+    the file order or the shard). Never more than half: the other half is left for the corruption and faithfulness
+    samples, which score through this head and must be images it did not see (:func:`evaluation_set`)."""
     labels = labels_of(image_set)
     chosen = []
     for c in usable_classes(labels, classes, config):
         members = [i for i in np.flatnonzero(labels == c)]
         members.sort(key=lambda i: (sample_key(config.seed, image_set.records[i].sha256), i))
-        chosen += members[:config.probe_explain_per_class]
+        chosen += members[:min(config.probe_explain_per_class, len(members) // 2)]
     return tuple(sorted(chosen))
+
+
+def evaluation_set(image_set: ImageSet, space: LabelSpace, config: AnalysisConfig,
+                   train_set: Optional[ImageSet] = None) -> ImageSet:
+    """The whole image set with the images a probe's explaining head is fit on left out of its hashed samples (the
+    sanity, corruption and faithfulness samples), so that those checks score every candidate through heads that
+    did not see the image: on the user's classes, the :func:`explaining_sample`, or with ``--train-images`` the
+    evaluation images byte-identical to a training image. The same for every candidate (paired comparisons, and a
+    candidate added to the run changes no other's sample); ImageNet's classes fit no head: unchanged."""
+    if space.is_imagenet:
+        return replace(image_set, unsampled=frozenset())
+    if train_set is not None:
+        seen = {r.sha256 for r in train_set.records}
+    else:
+        seen = {image_set.records[i].sha256 for i in explaining_sample(image_set, space.size, config)}
+    return replace(image_set, unsampled=frozenset(r.sha256 for r in image_set.records if r.sha256 in seen))
 
 
 def explaining_head(features: np.ndarray, labels: np.ndarray, classes: int,
@@ -101,7 +121,9 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
                    feature_dim=int(features.shape[1]), knn_k=config.knn_k, logme=measures.logme, note=measures.note,
                    logme_note=measures.logme_note,
                    explained_by=(setup.fit_images if setup is not None
-                                 else (entry.task.explained_by if entry.task else 0)))
+                                 else (entry.task.explained_by if entry.task else 0)),
+                   explained_images=(setup.fit_positions if setup is not None
+                                     else (entry.task.explained_images if entry.task else ())))
     # No probe (under two usable classes: the note says why): nothing is scored, rather than the placeholder head's
     # constant answer.
     scored_labels = labels if not measures.note or train else np.full_like(labels, -1)

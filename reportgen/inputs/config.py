@@ -309,9 +309,10 @@ class AnalysisConfig:
     # weighted vote at knn_temperature) on the same folds.
     probe_folds: int = 5
     probe_c: float = 1.0
-    # The heatmaps of a probe candidate explain the probe fit on this many labelled images of each class (chosen by
-    # content hash and seed): one forward pass over them before the CAM pass, which itself keeps every image's
-    # features for the cross-validated probe.
+    # The heatmaps of a probe candidate explain the probe fit on at most this many labelled images of each class,
+    # and never more than half of it (chosen by content hash and seed: the other half is where the corruption and
+    # faithfulness checks, which score through this head, draw their images): one forward pass over them before the
+    # CAM pass, which itself keeps every image's features for the cross-validated probe.
     probe_explain_per_class: int = 32
     knn_k: int = 20
     knn_temperature: float = 0.07

@@ -65,7 +65,7 @@ class LabelSource:
     NONE = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageSet:
     """A validated image set, or a slice of one: the driver of a sharded run validates the whole set once and
     hands each shard its records, annotations included, so no shard re-derives them."""
@@ -76,6 +76,10 @@ class ImageSet:
     labels_note: str = ""  # e.g. the manifest won over class folders
     # A slice keeps the whole set's sampling: ((seed, count, cutoff key), ...), "" when the sample is every image.
     sample_cutoffs: tuple = ()
+    # Content hashes the hashed samples leave out: the images a probe's explaining head is fit on. The corruption
+    # and faithfulness checks score through that head, and on an image it saw they measure memory, not robustness
+    # (analysis.probe.evaluation_set sets it, on the whole set, before any slicing).
+    unsampled: frozenset = frozenset()
 
     @property
     def sha256(self) -> str:
@@ -101,18 +105,20 @@ class ImageSet:
         """Consecutive slices of at most ``size`` records; each keeps the set's root, labels and skipped list, and
         the whole set's hashed samples of ``sample_counts`` images (so a shard samples exactly the images one
         process would, and shards merge exactly)."""
-        keys = sorted(sample_key(seed, r.sha256) for r in self.records)
+        keys = sorted(sample_key(seed, r.sha256) for r in self.records if r.sha256 not in self.unsampled)
         cutoffs = tuple((seed, count, keys[count - 1] if count < len(keys) else "") for count in sorted(set(sample_counts)))
         return [replace(self, records=self.records[start:start + size], sample_cutoffs=cutoffs)
                 for start in range(0, len(self.records), size)]
 
     def sample_positions(self, count: int, seed: int) -> tuple[int, ...]:
         """Positions (in this set or slice) of the images in the hashed sample of at most ``count`` images of the
-        whole set (see :func:`hashed_sample`)."""
+        whole set (see :func:`hashed_sample`), none of them ``unsampled``."""
+        eligible = [i for i, r in enumerate(self.records) if r.sha256 not in self.unsampled]
         for cut_seed, cut_count, cutoff in self.sample_cutoffs:
             if (cut_seed, cut_count) == (seed, count):
-                return tuple(i for i, r in enumerate(self.records) if not cutoff or sample_key(seed, r.sha256) <= cutoff)
-        return hashed_sample([r.sha256 for r in self.records], count, seed)
+                return tuple(i for i in eligible
+                             if not cutoff or sample_key(seed, self.records[i].sha256) <= cutoff)
+        return tuple(eligible[j] for j in hashed_sample([self.records[i].sha256 for i in eligible], count, seed))
 
 
 def image_set_digest(rows) -> str:
@@ -134,6 +140,12 @@ def hashed_sample(content_hashes, count: int, seed: int) -> tuple[int, ...]:
     sanity check's 32 images are among the corruption check's 64."""
     ranked = sorted(range(len(content_hashes)), key=lambda i: (sample_key(seed, content_hashes[i]), i))
     return tuple(sorted(ranked[:count]))
+
+
+def copies_in(image_set: ImageSet, other: ImageSet) -> tuple[str, ...]:
+    """Files of ``image_set`` byte-identical (the same sha256) to an image of ``other``, in set order."""
+    hashes = {r.sha256 for r in other.records}
+    return tuple(r.file for r in image_set.records if r.sha256 in hashes)
 
 
 def default_image_dir() -> Path:
@@ -206,7 +218,7 @@ def load_image_set(root: Path, space: LabelSpace, config=None,
         reasons = "; ".join(f"{s.file}: {s.reason}" for s in skipped[:3])
         raise InputDataError(f"every image in {root} was skipped ({reasons}{'; ...' if len(skipped) > 3 else ''}); "
                              "add readable images.")
-    return ImageSet(root, tuple(records), tuple(skipped), labels, labels_note)
+    return ImageSet(root=root, records=tuple(records), skipped=tuple(skipped), labels=labels, labels_note=labels_note)
 
 
 def _record(entry: ListedImage, image: Image.Image, how: str, config) -> ImageRecord:

@@ -12,7 +12,7 @@ from typing import Optional
 from .. import __version__
 from ..errors import InputDataError, OutputError, ReportgenError, UsageError
 from ..inputs.decoded import DecodedInputs
-from ..inputs.images import ImageSet, LabelSource, default_image_dir, load_image_set
+from ..inputs.images import ImageSet, LabelSource, copies_in, default_image_dir, load_image_set
 from ..inputs.labels import HeadNames, LabelSpace, choose_label_space, checkpoint_label_names
 from ..report.render import render_report
 from ..results.schema import CostReport
@@ -49,6 +49,7 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     for runs whose workers decode their own slices)."""
     from ..analysis.autolayers import resolve_backbones
     from ..analysis.environment import device_note, resolve_device
+    from ..analysis.probe import evaluation_set
     from ..analysis.weights import parse_checkpoints, plan_weights, require_available
     from ..inputs.config import with_device_sample_sizes
 
@@ -93,6 +94,13 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
         raise
     if image_set.labels_note:
         note(f"note: {image_set.labels_note}")
+    # On the whole set, before a Ray run slices it: the hashed samples leave out what a probe's head is fit on.
+    image_set = evaluation_set(image_set, class_names, request.config, train_set)
+    copies = copies_in(image_set, train_set) if train_set is not None else ()
+    if copies:
+        note(f"warning: {len(copies)} of the images are byte-identical to --train-images images (e.g. "
+             f"{', '.join(copies[:3])}): the probes are fit on them, so their accuracy on them is inflated; the "
+             "report says so on page 1")
     return PreparedRun(request=request, plans=plans, image_set=image_set, class_names=class_names, device=device,
                        decoded=decoded, device_note=device_note(request.device, device), heads=heads,
                        train_set=train_set)
@@ -223,7 +231,8 @@ def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tup
     index = replace(index, battery_file=prepared.request.battery.raw,
                     skipped_images=tuple(image_set.skipped),
                     image_set=replace(index.image_set, root_name=image_set.root.name, labels=image_set.labels,
-                                      labels_note=image_set.labels_note))
+                                      labels_note=image_set.labels_note),
+                    train_copies=copies_in(image_set, prepared.train_set) if prepared.train_set is not None else ())
     mark = time.perf_counter()
     score_and_write(index, merged)
     outcome = BatteryOutcome(merged)

@@ -17,7 +17,7 @@ from ..errors import OutputError
 from ..inputs.config import AnalysisConfig
 from ..inputs.decoded import DISPLAY, DISPLAY_BYTES_ESTIMATE, DecodedInputs, display_geometry
 from ..inputs.decoding import load_rgb
-from ..inputs.images import ImageSet
+from ..inputs.images import ImageSet, copies_in
 from ..results.keys import analysis_key
 from ..results.schema import (SCHEMA_VERSION, CostReport, ImageEntry, ImageSetInfo, RunIndex,
                               WeightsMode)
@@ -151,7 +151,8 @@ class BatteryRun:
         head = self.heads.get(name)
         train_set = self.settings.train_set
         return "|".join([space.kind, *space.names, str(head.estimand if head else ""),
-                         train_set.sha256 if train_set is not None else "", _setup_digest(self.setups.get(name))])
+                         train_set.sha256 if train_set is not None else "", _setup_digest(self.setups.get(name)),
+                         _unsampled_digest(self.settings.image_set)])
 
     def job(self, plan):
         """One backbone's :class:`~reportgen.analysis.backbone.BackboneJob` (imports torch)."""
@@ -160,6 +161,13 @@ class BatteryRun:
         name = plan.backbone.name
         return BackboneJob(plan=plan, run=self.settings, head=self.heads.get(name) or IMAGENET_HEAD,
                            setup=self.setups.get(name))
+
+
+def _unsampled_digest(image_set: ImageSet) -> str:
+    """The images the hashed samples leave out (those a probe's explaining head saw) change every sample."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(image_set.unsampled)).encode()).hexdigest() if image_set.unsampled else ""
 
 
 def _setup_digest(setup) -> str:
@@ -200,8 +208,11 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     made while loading the set (decoded here when not given); removed when the run ends."""
     from ..analysis.backbone import RunSettings
     from ..analysis.environment import library_versions, long_lived_objects_frozen
+    from ..analysis.probe import evaluation_set
 
     results_dir = Path(results_dir)
+    if not keep_merge_state:  # the whole set (a shard's slice carries the whole set's samples)
+        image_set = evaluation_set(image_set, class_names, config, train_set)
     (results_dir / "images").mkdir(parents=True, exist_ok=True)
     (results_dir / BACKBONES_DIR).mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(results_dir)
@@ -231,7 +242,7 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         images=image_entries(image_set, class_names.name),
         skipped_images=tuple(image_set.skipped),
         backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {},
-        label_space=class_names)
+        label_space=class_names, train_copies=copies_in(image_set, train_set) if train_set is not None else ())
     write_json(results_dir / COST, CostReport(costs))
     progress(f"scoring: CAM metrics, calibration, corruptions and faithfulness, {config.bootstrap_samples:,} paired "
              "bootstrap draws")

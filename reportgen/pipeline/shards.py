@@ -27,7 +27,11 @@ def image_slices(images_dir: Path | str, size: int, config: AnalysisConfig = Ana
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise UsageError(f"image_slices: size = {size!r}; give an integer >= 1.")
-    image_set = load_image_set(Path(images_dir).resolve(), space or _imagenet(), config)
+    from ..analysis.probe import evaluation_set
+
+    space = space or _imagenet()
+    # The whole set's hashed samples leave out what a probe's explaining head is fit on (as in one process).
+    image_set = evaluation_set(load_image_set(Path(images_dir).resolve(), space, config), space, config)
     return image_set.slices(whole_batches(size, config.batch_size), config.seed, sample_counts(config))
 
 

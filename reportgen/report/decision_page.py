@@ -273,6 +273,20 @@ def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskRepor
     return tuple(out)
 
 
+def _train_copies_warning(index: RunIndex, shown: int = 3) -> tuple:
+    """Evaluation images that are also training images (--train-images, byte-identical): a probe fit on an image
+    scores it from memory, so the probe's accuracy is inflated by them (the run goes on; the user decides)."""
+    copies = index.train_copies
+    if not copies:
+        return ()
+    named = (f"{', '.join(copies[:shown])} and {len(copies) - shown:,} more" if len(copies) > shown
+             else listing(copies))
+    return ((text(f"{len(copies):,} of the {len(index.images):,} images are also in the training images ", strong=True),
+             text(f"(byte-identical: {named}): the probes were fit on them, so their "
+                  "accuracy on these images is inflated. Remove them from --images or from --train-images and run "
+                  "again.")),)
+
+
 def _who(decision: Decision, name: Optional[str]) -> str:
     candidate = decision.candidate(name)
     return candidate.display_name if candidate else str(name)
@@ -533,7 +547,8 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
                         machine=_machine(decision) + _timing(decision, cost) + _samples(index),
                         rows=candidate_cells(decision, estimands), busy=_busy(decision),
                         degenerate=tuple(degenerate_warning(found) for found in decision.degenerate),
-                        task=_task_sentence(decision, index, task), task_warnings=_task_warnings(decision, index, task),
+                        task=_task_sentence(decision, index, task),
+                        task_warnings=_train_copies_warning(index) + _task_warnings(decision, index, task),
                         accuracy_header=accuracy_header, columns=column_headers(accuracy_header, index.own_task),
                         gate=_gate(gate), gate_rows=gate_cells(gate) if gate is not None else ())
 

@@ -206,7 +206,8 @@ class ExcludedClass(JsonRecord):
 @dataclass(frozen=True, kw_only=True)
 class TaskRun(JsonRecord):
     """How a candidate was scored on the user's classes. Its probabilities (the ``logits`` array: log-probabilities
-    for a probe) are out-of-fold for a probe; the heatmaps explain the probe fit on every labelled image."""
+    for a probe) are out-of-fold for a probe; the heatmaps explain the probe fit on a per-class sample of at most
+    half the labelled images (or on --train-images)."""
     estimand: Estimand
     head_outputs: int  # outputs of the head stored with the weights
     protocol: str = ""  # a probe's: "5-fold stratified cross-validation" | "fit on N training images"
@@ -219,6 +220,9 @@ class TaskRun(JsonRecord):
     note: str = ""  # why there is no probe, when there is none
     logme_note: str = ""  # why LogME is not measured, when it is not
     explained_by: int = 0  # images the head the heatmaps explain was fit on (a per-class sample, or --train-images)
+    # Positions (in the run's images) of the per-class sample it was fit on; () with --train-images. The sanity,
+    # corruption and faithfulness samples hold none of them (a head scores only images it did not see).
+    explained_images: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -423,6 +427,9 @@ class RunIndex(JsonRecord):
     battery_file: dict[str, Any]
     shards: Optional[tuple[str, ...]] = _optional()  # merged runs: the shard folders
     label_space: LabelSpace = imagenet_space()
+    # Images byte-identical (sha256) to an image of --train-images: the probe was fit on them, so its accuracy on
+    # them is inflated (page 1 warns; the sanity, corruption and faithfulness samples leave them out).
+    train_copies: tuple[str, ...] = ()
 
     @property
     def own_task(self) -> bool:
@@ -660,6 +667,7 @@ class Metrics(JsonRecord):
     device: str = ""  # the run's device (cpu | cuda): it sets the sample sizes the battery file leaves out
     sample_sizes: tuple[SampleSize, ...] = ()
     task: Optional["TaskReport"] = _optional()  # the user's classes only
+    train_copies: tuple[str, ...] = ()  # images also in --train-images (byte-identical): as in results.json
 
 
 @dataclass(frozen=True)

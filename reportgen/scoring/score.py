@@ -192,7 +192,7 @@ def slimming_score(entry: BackboneResult, labels: list, arrays: dict, draws: Pai
         return SlimmingScore(status=run.status, unit=run.unit, reason=run.reason, params_removed=run.params_removed,
                              macs_removed=run.macs_removed, agreement=None, top1_full=None, top1_slim=None,
                              top1_change=None, kl=None, deep_cam_spearman=None)
-    # The slimmed model runs through the head the CAMs explain (for a probe, the one fit on every labelled image).
+    # The slimmed model runs through the head the CAMs explain (for a probe, the one fit on a per-class sample).
     full = (np.asarray(arrays[keys.HEAD_TOP1]) if keys.HEAD_TOP1 in arrays
             else np.array([p.top1.index for p in entry.predictions]))
     slim = arrays[keys.SLIM_TOP1]
@@ -239,6 +239,7 @@ def score(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> Metri
         device=index.device,
         sample_sizes=sample_sizes(index),
         task=task_report(index, arrays_of, config, draws),
+        train_copies=index.train_copies,
     )
 
 
