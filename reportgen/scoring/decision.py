@@ -169,7 +169,7 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
                     arrays_of: Optional[Callable[[str], dict]] = None) -> DecisionInputs:
     """Stage 1, measure: every criterion for every candidate, on the run's paired draws."""
     vectors = Vectors(index, metrics.per_image)
-    mix = size_mix(index, vectors)
+    mix = size_mix(index)
     classes = timing_classes(index, cost)
     measuring = CriterionInputs(index=index, vectors=vectors, draws=draws, cost=cost, classes=classes, mix=mix,
                                 # corruption and faithfulness read the same candidate's arrays: load them once
@@ -221,7 +221,7 @@ def _shared(index: RunIndex, values: CriterionValues, weights: dict, passing: li
     """Stage 4, compare like with like: a criterion that some compared candidate has no value for is left out for
     all of them. The weights of the criteria they share, and (criterion, ((display name, why), ...)) of the others."""
     shared, unshared = dict(weights), []
-    if len(passing) > 1:
+    if passing:  # one candidate too: each score reads every criterion weighed (ranking.weighted_scores)
         for criterion in weights:
             lacking = [k for k in passing if not np.isfinite(values.point[criterion][k])]
             if lacking:
