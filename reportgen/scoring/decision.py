@@ -11,7 +11,10 @@ members' timings are measurements of one latency (:func:`~reportgen.scoring.timi
 better. The scales are the rows of :data:`~reportgen.scoring.criteria.CRITERIA` (docs/decision.md lists them).
 Candidates are compared on the criteria they share: a criterion that a compared candidate has no value for is left
 out for every candidate (scoring each on its own subset would not be neutral, since criteria sit at very different
-typical levels), and page 1 says which criterion was left out for whom. A score is the weighted mean of those.
+typical levels), and page 1 says which criterion was left out for whom. A score is the weighted mean of those. In
+a draw, a candidate that lacks one of them there has no score (it cannot win that draw) and the others keep theirs,
+so each candidate's scores read its own values only; the size mix is the boxed images' and the labelled count the
+images' own, so neither depends on who else is in the run (issue 32: tests/test_invariance.py).
 
 Noise: one paired bootstrap (:mod:`reportgen.scoring.bootstrap`) resamples the images for every candidate and
 criterion at once and, in the same draws, every candidate's timed latency passes; as in SMAA, each draw also draws

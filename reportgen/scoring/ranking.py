@@ -90,8 +90,8 @@ def weighted_scores(utilities: dict, weights: dict) -> np.ndarray:
 
 def win_shares(scores: np.ndarray) -> np.ndarray:
     """(B, K) scores -> (K,) share of rows in which each column is first; a win is shared only on an exact tie (so a
-    column below the best in every row never changes another's share); NaN never first. A row in which no column
-    has a score (a draw that lost every criterion) decides nothing and is left out, so the shares sum to 1."""
+    column below the best in every row never changes another's share); NaN (a candidate without a value in that
+    draw) never first. A row in which no column has a score decides nothing and is left out, so the shares sum to 1."""
     filled = np.where(np.isfinite(scores), scores, -np.inf)
     best = filled.max(axis=1, keepdims=True)
     first = (filled == best) & np.isfinite(best)
