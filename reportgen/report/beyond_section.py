@@ -7,6 +7,7 @@ from typing import Optional
 
 from ..inputs.config import CORRUPTION_CROP, CORRUPTION_RESIZE
 from ..results.schema import CalibrationScore, CorruptionScore, FaithfulnessScore, Interval, RunIndex, RunStatus
+from ..scoring.criteria import labelled_images
 from . import figures
 from .figure_numbers import Figure, FigureNumbers
 from .formatting import MISSING, bracket, missing, num
@@ -76,7 +77,7 @@ def build_beyond(index: RunIndex, metrics, numbered: FigureNumbers, config) -> B
         "fig-reliability", "Reliability diagrams: accuracy against mean top-1 confidence in 15 equal-width bins "
         "(marker area ~ images); the dotted diagonal is a calibrated model.",
         figures.reliability_plot([r.display_name for r in measured], [r.score for r in measured])) if measured else None
-    labelled = calibration[0].score.labelled if calibration else 0
+    labelled = labelled_images(index)  # the decision's count (from the images, not the first candidate)
     if not measured:
         calibration_note = (text("Calibration not measured: " + (calibration[0].score.reason if calibration else
                                                                    "no backbone") + "."),)

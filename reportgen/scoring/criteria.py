@@ -173,7 +173,10 @@ def size(inputs: CriterionInputs, k: int, name: str) -> tuple:
 
 
 def labelled_images(index: RunIndex) -> int:
-    return int(sum(p.correct_top1 is not None for p in index.backbones[0].predictions)) if index.backbones else 0
+    """The run's labelled images, counted from the images (their class), not from a candidate's predictions: a probe
+    that could not be fit scores none, and the count (calibration's minimum, page 1's "on n images") must not
+    depend on which candidate the battery lists first (issue 32, defect 11)."""
+    return sum(image.class_index is not None for image in index.images)
 
 
 def _too_few_labelled(index: RunIndex, cost: CostReport) -> Optional[str]:
@@ -215,7 +218,7 @@ CRITERIA: tuple[Criterion, ...] = (
               scale=_times_100, measure=accuracy, why_missing="no labelled images", shown=_accuracy_shown),
     Criterion(key="localisation", label="localisation", points="100 × (1 − 1/mass_ratio)",
               scale=_localisation_points, measure=localisation, why_missing="no boxed images with a size class",
-              why_lacking="no usable deep-layer CAM on a boxed image with a size class"),
+              why_lacking="no usable deep-layer CAM on the boxed images of a size class in the set"),
     Criterion(key="clutter", label="clutter", points="100 × cluttered / clean mass_ratio", scale=_times_100,
               measure=clutter, why_missing="no boxed images on both clean and cluttered backgrounds",
               why_lacking="no usable deep-layer CAM on boxed images of both backgrounds"),
@@ -280,9 +283,12 @@ def utility(key: str, value):
         return scale(value)
 
 
-def size_mix(index: RunIndex, vectors: Vectors) -> dict:
-    boxed = [image.size for n, image in enumerate(index.images) if image.size in SIZES and image.box is not None
-             and any(np.isfinite(vectors.backbone(b.name, "deep", "mass_ratio")[n]) for b in index.backbones)]
+def size_mix(index: RunIndex) -> dict:
+    """size -> share of the boxed images with a size class: the set's own mix, from the images alone. Counting only
+    the images some candidate has a CAM value on made every candidate's localisation weights depend on who else was
+    in the run (a dominated candidate with CAMs on small objects flipped the pick: issue 32, defect 3); a candidate
+    with no value on a size class of the mix now lacks localisation itself."""
+    boxed = [image.size for image in index.images if image.size in SIZES and image.box is not None]
     return {size: boxed.count(size) / len(boxed) for size in SIZES if boxed.count(size)} if boxed else {}
 
 

@@ -11,7 +11,10 @@ members' timings are measurements of one latency (:func:`~reportgen.scoring.timi
 better. The scales are the rows of :data:`~reportgen.scoring.criteria.CRITERIA` (docs/decision.md lists them).
 Candidates are compared on the criteria they share: a criterion that a compared candidate has no value for is left
 out for every candidate (scoring each on its own subset would not be neutral, since criteria sit at very different
-typical levels), and page 1 says which criterion was left out for whom. A score is the weighted mean of those.
+typical levels), and page 1 says which criterion was left out for whom. A score is the weighted mean of those. In
+a draw, a candidate that lacks one of them there has no score (it cannot win that draw) and the others keep theirs,
+so each candidate's scores read its own values only; the size mix is the boxed images' and the labelled count the
+images' own, so neither depends on who else is in the run (issue 32: tests/test_invariance.py).
 
 Noise: one paired bootstrap (:mod:`reportgen.scoring.bootstrap`) resamples the images for every candidate and
 criterion at once and, in the same draws, every candidate's timed latency passes; as in SMAA, each draw also draws
@@ -174,7 +177,7 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
                     arrays_of: Optional[Callable[[str], dict]] = None) -> DecisionInputs:
     """Stage 1, measure: every criterion for every candidate, on the run's paired draws."""
     vectors = Vectors(index, metrics.per_image)
-    mix = size_mix(index, vectors)
+    mix = size_mix(index)
     classes = timing_classes(index, cost)
     measuring = CriterionInputs(index=index, vectors=vectors, draws=draws, cost=cost, classes=classes, mix=mix,
                                 # corruption and faithfulness read the same candidate's arrays: load them once
@@ -235,7 +238,7 @@ def _shared(index: RunIndex, values: CriterionValues, weights: dict, passing: li
     """Stage 4, compare like with like: a criterion that some compared candidate has no value for is left out for
     all of them. The weights of the criteria they share, and (criterion, ((display name, why), ...)) of the others."""
     shared, unshared = dict(weights), []
-    if len(passing) > 1:
+    if passing:  # one candidate too: each score reads every criterion weighed (ranking.weighted_scores)
         for criterion in weights:
             lacking = [k for k in passing if not np.isfinite(values.point[criterion][k])]
             if lacking:

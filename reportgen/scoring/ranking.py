@@ -60,29 +60,38 @@ class Ranking:
 
 
 def weighted_scores(utilities: dict, weights: dict) -> np.ndarray:
-    """Weighted mean of the criteria the candidates share. ``utilities[c]``: (..., K) points, NaN = missing;
-    ``weights[c]``: scalar or (...,) per draw. In each row (a draw, or the point estimates) a criterion counts only
-    where every one of the K candidates has a value, so all are scored on the same criteria (a candidate scored on
-    the mean of its own subset would gain or lose by what it lacks: criteria sit at very different typical levels).
-    Returns (..., K); NaN where the candidates share no criterion."""
-    total = weighted = None
+    """Weighted mean of the criteria. ``utilities[c]``: (..., K) points, NaN = missing; ``weights[c]``: scalar or
+    (...,) per draw. Every candidate is scored on the same criteria: those of ``weights`` (the decision leaves out,
+    for every candidate, a criterion some compared candidate has no point value for), each counting wherever its
+    weight is positive. A candidate that lacks one of them in a row (a draw, or the point estimates) has no score
+    there (NaN: it cannot win that draw); the others keep theirs. Until issue 32 (defect 4) such a criterion was left
+    out of that row for every candidate, so a dominated candidate whose value is missing in some draws changed the
+    others' scores in them and moved their P(best) (0.495/0.505 to 0.344/0.656). Each candidate's score now reads
+    its own values and the weights only. Returns (..., K); NaN where no criterion has a positive weight."""
+    total = weighted = lacking = None
     for criterion, points in utilities.items():
+        points = np.asarray(points, dtype=np.float64)
         weight = np.asarray(weights[criterion], dtype=np.float64)
         if weight.ndim:
             weight = weight[..., None]
-        have = np.broadcast_to(np.isfinite(points).all(axis=-1, keepdims=True), np.shape(points))
-        term_w = np.where(have, weight, 0.0)
-        term = np.where(have, points, 0.0) * term_w
+        shape = np.broadcast_shapes(weight.shape, points.shape)
+        counts = np.broadcast_to(weight > 0, shape)  # a weight of 0 (the gate's leave_out) reads nothing
+        term = np.where(counts, np.where(np.isfinite(points), points, 0.0) * weight, 0.0)
+        missing = counts & ~np.isfinite(points)
+        term_w = np.broadcast_to(np.where(weight > 0, weight, 0.0), shape)
         total = term_w if total is None else total + term_w
         weighted = term if weighted is None else weighted + term
+        lacking = missing if lacking is None else lacking | missing
+    if total is None:
+        raise ValueError("weighted_scores needs at least one criterion")
     with np.errstate(invalid="ignore", divide="ignore"):
-        return weighted / total
+        return np.where(lacking | (total <= 0), np.nan, weighted / np.where(total > 0, total, 1.0))
 
 
 def win_shares(scores: np.ndarray) -> np.ndarray:
     """(B, K) scores -> (K,) share of rows in which each column is first; a win is shared only on an exact tie (so a
-    column below the best in every row never changes another's share); NaN never first. A row in which no column
-    has a score (a draw that lost every criterion) decides nothing and is left out, so the shares sum to 1."""
+    column below the best in every row never changes another's share); NaN (a candidate without a value in that
+    draw) never first. A row in which no column has a score decides nothing and is left out, so the shares sum to 1."""
     filled = np.where(np.isfinite(scores), scores, -np.inf)
     best = filled.max(axis=1, keepdims=True)
     first = (filled == best) & np.isfinite(best)
