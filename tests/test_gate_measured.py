@@ -202,3 +202,21 @@ def test_a_third_candidate_without_latency_leaves_the_busy_rule_of_a_pair(monkey
                                   latency_samples={**samples, "untimed": ()}, loads=loads)
     assert "latency" not in decision.weights
     assert [r for r in joined.rows if r.challenger == "twin"] == [row]
+
+
+def test_p_better_reads_a_draw_as_page_1_does_a_candidate_without_a_score_there_loses_it():
+    """A draw where the champion lacks a value (its score NaN, as for page 1's P(best)) is a draw the challenger
+    wins; one where the challenger lacks it, a draw it does not; draws where neither has a score decide nothing.
+    Counted by hand over 10 draws."""
+    from reportgen.scoring.bootstrap import paired_draws
+    from reportgen.scoring.criteria import CriterionValues
+    from reportgen.scoring.gate import _p_better
+
+    draws = paired_draws([0] * 4, 10, 0)
+    champion = np.array([0.5, 0.5, 0.5, np.nan, np.nan, 0.5, 0.5, 0.5, np.nan, 0.5])
+    challenger = np.array([0.6, 0.4, np.nan, 0.6, np.nan, 0.6, 0.4, 0.6, 0.4, 0.6])
+    raw = CriterionValues(point={"accuracy": np.array([0.5, 0.6])},
+                          draws={"accuracy": np.stack([champion, challenger], axis=1)})
+    p, _ = _p_better(raw, {"accuracy": 1.0}, 0, 1, draws, 0.0)
+    # decided: every draw but the 5th (9); better: draws 1, 4 (champion NaN), 6, 8, 9 (champion NaN), 10 -> 6 of 9
+    assert p == pytest.approx(6 / 9)

@@ -113,7 +113,8 @@ def pair_criteria(raw: CriterionValues, weighable: dict, k0: int, k1: int) -> di
 
 def _p_better(raw: CriterionValues, weights: dict, k0: int, k1: int, draws: PairedDraws, uncertainty: float,
               leave_out: str = "") -> tuple:
-    """(P(challenger's score > champion's), (B,) score differences) over the draws in which both have a score;
+    """(P(challenger's score > champion's), (B,) score differences) over the draws in which either has a score (one
+    without a score in a draw loses it, as on page 1);
     ``weights``: :func:`pair_criteria`, drawn per draw as the decision draws them for that set (so in a run of the
     two alone, both meeting the constraints and never tied, P(better) is the challenger's P(best) on page 1). ``leave_out``: a criterion taken out after the
     weights are drawn (the others keep their draws). (None, None) when nothing is left to compare."""
@@ -126,10 +127,14 @@ def _p_better(raw: CriterionValues, weights: dict, k0: int, k1: int, draws: Pair
     utilities = {c: utility(c, raw.draws[c][:, [k0, k1]]) for c in kept}
     scores = weighted_scores(utilities, {c: drawn[c] for c in kept})
     difference = scores[:, 1] - scores[:, 0]
-    finite = np.isfinite(difference)
-    if not finite.any():
+    champion, challenger = np.isfinite(scores[:, 0]), np.isfinite(scores[:, 1])
+    decided = champion | challenger
+    if not decided.any():
         return None, None
-    return float(np.mean(difference[finite] > 0)), difference
+    # As page 1's P(best) reads a draw: a candidate lacking a value there has no score and cannot win it, so the
+    # challenger is better where it has a score and the champion has none, and not better where it has none.
+    better = challenger & (~champion | (difference > 0))
+    return float(np.mean(better[decided])), difference
 
 
 def check_candidates(settings: GateSettings, names: list, untrained: bool = False) -> None:
