@@ -209,7 +209,7 @@ class TaskRun(JsonRecord):
     for a probe) are out-of-fold for a probe; the heatmaps explain the probe fit on every labelled image."""
     estimand: Estimand
     head_outputs: int  # outputs of the head stored with the weights
-    protocol: str = ""  # a probe's: "5-fold stratified cross-validation" | "fit on N training images"
+    protocol: str = ""  # a probe's: "5-fold stratified cross-validation, 5 repeats" | "fit on N training images"
     folds: int = 0
     classes_used: tuple[int, ...] = ()
     excluded: tuple[ExcludedClass, ...] = ()
@@ -219,6 +219,12 @@ class TaskRun(JsonRecord):
     note: str = ""  # why there is no probe, when there is none
     logme_note: str = ""  # why LogME is not measured, when it is not
     explained_by: int = 0  # images the head the heatmaps explain was fit on (a per-class sample, or --train-images)
+    repeats: int = 0  # a cross-validated probe's repeats (its probabilities and k-NN votes averaged over them)
+    # The variance of the refit cross-validated accuracy over that of the fixed out-of-fold outcomes' mean (>= 1):
+    # the paired bootstrap's spread of the probe's (the k-NN's) accuracy is scaled by its square root, so the
+    # interval includes refitting. None: not measured (a training set: the fitted probe's own interval).
+    refit_ratio: Optional[float] = None
+    knn_refit_ratio: Optional[float] = None
 
 
 @dataclass(frozen=True)
