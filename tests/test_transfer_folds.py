@@ -37,6 +37,15 @@ def test_copies_of_an_image_always_share_a_fold():
         for train, test in splits:
             assert not set(codes[train]) & set(codes[test])
             assert set(np.unique(labels[test])) == {0, 1, 2}  # still stratified
+    # Singletons (no copies): each class spread as evenly as StratifiedKFold spreads it, 20 images -> 4 per fold.
+    for splits in cv_splits(labels, np.arange(60), folds=5, repeats=3, seed=0):
+        for _, test in splits:
+            assert np.bincount(labels[test], minlength=3).tolist() == [4, 4, 4]
+    uneven = np.repeat(np.arange(3), [7, 11, 13])  # 31 images: fold sizes differ by at most one, per class too
+    for splits in cv_splits(uneven, np.arange(31), folds=5, repeats=3, seed=1):
+        per_class = np.array([np.bincount(uneven[test], minlength=3) for _, test in splits])
+        assert (per_class.max(0) - per_class.min(0) <= 1).all()
+        assert max(t.size for _, t in splits) - min(t.size for _, t in splits) <= 1
 
 
 def test_planted_duplicates_do_not_inflate_the_knn_or_the_probe():
@@ -128,6 +137,10 @@ def test_refits_measure_a_ratio_and_widen_the_draws_around_the_point():
     drawn = np.array([0.4, 0.5, 0.6])
     assert np.allclose(widened(0.5, drawn, 4.0), [0.3, 0.5, 0.7])
     assert widened(0.5, drawn, None) is drawn
+    assert m.protocol == "5-fold stratified cross-validation, 5 repeats"
+    unwidened = transfer_measures(x, y, 3, seed=1, explain=False, refits=0)
+    assert unwidened.refit_ratio is None
+    assert unwidened.protocol.endswith("; accuracy interval conditional on the fitted folds")
     trained = transfer_measures(x, y, 3, train_features=x, train_labels=y, explain=False, refits=6)
     assert trained.refit_ratio is None and trained.repeats == 0  # a fitted probe: its own interval
 

@@ -314,7 +314,7 @@ class AnalysisConfig:
     probe_repeats: int = 5
     # The accuracy interval includes refitting: one cross-validation is refit on probe_refits bootstrap resamples of
     # the images, and the paired bootstrap's spread is scaled by the variance ratio they measure (0: not measured,
-    # the interval is then conditional on the fitted folds, and page 1 says so).
+    # the interval is then conditional on the fitted folds, and the task section's protocol says so).
     probe_refits: int = 10
     probe_c: float = 1.0
     # The heatmaps of a probe candidate explain the probe fit on this many labelled images of each class (chosen by
