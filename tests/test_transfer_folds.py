@@ -153,3 +153,24 @@ def test_config_validates_repeats_and_refits_and_the_record_keeps_them():
     run = TaskRun(estimand=Estimand.LINEAR_PROBE, head_outputs=1000, repeats=5, refit_ratio=1.7,
                   knn_refit_ratio=1.2)
     assert TaskRun.from_json(run.to_json()) == run
+
+
+def test_the_widened_interval_is_the_bootstrap_interval_scaled_around_the_point():
+    """Percentiles commute with an increasing affine map: the widened interval's ends are point + sqrt(ratio) x
+    (the paired bootstrap's ends - point), by hand; the task table's probe and k-NN accuracy use it."""
+    from reportgen.scoring.bootstrap import interval, paired_draws
+    from reportgen.scoring.task_report import _accuracy
+    from reportgen.scoring.vectors import interval_of
+    rng = np.random.default_rng(0)
+    correct = (rng.random(80) < 0.6).astype(float)
+    draws = paired_draws([0] * 80, 1000, 3)
+    plain = interval_of(correct, draws)
+    wide = interval_of(correct, draws, 2.25)
+    point = correct.mean()
+    assert wide.mean == plain.mean == pytest.approx(point)
+    assert wide.ci_low == pytest.approx(point - 1.5 * (point - plain.ci_low))
+    assert wide.ci_high == pytest.approx(point + 1.5 * (plain.ci_high - point))
+    truth = np.repeat([0, 1], 40)
+    pred = np.where(correct > 0, truth, 1 - truth)
+    assert _accuracy(truth, pred, draws, 2.25) == wide
+    assert widened(0.95, np.array([0.9, 1.0]), 9.0).tolist() == pytest.approx([0.8, 1.0])  # 1.1 kept at 1

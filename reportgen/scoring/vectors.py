@@ -65,12 +65,14 @@ class Vectors:
 
 
 def widened(point: float, drawn: np.ndarray, ratio: Optional[float]) -> np.ndarray:
-    """The draws' spread around ``point`` scaled by sqrt(``ratio``) (a variance ratio >= 1; None: unchanged): a
+    """An accuracy's draws, their spread around ``point`` scaled by sqrt(``ratio``) (a variance ratio >= 1; None:
+    unchanged) and kept within [0, 1]: a
     cross-validated probe's accuracy varies with refitting by that much more than its fixed outcomes' mean does
     (analysis/transfer.py measures the ratio). The draws stay paired with the other candidates'."""
     if ratio is None or not np.isfinite(point):
         return drawn
-    return point + math.sqrt(max(float(ratio), 1.0)) * (np.asarray(drawn, dtype=np.float64) - point)
+    spread = math.sqrt(max(float(ratio), 1.0)) * (np.asarray(drawn, dtype=np.float64) - point)
+    return np.clip(point + spread, 0.0, 1.0)  # an accuracy
 
 
 def interval_of(values: np.ndarray, draws: PairedDraws, ratio: Optional[float] = None) -> Optional[Interval]:
