@@ -114,17 +114,19 @@ def test_repeats_shrink_the_spread_over_fold_seeds():
 
 
 def test_variance_ratio_is_the_formulas():
-    """(Var(refit) - s^2 (1 - 1/R)) / (p (1 - p) / n), s^2 the variance of the per-repeat accuracies, p the fixed
-    outcomes' mean over n images; at least 1."""
+    """(t/z)^2 (Var(refit) - s^2 (1 - 1/R)) / (p (1 - p) / n): s^2 the variance of the per-repeat accuracies, p
+    the fixed outcomes' mean over n images, t the Student 97.5 % quantile on (refits - 1) degrees of freedom
+    (3: 3.182446, from a table), z = 1.959964; at least 1."""
+    student = (3.182446 / 1.959964) ** 2
     refit = np.array([0.50, 0.60, 0.70, 0.55])  # sample variance 0.021875 / 3 (by hand)
     fixed = np.array([1.0] * 6 + [0.0] * 4)  # p = 0.6, n = 10: p (1 - p) / n = 0.024
     by_repeat = np.array([0.58, 0.62])  # sample variance 0.0008
-    expected = (0.021875 / 3 - 0.0008 * (1 - 1 / 2)) / 0.024
+    expected = student * (0.021875 / 3 - 0.0008 * (1 - 1 / 2)) / 0.024
     assert expected < 1 and _variance_ratio(refit, fixed, by_repeat) == 1.0  # never narrower than the fixed folds
     fixed = np.array([1.0] * 60 + [0.0] * 40)  # n = 100: 0.0024
-    expected = (0.021875 / 3 - 0.0008 * (1 - 1 / 2)) / 0.0024
-    assert _variance_ratio(refit, fixed, by_repeat) == pytest.approx(expected)
-    assert _variance_ratio(refit, fixed, by_repeat[:1]) == pytest.approx(0.021875 / 3 / 0.0024)  # one repeat
+    expected = student * (0.021875 / 3 - 0.0008 * (1 - 1 / 2)) / 0.0024
+    assert _variance_ratio(refit, fixed, by_repeat) == pytest.approx(expected, rel=1e-5)
+    assert _variance_ratio(refit, fixed, by_repeat[:1]) == pytest.approx(student * 0.021875 / 3 / 0.0024, rel=1e-5)
     assert _variance_ratio(refit, np.ones(10), by_repeat) is None
     assert _variance_ratio(refit[:1], fixed, by_repeat) is None
 

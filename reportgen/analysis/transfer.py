@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -383,7 +384,11 @@ def _variance_ratio(refit: np.ndarray, fixed: np.ndarray, by_repeat: np.ndarray)
     repeats = by_repeat.size
     split = float(np.var(by_repeat, ddof=1)) if repeats >= 2 else 0.0
     target = float(np.var(refit, ddof=1)) - split * (1 - 1 / repeats)
-    return max(1.0, target / (p * (1 - p) / n))
+    # The variance is estimated from refit.size resamples (refit.size - 1 degrees of freedom): scaled by
+    # (t / z)^2 at 97.5 %, so that the 95 % interval is a Student one (a z interval with this estimate covered
+    # 0.91 in 200 simulated sets; 10 refits: factor 1.33).
+    student = (stats.t.ppf(0.975, refit.size - 1) / stats.norm.ppf(0.975)) ** 2
+    return max(1.0, student * target / (p * (1 - p) / n))
 
 
 def _refit_ratios(x: np.ndarray, unit: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: int, folds: int,
@@ -395,7 +400,8 @@ def _refit_ratios(x: np.ndarray, unit: np.ndarray, y: np.ndarray, groups: np.nda
     fixed_probe = (np.argmax(found.probs, axis=1) == y).astype(np.float64)
     fixed_knn = (np.argmax(found.votes, axis=1) == y).astype(np.float64)
     _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
-    members = [np.flatnonzero(inverse == j) for j in range(first.size)]
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])  # each group's images, in O(n)
     by_class = [np.flatnonzero(y[first] == k) for k in np.unique(y)]  # a group's class: its first image's
     refit, knn = [], []
     for b in range(refits):
