@@ -69,7 +69,7 @@ def test_a_permuted_head_is_flagged_with_the_right_mapping(own_task_run):
 def test_an_imagenet_backbone_is_scored_by_an_out_of_fold_probe_and_page_one_names_the_task(own_task_run):
     metrics, index = _metrics(own_task_run), _index(own_task_run)
     probe = metrics["task"]["scores"]["lite0-probe"]
-    assert probe["estimand"] == "linear probe" and probe["protocol"] == "5-fold stratified cross-validation"
+    assert probe["estimand"] == "linear probe" and probe["protocol"] == "5-fold stratified cross-validation, 5 repeats"
     assert probe["accuracy"]["mean"] > 0.6 and probe["knn_accuracy"]["mean"] > 0.6  # chance is 1/3
     # 36 images, 1280 features that separate the classes: LogME's evidence has no interior maximum, and says so
     assert probe["logme"] is not None or "36 images, 1280 feature dimensions" in probe["logme_note"], probe

@@ -175,7 +175,7 @@ def test_probe_on_random_labels_stays_at_chance(random_label_runs):
                       for features, labels, _ in random_label_runs])
     assert leaked > CHANCE_BAND[1] + 0.3, leaked
     for _, _, m in random_label_runs:
-        assert m.protocol == "5-fold stratified cross-validation" and m.folds == 5 and m.note == ""
+        assert m.protocol == "5-fold stratified cross-validation, 5 repeats" and m.folds == 5 and m.note == ""
         assert np.allclose(m.probe_probs.sum(axis=1), 1.0)
 
 

@@ -548,7 +548,8 @@ def measure_backbone(job: BackboneJob) -> MeasuredBackbone:
         if not job.run.keep_merge_state:  # one process: the probe now; a shard keeps the features for the merge
             with stage("probe_s", release=False):
                 result, arrays = finish_probe(result, arrays, labels_of(job.run.image_set), job.run.class_names.name,
-                                              job.run.config, job.setup)
+                                              job.run.config, job.setup,
+                                              groups=[r.sha256 for r in job.run.image_set.records])
     del loaded
     return MeasuredBackbone(result, arrays, timings, cost)
 

@@ -94,10 +94,12 @@ def ranked(predictions: Sequence[Prediction], probs: np.ndarray, labels: np.ndar
 
 
 def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_of, config: AnalysisConfig,
-                 setup: Optional[ProbeSetup] = None, keep_features: bool = False) -> tuple[BackboneResult, dict]:
+                 setup: Optional[ProbeSetup] = None, keep_features: bool = False,
+                 groups: Optional[Sequence[str]] = None) -> tuple[BackboneResult, dict]:
     """The cross-validated probe, k-NN and LogME on the pooled features the CAM pass kept (``prelogits``): the
     scored outputs (``logits``: log-probabilities) become the out-of-fold probabilities where the probe scores an
-    image, the explaining head's elsewhere (unlabelled images, classes left out of the probe)."""
+    image, the explaining head's elsewhere (unlabelled images, classes left out of the probe). ``groups``: the
+    images' content hashes (copies of one image share a fold; None: all distinct)."""
     arrays = dict(arrays)
     features = arrays[keys.PRELOGITS] if keep_features else arrays.pop(keys.PRELOGITS)
     classes = int(arrays[keys.LOGITS].shape[1])
@@ -106,7 +108,8 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
                                  knn_k=config.knn_k, knn_temperature=config.knn_temperature, seed=config.seed,
                                  train_features=setup.train_features if train else None,
                                  train_labels=setup.train_labels if train else None,
-                                 explain=False)  # the heatmaps explain the head fit before the CAM pass
+                                 explain=False,  # the heatmaps explain the head fit before the CAM pass
+                                 repeats=config.probe_repeats, refits=config.probe_refits, groups=groups)
     head = softmax(arrays[keys.LOGITS].astype(np.float64))
     oof = np.asarray(measures.probe_probs, dtype=np.float64)
     scored = np.where(np.all(np.isfinite(oof), axis=1)[:, None], oof, head)
@@ -123,7 +126,9 @@ def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_o
                    explained_by=(setup.fit_images if setup is not None
                                  else (entry.task.explained_by if entry.task else 0)),
                    explained_images=(setup.fit_positions if setup is not None
-                                     else (entry.task.explained_images if entry.task else ())))
+                                     else (entry.task.explained_images if entry.task else ())),
+                   repeats=measures.repeats, refit_ratio=measures.refit_ratio,
+                   knn_refit_ratio=measures.knn_refit_ratio)
     # No probe (under two usable classes: the note says why): nothing is scored, rather than the placeholder head's
     # constant answer.
     scored_labels = labels if not measures.note or train else np.full_like(labels, -1)

@@ -213,6 +213,8 @@ grid_sample_each = 3              # ... by the deep-layer metric, and misclassif
 table_max_rows = 40               # longer per-image tables are summarised (all rows in per_image.csv)
 # Your own classes: an ImageNet backbone is scored through a linear probe on its frozen pooled features
 probe_folds = 5                   # stratified cross-validation folds (classes with fewer images are left out)
+probe_repeats = 5                 # ... drawn this many times, each image's out-of-fold outputs averaged
+probe_refits = 10                 # bootstrap refits that widen the probe's accuracy interval for refitting (0: off)
 probe_c = 1.0                     # inverse L2 regularisation of the logistic regression
 knn_k = 20                        # cosine k-NN cross-check, DINO's weighted vote ...
 knn_temperature = 0.07            # ... at this temperature

@@ -200,7 +200,8 @@ def finish_merged_probes(index, results: Path, prepared: PreparedRun, setups: di
             entries.append(entry)
             continue
         finished, arrays = finish_probe(entry, load_arrays(results / entry.arrays), labels,
-                                        prepared.class_names.name, prepared.request.config, setups.get(entry.name))
+                                        prepared.class_names.name, prepared.request.config, setups.get(entry.name),
+                                        groups=[image.sha256 for image in index.images])
         write_arrays(results / entry.arrays, arrays)
         write_json((results / entry.arrays).with_suffix(".json"), finished)
         entries.append(finished)

@@ -210,7 +210,7 @@ class TaskRun(JsonRecord):
     half the labelled images (or on --train-images)."""
     estimand: Estimand
     head_outputs: int  # outputs of the head stored with the weights
-    protocol: str = ""  # a probe's: "5-fold stratified cross-validation" | "fit on N training images"
+    protocol: str = ""  # a probe's: "5-fold stratified cross-validation, 5 repeats" | "fit on N training images"
     folds: int = 0
     classes_used: tuple[int, ...] = ()
     excluded: tuple[ExcludedClass, ...] = ()
@@ -223,6 +223,12 @@ class TaskRun(JsonRecord):
     # Positions (in the run's images) of the per-class sample it was fit on; () with --train-images. The sanity,
     # corruption and faithfulness samples hold none of them (a head scores only images it did not see).
     explained_images: tuple[int, ...] = ()
+    repeats: int = 0  # a cross-validated probe's repeats (its probabilities and k-NN votes averaged over them)
+    # The variance of the refit cross-validated accuracy over that of the fixed out-of-fold outcomes' mean (>= 1):
+    # the paired bootstrap's spread of the probe's (the k-NN's) accuracy is scaled by its square root, so the
+    # interval includes refitting. None: not measured (a training set: the fitted probe's own interval).
+    refit_ratio: Optional[float] = None
+    knn_refit_ratio: Optional[float] = None
 
 
 @dataclass(frozen=True)

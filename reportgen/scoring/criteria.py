@@ -23,7 +23,7 @@ from .bootstrap import PairedDraws, interval, nanmean
 from .calibration import top1_brier
 from .proportion import brier_interval, share_interval
 from .timing import class_latency, different_machines
-from .vectors import Vectors
+from .vectors import Vectors, widened
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,11 @@ def _correct(predictions) -> np.ndarray:
 
 
 def accuracy(inputs: CriterionInputs, k: int, name: str) -> tuple:
-    correct = _correct(inputs.index.backbones[k].predictions)
-    return nanmean(correct), inputs.draws.means(correct)
+    entry = inputs.index.backbones[k]
+    correct = _correct(entry.predictions)
+    point = nanmean(correct)
+    # A cross-validated probe's draws widened by its refit variance ratio: the interval includes refitting.
+    return point, widened(point, inputs.draws.means(correct), entry.task.refit_ratio if entry.task else None)
 
 
 def _accuracy_shown(entry, found: Measure, level: float) -> tuple:

@@ -42,9 +42,10 @@ def _scored(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return labelled if (labelled & (pred >= 0)).any() else np.zeros_like(labelled)
 
 
-def _accuracy(truth: np.ndarray, pred: np.ndarray, draws: PairedDraws) -> Interval:
+def _accuracy(truth: np.ndarray, pred: np.ndarray, draws: PairedDraws, ratio: Optional[float] = None) -> Interval:
+    """``ratio``: a cross-validated probe's (or k-NN's) refit variance ratio, which widens the interval."""
     correct = np.where(_scored(truth, pred), (truth == pred).astype(float), np.nan)
-    found = interval_of(correct, draws)
+    found = interval_of(correct, draws, ratio)
     if found is None:
         return Interval(None, None, None, 0)
     # As page 1 shows it: the exact binomial interval, or the draws' where wider (scoring/proportion.py).
@@ -101,11 +102,11 @@ def task_score(entry: BackboneResult, arrays: dict, truth: np.ndarray, classes: 
         # Over the same images as the probe: an image of a class left out (-1, no neighbours of its class) is an
         # error; no k-NN at all (every image -1) measures nothing.
         knn_pred = np.asarray(arrays[keys.KNN_PRED], dtype=np.int64)
-        knn = _accuracy(truth, knn_pred, draws)
+        knn = _accuracy(truth, knn_pred, draws, run.knn_refit_ratio if run is not None else None)
     own_head = entry.estimand == Estimand.OWN_HEAD
     return TaskScore(
         estimand=entry.estimand,
-        accuracy=_accuracy(truth, pred, draws),
+        accuracy=_accuracy(truth, pred, draws, run.refit_ratio if run is not None else None),
         macro_f1=_macro_f1(truth, pred, classes, draws),
         per_class_recall=_recalls(truth, pred, classes, draws),
         confusion=tuple(tuple(int(v) for v in row) for row in confusion_matrix(truth, pred, classes)),

@@ -3,6 +3,7 @@ resamples: per backbone, role and metric, and per family (the mean over the fami
 the image stays the unit and the family's backbones are not counted as independent observations)."""
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Iterable, Optional
 
@@ -63,11 +64,24 @@ class Vectors:
         return role in self.roles.get(name, ())
 
 
-def interval_of(values: np.ndarray, draws: PairedDraws) -> Optional[Interval]:
-    """Mean and paired-bootstrap interval of a per-image vector (NaN: no value for that image)."""
+def widened(point: float, drawn: np.ndarray, ratio: Optional[float]) -> np.ndarray:
+    """An accuracy's draws, their spread around ``point`` scaled by sqrt(``ratio``) (a variance ratio >= 1; None:
+    unchanged) and kept within [0, 1]: a
+    cross-validated probe's accuracy varies with refitting by that much more than its fixed outcomes' mean does
+    (analysis/transfer.py measures the ratio). The draws stay paired with the other candidates'."""
+    if ratio is None or not np.isfinite(point):
+        return drawn
+    spread = math.sqrt(max(float(ratio), 1.0)) * (np.asarray(drawn, dtype=np.float64) - point)
+    return np.clip(point + spread, 0.0, 1.0)  # an accuracy
+
+
+def interval_of(values: np.ndarray, draws: PairedDraws, ratio: Optional[float] = None) -> Optional[Interval]:
+    """Mean and paired-bootstrap interval of a per-image vector (NaN: no value for that image); ``ratio``: the
+    variance ratio that widens it (see :func:`widened`)."""
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return None
-    low, high = interval(draws.means(values)) if finite.size >= 2 else (None, None)
-    return Interval(float(finite.mean()), low, high, int(finite.size))
+    point = float(finite.mean())
+    low, high = interval(widened(point, draws.means(values), ratio)) if finite.size >= 2 else (None, None)
+    return Interval(point, low, high, int(finite.size))
