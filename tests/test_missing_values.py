@@ -169,6 +169,11 @@ def check_a_blank_interval(position, run: Path, request, tmp_path):
     # Alternate candidates; a field only some candidates hold (a probe's k-NN, a head's label order) takes the first
     # that holds it.
     order = names[position % 2:] + names[:position % 2]
+    if kind is schema.LabelOrder:
+        # Only a flagged head's label order is shown (as a warning): blank the flagged one's.
+        flagged = {name for name, score in (metrics.task.scores if metrics.task else {}).items()
+                   if score.label_order is not None and score.label_order.flagged}
+        order = [c for c in order if c in flagged] + [c for c in order if c not in flagged]
     candidate = next((c for c in order if blank(metrics, kind, name, c, how) != metrics), order[0])
     changed = blank(metrics, kind, name, candidate, how)
     assert changed != metrics, f"{kind.__name__}.{name} of {candidate} is not in this run"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from ..inputs.config import DEVICE_SAMPLE_SIZES
-from ..results.schema import PRECISION_REACHED, CostReport, Estimand, RunIndex, TaskReport
+from ..results.schema import PRECISION_REACHED, CostReport, Estimand, RunIndex, TaskReport, Interval
 from ..scoring.score import sample_sizes
 from ..scoring.constraints import Check, constraint
 from ..scoring.criteria import criteria, criterion, utility
@@ -251,10 +251,9 @@ def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskRepor
             continue
         mapping = ", ".join(f"output {head} ({names[head]!r}) looks like {names[label]!r}"
                             for head, label in order.mapping)
-        # The held-out numbers the flag rests on, not the selection-biased in-sample ones (issue 32, #12; a record
-        # from before they were kept: the in-sample ones).
-        heldout_accuracy = order.accuracy_heldout if order.accuracy_heldout is not None else order.accuracy_mapped
-        gain = order.heldout_gain or order.gain
+        # The held-out numbers the flag rests on, never the selection-biased in-sample ones (issue 32, #12).
+        heldout_accuracy = order.accuracy_heldout
+        gain = order.heldout_gain or Interval(None, None, None, 0)
         out.append((text(f"{c.display_name}'s head probably numbers the classes in another order than the labels: ",
                          strong=True),
                     text(f"{mapping}; accuracy {pct(order.accuracy_as_is)} as given, {pct(heldout_accuracy)} "

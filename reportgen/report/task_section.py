@@ -188,8 +188,8 @@ HELDOUT = "each image remapped by the assignment chosen on the other half of the
 
 
 def _heldout(order) -> Optional[float]:
-    """The held-out remapped accuracy (a record from before it was kept: the in-sample one)."""
-    return order.accuracy_heldout if order.accuracy_heldout is not None else order.accuracy_mapped
+    """The held-out remapped accuracy, never the in-sample one (missing: "not measured")."""
+    return order.accuracy_heldout
 
 
 def _label_order_warning(report: TaskReport, display_name: str, score: TaskScore) -> Sentence:
@@ -198,7 +198,9 @@ def _label_order_warning(report: TaskReport, display_name: str, score: TaskScore
                         f"{_quoted(_class_name(report, head))})" for head, label in order.mapping)
     return (text(f"{display_name}'s head probably numbers your classes in another order:", flag=True),
             text(f" {mapping}. Accuracy as is {pct(order.accuracy_as_is)}, remapped {pct(_heldout(order))} "
-                 f"(gain {_gain(order.heldout_gain or order.gain)}; {HELDOUT}). If the head was trained with another class order, pass --labels FILE "
+                 f"(gain {_gain(order.heldout_gain or Interval(None, None, None, 0))}; {HELDOUT}; "
+                 f"graded on the images it was chosen on, the assignment gains {_gain(order.gain)}, which flatters "
+                 "any head, a guessing one too). If the head was trained with another class order, pass --labels FILE "
                  "with the names in that order (timm's folder reader sorts case-insensitively in natural order, "
                  "torchvision's ImageFolder by sorted())."))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from scipy.optimize import brentq
-from scipy.stats import norm
+from scipy.special import ndtri  # the normal quantile (scipy.stats, imported with torch blocked, fails)
 
 # the limits are found inside (-1, 1): T is infinite at ±1 unless every image is discordant one way
 _EDGE = 1e-13
@@ -57,7 +57,7 @@ def tango_interval(gained: int, lost: int, n: int, level: float) -> tuple[float,
     one-sided (1 + level) / 2 bound."""
     if n <= 0 or gained < 0 or lost < 0 or gained + lost > n:
         raise ValueError(f"paired counts gained={gained}, lost={lost} of n={n} are not a paired table")
-    z = float(norm.ppf((1 + level) / 2))
+    z = float(ndtri((1 + level) / 2))
     low = -1.0 if lost == n else brentq(lambda d: _score(d, gained, lost, n) - z, -1 + _EDGE, 1 - _EDGE, xtol=1e-14)
     high = 1.0 if gained == n else brentq(lambda d: _score(d, gained, lost, n) + z, -1 + _EDGE, 1 - _EDGE,
                                           xtol=1e-14)
