@@ -348,10 +348,9 @@ def _session_cost(model, input_size, device: str, candidate: TimedCandidate, tim
     medians = [statistics.median(s.samples_ms) for s in sessions]
     point = math.exp(statistics.fmean(math.log(m) for m in medians)) if all(m > 0 for m in medians) else \
         statistics.median(samples)
-    with torch.inference_mode():
-        throughput, throughput_batch, throughput_method = images_per_second(model, input_size, device,
-                                                                            candidate.batch_size, point)
-    q1, q3 = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (samples[0],) * 2
+    throughput, throughput_batch, throughput_method = images_per_second(model, input_size, device,
+                                                                        candidate.batch_size, point)
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (samples[0],) * 3
     interval = median_interval(samples)
     loads = [s.load_per_core for s in sessions if s.load_per_core is not None]
     return Cost(latency_ms_median=point, latency_ms_q1=q1, latency_ms_q3=q3, latency_repeats=len(samples),
