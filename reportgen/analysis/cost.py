@@ -317,6 +317,7 @@ def time_in_sessions(candidates: Sequence[TimedCandidate], device: str, sessions
             model.eval()
             loaded[candidate.name] = (model, input_size)
             memory[candidate.name] = memory_mb(model, input_size, device, resident)
+        progress(timing_plan(budget_s, sessions))
         position = 0
         for session in range(sessions):
             progress(f"latency session {session + 1} of {sessions}: {len(candidates)} candidate(s) in turn")
@@ -333,6 +334,7 @@ def time_in_sessions(candidates: Sequence[TimedCandidate], device: str, sessions
             model, input_size = loaded[candidate.name]
             costs[candidate.name] = _session_cost(model, input_size, device, candidate, timed[candidate.name],
                                                   memory[candidate.name], budget_s, host)
+            progress(f"{candidate.name}: {timing_outcome(costs[candidate.name])}")
         return costs
     finally:
         loaded.clear()
@@ -366,8 +368,12 @@ def _session_cost(model, input_size, device: str, candidate: TimedCandidate, tim
                 latency_budget_s=budget_s, throughput_method=throughput_method, latency_sessions=sessions)
 
 
-def timing_plan(budget_s: float = LATENCY_BUDGET_S) -> str:
-    """The progress line before the cost measurement."""
+def timing_plan(budget_s: float = LATENCY_BUDGET_S, sessions: int = 0) -> str:
+    """The progress line before the cost measurement (``sessions``: the timing stage's)."""
+    if sessions:
+        return (f"latency and memory: every candidate timed in {sessions} interleaved sessions (A B C ... A B C ...), "
+                f"each until its median's {100 * LATENCY_CONFIDENCE:g} % interval lies within "
+                f"±{100 * LATENCY_PRECISION:g} % of it, or for {budget_s / sessions:.3g} s")
     return (f"latency and memory: timed until the median's {100 * LATENCY_CONFIDENCE:g} % interval lies within "
             f"±{100 * LATENCY_PRECISION:g} % of it, or for {budget_s:g} s")
 

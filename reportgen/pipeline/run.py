@@ -298,8 +298,11 @@ def timing_stage(plans, entries: list, run: BatteryRun, stems: dict, outcome: Ba
         settings.progress(f"latency: reusing the {settings.config.latency_sessions} sessions saved with these "
                           "candidates")
         return saved
-    settings.progress(f"latency: every candidate timed in {settings.config.latency_sessions} sessions, in turn "
-                      "(A B C ... A B C ...), on this machine")
+    for name, cost in saved.items():
+        if cost is not None and cost.machine.fingerprint != here:
+            # Latency from another device, CPU, thread count or torch is never ranked beside this run's.
+            was = ", ".join(f"{a} -> {b}" for a, b in zip(cost.machine.fingerprint, here) if a != b)
+            settings.progress(f"{name}: cost measured on {was}: measuring it again on this machine")
     mark = time.perf_counter()
     costs = session_costs(plans, settings.config, settings.device, {e.name: e.slimming.unit for e in entries},
                           {e.name: e.batch_size for e in entries}, run.heads, progress=settings.progress)

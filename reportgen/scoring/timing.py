@@ -1,21 +1,24 @@
 """Latency as the decision reads it: timing classes (candidates whose timed difference is noise by construction),
 one class's latency from its members' timings, and the notes page 1 gives about them.
 
-Every candidate is timed in the same interleaved sessions (A B C ... A B C ...; :mod:`reportgen.analysis.cost`).
-On the log scale each timing class's session medians (a class's: its members' mean in each session) form a
-class x session table, and the latency is estimated as in a two-way random-effects layout (class fixed, session
-random; Searle, Casella & McCulloch 1992, ch. 4; Montgomery, *Design and Analysis of Experiments*, 13.3):
+Every candidate is timed in the same interleaved sessions (A B C ... A B C ...; :mod:`reportgen.analysis.cost`),
+because sessions drift by far more than one session's passes vary. On the log scale, a timing class's latency in
+session s is its session median (a class of several: its members' mean in that session), y[s] = mu + d[s] + e[s],
+the session effect d random. The estimate is the mean over the S sessions (the geometric mean of the session
+medians) and its interval the one-way random-effects (ANOVA) interval of a mean of S session values:
+exp(mean +- t(S - 1) * sd / sqrt(S)), sd the sample SD of the S values -- exact under normal drift, whatever its
+size, because the sessions' spread estimates it. Each class is estimated from its own sessions only: no other
+candidate's timing changes its interval or its draws (adding a candidate changes nothing of the others'; pooling
+the drift across the run's candidates would buy degrees of freedom at that price).
 
-    y[r, s] = mu[r] + d[s] + e[r, s],   d ~ N(0, var_d) shared by every class in session s,  e ~ N(0, var_e)
+A ratio of two classes timed in the same sessions loses the drift the sessions share: its log is the mean of the
+within-session differences y1[s] - y2[s], with the one-way interval of those S differences (t with S - 1 df).
 
-The point is the row mean (the geometric mean of the session medians). Its variance (var_d + var_e) / S is
-estimated from the mean squares MS_S (sessions, S - 1 df) and MS_E (residual, (R - 1)(S - 1) df) as
-max(MS_S - MS_E, 0) / (R S) + MS_E / S, with Satterthwaite's degrees of freedom, and the interval is
-exp(mean +- t * se) -- pooled across the run's classes, so a class of one gets the drift the others show. With one
-class (R = 1) it is the one-way interval of its S session medians (t with S - 1 df). A ratio of two classes timed
-in the same sessions loses d: its log is the difference of row means, variance 2 MS_E / S with (R - 1)(S - 1) df.
-The draws carry the same noise: a shared session part and each class's own part, over a shared chi-square, so
-every class's draws are t-distributed at its interval and a difference of two classes holds only MS_E.
+The decision's draws carry the same noise and the same pairing: draw b is mean + sum_s g[b, s] (y[s] - mean) /
+sqrt(S (S - 1)) / sqrt(w[b] / (S - 1)), with g ~ N(0, 1) per session and w ~ chi-square(S - 1), both shared by every
+class timed in those sessions and seeded by the run's seed alone. Given the timings a draw is then se * t(S - 1),
+its percentiles the interval above, and two classes' draws differ by their within-session differences' se * t:
+the drift they share cancels in P(best), as in the ratio.
 """
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import numpy as np
-from scipy import stats
 
 from ..results.schema import Cost, CostReport, RunIndex
 from .bootstrap import PairedDraws, stable_seed
@@ -31,60 +33,17 @@ from .bootstrap import PairedDraws, stable_seed
 SESSIONS = "sessions"  # CriterionInputs.by_class's key of the run's SessionLayout
 
 
-@dataclass(frozen=True, kw_only=True)
-class RandomEffects:
-    """The random-effects estimate of an (R classes x S sessions) table of log latencies (:func:`random_effects`)."""
-    point: np.ndarray  # (R,) each class's mean log latency over the sessions
-    common: float  # the shared session part of a class mean's variance, max(MS_S - MS_E, 0) / (R S)
-    residual: float  # each class's own part, MS_E / S (0 with one class)
-    df: float  # Satterthwaite's degrees of freedom of common + residual
-    residual_df: int  # (R - 1)(S - 1): those of MS_E, for ratios of classes
+def one_way_interval(values, level: float) -> tuple:
+    """(mean, low, high) of the mean of ``values`` (log scale): mean +- t(n - 1) sd / sqrt(n); low and high None
+    with fewer than two values."""
+    from scipy.special import stdtrit  # Student's t quantile (here, not at import: scoring starts without scipy)
 
-    @property
-    def se(self) -> float:
-        return float(np.sqrt(self.common + self.residual))
-
-    def interval(self, row: int, level: float) -> tuple:
-        """exp(mean +- t se): the class's latency interval (None, None) without degrees of freedom."""
-        if not self.df > 0:
-            return None, None
-        half = stats.t.ppf((1 + level) / 2, self.df) * self.se
-        return float(np.exp(self.point[row] - half)), float(np.exp(self.point[row] + half))
-
-    def ratio(self, row: int, base: int, level: float) -> tuple:
-        """(ratio, low, high) of row's latency to base's: the session part cancels (same sessions), so the log
-        ratio's variance is 2 MS_E / S with (R - 1)(S - 1) df (low, high None without them)."""
-        value = float(np.exp(self.point[row] - self.point[base]))
-        if row == base:
-            return 1.0, 1.0, 1.0
-        if self.residual_df < 1:
-            return value, None, None
-        half = stats.t.ppf((1 + level) / 2, self.residual_df) * np.sqrt(2 * self.residual)
-        return value, float(value * np.exp(-half)), float(value * np.exp(half))
-
-
-def random_effects(logs: np.ndarray) -> RandomEffects:
-    """``logs``: (R, S) log session medians, every class timed in every session."""
-    logs = np.asarray(logs, dtype=np.float64)
-    rows, sessions = logs.shape
-    point = logs.mean(axis=1)
-    if sessions < 2:
-        return RandomEffects(point=point, common=0.0, residual=0.0, df=0.0, residual_df=0)
-    session_means, grand = logs.mean(axis=0), logs.mean()
-    ms_s = rows * np.sum((session_means - grand) ** 2) / (sessions - 1)
-    residual_df = (rows - 1) * (sessions - 1)
-    if residual_df == 0:  # one class: the one-way variance of its session medians
-        return RandomEffects(point=point, common=float(ms_s / sessions), residual=0.0, df=float(sessions - 1),
-                             residual_df=0)
-    ms_e = np.sum((logs - point[:, None] - session_means[None, :] + grand) ** 2) / residual_df
-    if ms_s > ms_e:  # Satterthwaite (1946) for (MS_S + (R - 1) MS_E) / (R S)
-        total = ms_s + (rows - 1) * ms_e
-        df = total ** 2 / (ms_s ** 2 / (sessions - 1) + ((rows - 1) * ms_e) ** 2 / residual_df)
-        common = (ms_s - ms_e) / (rows * sessions)
-    else:  # no session variance beyond the residual's: MS_E / S alone
-        df, common = float(residual_df), 0.0
-    return RandomEffects(point=point, common=float(common), residual=float(ms_e / sessions), df=float(df),
-                         residual_df=int(residual_df))
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, None, None
+    half = float(stdtrit(values.size - 1, (1 + level) / 2) * values.std(ddof=1) / np.sqrt(values.size))
+    return mean, mean - half, mean + half
 
 
 def one_timing_stage(costs: Iterable[Optional[Cost]], sessions: Optional[int] = None) -> bool:
@@ -103,61 +62,44 @@ def one_timing_stage(costs: Iterable[Optional[Cost]], sessions: Optional[int] = 
 
 @dataclass(frozen=True, kw_only=True)
 class SessionLayout:
-    """The run's latency table: which class is which row, and its random-effects estimate. ``shared``: every timed
-    candidate came from one timing stage (else each class is its own table over its members' sessions, and no
-    ratio has an interval)."""
-    rows: tuple  # per row, the class's members (sorted names)
-    estimates: tuple  # per row its RandomEffects (one shared estimate when shared)
+    """The run's timing classes timed in sessions: per row (a class, its members' names sorted) its log latency in
+    each session. ``shared``: every row was timed in the same sessions (one timing stage), so rows are paired."""
+    rows: tuple
+    logs: tuple  # per row, (S,) log session latencies (a class's: its members' mean per session)
     shared: bool
-    sessions: int
 
     def row_of(self, members: tuple) -> Optional[int]:
         return self.rows.index(members) if members in self.rows else None
 
-    def estimate(self, row: int) -> RandomEffects:
-        return self.estimates[0] if self.shared else self.estimates[row]
-
-    def place(self, row: int) -> int:
-        """The row's position in its estimate's table."""
-        return row if self.shared else 0
-
 
 def session_layout(index: RunIndex, cost: CostReport, classes: dict) -> SessionLayout:
-    """The classes of the candidates timed in sessions, and their random-effects estimate."""
+    """The classes of the candidates timed in sessions and their log session latencies."""
     timed = [b.name for b in index.backbones if b.name in cost.backbones and cost.backbones[b.name].latency_sessions]
     rows = tuple(sorted(dict.fromkeys(tuple(sorted(classes.get(name, (name,)))) for name in timed)))
     rows = tuple(r for r in rows if all(m in timed for m in r))
-    if not rows:
-        return SessionLayout(rows=(), estimates=(), shared=False, sessions=0)
     shared = one_timing_stage(cost.backbones[m] for r in rows for m in r)
 
     def logs(member: str) -> np.ndarray:
         return np.log(np.asarray(cost.backbones[member].session_medians_ms, dtype=np.float64))
-    if shared:  # a class's cell: its members' mean in that session
-        table = np.stack([np.mean([logs(m) for m in r], axis=0) for r in rows])
-        return SessionLayout(rows=rows, estimates=(random_effects(table),), shared=True, sessions=table.shape[1])
-    # Sessions not shared (separate stages, e.g. shards timed apart): each class alone, its members' sessions
-    # pooled as one-way replicates.
-    return SessionLayout(rows=rows, estimates=tuple(random_effects(np.concatenate([logs(m) for m in r])[None, :])
-                                                    for r in rows), shared=False, sessions=0)
+    # A class's members timed in the same sessions: their mean per session; timed apart (not one stage), each
+    # member's sessions are replicates of the class's latency.
+    return SessionLayout(rows=rows, shared=shared, logs=tuple(
+        np.mean([logs(m) for m in r], axis=0) if shared else np.concatenate([logs(m) for m in r]) for r in rows))
 
 
 def session_draws(layout: SessionLayout, row: int, draws: PairedDraws) -> np.ndarray:
-    """(B,) latency draws of one row, t-distributed at its interval: exp(mean + (sqrt(common) z_shared +
-    sqrt(residual) z_row) / sqrt(w)), w ~ chi2(df) / df shared by the rows of one layout (seeded by the run's seed,
-    the row by its members' names: the battery's order changes no draw)."""
-    estimate, place = layout.estimate(row), layout.place(row)
-    point = estimate.point[place]
-    if not estimate.df > 0 or estimate.se == 0:
+    """(B,) latency draws of one row, se * t(S - 1) around its estimate, paired with the other rows through the
+    shared session weights (module docstring). Seeded by the run's seed (and, for rows not timed in shared sessions,
+    the row's names): no other candidate and no battery order changes them."""
+    logs = layout.logs[row]
+    sessions, point = logs.size, float(logs.mean())
+    if sessions < 2 or not np.ptp(logs) > 0:
         return np.full(draws.samples, float(np.exp(point)))
-    # Shared by every row of a shared layout (the session part cancels between them); a row's own otherwise.
-    shared = np.random.default_rng(stable_seed(draws.seed, "latency sessions",
-                                               *(() if layout.shared else layout.rows[row])))
-    common, scale = shared.standard_normal(draws.samples), np.sqrt(shared.chisquare(estimate.df, draws.samples)
-                                                                     / estimate.df)
-    own = np.random.default_rng(stable_seed(draws.seed, "latency", *layout.rows[row])).standard_normal(draws.samples)
-    noise = (np.sqrt(estimate.common) * common + np.sqrt(estimate.residual) * own) / scale
-    return np.exp(point + noise)
+    rng = np.random.default_rng(stable_seed(draws.seed, "latency sessions", sessions,
+                                            *(() if layout.shared else layout.rows[row])))
+    weights = rng.standard_normal((draws.samples, sessions))
+    scale = np.sqrt(rng.chisquare(sessions - 1, draws.samples) / (sessions - 1))
+    return np.exp(point + weights @ (logs - point) / np.sqrt(sessions * (sessions - 1)) / scale)
 
 
 def timing_class(entry, found: Optional[Cost]) -> Optional[tuple]:
@@ -193,12 +135,12 @@ def timed(name: str, cost: CostReport, draws: PairedDraws) -> tuple:
 
 
 def latency_interval(layout: SessionLayout, members: tuple, level: float) -> Optional[tuple]:
-    """The random-effects interval of a class timed in sessions (None: not timed in sessions, or no df)."""
+    """The one-way random-effects interval over the class's sessions (None: not timed in sessions)."""
     row = layout.row_of(members)
     if row is None:
         return None
-    low, high = layout.estimate(row).interval(layout.place(row), level)
-    return None if low is None else (low, high)
+    _, low, high = one_way_interval(layout.logs[row], level)
+    return None if low is None else (float(np.exp(low)), float(np.exp(high)))
 
 
 def class_latency(members: tuple, cost: CostReport, draws: PairedDraws,
@@ -209,7 +151,7 @@ def class_latency(members: tuple, cost: CostReport, draws: PairedDraws,
     an older cost.json: the resampled passes (below)."""
     row = layout.row_of(members) if layout is not None else None
     if row is not None:
-        return float(np.exp(layout.estimate(row).point[layout.place(row)])), session_draws(layout, row, draws)
+        return float(np.exp(layout.logs[row].mean())), session_draws(layout, row, draws)
     timings = [timed(member, cost, draws) for member in members]
     if len(timings) == 1:
         return timings[0]  # its own timing, bit for bit (exp(log(x)) need not give x back)
@@ -241,14 +183,12 @@ def timing_notes(index: RunIndex, cost: CostReport, classes: dict, latency: list
     layout = session_layout(index, cost, classes)
     notes = []
     if layout.rows:
-        estimate = layout.estimates[0]
         if layout.shared:
-            ratio = (f"; each latency relative to the fastest has an interval from the differences within the "
-                     f"sessions (the drift they share cancels; t with {estimate.residual_df} df)"
-                     if estimate.residual_df else "")
-            notes.append(f"latency: every candidate timed in {layout.sessions} sessions, interleaved (A B C ... A B "
-                         f"C ...); its interval is a random-effects interval over the session medians, the drift "
-                         f"between sessions pooled across the candidates (t with {estimate.df:.3g} df){ratio}")
+            sessions = layout.logs[0].size
+            notes.append(f"latency: every candidate timed in {sessions} sessions, interleaved (A B C ... A B C ...); "
+                         f"its interval is the random-effects interval of its {sessions} session medians (t with "
+                         f"{sessions - 1} df), so it holds the drift between sessions; relative to the fastest, "
+                         f"from the differences within the sessions, where the drift they share cancels")
         else:
             notes.append("latency: the candidates were timed in separate sessions (not interleaved): each interval "
                          "spans its own sessions' drift only, and no ratio to the fastest has an interval")
@@ -285,20 +225,23 @@ def busy_latency(index: RunIndex, cost: CostReport, threshold: float) -> tuple:
 
 
 def latency_ratios(layout: SessionLayout, classes: dict, names: Iterable[str], level: float) -> dict:
-    """name -> (latency / the fastest class's, low, high): the ratio's interval from the within-session differences
-    (:meth:`RandomEffects.ratio`; low and high None when the sessions are not shared or leave no residual df).
-    Candidates not timed in sessions are absent."""
+    """name -> (latency / the fastest class's, low, high): the interval from the S within-session differences of
+    their logs (:func:`one_way_interval`: the drift the sessions share cancels); low and high None when the sessions
+    are not shared. Candidates not timed in sessions are absent."""
     if not layout.rows:
         return {}
-    points = [layout.estimate(r).point[layout.place(r)] for r in range(len(layout.rows))]
+    points = [float(logs.mean()) for logs in layout.logs]
     fastest = int(np.argmin(points))
     out = {}
     for name in names:
         row = layout.row_of(tuple(sorted(classes.get(name, (name,)))))
         if row is None:
             continue
-        if layout.shared:
-            out[name] = layout.estimates[0].ratio(row, fastest, level)
+        if row == fastest:
+            out[name] = (1.0, 1.0, 1.0)
+        elif layout.shared:
+            mean, low, high = one_way_interval(layout.logs[row] - layout.logs[fastest], level)
+            out[name] = (float(np.exp(mean)), float(np.exp(low)), float(np.exp(high)))
         else:
-            out[name] = (float(np.exp(points[row] - points[fastest])), None, None) if row != fastest else (1.0,) * 3
+            out[name] = (float(np.exp(points[row] - points[fastest])), None, None)
     return out
