@@ -14,7 +14,8 @@ out for every candidate (scoring each on its own subset would not be neutral, si
 typical levels), and page 1 says which criterion was left out for whom. A score is the weighted mean of those.
 
 Noise: one paired bootstrap (:mod:`reportgen.scoring.bootstrap`) resamples the images for every candidate and
-criterion at once and, in the same draws, every candidate's timed latency passes; as in SMAA, each draw also draws
+criterion at once and, in the same draws, every candidate's latency from its interleaved timing sessions
+(:mod:`reportgen.scoring.timing`; older cost.json: its timed passes resampled); as in SMAA, each draw also draws
 the weights around the user's. P(best) is the share of draws in which a candidate ranks first (a win is shared
 only on an exact tie, so a candidate worse in every draw never changes another's P(best)). The leader is the
 candidate with the highest score at the point estimates (the margin and what would change the pick are about it);
