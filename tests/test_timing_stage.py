@@ -25,7 +25,7 @@ def test_latency_is_timed_after_the_analyses_in_interleaved_sessions(tmp_path, s
         ("efficientnet_lite0", 2), ("efficientnet_lite1", 2)]
     for c in cost.values():
         passes = [v for s in c["latency_sessions"] for v in s["samples_ms"]]
-        assert c["latency_ms_samples"] == passes and all(len(s["samples_ms"]) >= 6 for s in c["latency_sessions"])
+        assert c["latency_ms_samples"] == passes and all(len(s["samples_ms"]) >= 2 for s in c["latency_sessions"])
     decision = json.loads((out / "metrics.json").read_text())["decision"]
     ratios = {c["backbone"]: c["latency_vs_fastest"] for c in decision["candidates"]}
     assert sorted(r["value"] for r in ratios.values())[0] == 1.0

@@ -44,6 +44,7 @@ MIN_PASSES = 10  # the precision is first checked here ...
 CHECK_GROWTH = 1.2  # ... and again each time the passes have grown by a fifth
 MIN_REPEATS = 6  # whatever the budget: the fewest passes whose median has a distribution-free 95 % interval
 MAX_PASSES = 200
+MIN_SESSION_REPEATS = 2  # a timing session's fewest passes (MIN_REPEATS split over the sessions, at least this)
 THROUGHPUT_PASSES = 3  # timed at the run's batch size, after one warm-up pass at that shape, ...
 THROUGHPUT_BUDGET_S = 0.5  # ... when those passes should take at most this (else bounded by the batch-1 latency)
 
@@ -213,17 +214,18 @@ class Latency:
 
 
 def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[str] = None,
-               budget_s: float = LATENCY_BUDGET_S) -> Latency:
+               budget_s: float = LATENCY_BUDGET_S, min_repeats: int = MIN_REPEATS,
+               warmup_budget_s: float = WARMUP_BUDGET_S) -> Latency:
     """Batch-1 forward latency in milliseconds, every pass, timed under :class:`StoppingRule`. With ``unit``, the
     time spent inside it is taken from the same passes: the slimmed model's latency is each pass minus its unit
     time (paired, so the saving is not the difference of two noisy medians, and no second model is timed)."""
     batch = zeros_batch(1, input_size, device)
     samples: list[float] = []
     without_unit: list[float] = []
-    rule = StoppingRule(budget_s)
+    rule = StoppingRule(budget_s, min_repeats=min_repeats)
     with torch.inference_mode():
         warmup, spent = 0, 0.0
-        while warmup < WARMUP_PASSES and (warmup == 0 or spent < WARMUP_BUDGET_S):
+        while warmup < WARMUP_PASSES and (warmup == 0 or spent < warmup_budget_s):
             spent += _timed(model, batch, device)
             warmup += 1
         clock = _UnitClock(model.get_submodule(unit) if unit else None, device)
@@ -307,8 +309,9 @@ def time_in_sessions(candidates: Sequence[TimedCandidate], device: str, sessions
                      progress: Callable[[str], None] = lambda message: None) -> dict:
     """Every candidate's cost, its latency timed in ``sessions`` sessions interleaved across the candidates (A B C
     ... A B C ...): each candidate is loaded once and held (memory measured right after its load), each session
-    times every candidate in turn under :class:`StoppingRule` with ``budget_s / sessions`` (so the whole timing
-    takes about what one session of ``budget_s`` did), and throughput follows the last session. name -> Cost."""
+    times every candidate in turn under :class:`StoppingRule` with ``budget_s / sessions`` and MIN_REPEATS / sessions
+    passes at least (so the whole timing takes about what one timing of ``budget_s`` did), and throughput follows the
+    last session. name -> Cost."""
     loaded, memory, timed = {}, {}, {name.name: [] for name in candidates}
     try:
         for candidate in candidates:
@@ -323,7 +326,13 @@ def time_in_sessions(candidates: Sequence[TimedCandidate], device: str, sessions
             progress(f"latency session {session + 1} of {sessions}: {len(candidates)} candidate(s) in turn")
             for candidate in candidates:
                 model, input_size = loaded[candidate.name]
-                latency = latency_ms(model, input_size, device, candidate.slim_unit, budget_s / sessions)
+                # The budget and the fewest passes split over the sessions, so the timing costs about what one
+                # session did; a session's median needs no interval of its own (the sessions' spread carries the
+                # pass noise into the decision's). The first session warms up as one timing did; later ones, whose
+                # kernels were built then, for a share of that.
+                latency = latency_ms(model, input_size, device, candidate.slim_unit, budget_s / sessions,
+                                     max(MIN_SESSION_REPEATS, math.ceil(MIN_REPEATS / sessions)),
+                                     WARMUP_BUDGET_S if session == 0 else WARMUP_BUDGET_S / sessions)
                 timed[candidate.name].append((LatencySession(
                     session=session, position=position, samples_ms=latency.samples_ms,
                     warmup_passes=latency.warmup_passes, stopped_because=latency.stopped_because,
