@@ -42,7 +42,7 @@ E2E_CALLS = re.compile(r"run_cli\(\s*(\*\w+|\"run\"|\"render\"|\"merge\"|\"compa
                        r"|_run_small\(|render_report\("
                        r"|render_comparison\(|run_shard\(|run_battery\(|merge_and_score\(|_small_run\(|_run_for\(|getfixturevalue\(")
 MODEL_CALLS = re.compile(r"create_model|load_model|auto_backbone|choose_unit|analyse_backbone|measure_cost|latency_ms\("
-                         r"|road\(|resolve_backbones|torch\.nn\.|cost_of\(|without\(|count_macs|\bmodels\(")
+                         r"|road\(|resolve_backbones|torch\.nn\.|session_costs\(|time_in_sessions\(|without\(|count_macs|\bmodels\(")
 SUBPROCESS_CALLS = re.compile(r"subprocess\.|Popen|submitit|_reportgen\(")
 
 

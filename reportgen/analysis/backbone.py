@@ -27,7 +27,7 @@ from ..results.stats import weight_summary
 from ..results.views import views_of
 from ..scoring.measures import cam_similarity
 from .corruptions import common_crop_of, corrupted_predictions, input_view
-from .cost import measure_cost, timing_outcome, timing_plan
+from .cost import TimedCandidate, measure_cost, time_in_sessions, timing_outcome, timing_plan
 from .faithfulness import road
 from .classifier import install_linear_head, pooled_features
 from .heads import HeadPlan
@@ -429,17 +429,31 @@ def _weight_records(summaries: dict) -> tuple[dict, dict]:
     return records, arrays
 
 
-def cost_of(plan: WeightsPlan, config: AnalysisConfig, device: str, slim_unit: Optional[str], batch_size: int,
-            host: str = "") -> Cost:
-    """The cost alone, for a backbone whose analyses are reused but whose cost was measured on another machine (or
-    on Ray, where one node measures every backbone in turn): load the model, time it, nothing else."""
-    torch.manual_seed(config.seed)
-    loaded: LoadedModel = load_model(plan, config.seed)
-    model = on_device(loaded.model, device)
+def session_costs(plans: Sequence[WeightsPlan], config: AnalysisConfig, device: str, units: dict, batch_sizes: dict,
+                  heads: Optional[dict] = None, host: str = "",
+                  progress: Callable[[str], None] = lambda message: None) -> dict:
+    """The timing stage, after the analyses, on this machine: every candidate loaded again as analysed (its weights
+    and head; random weights rebuilt from the run's seed) and timed in ``config.latency_sessions`` interleaved
+    sessions (:func:`~reportgen.analysis.cost.time_in_sessions`). ``units``/``batch_sizes``: per backbone name, the
+    unit slimming removes and the batch size its analysis ran at. name -> Cost."""
+    heads = heads or {}
+
+    def loader(plan: WeightsPlan):
+        def load() -> tuple:
+            torch.manual_seed(config.seed)
+            head = heads.get(plan.backbone.name)
+            loaded: LoadedModel = load_model(plan, config.seed, head)
+            if head is not None and head.estimand == Estimand.LINEAR_PROBE:
+                # the explaining head's shape, as analysed (its values do not change a dense layer's arithmetic)
+                loaded.model.reset_classifier(head.classes)
+            return on_device(loaded.model, device), loaded.data_config["input_size"]
+        return load
+    candidates = [TimedCandidate(plan.backbone.name, loader(plan), batch_sizes.get(plan.backbone.name,
+                                                                                   config.batch_size),
+                                 units.get(plan.backbone.name)) for plan in plans]
     try:
-        return measure_cost(model, loaded.data_config["input_size"], device, batch_size, slim_unit, host)
+        return time_in_sessions(candidates, device, config.latency_sessions, host=host, progress=progress)
     finally:
-        del model, loaded
         release_memory()
 
 

@@ -11,6 +11,12 @@ then each time the passes have grown by a fifth (looking after every pass would 
 interval's coverage at the stop fell to 94 % in simulation) -- or until the per-model time budget is spent (after at
 least MIN_REPEATS passes, the fewest that have such an interval), or MAX_PASSES. The precision reached and what
 stopped the timing are kept with every pass, so the decision can resample the timing noise.
+
+Latency drifts between timing sessions by far more than one session's passes vary (tens of per cent on a shared
+machine), so the run times every candidate in ``latency_sessions`` sessions, interleaved across the candidates
+(A B C ... A B C ...), after the analyses, on one machine (:func:`time_in_sessions`): the decision's interval spans
+that drift (a random-effects interval over the sessions, :mod:`reportgen.scoring.timing`), and a session effect
+shared by every candidate cancels in their ratio. The per-model budget is split over the sessions.
 """
 from __future__ import annotations
 
@@ -22,11 +28,11 @@ import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
-from ..results.schema import MAXIMUM_PASSES, PRECISION_REACHED, TIME_BUDGET, Cost, Machine
+from ..results.schema import MAXIMUM_PASSES, PRECISION_REACHED, TIME_BUDGET, Cost, LatencySession, Machine
 from .models import zeros_batch
 
 WARMUP_PASSES = 2  # after the memory measurement's pass: caches, allocator and oneDNN kernels settle
@@ -38,6 +44,7 @@ MIN_PASSES = 10  # the precision is first checked here ...
 CHECK_GROWTH = 1.2  # ... and again each time the passes have grown by a fifth
 MIN_REPEATS = 6  # whatever the budget: the fewest passes whose median has a distribution-free 95 % interval
 MAX_PASSES = 200
+MIN_SESSION_REPEATS = 2  # a timing session's fewest passes (MIN_REPEATS split over the sessions, at least this)
 THROUGHPUT_PASSES = 3  # timed at the run's batch size, after one warm-up pass at that shape, ...
 THROUGHPUT_BUDGET_S = 0.5  # ... when those passes should take at most this (else bounded by the batch-1 latency)
 
@@ -207,17 +214,18 @@ class Latency:
 
 
 def latency_ms(model: torch.nn.Module, input_size, device: str, unit: Optional[str] = None,
-               budget_s: float = LATENCY_BUDGET_S) -> Latency:
+               budget_s: float = LATENCY_BUDGET_S, min_repeats: int = MIN_REPEATS,
+               warmup_budget_s: float = WARMUP_BUDGET_S) -> Latency:
     """Batch-1 forward latency in milliseconds, every pass, timed under :class:`StoppingRule`. With ``unit``, the
     time spent inside it is taken from the same passes: the slimmed model's latency is each pass minus its unit
     time (paired, so the saving is not the difference of two noisy medians, and no second model is timed)."""
     batch = zeros_batch(1, input_size, device)
     samples: list[float] = []
     without_unit: list[float] = []
-    rule = StoppingRule(budget_s)
+    rule = StoppingRule(budget_s, min_repeats=min_repeats)
     with torch.inference_mode():
         warmup, spent = 0, 0.0
-        while warmup < WARMUP_PASSES and (warmup == 0 or spent < WARMUP_BUDGET_S):
+        while warmup < WARMUP_PASSES and (warmup == 0 or spent < warmup_budget_s):
             spent += _timed(model, batch, device)
             warmup += 1
         clock = _UnitClock(model.get_submodule(unit) if unit else None, device)
@@ -256,7 +264,9 @@ def images_per_second(model: torch.nn.Module, input_size, device: str, batch_siz
                                                   f"{batch_size}, after a warm-up pass at that shape"
 
 
-def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, str]:
+def memory_mb(model: torch.nn.Module, input_size, device: str, resident_bytes: int = 0) -> tuple[float, str]:
+    """``resident_bytes``: CUDA memory held by other models loaded before this one (the timing stage holds every
+    candidate), left out of this one's peak."""
     batch = zeros_batch(1, input_size, device)
     if device == "cuda":
         torch.cuda.synchronize()
@@ -264,7 +274,8 @@ def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, s
         with torch.inference_mode():
             model(batch)
         torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2 ** 20, "CUDA peak allocated, batch 1 (weights included)"
+        return ((torch.cuda.max_memory_allocated() - resident_bytes) / 2 ** 20,
+                "CUDA peak allocated, batch 1 (weights included)")
     weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     largest = [0]
 
@@ -283,14 +294,105 @@ def memory_mb(model: torch.nn.Module, input_size, device: str) -> tuple[float, s
     return (weights + largest[0]) / 2 ** 20, "weights + largest input+output of one module, batch 1 (measured)"
 
 
-def timing_plan(budget_s: float = LATENCY_BUDGET_S) -> str:
-    """The progress line before the cost measurement."""
+@dataclass(frozen=True)
+class TimedCandidate:
+    """One candidate of the timing stage: ``load()`` gives its model as analysed (same weights and head; random
+    weights from the run's seed) on the run's device and its input size."""
+    name: str
+    load: Callable[[], tuple]  # -> (model, input_size)
+    batch_size: int
+    slim_unit: Optional[str] = None
+
+
+def time_in_sessions(candidates: Sequence[TimedCandidate], device: str, sessions: int,
+                     budget_s: float = LATENCY_BUDGET_S, host: str = "",
+                     progress: Callable[[str], None] = lambda message: None) -> dict:
+    """Every candidate's cost, its latency timed in ``sessions`` sessions interleaved across the candidates (A B C
+    ... A B C ...): each candidate is loaded once and held (memory measured right after its load), each session
+    times every candidate in turn under :class:`StoppingRule` with ``budget_s / sessions`` and MIN_REPEATS / sessions
+    passes at least (so the whole timing takes about what one timing of ``budget_s`` did), and throughput follows the
+    last session. name -> Cost."""
+    loaded, memory, timed = {}, {}, {name.name: [] for name in candidates}
+    try:
+        for candidate in candidates:
+            resident = torch.cuda.memory_allocated() if device == "cuda" else 0
+            model, input_size = candidate.load()
+            model.eval()
+            loaded[candidate.name] = (model, input_size)
+            memory[candidate.name] = memory_mb(model, input_size, device, resident)
+        progress(timing_plan(budget_s, sessions))
+        position = 0
+        for session in range(sessions):
+            progress(f"latency session {session + 1} of {sessions}: {len(candidates)} candidate(s) in turn")
+            for candidate in candidates:
+                model, input_size = loaded[candidate.name]
+                # The budget and the fewest passes split over the sessions, so the timing costs about what one
+                # session did; a session's median needs no interval of its own (the sessions' spread carries the
+                # pass noise into the decision's). The first session warms up as one timing did; later ones, whose
+                # kernels were built then, for a share of that.
+                latency = latency_ms(model, input_size, device, candidate.slim_unit, budget_s / sessions,
+                                     max(MIN_SESSION_REPEATS, math.ceil(MIN_REPEATS / sessions)),
+                                     WARMUP_BUDGET_S if session == 0 else WARMUP_BUDGET_S / sessions)
+                timed[candidate.name].append((LatencySession(
+                    session=session, position=position, samples_ms=latency.samples_ms,
+                    warmup_passes=latency.warmup_passes, stopped_because=latency.stopped_because,
+                    load_per_core=load_per_core()), latency))
+                position += 1
+        costs = {}
+        for candidate in candidates:
+            model, input_size = loaded[candidate.name]
+            costs[candidate.name] = _session_cost(model, input_size, device, candidate, timed[candidate.name],
+                                                  memory[candidate.name], budget_s, host)
+            progress(f"{candidate.name}: {timing_outcome(costs[candidate.name])}")
+        return costs
+    finally:
+        loaded.clear()
+
+
+def _session_cost(model, input_size, device: str, candidate: TimedCandidate, timed: list, memory: tuple,
+                  budget_s: float, host: str) -> Cost:
+    """One candidate's Cost from its sessions: the point latency is the geometric mean of the session medians (the
+    decision's estimate on the log scale); the pooled passes give the quartiles and the within-session precision."""
+    sessions = tuple(s for s, _ in timed)
+    samples = tuple(v for s in sessions for v in s.samples_ms)
+    without_unit = tuple(v for _, latency in timed for v in latency.without_unit_ms)
+    medians = [statistics.median(s.samples_ms) for s in sessions]
+    point = math.exp(statistics.fmean(math.log(m) for m in medians)) if all(m > 0 for m in medians) else \
+        statistics.median(samples)
+    throughput, throughput_batch, throughput_method = images_per_second(model, input_size, device,
+                                                                        candidate.batch_size, point)
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (samples[0],) * 3
+    interval = median_interval(samples)
+    loads = [s.load_per_core for s in sessions if s.load_per_core is not None]
+    return Cost(latency_ms_median=point, latency_ms_q1=q1, latency_ms_q3=q3, latency_repeats=len(samples),
+                images_per_s=throughput, throughput_batch_size=throughput_batch, memory_mb=memory[0],
+                memory_method=memory[1],
+                slim_latency_ms_median=statistics.median(without_unit) if without_unit else None,
+                machine=machine(device, host), latency_ms_samples=samples, slim_latency_ms_samples=without_unit,
+                warmup_passes=sum(s.warmup_passes for s in sessions),
+                stopped_because=", ".join(dict.fromkeys(s.stopped_because for s in sessions)),
+                load_per_core=max(loads) if loads else None,  # the busiest session: the busy-machine flag's
+                latency_precision=relative_precision(samples), latency_ms_ci=tuple(interval) if interval else (),
+                latency_target_precision=LATENCY_PRECISION, latency_confidence=LATENCY_CONFIDENCE,
+                latency_budget_s=budget_s, throughput_method=throughput_method, latency_sessions=sessions)
+
+
+def timing_plan(budget_s: float = LATENCY_BUDGET_S, sessions: int = 0) -> str:
+    """The progress line before the cost measurement (``sessions``: the timing stage's)."""
+    if sessions:
+        return (f"latency and memory: every candidate timed in {sessions} interleaved sessions (A B C ... A B C ...), "
+                f"each until its median's {100 * LATENCY_CONFIDENCE:g} % interval lies within "
+                f"±{100 * LATENCY_PRECISION:g} % of it, or for {budget_s / sessions:.3g} s")
     return (f"latency and memory: timed until the median's {100 * LATENCY_CONFIDENCE:g} % interval lies within "
             f"±{100 * LATENCY_PRECISION:g} % of it, or for {budget_s:g} s")
 
 
 def timing_outcome(cost: Cost) -> str:
     """The progress line after it: the median, the precision reached and what stopped the timing."""
+    if cost.latency_sessions:
+        medians = ", ".join(f"{m:.3g}" for m in cost.session_medians_ms)
+        return (f"latency {cost.latency_ms_median:.3g} ms (session medians {medians} ms), {cost.latency_repeats} "
+                f"passes ({cost.stopped_because})")
     reached = f"within ±{100 * cost.latency_precision:.1f} %" if cost.latency_precision is not None else \
         "no interval (too few passes)"
     return (f"latency {cost.latency_ms_median:.3g} ms, {reached} after {cost.latency_repeats} passes "

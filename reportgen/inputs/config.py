@@ -327,6 +327,12 @@ class AnalysisConfig:
     # The label-order check flags a head when the best assignment of its outputs to the labels gains at least
     # this much accuracy (lower end of the gain's 95 % paired-bootstrap interval).
     label_order_min_gain: float = 0.10
+    # Latency is timed in this many sessions per candidate, interleaved across the candidates (A B C ... A B C ...)
+    # after the analyses, the per-model timing budget split over them: the decision's latency interval is a
+    # random-effects interval over the sessions (t with their degrees of freedom), since sessions on a shared
+    # machine drift by tens of per cent. At least 2 (one session has no drift to measure); 3 gives a lone
+    # candidate's interval t with 2 degrees of freedom (4.3 standard errors) instead of 1 (12.7).
+    latency_sessions: int = 3
     rules: RuleThresholds = field(default_factory=RuleThresholds)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     gate: GateSettings = field(default_factory=GateSettings)
@@ -338,6 +344,7 @@ class AnalysisConfig:
         _check_range(self, "seed", 0, 2 ** 32 - 1, integer=True)
         _check_range(self, "bootstrap_samples", 10, integer=True)
         _check_range(self, "bootstrap_min_stratum", 1, integer=True)
+        _check_range(self, "latency_sessions", 2, 20, integer=True)
         _check_range(self, "histogram_bins", 2, integer=True)
         _check_range(self, "weight_quantiles", 2, integer=True)
         _check_range(self, "near_zero_fraction", 0, 1, high_open=True)
@@ -429,7 +436,7 @@ SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_lev
                        "size_small_below", "size_large_from", "clutter_edge_density", "grid_max_images",
                        "grid_sample_each", "table_max_rows", "calibration_min_labelled", "label_order_min_gain",
                        "rules", "decision", "gate")
-EXECUTION_FIELDS = ("batch_size",)
+EXECUTION_FIELDS = ("batch_size", "latency_sessions")
 
 
 def _check_classified() -> None:

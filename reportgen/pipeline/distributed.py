@@ -398,32 +398,34 @@ def fit_probes(ray, prepared, settings: ExecutorSettings, threads: int, env: dic
     return {name: ray.get(ref) for name, ref in refs.items()}
 
 
-def cost_task(plan, config, device: str, threads: int, slim_unit, batch_size: int):
-    """One backbone's cost on the node it was sent to (module-level so Ray can ship it)."""
+def timing_task(plans, config, device: str, threads: int, units: dict, batch_sizes: dict, heads: dict):
+    """The timing stage on the node it was sent to (module-level so Ray can ship it): every backbone's latency in
+    interleaved sessions, name -> Cost."""
     import socket
 
     import ray
 
-    from ..analysis.backbone import cost_of
+    from ..analysis.backbone import session_costs
     from ..analysis.environment import use_threads
 
     use_threads(threads)
     node = ray.get_runtime_context().get_node_id()[:12]
-    return cost_of(plan, config, device, slim_unit, batch_size, host=f"{socket.gethostname()} (Ray node {node})")
+    return session_costs(plans, config, device, units, batch_sizes, heads,
+                         host=f"{socket.gethostname()} (Ray node {node})")
 
 
-def measure_costs(ray, prepared, settings: ExecutorSettings, units: dict, progress: Callable[[str], None]) -> dict:
-    """Every backbone's cost on ONE node (the driver's), one backbone at a time, after the shards: latencies are
-    ranked against each other, so they come from the same machine with nothing else running on it."""
+def measure_costs(ray, prepared, settings: ExecutorSettings, index, progress: Callable[[str], None]) -> dict:
+    """Every backbone's cost on ONE node (the driver's), after the shards, in one task: the timing stage times every
+    backbone in ``latency_sessions`` sessions interleaved across them (A B C ... A B C ...), as one process does;
+    latencies are ranked against each other, so they come from the same machine with nothing else running on it."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = ray.get_runtime_context().get_node_id()
-    task = ray.remote(max_retries=MAX_RETRIES, **_resources(prepared, settings))(cost_task).options(
+    task = ray.remote(max_retries=MAX_RETRIES, **_resources(prepared, settings))(timing_task).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
-    costs = {}
-    for plan in prepared.plans:
-        name = plan.backbone.name
-        progress(f"{name}: latency, throughput and memory on node {node[:12]} (one backbone at a time)")
-        costs[name] = ray.get(task.remote(plan, prepared.request.config, prepared.device, _threads(settings),
-                                          units.get(name), prepared.request.config.batch_size))
-    return costs
+    config = prepared.request.config
+    progress(f"latency, throughput and memory on node {node[:12]}: every backbone in {config.latency_sessions} "
+             "sessions, in turn")
+    return ray.get(task.remote(prepared.plans, config, prepared.device, _threads(settings),
+                               {b.name: b.slimming.unit for b in index.backbones},
+                               {b.name: b.batch_size for b in index.backbones}, dict(prepared.heads)))

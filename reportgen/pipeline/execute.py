@@ -225,7 +225,7 @@ def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tup
         index, merged = merge_shards([Path(s.spec.out_dir) / "results" for s in distributed.shards], results.parent)
         index = finish_merged_probes(index, merged, prepared, distributed.setups)
         mark = time.perf_counter()
-        costs = measure_costs(ray, prepared, settings, {b.name: b.slimming.unit for b in index.backbones}, note)
+        costs = measure_costs(ray, prepared, settings, index, note)
         cost_seconds = time.perf_counter() - mark
     write_json(merged / COST, CostReport(costs))
     image_set = prepared.image_set

@@ -223,16 +223,18 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
     try:
         mark_run_started(results_dir, versions["reportgen"])  # an interrupted run's folder stays recognisable
         write_display_copies(image_set, decoded, results_dir)
+        # The analyses time nothing: latency is timed after them, every candidate in interleaved sessions.
         settings = RunSettings(image_set=image_set, class_names=class_names, config=config, device=device,
                                weights_mode=weights_mode, decoded=decoded, train_set=train_set,
-                               keep_merge_state=keep_merge_state, with_cost=with_cost, progress=progress,
+                               keep_merge_state=keep_merge_state, with_cost=False, progress=progress,
                                on_batch=on_batch)
         run = BatteryRun(settings=settings, results_dir=results_dir, versions=versions, fresh=fresh, heads=heads or {},
                          setups=setups or {})
         with long_lived_objects_frozen():
-            entries, costs = _backbones(plans, run, outcome)
+            entries, stems = _backbones(plans, run, outcome)
     finally:
         decoded.remove()
+    costs = timing_stage(plans, entries, run, stems, outcome) if with_cost else {}
 
     index = RunIndex(
         schema_version=SCHEMA_VERSION, versions=versions, config=config, seed=config.seed,
@@ -255,13 +257,12 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
 
 
 def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, dict]:
-    """Each backbone's result: reused when its key matches a saved one, else computed and saved."""
-    from ..analysis.backbone import cost_of, current_machine
-    from ..analysis.cost import timing_outcome, timing_plan
+    """Each backbone's result (reused when its key matches a saved one, else computed and saved) and the stem of
+    its files."""
     from ..analysis.environment import release_memory
     from ..analysis.weights import weights_identity
 
-    entries, costs = [], {}
+    entries, stems = [], {}
     settings, folder = run.settings, run.results_dir / BACKBONES_DIR
     config, progress = settings.config, settings.progress
     shard = "-shard" if settings.keep_merge_state else ""
@@ -269,7 +270,7 @@ def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, d
         name = plan.backbone.name
         key = analysis_key(plan.backbone, weights_identity(plan, config.seed), settings.image_set.model_inputs_sha256,
                            config, run.versions, run.task_identity(name)) + shard
-        stem = f"{name}-{key[:16]}"
+        stem = stems[name] = f"{name}-{key[:16]}"
         saved = None if run.fresh else read_backbone(folder, stem, key)
         if saved is not None:
             progress(f"{name}: unchanged since the last run, reusing {BACKBONES_DIR}/{stem}")
@@ -277,35 +278,49 @@ def _backbones(plans, run: BatteryRun, outcome: BatteryOutcome) -> tuple[list, d
             entry = replace(saved, views=views_of(settings.image_set, saved.data_config))
             outcome.status[name] = "cached"
             outcome.timings["backbones"][name] = {"cached": True}
-            if settings.with_cost:
-                cost = read_cost(folder / f"{stem}{COST_SUFFIX}")
-                if cost is None or cost.machine.fingerprint != current_machine(settings.device):
-                    # Latency from another device, CPU, thread count or torch is never ranked beside this run's.
-                    was = "no saved cost" if cost is None else "measured on " + ", ".join(
-                        f"{a} -> {b}" for a, b in zip(cost.machine.fingerprint, current_machine(settings.device))
-                        if a != b)
-                    progress(f"{name}: cost {was}: measuring it again on this machine")
-                    mark = time.perf_counter()
-                    progress(f"{name}: {timing_plan()}")
-                    cost = cost_of(plan, config, settings.device, saved.slimming.unit, saved.batch_size)
-                    progress(f"{name}: {timing_outcome(cost)}")
-                    write_json(folder / f"{stem}{COST_SUFFIX}", cost)
-                    outcome.timings["backbones"][name] = {"cached": True,
-                                                          "cost_remeasured_s": time.perf_counter() - mark}
-                costs[name] = cost
         else:
             progress(f"{name}: loading weights ({plan.source})")
             started = time.perf_counter()
-            entry, timings, cost = _compute(plan, run, key, stem)
-            if cost is not None:
-                costs[name] = cost
+            entry, timings, _ = _compute(plan, run, key, stem)
             release_memory()
             outcome.status[name] = "computed"
             outcome.timings["backbones"][name] = timings
             progress(f"{name}: done in {time.perf_counter() - started:.1f}s")
         entries.append(entry)
         settings.on_batch(name, "backbones", len(entries), len(plans))
-    return entries, costs
+    return entries, stems
+
+
+def timing_stage(plans, entries: list, run: BatteryRun, stems: dict, outcome: BatteryOutcome) -> dict:
+    """Every candidate's cost, after the analyses: the latency of all of them timed in interleaved sessions on this
+    machine (:func:`~reportgen.analysis.backbone.session_costs`), each saved beside its backbone's files. Reused only
+    when every candidate's saved cost comes from one timing stage of exactly these candidates on this machine
+    (sessions are shared by the candidates timed in them: a cost timed beside other candidates is not)."""
+    from ..analysis.backbone import current_machine, session_costs
+    from ..scoring.timing import one_timing_stage
+
+    settings, folder = run.settings, run.results_dir / BACKBONES_DIR
+    names = [plan.backbone.name for plan in plans]
+    saved = {name: read_cost(folder / f"{stems[name]}{COST_SUFFIX}") for name in names}
+    here = current_machine(settings.device)
+    if not run.fresh and all(c is not None and c.machine.fingerprint == here for c in saved.values()) \
+            and one_timing_stage(saved.values(), settings.config.latency_sessions) \
+            and all(outcome.status.get(name) == "cached" for name in names):
+        settings.progress(f"latency: reusing the {settings.config.latency_sessions} sessions saved with these "
+                          "candidates")
+        return saved
+    for name, cost in saved.items():
+        if cost is not None and cost.machine.fingerprint != here:
+            # Latency from another device, CPU, thread count or torch is never ranked beside this run's.
+            was = ", ".join(f"{a} -> {b}" for a, b in zip(cost.machine.fingerprint, here) if a != b)
+            settings.progress(f"{name}: cost measured on {was}: measuring it again on this machine")
+    mark = time.perf_counter()
+    costs = session_costs(plans, settings.config, settings.device, {e.name: e.slimming.unit for e in entries},
+                          {e.name: e.batch_size for e in entries}, run.heads, progress=settings.progress)
+    for name, cost in costs.items():
+        write_json(folder / f"{stems[name]}{COST_SUFFIX}", cost)
+    outcome.timings["latency_sessions_s"] = time.perf_counter() - mark
+    return costs
 
 
 def score_and_write(index: RunIndex, results_dir: Path) -> None:

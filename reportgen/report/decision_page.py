@@ -141,6 +141,18 @@ def _measure_cell(measure) -> Cell:
     return _interval_cell(measure.value, measure.ci_low, measure.ci_high)
 
 
+def _latency_cell(candidate: Candidate) -> Cell:
+    """Milliseconds with their interval, then the latency relative to the fastest (its interval: the within-session
+    differences, where the drift the sessions share cancels)."""
+    cell, ratio = _measure_cell(candidate.latency), candidate.latency_vs_fastest
+    if ratio.value is None or candidate.latency.value is None:
+        return cell
+    relative = "fastest" if ratio.value == 1.0 and ratio.ci_low == ratio.ci_high == 1.0 else \
+        f"×{num(ratio.value)} the fastest" + (f" {bracket(ratio.ci_low, ratio.ci_high).strip()}"
+                                              if ratio.ci_low is not None else "")
+    return Cell(cell.value, f"{cell.interval}; {relative}" if cell.interval else relative, cell.note)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Column:
     """A criterion's column in the page-1 table: its header in each format ("{accuracy}" stands for the accuracy
@@ -171,8 +183,8 @@ PAGE1_COLUMNS: dict = {
                          cell=lambda c: _change_cell(c.corruption.value, c.corruption.ci_low, c.corruption.ci_high)),
     "faithfulness": Column(html="faithfulness: ROAD gap [CI]", markdown="faithfulness [CI]",
                            cell=lambda c: _measure_cell(c.faithfulness)),
-    "latency": Column(html="latency, batch 1 (ms) [CI]", markdown="latency ms [CI]",
-                      cell=lambda c: _measure_cell(c.latency)),
+    "latency": Column(html="latency, batch 1 (ms) [CI]; × the fastest [CI]", markdown="latency ms [CI]; × fastest",
+                      cell=_latency_cell),
     "size": Column(html="params (M)", markdown="params (M)", cell=lambda c: Cell(num(c.params_m))),
 }
 
@@ -529,6 +541,12 @@ def _timing(decision: Decision, cost: Optional[CostReport]) -> Sentence:
     parts = ([f"reached for {listing(precise)}"] if precise else []) + \
         ([f"not for {listing(stopped)}"] if stopped else [])
     target = num(100 * rule.latency_target_precision)
+    sessions = len(rule.latency_sessions)
+    if sessions:
+        return (text(f" In each of {sessions} interleaved sessions, each latency was timed until its median's "
+                     f"{whole_pct(rule.latency_confidence)} interval (order statistics, no distribution assumed) lay "
+                     f"within ±{target} % of it, or for {num(rule.latency_budget_s / sessions)} s of passes: "
+                     f"{'; '.join(parts)}."),)
     return (text(f" Each latency was timed until its median's {whole_pct(rule.latency_confidence)} interval "
                  f"(order statistics, no distribution assumed) lay within ±{target} % of it, "
                  f"or for {num(rule.latency_budget_s)} s of passes: {'; '.join(parts)}."),)

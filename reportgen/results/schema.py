@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
@@ -768,6 +769,18 @@ PRECISION_REACHED, TIME_BUDGET, MAXIMUM_PASSES = "precision reached", "time budg
 
 
 @dataclass(frozen=True, kw_only=True)
+class LatencySession(JsonRecord):
+    """One candidate's timing in one session of the run's timing stage: every candidate is timed once per session,
+    in the same order (A B C ... A B C ...), after the analyses, on one machine."""
+    session: int  # 0, 1, ...: the round
+    position: int  # its place in the whole timing order (0: timed first), so the interleaving can be checked
+    samples_ms: tuple[float, ...]  # every timed pass of this session, in order
+    warmup_passes: int = 0
+    stopped_because: str = ""  # precision reached | time budget | maximum passes
+    load_per_core: Optional[float] = None  # the 1-minute load average per core right after the session's passes
+
+
+@dataclass(frozen=True, kw_only=True)
 class Cost(JsonRecord):
     """Measured on the run's device: latency of timed forward passes under inference_mode after warm-up."""
     latency_ms_median: float  # batch 1
@@ -798,6 +811,15 @@ class Cost(JsonRecord):
     latency_confidence: Optional[float] = None
     latency_budget_s: Optional[float] = None
     throughput_method: str = ""  # timed at throughput_batch_size, or derived from the batch-1 latency (batch 1)
+    # Schema 12: the sessions the latency was timed in (latency_ms_samples: their passes in session order; the
+    # median fields: the geometric mean of the session medians). Empty: an older cost.json, timed once, whose
+    # session drift is in no interval.
+    latency_sessions: tuple[LatencySession, ...] = ()
+
+    @property
+    def session_medians_ms(self) -> tuple:
+        """Each session's median latency, in session order (empty: timed in no sessions)."""
+        return tuple(statistics.median(s.samples_ms) for s in sorted(self.latency_sessions, key=lambda s: s.session))
 
 
 @dataclass(frozen=True)

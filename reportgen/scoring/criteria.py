@@ -22,7 +22,7 @@ from .beyond_paper import corruption_vectors, road_vectors, top1_change_of
 from .bootstrap import PairedDraws, interval, nanmean
 from .calibration import top1_brier
 from .proportion import brier_interval, share_interval
-from .timing import class_latency, different_machines
+from .timing import SESSIONS, class_latency, different_machines, latency_interval, session_layout
 from .vectors import Vectors, widened
 
 
@@ -34,10 +34,12 @@ class Measure:
     ci_high: Optional[float] = None
 
 
-def measured(point, drawn, level) -> Measure:
+def measured(point, drawn, level, exact: Optional[tuple] = None) -> Measure:
+    """``exact``: the criterion's own interval at ``level`` (latency's random-effects t interval), in place of the
+    draws' percentiles."""
     if point is None or not np.isfinite(point):
         return Measure(None)
-    low, high = interval(drawn, level)
+    low, high = exact if exact is not None else interval(drawn, level)
     return Measure(float(point), low, high)
 
 
@@ -67,6 +69,10 @@ class CriterionValues:
     """Per criterion: point values (K,) and draws (B, K) of the raw measure, NaN where missing."""
     point: dict = field(default_factory=dict)
     draws: dict = field(default_factory=dict)
+    intervals: dict = field(default_factory=dict)  # key -> {k: (low, high)} where a criterion has its own interval
+
+    def exact(self, key: str, k: int) -> Optional[tuple]:
+        return self.intervals.get(key, {}).get(k)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +92,8 @@ class Criterion:
     # (entry, Measure from the draws, level) -> the interval page 1 shows and a constraint checks, where the draws'
     # percentile interval claims more precision than it has (None: that one; scoring/proportion.py)
     shown: Optional[Callable] = None
+    # (inputs, k, name, level) -> the interval page 1 shows where it is not the draws' percentiles (None: it is)
+    exact: Optional[Callable[[CriterionInputs, int, str, float], Optional[tuple]]] = None
 
     def label_for(self, own_task: bool) -> str:
         return self.own_task_label if own_task and self.own_task_label else self.label
@@ -163,11 +171,22 @@ def faithfulness(inputs: CriterionInputs, k: int, name: str) -> tuple:
     return (float(nanmean(gap)) if np.isfinite(gap).any() else np.nan), inputs.draws.means(gap)
 
 
+def _sessions(inputs: CriterionInputs):
+    if SESSIONS not in inputs.by_class:  # the run's session table, once
+        inputs.by_class[SESSIONS] = session_layout(inputs.index, inputs.cost, inputs.classes)
+    return inputs.by_class[SESSIONS]
+
+
 def latency(inputs: CriterionInputs, k: int, name: str) -> tuple:
     members = tuple(sorted(inputs.classes.get(name, (name,))))  # by name: the battery's order changes no draw
     if members not in inputs.by_class:
-        inputs.by_class[members] = class_latency(members, inputs.cost, inputs.draws)
+        inputs.by_class[members] = class_latency(members, inputs.cost, inputs.draws, _sessions(inputs))
     return inputs.by_class[members]
+
+
+def latency_exact(inputs: CriterionInputs, k: int, name: str, level: float) -> Optional[tuple]:
+    """The random-effects interval over the sessions (None: an older cost.json: the draws' percentiles)."""
+    return latency_interval(_sessions(inputs), tuple(sorted(inputs.classes.get(name, (name,)))), level)
 
 
 def size(inputs: CriterionInputs, k: int, name: str) -> tuple:
@@ -234,7 +253,8 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion(key="faithfulness", label="faithfulness", points="100 × ROAD gap", scale=_times_100,
               measure=faithfulness, why_missing="not measured", analysis=True),
     Criterion(key="latency", label="latency", points="100 × (1 − log10(ms) / 3)", scale=_latency_points,
-              measure=latency, why_missing="latency not measured", cost=True, unusable=different_machines),
+              measure=latency, why_missing="latency not measured", cost=True, unusable=different_machines,
+              exact=latency_exact),
     Criterion(key="size", label="size", points="100 × (1 − log10(params / 0.1 M) / 3)", scale=_size_points,
               measure=size, why_missing="no parameter count", cost=True),
 )
@@ -264,10 +284,10 @@ def criterion(key: str) -> Criterion:
     raise KeyError(key)
 
 
-def shown_measure(key: str, entry, point, drawn, level: float) -> Measure:
+def shown_measure(key: str, entry, point, drawn, level: float, exact: Optional[tuple] = None) -> Measure:
     """A criterion's value for one candidate (``entry``) with the interval page 1 shows: the draws' percentile
-    interval, widened by the row's ``shown`` where that claims more than it has."""
-    found = measured(point, drawn, level)
+    interval (or the criterion's ``exact`` one), widened by the row's ``shown`` where that claims more than it has."""
+    found = measured(point, drawn, level, exact)
     shown = criterion(key).shown
     if found.value is None or shown is None:
         return found
@@ -305,6 +325,10 @@ def measure_criteria(inputs: CriterionInputs) -> CriterionValues:
     for j, found in enumerate(CRITERIA):
         values.point[found.key] = np.array([row[j][0] for row in measured], dtype=np.float64)
         values.draws[found.key] = np.stack([row[j][1] for row in measured], axis=1)
+        if found.exact is not None:
+            level = inputs.index.config.decision.confidence
+            found_exact = {k: found.exact(inputs, k, name, level) for k, name in enumerate(names)}
+            values.intervals[found.key] = {k: v for k, v in found_exact.items() if v is not None}
     return values
 
 

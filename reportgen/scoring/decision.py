@@ -17,7 +17,8 @@ so each candidate's scores read its own values only; the size mix is the boxed i
 images' own, so neither depends on who else is in the run (issue 32: tests/test_invariance.py).
 
 Noise: one paired bootstrap (:mod:`reportgen.scoring.bootstrap`) resamples the images for every candidate and
-criterion at once and, in the same draws, every candidate's timed latency passes; as in SMAA, each draw also draws
+criterion at once and, in the same draws, every candidate's latency from its interleaved timing sessions
+(:mod:`reportgen.scoring.timing`; older cost.json: its timed passes resampled); as in SMAA, each draw also draws
 the weights around the user's. P(best) is the share of draws in which a candidate ranks first (a win is shared
 only on an exact tie, so a candidate worse in every draw never changes another's P(best)). The leader is the
 candidate with the highest score at the point estimates (the margin and what would change the pick are about it);
@@ -44,7 +45,7 @@ from .criteria import (CriterionInputs, CriterionValues, Measure, cost_criteria,
                        measure_criteria, measured, shown_measure, size_mix, why_dropped, why_missing)
 from .ranking import McNemar, Ranking, Score, WeightChange, candidate_score, pareto, paired_test, rank, \
     weight_sensitivity
-from .timing import busy_latency, timing_classes, timing_notes
+from .timing import SESSIONS, busy_latency, latency_ratios, session_layout, timing_classes, timing_notes
 from .vectors import Vectors, run_draws
 
 
@@ -70,7 +71,7 @@ class Candidate:
     calibration: Measure  # top-1 Brier score: mean (top-1 confidence - top-1 correct)^2 over the labelled images
     corruption: Measure  # change in top-1 (or agreement) under the common corruptions (corrupted - clean, 0..1 scale)
     faithfulness: Measure  # ROAD gap of the deep-layer CAM
-    latency: Measure  # median latency at batch 1 (ms), interval from the resampled passes
+    latency: Measure  # latency at batch 1 (ms): random-effects interval over the timing sessions (older files: passes)
     params_m: float
     gmacs: float
     slimming: Optional[SlimmingScore]
@@ -84,6 +85,9 @@ class Candidate:
     p_best: Optional[float]  # share of draws in which it ranks first (passing candidates)
     pareto: bool
     rank: Optional[int]
+    # latency / the fastest candidate's, its interval from the differences within the shared timing sessions (the
+    # session effect cancels); Measure(None): not timed in sessions
+    latency_vs_fastest: Measure = field(default_factory=lambda: Measure(None))
 
     @property
     def latency_ms(self) -> Optional[float]:
@@ -160,6 +164,7 @@ class DecisionInputs:
     weighable: dict
     # names of the candidates timed on a busy machine (load per core above busy_load_per_core), whatever the weights
     timed_busy: tuple
+    latency_ratios: dict = field(default_factory=dict)  # name -> (latency / the fastest's, low, high)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,7 +184,9 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
     vectors = Vectors(index, metrics.per_image)
     mix = size_mix(index)
     classes = timing_classes(index, cost)
+    sessions = session_layout(index, cost, classes)
     measuring = CriterionInputs(index=index, vectors=vectors, draws=draws, cost=cost, classes=classes, mix=mix,
+                                by_class={SESSIONS: sessions},
                                 # corruption and faithfulness read the same candidate's arrays: load them once
                                 arrays_of=lru_cache(maxsize=1)(arrays_of) if arrays_of is not None else None,
                                 sizes=np.array([image.size or "" for image in index.images]),
@@ -188,7 +195,9 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
     weighable, _ = _choose_weights(index, cost, values, index.config.decision)
     return DecisionInputs(values=values, timing_classes=classes, size_mix=mix, vectors=vectors,
                           labelled=labelled_images(index), sizes=measuring.sizes, backgrounds=measuring.backgrounds,
-                          weighable=weighable, timed_busy=_timed_busy(index, cost))
+                          weighable=weighable, timed_busy=_timed_busy(index, cost),
+                          latency_ratios=latency_ratios(sessions, classes, [b.name for b in index.backbones],
+                                                        index.config.decision.confidence))
 
 
 def _timed_busy(index: RunIndex, cost: CostReport) -> tuple:
@@ -220,9 +229,10 @@ def _check_constraints(index: RunIndex, inputs: DecisionInputs, settings: Decisi
     """Stage 3: every candidate against the constraints set, and the degenerate ones marked failed."""
     values, level, count = inputs.values, settings.confidence, len(index.backbones)
     set_limits = limits(settings)
-    latency = [measured(values.point["latency"][k], values.draws["latency"][:, k], level) for k in range(count)]
+    latency = [measured(values.point["latency"][k], values.draws["latency"][:, k], level, values.exact("latency", k))
+               for k in range(count)]
     top1 = [shown_measure("accuracy", index.backbones[k], values.point["accuracy"][k], values.draws["accuracy"][:, k],
-                          level) for k in range(count)]
+                          level, values.exact("accuracy", k)) for k in range(count)]
     checked = [check_candidate(ConstraintInputs(params_m=values.point["size"][k], gmacs=index.backbones[k].macs / 1e9,
                                                 latency=latency[k], top1=top1[k], labelled=inputs.labelled),
                                set_limits) for k in range(count)]
@@ -274,7 +284,8 @@ def _candidate(k: int, index: RunIndex, metrics: Metrics, inputs: DecisionInputs
     top1 = checked.top1[k]
 
     def measure(criterion):
-        return shown_measure(criterion, entry, values.point[criterion][k], values.draws[criterion][:, k], level)
+        return shown_measure(criterion, entry, values.point[criterion][k], values.draws[criterion][:, k], level,
+                             values.exact(criterion, k))
     return Candidate(
         backbone=entry.name, display_name=entry.display_name, family=entry.family, top1=top1.value,
         top1_ci=(top1.ci_low, top1.ci_high), labelled=inputs.labelled, localisation=by_size,
@@ -289,7 +300,8 @@ def _candidate(k: int, index: RunIndex, metrics: Metrics, inputs: DecisionInputs
         missing=tuple(c for c in usable if not np.isfinite(values.point[c][k])),
         score=candidate_score(ranking, k, level),
         p_best=float(ranking.p_best[k]) if k in ranking.passing and weights else None, pareto=entry.name in front,
-        rank=ranking.ranked.index(k) + 1 if k in ranking.ranked else None)
+        rank=ranking.ranked.index(k) + 1 if k in ranking.ranked else None,
+        latency_vs_fastest=Measure(*inputs.latency_ratios.get(entry.name, (None,))))
 
 
 def _status(ranking: Ranking, checked: _Checked, settings: DecisionSettings,
