@@ -148,7 +148,9 @@ def test_identical_twins_are_no_clear_winner_and_share_the_wins():
     rng = np.random.default_rng(7)
     passes = 10.0 + rng.standard_normal(40)
     decision, index = _run({"twin-a": (5.0, 0.6, 2.0, 10.0), "twin-b": (5.0, 0.6, 2.0, 10.0)},
-                           latency_samples={"twin-a": passes, "twin-b": passes})
+                           # the same passes in another order: the same timing, resampled with another seed (the
+                           # resampling is seeded by the passes' content, so the very same bytes would tie exactly)
+                           latency_samples={"twin-a": passes, "twin-b": passes[::-1].copy()})
     assert decision.status == DecisionStatus.NO_CLEAR_WINNER and decision.recommended is None
     for candidate in decision.candidates:
         assert 0.2 <= candidate.p_best <= 0.8, candidate
@@ -221,7 +223,8 @@ def test_one_leader_for_the_verdict_the_margin_and_what_would_change_it():
     correct = {"a": [i < 18 for i in range(N)], "a2": [i < 18 for i in range(N)],
                "b": [i < 15 or i in (20, 21) for i in range(N)]}
     specs = {"a": (5.0, 0.0, 2.0, 10.0), "a2": (5.0, 0.0, 2.0, 10.0), "b": (2.2, 0.0, 2.0, 10.0)}
-    decision, index = _run(specs, correct=correct, latency_samples={name: passes for name in specs})
+    decision, index = _run(specs, correct=correct,  # a2: a's passes in another order (another resampling seed)
+                           latency_samples={name: passes[::-1].copy() if name == "a2" else passes for name in specs})
     by_score = max(decision.candidates, key=lambda c: (c.score.mean, c.p_best))
     by_p_best = max(decision.candidates, key=lambda c: c.p_best)
     assert by_p_best.backbone == "b" and by_score.backbone != "b"  # the two leaders differ

@@ -308,12 +308,8 @@ def test_renaming_candidates_changes_nothing_but_names(run):
     _check_renaming(run)
 
 
-@pytest.mark.xfail(strict=True, reason="scoring/timing.py seeds each candidate's resampled latency passes (and a "
-                   "timing class's resampled sessions) by the candidates' names, so renaming one moves its latency "
-                   "draws and with them P(best); the timing helper's part of issue 32 (seed from the passes, not the "
-                   "name), reported to the coordinator")
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: it is expected to fail
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(run=runs(noisy_latency=True))
 def test_renaming_candidates_with_timing_noise_changes_nothing_but_names(run):
     _check_renaming(run)

@@ -23,6 +23,7 @@ the drift they share cancels in P(best), as in the ratio.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import hashlib
 from typing import Iterable, Optional
 
 import numpy as np
@@ -124,13 +125,21 @@ def timing_classes(index: RunIndex, cost: CostReport) -> dict:
     return {name: tuple(members) for members in groups.values() if len(members) > 1 for name in members}
 
 
+def _content(found: Cost) -> str:
+    """What seeds a timing's resampling: its passes, not the candidate's name, so renaming a candidate (or listing
+    the battery in another order) draws the same latencies (docs/decision.md, "What adding a candidate never
+    moves")."""
+    return hashlib.sha256(np.asarray(found.latency_ms_samples, dtype=np.float64).tobytes()).hexdigest()
+
+
 def timed(name: str, cost: CostReport, draws: PairedDraws) -> tuple:
     """A candidate's own median latency and its (B,) resampled medians (NaN: not timed)."""
     found: Optional[Cost] = cost.backbones.get(name)
     if found is None:
         return np.nan, np.full(draws.samples, np.nan)
     if found.latency_ms_samples:
-        return float(np.median(found.latency_ms_samples)), draws.resampled_medians(found.latency_ms_samples, name)
+        return float(np.median(found.latency_ms_samples)), draws.resampled_medians(found.latency_ms_samples, "passes",
+                                                                                   _content(found))
     return found.latency_ms_median, np.full(draws.samples, found.latency_ms_median)  # an older cost.json
 
 
@@ -152,7 +161,9 @@ def class_latency(members: tuple, cost: CostReport, draws: PairedDraws,
     row = layout.row_of(members) if layout is not None else None
     if row is not None:
         return float(np.exp(layout.logs[row].mean())), session_draws(layout, row, draws)
-    timings = [timed(member, cost, draws) for member in members]
+    # In the order of their passes' content, not of their names or the battery's.
+    ordered = sorted(members, key=lambda m: _content(cost.backbones[m]) if m in cost.backbones else "")
+    timings = [timed(member, cost, draws) for member in ordered]
     if len(timings) == 1:
         return timings[0]  # its own timing, bit for bit (exp(log(x)) need not give x back)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -162,7 +173,8 @@ def class_latency(members: tuple, cost: CostReport, draws: PairedDraws,
         # against 12.9 ms, each within ±3.4 %): each draw also resamples the sessions (the members, with
         # replacement), so the class's interval spans the spread its timings showed instead of narrowing below
         # each one's. Seeded by the class, so every member gets the same draws.
-        rng = np.random.default_rng(stable_seed(draws.seed, "timing class", *members))
+        rng = np.random.default_rng(stable_seed(draws.seed, "timing class", *(_content(cost.backbones[m])
+                                                                              for m in ordered)))
         sessions = rng.integers(0, len(members), size=(draws.samples, len(members)))
         logs = logs[sessions, np.arange(draws.samples)[:, None]].T
         drawn = np.exp(np.mean(logs, axis=0))
