@@ -197,3 +197,23 @@ def test_page_one_shows_the_exact_interval_when_every_answer_is_right():
     found = decision.candidate("a")
     assert found.top1 == 1.0
     assert found.top1_ci == pytest.approx((((1 - level) / 2) ** (1 / N), 1.0))
+
+
+def test_macro_f1_keeps_every_draw_when_few_draws_hold_every_class():
+    """Twenty classes of two images: about 3 % of the draws hold every class, and an interval on those alone
+    covered 0.75 (the issue-32 statistics review). Then every draw is kept: no NaN, and the interval is the
+    percentile interval of all draws' macro-F1 (each draw averaged over the classes it holds)."""
+    from reportgen.scoring.bootstrap import paired_draws
+    from reportgen.scoring.task import MACRO_F1_MIN_COMPLETE, macro_f1_draws
+    truth = np.repeat(np.arange(20), 2)
+    pred = truth.copy()
+    pred[::5] = (truth[::5] + 1) % 20
+    draws = paired_draws([0] * truth.size, 500, 0)
+    drawn = macro_f1_draws(truth, pred, 20, draws)
+    complete = np.array([len(set(truth[row])) == 20 for row in draws.indices])
+    assert complete.mean() < MACRO_F1_MIN_COMPLETE
+    assert np.isfinite(drawn).all()
+    # a set where almost every draw is complete still leaves out the incomplete ones
+    truth2 = np.repeat(np.arange(3), 30)
+    drawn2 = macro_f1_draws(truth2, truth2, 3, paired_draws([0] * truth2.size, 500, 0))
+    assert np.isfinite(drawn2).all()  # 30 per class: every draw holds all three

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reportgen.scoring.bootstrap import PairedDraws, interval, paired_draws
-from reportgen.scoring.task import (LabelOrderCheck, best_assignment, confusion_matrix, label_order_check, macro_f1,
+from reportgen.scoring.task import (MACRO_F1_MIN_COMPLETE, LabelOrderCheck, best_assignment, confusion_matrix, label_order_check, macro_f1,
                                     macro_f1_draws, per_class_recall_draws)
 
 pytestmark = pytest.mark.unit
@@ -65,10 +65,11 @@ def test_draws_match_the_hand_values():
     f1 = macro_f1_draws(TRUTH, PRED, 3, DRAWS)
     assert f1.shape == (3,)
     assert f1[0] == pytest.approx(float(MACRO_F1), abs=1e-12)
-    # Draw 1 lacks class 2: it would average over two classes where the point averages over three (50/77), so it
-    # is left out (issue 32, #9).
+    # Draw 1 lacks class 2: it averages over two classes where the point averages over three (50/77). Such draws are
+    # left out only while they are few (issue 32, #9: MACRO_F1_MIN_COMPLETE); here only 1 of the 3 draws holds
+    # every class, so every draw is kept.
     assert macro_f1(TRUTH[DRAWS.indices[1]], PRED[DRAWS.indices[1]], 3) == pytest.approx(50 / 77, abs=1e-12)
-    assert np.isnan(f1[1])
+    assert f1[1] == pytest.approx(50 / 77, abs=1e-12)
     assert np.isnan(f1[2])
     recall = per_class_recall_draws(TRUTH, PRED, 3, DRAWS)
     assert recall.shape == (3, 3)
@@ -89,9 +90,11 @@ def test_vectorised_draws_equal_one_draw_at_a_time(seed):
     f1 = macro_f1_draws(truth, pred, classes, draws)
     recall = per_class_recall_draws(truth, pred, classes, draws)
     sample = set(truth[truth >= 0])
+    complete = np.array([sample <= set(truth[row]) for row in draws.indices])
     for b, row in enumerate(draws.indices):
-        every_class = sample <= set(truth[row])  # else the draw is left out: it averages over fewer classes
-        expected = macro_f1(truth[row], pred[row], classes) if every_class else np.nan
+        # a draw lacking a class is left out while such draws are few (it averages over fewer classes)
+        kept = complete[b] or complete.mean() < MACRO_F1_MIN_COMPLETE
+        expected = macro_f1(truth[row], pred[row], classes) if kept else np.nan
         assert np.isclose(f1[b], expected, equal_nan=True, atol=1e-12)
         t, p = truth[row], pred[row]
         for c in range(classes):

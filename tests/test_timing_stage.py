@@ -1,5 +1,6 @@
 """Issue 32, defect 7: the timing stage runs after every analysis, on this machine, and times every candidate in
-``latency_sessions`` sessions interleaved across the candidates (A B C ... A B C ...); cost.json keeps each
+``latency_sessions`` sessions interleaved across the candidates, each session starting one candidate later (A B C,
+B C A, C A B ...: a drift within a session does not favour one candidate in every session); cost.json keeps each
 session's passes with its session and its place in the timing order."""
 import json
 
@@ -21,7 +22,7 @@ def test_latency_is_timed_after_the_analyses_in_interleaved_sessions(tmp_path, s
     order = sorted((s["position"], name, s["session"]) for name, c in cost.items() for s in c["latency_sessions"])
     assert [p for p, _, _ in order] == list(range(6))
     assert [(name, session) for _, name, session in order] == [
-        ("efficientnet_lite0", 0), ("efficientnet_lite1", 0), ("efficientnet_lite0", 1), ("efficientnet_lite1", 1),
+        ("efficientnet_lite0", 0), ("efficientnet_lite1", 0), ("efficientnet_lite1", 1), ("efficientnet_lite0", 1),
         ("efficientnet_lite0", 2), ("efficientnet_lite1", 2)]
     for c in cost.values():
         passes = [v for s in c["latency_sessions"] for v in s["samples_ms"]]

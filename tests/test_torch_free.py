@@ -105,5 +105,5 @@ def test_the_gate_without_torch_gives_the_run_s_verdict(torch_free_python, gate_
     assert "gate failed" in judged.stderr and junit.is_file()
     saved = json.loads((gate_run / "metrics.json").read_text())["gate"]["rows"]
     for row in saved:
-        assert f"{row['counts_as'].upper():4} {row['condition']:17} {row['outcome']:9} {row['text']}" in judged.stdout
+        assert f"{row['counts_as'].upper():4} {row['condition']:17} {row['outcome']:12} {row['text']}" in judged.stdout
 

@@ -307,8 +307,8 @@ class TimedCandidate:
 def time_in_sessions(candidates: Sequence[TimedCandidate], device: str, sessions: int,
                      budget_s: float = LATENCY_BUDGET_S, host: str = "",
                      progress: Callable[[str], None] = lambda message: None) -> dict:
-    """Every candidate's cost, its latency timed in ``sessions`` sessions interleaved across the candidates (A B C
-    ... A B C ...): each candidate is loaded once and held (memory measured right after its load), each session
+    """Every candidate's cost, its latency timed in ``sessions`` sessions interleaved across the candidates (A B C,
+    then B C A, C A B ...: each session starts one candidate later): each candidate is loaded once and held (memory measured right after its load), each session
     times every candidate in turn under :class:`StoppingRule` with ``budget_s / sessions`` and MIN_REPEATS / sessions
     passes at least (so the whole timing takes about what one timing of ``budget_s`` did), and throughput follows the
     last session. name -> Cost."""
@@ -324,7 +324,11 @@ def time_in_sessions(candidates: Sequence[TimedCandidate], device: str, sessions
         position = 0
         for session in range(sessions):
             progress(f"latency session {session + 1} of {sessions}: {len(candidates)} candidate(s) in turn")
-            for candidate in candidates:
+            # Each session starts one candidate later (A B C, B C A, C A B, ...): a drift within a session or an
+            # effect of the position would otherwise bias every within-session difference the same way, out of
+            # reach of the sessions' spread.
+            shift = session % len(candidates)
+            for candidate in list(candidates[shift:]) + list(candidates[:shift]):
                 model, input_size = loaded[candidate.name]
                 # The budget and the fewest passes split over the sessions, so the timing costs about what one
                 # session did; a session's median needs no interval of its own (the sessions' spread carries the

@@ -416,7 +416,7 @@ def timing_task(plans, config, device: str, threads: int, units: dict, batch_siz
 
 def measure_costs(ray, prepared, settings: ExecutorSettings, index, progress: Callable[[str], None]) -> dict:
     """Every backbone's cost on ONE node (the driver's), after the shards, in one task: the timing stage times every
-    backbone in ``latency_sessions`` sessions interleaved across them (A B C ... A B C ...), as one process does;
+    backbone in ``latency_sessions`` sessions interleaved across them (A B C, B C A, C A B ...), as one process does;
     latencies are ranked against each other, so they come from the same machine with nothing else running on it."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -1,13 +1,14 @@
 """Latency as the decision reads it: timing classes (candidates whose timed difference is noise by construction),
 one class's latency from its members' timings, and the notes page 1 gives about them.
 
-Every candidate is timed in the same interleaved sessions (A B C ... A B C ...; :mod:`reportgen.analysis.cost`),
+Every candidate is timed in the same interleaved sessions (A B C, B C A, C A B ...; :mod:`reportgen.analysis.cost`),
 because sessions drift by far more than one session's passes vary. On the log scale, a timing class's latency in
 session s is its session median (a class of several: its members' mean in that session), y[s] = mu + d[s] + e[s],
 the session effect d random. The estimate is the mean over the S sessions (the geometric mean of the session
 medians) and its interval the one-way random-effects (ANOVA) interval of a mean of S session values:
-exp(mean +- t(S - 1) * sd / sqrt(S)), sd the sample SD of the S values -- exact under normal drift, whatever its
-size, because the sessions' spread estimates it. Each class is estimated from its own sessions only: no other
+exp(mean +- t(S - 1) * sd / sqrt(S)), sd the sample SD of the S values -- exact under normal drift between the
+sessions, whatever its size, because the sessions' spread estimates it. The sessions are consecutive stretches of one
+run: the interval holds the drift within that run, not from one day (or machine state) to another. Each class is estimated from its own sessions only: no other
 candidate's timing changes its interval or its draws (adding a candidate changes nothing of the others'; pooling
 the drift across the run's candidates would buy degrees of freedom at that price).
 
@@ -91,13 +92,16 @@ def session_layout(index: RunIndex, cost: CostReport, classes: dict) -> SessionL
 def session_draws(layout: SessionLayout, row: int, draws: PairedDraws) -> np.ndarray:
     """(B,) latency draws of one row, se * t(S - 1) around its estimate, paired with the other rows through the
     shared session weights (module docstring). Seeded by the run's seed (and, for rows not timed in shared sessions,
-    the row's names): no other candidate and no battery order changes them."""
+    the row's session latencies): no other candidate, name or battery order changes them."""
     logs = layout.logs[row]
     sessions, point = logs.size, float(logs.mean())
     if sessions < 2 or not np.ptp(logs) > 0:
         return np.full(draws.samples, float(np.exp(point)))
+    # Not timed in shared sessions: seeded by the row's own session latencies (not its names: a renamed candidate
+    # draws the same).
     rng = np.random.default_rng(stable_seed(draws.seed, "latency sessions", sessions,
-                                            *(() if layout.shared else layout.rows[row])))
+                                            *(() if layout.shared else
+                                              (hashlib.sha256(np.asarray(logs, dtype=np.float64).tobytes()).hexdigest(),))))
     weights = rng.standard_normal((draws.samples, sessions))
     scale = np.sqrt(rng.chisquare(sessions - 1, draws.samples) / (sessions - 1))
     return np.exp(point + weights @ (logs - point) / np.sqrt(sessions * (sessions - 1)) / scale)
