@@ -75,7 +75,7 @@ def test_the_first_line_comes_before_torch_and_every_stage_says_so(tmp_path, sma
                   r"efficientnet_lite0: corruptions, \d+ forward passes",
                   r"efficientnet_lite0: faithfulness \(ROAD\), 3 images",
                   # issue 32: after the analyses, every candidate in interleaved sessions
-                  r"latency and memory: every candidate timed in 3 interleaved sessions \(A B C ... A B C ...\), "
+                  r"latency and memory: every candidate timed in 3 interleaved sessions \(A B C, B C A, C A B ...\), "
                   r"each until its median's 95 % interval lies within ±2 % of it, or for 0.333 s",
                   r"latency session 1 of 3",
                   r"efficientnet_lite0: latency [\d.e+]+ ms \(session medians [\d.e+]+, [\d.e+]+, [\d.e+]+ ms\), \d+ "

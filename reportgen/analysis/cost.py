@@ -14,7 +14,7 @@ stopped the timing are kept with every pass, so the decision can resample the ti
 
 Latency drifts between timing sessions by far more than one session's passes vary (tens of per cent on a shared
 machine), so the run times every candidate in ``latency_sessions`` sessions, interleaved across the candidates
-(A B C ... A B C ...), after the analyses, on one machine (:func:`time_in_sessions`): the decision's interval spans
+(A B C, B C A, C A B ...), after the analyses, on one machine (:func:`time_in_sessions`): the decision's interval spans
 that drift (a random-effects interval over the sessions, :mod:`reportgen.scoring.timing`), and a session effect
 shared by every candidate cancels in their ratio. The per-model budget is split over the sessions.
 """
@@ -384,7 +384,7 @@ def _session_cost(model, input_size, device: str, candidate: TimedCandidate, tim
 def timing_plan(budget_s: float = LATENCY_BUDGET_S, sessions: int = 0) -> str:
     """The progress line before the cost measurement (``sessions``: the timing stage's)."""
     if sessions:
-        return (f"latency and memory: every candidate timed in {sessions} interleaved sessions (A B C ... A B C ...), "
+        return (f"latency and memory: every candidate timed in {sessions} interleaved sessions (A B C, B C A, C A B ...), "
                 f"each until its median's {100 * LATENCY_CONFIDENCE:g} % interval lies within "
                 f"±{100 * LATENCY_PRECISION:g} % of it, or for {budget_s / sessions:.3g} s")
     return (f"latency and memory: timed until the median's {100 * LATENCY_CONFIDENCE:g} % interval lies within "

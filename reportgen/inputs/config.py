@@ -327,7 +327,7 @@ class AnalysisConfig:
     # The label-order check flags a head when the best assignment of its outputs to the labels gains at least
     # this much accuracy (lower end of the gain's 95 % paired-bootstrap interval).
     label_order_min_gain: float = 0.10
-    # Latency is timed in this many sessions per candidate, interleaved across the candidates (A B C ... A B C ...)
+    # Latency is timed in this many sessions per candidate, interleaved across the candidates (A B C, B C A, C A B ...)
     # after the analyses, the per-model timing budget split over them: the decision's latency interval is a
     # random-effects interval over the sessions (t with their degrees of freedom), since sessions on a shared
     # machine drift by tens of per cent. At least 2 (one session has no drift to measure); 3 gives a lone

@@ -771,7 +771,7 @@ PRECISION_REACHED, TIME_BUDGET, MAXIMUM_PASSES = "precision reached", "time budg
 @dataclass(frozen=True, kw_only=True)
 class LatencySession(JsonRecord):
     """One candidate's timing in one session of the run's timing stage: every candidate is timed once per session,
-    in the same order (A B C ... A B C ...), after the analyses, on one machine."""
+    in the same order (A B C, B C A, C A B ...), after the analyses, on one machine."""
     session: int  # 0, 1, ...: the round
     position: int  # its place in the whole timing order (0: timed first), so the interleaving can be checked
     samples_ms: tuple[float, ...]  # every timed pass of this session, in order

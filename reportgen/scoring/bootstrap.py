@@ -8,9 +8,9 @@ background, labelled or not, boxed or not): each draw keeps every group's image 
 own varies by only (n_h - 1) / n_h of its variance, and one of 1 image not at all, so groups smaller than
 ``min_stratum`` are resampled together as one pooled group (which joins the largest group if it is still smaller):
 with many tiny groups, stratifying on all of them would make every interval too narrow. Timing noise enters the
-same draws: each draw also resamples every backbone's timed latency passes. The draws depend only on the run's seed
-and the images' groups, so adding a backbone changes no other backbone's interval, and the same inputs give the
-same numbers.
+same draws: each draw also draws every backbone's latency from its timing sessions (scoring/timing.py). The draws
+depend only on the run's seed and the images' groups, so adding a backbone changes no other backbone's interval,
+and the same inputs give the same numbers.
 """
 from __future__ import annotations
 

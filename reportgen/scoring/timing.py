@@ -201,7 +201,7 @@ def timing_notes(index: RunIndex, cost: CostReport, classes: dict, latency: list
     if layout.rows:
         if layout.shared:
             sessions = layout.logs[0].size
-            notes.append(f"latency: every candidate timed in {sessions} sessions, interleaved (A B C ... A B C ...); "
+            notes.append(f"latency: every candidate timed in {sessions} sessions, interleaved (A B C, B C A, C A B ...); "
                          f"its interval is the random-effects interval of its {sessions} session medians (t with "
                          f"{sessions - 1} df), so it holds the drift between sessions; relative to the fastest, "
                          f"from the differences within the sessions, where the drift they share cancels")
