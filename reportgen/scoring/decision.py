@@ -45,7 +45,8 @@ from .criteria import (CriterionInputs, CriterionValues, Measure, cost_criteria,
                        measure_criteria, measured, shown_measure, size_mix, why_dropped, why_missing)
 from .ranking import McNemar, Ranking, Score, WeightChange, candidate_score, pareto, paired_test, rank, \
     weight_sensitivity
-from .timing import SESSIONS, busy_latency, latency_ratios, session_layout, timing_classes, timing_notes
+from .timing import (SESSIONS, SessionLayout, busy_latency, latency_ratios, session_layout, timing_classes,
+                     timing_notes)
 from .vectors import Vectors, run_draws
 
 
@@ -164,6 +165,8 @@ class DecisionInputs:
     weighable: dict
     # names of the candidates timed on a busy machine (load per core above busy_load_per_core), whatever the weights
     timed_busy: tuple
+    dropped: tuple = ()  # (criterion, why) of those dropped for every candidate (:func:`_choose_weights`)
+    sessions: Optional[SessionLayout] = None  # the run's timing sessions (timing.session_layout)
     latency_ratios: dict = field(default_factory=dict)  # name -> (latency / the fastest's, low, high)
 
 
@@ -192,10 +195,11 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
                                 sizes=np.array([image.size or "" for image in index.images]),
                                 backgrounds=np.array([image.background or "" for image in index.images]))
     values = measure_criteria(measuring)
-    weighable, _ = _choose_weights(index, cost, values, index.config.decision)
+    weighable, dropped = _choose_weights(index, cost, values, index.config.decision)
     return DecisionInputs(values=values, timing_classes=classes, size_mix=mix, vectors=vectors,
                           labelled=labelled_images(index), sizes=measuring.sizes, backgrounds=measuring.backgrounds,
-                          weighable=weighable, timed_busy=_timed_busy(index, cost),
+                          weighable=weighable, dropped=tuple(dropped), sessions=sessions,
+                          timed_busy=_timed_busy(index, cost),
                           latency_ratios=latency_ratios(sessions, classes, [b.name for b in index.backbones],
                                                         index.config.decision.confidence))
 
@@ -330,7 +334,8 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     draws = draws or run_draws(index)
     inputs = inputs or decision_inputs(index, metrics, cost, draws, arrays_of)
     names, values = [b.name for b in index.backbones], inputs.values
-    usable, dropped = _choose_weights(index, cost, values, settings)
+    # Stage 2 ran with the measures (decision_inputs): the gate reads the same weights.
+    usable, dropped = dict(inputs.weighable), list(inputs.dropped)
     checked = _check_constraints(index, inputs, settings)
     weights, unshared = _shared(index, values, usable, checked.passing, arrays_of)
     ranking = rank(values, weights, checked.passing, len(names), draws, settings)
@@ -355,6 +360,6 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
         mcnemar=paired_test(index, ranking.leader, ranking.runner_up),
         latency_noise=bool(machines) and all(cost.backbones[n].latency_ms_samples for n in names
                                              if n in cost.backbones),
-        notes=tuple(timing_notes(index, cost, inputs.timing_classes, checked.latency)),
+        notes=tuple(timing_notes(index, cost, inputs.timing_classes, checked.latency, inputs.sessions)),
         busy_latency=busy if weights.get("latency") else (), busy_load_per_core=settings.busy_load_per_core,
         unshared=unshared, degenerate=checked.degenerate, tied=ranking.tied)

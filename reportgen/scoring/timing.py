@@ -192,11 +192,13 @@ def different_machines(index: RunIndex, cost: CostReport) -> Optional[str]:
     return "measured on different machines, so not comparable" if len(fingerprints) > 1 else None
 
 
-def timing_notes(index: RunIndex, cost: CostReport, classes: dict, latency: list) -> list:
+def timing_notes(index: RunIndex, cost: CostReport, classes: dict, latency: list,
+                 layout: Optional[SessionLayout] = None) -> list:
     """Page 1's notes on the timing sessions and each timing class's shared latency (``latency``: each candidate's
-    Measure, in the index's order) and on latency without sessions or timed passes."""
+    Measure, in the index's order) and on latency without sessions or timed passes. ``layout``: the run's
+    :func:`session_layout`, when the caller has it."""
     names = [b.name for b in index.backbones]
-    layout = session_layout(index, cost, classes)
+    layout = layout if layout is not None else session_layout(index, cost, classes)
     notes = []
     if layout.rows:
         if layout.shared:
