@@ -165,7 +165,6 @@ class DecisionInputs:
     weighable: dict
     # names of the candidates timed on a busy machine (load per core above busy_load_per_core), whatever the weights
     timed_busy: tuple
-    dropped: tuple = ()  # (criterion, why) of those dropped for every candidate (:func:`_choose_weights`)
     sessions: Optional[SessionLayout] = None  # the run's timing sessions (timing.session_layout)
     latency_ratios: dict = field(default_factory=dict)  # name -> (latency / the fastest's, low, high)
 
@@ -195,10 +194,10 @@ def decision_inputs(index: RunIndex, metrics: Metrics, cost: CostReport, draws: 
                                 sizes=np.array([image.size or "" for image in index.images]),
                                 backgrounds=np.array([image.background or "" for image in index.images]))
     values = measure_criteria(measuring)
-    weighable, dropped = _choose_weights(index, cost, values, index.config.decision)
+    weighable, _ = _choose_weights(index, cost, values, index.config.decision)
     return DecisionInputs(values=values, timing_classes=classes, size_mix=mix, vectors=vectors,
                           labelled=labelled_images(index), sizes=measuring.sizes, backgrounds=measuring.backgrounds,
-                          weighable=weighable, dropped=tuple(dropped), sessions=sessions,
+                          weighable=weighable, sessions=sessions,
                           timed_busy=_timed_busy(index, cost),
                           latency_ratios=latency_ratios(sessions, classes, [b.name for b in index.backbones],
                                                         index.config.decision.confidence))
@@ -334,8 +333,7 @@ def decide(index: RunIndex, metrics: Metrics, cost: CostReport, draws: Optional[
     draws = draws or run_draws(index)
     inputs = inputs or decision_inputs(index, metrics, cost, draws, arrays_of)
     names, values = [b.name for b in index.backbones], inputs.values
-    # Stage 2 ran with the measures (decision_inputs): the gate reads the same weights.
-    usable, dropped = dict(inputs.weighable), list(inputs.dropped)
+    usable, dropped = _choose_weights(index, cost, values, settings)
     checked = _check_constraints(index, inputs, settings)
     weights, unshared = _shared(index, values, usable, checked.passing, arrays_of)
     ranking = rank(values, weights, checked.passing, len(names), draws, settings)
