@@ -39,7 +39,9 @@ from ..strenum import StrEnum
 # 12: issue 32 (page 1 moves only with the candidates and the images): latency timed in interleaved sessions
 #    (cost.json), held-out scoring of the probes' corruption and faithfulness, the gate's 'not measured' outcome,
 #    and the decision records that changed with them
-SCHEMA_VERSION = 12
+# 13: issues 33 (where two candidates differ, image by image) and 34 (your data, checked: the label reading of
+#    numbered folders, duplicates, leakage, label errors, class balance, the pick without the flagged images)
+SCHEMA_VERSION = 13
 
 
 class CamStatus(StrEnum):
