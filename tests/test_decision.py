@@ -378,7 +378,8 @@ def test_latency_measured_on_different_machines_is_not_ranked():
 
 
 def test_latency_measured_on_a_busy_machine_is_flagged_on_page_one():
-    """Other processes inflate every timed pass alike, so the resampled passes cannot show it: page 1 says so."""
+    """A load that lasts through every timing session inflates each session alike, so the interval over the
+    sessions cannot show it: page 1 says so."""
     specs = {"a": (5.0, 0.8, 2.0, 30.0), "b": (3.0, 0.6, 1.8, 12.0)}
     quiet, index = _run(specs, loads={"a": 0.6, "b": 0.9})
     assert quiet.busy_latency == () and decision_page(quiet, index, "").busy == ()
@@ -387,6 +388,8 @@ def test_latency_measured_on_a_busy_machine_is_flagged_on_page_one():
     warning = decision_page(busy, index, "").busy
     assert warning[0].flag and plain(warning).startswith("Latency was timed on a busy machine (load average per "
                                                          "core: B 3.2; above busy_load_per_core = 1)")
+    assert "inflates each session alike, which the interval over the sessions cannot show" in plain(warning)
+    assert "resampled passes" not in plain(warning)
     stricter, _ = _run(specs, DecisionSettings(busy_load_per_core=0.5), loads={"a": 0.6, "b": 0.9})
     assert stricter.busy_latency == (("A", 0.6), ("B", 0.9))
     unweighted, _ = _run(specs, DecisionSettings(weights={"latency": 0}), loads={"b": 3.2})

@@ -6,6 +6,7 @@ format is rendered from the changed results. Every variant must render and say "
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,6 +25,12 @@ FORMATS = ("html", "pdf", "md", "json")
 # checked) where every field is blank at once and for the broken checkpoint (tests/test_degenerate.py), not 19 times.
 EACH_FORMATS = ("html", "md", "json")
 MISSING = "not measured"
+# Per blanked field the text is checked, not the pictures: the figures are built (every plotting call runs on the
+# blanked value) but not drawn into pixels, which is most of a render's time. Every figure is drawn where every field
+# is blank at once (test_every_kind_blank_at_once_still_renders) and in every other rendering test.
+ONE_PIXEL_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS"
+                 b"\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa75\x81\x84\x00\x00\x00\x00IEND"
+                 b"\xaeB`\x82")
 
 
 def _record_types(kind, found: set) -> set:
@@ -112,11 +119,26 @@ EMBEDDED = re.compile(r"data:[^\"')]+")
 NOT_SHOWN = {("RoadScore", "morf"), ("RoadScore", "lerf")}
 
 
-def _render(results: Path, out: Path, formats=FORMATS) -> dict:
-    """The formats rendered from ``results``; the text of the HTML (embedded figures left out) and Markdown."""
+def _render(results: Path, out: Path, formats=FORMATS, rasterise: bool = True) -> dict:
+    """The formats rendered from ``results``; the text of the HTML (embedded figures left out) and Markdown.
+    ``rasterise=False``: every figure is built but saved as one pixel, never drawn (see ONE_PIXEL_PNG)."""
+    from unittest import mock
+
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from reportgen.report import figures
     from reportgen.report.render import render_report
 
-    written = render_report(results, out, formats=formats)
+    def built_not_drawn(fig, tight: bool = True) -> bytes:
+        plt.close(fig)
+        return ONE_PIXEL_PNG
+
+    with contextlib.ExitStack() as patches:
+        if not rasterise:  # nothing is drawn, so nothing needs laying out
+            patches.enter_context(mock.patch.object(figures, "_png", built_not_drawn))
+            patches.enter_context(mock.patch.object(Figure, "tight_layout", lambda self, *args, **kwargs: None))
+        written = render_report(results, out, formats=formats)
     assert set(formats) <= set(written)
     if "pdf" in formats:
         assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
@@ -128,7 +150,7 @@ def _render(results: Path, out: Path, formats=FORMATS) -> dict:
 def baseline_render(lite_report, tmp_path_factory):
     out = tmp_path_factory.mktemp("baseline")
     shutil.copytree(lite_report / "results", out / "results")
-    return _render(out / "results", out / "report", EACH_FORMATS)
+    return _render(out / "results", out / "report", EACH_FORMATS, rasterise=False)
 
 
 KINDS = interval_fields()
@@ -144,7 +166,7 @@ def _run_for(kind, request) -> Path:
 def own_task_baseline_render(own_task_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("own-baseline")
     shutil.copytree(own_task_run / "results", out / "results")
-    return _render(out / "results", out / "report", EACH_FORMATS)
+    return _render(out / "results", out / "report", EACH_FORMATS, rasterise=False)
 
 
 # Every other field here, the rest in test_missing_values_rest.py: pytest-xdist (--dist loadfile) gives each file to
@@ -178,7 +200,7 @@ def check_a_blank_interval(position, run: Path, request, tmp_path):
     changed = blank(metrics, kind, name, candidate, how)
     assert changed != metrics, f"{kind.__name__}.{name} of {candidate} is not in this run"
     (results / "metrics.json").write_text(json.dumps(changed.to_json()), encoding="utf-8")
-    texts = _render(results, tmp_path / "report", EACH_FORMATS)
+    texts = _render(results, tmp_path / "report", EACH_FORMATS, rasterise=False)
     assert "n/a" not in texts["html"] and "n/a" not in texts["md"]  # the old placeholder said nothing of why
     if (kind.__name__, name) in NOT_SHOWN:
         assert texts["html"] == baseline_render["html"]

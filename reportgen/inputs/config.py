@@ -132,8 +132,9 @@ class DecisionSettings:
     # battery files load) and has no effect.
     tie_points: Optional[float] = None
     # Latency measured while the machine's 1-minute load average per core was above this is flagged on page 1:
-    # other processes competing for the cores inflate it, and the resampled passes cannot show that. (Measured on
-    # 2 cores: 0.5-0.65 during a run alone; 1.5 beside a test suite, with latency inflated 3-fold.)
+    # other processes competing for the cores inflate every session alike, which the interval over the sessions
+    # cannot show. (Measured on 2 cores: 0.5-0.65 during a run alone; 1.5 beside a test suite, with latency
+    # inflated 3-fold.)
     busy_load_per_core: float = 1.0
     # A candidate is degenerate (named on page 1, never recommended) when, on at least degenerate_min_images images,
     # it predicts one class for at least degenerate_class_share of them (unless the labels are that uniform), or its

@@ -453,8 +453,9 @@ def _busy(decision: Decision) -> Sentence:
         return ()
     loads = ", ".join(f"{name} {load:.1f}" for name, load in decision.busy_latency)
     return (text(f"Latency was timed on a busy machine (load average per core: {loads}; above busy_load_per_core = "
-                 f"{num(decision.busy_load_per_core)}): other processes inflate it, which its resampled passes "
-                 "cannot show. Run again with --fresh on an idle machine before deciding on latency.", flag=True),)
+                 f"{num(decision.busy_load_per_core)}): other processes inflate it, and a load that lasts through "
+                 "every timing session inflates each session alike, which the interval over the sessions cannot "
+                 "show. Run again with --fresh on an idle machine before deciding on latency.", flag=True),)
 
 
 def degenerate_warning(found: Degeneracy) -> Sentence:
