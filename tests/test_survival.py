@@ -1,0 +1,206 @@
+"""Whether the pick survives the flagged images (issue 34, point 4): the decision and the gate recomputed without
+them, on hand-built runs (tests/decision_inputs.py, no model) whose outcomes are counted by hand, and page 1's line
+in HTML and Markdown."""
+import dataclasses
+import json
+import re
+from html import unescape
+
+import numpy as np
+import pytest
+
+from decision_inputs import Picture, Spec, build, decide_and_gate
+from reportgen.inputs.config import DecisionSettings, GateSettings
+from reportgen.report.decision_page import decision_page, survival_sentence
+from reportgen.report.phrases import plain
+from reportgen.report.render import markdown_environment, template_environment
+from reportgen.results.subset import kept_positions, restricted_arrays, restricted_index
+from reportgen.scoring.constraints import Check
+from reportgen.scoring.decision import DecisionStatus
+from reportgen.scoring.survival import (NOTHING_LEFT_OUT, LeftOut, LeftOutReason, SurvivalStatus, decide_without,
+                                        images_to_leave_out, pick_survival)
+
+pytestmark = pytest.mark.unit
+
+N = 80
+ACCURACY_ONLY = {key: 0.0 for key in ("localisation", "clutter", "calibration", "corruption", "faithfulness",
+                                      "latency", "size")} | {"accuracy": 1.0}
+# A right on images 0-59 (60 of 80), B on 0-39 and 60-67 (48 of 80): A wins alone on 40-59 (20 images), B on 60-67
+# (8). Without 40-59, A is right on 40 of 60 (66.7 %), B on 48 of 60 (80 %).
+A_RIGHT = tuple(i < 60 for i in range(N))
+B_RIGHT = tuple(i < 40 or 60 <= i < 68 for i in range(N))
+WHERE_A_WINS = tuple(f"img{i}.png" for i in range(40, 60))
+GATE = GateSettings(champion="a", min_p_better=0.9, max_accuracy_drop=0.05)
+
+
+def _spec(correct, params_m, gaps=None, latency=5.0):
+    return Spec(params_m=params_m, architecture=f"arch{params_m}", correct=correct, confidence=(0.8,) * len(correct),
+                mass=(float("nan"),) * len(correct), latency=(latency,) * 10, gaps=gaps)
+
+
+def _run(weights=ACCURACY_ONLY, gaps=None, minimum=10, samples=300, **extra):
+    pictures = tuple(Picture(target=i % 4, size=None, background=None) for i in range(N))
+    specs = {"a": _spec(A_RIGHT, 5.0, gaps and gaps["a"]), "b": _spec(B_RIGHT, 6.0, gaps and gaps["b"]), **extra}
+    return build(specs, pictures, DecisionSettings(weights=weights, survival_min_images=minimum), samples=samples)
+
+
+def _survival(run, left_out, gate=GATE):
+    decision, _, report = decide_and_gate(run, gate)
+    return decision, report, pick_survival(run.index, run.metrics, run.cost, decision, report, left_out, run.arrays_of)
+
+
+def _document(record) -> str:
+    return json.dumps(dataclasses.asdict(record), sort_keys=True, default=str)
+
+
+def test_keeping_every_image_reproduces_the_main_decision_and_gate_exactly():
+    """Faithfulness read from the saved arrays, latency and size weighed too: every stage runs on the same records."""
+    gaps = {"a": tuple(0.1 + 0.01 * (i % 7) for i in range(N)), "b": tuple(0.12 - 0.01 * (i % 5) for i in range(N))}
+    run = _run(weights={"accuracy": 1.0, "faithfulness": 1.0, "latency": 0.5, "size": 0.5}, gaps=gaps)
+    decision, _, report = decide_and_gate(run, GATE)
+    every = kept_positions(run.index, frozenset())
+    assert every == tuple(range(N)) and restricted_index(run.index, every) is run.index
+    again, gate_again = decide_without(run.index, run.metrics, run.cost, every, run.arrays_of, GATE)
+    assert _document(again) == _document(decision) and _document(gate_again) == _document(report)
+    survival = pick_survival(run.index, run.metrics, run.cost, decision, report, NOTHING_LEFT_OUT, run.arrays_of)
+    assert survival.status == SurvivalStatus.NOTHING_LEFT_OUT and survival.pick_holds is None
+    assert survival_sentence(survival) == ()  # no line on page 1
+
+
+def test_leaving_out_the_images_where_a_wins_flips_the_pick_to_b_and_the_gate():
+    run = _run()
+    left_out = images_to_leave_out(label_errors=WHERE_A_WINS)
+    decision, report, survival = _survival(run, left_out)
+    assert (decision.status, decision.recommended) == (DecisionStatus.RECOMMENDED, "a")
+    assert decision.candidate("a").top1 == 60 / 80 and decision.candidate("b").top1 == 48 / 80
+    without, gate_without = decide_without(run.index, run.metrics, run.cost, kept_positions(run.index, left_out.files),
+                                           run.arrays_of, GATE)
+    assert without.candidate("a").top1 == 40 / 60 and without.candidate("b").top1 == 48 / 60  # counted by hand
+    assert without.candidate("a").labelled == 60
+    assert survival.status == SurvivalStatus.RECOMPUTED and (survival.images, survival.kept) == (80, 60)
+    assert survival.left_out == tuple(sorted(WHERE_A_WINS))
+    assert [(c.reason, c.images) for c in survival.counts] == [(LeftOutReason.LABEL_ERROR, 20)]
+    assert (survival.recommended_given, survival.recommended_without) == ("a", "b")
+    assert survival.pick_holds is False
+    a, b = survival.chance("a"), survival.chance("b")
+    assert a.given > 0.9 and b.without > 0.9 and a.without < 0.1
+    # the gate: B against the champion A fails on P(better) and on the accuracy drop (12 points down) as given,
+    # and passes both without the flagged images (12 points up)
+    assert report.verdict == Check.FAIL and gate_without.verdict == Check.PASS
+    assert (survival.gate_given, survival.gate_without, survival.gate_holds) == (Check.FAIL, Check.PASS, False)
+    (hold,) = survival.gate
+    assert (hold.challenger, hold.given, hold.without, hold.holds) == ("b", Check.FAIL, Check.PASS, False)
+    assert hold.changed == ("min_p_better", "max_accuracy_drop")
+    drop = next(r for r in gate_without.rows if r.condition == "max_accuracy_drop")
+    assert drop.value == pytest.approx(48 / 60 - 40 / 60)
+
+
+def test_p_best_sums_to_one_over_the_candidates_both_ways():
+    run = _run(weights={"accuracy": 1.0, "latency": 1.0, "size": 1.0}, c=_spec(tuple(i % 3 > 0 for i in range(N)), 4.0))
+    _, _, survival = _survival(run, images_to_leave_out(leaked=WHERE_A_WINS[:12]), gate=None)
+    assert survival.status == SurvivalStatus.RECOMPUTED and len(survival.p_best) == 3
+    assert sum(c.given for c in survival.p_best) == pytest.approx(1.0)
+    assert sum(c.without for c in survival.p_best) == pytest.approx(1.0)
+    assert survival.gate_given is None and survival.gate == ()
+
+
+def test_a_left_out_image_leaves_the_saved_arrays_and_samples_of_every_candidate():
+    """Faithfulness is read from the arrays, its sample renumbered: without images 0-39 the gap is the mean over
+    40-79 (a's gaps are 1 there and 0 before: 0.5 as given, 1.0 without)."""
+    gaps = {"a": tuple(float(i >= 40) for i in range(N)), "b": (0.5,) * N}
+    run = _run(weights={"faithfulness": 1.0}, gaps=gaps)
+    left_out = images_to_leave_out(label_errors=[f"img{i}.png" for i in range(40)])
+    decision, _, survival = _survival(run, left_out, gate=None)
+    kept = kept_positions(run.index, left_out.files)
+    without, _ = decide_without(run.index, run.metrics, run.cost, kept, run.arrays_of)
+    assert decision.candidate("a").faithfulness.value == pytest.approx(0.5)
+    assert without.candidate("a").faithfulness.value == pytest.approx(1.0)
+    entry = restricted_index(run.index, kept).backbone("a")
+    assert entry.faithfulness.images == tuple(range(40)) and len(entry.predictions) == 40
+    assert len(entry.cam_status["x"]) == 40
+    road = restricted_arrays(run.index.backbone("a"), run.arrays_of("a"), kept, N)["road"]
+    assert road.shape[0] == 40 and np.all(road[:, 0, 1] == 2.0)
+
+
+def test_a_duplicate_group_keeps_exactly_the_first_by_path():
+    left_out = images_to_leave_out(duplicate_groups=[["b/x.png", "a/y.png", "c.png"], ["d.png", "e.png"],
+                                                     ["e.png", "f.png"]])
+    # {b/x, a/y, c}: a/y.png kept; {d, e} and {e, f} share e: one group, d.png kept
+    assert left_out.images == (("b/x.png", LeftOutReason.DUPLICATE), ("c.png", LeftOutReason.DUPLICATE),
+                               ("e.png", LeftOutReason.DUPLICATE), ("f.png", LeftOutReason.DUPLICATE))
+    # the same flags in another order give the same images; an image flagged twice counts once, as leaked
+    again = images_to_leave_out(duplicate_groups=[["f.png", "e.png"], ["c.png", "a/y.png", "b/x.png"],
+                                                  ["e.png", "d.png"]], leaked=["c.png"], label_errors=["c.png", "g.png"])
+    assert dict(again.images) == {"b/x.png": LeftOutReason.DUPLICATE, "c.png": LeftOutReason.LEAKED,
+                                  "e.png": LeftOutReason.DUPLICATE, "f.png": LeftOutReason.DUPLICATE,
+                                  "g.png": LeftOutReason.LABEL_ERROR}
+    assert again.counts() == ((LeftOutReason.LEAKED, 1), (LeftOutReason.LABEL_ERROR, 1), (LeftOutReason.DUPLICATE, 3))
+
+
+def test_collapsed_duplicates_in_a_run_leave_the_others_out():
+    run = _run()
+    groups = [[f"img{i}.png" for i in (43, 41, 42)], ["img70.png", "img7.png"]]  # kept: img41 and img7 (by path)
+    _, _, survival = _survival(run, images_to_leave_out(duplicate_groups=groups), gate=None)
+    assert survival.left_out == ("img42.png", "img43.png", "img70.png") and survival.kept == N - 3
+    assert [(c.reason, c.images) for c in survival.counts] == [(LeftOutReason.DUPLICATE, 3)]
+
+
+def test_too_few_images_left_is_recorded_as_not_recomputed_with_the_reason():
+    run = _run(minimum=10)
+    left_out = images_to_leave_out(label_errors=[f"img{i}.png" for i in range(N - 9)])
+    decision, _, survival = _survival(run, left_out)
+    assert survival.status == SurvivalStatus.TOO_FEW_IMAGES and survival.kept == 9
+    assert survival.reason == "9 of the 80 images would remain, fewer than survival_min_images (10)"
+    assert survival.verdict_without is None and survival.pick_holds is None and survival.gate_without is None
+    assert all(c.without is None for c in survival.p_best)
+    line = plain(survival_sentence(survival))
+    assert line.startswith("Without the 71 flagged images (71 likely label errors) 9 of the 80 images would remain")
+    assert "not recomputed" in line
+    ten = pick_survival(run.index, run.metrics, run.cost, decision, None,
+                        images_to_leave_out(label_errors=[f"img{i}.png" for i in range(N - 10)]), run.arrays_of)
+    assert ten.status == SurvivalStatus.RECOMPUTED and ten.kept == 10
+
+
+def test_an_unknown_image_is_the_caller_s_error():
+    run = _run()
+    with pytest.raises(ValueError, match="not images of this run"):
+        _survival(run, images_to_leave_out(leaked=["elsewhere.png"]))
+
+
+def _rendered(page) -> tuple:
+    html = template_environment().get_template("_survival.html.j2").render(page=page)
+    md = markdown_environment().get_template("_survival.md.j2").render(page=page)
+    return unescape(re.sub(r"<[^>]+>", "", html)).strip(), unescape(md.replace("\\", "").replace("*", "")).strip()
+
+
+def test_page_one_says_the_pick_changes_with_p_best_both_ways_in_html_and_markdown():
+    run = _run()
+    left_out = LeftOut(tuple((f, LeftOutReason.LABEL_ERROR) for f in WHERE_A_WINS[:18])
+                       + tuple((f, LeftOutReason.DUPLICATE) for f in WHERE_A_WINS[18:]))
+    decision, report, survival = _survival(run, left_out)
+    page = decision_page(decision, run.index, "", run.cost, None, report, survival)
+    a, b = survival.chance("a"), survival.chance("b")
+    shown = lambda p: f"{100 * p:.0f} %" if 0.005 <= p < 0.995 else (">99 %" if p < 1 else "100 %") if p >= 0.995 \
+        else ("<1 %" if p > 0 else "0 %")
+    expected = (f"Without the 20 flagged images (18 likely label errors, 2 duplicates), on the other 60 images, the pick "
+                f"changes to B (P(best) {shown(b.without)}; A's falls from {shown(a.given)} to {shown(a.without)}); "
+                "the gate's verdict changes from FAILS to PASSES (B now passes on P(better) and the accuracy drop). "
+                "The decision above stays on the images as given")
+    assert plain(page.survival).startswith(expected)
+    for text in _rendered(page):
+        assert text.startswith(expected), text
+
+
+def test_page_one_says_the_pick_holds():
+    run = _run()
+    left_out = images_to_leave_out(leaked=[f"img{i}.png" for i in range(60, 68)])  # where B wins: A's lead grows
+    decision, report, survival = _survival(run, left_out)
+    assert survival.pick_holds is True and survival.gate_holds is True
+    a = survival.chance("a")
+    line = plain(survival_sentence(survival))
+    assert line.startswith(f"Without the 8 flagged images (8 leaked), on the other 72 images, the pick holds: A's "
+                           f"P(best) ") and "the gate's verdict holds (FAILS)" in line
+    assert a.given <= a.without
+    page = decision_page(decision, run.index, "", run.cost, None, report, survival)
+    for text in _rendered(page):
+        assert text.startswith(line[:60])
