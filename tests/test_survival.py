@@ -204,3 +204,14 @@ def test_page_one_says_the_pick_holds():
     page = decision_page(decision, run.index, "", run.cost, None, report, survival)
     for text in _rendered(page):
         assert text.startswith(line[:60])
+
+
+def test_survival_min_images_is_read_from_the_battery_file_and_checked(tmp_path):
+    from reportgen.errors import UsageError
+    from reportgen.inputs.battery import load_battery
+
+    battery = tmp_path / "battery.toml"
+    battery.write_text("[decision]\nsurvival_min_images = 25\n")
+    assert load_battery(battery).analysis_config().decision.survival_min_images == 25
+    with pytest.raises(UsageError, match="survival_min_images"):
+        DecisionSettings(survival_min_images=1)  # a decision needs at least two images to resample
