@@ -215,3 +215,31 @@ def test_survival_min_images_is_read_from_the_battery_file_and_checked(tmp_path)
     assert load_battery(battery).analysis_config().decision.survival_min_images == 25
     with pytest.raises(UsageError, match="survival_min_images"):
         DecisionSettings(survival_min_images=1)  # a decision needs at least two images to resample
+
+
+def test_the_sampled_checks_and_their_arrays_follow_the_kept_images():
+    """A candidate with a sanity sample at positions (1, 3, 4), a corruption sample at (4, 0) and per-image arrays,
+    on 5 images of which 0 and 3 are left out: every sample keeps its kept rows, renumbered (4 -> 2, 1 -> 0)."""
+    from dataclasses import replace
+
+    from reportgen.results import arrays as keys
+    from reportgen.results.schema import CorruptionRun, RunStatus, SanityRun, SanityStep
+    from reportgen.results.subset import restricted_backbone
+
+    run = build({"a": _spec((True,) * 5, 5.0)}, tuple(Picture(target=1, size=None, background=None) for _ in range(5)))
+    entry = replace(run.index.backbones[0],
+                    sanity=SanityRun("done", "", (SanityStep("s", (), 0, {"x": ("ok", "flat", "ok")}),), (1, 3, 4)),
+                    corruption=CorruptionRun(RunStatus.DONE, "", ("blur",), (1,), (4, 0), "balanced"))
+    arrays = {keys.LOGITS: np.arange(5.0)[:, None], keys.sanity_cam(0, "x"): np.array([10.0, 30.0, 40.0]),
+              keys.CORRUPT_TOP1: np.array([[[4]], [[0]]]), keys.CORRUPT_CLEAN: np.array([4, 0]),
+              keys.hist_counts("x"): np.array([7, 7])}
+    kept = (1, 2, 4)
+    restricted = restricted_backbone(entry, kept, 5)
+    assert restricted.sanity.images == (0, 2) and restricted.sanity.steps[0].cam_status == {"x": ("ok", "ok")}
+    assert restricted.corruption.images == (2,)
+    assert [p.correct_top1 for p in restricted.predictions] == [True] * 3
+    out = restricted_arrays(entry, arrays, kept, 5)
+    assert out[keys.LOGITS][:, 0].tolist() == [1.0, 2.0, 4.0]
+    assert out[keys.sanity_cam(0, "x")].tolist() == [10.0, 40.0]
+    assert out[keys.CORRUPT_TOP1].tolist() == [[[4]]] and out[keys.CORRUPT_CLEAN].tolist() == [4]
+    assert out[keys.hist_counts("x")] is arrays[keys.hist_counts("x")]  # not per image: as saved
