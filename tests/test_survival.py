@@ -243,3 +243,19 @@ def test_the_sampled_checks_and_their_arrays_follow_the_kept_images():
     assert out[keys.sanity_cam(0, "x")].tolist() == [10.0, 40.0]
     assert out[keys.CORRUPT_TOP1].tolist() == [[[4]]] and out[keys.CORRUPT_CLEAN].tolist() == [4]
     assert out[keys.hist_counts("x")] is arrays[keys.hist_counts("x")]  # not per image: as saved
+
+
+def test_the_gate_line_names_a_challenger_that_turns_while_the_verdict_holds():
+    """Against A (right on 0-59): C, right on all but 40-59, ties A as given (60 of 80 each: P(better) about 0.5,
+    uncertain, counted as fail) and is right on all 60 kept images without them (A: 40); D, right on 0-29 only, fails
+    both ways (30 of 80, then 30 of 60 against A's 40). The gate fails both ways; C turns."""
+    pictures = tuple(Picture(target=i % 4, size=None, background=None) for i in range(N))
+    specs = {"a": _spec(A_RIGHT, 5.0), "d": _spec(tuple(i < 30 for i in range(N)), 6.0),
+             "c": _spec(tuple(not 40 <= i < 60 for i in range(N)), 4.0)}
+    run = build(specs, pictures, DecisionSettings(weights=ACCURACY_ONLY), samples=300)
+    gate = GateSettings(champion="a", min_p_better=0.9)
+    _, _, survival = _survival(run, images_to_leave_out(label_errors=WHERE_A_WINS), gate=gate)
+    holds = {h.challenger: (h.given, h.without, h.holds) for h in survival.gate}
+    assert holds == {"d": (Check.FAIL, Check.FAIL, True), "c": (Check.FAIL, Check.PASS, False)}
+    assert survival.gate_given == survival.gate_without == Check.FAIL and survival.gate_holds
+    assert "the gate's verdict holds (FAILS), though C now passes." in plain(survival_sentence(survival))

@@ -177,11 +177,11 @@ def _survival_gate(survival: Survival) -> Sentence:
     if survival.gate_given is None or survival.gate_without is None:
         return ()
     verdict = {Check.PASS: "PASSES", Check.FAIL: "FAILS"}
-    if survival.gate_holds:
-        changed = [h for h in survival.gate if h.changed]
-        return (text(f"; the gate's verdict holds ({verdict[survival.gate_given]}"
-                     + (f"; {listing(h.display_name for h in changed)} change on a condition that does not decide "
-                        "it" if changed else "") + ")"),)
+    turned = [f"{h.display_name} now {'passes' if h.without == Check.PASS else 'fails'}"
+              for h in survival.gate if h.holds is False]
+    if survival.gate_holds:  # a challenger may turn while another still fails the gate
+        return (text(f"; the gate's verdict holds ({verdict[survival.gate_given]})"
+                     + (f", though {listing(turned)}" if turned else "")),)
     moved = "; ".join(f"{h.display_name} now {'passes' if h.without == Check.PASS else 'fails'} on "
                       f"{listing(SURVIVAL_CONDITIONS[c] for c in h.changed)}" for h in survival.gate if not h.holds)
     return (text("; ", ), text(f"the gate's verdict changes from {verdict[survival.gate_given]} to "
