@@ -259,3 +259,38 @@ def test_the_gate_line_names_a_challenger_that_turns_while_the_verdict_holds():
     assert holds == {"d": (Check.FAIL, Check.FAIL, True), "c": (Check.FAIL, Check.PASS, False)}
     assert survival.gate_given == survival.gate_without == Check.FAIL and survival.gate_holds
     assert "the gate's verdict holds (FAILS), though C now passes." in plain(survival_sentence(survival))
+
+
+def _record(given, without, leaders, p_a, p_b):
+    from reportgen.scoring.survival import PickChance, ReasonCount, Survival
+
+    return Survival(status=SurvivalStatus.RECOMPUTED, reason="", images=30, kept=27, min_images=10,
+                    left_out=("x1.png", "x2.png", "x3.png"), counts=(ReasonCount(LeftOutReason.DUPLICATE, 3),),
+                    verdict_given=given, verdict_without=without, leader_given=leaders[0], leader_without=leaders[1],
+                    recommended_given=None, recommended_without=None,
+                    pick_holds=given == without and leaders[0] == leaders[1],
+                    p_best=(PickChance(backbone="a", display_name="A", given=p_a[0], without=p_a[1]),
+                            PickChance(backbone="b", display_name="B", given=p_b[0], without=p_b[1])),
+                    min_win_probability=0.9)
+
+
+R, U, NONE = DecisionStatus.RECOMMENDED, DecisionStatus.NO_CLEAR_WINNER, DecisionStatus.NONE_PASS
+
+
+@pytest.mark.parametrize("given, without, leaders, p_a, p_b, said", [
+    (R, R, ("a", "a"), (0.93, 0.95), (0.07, 0.05), "the pick holds: A's P(best) rises from 93 % to 95 %."),
+    (U, U, ("a", "a"), (0.6, 0.6), (0.4, 0.4), "there is still no clear winner: A leads both ways, its P(best) "
+                                               "stays at 60 %."),
+    (R, U, ("a", "a"), (0.93, 0.71), (0.07, 0.29), "the pick no longer holds: A still leads, but its P(best) falls "
+                                                   "from 93 % to 71 % (a pick needs 90 %)."),
+    (U, R, ("a", "a"), (0.6, 0.92), (0.4, 0.08), "A becomes the pick: its P(best) rises from 60 % to 92 % (a pick "
+                                                 "needs 90 %)."),
+    (R, U, ("a", "b"), (0.93, 0.3), (0.07, 0.7), "the lead changes to B, with no clear winner (P(best) 70 %; A's "
+                                                 "falls from 93 % to 30 %)."),
+    (R, NONE, ("a", None), (0.93, None), (0.07, None), "no candidate meets the constraints any more."),
+    (NONE, NONE, (None, None), (None, None), (None, None), "still no candidate meets the constraints."),
+    (NONE, R, (None, "b"), (None, None), (None, 1.0), "B meets the constraints and is the pick (P(best) 100 %)."),
+], ids=["holds", "still-no-winner", "no-longer", "becomes", "lead-changes", "none-pass", "still-none", "now-meets"])
+def test_every_way_the_pick_can_go_reads_as_one_line(given, without, leaders, p_a, p_b, said):
+    line = plain(survival_sentence(_record(given, without, leaders, p_a, p_b)))
+    assert line.startswith(f"Without the 3 flagged images (3 duplicates), on the other 27 images, {said}"), line

@@ -163,8 +163,12 @@ def _survival_verdict(survival: Survival) -> Sentence:
         return (text("the pick no longer holds", flag=True),
                 text(f": {given.display_name} still leads, but its P(best) {_moved(given.given, given.without)}"
                      f"{needs}"),)
-    what = f"the pick changes to {new.display_name}" if survival.verdict_without in picked else \
-        f"the lead changes to {new.display_name}, with no clear winner"
+    if given is None:  # nothing met the constraints as given
+        what = f"{new.display_name} meets the constraints and " + \
+            ("is the pick" if survival.verdict_without in picked else "leads, with no clear winner")
+    else:
+        what = f"the pick changes to {new.display_name}" if survival.verdict_without in picked else \
+            f"the lead changes to {new.display_name}, with no clear winner"
     before = f"; {given.display_name}'s {_moved(given.given, given.without)}" if given is not None else ""
     return (text(what, flag=True), text(f" (P(best) {whole_pct(new.without)}{before})"),)
 
