@@ -1,6 +1,6 @@
 """metrics.json's decision, conclusions and gate are part of the results contract (docs/design.md, "The results contract"): the
-records they are written from (``asdict`` of :class:`Decision`, :class:`Conclusions`, :class:`GateReport`'s rows and
-everything they hold)
+records they are written from (``asdict`` of :class:`Decision`, :class:`Conclusions`, :class:`GateReport`'s rows,
+:class:`Survival` and everything they hold)
 are recorded per schema version in tests/data/metrics_contract.json, so a field added, removed, renamed or
 reordered, or an enum value changed, fails here until ``SCHEMA_VERSION`` is bumped (with a line in its log) and
 the record is rewritten: ``python tests/test_metrics_contract.py --write``."""
@@ -19,9 +19,10 @@ from reportgen.results.schema import SCHEMA_VERSION
 from reportgen.scoring.decision import Decision
 from reportgen.scoring.gate import GateReport, GateRow
 from reportgen.scoring.rules import Conclusions
+from reportgen.scoring.survival import Survival
 
 RECORDED = Path(__file__).parent / "data" / "metrics_contract.json"
-ROOTS = (Decision, GateReport, GateRow, Conclusions)
+ROOTS = (Decision, GateReport, GateRow, Conclusions, Survival)
 
 pytestmark = pytest.mark.unit
 

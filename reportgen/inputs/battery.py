@@ -32,7 +32,8 @@ RULE_KEYS = {f.name: f.type for f in fields(RuleThresholds)}
 DECISION_KEYS = {"max_params_m": float, "max_gmacs": float, "max_latency_ms": float, "min_top1": float,
                  "weights": dict, "confidence": float, "weight_uncertainty": float, "min_win_probability": float,
                  "tie_points": float, "degenerate_class_share": float, "degenerate_chance_margin": float,
-                 "degenerate_cam_share": float, "degenerate_min_images": int, "busy_load_per_core": float}
+                 "degenerate_cam_share": float, "degenerate_min_images": int, "busy_load_per_core": float,
+                 "survival_min_images": int}
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,7 @@ weights = DEFAULT_WEIGHTS
 # degenerate_chance_margin = 0.05 # or with top-1 within this margin of chance, or with all-zero deep
 # degenerate_cam_share = 0.5      # CAMs on this share of them, is named on page 1 and never recommended
 # degenerate_min_images = 10      # (the checks need at least this many images)
+# survival_min_images = 10        # page 1 recomputes the pick without the flagged images if this many remain
 
 # The decision as a gate in CI (`reportgen run --gate`, or `reportgen gate OUT/results`): exit 0 when every
 # challenger (every candidate but the champion) meets every condition given, 8 when one does not. Each condition is

@@ -147,11 +147,16 @@ class DecisionSettings:
     degenerate_chance_margin: float = 0.05
     degenerate_cam_share: float = 0.5
     degenerate_min_images: int = 10
+    # Page 1 says whether the pick survives the images the data check flags (duplicates, leakage, likely label
+    # errors): the decision recomputed without them, unless fewer than this many images would remain (a decision on
+    # a handful of images says more about those images than about the pick).
+    survival_min_images: int = 10
 
     def __post_init__(self):
         for key in ("degenerate_class_share", "degenerate_chance_margin", "degenerate_cam_share"):
             _check_range(self, key, 0, 1)
         _check_range(self, "degenerate_min_images", 1, integer=True)
+        _check_range(self, "survival_min_images", 2, integer=True)
         for key in ("max_params_m", "max_gmacs", "max_latency_ms"):
             if getattr(self, key) is not None:
                 _check_range(self, key, 0, low_open=True)

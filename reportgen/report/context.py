@@ -17,6 +17,7 @@ from ..scoring.decision import Decision
 from ..scoring.rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, Verdict, conclude
 from ..scoring.vectors import run_draws
 from ..scoring.gate import GateReport, decide_and_gate
+from ..scoring.survival import NOTHING_LEFT_OUT, LeftOut, Survival, pick_survival
 from .beyond_section import BeyondSection, build_beyond
 from .conclusions_section import ConclusionsSection, build_conclusions
 from .decision_page import DecisionPage, decision_page
@@ -219,6 +220,7 @@ class ReportContext:
     figures: tuple  # every Figure, in order
     task: Optional[TaskSection] = None  # "Your task": the user's own classes (None on ImageNet's)
     gate: Optional[GateReport] = None  # [gate]: champion against challengers (None without one)
+    survival: Optional[Survival] = None  # the pick without the flagged images (page 1's line; metrics.json)
 
     def template_variables(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -404,12 +406,20 @@ def single_term_claims() -> frozenset:
     return frozenset(c.key for c in CLAIMS if all(t.quantity.single_group_mean for t in c.tests))
 
 
+def images_left_out(results: SavedResults) -> LeftOut:
+    """The flagged images page 1's survival line recomputes the decision without: the data check's duplicates,
+    leaked images and likely label errors, through :func:`~reportgen.scoring.survival.images_to_leave_out`.
+    Nothing yet (so no line) until the data check (issue 34, points 1 and 2) is wired in here."""
+    return NOTHING_LEFT_OUT
+
+
 def build_context(results: SavedResults) -> ReportContext:
     index, metrics = results.index, results.metrics
     config = index.config
     lookup = AggregateLookup(metrics.aggregates)
     draws = run_draws(index)  # the one paired bootstrap of the report: the decision and the claims read it
     decision, gate = decide_and_gate(results, draws)
+    survival = pick_survival(index, metrics, results.cost, decision, gate, images_left_out(results), results.arrays)
     (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
      last_three_figures, beyond, task, made) = _make_figures(results, lookup, decision)
     conclusions = conclude(index, metrics, draws)
@@ -419,8 +429,8 @@ def build_context(results: SavedResults) -> ReportContext:
     return ReportContext(
         index=index, decision=decision,
         decision_page=decision_page(decision, index, str(results.timings.get("started", "")), results.cost,
-                                    metrics.task, gate),
-        gate=gate,
+                                    metrics.task, gate, survival),
+        gate=gate, survival=survival,
         decision_figure=decision_figure,
         costs=tuple(CostRow(b.display_name, costs.get(b.name)) for b in index.backbones),
         slimming_rows=tuple(SlimmingTableRow(b.display_name, slimming[b.name], _latency_saved(costs.get(b.name)))

@@ -12,6 +12,7 @@ from ..scoring.constraints import Check, constraint
 from ..scoring.criteria import criteria, criterion, utility
 from ..scoring.decision import Candidate, Decision, DecisionStatus
 from ..scoring.degenerate import Degeneracy
+from ..scoring.survival import LeftOutReason, Survival, SurvivalStatus
 from .formatting import MISSING, bracket, listing, num, pct, pct_bracket, whole_pct
 from .phrases import Sentence, text
 
@@ -38,6 +39,8 @@ class DecisionPage:
     columns: tuple = ()  # ColumnHeader per criterion column of the table, in the criteria table's order
     gate: Sentence = ()  # [gate]: the verdict for CI (empty without a gate)
     gate_rows: tuple = ()  # GateCells per challenger and condition
+    # whether the pick and the gate's verdict hold without the flagged images (empty: none was flagged)
+    survival: Sentence = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,94 @@ def _gate(gate) -> Sentence:
                  + (f"; {unmeasured} not measured, which always counts as fail (its row says what to measure; or "
                     "leave that condition out)" if unmeasured else "") + ". "
                  "reportgen gate exits 8 when it fails."),)
+
+
+# How page 1 counts the images left out for each reason: (one, several).
+LEFT_OUT_WORDS = {LeftOutReason.LEAKED: ("leaked", "leaked"),
+                  LeftOutReason.LABEL_ERROR: ("likely label error", "likely label errors"),
+                  LeftOutReason.DUPLICATE: ("duplicate", "duplicates")}
+
+
+def _moved(before: Optional[float], after: Optional[float]) -> str:
+    """"falls from 82 % to 30 %", "rises from ...", "stays at 82 %" (as shown); "not ranked": it fails a constraint."""
+    def shown(value):
+        return whole_pct(value) if value is not None else "not ranked"
+    if shown(before) == shown(after):
+        return f"stays at {shown(before)}"
+    if before is None or after is None:
+        return f"goes from {shown(before)} to {shown(after)}"
+    return f"{'falls' if after < before else 'rises'} from {shown(before)} to {shown(after)}"
+
+
+def _survival_verdict(survival: Survival) -> Sentence:
+    """The pick both ways: whether it holds, and the P(best) of the pick as given and of the new one."""
+    given, new = survival.chance(survival.leader_given), survival.chance(survival.leader_without)
+    needs = f" (a pick needs {whole_pct(survival.min_win_probability)})"
+    picked = (DecisionStatus.RECOMMENDED, DecisionStatus.ONLY_CANDIDATE)
+    if survival.pick_holds:
+        if survival.verdict_given == DecisionStatus.NONE_PASS:
+            return (text("still no candidate meets the constraints", strong=True),)
+        if survival.verdict_given in picked:
+            return (text("the pick holds", strong=True),
+                    text(f": {given.display_name}'s P(best) {_moved(given.given, given.without)}"),)
+        return (text("there is still no clear winner", strong=True),
+                text(f": {given.display_name} leads both ways, its P(best) {_moved(given.given, given.without)}"),)
+    if survival.verdict_without == DecisionStatus.NONE_PASS or new is None:
+        return (text("no candidate meets the constraints any more", flag=True),)
+    if given is not None and new.backbone == given.backbone:
+        if survival.verdict_without in picked:
+            return (text(f"{given.display_name} becomes the pick", flag=True),
+                    text(f": its P(best) {_moved(given.given, given.without)}{needs}"),)
+        return (text("the pick no longer holds", flag=True),
+                text(f": {given.display_name} still leads, but its P(best) {_moved(given.given, given.without)}"
+                     f"{needs}"),)
+    if given is None:  # nothing met the constraints as given
+        what = f"{new.display_name} meets the constraints and " + \
+            ("is the pick" if survival.verdict_without in picked else "leads, with no clear winner")
+    else:
+        what = f"the pick changes to {new.display_name}" if survival.verdict_without in picked else \
+            f"the lead changes to {new.display_name}, with no clear winner"
+    before = f"; {given.display_name}'s {_moved(given.given, given.without)}" if given is not None else ""
+    return (text(what, flag=True), text(f" (P(best) {whole_pct(new.without)}{before})"),)
+
+
+SURVIVAL_CONDITIONS = {"min_p_better": "P(better)", "max_accuracy_drop": "the accuracy drop",
+                       "constraints": "the constraints"}
+
+
+def _survival_gate(survival: Survival) -> Sentence:
+    if survival.gate_given is None or survival.gate_without is None:
+        return ()
+    verdict = {Check.PASS: "PASSES", Check.FAIL: "FAILS"}
+    turned = [f"{h.display_name} now {'passes' if h.without == Check.PASS else 'fails'}"
+              for h in survival.gate if h.holds is False]
+    if survival.gate_holds:  # a challenger may turn while another still fails the gate
+        return (text(f"; the gate's verdict holds ({verdict[survival.gate_given]})"
+                     + (f", though {listing(turned)}" if turned else "")),)
+    moved = "; ".join(f"{h.display_name} now {'passes' if h.without == Check.PASS else 'fails'} on "
+                      f"{listing(SURVIVAL_CONDITIONS[c] for c in h.changed)}" for h in survival.gate if not h.holds)
+    return (text("; ", ), text(f"the gate's verdict changes from {verdict[survival.gate_given]} to "
+                               f"{verdict[survival.gate_without]}", flag=True), text(f" ({moved})"),)
+
+
+def survival_sentence(survival: Optional[Survival], own_task: bool = False) -> Sentence:
+    """One line: whether the pick and the gate's verdict hold without the flagged images, with the P(best) both
+    ways (empty when none was flagged)."""
+    if survival is None or survival.status == SurvivalStatus.NOTHING_LEFT_OUT:
+        return ()
+    count = len(survival.left_out)
+    reasons = ", ".join(f"{c.images:,} {LEFT_OUT_WORDS[c.reason][c.images != 1]}" for c in survival.counts)
+    opening = f"Without the {count:,} flagged image{'s' if count != 1 else ''} ({reasons})"
+    if survival.status != SurvivalStatus.RECOMPUTED:
+        return (text(f"{opening} {survival.reason}: the pick is not recomputed without them (the decision above is "
+                     "on the images as given)."),)
+    dropped = ()
+    if survival.dropped_without:
+        named = listing(f"{_named(c, own_task)} ({why})" for c, why in survival.dropped_without)
+        dropped = (text(f"; without them the decision leaves out {named}"),)
+    return ((text(f"{opening}, on the other {survival.kept:,} images, "),) + _survival_verdict(survival) + dropped
+            + _survival_gate(survival) + (text(". The decision above stays on the images as given: the flags are "
+                                               "likely, not certain, and the labels are yours to fix."),))
 
 
 def _interval_cell(value, low, high) -> Cell:
@@ -556,9 +647,10 @@ def _timing(decision: Decision, cost: Optional[CostReport]) -> Sentence:
 
 
 def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optional[CostReport] = None,
-                  task: Optional[TaskReport] = None, gate=None) -> DecisionPage:
+                  task: Optional[TaskReport] = None, gate=None, survival: Optional[Survival] = None) -> DecisionPage:
     """Page 1. ``task``: metrics.json's task (the user's classes), which names the task in the title and first
-    sentence and says what each candidate's accuracy measures."""
+    sentence and says what each candidate's accuracy measures. ``survival``: the pick recomputed without the
+    flagged images (:func:`~reportgen.scoring.survival.pick_survival`; None or nothing left out: no line)."""
     estimands = {b.name: b.estimand for b in index.backbones} if task is not None else {}
     accuracy_header = _named("accuracy", True) if task is not None else "top-1"
     return DecisionPage(title=title(decision, index, started, task), headline=_headline(decision),
@@ -570,7 +662,8 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
                         task=_task_sentence(decision, index, task),
                         task_warnings=_train_copies_warning(index) + _task_warnings(decision, index, task),
                         accuracy_header=accuracy_header, columns=column_headers(accuracy_header, index.own_task),
-                        gate=_gate(gate), gate_rows=gate_cells(gate) if gate is not None else ())
+                        gate=_gate(gate), gate_rows=gate_cells(gate) if gate is not None else (),
+                        survival=survival_sentence(survival, index.own_task))
 
 
 def check_mark(candidate: Candidate) -> str:

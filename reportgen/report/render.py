@@ -157,7 +157,8 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     if "json" in formats:
         atomic_write_bytes(out_dir / "metrics.json", json.dumps(numbers_document(results, context.conclusions,
                                                                                                 context.decision,
-                                                                                                context.gate),
+                                                                                                context.gate,
+                                                                                                context.survival),
                                                                indent=1, sort_keys=True).encode("utf-8"))
         written["json"] = out_dir / "metrics.json"
     if "pdf" in formats:
@@ -168,7 +169,7 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     return written
 
 
-def numbers_document(results: SavedResults, conclusions, decision, gate=None) -> dict:
+def numbers_document(results: SavedResults, conclusions, decision, gate=None, survival=None) -> dict:
     """metrics.json beside the report: every number behind its tables, the verdicts and what produced them."""
     index = results.index
     images = [{k: v for k, v in image.to_json().items()
@@ -190,6 +191,8 @@ def numbers_document(results: SavedResults, conclusions, decision, gate=None) ->
         "conclusions": asdict(conclusions),
         "decision": asdict(decision),
         **({"gate": gate_document(gate)} if gate is not None else {}),
+        # the pick recomputed without the flagged images (status "nothing left out" when none was flagged)
+        **({"survival": asdict(survival)} if survival is not None else {}),
         "cost": results.cost.to_json(),
     })
 
