@@ -152,3 +152,21 @@ def test_the_gate_names_the_images_the_challenger_newly_gets_wrong():
     regression = gate.regression("b")
     assert (regression.newly_wrong, regression.newly_right, regression.labelled) == (3, 2, 8)
     assert regression.files == ("img1.png", "img4.png", "img2.png")  # B's most confident first
+
+
+def test_a_failed_gate_names_the_newly_wrong_images_in_junit_and_the_summary_csv_rows(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    from reportgen.report.ci import junit_xml, newly_wrong_file, regression_text
+
+    run = _run()
+    _, _, gate = decide_and_gate(run, GateSettings(champion="a", min_p_better=0.99))
+    assert not gate.passed
+    failure = ElementTree.fromstring(junit_xml(gate, "gate.newly_wrong.csv")).find(".//failure")
+    message = failure.get("message")
+    assert "B newly gets 3 of the 8 images labelled for both wrong that A gets right (2 the other way)" in message
+    assert "img1.png, img4.png, img2.png" in message and "gate.newly_wrong.csv" in message
+    assert newly_wrong_file(tmp_path / "gate.xml") == tmp_path / "gate.newly_wrong.csv"
+    many = gate.regression("b").__class__(challenger="b", display_name="B", newly_wrong=9, newly_right=0,
+                                          labelled=20, files=tuple(f"f{n}" for n in range(9)))
+    assert regression_text(many, "A").endswith("f0, f1, f2, f3, f4 and 4 more")

@@ -17,11 +17,12 @@ import pytest
 
 from reportgen.results.schema import SCHEMA_VERSION
 from reportgen.scoring.decision import Decision
+from reportgen.scoring.differ import Differences
 from reportgen.scoring.gate import GateReport, GateRow
 from reportgen.scoring.rules import Conclusions
 
 RECORDED = Path(__file__).parent / "data" / "metrics_contract.json"
-ROOTS = (Decision, GateReport, GateRow, Conclusions)
+ROOTS = (Decision, GateReport, GateRow, Conclusions, Differences)
 
 pytestmark = pytest.mark.unit
 

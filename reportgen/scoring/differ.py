@@ -107,6 +107,7 @@ class PairDifference:
     mcnemar: Optional[McNemar]  # None without an image labelled for both
     first_only: int  # right for the first only (McNemar's first_only; 0 without labels)
     second_only: int
+    compared: int  # images both were scored on (a run's images; compare: those both runs hold)
     disagreements: int  # images (labelled or not) where the two top-1 predictions differ
     images: tuple[DiscordantImage, ...]  # every discordant image (basis), most confidently wrong first
     strata_by: str  # "class" | "size and background" | "" (no strata)
@@ -241,7 +242,7 @@ def pair_difference(images: Sequence[ImageEntry], first: Side, second: Side, *, 
     return PairDifference(
         role=role, first=first.name, first_display=first.display_name, second=second.name,
         second_display=second.display_name, basis=basis, mcnemar=test,
-        first_only=test.first_only if test else 0, second_only=test.second_only if test else 0,
+        first_only=test.first_only if test else 0, second_only=test.second_only if test else 0, compared=len(pairs),
         disagreements=sum(1 for p, q in pairs if p.top1.index != q.top1.index), images=tuple(found),
         strata_by=by if test else "", strata=strata if test else (),
         first_errors=_errors(images, first, errors_shown), second_errors=_errors(images, second, errors_shown),
