@@ -170,3 +170,41 @@ def test_a_failed_gate_names_the_newly_wrong_images_in_junit_and_the_summary_csv
     many = gate.regression("b").__class__(challenger="b", display_name="B", newly_wrong=9, newly_right=0,
                                           labelled=20, files=tuple(f"f{n}" for n in range(9)))
     assert regression_text(many, "A").endswith("f0, f1, f2, f3, f4 and 4 more")
+
+
+def test_compare_lines_up_two_runs_picks_by_image_content():
+    """`reportgen compare`: run A's pick against run B's on the images both hold, matched by content even when B
+    lists them in another order and holds one A lacks."""
+    from dataclasses import replace
+
+    from reportgen.scoring.differ import aligned_runs
+
+    a = _run().index
+    b = _run().index
+    order = [9, 3, 0, 7, 1, 8, 2, 5, 4, 6]  # B's images shuffled ...
+    images = tuple(b.images[n] for n in order)
+    extra = replace(images[0], file="only_in_b.png", sha256="f" * 64)
+    backbones = tuple(replace(entry, predictions=tuple(entry.predictions[n] for n in order)
+                              + (entry.predictions[0],)) for entry in b.backbones)
+    b = replace(b, images=images + (extra,), backbones=backbones)  # ... and one image A lacks
+    diff = aligned_runs(a, b, "a", "b", errors_shown=0)
+    assert diff.role == PairRole.RUNS and diff.compared == 10
+    assert (diff.first_only, diff.second_only) == (3, 2)  # the hand count of the run against itself
+    assert [i.file for i in diff.newly_wrong()] == ["img1.png", "img4.png", "img2.png"]
+
+
+def test_the_section_s_counts_are_page_one_s():
+    """The section's sentence states page 1's McNemar counts and p-value for the top two."""
+    from reportgen.report.decision_page import _paired_test
+    from reportgen.report.differ_section import summary
+    from reportgen.report.phrases import plain
+
+    run = _run()
+    decision, _, _ = decide_and_gate(run)
+    top = run_differences(run.index, (decision.leader, decision.runner_up)).pairs[0]
+    page_one, ours = plain(_paired_test(decision)), plain(summary(top))
+    test = decision.mcnemar
+    assert f"{test.first_only} right only for {test.first}" in page_one
+    assert f"{test.first_only} are right for {test.first} and wrong for {test.second}" in ours
+    assert f"{test.second_only} right for {test.second} and wrong for {test.first}" in ours
+    assert "exact McNemar p = 1:" in page_one and "exact McNemar p = 1:" in ours
