@@ -208,3 +208,41 @@ def test_the_section_s_counts_are_page_one_s():
     assert f"{test.first_only} are right for {test.first} and wrong for {test.second}" in ours
     assert f"{test.second_only} right for {test.second} and wrong for {test.first}" in ours
     assert "exact McNemar p = 1:" in page_one and "exact McNemar p = 1:" in ours
+
+
+def test_ten_thousand_images_give_sampled_galleries_and_a_complete_csv(monkeypatch):
+    """At 10,000 images the PDF's gallery holds differ_pdf_images, the HTML differ_html_images more, and
+    differences.csv every discordant image (the figures are stubbed: this checks what is asked of them)."""
+    import numpy as np
+
+    from reportgen.report import differ_section, figures
+    from reportgen.report.differ_section import build_differ, differences_table
+    from reportgen.report.figure_numbers import FigureNumbers
+
+    count = 10_000
+    rng = np.random.default_rng(5)
+    a_right, b_right = rng.random(count) < 0.8, rng.random(count) < 0.75
+    pictures = tuple(Picture(target=1 + n % 3, size=("small", "medium", "large")[n % 3],
+                             background=("clean", "cluttered")[n % 2]) for n in range(count))
+    confidence = tuple(float(c) for c in rng.uniform(0.2, 0.99, count))
+    specs = {name: Spec(params_m=3.0, architecture=name, correct=tuple(bool(v) for v in right), confidence=confidence,
+                        mass=(0.5,) * count, latency=(10.0,) * 5) for name, right in (("a", a_right), ("b", b_right))}
+    run = build(specs, pictures)
+    diffs = run_differences(run.index, ("a", "b"))
+    discordant = int(np.sum(a_right != b_right))  # by hand
+    asked = []
+    monkeypatch.setattr(figures, "pair_grid", lambda cache, positions, *_: asked.append(len(positions)) or [b"p"])
+    monkeypatch.setattr(figures, "error_grid", lambda cache, rows: asked.append(len(rows)) or [b"p"])
+    block = build_differ(run.index, diffs, None, FigureNumbers()).pairs[0]
+    config = run.index.config
+    # the HTML shows differ_html_images in all: the PDF's sample and the others after it
+    assert asked == [config.differ_pdf_images, config.differ_html_images - config.differ_pdf_images,
+                     config.differ_errors_shown,
+                     config.differ_errors_shown]
+    assert f"{config.differ_pdf_images} of {discordant} shown" in block.gallery[0].caption
+    assert f"lists all {discordant:,}" in block.gallery[0].caption
+    assert f"{discordant - config.differ_html_images:,} more in" in block.rest_note
+    assert len(differences_table(diffs)) == discordant
+    assert differ_section.DIFFERENCES_CSV in block.rest_note
+    assert (diffs.pairs[0].first_only, diffs.pairs[0].second_only) == (int(np.sum(a_right & ~b_right)),
+                                                                       int(np.sum(~a_right & b_right)))

@@ -1,7 +1,7 @@
 """"Where they differ" (issue 33): the decision's top two candidates (and, with a ``[gate]``, the champion against
 each challenger) lined up image by image. The numbers come from :mod:`reportgen.scoring.differ`; this lays them out:
 a sentence with page 1's McNemar counts, a gallery of the discordant images (a deterministic sample in the PDF, up
-to ``differ_html_images`` more in the HTML only, every one in differences.csv), the strata table, each candidate's
+to ``differ_html_images`` in all in the HTML, every one in differences.csv), the strata table, each candidate's
 most confident errors and, on the user's own classes, the confusions that differ. Thumbnails and heatmaps are the
 run's saved views and CAM arrays (:mod:`report.figures`), never a forward pass."""
 from __future__ import annotations
@@ -241,7 +241,7 @@ class PicksBlock:
     strata_note: Sentence
     strata: tuple  # StratumRow
     rows: tuple  # ImageRow: the deterministic sample (the PDF)
-    rest: tuple  # ImageRow: up to differ_html_images more (the HTML only)
+    rest: tuple  # ImageRow: the others, up to differ_html_images in all (the HTML only)
     rest_note: str
 
 
