@@ -38,7 +38,8 @@ def regression_text(regression: Optional[Regression], champion: str, listed_in: 
                 f"of {regression.labelled} labelled for both)")
     named = ", ".join(regression.files[:FILES_NAMED]) + (f" and {n - FILES_NAMED} more" if n > FILES_NAMED else "")
     return (f"{who} newly gets {n} of the {regression.labelled} images labelled for both wrong that {champion} gets "
-            f"right ({regression.newly_right} the other way): {named}" + (f" (all in {listed_in})" if listed_in else ""))
+            f"right ({regression.newly_right} the other way): {named}"
+            + (f" (all in {listed_in})" if listed_in else ""))
 
 
 def _why_failed(row, settings: GateSettings) -> str:

@@ -13,7 +13,7 @@ from ..results.schema import RunIndex
 from ..scoring.differ import Basis, Differences, PairDifference, PairRole, gallery_sample
 from . import figures
 from .figure_numbers import Figure, FigureNumbers
-from .formatting import num, pct, pct_bracket
+from .formatting import num, pct_bracket, whole_pct
 from .phrases import Sentence, text
 
 DIFFERENCES_CSV = "differences.csv"
@@ -122,9 +122,9 @@ def _strata_note(pair: PairDifference) -> Sentence:
     flagged = [s.stratum for s in pair.strata if s.flagged]
     return (text(f"Where they concentrate, per {pair.strata_by}: accuracy of {pair.second_display} minus "
                  f"{pair.first_display}'s in points on the images labelled for both, Tango's "
-                 f"{pct(pair.confidence)} interval (per stratum), the exact McNemar p-value and the same Holm-adjusted "
-                 f"over the {len(pair.strata)} strata; a stratum is flagged only where the adjusted p is below "
-                 f"{num(alpha)}. "),
+                 f"{whole_pct(pair.confidence)} interval (per stratum), the exact McNemar p-value and the same "
+                 f"Holm-adjusted over the {len(pair.strata)} strata; a stratum is flagged only where the adjusted p "
+                 f"is below {num(alpha)}. "),
             text(f"Flagged: {', '.join(flagged)}." if flagged else "No stratum survives the adjustment.",
                  strong=bool(flagged)))
 
