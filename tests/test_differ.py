@@ -205,7 +205,7 @@ def test_the_section_s_counts_are_page_one_s():
     page_one, ours = plain(_paired_test(decision)), plain(summary(top))
     test = decision.mcnemar
     assert f"{test.first_only} right only for {test.first}" in page_one
-    assert f"{test.first_only} are right for {test.first} and wrong for {test.second}" in ours
+    assert f"{test.first_only} are right for {test.first} and wrong for {test.second}" in ours  # 3: plural
     assert f"{test.second_only} right for {test.second} and wrong for {test.first}" in ours
     assert "exact McNemar p = 1:" in page_one and "exact McNemar p = 1:" in ours
 

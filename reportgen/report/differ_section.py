@@ -101,7 +101,8 @@ def summary(pair: PairDifference) -> Sentence:
     verdict = "a difference this large is unlikely by chance" if test.p_value < 1 - pair.confidence else \
         "the difference is within chance"
     return (text(f"On the {test.labelled:,} images labelled for both, "),
-            text(f"{test.first_only} are right for {a} and wrong for {b}", strong=True),
+            text(f"{test.first_only} {'is' if test.first_only == 1 else 'are'} right for {a} and wrong for {b}",
+                 strong=True),
             text(", "), text(f"{test.second_only} right for {b} and wrong for {a}", strong=True),
             text(f" (exact McNemar p = {num(test.p_value, 2)}: {verdict}). Their top-1 predictions differ on "
                  f"{pair.disagreements:,} of {images:,} images."))
@@ -115,6 +116,8 @@ def _strata_rows(pair: PairDifference) -> tuple:
 
 
 def _strata_note(pair: PairDifference) -> Sentence:
+    if pair.mcnemar is not None and not pair.first_only + pair.second_only:
+        return (text("Where they concentrate: nowhere; they are right and wrong on the same labelled images."),)
     if not pair.strata:
         return (text("Where they concentrate: not measured (no image labelled for both"
                      + (")." if pair.basis == Basis.DISAGREE else " has a size, a background or a class).")),)
@@ -141,7 +144,8 @@ def _caption_rows(pair: PairDifference, chosen, index: RunIndex) -> tuple:
     return captions, labels, tuple(rows)
 
 
-def _block(n: int, pair: PairDifference, index: RunIndex, cache, numbered: FigureNumbers) -> PairBlock:
+def _block(n: int, pair: PairDifference, index: RunIndex, cache, numbered: FigureNumbers,
+           shown_errors: dict) -> PairBlock:
     config, entries = index.config, {b.name: b for b in index.backbones}
     first, second = entries[pair.first], entries[pair.second]
     anchor = f"differ-{n}"
@@ -173,7 +177,7 @@ def _block(n: int, pair: PairDifference, index: RunIndex, cache, numbered: Figur
         left = len(pair.images) - len(chosen) - len(others)
         rest_note = (f"The other {len(others):,} images where they differ (HTML only)"
                      + (f"; {left:,} more in {DIFFERENCES_CSV}" if left else "") + ".")
-    errors, errors_note = _errors(pair, entries, cache, numbered, anchor)
+    errors, errors_note = _errors(pair, entries, cache, numbered, anchor, shown_errors)
     confusions_note = ()
     if index.own_task and pair.basis == Basis.RIGHT_WRONG:
         confusions_note = (text(f"Confusions (true class → predicted) that {pair.first_display} and "
@@ -184,30 +188,44 @@ def _block(n: int, pair: PairDifference, index: RunIndex, cache, numbered: Figur
     return PairBlock(anchor=anchor, title=_title(pair), first=pair.first_display, second=pair.second_display,
                      summary=summary(pair), gallery=gallery,
                      rest=rest, rest_note=rest_note, sample_rows=rows, strata_note=_strata_note(pair),
-                     strata=_strata_rows(pair), errors=errors, errors_note=errors_note,
+                     strata=_strata_rows(pair) if pair.first_only + pair.second_only else (), errors=errors,
+                     errors_note=errors_note,
                      confusions_note=confusions_note,
                      confusions=tuple(ConfusionRow(_short(c.true_class), _short(c.predicted), c.first_count,
                                                    c.second_count) for c in pair.confusions[:CONFUSIONS_SHOWN]))
 
 
-def _errors(pair: PairDifference, entries: dict, cache, numbered: FigureNumbers, anchor: str) -> tuple:
-    """One figure per candidate with errors (its name in the caption: a grid's labels are too narrow for it)."""
-    made, missing = (), []
-    for k, (display, errors) in enumerate(((pair.first_display, pair.first_errors),
-                                           (pair.second_display, pair.second_errors)), start=1):
+def _errors(pair: PairDifference, entries: dict, cache, numbered: FigureNumbers, anchor: str,
+            shown_errors: dict) -> tuple:
+    """One figure per candidate with errors (its name in the caption: a grid's labels are too narrow for it), made
+    the first time the candidate appears in the section; a later pair points back to it (``shown_errors``: name ->
+    its figure)."""
+    made, missing, earlier = (), [], []
+    for k, (name, display, errors) in enumerate(((pair.first, pair.first_display, pair.first_errors),
+                                                 (pair.second, pair.second_display, pair.second_errors)), start=1):
         if not errors:
             missing.append(display)
             continue
+        if name in shown_errors:
+            earlier.append((display, shown_errors[name]))
+            continue
         rows = [(entries[e.backbone], e.position, f"{_short(e.prediction)} {e.confidence:.2f} ✗",
                  (e.file.rsplit("/", 1)[-1], f"true: {_short(e.label)}")) for e in errors]
-        made += numbered.add_pages(
+        pages = numbered.add_pages(
             f"fig-{anchor}-errors-{k}", f"The {len(errors)} most confident errors of {display} (wrong with the highest "
             "top-1 probability), each with its deep-layer Grad-CAM captioned with the wrong prediction.",
             figures.error_grid(cache, rows))
-    if not missing:
-        return made, ()
-    why = "no image is labelled for both" if pair.basis == Basis.DISAGREE else "no error on a labelled image"
-    return made, (text(f"Most confident errors of {' and '.join(missing)}: none to show ({why})."),)
+        made += pages
+        shown_errors[name] = pages[0]
+    note = []
+    for display, figure in earlier:
+        note += [text(f"The most confident errors of {display}: "), text(figure.caption.split(".")[0], figure.anchor),
+                 text(". ")]
+    if missing:
+        why = "no image is labelled for both" if pair.basis == Basis.DISAGREE else "no error on a labelled image"
+        note.append(text(f"Most confident errors of {' and '.join(missing)}: none to show ({why})."))
+    return made, tuple(note)
+
 
 
 def build_differ(index: RunIndex, differences: Differences, cache, numbered: FigureNumbers) -> Optional[DifferSection]:
@@ -218,7 +236,8 @@ def build_differ(index: RunIndex, differences: Differences, cache, numbered: Fig
                   "right and the other wrong, counted both ways with page 1's exact McNemar test, where they "
                   "concentrate, and what each model looked at (the deep-layer Grad-CAM the run saved). Every such "
                   f"image of every pair is in {DIFFERENCES_CSV}, the counts and file names in metrics.json."),)
-    return DifferSection(intro=intro, pairs=tuple(_block(n, pair, index, cache, numbered)
+    shown_errors: dict = {}
+    return DifferSection(intro=intro, pairs=tuple(_block(n, pair, index, cache, numbered, shown_errors)
                                                   for n, pair in enumerate(differences.pairs, start=1)))
 
 
@@ -261,7 +280,8 @@ def picks_block(pair: Optional[PairDifference], labels: tuple, pdf_images: int, 
               f"({labels[1]})", first=f"{pair.first_display} ({labels[0]})",
         second=f"{pair.second_display} ({labels[1]})",
         summary=summary(pair),
-        strata_note=_strata_note(pair), strata=_strata_rows(pair), rows=rows, rest=rest,
+        strata_note=_strata_note(pair), strata=_strata_rows(pair) if pair.first_only + pair.second_only else (),
+        rows=rows, rest=rest,
         rest_note=(f"{len(rows)} of {len(pair.images)} images shown (the most confident of each direction first, "
                    "the rest evenly spread); the others below" if rest else "")
         + (f"; {left:,} not listed" if left else ""))
