@@ -246,3 +246,28 @@ def test_ten_thousand_images_give_sampled_galleries_and_a_complete_csv(monkeypat
     assert differ_section.DIFFERENCES_CSV in block.rest_note
     assert (diffs.pairs[0].first_only, diffs.pairs[0].second_only) == (int(np.sum(a_right & ~b_right)),
                                                                        int(np.sum(~a_right & b_right)))
+
+
+def test_metrics_json_holds_the_counts_strata_and_file_names():
+    """metrics.json's ``differences`` and the gate's ``regressions`` (written as asdict, through store.plain)."""
+    import json
+    from dataclasses import asdict
+
+    from reportgen.report.render import gate_document
+    from reportgen.results.store import plain
+
+    run = _run()
+    decision, _, gate = decide_and_gate(run, GateSettings(champion="b", max_accuracy_drop=0.0))
+    document = json.loads(json.dumps(plain({
+        "differences": asdict(run_differences(run.index, (decision.leader, decision.runner_up), "b")),
+        "gate": gate_document(gate)})))
+    top = document["differences"]["pairs"][0]
+    assert (top["first_only"], top["second_only"]) in ((3, 2), (2, 3))
+    assert sorted(image["file"] for image in top["images"]) == ["img1.png", "img2.png", "img4.png", "img5.png",
+                                                                  "img7.png"]
+    assert {s["stratum"] for s in top["strata"]} == {"size=small", "size=large", "background=clean",
+                                                       "background=cluttered"}
+    regression = document["gate"]["regressions"][0]
+    # champion b: a newly gets 5 and 7 wrong (A wrong with 0.7 and 0.95: the more confident first)
+    assert (regression["challenger"], regression["newly_wrong"], regression["files"]) == ("a", 2,
+                                                                                         ["img7.png", "img5.png"])
