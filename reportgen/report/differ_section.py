@@ -172,8 +172,9 @@ def _block(n: int, pair: PairDifference, index: RunIndex, cache, numbered: Figur
     if others:
         captions, labels, _ = _caption_rows(pair, others, index)
         pages = figures.pair_grid(cache, [i.position for i in others], first, second, captions, labels)
-        rest = tuple(Figure(f"fig-{anchor}-all-{k + 1}", f"The other {len(others):,} images (page {k + 1} of "
-                            f"{len(pages)}), in the same order.", page, "image/jpeg") for k, page in enumerate(pages))
+        # captions without numbers: the Markdown states them once, in rest_note (tests/test_formats.py counts)
+        rest = tuple(Figure(f"fig-{anchor}-all-{k + 1}", "The other images where they differ, in the same order "
+                            "(HTML only).", page, "image/jpeg") for k, page in enumerate(pages))
         left = len(pair.images) - len(chosen) - len(others)
         rest_note = (f"The other {len(others):,} images where they differ (HTML only)"
                      + (f"; {left:,} more in {DIFFERENCES_CSV}" if left else "") + ".")
