@@ -126,8 +126,8 @@ def run_gate(results_dir: Path, junit: Optional[Path] = None, settings: Optional
         say(f"{row.counts_as.upper():4} {row.condition:17} {row.outcome:12} {row.text}")
     if junit is not None:
         listed = newly_wrong_file(junit)
-        write_csv(listed, NEWLY_WRONG_COLUMNS, newly_wrong_rows(results, gate))
         atomic_write_bytes(Path(junit), junit_xml(gate, listed.name))
+        write_csv(listed, NEWLY_WRONG_COLUMNS, newly_wrong_rows(results, gate))
     summary = os.environ.get(SUMMARY_VARIABLE)
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
