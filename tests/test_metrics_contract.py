@@ -17,12 +17,13 @@ import pytest
 
 from reportgen.results.schema import SCHEMA_VERSION
 from reportgen.scoring.decision import Decision
+from reportgen.scoring.differ import Differences
 from reportgen.scoring.gate import GateReport, GateRow
 from reportgen.scoring.rules import Conclusions
 from reportgen.scoring.survival import Survival
 
 RECORDED = Path(__file__).parent / "data" / "metrics_contract.json"
-ROOTS = (Decision, GateReport, GateRow, Conclusions, Survival)
+ROOTS = (Decision, GateReport, GateRow, Conclusions, Survival, Differences)
 
 pytestmark = pytest.mark.unit
 

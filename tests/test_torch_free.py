@@ -107,3 +107,35 @@ def test_the_gate_without_torch_gives_the_run_s_verdict(torch_free_python, gate_
     for row in saved:
         assert f"{row['counts_as'].upper():4} {row['condition']:17} {row['outcome']:12} {row['text']}" in judged.stdout
 
+
+
+def test_a_failed_gate_names_the_newly_wrong_images_beside_the_junit_file(torch_free_python, gate_run, tmp_path):
+    """Issue 33: without torch, `reportgen gate --junit` writes every image the challenger newly gets wrong to a CSV
+    beside the JUnit file; the list is counted by hand from per_image.csv (the source of truth), and the JUnit
+    failure message and the exit message give its count and first names."""
+    import csv
+    import json
+    import xml.etree.ElementTree as ElementTree
+
+    junit = tmp_path / "gate.xml"
+    judged = _reportgen(torch_free_python, "gate", gate_run / "results", "--junit", junit)
+    assert judged.returncode == 8, judged.stderr
+    gate = json.loads((gate_run / "metrics.json").read_text())["gate"]
+    champion = gate["champion"]
+    outcome: dict = {}
+    with open(gate_run / "per_image.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["correct_top1"] in ("True", "False"):
+                outcome[(row["backbone"], row["image"])] = row["correct_top1"] == "True"
+    listed = list(csv.DictReader((tmp_path / "gate.newly_wrong.csv").open(newline="", encoding="utf-8")))
+    for regression in gate["regressions"]:
+        challenger = regression["challenger"]
+        by_hand = {image for (name, image), right in outcome.items() if name == champion and right
+                   and outcome.get((challenger, image)) is False}
+        assert {row["file"] for row in listed if row["challenger"] == challenger} == by_hand
+        assert regression["newly_wrong"] == len(by_hand)
+    failing = [f.get("message") for f in ElementTree.parse(junit).iter("failure")]
+    damaged = max(gate["regressions"], key=lambda r: r["newly_wrong"])
+    assert damaged["newly_wrong"] > 0  # the damaged checkpoint gets images wrong that the champion gets right
+    assert any(f"newly gets {damaged['newly_wrong']} of the" in m and damaged["files"][0] in m for m in failing)
+    assert "gate.newly_wrong.csv" in judged.stderr

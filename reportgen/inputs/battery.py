@@ -212,6 +212,9 @@ clutter_edge_density = 0.04       # edge density outside the box from which a ba
 grid_max_images = 24              # larger image groups show a sample in the heatmap grids (best/median/worst
 grid_sample_each = 3              # ... by the deep-layer metric, and misclassified: this many of each)
 table_max_rows = 40               # longer per-image tables are summarised (all rows in per_image.csv)
+differ_pdf_images = 12            # "Where they differ": the PDF shows this many of the images two candidates
+differ_html_images = 400          # ... disagree on, the HTML this many (all of them in differences.csv)
+differ_errors_shown = 4           # ... and each candidate's most confident errors
 # Your own classes: an ImageNet backbone is scored through a linear probe on its frozen pooled features
 probe_folds = 5                   # stratified cross-validation folds (classes with fewer images are left out)
 probe_repeats = 5                 # ... drawn this many times, each image's out-of-fold outputs averaged

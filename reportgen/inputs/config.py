@@ -282,6 +282,13 @@ class AnalysisConfig:
     grid_max_images: int = 24
     grid_sample_each: int = 3
     table_max_rows: int = 40
+    # "Where they differ" (issue 33): the PDF's gallery of the images two candidates disagree on shows at most
+    # differ_pdf_images of them (a deterministic sample; the caption says how many of how many), the HTML at most
+    # differ_html_images (every one on an ordinary set; a 10,000-image set keeps the page loadable), differences.csv
+    # every one; differ_errors_shown: each candidate's most confident errors shown with their heatmaps.
+    differ_pdf_images: int = 12
+    differ_html_images: int = 400
+    differ_errors_shown: int = 4
     # Beyond the paper (section 3.4). Calibration is measured on every labelled image; with fewer than this many
     # it is shown but left out of the decision, with the reason.
     calibration_min_labelled: int = 50
@@ -393,6 +400,8 @@ class AnalysisConfig:
             raise _bad("beyond_paper_on_untrained", self.beyond_paper_on_untrained, "give true or false")
         _check_range(self, "grid_sample_each", 1, integer=True)
         _check_range(self, "table_max_rows", 1, integer=True)
+        for key in ("differ_pdf_images", "differ_html_images", "differ_errors_shown"):
+            _check_range(self, key, 0, integer=True)
         if not isinstance(self.slimming_cams, bool):
             raise _bad("slimming_cams", self.slimming_cams, "give true or false")
         _check_range(self, "probe_folds", 2, 20, integer=True)
@@ -440,7 +449,8 @@ MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles",
                      "knn_temperature")
 SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_level", "depth_figure_images",
                        "size_small_below", "size_large_from", "clutter_edge_density", "grid_max_images",
-                       "grid_sample_each", "table_max_rows", "calibration_min_labelled", "label_order_min_gain",
+                       "grid_sample_each", "table_max_rows", "differ_pdf_images", "differ_html_images",
+                       "differ_errors_shown", "calibration_min_labelled", "label_order_min_gain",
                        "rules", "decision", "gate")
 EXECUTION_FIELDS = ("batch_size", "latency_sessions")
 

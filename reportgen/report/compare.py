@@ -10,6 +10,8 @@ from ..results.schema import AggregateLookup
 from ..results.store import SavedResults
 from ..scoring.criteria import criterion
 from ..scoring.decision import decide
+from ..scoring.differ import aligned_runs
+from .differ_section import PicksBlock, picks_block
 from ..scoring.rules import Verdict, conclude
 
 GROUPS = ("all", "size=small", "size=medium", "size=large", "background=clean", "background=cluttered")
@@ -72,6 +74,7 @@ class Comparison:
     families: tuple  # FamilyPair
     claims: tuple  # ClaimPair
     decisions: tuple  # Decision per run
+    picks: Optional[PicksBlock] = None  # the two runs' picks image by image (issue 33)
 
     @property
     def any_untrained(self) -> bool:
@@ -169,7 +172,23 @@ def compare_runs(a: SavedResults, b: SavedResults, labels=("A", "B")) -> Compari
     verdicts_b = {c.key: c for c in conclude(b.index, b.metrics).claims}
     claims = tuple(ClaimPair(key, verdicts_a[key].sentence, verdicts_a[key].verdict, verdicts_b[key].verdict)
                    for key in verdicts_a)
+    decisions = (decide(a.index, a.metrics, a.cost, arrays_of=a.arrays),
+                 decide(b.index, b.metrics, b.cost, arrays_of=b.arrays))
     return Comparison(runs=tuple(labels), summaries=(_summary(labels[0], a), _summary(labels[1], b)),
-                      backbones=tuple(backbones), families=tuple(families), claims=claims,
-                      decisions=(decide(a.index, a.metrics, a.cost, arrays_of=a.arrays),
-                                 decide(b.index, b.metrics, b.cost, arrays_of=b.arrays)))
+                      backbones=tuple(backbones), families=tuple(families), claims=claims, decisions=decisions,
+                      picks=_picks(a, b, decisions, labels))
+
+
+def _pick(decision) -> Optional[str]:
+    """A run's pick: the recommended candidate, else the leader, else the least violating."""
+    return decision.recommended or decision.leader or decision.least_violating
+
+
+def _picks(a: SavedResults, b: SavedResults, decisions: tuple, labels) -> PicksBlock:
+    """Run A's pick against run B's on the images both runs hold (matched by content)."""
+    config = a.index.config
+    picks = [_pick(d) for d in decisions]
+    pair = aligned_runs(a.index, b.index, *picks, errors_shown=0) if all(picks) else None
+    why = ("" if pair is not None else "The two runs' picks are not compared image by image: "
+           + ("a run has no candidate to pick." if not all(picks) else "the runs share no image (by content)."))
+    return picks_block(pair, tuple(labels), config.differ_pdf_images, config.differ_html_images, why)

@@ -18,9 +18,11 @@ from ..scoring.rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, Verd
 from ..scoring.vectors import run_draws
 from ..scoring.gate import GateReport, decide_and_gate
 from ..scoring.survival import NOTHING_LEFT_OUT, LeftOut, Survival, pick_survival
+from ..scoring.differ import Differences, run_differences
 from .beyond_section import BeyondSection, build_beyond
 from .conclusions_section import ConclusionsSection, build_conclusions
 from .decision_page import DecisionPage, decision_page
+from .differ_section import DifferSection, build_differ
 from .figure_numbers import Figure, FigureNumbers
 from .formatting import listing, num, pct
 from .sampling import caption_note
@@ -221,6 +223,8 @@ class ReportContext:
     task: Optional[TaskSection] = None  # "Your task": the user's own classes (None on ImageNet's)
     gate: Optional[GateReport] = None  # [gate]: champion against challengers (None without one)
     survival: Optional[Survival] = None  # the pick without the flagged images (page 1's line; metrics.json)
+    differ: Optional[DifferSection] = None  # "Where they differ" (None with fewer than two candidates)
+    differences: Optional[Differences] = None  # its numbers (metrics.json's ``differences``, differences.csv)
 
     def template_variables(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -328,7 +332,16 @@ def _flagged(index: RunIndex) -> tuple:
                  if status not in (CamStatus.OK, CamStatus.NOT_SPATIAL))
 
 
-def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Decision):
+def top_two(decision: Decision) -> tuple:
+    """The decision's leader and runner-up; when nothing passes, its first two candidates (least violating)."""
+    if decision.leader and decision.runner_up:
+        return decision.leader, decision.runner_up
+    names = [c.backbone for c in decision.candidates]
+    return (names[0], names[1]) if len(names) > 1 else (None, None)
+
+
+def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Decision,
+                  differences: Optional[Differences] = None):
     index, metrics, config = results.index, results.metrics, results.index.config
     cache = figures.ViewCache(results)
     numbered = FigureNumbers()
@@ -339,6 +352,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                                        "Pareto front of the candidates that meet the constraints.",
                                        figures.decision_plot(decision))
     task = build_task(results, numbered)  # its section follows the decision page: so do its figures' numbers
+    differ = build_differ(index, differences, cache, numbered) if differences is not None else None  # after task
     per_image = PerImage(index, metrics)
     objects = []
     for n, group in enumerate(object_groups(index)):
@@ -379,7 +393,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                   for b in index.backbones}
     beyond = build_beyond(index, metrics, numbered, config)
     return (decision_figure, objects, localisation, distributions, depths, sanity, last_three, beyond, task,
-            tuple(numbered.made))
+            tuple(numbered.made), differ)
 
 
 def _latency_saved(cost: Optional[Cost]) -> Optional[float]:
@@ -420,8 +434,9 @@ def build_context(results: SavedResults) -> ReportContext:
     draws = run_draws(index)  # the one paired bootstrap of the report: the decision and the claims read it
     decision, gate = decide_and_gate(results, draws)
     survival = pick_survival(index, metrics, results.cost, decision, gate, images_left_out(results), results.arrays)
+    differences = run_differences(index, top_two(decision), gate.champion if gate is not None else None)
     (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
-     last_three_figures, beyond, task, made) = _make_figures(results, lookup, decision)
+     last_three_figures, beyond, task, made, differ) = _make_figures(results, lookup, decision, differences)
     conclusions = conclude(index, metrics, draws)
     slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
     single = single_term_claims()
@@ -464,5 +479,5 @@ def build_context(results: SavedResults) -> ReportContext:
             for number, claim in enumerate(conclusions.claims, start=1))),
         flagged=_flagged(index), skipped=tuple(index.skipped_images), images=tuple(index.images),
         provenance=tuple(ProvenanceRow(b.display_name, b.weights) for b in index.backbones),
-        timings=results.timings, figures=made, task=task)
+        timings=results.timings, figures=made, task=task, differ=differ, differences=differences)
 

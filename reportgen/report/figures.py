@@ -271,6 +271,32 @@ def object_grid(cache: ViewCache, positions: list[int], role: str = "deep", note
     return _grid(cells, [entry.display_name for entry in backbones], labels)
 
 
+def pair_grid(cache: ViewCache, positions: list[int], first: BackboneResult, second: BackboneResult,
+              captions: list[tuple], labels: list[tuple]) -> list[bytes]:
+    """Where two candidates differ (issue 33): per image the model view, then each candidate's deep-layer CAM
+    captioned with its prediction (``captions``: (first's, second's) per image); JPEG pages like the object grids."""
+    cells = []
+    for position, (first_caption, second_caption) in zip(positions, captions):
+        row = [_cell_image(cache.view(first, position), None, first.views[position].box, None)]
+        for entry, caption in ((first, first_caption), (second, second_caption)):
+            cam, status = _cam_of(cache, entry, entry.depth_layers["deep"], position)
+            row.append(_cell_image(cache.view(entry, position), cam, None, _flag_text(status), caption=caption))
+        cells.append(row)
+    return _grid(cells, ["image", first.display_name, second.display_name], labels)
+
+
+def error_grid(cache: ViewCache, rows: list[tuple]) -> list[bytes]:
+    """Confident errors: per (entry, position, caption, label) the model view and that candidate's deep-layer CAM
+    captioned with its (wrong) prediction."""
+    cells = []
+    for entry, position, caption, _ in rows:
+        cam, status = _cam_of(cache, entry, entry.depth_layers["deep"], position)
+        view = cache.view(entry, position)
+        cells.append([_cell_image(view, None, entry.views[position].box, None),
+                      _cell_image(view, cam, None, _flag_text(status), caption=caption)])
+    return _grid(cells, ["image", "deep-layer CAM"], [label for *_, label in rows])
+
+
 def depth_grid(cache: ViewCache, position: int) -> list[bytes]:
     """Backbones (rows) x (input, shallow, middle, deep) for one image; each cell titled by its layer (JPEG
     pages, like the object grids)."""

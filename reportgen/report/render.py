@@ -19,6 +19,7 @@ from ..results.csv_files import write_csv
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
 from . import formatting
 from .context import build_context
+from .differ_section import DIFFERENCES_COLUMNS, DIFFERENCES_CSV, differences_table
 from .formats import REPORT_FORMATS, parse_formats  # noqa: F401 (both re-exported: older imports)
 from .scale import PER_IMAGE_COLUMNS, beyond_columns, beyond_values, per_image_table
 
@@ -145,6 +146,9 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     timings["html_s"] = time.perf_counter() - mark
     write_per_image_csv(results, out_dir / PER_IMAGE_CSV)
     written["csv"] = out_dir / PER_IMAGE_CSV
+    if context.differences is not None:  # every image where two candidates differ (issue 33)
+        write_csv(out_dir / DIFFERENCES_CSV, DIFFERENCES_COLUMNS, differences_table(context.differences))
+        written["differences"] = out_dir / DIFFERENCES_CSV
     if "md" in formats:
         mark = time.perf_counter()
         (out_dir / "figures").mkdir(exist_ok=True)
@@ -158,7 +162,8 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
         atomic_write_bytes(out_dir / "metrics.json", json.dumps(numbers_document(results, context.conclusions,
                                                                                                 context.decision,
                                                                                                 context.gate,
-                                                                                                context.survival),
+                                                                                                context.survival,
+                                                                                                context.differences),
                                                                indent=1, sort_keys=True).encode("utf-8"))
         written["json"] = out_dir / "metrics.json"
     if "pdf" in formats:
@@ -169,7 +174,8 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     return written
 
 
-def numbers_document(results: SavedResults, conclusions, decision, gate=None, survival=None) -> dict:
+def numbers_document(results: SavedResults, conclusions, decision, gate=None, survival=None,
+                     differences=None) -> dict:
     """metrics.json beside the report: every number behind its tables, the verdicts and what produced them."""
     index = results.index
     images = [{k: v for k, v in image.to_json().items()
@@ -193,6 +199,7 @@ def numbers_document(results: SavedResults, conclusions, decision, gate=None, su
         **({"gate": gate_document(gate)} if gate is not None else {}),
         # the pick recomputed without the flagged images (status "nothing left out" when none was flagged)
         **({"survival": asdict(survival)} if survival is not None else {}),
+        **({"differences": asdict(differences)} if differences is not None else {}),
         "cost": results.cost.to_json(),
     })
 
@@ -201,7 +208,8 @@ def gate_document(gate) -> dict:
     """metrics.json's ``gate``: the conditions, the verdict, and per challenger and condition the outcome with its
     numbers and interval."""
     return {"champion": gate.champion, "verdict": gate.verdict, "conditions": asdict(gate.settings),
-            "draws": gate.draws, "level": gate.level, "rows": [asdict(row) for row in gate.rows]}
+            "draws": gate.draws, "level": gate.level, "rows": [asdict(row) for row in gate.rows],
+            "regressions": [asdict(r) for r in gate.regressions]}
 
 
 def render_comparison(run_a: Path, run_b: Path, out_dir: Path, formats=("html", "pdf")) -> dict:

@@ -47,6 +47,7 @@ from .bootstrap import PairedDraws, interval
 from .constraints import Check
 from .criteria import CriterionValues, utility
 from .decision import Decision, DecisionInputs, decide, decision_inputs
+from .differ import PairRole, Side, pair_difference
 from .paired import paired_change
 from .ranking import weighted_scores
 from .vectors import run_draws
@@ -70,6 +71,18 @@ class GateRow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Regression:
+    """The images a challenger newly gets wrong: labelled for both, right for the champion, wrong for it (issue 33:
+    a failed gate names them; :mod:`~reportgen.scoring.differ`)."""
+    challenger: str
+    display_name: str
+    newly_wrong: int  # right for the champion, wrong for the challenger
+    newly_right: int  # the other way
+    labelled: int  # images labelled for both (0: no right or wrong to count)
+    files: tuple[str, ...]  # the newly wrong ones, the challenger's most confident first
+
+
+@dataclass(frozen=True, kw_only=True)
 class GateReport:
     champion: str
     champion_display_name: str
@@ -78,6 +91,10 @@ class GateReport:
     passed: bool
     draws: int
     level: float
+    regressions: tuple[Regression, ...] = ()  # per challenger, in the index's order
+
+    def regression(self, challenger: str):
+        return next((r for r in self.regressions if r.challenger == challenger), None)
 
     @property
     def verdict(self) -> Check:
@@ -260,11 +277,13 @@ def evaluate_gate(decision: Decision, inputs: DecisionInputs, names: list, setti
     timed_busy = set(inputs.timed_busy)
     busy = {name for name in names if timed_busy & set(classes.get(name, (name,)))}
     outcomes = [tuple(p.correct_top1 for p in entry.predictions) for entry in inputs.vectors.index.backbones]
-    rows = []
+    rows, regressions = [], []
+    index = inputs.vectors.index
     for k1, name in enumerate(names):
         if k1 == k0:
             continue
         candidate = decision.candidate(name)
+        regressions.append(_regression(index, index.backbones[k0], index.backbones[k1]))
         pair = _Pair(k0=k0, k1=k1, name=name, who=candidate.display_name, champion=champion.display_name,
                      values=inputs.values, weights=pair_criteria(inputs.values, inputs.weighable, k0, k1),
                      champion_correct=outcomes[k0], challenger_correct=outcomes[k1], classes=classes, busy=busy,
@@ -277,7 +296,17 @@ def evaluate_gate(decision: Decision, inputs: DecisionInputs, names: list, setti
             rows.append(_constraints_row(pair, candidate, settings))
     return GateReport(champion=settings.champion, champion_display_name=champion.display_name, settings=settings,
                       rows=tuple(rows), passed=all(row.counts_as == Check.PASS for row in rows), draws=draws.samples,
-                      level=level)
+                      level=level, regressions=tuple(regressions))
+
+
+def _regression(index, champion, challenger) -> Regression:
+    diff = pair_difference(index.images, Side(champion.name, champion.display_name, champion.predictions),
+                           Side(challenger.name, challenger.display_name, challenger.predictions),
+                           role=PairRole.GATE, own_task=index.own_task, level=index.config.decision.confidence,
+                           errors_shown=0)
+    return Regression(challenger=challenger.name, display_name=challenger.display_name, newly_wrong=diff.first_only,
+                      newly_right=diff.second_only, labelled=diff.mcnemar.labelled if diff.mcnemar else 0,
+                      files=tuple(image.file for image in diff.newly_wrong()))
 
 
 def decide_and_gate(results: "SavedResults", draws=None, settings=None) -> tuple:
