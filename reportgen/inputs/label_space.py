@@ -39,7 +39,7 @@ class LabelReading(StrEnum):
 
 # The one table of readings: the option's choices and help, the battery file's check and the docs read it.
 LABEL_READINGS = {
-    LabelReading.AUTO: "numbers counting from 0 or 1 (0..K-1, 1..K, a tenth of them may be missing) or above 999 are "
+    LabelReading.AUTO: "numbers that count from 0 or 1 (0..K-1 or 1..K, at most one in ten missing) or pass 999 are "
                        "your classes, other numbers ImageNet indices; WordNet ids and exact ImageNet names are "
                        "ImageNet's, other names yours",
     LabelReading.OWN: "every name is one of your classes (sorted() order), whatever it looks like",
@@ -49,7 +49,7 @@ LABEL_READINGS = {
 
 class NumbersReason(StrEnum):
     """Why numbered class names were read as they were: the rule's case, or the user's choice."""
-    COUNT = "a count from 0 or 1"  # your classes: 0..K-1 or 1..K, at most a tenth missing
+    COUNT = "a count from 0 or 1"  # your classes: 0..K-1 or 1..K, at most one in ten missing
     ABOVE_IMAGENET = "above 999"  # your classes: ImageNet's indices stop at 999
     NOT_A_COUNT = "not a count from 0 or 1"  # ImageNet indices: e.g. 1, 151, 207, 281, 949
     WHOLE_IMAGENET = "reach 999"  # ImageNet indices: a count that reaches ImageNet's last index is ImageNet-1k's

@@ -13,7 +13,8 @@ from .. import __version__
 from ..errors import InputDataError, OutputError, ReportgenError, UsageError
 from ..inputs.decoded import DecodedInputs
 from ..inputs.images import ImageSet, LabelSource, copies_in, default_image_dir, load_image_set
-from ..inputs.labels import HeadNames, LabelReading, LabelSpace, choose_label_space, checkpoint_label_names
+from ..inputs.labels import (IMAGENET_CLASSES, HeadNames, LabelReading, LabelSpace, choose_label_space,
+                             checkpoint_label_names)
 from ..report.render import render_report
 from ..results.schema import CostReport
 from ..results.store import COST, TIMINGS, mark_run_started, prune_unreferenced, write_json
@@ -73,6 +74,8 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     require_available(plans)
     images_dir = Path(request.images_dir or default_image_dir()).resolve()
     class_names, heads = label_space_and_heads(plans, images_dir, request.labels_file, request.label_reading)
+    if class_names.numbered is not None:
+        note(f"note: {_numbers_note(class_names)}")
     if not class_names.is_imagenet:
         note(f"classes: {class_names.described()}, from {class_names.describe_source()}; "
              + ", ".join(f"{name}: {head.estimand}" for name, head in heads.items()))
@@ -123,6 +126,17 @@ def label_space_and_heads(plans: tuple, images_dir: Path, labels_file: Optional[
                 stored.append(HeadNames(plan.backbone.name, *found))
     space = choose_label_space(images_dir, imagenet_label_space().imagenet, labels_file, tuple(stored), reading)
     return space, {plan.backbone.name: plan_head(plan, space) for plan in plans}
+
+
+def _numbers_note(space: LabelSpace) -> str:
+    """Page 1's sentence on how numbered class names were read, said as the run starts (the ImageNet reading with
+    what the first numbers mean)."""
+    from ..report.decision_page import label_reading_sentence
+
+    numbers = [n for n in space.numbered.numbers if n < IMAGENET_CLASSES][:3]
+    examples = (", ".join(f"{n} {space.name(n).split(',')[0]}" for n in numbers)
+                + (", …" if len(space.numbered.numbers) > 3 else "")) if space.is_imagenet else ""
+    return label_reading_sentence(space, examples)
 
 
 def _training_set(request: RunRequest, space: LabelSpace) -> Optional[ImageSet]:
