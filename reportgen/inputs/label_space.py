@@ -8,7 +8,7 @@ space read back from results.json has none, and the render side never needs one 
 """
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
 from ..strenum import StrEnum
@@ -79,7 +79,7 @@ class ImageNetResolver(Protocol):
     def name(self, index: int) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LabelSpace:
     """The classes a run's images are labelled in and its heads are scored on. The fields, in this order, are the
     ``label_space`` record of results.json and metrics.json."""
@@ -88,7 +88,6 @@ class LabelSpace:
     source_detail: str = ""  # the file or checkpoint the names came from
     names: tuple[str, ...] = ()  # the user's names in logit order (empty for ImageNet: its names come from timm)
     note: str = ""
-    _: KW_ONLY
     imagenet: Optional[ImageNetResolver] = field(default=None, compare=False, repr=False, metadata=NOT_SAVED)
     numbered: Optional[NumberedNames] = None  # the numbered names of the annotations and how they were read
 
@@ -152,9 +151,11 @@ def imagenet_space(resolver: Optional[ImageNetResolver] = None,
                    numbered: Optional[NumberedNames] = None) -> LabelSpace:
     """ImageNet-1k's classes, resolved and named by ``resolver`` (``analysis.classes.ClassNames``); without one,
     the record only (as results.json holds it)."""
-    return LabelSpace(LabelSpaceKind.IMAGENET, NamesSource.IMAGENET, imagenet=resolver, numbered=numbered)
+    return LabelSpace(kind=LabelSpaceKind.IMAGENET, source=NamesSource.IMAGENET, imagenet=resolver,
+                      numbered=numbered)
 
 
 def own_space(names, source: NamesSource, detail: str = "", note: str = "",
               numbered: Optional[NumberedNames] = None) -> LabelSpace:
-    return LabelSpace(LabelSpaceKind.OWN, source, detail, tuple(names), note, numbered=numbered)
+    return LabelSpace(kind=LabelSpaceKind.OWN, source=source, source_detail=detail, names=tuple(names), note=note,
+                      numbered=numbered)
