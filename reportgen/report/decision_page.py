@@ -552,11 +552,10 @@ def _label_reading(decision: Decision, index: RunIndex) -> Sentence:
     what, how, _ = _numbers_read(numbered, space, examples)
     count = len(numbered.numbers)
     return (text("Every candidate looks broken, and the likeliest cause is how the labels were read, not the "
-                 "checkpoints: ", flag=True),
-            text(f"{what[0].lower()}{what[1:]} were {how}, so every candidate is scored on ImageNet classes the "
-                 f"images may not show. If the {count:,} numbers are your own classes, run again with --label-reading "
-                 "own (or [images] label_reading = \"own\"): each candidate is then scored on your classes.",
-                 flag=True))
+                 f"checkpoints: {what[0].lower()}{what[1:]} were {how}, so every candidate is scored on ImageNet "
+                 f"classes the images may not show. If the {count:,} numbers are your own classes, run again with "
+                 "--label-reading own (or [images] label_reading = 'own'): each candidate is then scored on your "
+                 "classes.", flag=True),)
 
 
 def _method(decision: Decision) -> Sentence:
