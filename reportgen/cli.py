@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .errors import OutputError, ReportgenError, UsageError
+from .inputs.label_space import LABEL_READINGS  # light: the option's choices
 
 EXIT_CODES = """Exit codes: 0 success; 1 internal error; 2 usage; 3 bad input data;
 4 weights missing / offline; 5 output folder problem; 6 out of GPU memory after retrying at half the
@@ -80,6 +81,9 @@ FORMAT_OPTION = click.option("--format", "formats", default="html,pdf", show_def
 @click.option("--labels", "labels_file", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="Your class names in the heads' output order: one per line (line i = logit i), or JSON (a list, "
                    "or id2label). Default: names stored with a checkpoint, else the folder names, sorted.")
+@click.option("--label-reading", "label_reading", type=click.Choice([str(r) for r in LABEL_READINGS]), default="auto",
+              show_default=True, help="How the class names of the folders (or annotations.csv) are read: "
+              + "; ".join(f"{reading}: {meaning}" for reading, meaning in LABEL_READINGS.items()) + ".")
 @click.option("--train-images", "train_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Labelled images (class folders) to fit the linear probe on; --images is then scored. Default: "
                    "stratified cross-validation on --images.")

@@ -126,7 +126,8 @@ def test_chance_for_the_degenerate_check_is_one_over_the_run_s_classes():
     specs = {"good": (5.0, 0.9, 2.0, 10.0), "poor": (5.0, 0.25, 2.0, 10.0)}
     imagenet, _ = _run(specs)
     assert imagenet.degenerate == ()
-    own, _ = _run(specs, label_space=LabelSpace("own", "class folders", "", ("cat", "dog")))
+    own, _ = _run(specs, label_space=LabelSpace(kind="own", source="class folders", source_detail="",
+                                                names=("cat", "dog")))
     assert [d.backbone for d in own.degenerate] == ["poor"]
     found = own.degenerate[0]
     assert found.chance == 0.5 and found.at_chance and not found.collapsed and found.top1_high < 0.525

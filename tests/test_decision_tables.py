@@ -174,7 +174,8 @@ def test_page_one_names_the_accuracy_criterion_by_the_run_s_label_space():
     assert criterion("latency").label_for(True) == "latency"
     specs = {"big": (20.0, 0.9, 3.0, 40.0), "small": (3.0, 0.8, 2.5, 10.0)}
     said = {}
-    for own, space in ((False, None), (True, LabelSpace("own", "class folders", "", ("cat", "dog")))):
+    for own, space in ((False, None), (True, LabelSpace(kind="own", source="class folders", source_detail="",
+                                                        names=("cat", "dog")))):
         decision, index = test_decision._run(specs, label_space=space)
         assert index.own_task is own
         said[own] = "".join(part.text for part in decision_page(decision, index, "").basis)

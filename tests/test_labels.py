@@ -123,23 +123,36 @@ def test_checkpoints_that_store_different_names_need_a_label_file(tmp_path):
 
 def test_the_one_label_space_is_stored_as_it_is_without_its_imagenet_names():
     """results.json's ``label_space`` is the LabelSpace itself: the same keys in the same order as the record it
-    replaced (kind, source, source_detail, names, note), enums as their values, the ImageNet names provider left
-    out; read back, it equals the space and its kind is the enum again."""
-    from reportgen.inputs.label_space import LabelSpaceKind, imagenet_space, own_space
+    replaced (kind, source, source_detail, names, note), then how numbered names were read (issue 34; null without
+    any), enums as their values, the ImageNet names provider left out; read back, it equals the space and its kind
+    is the enum again."""
+    from reportgen.inputs.label_space import (LabelSpaceKind, NumberedNames, NumbersReason, imagenet_space,
+                                              own_space)
     from reportgen.results.schema import RunIndex, TaskReport
 
     own = own_space(("cats", "coffee", "rockets"), NamesSource.FOLDERS, "", FOLDER_ORDER_NOTE)
     report = TaskReport(own, (), 0, {})
     data = report.to_json()["label_space"]
-    assert list(data) == ["kind", "source", "source_detail", "names", "note"]
+    assert list(data) == ["kind", "source", "source_detail", "names", "note", "numbered"]
     assert json.dumps(data) == json.dumps({"kind": "own", "source": "class folders", "source_detail": "",
-                                           "names": ["cats", "coffee", "rockets"], "note": FOLDER_ORDER_NOTE})
+                                           "names": ["cats", "coffee", "rockets"], "note": FOLDER_ORDER_NOTE,
+                                           "numbered": None})
     back = TaskReport.from_json(json.loads(json.dumps(report.to_json()))).label_space
     assert back == own and back.kind is LabelSpaceKind.OWN and back.source is NamesSource.FOLDERS
     imagenet = imagenet_space(FakeImageNet())
     assert TaskReport(imagenet, (), 0, {}).to_json()["label_space"] == {
-        "kind": "imagenet", "source": "ImageNet-1k", "source_detail": "", "names": [], "note": ""}
+        "kind": "imagenet", "source": "ImageNet-1k", "source_detail": "", "names": [], "note": "", "numbered": None}
     assert imagenet == RunIndex.__dataclass_fields__["label_space"].default  # the provider is not compared
+    numbered = imagenet_space(FakeImageNet(), NumberedNames((1, 151), NamesSource.FOLDERS, LabelSpaceKind.IMAGENET,
+                                                            NumbersReason.NOT_A_COUNT))
+    data = TaskReport(numbered, (), 0, {}).to_json()["label_space"]
+    assert data["numbered"] == {"numbers": [1, 151], "source": "class folders", "read_as": "imagenet",
+                                "reason": "not a count from 0 or 1"}
+    back = TaskReport.from_json(json.loads(json.dumps(TaskReport(numbered, (), 0, {}).to_json()))).label_space
+    assert back == numbered and back.numbered.read_as is LabelSpaceKind.IMAGENET
+    # a schema-12 record (no "numbered") still reads
+    old = {"kind": "own", "source": "class folders", "source_detail": "", "names": ["a", "b"], "note": ""}
+    assert TaskReport.from_json({**TaskReport(own, (), 0, {}).to_json(), "label_space": old}).label_space.numbered is None
 
 
 def test_an_imagenet_space_read_back_from_results_has_no_names_and_says_so():

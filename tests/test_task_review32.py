@@ -61,7 +61,7 @@ def test_the_pages_name_the_compared_candidates():
     from reportgen.report.task_section import _agreement
     from reportgen.results.schema import TaskReport
 
-    space = LabelSpace("own", "class folders", "", ("x", "y"), "")
+    space = LabelSpace(kind="own", source="class folders", source_detail="", names=("x", "y"), note="")
     scores = {"A": _probe(0.95, 0.90, None), "B": _probe(0.85, 0.80, 2.0), "C": _probe(0.80, 0.70, 3.0)}
     rankings, agree, compared = _rankings(scores)
     report = TaskReport(space, (), 240, scores, rankings, agree)
@@ -130,7 +130,7 @@ def test_the_label_order_warnings_show_the_heldout_gain_and_accuracy():
     assert order.heldout_gain.ci_low >= AnalysisConfig().label_order_min_gain  # the bound the flag rests on
 
     names = tuple(f"class{c}" for c in range(classes))
-    space = LabelSpace("own", "class folders", "", names, "")
+    space = LabelSpace(kind="own", source="class folders", source_detail="", names=names, note="")
     score = TaskScore(estimand=Estimand.OWN_HEAD, accuracy=Interval(as_is, None, None, 60),
                       macro_f1=Interval(None, None, None, 0), per_class_recall=(), confusion=(), label_order=order)
     report = TaskReport(space, (), 60, {"h": score})

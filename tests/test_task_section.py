@@ -16,7 +16,8 @@ from reportgen.results.schema import (Estimand, ExcludedClass, Interval, LabelOr
 pytestmark = pytest.mark.unit
 
 NAMES = ("cats", "coffee", "rockets")
-SPACE = LabelSpace("own", "class folders", "", NAMES, "class indices follow torchvision's ImageFolder order")
+SPACE = LabelSpace(kind="own", source="class folders", source_detail="", names=NAMES,
+                   note="class indices follow torchvision's ImageFolder order")
 
 
 def interval(mean, low=None, high=None, n=10):
@@ -131,7 +132,7 @@ def test_the_html_section_escapes_class_names_and_has_its_anchor():
     from reportgen.report.render import template_environment
 
     names = ("<b>cats</b>", "coffee", "rockets")
-    task = TaskReport(LabelSpace("own", "labels file", "labels.txt", names),
+    task = TaskReport(LabelSpace(kind="own", source="labels file", source_detail="labels.txt", names=names),
                       tuple(TaskClass(i, n, 5) for i, n in enumerate(names)), 15, {"b": score()})
     html = template_environment().get_template("_report_task.html.j2").render(task=task_rows(task, {"b": "B"}))
     assert '<h1 id="task">Your task</h1>' in html

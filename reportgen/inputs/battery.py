@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from .config import (DEFAULT_DECISION_WEIGHTS, TUPLE_FIELDS, AnalysisConfig, DecisionSettings, GateSettings,
                      RuleThresholds)
+from .label_space import LABEL_READINGS, LabelReading
 from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -24,7 +25,7 @@ TOP_LEVEL = {"preset": str, "weights": str, "device": str, "out": str, "formats"
 GATE_KEYS = {"champion": str, "min_p_better": float, "max_accuracy_drop": float, "constraints": str,
              "on_uncertain": str}
 EXECUTOR_KEYS = {"kind": str, "address": str, "shard_size": int, "cpus_per_task": int}
-IMAGES_KEYS = {"dir": str, "labels": str, "train_dir": str}
+IMAGES_KEYS = {"dir": str, "labels": str, "train_dir": str, "label_reading": str}
 BACKBONE_KEYS = {"id": str, "name": str, "family": str, "layers": dict, "last_three": list, "checkpoint": str}
 LAYER_KEYS = ("shallow", "middle", "deep")
 ANALYSIS_KEYS = {f.name: f.type for f in fields(AnalysisConfig) if f.name != "rules"}
@@ -60,6 +61,7 @@ class Battery:
     labels_file: Optional[Path] = None  # [images] labels
     train_dir: Optional[Path] = None  # [images] train_dir
     gate: dict = field(default_factory=dict)  # [gate] as given
+    label_reading: Optional[LabelReading] = None  # [images] label_reading
 
     def checkpoints_for(self, backbones) -> tuple[tuple[str, ...], tuple[BackboneSpec, ...]]:
         """``NAME=PATH`` checkpoint values of the file for the run's backbones, and the specs whose
@@ -120,6 +122,7 @@ def load_battery(path: Path) -> Battery:
     _check_keys(str(path), raw, TOP_LEVEL)
     images = raw.get("images", {})
     _check_keys(f"{path} [images]", images, IMAGES_KEYS)
+    label_reading = _label_reading(f"{path} [images] label_reading", images.get("label_reading"))
     analysis = raw.get("analysis", {})
     _check_keys(f"{path} [analysis]", analysis, ANALYSIS_KEYS)
     rules = raw.get("rules", {})
@@ -168,7 +171,18 @@ def load_battery(path: Path) -> Battery:
         raise UsageError(f"{path}: {exc}") from None
     return Battery(path=path, settings=settings, images_dir=images_dir, analysis=analysis, rules=rules,
                    decision=decision, backbones=tuple(specs), raw=raw, executor=executor, labels_file=labels_file,
-                   train_dir=train_dir, gate=gate)
+                   train_dir=train_dir, gate=gate, label_reading=label_reading)
+
+
+def _label_reading(where: str, value: Optional[str]) -> Optional[LabelReading]:
+    """One of the readings of LABEL_READINGS, or one line naming them."""
+    if value is None:
+        return None
+    if value not in LABEL_READINGS:
+        close = difflib.get_close_matches(value, [str(reading) for reading in LABEL_READINGS], n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"{where} = {value!r}{hint}: choose {', '.join(LABEL_READINGS)}.")
+    return LabelReading(value)
 
 
 def _relative_to(battery_path: Path, value: Optional[str]) -> Optional[Path]:
@@ -197,6 +211,8 @@ dir = "images"                    # images + annotations.csv, or class folders i
                                   # id2label); default: names stored with a checkpoint, else the sorted folder names
 # train_dir = "train"             # labelled class folders to fit the linear probe on (default: 5-fold
                                   # cross-validation on dir)
+# label_reading = "auto"          # how numbered folders (0, 1, ...) are read: auto (a count from 0 or 1 is your
+                                  # classes, other numbers ImageNet indices) | own | imagenet
 
 [analysis]
 cam_method = "gradcam"            # gradcam | gradcam++ | xgradcam | hirescam | layercam

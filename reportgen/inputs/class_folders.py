@@ -24,7 +24,7 @@ def folder_class(folder: Path, root: Path, space: LabelSpace) -> int:
         if space.is_imagenet:
             raise InputDataError(f"class folder {folder.name!r} in {root} is not an ImageNet class ({exc}), unlike "
                                  "most folders beside it; rename it (index 0-999, WordNet id n02123045 or exact "
-                                 "ImageNet name), or pass --labels FILE to use your own classes.") from None
+                                 "ImageNet name), or pass --label-reading own or --labels FILE to use your own classes.") from None
         raise InputDataError(f"class folder {folder.name!r} in {root} names no class of this run ({exc}); rename "
                              "the folder, or fix the label list (--labels).") from None
 

@@ -30,13 +30,56 @@ class NamesSource(StrEnum):
     ANNOTATIONS = "annotations"
 
 
+class LabelReading(StrEnum):
+    """How the class names the annotations use are read (``--label-reading`` / ``[images] label_reading``)."""
+    AUTO = "auto"
+    OWN = "own"
+    IMAGENET = "imagenet"
+
+
+# The one table of readings: the option's choices and help, the battery file's check and the docs read it.
+LABEL_READINGS = {
+    LabelReading.AUTO: "numbers that count from 0 or 1 (0..K-1 or 1..K, at most one in ten missing) or pass 999 are "
+                       "your classes, other numbers ImageNet indices; WordNet ids and exact ImageNet names are "
+                       "ImageNet's, other names yours",
+    LabelReading.OWN: "every name is one of your classes (sorted() order), whatever it looks like",
+    LabelReading.IMAGENET: "every name is an ImageNet-1k class: numbers are indices 0-999",
+}
+
+
+class NumbersReason(StrEnum):
+    """Why numbered class names were read as they were: the rule's case, or the user's choice."""
+    COUNT = "a count from 0 or 1"  # your classes: 0..K-1 or 1..K, at most one in ten missing
+    ABOVE_IMAGENET = "above 999"  # your classes: ImageNet's indices stop at 999
+    NOT_A_COUNT = "not a count from 0 or 1"  # ImageNet indices: e.g. 1, 151, 207, 281, 949
+    WHOLE_IMAGENET = "reach 999"  # ImageNet indices: a count that reaches ImageNet's last index is ImageNet-1k's
+    ASKED = "asked"  # --label-reading / [images] label_reading said so
+    OTHER_NAMES = "the other names"  # the set's other names decided: most name ImageNet classes, or most do not
+
+
+@dataclass(frozen=True)
+class NumberedNames:
+    """The class names of the annotations that are whole numbers, and how the run read them (page 1 says it and
+    how to get the other reading)."""
+    numbers: tuple[int, ...]  # distinct, ascending
+    source: "NamesSource"  # FOLDERS or ANNOTATIONS
+    read_as: "LabelSpaceKind"  # IMAGENET: ImageNet indices; OWN: your classes
+    reason: NumbersReason
+
+    def __post_init__(self):
+        object.__setattr__(self, "numbers", tuple(int(n) for n in self.numbers))
+        object.__setattr__(self, "source", NamesSource(self.source))
+        object.__setattr__(self, "read_as", LabelSpaceKind(self.read_as))
+        object.__setattr__(self, "reason", NumbersReason(self.reason))
+
+
 class ImageNetResolver(Protocol):
     def resolve(self, value: str) -> int: ...
 
     def name(self, index: int) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LabelSpace:
     """The classes a run's images are labelled in and its heads are scored on. The fields, in this order, are the
     ``label_space`` record of results.json and metrics.json."""
@@ -46,6 +89,7 @@ class LabelSpace:
     names: tuple[str, ...] = ()  # the user's names in logit order (empty for ImageNet: its names come from timm)
     note: str = ""
     imagenet: Optional[ImageNetResolver] = field(default=None, compare=False, repr=False, metadata=NOT_SAVED)
+    numbered: Optional[NumberedNames] = None  # the numbered names of the annotations and how they were read
 
     def __post_init__(self):
         object.__setattr__(self, "kind", LabelSpaceKind(self.kind))
@@ -103,11 +147,15 @@ def listed_names(names, limit: int = 8) -> str:
     return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def imagenet_space(resolver: Optional[ImageNetResolver] = None) -> LabelSpace:
+def imagenet_space(resolver: Optional[ImageNetResolver] = None,
+                   numbered: Optional[NumberedNames] = None) -> LabelSpace:
     """ImageNet-1k's classes, resolved and named by ``resolver`` (``analysis.classes.ClassNames``); without one,
     the record only (as results.json holds it)."""
-    return LabelSpace(LabelSpaceKind.IMAGENET, NamesSource.IMAGENET, imagenet=resolver)
+    return LabelSpace(kind=LabelSpaceKind.IMAGENET, source=NamesSource.IMAGENET, imagenet=resolver,
+                      numbered=numbered)
 
 
-def own_space(names, source: NamesSource, detail: str = "", note: str = "") -> LabelSpace:
-    return LabelSpace(LabelSpaceKind.OWN, source, detail, tuple(names), note)
+def own_space(names, source: NamesSource, detail: str = "", note: str = "",
+              numbered: Optional[NumberedNames] = None) -> LabelSpace:
+    return LabelSpace(kind=LabelSpaceKind.OWN, source=source, source_detail=detail, names=tuple(names), note=note,
+                      numbered=numbered)

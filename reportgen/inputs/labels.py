@@ -6,9 +6,14 @@ A run has one label space, chosen before any image is decoded, in this order:
    convention), or JSON: a list of names, or ``{"0": "ants", ...}`` (Hugging Face's ``id2label``);
 2. names stored with a checkpoint: ``id2label`` of a Hugging Face-style ``config.json`` beside it, or the
    ``label_names`` entry of the ``.safetensors`` metadata (a JSON list; :func:`label_names_metadata` writes it);
-3. the names the annotations use (class folders, else ``annotations.csv``): when most name an ImageNet class (index,
-   WordNet id or exact name) the run keeps ImageNet's meaning, and a name that does not is reported as a typo;
-   otherwise the sorted names are the classes, in torchvision ``ImageFolder`` order (``sorted()``, case-sensitive).
+3. the names the annotations use (class folders, else ``annotations.csv``), read as ``--label-reading`` /
+   ``[images] label_reading`` says (:data:`LABEL_READINGS`): ``own``: the sorted names are the classes, in
+   torchvision ``ImageFolder`` order (``sorted()``, case-sensitive: folder ``10`` before ``2``); ``imagenet``: every
+   name is an ImageNet class; ``auto`` (the default): when most name an ImageNet class the run keeps ImageNet's
+   meaning, and a name that does not is reported as a typo, otherwise the names are the user's classes. A WordNet id
+   or an exact ImageNet name names an ImageNet class; a number does only when the numbers are not a count of the
+   user's own (:func:`read_numbers`): folders ``0`` … ``9`` are ten classes of the user's, folders ``1``, ``151``,
+   ``207``, ``281``, ``949`` ImageNet indices.
 
 The space itself (one record, saved as it is in results.json) is :class:`reportgen.inputs.label_space.LabelSpace`.
 Torch-free: the ImageNet names come in through a resolver the runner passes (``analysis.classes.ClassNames``).
@@ -19,18 +24,23 @@ import json
 import re
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from ..errors import InputDataError
+from ..errors import InputDataError, UsageError
 from .class_folders import class_folders
 # The space and its parts, re-exported: callers that choose or read a label space import it from here.
-from .label_space import (IMAGENET_CLASSES, ImageNetResolver, LabelSpace, LabelSpaceKind, NamesSource,  # noqa: F401
-                          imagenet_space, listed_names, own_space)
+from .label_space import (IMAGENET_CLASSES, LABEL_READINGS, ImageNetResolver, LabelReading,  # noqa: F401
+                          LabelSpace, LabelSpaceKind, NamesSource, NumberedNames, NumbersReason, imagenet_space,
+                          listed_names, own_space)
 from .manifest import MANIFEST
 
-IMAGENET_LOOKING = re.compile(r"\d+|n\d{8}")  # an ImageNet index or WordNet id, known or not
+WORDNET_LOOKING = re.compile(r"n\d{8}")  # a WordNet id, known or mistyped
+NUMBER = re.compile(r"[0-9]+")  # a class named by a whole number: an ImageNet index, or the user's own numbering
+# A count of the user's own runs from 0 or 1 to the number of classes; this share of the numbers up to the largest
+# may be missing (one always may: a class left out of an export) before the numbers stop looking like a count.
+COUNT_MAY_MISS = 0.1
 LABEL_NAMES_KEY = "label_names"  # safetensors metadata: a JSON list of the head's class names, in output order
 MAX_SAFETENSORS_HEADER = 100 * 2 ** 20
 
@@ -187,17 +197,67 @@ def annotation_names(root: Path) -> AnnotationNames:
     return AnnotationNames((), NamesSource.ANNOTATIONS, "VOC files")
 
 
-def _mostly_imagenet(names, resolver: ImageNetResolver) -> bool:
+def read_numbers(numbers) -> tuple[LabelSpaceKind, NumbersReason]:
+    """How ``auto`` reads class names that are whole numbers (an exported dataset's folders usually are; torchvision's
+    ImageFolder takes them as names): as the user's classes when they count from 0 or 1 (0..K-1 or 1..K, at most
+    :data:`COUNT_MAY_MISS` of the numbers up to the largest missing, one always) or when one is above 999 (ImageNet's
+    indices stop there); as ImageNet indices when they are no such count (``1, 151, 207, 281, 949``: a user numbers
+    classes from the start, a pick of ImageNet classes scatters over 0..999), or when the count reaches 999 (all of
+    ImageNet-1k, or nearly)."""
+    numbers = sorted(set(numbers))
+    top = numbers[-1]
+    if top >= IMAGENET_CLASSES:
+        return LabelSpaceKind.OWN, NumbersReason.ABOVE_IMAGENET
+    base = 0 if numbers[0] == 0 else 1
+    span = top - base + 1
+    if span - len(numbers) > max(1, int(COUNT_MAY_MISS * span)):
+        return LabelSpaceKind.IMAGENET, NumbersReason.NOT_A_COUNT
+    if top == IMAGENET_CLASSES - 1:
+        return LabelSpaceKind.IMAGENET, NumbersReason.WHOLE_IMAGENET
+    return LabelSpaceKind.OWN, NumbersReason.COUNT
+
+
+def numbered_names(used: "AnnotationNames", reading: LabelReading) -> Optional[NumberedNames]:
+    """The annotations' names that are whole numbers and how ``reading`` reads them (None: no name is a number)."""
+    numbers = [int(name) for name in used.names if NUMBER.fullmatch(name.strip())]
+    if not numbers:
+        return None
+    if reading == LabelReading.AUTO:
+        kind, reason = read_numbers(numbers)
+    else:
+        kind = LabelSpaceKind.OWN if reading == LabelReading.OWN else LabelSpaceKind.IMAGENET
+        reason = NumbersReason.ASKED
+    return NumberedNames(tuple(sorted(set(numbers))), used.source, kind, reason)
+
+
+def _mostly_imagenet(names, resolver: ImageNetResolver, numbers: Optional[NumberedNames]) -> bool:
     """More than half of the names are ImageNet classes: the set is ImageNet's, and a name that is not is a typo the
-    loader names in one line (a user's own classes rarely look like WordNet ids or exact ImageNet names)."""
+    loader names in one line (a user's own classes rarely look like WordNet ids or exact ImageNet names). A number
+    counts as ImageNet's only when the numbers read as ImageNet indices (``numbers``: :func:`numbered_names`)."""
+    indices = numbers is not None and numbers.read_as == LabelSpaceKind.IMAGENET
     known = 0
     for name in names:
+        if NUMBER.fullmatch(name.strip()):
+            known += indices
+            continue
         try:
             resolver.resolve(name)
             known += 1
         except ValueError:
-            known += bool(IMAGENET_LOOKING.fullmatch(name.strip()))  # an index out of range, a WordNet id mistyped
+            known += bool(WORDNET_LOOKING.fullmatch(name.strip()))  # a WordNet id mistyped
     return known * 2 > len(names)
+
+
+def folder_order_note(names) -> str:
+    """The class-order note of folder names; numbered folders that sort as text otherwise than as numbers say so."""
+    numbers = [name for name in names if NUMBER.fullmatch(name)]
+    if sorted(numbers) == sorted(numbers, key=int):
+        return FOLDER_ORDER_NOTE
+    text_order = sorted(numbers)
+    moved = next(position for position, name in enumerate(text_order) if name != sorted(numbers, key=int)[position])
+    shown = ", ".join(text_order[:moved + 2])
+    return (f"{FOLDER_ORDER_NOTE}. The numbered folders sort as text, not as numbers: {shown}, … (folder "
+            f"{text_order[moved]!r} is class {sorted(names).index(text_order[moved])}), as ImageFolder numbers them")
 
 
 @dataclass(frozen=True)
@@ -209,9 +269,17 @@ class HeadNames:
 
 
 def choose_label_space(images_dir: Path, resolver: ImageNetResolver, labels_file: Optional[Path] = None,
-                       head_names: tuple[HeadNames, ...] = ()) -> LabelSpace:
-    """The run's label space (see the module's docstring for the order), checked against the folder's names."""
+                       head_names: tuple[HeadNames, ...] = (),
+                       reading: LabelReading = LabelReading.AUTO) -> LabelSpace:
+    """The run's label space (see the module's docstring for the order), checked against the folder's names;
+    ``reading``: how the annotations' names are read when no label list or checkpoint names the classes."""
+    reading = LabelReading(reading)
     used = annotation_names(images_dir)
+    if reading == LabelReading.IMAGENET and (labels_file is not None or head_names):
+        given = (f"--labels {labels_file}" if labels_file is not None
+                 else f"the class names stored with {head_names[0].how}")
+        raise UsageError(f"label reading 'imagenet' reads the images' class names as ImageNet-1k's, but {given} "
+                         "names your own classes; leave one of them out.")
     if labels_file is not None:
         space = read_labels_file(labels_file)
     elif head_names:
@@ -223,13 +291,19 @@ def choose_label_space(images_dir: Path, resolver: ImageNetResolver, labels_file
                                      f"{listed_names(other.names, 4)}); pass --labels FILE to say which order the "
                                      "run uses.")
         space = own_space(first.names, NamesSource.CHECKPOINT, first.how)
-    elif used.names and not _mostly_imagenet(used.names, resolver):
-        if used.source == NamesSource.FOLDERS:
-            return own_space(sorted(used.names), NamesSource.FOLDERS, "", FOLDER_ORDER_NOTE)
-        return own_space(sorted(used.names), NamesSource.ANNOTATIONS, used.where,
-                         f"class indices follow the sorted names of {used.where}")
     else:
-        return imagenet_space(resolver)
+        numbered = numbered_names(used, reading)
+        own = reading == LabelReading.OWN or (reading == LabelReading.AUTO and used.names
+                                               and not _mostly_imagenet(used.names, resolver, numbered))
+        kind = LabelSpaceKind.OWN if own and used.names else LabelSpaceKind.IMAGENET
+        if numbered is not None and numbered.read_as != kind:  # numbers beside names that decided otherwise
+            numbered = replace(numbered, read_as=kind, reason=NumbersReason.OTHER_NAMES)
+        if kind == LabelSpaceKind.IMAGENET:
+            return imagenet_space(resolver, numbered)
+        if used.source == NamesSource.FOLDERS:
+            return own_space(sorted(used.names), NamesSource.FOLDERS, "", folder_order_note(used.names), numbered)
+        return own_space(sorted(used.names), NamesSource.ANNOTATIONS, used.where,
+                         f"class indices follow the sorted names of {used.where}", numbered)
     _check_agreement(space, used)
     return space
 

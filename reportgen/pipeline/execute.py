@@ -13,7 +13,8 @@ from .. import __version__
 from ..errors import InputDataError, OutputError, ReportgenError, UsageError
 from ..inputs.decoded import DecodedInputs
 from ..inputs.images import ImageSet, LabelSource, copies_in, default_image_dir, load_image_set
-from ..inputs.labels import HeadNames, LabelSpace, choose_label_space, checkpoint_label_names
+from ..inputs.labels import (IMAGENET_CLASSES, HeadNames, LabelReading, LabelSpace, choose_label_space,
+                             checkpoint_label_names)
 from ..report.render import render_report
 from ..results.schema import CostReport
 from ..results.store import COST, TIMINGS, mark_run_started, prune_unreferenced, write_json
@@ -72,7 +73,9 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
     plans = plan_weights(chosen, request.weights_mode, checkpoints, offline=request.offline)
     require_available(plans)
     images_dir = Path(request.images_dir or default_image_dir()).resolve()
-    class_names, heads = label_space_and_heads(plans, images_dir, request.labels_file)
+    class_names, heads = label_space_and_heads(plans, images_dir, request.labels_file, request.label_reading)
+    if class_names.numbered is not None:
+        note(f"note: {_numbers_note(class_names)}")
     if not class_names.is_imagenet:
         note(f"classes: {class_names.described()}, from {class_names.describe_source()}; "
              + ", ".join(f"{name}: {head.estimand}" for name, head in heads.items()))
@@ -106,9 +109,11 @@ def prepare(request: RunRequest, note: Progress, decode: bool = True) -> Prepare
                        train_set=train_set)
 
 
-def label_space_and_heads(plans: tuple, images_dir: Path, labels_file: Optional[Path]) -> tuple[LabelSpace, dict]:
+def label_space_and_heads(plans: tuple, images_dir: Path, labels_file: Optional[Path],
+                          reading: LabelReading = LabelReading.AUTO) -> tuple[LabelSpace, dict]:
     """The run's classes (``--labels``, else names stored with a checkpoint, else the folder's names when they are
-    not ImageNet's) and how each candidate is scored in them; one message (exit 3) when a head fits neither."""
+    not ImageNet's, as ``reading`` reads them) and how each candidate is scored in them; one message (exit 3) when a
+    head fits neither."""
     from ..analysis.classes import imagenet_label_space
     from ..analysis.heads import plan_head
     from ..results.schema import WeightsSource
@@ -119,8 +124,19 @@ def label_space_and_heads(plans: tuple, images_dir: Path, labels_file: Optional[
             found = checkpoint_label_names(Path(plan.location))
             if found is not None:
                 stored.append(HeadNames(plan.backbone.name, *found))
-    space = choose_label_space(images_dir, imagenet_label_space().imagenet, labels_file, tuple(stored))
+    space = choose_label_space(images_dir, imagenet_label_space().imagenet, labels_file, tuple(stored), reading)
     return space, {plan.backbone.name: plan_head(plan, space) for plan in plans}
+
+
+def _numbers_note(space: LabelSpace) -> str:
+    """Page 1's sentence on how numbered class names were read, said as the run starts (the ImageNet reading with
+    what the first numbers mean)."""
+    from ..report.decision_page import label_reading_sentence
+
+    numbers = [n for n in space.numbered.numbers if n < IMAGENET_CLASSES][:3]
+    examples = (", ".join(f"{n} {space.name(n).split(',')[0]}" for n in numbers)
+                + (", …" if len(space.numbered.numbers) > 3 else "")) if space.is_imagenet else ""
+    return label_reading_sentence(space, examples)
 
 
 def _training_set(request: RunRequest, space: LabelSpace) -> Optional[ImageSet]:

@@ -9,6 +9,7 @@ from typing import Optional
 from ..errors import UsageError
 from ..inputs.battery import Battery
 from ..inputs.config import AnalysisConfig
+from ..inputs.label_space import LabelReading
 from ..report.formats import parse_formats  # light: the request is checked before the heavy imports
 
 WEIGHTS_MODES = ("pretrained", "random")
@@ -58,6 +59,7 @@ class RunRequest:
     executor: ExecutorSettings = ExecutorSettings()
     labels_file: Optional[Path] = None  # --labels / [images] labels: the user's class names
     train_dir: Optional[Path] = None  # --train-images / [images] train_dir: where a probe is fit
+    label_reading: LabelReading = LabelReading.AUTO  # --label-reading / [images] label_reading
 
 
 def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
@@ -88,4 +90,6 @@ def resolve_request(battery: Battery, flags: dict, given: set) -> RunRequest:
                       out_dir=Path(pick("out_dir", "out")), device=device, offline=pick("offline"),
                       fresh=flags["fresh"], formats=parse_formats(formats), config=config, executor=executor,
                       labels_file=flags.get("labels_file") or battery.labels_file,
-                      train_dir=flags.get("train_dir") or battery.train_dir)
+                      train_dir=flags.get("train_dir") or battery.train_dir,
+                      label_reading=LabelReading(flags["label_reading"] if "label_reading" in given else
+                                                 battery.label_reading or flags.get("label_reading") or "auto"))

@@ -11,7 +11,8 @@ from ..scoring.score import sample_sizes
 from ..scoring.constraints import Check, constraint
 from ..scoring.criteria import criteria, criterion, utility
 from ..scoring.decision import Candidate, Decision, DecisionStatus
-from ..scoring.degenerate import Degeneracy
+from ..inputs.label_space import LabelSpace, LabelSpaceKind, NamesSource, NumberedNames, NumbersReason
+from ..scoring.degenerate import Degeneracy, reading_suspected
 from ..scoring.survival import LeftOutReason, Survival, SurvivalStatus
 from .formatting import MISSING, bracket, listing, num, pct, pct_bracket, whole_pct
 from .phrases import Sentence, text
@@ -41,6 +42,9 @@ class DecisionPage:
     gate_rows: tuple = ()  # GateCells per challenger and condition
     # whether the pick and the gate's verdict hold without the flagged images (empty: none was flagged)
     survival: Sentence = ()
+    # How numbered class folders were read (your classes or ImageNet indices) and how to get the other reading; a
+    # warning naming the reading as the likeliest cause when every candidate looks broken (empty: no numbered names)
+    label_reading: Sentence = ()
 
 
 @dataclass(frozen=True)
@@ -561,6 +565,91 @@ def degenerate_warning(found: Degeneracy) -> Sentence:
                  "heatmaps and scores describe the damage, not the architecture.", flag=True),)
 
 
+# Why numbered names were read as they were, one phrase per case of the rule (inputs.labels.read_numbers) or choice.
+NUMBERS_WHY = {
+    NumbersReason.COUNT: "since they count from {start}",
+    NumbersReason.ABOVE_IMAGENET: "since {top} is above 999, ImageNet's last index",
+    NumbersReason.NOT_A_COUNT: "since they do not count from 0 or 1 as a numbering of your own would",
+    NumbersReason.WHOLE_IMAGENET: "since they count up to 999, ImageNet-1k's last index",
+    NumbersReason.ASKED: "as you asked",
+    NumbersReason.OTHER_NAMES: "like the other names",
+}
+NUMBERS_WHERE = {NamesSource.FOLDERS: "Folders", NamesSource.ANNOTATIONS: "The classes of annotations.csv"}
+
+
+def number_runs(numbers, limit: int = 8) -> str:
+    """'0–9', '1, 151, 207, 281, 949', '0–7, 9': runs of three or more consecutive numbers as ranges."""
+    runs: list = []
+    for number in sorted(numbers):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    parts = []
+    for first, last in runs:
+        if last - first >= 2:
+            parts.append(f"{first}–{last}")
+        else:
+            parts.extend(str(n) for n in range(first, last + 1))
+    shown = ", ".join(parts[:limit])
+    return shown + (f", … ({len(parts) - limit} more)" if len(parts) > limit else "")
+
+
+def _imagenet_examples(numbers, index: RunIndex, shown: int = 3) -> str:
+    """'0 tench, 1 goldfish, …': what the first numbers mean as ImageNet classes (the results name every class)."""
+    names = {image.class_index: image.class_name for image in index.images
+             if image.class_index is not None and image.class_name}
+    said = [f"{n} {names[n].split(',')[0]}" for n in numbers[:shown] if n in names]
+    return ", ".join(said) + (", …" if said and len(numbers) > shown else "")
+
+
+def _numbers_read(numbered: NumberedNames, space: LabelSpace, examples: str) -> tuple[str, str, str]:
+    """(what was read: 'Folders 0–9', how: 'read as your 10 classes, since they count from 0', the other reading:
+    'not ImageNet indices 0–9: pass --label-reading imagenet for that')."""
+    runs = number_runs(numbered.numbers)
+    count = len(numbered.numbers)
+    own = numbered.read_as == LabelSpaceKind.OWN
+    why = NUMBERS_WHY[numbered.reason].format(start=min(numbered.numbers[0], 1), top=numbered.numbers[-1])
+    what = f"{NUMBERS_WHERE.get(numbered.source, 'Class names')} {runs}"
+    if own:
+        classes = (f"your {count:,} classes" if count == len(space.names) else
+                   f"{count:,} of your {len(space.names):,} classes")
+        other = ("they cannot be ImageNet indices" if numbered.reason == NumbersReason.ABOVE_IMAGENET else
+                 f"not ImageNet indices {runs}: pass --label-reading imagenet for that")
+        return what, f"read as {classes}, {why}", other
+    meaning = f" ({examples})" if examples else ""
+    return (what, f"read as ImageNet-1k indices{meaning}, {why}",
+            f"not your own {count:,} class{'es' if count != 1 else ''}: pass --label-reading own for that")
+
+
+def label_reading_sentence(space: LabelSpace, examples: str = "") -> str:
+    """Which reading numbered class names were given and how to get the other, in one sentence ("" without
+    numbered names). ``examples``: what the first numbers mean as ImageNet classes."""
+    if space.numbered is None:
+        return ""
+    what, how, other = _numbers_read(space.numbered, space, examples)
+    return f"{what} {how} ({other})."
+
+
+def _label_reading(decision: Decision, index: RunIndex) -> Sentence:
+    """Page 1's sentence on the reading of numbered names; when every candidate looks broken on an ImageNet reading
+    of them, a warning that names the reading as the likeliest cause, before the candidates' own warnings."""
+    space = index.label_space
+    numbered = space.numbered
+    if numbered is None:
+        return ()
+    examples = (_imagenet_examples(numbered.numbers, index) if numbered.read_as == LabelSpaceKind.IMAGENET else "")
+    if not reading_suspected(decision.degenerate, len(decision.candidates), space):
+        return (text(label_reading_sentence(space, examples)),)
+    what, how, _ = _numbers_read(numbered, space, examples)
+    count = len(numbered.numbers)
+    return (text("Every candidate looks broken, and the likeliest cause is how the labels were read, not the "
+                 f"checkpoints: {what[0].lower()}{what[1:]} were {how}, so every candidate is scored on ImageNet "
+                 f"classes the images may not show. If the {count:,} numbers are your own classes, run again with "
+                 "--label-reading own (or [images] label_reading = 'own'): each candidate is then scored on your "
+                 "classes.", flag=True),)
+
+
 def _method(decision: Decision) -> Sentence:
     weights = "fixed at these values" if not decision.weight_uncertainty else \
         f"drawn around these values in each draw (log-normal, spread {num(decision.weight_uncertainty)}, as in SMAA)"
@@ -663,7 +752,8 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
                         task_warnings=_train_copies_warning(index) + _task_warnings(decision, index, task),
                         accuracy_header=accuracy_header, columns=column_headers(accuracy_header, index.own_task),
                         gate=_gate(gate), gate_rows=gate_cells(gate) if gate is not None else (),
-                        survival=survival_sentence(survival, index.own_task))
+                        survival=survival_sentence(survival, index.own_task),
+                        label_reading=_label_reading(decision, index))
 
 
 def check_mark(candidate: Candidate) -> str:

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 from ..inputs.config import DecisionSettings
 from ..inputs.labels import IMAGENET_CLASSES
+from ..inputs.label_space import LabelSpace, LabelSpaceKind
 from ..results.schema import CamStatus, Prediction
 
 
@@ -63,3 +64,13 @@ def assess(backbone: str, display_name: str, predictions: Sequence[Prediction], 
     return Degeneracy(backbone=backbone, display_name=display_name, images=images, top_class=top_class,
                       top_class_share=share, collapsed=collapsed, top1=top1, top1_high=top1_high, chance=chance,
                       at_chance=at_chance, broken_cams=broken, cams_broken=cams_broken)
+
+
+def reading_suspected(degenerate: Sequence[Degeneracy], candidates: int, space: LabelSpace) -> bool:
+    """Every candidate degenerate on images whose numbered class names were read as ImageNet indices: a checkpoint
+    breaks one candidate, a wrong reading of the labels breaks them all (a digits set in folders 0 … 9 read as
+    tench, goldfish, …), so page 1 names the reading as the likeliest cause before any checkpoint (issue 34)."""
+    numbered = space.numbered
+    flagged = {found.backbone for found in degenerate if found.flagged}
+    return (candidates > 0 and len(flagged) == candidates and numbered is not None
+            and numbered.read_as == LabelSpaceKind.IMAGENET)
