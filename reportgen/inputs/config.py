@@ -333,6 +333,14 @@ class AnalysisConfig:
     # machine drift by tens of per cent. At least 2 (one session has no drift to measure); 3 gives a lone
     # candidate's interval t with 2 degrees of freedom (4.3 standard errors) instead of 1 (12.7).
     latency_sessions: int = 3
+    # "Your data" (scoring/datacheck.py): two images are near-duplicates when the cosine similarity of their pooled
+    # pre-logit features is at least this in every candidate (the features each run already keeps). Checked against a
+    # 64-bit perceptual hash (tests/test_datacheck.py): re-encoded, resized or slightly cropped copies of one photo lie
+    # at 0.95 or above in the Lite models, distinct photos of one class below it (docs/analyses.md, "Your data").
+    near_duplicate_cosine: float = 0.95
+    # Each image's this many most similar images are examined (the search is a blocked matrix product, never a loop
+    # over pairs); a group of more near-copies is still joined through its members' neighbours.
+    near_duplicate_neighbours: int = 10
     rules: RuleThresholds = field(default_factory=RuleThresholds)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     gate: GateSettings = field(default_factory=GateSettings)
@@ -399,6 +407,8 @@ class AnalysisConfig:
         _check_range(self, "knn_k", 1, integer=True)
         _check_range(self, "knn_temperature", 0, low_open=True)
         _check_range(self, "label_order_min_gain", 0, 1, low_open=True)
+        _check_range(self, "near_duplicate_cosine", 0, 1, low_open=True)
+        _check_range(self, "near_duplicate_neighbours", 1, 1000, integer=True)
         if not isinstance(self.rules, RuleThresholds):
             raise _bad("rules", self.rules, "give a [rules] table")
         if not isinstance(self.decision, DecisionSettings):
@@ -435,7 +445,7 @@ MODEL_SIDE_FIELDS = ("cam_method", "seed", "histogram_bins", "weight_quantiles",
 SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_level", "depth_figure_images",
                        "size_small_below", "size_large_from", "clutter_edge_density", "grid_max_images",
                        "grid_sample_each", "table_max_rows", "calibration_min_labelled", "label_order_min_gain",
-                       "rules", "decision", "gate")
+                       "rules", "decision", "gate", "near_duplicate_cosine", "near_duplicate_neighbours")
 EXECUTION_FIELDS = ("batch_size", "latency_sessions")
 
 

@@ -233,7 +233,9 @@ def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tup
                     skipped_images=tuple(image_set.skipped),
                     image_set=replace(index.image_set, root_name=image_set.root.name, labels=image_set.labels,
                                       labels_note=image_set.labels_note),
-                    train_copies=copies_in(image_set, prepared.train_set) if prepared.train_set is not None else ())
+                    train_copies=copies_in(image_set, prepared.train_set) if prepared.train_set is not None else (),
+                    train_files=(tuple(r.file for r in prepared.train_set.records)
+                                 if prepared.train_set is not None else ()))
     mark = time.perf_counter()
     score_and_write(index, merged)
     outcome = BatteryOutcome(merged)

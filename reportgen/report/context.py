@@ -24,6 +24,7 @@ from .figure_numbers import Figure, FigureNumbers
 from .formatting import listing, num, pct
 from .sampling import caption_note
 from .task_section import TaskSection, build_task
+from .data_section import DataSection, build_data
 from .scale import (ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs,
                     distribution_values, flagged_groups, grid_sample, image_set_summary, object_groups)
 
@@ -219,6 +220,7 @@ class ReportContext:
     figures: tuple  # every Figure, in order
     task: Optional[TaskSection] = None  # "Your task": the user's own classes (None on ImageNet's)
     gate: Optional[GateReport] = None  # [gate]: champion against challengers (None without one)
+    data: Optional[DataSection] = None  # "Your data": duplicates, leakage, label errors, balance (None: older results)
 
     def template_variables(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -337,6 +339,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                                        "Pareto front of the candidates that meet the constraints.",
                                        figures.decision_plot(decision))
     task = build_task(results, numbered)  # its section follows the decision page: so do its figures' numbers
+    data = build_data(results, numbered)  # "Your data" follows the task section
     per_image = PerImage(index, metrics)
     objects = []
     for n, group in enumerate(object_groups(index)):
@@ -377,7 +380,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                   for b in index.backbones}
     beyond = build_beyond(index, metrics, numbered, config)
     return (decision_figure, objects, localisation, distributions, depths, sanity, last_three, beyond, task,
-            tuple(numbered.made))
+            tuple(numbered.made), data)
 
 
 def _latency_saved(cost: Optional[Cost]) -> Optional[float]:
@@ -411,7 +414,7 @@ def build_context(results: SavedResults) -> ReportContext:
     draws = run_draws(index)  # the one paired bootstrap of the report: the decision and the claims read it
     decision, gate = decide_and_gate(results, draws)
     (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
-     last_three_figures, beyond, task, made) = _make_figures(results, lookup, decision)
+     last_three_figures, beyond, task, made, data) = _make_figures(results, lookup, decision)
     conclusions = conclude(index, metrics, draws)
     slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
     single = single_term_claims()
@@ -419,7 +422,7 @@ def build_context(results: SavedResults) -> ReportContext:
     return ReportContext(
         index=index, decision=decision,
         decision_page=decision_page(decision, index, str(results.timings.get("started", "")), results.cost,
-                                    metrics.task, gate),
+                                    metrics.task, gate, data=metrics.data),
         gate=gate,
         decision_figure=decision_figure,
         costs=tuple(CostRow(b.display_name, costs.get(b.name)) for b in index.backbones),
@@ -454,5 +457,5 @@ def build_context(results: SavedResults) -> ReportContext:
             for number, claim in enumerate(conclusions.claims, start=1))),
         flagged=_flagged(index), skipped=tuple(index.skipped_images), images=tuple(index.images),
         provenance=tuple(ProvenanceRow(b.display_name, b.weights) for b in index.backbones),
-        timings=results.timings, figures=made, task=task)
+        timings=results.timings, figures=made, task=task, data=data)
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 import jinja2
 
 from ..errors import OutputError
-from ..results.csv_files import write_csv
+from ..results.csv_files import FLAGGED_CSV, write_csv, write_flagged_csv
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
 from . import formatting
 from .context import build_context
@@ -145,6 +145,9 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     timings["html_s"] = time.perf_counter() - mark
     write_per_image_csv(results, out_dir / PER_IMAGE_CSV)
     written["csv"] = out_dir / PER_IMAGE_CSV
+    if results.metrics.data is not None:  # "Your data": every flagged image with its reason
+        write_flagged_csv(out_dir / FLAGGED_CSV, results.metrics.data)
+        written["flagged_csv"] = out_dir / FLAGGED_CSV
     if "md" in formats:
         mark = time.perf_counter()
         (out_dir / "figures").mkdir(exist_ok=True)
