@@ -130,7 +130,13 @@ def _training_set(request: RunRequest, space: LabelSpace) -> Optional[ImageSet]:
     if space.is_imagenet:
         raise UsageError("--train-images fits a linear probe on your own classes, but this run's classes are "
                          "ImageNet-1k's (the images name ImageNet classes); leave it out, or pass --labels FILE.")
-    train = load_image_set(Path(request.train_dir).resolve(), space, request.config)
+    try:
+        train = load_image_set(Path(request.train_dir).resolve(), space, request.config)
+    except InputDataError as exc:  # e.g. a class folder the run's classes lack: say which folder it is
+        if "class folder" not in str(exc):
+            raise
+        raise InputDataError(f"--train-images {request.train_dir}: its classes do not match the run's "
+                             f"({space.described()}): {exc}") from None
     unlabelled = [r.file for r in train.records if r.class_index is None]
     if train.labels == LabelSource.NONE or unlabelled:
         raise InputDataError(f"--train-images {request.train_dir}: {len(unlabelled) or len(train.records)} images "

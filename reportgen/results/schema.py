@@ -758,7 +758,7 @@ class FlagReason(StrEnum):
     """Why an image is flagged; one flag per (image, reason). Duplicates flag every copy but the first of a group
     (by position in the run), so leaving the flagged ones out keeps one of each."""
     EXACT_DUPLICATE = "exact_duplicate"  # the same bytes (content sha256) as an earlier image of --images
-    NEAR_DUPLICATE = "near_duplicate"  # pooled features at least near_duplicate_cosine similar in every candidate
+    NEAR_DUPLICATE = "near_duplicate"  # pooled features at least near_duplicate_cosine similar (mean over candidates)
     TRAIN_EVAL_COPY = "train_eval_copy"  # the same bytes as a --train-images image: leakage
     TRAIN_EVAL_NEAR_COPY = "train_eval_near_copy"  # a near-copy of a --train-images image: leakage
     LABEL_ISSUE = "label_issue"  # cleanlab's confident learning on out-of-fold probabilities: likely mislabelled
@@ -772,7 +772,7 @@ class Flag(JsonRecord):
     reason: FlagReason
     other: str = ""  # the image it copies: an earlier image of --images, or a --train-images file
     other_position: Optional[int] = None  # the other image's position in the run's images (None: a training image)
-    similarity: Optional[float] = None  # cosine of the pooled features (the smallest over the candidates compared)
+    similarity: Optional[float] = None  # cosine of the pooled features (the mean over the candidates compared)
     given: str = ""  # label issues: the given class
     suggested: str = ""  # label issues: the class the out-of-fold probabilities favour
     score: Optional[float] = None  # label issues: cleanlab's label quality (self-confidence, 0..1; lower: likelier)
@@ -819,7 +819,7 @@ class DataCheck(JsonRecord):
     flags: tuple[Flag, ...]
     classes: tuple[ClassCount, ...] = ()
     near_threshold: float = 0.0  # the cosine similarity from which two images are near-duplicates
-    features_from: tuple[str, ...] = ()  # candidates whose pooled features were compared (all must agree)
+    features_from: tuple[str, ...] = ()  # candidates whose pooled features were compared (similarity averaged)
     probabilities_from: tuple[str, ...] = ()  # candidates whose held-out probabilities cleanlab read (averaged)
     imbalance: Optional[float] = None  # the largest class's count over the smallest's (None: under two classes)
 

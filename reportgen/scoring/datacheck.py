@@ -2,10 +2,10 @@
 
 - **Exact duplicates**: the content sha256 the run index keeps for every image.
 - **Near-duplicates**: cosine similarity of the pooled pre-logit features every candidate's CAM pass already keeps
-  (``prelogits``; no pass of its own). A pair counts when it is at least ``near_duplicate_cosine`` similar in *every*
-  candidate whose features are saved: the flags then depend on no one candidate (the recomputed decision leaves the
-  flagged images out, so flags drawn from one candidate's view would favour it), and one candidate whose features
-  collapse (a broken checkpoint: every image alike) cannot flag the whole set. The search is a blocked matrix product
+  (``prelogits``; no pass of its own). A pair counts when its similarity, averaged over the candidates (those whose
+  outputs are not degenerate: a broken checkpoint's features call every image alike), is at least
+  ``near_duplicate_cosine``: the flags then depend on no one candidate (the recomputed decision leaves the flagged
+  images out, so flags drawn from one candidate's view would favour it). The search is a blocked matrix product
   (:data:`BLOCK_ROWS` rows at a time, each row's ``near_duplicate_neighbours`` most similar images kept), never a
   loop over pairs: 10,000 images x 1,280 features take about a second (docs/performance.md).
 - **Training and evaluation overlap** (leakage): byte copies (``RunIndex.train_copies``) and near-copies, the same
@@ -89,9 +89,10 @@ def similar_pairs(query: np.ndarray, threshold: float, neighbours: int,
 
 def agreed_pairs(queries: list, threshold: float, neighbours: int,
                  references: Optional[list] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pairs at least ``threshold`` similar in every feature space (one per candidate, unit rows): the union of
-    each space's neighbour pairs, each pair's similarity then computed in every space and the smallest kept.
-    Returns (rows, cols, similarity), sorted by row then column."""
+    """The pairs whose similarity averaged over the feature spaces (one per candidate, unit rows) is at least
+    ``threshold``: the union of each space's neighbour pairs (a pair whose mean reaches the threshold reaches it in
+    at least one space), each pair's similarity then computed in every space and averaged. Returns (rows, cols,
+    similarity), sorted by row then column."""
     found = [similar_pairs(q, threshold, neighbours, None if references is None else r)
              for q, r in zip(queries, references or [None] * len(queries))]
     rows = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.int64)
@@ -100,7 +101,7 @@ def agreed_pairs(queries: list, threshold: float, neighbours: int,
         return rows, cols, np.zeros(0)
     pairs = np.unique(np.stack([rows, cols], axis=1), axis=0)
     rows, cols = pairs[:, 0], pairs[:, 1]
-    sims = np.min([np.einsum("ij,ij->i", q[rows].astype(np.float64),
+    sims = np.mean([np.einsum("ij,ij->i", q[rows].astype(np.float64),
                              (q if references is None else r)[cols].astype(np.float64))
                    for q, r in zip(queries, references or queries)], axis=0)
     keep = sims >= threshold
@@ -125,10 +126,13 @@ def _groups(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 # --- the checks ---------------------------------------------------------------------------------------------------
 
-def _features(index: RunIndex, arrays_of: ArraysOf, key: str, rows: int) -> dict:
-    """Candidate name -> its unit feature rows under ``key`` (only candidates whose array has ``rows`` finite rows)."""
+def _features(index: RunIndex, arrays_of: ArraysOf, key: str, rows: int, leave_out=frozenset()) -> dict:
+    """Candidate name -> its unit feature rows under ``key`` (only candidates whose array has ``rows`` finite rows,
+    none of ``leave_out``)."""
     out = {}
     for entry in index.backbones:
+        if entry.name in leave_out:
+            continue
         found = arrays_of(entry.name).get(key)
         if found is not None and found.ndim == 2 and found.shape[0] == rows and found.shape[0] and \
                 np.all(np.isfinite(found)):
@@ -152,7 +156,7 @@ def exact_duplicates(index: RunIndex) -> list[Flag]:
 
 def near_duplicates(index: RunIndex, features: dict, config: AnalysisConfig) -> list[Flag]:
     """Near-duplicate groups among the images (exact copies stand for their first copy): every member but the first
-    flagged, with the first and their similarity (the smallest over the candidates)."""
+    flagged, with the first and their similarity (the mean over the candidates)."""
     images = index.images
     first = {}
     for position, image in enumerate(images):
@@ -166,8 +170,8 @@ def near_duplicates(index: RunIndex, features: dict, config: AnalysisConfig) -> 
         keeper = int(group[row])
         if keeper == position:
             continue
-        similarity = min(float(np.dot(x[position].astype(np.float64), x[keeper].astype(np.float64)))
-                         for x in features.values())
+        similarity = float(np.mean([np.dot(x[position].astype(np.float64), x[keeper].astype(np.float64))
+                                    for x in features.values()]))
         flags.append(Flag(image=images[position].file, position=position, reason=FlagReason.NEAR_DUPLICATE,
                           other=images[keeper].file, other_position=keeper, similarity=round(similarity, 4)))
     return flags
@@ -175,8 +179,8 @@ def near_duplicates(index: RunIndex, features: dict, config: AnalysisConfig) -> 
 
 def train_overlap(index: RunIndex, features: dict, train_features: dict, config: AnalysisConfig) -> list[Flag]:
     """Evaluation images that copy a --train-images image: byte for byte (the index's ``train_copies``), or nearly
-    (the most similar training image at least ``near_duplicate_cosine`` similar in every candidate that kept the
-    training features)."""
+    (the most similar training image at least ``near_duplicate_cosine`` similar, averaged over the candidates that
+    kept the training features)."""
     copies = set(index.train_copies)
     flags = [Flag(image=image.file, position=position, reason=FlagReason.TRAIN_EVAL_COPY, similarity=1.0)
              for position, image in enumerate(index.images) if image.file in copies]
@@ -310,7 +314,8 @@ def check_data(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> 
     """Every check of the data: the flagged images (one flag per image and reason), each check's basis or the reason
     it did not run, and the class counts."""
     n = len(index.images)
-    features = _features(index, arrays_of, keys.PRELOGITS, n)
+    broken = _degenerate(index, config)
+    features = _features(index, arrays_of, keys.PRELOGITS, n, broken)
     flags = exact_duplicates(index)
     checks = [DataCheckRun(CheckName.EXACT_DUPLICATES, RunStatus.DONE, f"content sha256 of {n} images", len(flags))]
     if index.untrained:
@@ -325,10 +330,10 @@ def check_data(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> 
         near = near_duplicates(index, features, config)
         flags += near
         checks.append(DataCheckRun(CheckName.NEAR_DUPLICATES, RunStatus.DONE,
-                                   f"cosine similarity of the pooled features of {', '.join(features)} (all "
-                                   f"at least {config.near_duplicate_cosine:g})", len(near)))
+                                   f"cosine similarity of the pooled features, averaged over {', '.join(features)}: "
+                                   f"at least {config.near_duplicate_cosine:g}", len(near)))
     if index.train_files or index.train_copies:
-        train = {} if skipped else _features(index, arrays_of, keys.TRAIN_PRELOGITS, len(index.train_files))
+        train = {} if skipped else _features(index, arrays_of, keys.TRAIN_PRELOGITS, len(index.train_files), broken)
         overlap = train_overlap(index, features if not skipped else {}, train, config)
         flags += overlap
         basis = (f"content sha256 and the pooled features of {len(index.train_files)} training images "
