@@ -346,3 +346,21 @@ def test_training_images_whose_classes_do_not_match_stop_with_one_line(tmp_path)
     lines = message_lines(result.output)
     assert len(lines) == 1 and "--train-images" in lines[0] and "'zebras'" in lines[0], result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_imagenet_run_read_back_from_saved_results_is_checked_without_imagenet_s_names():
+    """Scoring reruns on saved results (a merge, no timm): the ImageNet label space then has no names; the check names
+    classes from the images' saved class names."""
+    from dataclasses import replace
+
+    from reportgen.inputs.label_space import imagenet_space
+
+    planted = Planted(train=False)
+    planted.index = replace(planted.index, label_space=imagenet_space(),
+                            backbones=tuple(replace(b, task=None) for b in planted.index.backbones))
+    data = planted.check()
+    assert data.run_of(CheckName.LABEL_ISSUES).status == RunStatus.DONE
+    assert "ImageNet head" in data.run_of(CheckName.LABEL_ISSUES).basis
+    assert sorted((f.given, f.suggested) for f in data.flagged(FlagReason.LABEL_ISSUE)) == [
+        ("wasps", "ants"), ("wasps", "bees")]
+    assert [c.name for c in data.classes] == ["ants", "bees", "wasps"]

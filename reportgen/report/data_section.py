@@ -11,7 +11,7 @@ from typing import Optional
 from PIL import Image, ImageDraw, ImageOps
 
 from ..results.csv_files import FLAGGED_CSV
-from ..results.schema import DataCheck, Flag, FlagReason, RunStatus
+from ..results.schema import CheckName, DataCheck, Flag, FlagReason, RunStatus
 from ..results.store import SavedResults
 from .figure_numbers import Figure, FigureNumbers
 from .formatting import MISSING, listing, num, pct
@@ -36,7 +36,7 @@ class CheckRow:
     flagged: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FlagRow:
     rank: str
     image: str
@@ -70,6 +70,7 @@ class DataSection:
     balance_note: Sentence
     figure: Optional[Figure]
     csv: str
+    threshold: str = ""  # the near-duplicate cosine
 
 
 def _row(flag: Flag) -> FlagRow:
@@ -142,7 +143,7 @@ def _intro(data: DataCheck) -> Sentence:
 
 
 def _issues_note(data: DataCheck) -> Sentence:
-    run = next((c for c in data.checks if c.check.value == "likely label errors"), None)
+    run = data.run_of(CheckName.LABEL_ISSUES)
     if run is None or run.status != RunStatus.DONE:
         return (text(f"Likely label errors were not looked for: {run.basis if run else 'not run'}."),)
     return (text("Confident learning (cleanlab, Northcutt et al. 2021) on "
@@ -187,4 +188,4 @@ def build_data(results: SavedResults, numbered: FigureNumbers) -> Optional[DataS
         issues_more=max(0, len(issues) - limit), issues_note=_issues_note(data),
         balance=tuple(BalanceRow(c.name, c.images, pct(c.share), f"±{pct(c.half_width)}" if c.half_width else MISSING,
                                  c.smallest) for c in data.classes),
-        balance_note=_balance_note(data), figure=figure, csv=FLAGGED_CSV)
+        balance_note=_balance_note(data), figure=figure, csv=FLAGGED_CSV, threshold=num(data.near_threshold))

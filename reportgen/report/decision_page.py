@@ -297,7 +297,7 @@ def _train_copies_warning(index: RunIndex, shown: int = 3, data=None) -> tuple:
         return (f"{', '.join(files[:shown])} and {len(files) - shown:,} more" if len(files) > shown
                 else listing(files))
     kinds = ([f"byte-identical: {named(copies)}"] if copies else []) + \
-        ([f"{len(near):,} near-copies, pooled features at least {num(data.near_threshold)} similar: "
+        ([f"{len(near):,} near-cop{'y' if len(near) == 1 else 'ies'}, pooled features at least {num(data.near_threshold)} similar: "
           f"{named(near)}"] if near else [])
     return ((text(f"{len(copies) + len(near):,} of the {len(index.images):,} images are also in the training images ",
                   strong=True),

@@ -126,6 +126,17 @@ def _groups(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 # --- the checks ---------------------------------------------------------------------------------------------------
 
+def class_names(index: RunIndex) -> dict:
+    """Class index -> name, for every class an image is labelled with (and, on the user's classes, every class): read
+    from the index, since an ImageNet label space read back from saved results carries no names (scoring reruns on
+    saved results without timm)."""
+    names = {} if index.label_space.is_imagenet else dict(enumerate(index.label_space.names))
+    for image in index.images:
+        if image.class_index is not None:
+            names.setdefault(image.class_index, image.class_name or str(image.class_index))
+    return names
+
+
 def _features(index: RunIndex, arrays_of: ArraysOf, key: str, rows: int, leave_out=frozenset()) -> dict:
     """Candidate name -> its unit feature rows under ``key`` (only candidates whose array has ``rows`` finite rows,
     none of ``leave_out``)."""
@@ -273,7 +284,7 @@ def label_issues(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
     ranked = find_label_issues(given, sub, filter_by="prune_by_noise_rate",
                                return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(given, sub, method="self_confidence")
-    name = index.label_space.name
+    name = class_names(index).__getitem__
     flags = [Flag(image=index.images[int(positions[r])].file, position=int(positions[r]), reason=FlagReason.LABEL_ISSUE,
                   given=name(int(classes[given[r]])), suggested=name(int(classes[int(np.argmax(sub[r]))])),
                   score=round(float(quality[r]), 4), rank=rank)
@@ -302,7 +313,8 @@ def class_balance(index: RunIndex, config: AnalysisConfig) -> tuple[tuple[ClassC
     present = range(index.class_count()) if index.own_task else np.flatnonzero(counts).tolist()
     ordered = sorted(present, key=lambda c: (counts[c], c))
     smallest = set(ordered[:SMALLEST_SHOWN]) if len(ordered) > SMALLEST_SHOWN else set()
-    rows = tuple(ClassCount(index=int(c), name=index.label_space.name(int(c)), images=int(counts[c]),
+    names = class_names(index)
+    rows = tuple(ClassCount(index=int(c), name=names[int(c)], images=int(counts[c]),
                             share=round(float(counts[c]) / len(truth), 4),
                             half_width=widest_half_width(int(counts[c]), config.decision.confidence),
                             smallest=c in smallest) for c in present)
