@@ -199,7 +199,11 @@ def test_a_probe_fit_on_training_images_scores_the_validation_folder(own_task, f
     copies = ["cats/zz-planted0.jpg", "cats/zz-planted1.jpg"]
     assert index["train_copies"] == copies and metrics["train_copies"] == copies
     page_one = (out / "report.md").read_text().replace("\\", "").split("## 1 ")[0]
-    assert "2 of the 38 images are also in the training images" in page_one
+    # Issue 34: page 1 counts the near-copies of training images too (pooled features, scoring/datacheck.py); the
+    # synthetic folders are crops of a few photos, so some validation crops nearly copy a training crop.
+    near = [f["image"] for f in metrics["data"]["flags"] if f["reason"] == "train_eval_near_copy"]
+    assert f"{2 + len(near)} of the 38 images are also in the training images" in page_one
+    assert not set(near) & set(copies)
     assert "cats/zz-planted0.jpg and cats/zz-planted1.jpg" in page_one and "inflated" in page_one
 
 

@@ -13,7 +13,8 @@ from packaging.requirements import Requirement
 
 from conftest import REPO
 
-RENDER_SIDE = ("jinja2", "matplotlib", "numpy", "pillow", "click", "weasyprint", "filelock", "scipy")
+# cleanlab: scoring's label-issue check (merge re-scores) reads it; it needs no torch
+RENDER_SIDE = ("jinja2", "matplotlib", "numpy", "pillow", "click", "weasyprint", "filelock", "scipy", "cleanlab")
 
 
 def _closure(names) -> list:

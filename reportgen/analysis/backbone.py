@@ -554,8 +554,13 @@ def measure_backbone(job: BackboneJob) -> MeasuredBackbone:
                      sanity=sanity, slimming=slimming, corruption=corruption, faithfulness=faithfulness)
     arrays = {**sanity_arrays, **slim_arrays, **_layer_arrays(analysis, job.run.keep_merge_state), **weight_arrays,
               **corruption_arrays, **faithfulness_arrays, keys.LOGITS: analysis.logits.astype(np.float32)}
-    if job.probed:
+    # Every candidate keeps its pooled pre-logit features (read in the CAM pass, no pass of its own): the probe fits on
+    # them, and the data check (scoring/datacheck.py) finds near-duplicates by their cosine similarity.
+    if analysis.prelogits is not None:
         arrays[keys.PRELOGITS] = analysis.prelogits
+    if job.probed and job.setup.train_features is not None:  # computed for the probe: the leakage check reads them
+        arrays[keys.TRAIN_PRELOGITS] = job.setup.train_features.astype(np.float32)
+    if job.probed:
         result = replace(result, task=replace(result.task, explained_by=job.setup.fit_images,
                                               explained_images=job.setup.fit_positions,
                                               feature_dim=job.setup.feature_dim))
@@ -578,7 +583,7 @@ def _cam_pass(job: BackboneJob, loaded: Loaded) -> tuple[BackboneAnalysis, Loade
         lambda current: analyse_backbone(loaded.model, current, layers, [r.class_index for r in run.image_set.records],
                                          run.config.cam_method, run.device, cka_layers=backbone.last_three,
                                          on_batch=job.count("cam"), layouts=dict(backbone.layouts),
-                                         prelogits=job.probed),
+                                         prelogits=True),
         loaded.batches, backbone.name, run.progress)
     return analysis, replace(loaded, batches=batches)
 

@@ -94,7 +94,7 @@ def ranked(predictions: Sequence[Prediction], probs: np.ndarray, labels: np.ndar
 
 
 def finish_probe(entry: BackboneResult, arrays: dict, labels: np.ndarray, name_of, config: AnalysisConfig,
-                 setup: Optional[ProbeSetup] = None, keep_features: bool = False,
+                 setup: Optional[ProbeSetup] = None, keep_features: bool = True,
                  groups: Optional[Sequence[str]] = None) -> tuple[BackboneResult, dict]:
     """The cross-validated probe, k-NN and LogME on the pooled features the CAM pass kept (``prelogits``): the
     scored outputs (``logits``: log-probabilities) become the out-of-fold probabilities where the probe scores an

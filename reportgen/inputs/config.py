@@ -346,6 +346,15 @@ class AnalysisConfig:
     # machine drift by tens of per cent. At least 2 (one session has no drift to measure); 3 gives a lone
     # candidate's interval t with 2 degrees of freedom (4.3 standard errors) instead of 1 (12.7).
     latency_sessions: int = 3
+    # "Your data" (scoring/datacheck.py): two images are near-duplicates when the cosine similarity of their pooled
+    # pre-logit features (the ones each run already keeps), averaged over the candidates, is at least this. Measured
+    # on Lite0 against a 64-bit difference hash (docs/analyses.md, "Your data"): copies re-saved as JPEG at 95 %
+    # and 85 % of the size lie at 0.905-0.99 (median 0.988), at quality 70 median 0.948, 90 % centre crops median
+    # 0.964; the curated photos' distinct pairs at most 0.939 (a photo and a composite cut from it), 99 % below 0.891.
+    near_duplicate_cosine: float = 0.90
+    # Each image's this many most similar images are examined (the search is a blocked matrix product, never a loop
+    # over pairs); a group of more near-copies is still joined through its members' neighbours.
+    near_duplicate_neighbours: int = 10
     rules: RuleThresholds = field(default_factory=RuleThresholds)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     gate: GateSettings = field(default_factory=GateSettings)
@@ -414,6 +423,8 @@ class AnalysisConfig:
         _check_range(self, "knn_k", 1, integer=True)
         _check_range(self, "knn_temperature", 0, low_open=True)
         _check_range(self, "label_order_min_gain", 0, 1, low_open=True)
+        _check_range(self, "near_duplicate_cosine", 0, 1, low_open=True)
+        _check_range(self, "near_duplicate_neighbours", 1, 1000, integer=True)
         if not isinstance(self.rules, RuleThresholds):
             raise _bad("rules", self.rules, "give a [rules] table")
         if not isinstance(self.decision, DecisionSettings):
@@ -451,7 +462,8 @@ SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_lev
                        "size_small_below", "size_large_from", "clutter_edge_density", "grid_max_images",
                        "grid_sample_each", "table_max_rows", "differ_pdf_images", "differ_html_images",
                        "differ_errors_shown", "calibration_min_labelled", "label_order_min_gain",
-                       "rules", "decision", "gate")
+                       "rules", "decision", "gate", "near_duplicate_cosine",
+                       "near_duplicate_neighbours")
 EXECUTION_FIELDS = ("batch_size", "latency_sessions")
 
 

@@ -146,7 +146,13 @@ def _training_set(request: RunRequest, space: LabelSpace) -> Optional[ImageSet]:
     if space.is_imagenet:
         raise UsageError("--train-images fits a linear probe on your own classes, but this run's classes are "
                          "ImageNet-1k's (the images name ImageNet classes); leave it out, or pass --labels FILE.")
-    train = load_image_set(Path(request.train_dir).resolve(), space, request.config)
+    try:
+        train = load_image_set(Path(request.train_dir).resolve(), space, request.config)
+    except InputDataError as exc:  # e.g. a class folder the run's classes lack: say which folder it is
+        if "class folder" not in str(exc):
+            raise
+        raise InputDataError(f"--train-images {request.train_dir}: its classes do not match the run's "
+                             f"({space.described()}): {exc}") from None
     unlabelled = [r.file for r in train.records if r.class_index is None]
     if train.labels == LabelSource.NONE or unlabelled:
         raise InputDataError(f"--train-images {request.train_dir}: {len(unlabelled) or len(train.records)} images "
@@ -249,7 +255,9 @@ def _execute_on_ray(prepared: PreparedRun, results: Path, note: Progress) -> tup
                     skipped_images=tuple(image_set.skipped),
                     image_set=replace(index.image_set, root_name=image_set.root.name, labels=image_set.labels,
                                       labels_note=image_set.labels_note),
-                    train_copies=copies_in(image_set, prepared.train_set) if prepared.train_set is not None else ())
+                    train_copies=copies_in(image_set, prepared.train_set) if prepared.train_set is not None else (),
+                    train_files=(tuple(r.file for r in prepared.train_set.records)
+                                 if prepared.train_set is not None else ()))
     mark = time.perf_counter()
     score_and_write(index, merged)
     outcome = BatteryOutcome(merged)

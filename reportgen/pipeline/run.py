@@ -244,7 +244,8 @@ def run_battery(plans: tuple, image_set: ImageSet, class_names, config: Analysis
         images=image_entries(image_set, class_names.name),
         skipped_images=tuple(image_set.skipped),
         backbones=tuple(entries), timings_file=TIMINGS, battery_file=battery_file or {},
-        label_space=class_names, train_copies=copies_in(image_set, train_set) if train_set is not None else ())
+        label_space=class_names, train_copies=copies_in(image_set, train_set) if train_set is not None else (),
+        train_files=tuple(r.file for r in train_set.records) if train_set is not None else ())
     write_json(results_dir / COST, CostReport(costs))
     progress(f"scoring: CAM metrics, calibration, corruptions and faithfulness, {config.bootstrap_samples:,} paired "
              "bootstrap draws")

@@ -27,6 +27,7 @@ from .figure_numbers import Figure, FigureNumbers
 from .formatting import listing, num, pct
 from .sampling import caption_note
 from .task_section import TaskSection, build_task
+from .data_section import DataSection, build_data
 from .scale import (ImageSetSummary, PerImage, accuracy_rows, class_rows, confused_pairs,
                     distribution_values, flagged_groups, grid_sample, image_set_summary, object_groups)
 
@@ -225,6 +226,7 @@ class ReportContext:
     survival: Optional[Survival] = None  # the pick without the flagged images (page 1's line; metrics.json)
     differ: Optional[DifferSection] = None  # "Where they differ" (None with fewer than two candidates)
     differences: Optional[Differences] = None  # its numbers (metrics.json's ``differences``, differences.csv)
+    data: Optional[DataSection] = None  # "Your data": duplicates, leakage, label errors, balance (None: older results)
 
     def template_variables(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -353,6 +355,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                                        figures.decision_plot(decision))
     task = build_task(results, numbered)  # its section follows the decision page: so do its figures' numbers
     differ = build_differ(index, differences, cache, numbered) if differences is not None else None  # after task
+    data = build_data(results, numbered)  # "Your data" follows the task section
     per_image = PerImage(index, metrics)
     objects = []
     for n, group in enumerate(object_groups(index)):
@@ -393,7 +396,7 @@ def _make_figures(results: SavedResults, lookup: AggregateLookup, decision: Deci
                   for b in index.backbones}
     beyond = build_beyond(index, metrics, numbered, config)
     return (decision_figure, objects, localisation, distributions, depths, sanity, last_three, beyond, task,
-            tuple(numbered.made), differ)
+            tuple(numbered.made), differ, data)
 
 
 def _latency_saved(cost: Optional[Cost]) -> Optional[float]:
@@ -436,7 +439,7 @@ def build_context(results: SavedResults) -> ReportContext:
     survival = pick_survival(index, metrics, results.cost, decision, gate, images_left_out(results), results.arrays)
     differences = run_differences(index, top_two(decision), gate.champion if gate is not None else None)
     (decision_figure, objects, localisation_figures, distribution_figure, depth_figures, sanity_figure,
-     last_three_figures, beyond, task, made, differ) = _make_figures(results, lookup, decision, differences)
+     last_three_figures, beyond, task, made, differ, data) = _make_figures(results, lookup, decision, differences)
     conclusions = conclude(index, metrics, draws)
     slimming = {row.backbone: row for row in next(c for c in conclusions.claims if c.key == "slimming").slimming}
     single = single_term_claims()
@@ -444,7 +447,7 @@ def build_context(results: SavedResults) -> ReportContext:
     return ReportContext(
         index=index, decision=decision,
         decision_page=decision_page(decision, index, str(results.timings.get("started", "")), results.cost,
-                                    metrics.task, gate, survival),
+                                    metrics.task, gate, survival, data=metrics.data),
         gate=gate, survival=survival,
         decision_figure=decision_figure,
         costs=tuple(CostRow(b.display_name, costs.get(b.name)) for b in index.backbones),
@@ -479,5 +482,5 @@ def build_context(results: SavedResults) -> ReportContext:
             for number, claim in enumerate(conclusions.claims, start=1))),
         flagged=_flagged(index), skipped=tuple(index.skipped_images), images=tuple(index.images),
         provenance=tuple(ProvenanceRow(b.display_name, b.weights) for b in index.backbones),
-        timings=results.timings, figures=made, task=task, differ=differ, differences=differences)
+        timings=results.timings, figures=made, task=task, differ=differ, differences=differences, data=data)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from ..inputs.config import DEVICE_SAMPLE_SIZES
-from ..results.schema import PRECISION_REACHED, CostReport, Estimand, RunIndex, TaskReport, Interval
+from ..results.schema import PRECISION_REACHED, CostReport, Estimand, FlagReason, RunIndex, TaskReport, Interval
 from ..scoring.score import sample_sizes
 from ..scoring.constraints import Check, constraint
 from ..scoring.criteria import criteria, criterion, utility
@@ -379,18 +379,27 @@ def _task_warnings(decision: Decision, index: RunIndex, task: Optional[TaskRepor
     return tuple(out)
 
 
-def _train_copies_warning(index: RunIndex, shown: int = 3) -> tuple:
-    """Evaluation images that are also training images (--train-images, byte-identical): a probe fit on an image
-    scores it from memory, so the probe's accuracy is inflated by them (the run goes on; the user decides)."""
+def _train_copies_warning(index: RunIndex, shown: int = 3, data=None) -> tuple:
+    """Evaluation images that are also training images (--train-images): byte-identical, or (``data``: metrics.json's
+    data check) near-copies by their pooled features. A probe fit on an image scores it from memory, so the probe's
+    accuracy is inflated by them (the run goes on; the user decides)."""
     copies = index.train_copies
-    if not copies:
+    near = tuple(f.image for f in data.flagged(FlagReason.TRAIN_EVAL_NEAR_COPY)) if data is not None else ()
+    if not copies and not near:
         return ()
-    named = (f"{', '.join(copies[:shown])} and {len(copies) - shown:,} more" if len(copies) > shown
-             else listing(copies))
-    return ((text(f"{len(copies):,} of the {len(index.images):,} images are also in the training images ", strong=True),
-             text(f"(byte-identical: {named}): the probes were fit on them, so their "
+
+    def named(files) -> str:
+        return (f"{', '.join(files[:shown])} and {len(files) - shown:,} more" if len(files) > shown
+                else listing(files))
+    kinds = ([f"byte-identical: {named(copies)}"] if copies else []) + \
+        ([f"{len(near):,} near-cop{'y' if len(near) == 1 else 'ies'}, pooled features at least {num(data.near_threshold)} similar: "
+          f"{named(near)}"] if near else [])
+    return ((text(f"{len(copies) + len(near):,} of the {len(index.images):,} images are also in the training images ",
+                  strong=True),
+             text(f"({'; '.join(kinds)}): the probes were fit on them, so their "
                   "accuracy on these images is inflated. Remove them from --images or from --train-images and run "
-                  "again.")),)
+                  "again."),
+             *((text(" Your data", link="data"), text(" lists them.")) if near else ())),)
 
 
 def _who(decision: Decision, name: Optional[str]) -> str:
@@ -736,7 +745,8 @@ def _timing(decision: Decision, cost: Optional[CostReport]) -> Sentence:
 
 
 def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optional[CostReport] = None,
-                  task: Optional[TaskReport] = None, gate=None, survival: Optional[Survival] = None) -> DecisionPage:
+                  task: Optional[TaskReport] = None, gate=None, survival: Optional[Survival] = None,
+                  data=None) -> DecisionPage:
     """Page 1. ``task``: metrics.json's task (the user's classes), which names the task in the title and first
     sentence and says what each candidate's accuracy measures. ``survival``: the pick recomputed without the
     flagged images (:func:`~reportgen.scoring.survival.pick_survival`; None or nothing left out: no line)."""
@@ -749,7 +759,7 @@ def decision_page(decision: Decision, index: RunIndex, started: str, cost: Optio
                         rows=candidate_cells(decision, estimands), busy=_busy(decision),
                         degenerate=tuple(degenerate_warning(found) for found in decision.degenerate),
                         task=_task_sentence(decision, index, task),
-                        task_warnings=_train_copies_warning(index) + _task_warnings(decision, index, task),
+                        task_warnings=_train_copies_warning(index, data=data) + _task_warnings(decision, index, task),
                         accuracy_header=accuracy_header, columns=column_headers(accuracy_header, index.own_task),
                         gate=_gate(gate), gate_rows=gate_cells(gate) if gate is not None else (),
                         survival=survival_sentence(survival, index.own_task),

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 import jinja2
 
 from ..errors import OutputError
-from ..results.csv_files import write_csv
+from ..results.csv_files import FLAGGED_CSV, write_csv, write_flagged_csv
 from ..results.store import SavedResults, atomic_write_bytes, load_results, plain, remove_stale_temp_files
 from . import formatting
 from .context import build_context
@@ -149,6 +149,9 @@ def render_report(results_dir: Path, out_dir: Path, formats=("html", "pdf"), tim
     if context.differences is not None:  # every image where two candidates differ (issue 33)
         write_csv(out_dir / DIFFERENCES_CSV, DIFFERENCES_COLUMNS, differences_table(context.differences))
         written["differences"] = out_dir / DIFFERENCES_CSV
+    if results.metrics.data is not None:  # "Your data": every flagged image with its reason
+        write_flagged_csv(out_dir / FLAGGED_CSV, results.metrics.data)
+        written["flagged_csv"] = out_dir / FLAGGED_CSV
     if "md" in formats:
         mark = time.perf_counter()
         (out_dir / "figures").mkdir(exist_ok=True)

@@ -18,8 +18,11 @@ SLIM_KL = "slimkl"  # (N,) KL(full || slim) of the softmax outputs
 SLIM_SPEARMAN = "slimspearman"  # (N,) Spearman of slimmed vs full deep-layer CAM (NaN: not comparable)
 LOGITS = "logits"  # (N, classes) float32: calibration, temperature scaling (a probe's: out-of-fold log-probabilities)
 KNN_PRED = "knnpred"  # (N,) a probe candidate's out-of-fold k-NN class (-1: not scored)
-# (N, D) a probe candidate's pooled pre-logit features (shards: the probe is fit after the merge)
+# (N, D) every candidate's pooled pre-logit features (a probe's input; the data check's near-duplicates)
 PRELOGITS = "prelogits"
+# (T, D) the --train-images' pooled pre-logit features (a probe candidate's, computed to fit it): the same in every
+# shard, read by the data check for near-copies between training and evaluation images
+TRAIN_PRELOGITS = "trainprelogits"
 HEAD_TOP1 = "headtop1"  # (N,) top-1 of the head the CAMs explain (a probe's fit on every labelled image)
 CORRUPT_TOP1 = "corrupttop1"  # (C, corruptions, severities) top-1 on corrupted crops, C = CorruptionRun.images
 CORRUPT_CLEAN = "corruptclean"  # (C,) top-1 on the clean common crops: the corrupted ones' reference

@@ -47,3 +47,16 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
     """``path`` written atomically (temp name, then rename), UTF-8."""
     atomic_write_bytes(Path(path), csv_text(header, rows).encode("utf-8"))
+
+
+# "Your data": every flagged image with its reason, the file a user takes back to the labelling tool (one row per
+# image and reason; the report lists, nothing of the user's is changed).
+FLAGGED_CSV = "flagged_images.csv"
+FLAGGED_HEADER = ("image", "reason", "other_image", "similarity", "given_label", "suggested_label", "label_quality",
+                  "rank")
+
+
+def write_flagged_csv(path: Path, data) -> None:
+    """``data``: metrics.json's ``DataCheck``; its flags in its order (by reason, label issues likeliest first)."""
+    write_csv(path, FLAGGED_HEADER, ((f.image, f.reason.value, f.other, f.similarity, f.given, f.suggested, f.score,
+                                      f.rank or None) for f in data.flags))

@@ -439,6 +439,9 @@ class RunIndex(JsonRecord):
     # Images byte-identical (sha256) to an image of --train-images: the probe was fit on them, so its accuracy on
     # them is inflated (page 1 warns; the sanity, corruption and faithfulness samples leave them out).
     train_copies: tuple[str, ...] = ()
+    # Schema 13: the --train-images files in the order of a probe's saved training features (``trainprelogits``), so
+    # the data check names the training image an evaluation image nearly copies.
+    train_files: tuple[str, ...] = ()
 
     @property
     def own_task(self) -> bool:
@@ -677,6 +680,7 @@ class Metrics(JsonRecord):
     sample_sizes: tuple[SampleSize, ...] = ()
     task: Optional["TaskReport"] = _optional()  # the user's classes only
     train_copies: tuple[str, ...] = ()  # images also in --train-images (byte-identical): as in results.json
+    data: Optional["DataCheck"] = _optional()  # schema 13: "Your data" (duplicates, leakage, label issues, balance)
 
 
 @dataclass(frozen=True)
@@ -746,6 +750,91 @@ class TaskReport(JsonRecord):
             return ()
         common = set.intersection(*(set(r.order) for r in self.rankings))
         return tuple(n for n in self.rankings[0].order if n in common)
+
+
+# --- "Your data": duplicates, leakage, likely label errors, class balance (scoring/datacheck.py) ----------------
+
+class FlagReason(StrEnum):
+    """Why an image is flagged; one flag per (image, reason). Duplicates flag every copy but the first of a group
+    (by position in the run), so leaving the flagged ones out keeps one of each."""
+    EXACT_DUPLICATE = "exact_duplicate"  # the same bytes (content sha256) as an earlier image of --images
+    NEAR_DUPLICATE = "near_duplicate"  # pooled features at least near_duplicate_cosine similar (mean over candidates)
+    TRAIN_EVAL_COPY = "train_eval_copy"  # the same bytes as a --train-images image: leakage
+    TRAIN_EVAL_NEAR_COPY = "train_eval_near_copy"  # a near-copy of a --train-images image: leakage
+    LABEL_ISSUE = "label_issue"  # cleanlab's confident learning on out-of-fold probabilities: likely mislabelled
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flag(JsonRecord):
+    """One flagged image of --images: what it is flagged for and the evidence."""
+    image: str  # file, relative to --images (as ImageEntry.file)
+    position: int  # in the run's images
+    reason: FlagReason
+    other: str = ""  # the image it copies: an earlier image of --images, or a --train-images file
+    other_position: Optional[int] = None  # the other image's position in the run's images (None: a training image)
+    similarity: Optional[float] = None  # cosine of the pooled features (the mean over the candidates compared)
+    given: str = ""  # label issues: the given class
+    suggested: str = ""  # label issues: the class the out-of-fold probabilities favour
+    score: Optional[float] = None  # label issues: cleanlab's label quality (self-confidence, 0..1; lower: likelier)
+    rank: int = 0  # label issues: 1 = the likeliest label error
+
+
+class CheckName(StrEnum):
+    EXACT_DUPLICATES = "exact duplicates"
+    NEAR_DUPLICATES = "near-duplicates"
+    TRAIN_EVAL = "training and evaluation overlap"
+    LABEL_ISSUES = "likely label errors"
+    CLASS_BALANCE = "class balance"
+
+
+@dataclass(frozen=True)
+class DataCheckRun(JsonRecord):
+    """One check of the data: whether it ran, on what (or why not), and how many images it flagged."""
+    check: CheckName
+    status: RunStatus
+    basis: str  # what it ran on ("content sha256 of 60 images", "out-of-fold probabilities of ...") or why not
+    flagged: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassCount(JsonRecord):
+    """One class of the labelled images and what its count does to its intervals."""
+    index: int
+    name: str
+    images: int
+    share: float  # of the labelled images
+    # The widest a 95 % interval on an accuracy (a per-class recall) measured on this many images can be: the Wilson
+    # interval's half-width at 50 % (None: no image). It shrinks as 1/sqrt(images).
+    half_width: Optional[float] = None
+    smallest: bool = False  # among the classes with the fewest images
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataCheck(JsonRecord):
+    """The checks of the user's images (``scoring.datacheck.check_data``): every flagged image with its reason, the
+    checks that ran and why others did not, and the class counts. Nothing of the user's is changed."""
+    images: int
+    labelled: int
+    checks: tuple[DataCheckRun, ...]
+    flags: tuple[Flag, ...]
+    classes: tuple[ClassCount, ...] = ()
+    near_threshold: float = 0.0  # the cosine similarity from which two images are near-duplicates
+    features_from: tuple[str, ...] = ()  # candidates whose pooled features were compared (similarity averaged)
+    probabilities_from: tuple[str, ...] = ()  # candidates whose held-out probabilities cleanlab read (averaged)
+    imbalance: Optional[float] = None  # the largest class's count over the smallest's (None: under two classes)
+
+    def flagged(self, reason: "FlagReason") -> tuple[Flag, ...]:
+        return tuple(f for f in self.flags if f.reason == reason)
+
+    def run_of(self, check: "CheckName") -> Optional[DataCheckRun]:
+        return next((c for c in self.checks if c.check == check), None)
+
+    @property
+    def leaked(self) -> tuple[str, ...]:
+        """Images that copy a training image, byte for byte or nearly (each once, in the run's order)."""
+        seen = {f.position: f.image for f in self.flags
+                if f.reason in (FlagReason.TRAIN_EVAL_COPY, FlagReason.TRAIN_EVAL_NEAR_COPY)}
+        return tuple(seen[p] for p in sorted(seen))
 
 
 # --- cost.json (machine-dependent, kept apart from the reproducible files like timings.json) ------------------

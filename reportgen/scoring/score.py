@@ -15,6 +15,7 @@ from ..results.schema import (Aggregate, BackboneResult, CamStatus, ImageEntry, 
                               SanityStepScore, SanitySummary, SlimmingScore, SlimmingStatus)
 from .beyond_paper import calibration_score, corruption_score, faithfulness_score
 from .bootstrap import PairedDraws, interval
+from .datacheck import check_data
 from .task_report import task_report
 from .measures import cam_similarity, centred_gaussian, ks_from_quantiles, localisation, uniform_map, upsample
 from .vectors import Vectors, interval_of, run_draws
@@ -240,6 +241,7 @@ def score(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> Metri
         sample_sizes=sample_sizes(index),
         task=task_report(index, arrays_of, config, draws),
         train_copies=index.train_copies,
+        data=check_data(index, arrays_of, config),
     )
 
 
