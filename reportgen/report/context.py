@@ -8,8 +8,8 @@ from typing import Optional
 from ..inputs.config import AnalysisConfig
 from ..inputs.manifest import BACKGROUNDS, SIZES
 from ..inputs.registry import DEPTHS
-from ..results.schema import (Aggregate, AggregateLookup, BackboneResult, CamStatus, Cost, ImageEntry, RunIndex,
-                              SanityLayer, SanityStatus, WeightsInfo, WeightStats, FeatureStats)
+from ..results.schema import (Aggregate, AggregateLookup, BackboneResult, CamStatus, Cost, FlagReason, ImageEntry,
+                              RunIndex, SanityLayer, SanityStatus, WeightsInfo, WeightStats, FeatureStats)
 from ..results.store import SavedResults
 from ..scoring.score import baseline_role
 from . import figures
@@ -17,7 +17,7 @@ from ..scoring.decision import Decision
 from ..scoring.rules import CLAIMS, ClaimVerdict, Conclusions, SlimmingRow, Verdict, conclude
 from ..scoring.vectors import run_draws
 from ..scoring.gate import GateReport, decide_and_gate
-from ..scoring.survival import NOTHING_LEFT_OUT, LeftOut, Survival, pick_survival
+from ..scoring.survival import NOTHING_LEFT_OUT, LeftOut, Survival, images_to_leave_out, pick_survival
 from ..scoring.differ import Differences, run_differences
 from .beyond_section import BeyondSection, build_beyond
 from .conclusions_section import ConclusionsSection, build_conclusions
@@ -424,10 +424,18 @@ def single_term_claims() -> frozenset:
 
 
 def images_left_out(results: SavedResults) -> LeftOut:
-    """The flagged images page 1's survival line recomputes the decision without: the data check's duplicates,
-    leaked images and likely label errors, through :func:`~reportgen.scoring.survival.images_to_leave_out`.
-    Nothing yet (so no line) until the data check (issue 34, points 1 and 2) is wired in here."""
-    return NOTHING_LEFT_OUT
+    """The flagged images page 1's survival line recomputes the decision without: the data check's duplicates (each
+    group kept once), leaked images (copies and near-copies of training images) and likely label errors, through
+    :func:`~reportgen.scoring.survival.images_to_leave_out`. Nothing (so no line) when no check ran or none flagged."""
+    data = results.metrics.data
+    if data is None:
+        return NOTHING_LEFT_OUT
+    return images_to_leave_out(
+        duplicate_groups=[(flag.other, flag.image) for reason in (FlagReason.EXACT_DUPLICATE, FlagReason.NEAR_DUPLICATE)
+                          for flag in data.flagged(reason)],
+        leaked=[flag.image for reason in (FlagReason.TRAIN_EVAL_COPY, FlagReason.TRAIN_EVAL_NEAR_COPY)
+                for flag in data.flagged(reason)],
+        label_errors=[flag.image for flag in data.flagged(FlagReason.LABEL_ISSUE)])
 
 
 def build_context(results: SavedResults) -> ReportContext:
