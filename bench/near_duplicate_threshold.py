@@ -6,43 +6,78 @@ difference hash's distance (dHash, tests/test_datacheck.py), and the similarity 
     python bench/near_duplicate_threshold.py
 
 Loads Lite0 (offline, the lite package); about a minute on two cores. Its figures are in docs/analyses.md."""
+import argparse
 import io
 import sys
 from pathlib import Path
 
-import numpy as np
-import timm
-import timm.data
-import torch
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tests'))
-from PIL import Image
-from conftest import _lite0
-from test_datacheck import dhash, hamming
-torch.set_num_threads(1)
-model=_lite0()
-tf=timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
-def feat(img):
-    with torch.no_grad():
-        x=tf(img.convert('RGB'))[None]
-        f=model.forward_head(model.forward_features(x), pre_logits=True)[0].numpy().astype(np.float64)
-    return f/np.linalg.norm(f)
-def jpeg(img,q,scale):
-    img=img.convert('RGB'); img=img.resize((int(img.width*scale),int(img.height*scale)),Image.BICUBIC)
-    b=io.BytesIO(); img.save(b,'JPEG',quality=q); b.seek(0); return Image.open(b)
-def crop(img,share):
-    w,h=img.size; s=share**0.5; cw,ch=int(w*s),int(h*s); return img.crop(((w-cw)//2,(h-ch)//2,(w-cw)//2+cw,(h-ch)//2+ch))
-def dh(img):
-    b=io.BytesIO(); img.convert('RGB').save(b,'PNG'); b.seek(0); return dhash(b)
-paths=sorted(Path(__file__).resolve().parent.parent / 'images'.glob('*.png'))
-imgs=[Image.open(p).convert('RGB') for p in paths]
-F=np.array([feat(i) for i in imgs]); Hs=[dh(i) for i in imgs]
-S=F@F.T; n=len(imgs); iu=np.triu_indices(n,1)
-print('distinct curated pairs: n',len(iu[0]),'max cos',S[iu].max().round(3),'q99',np.quantile(S[iu],0.99).round(3))
-order=np.argsort(-S[iu])[:6]
-for k in order: i,j=iu[0][k],iu[1][k]; print('  ',round(S[i,j],3),'dh',hamming(Hs[i],Hs[j]),paths[i].name,paths[j].name)
-kinds={'jpeg95 x0.85':lambda i:jpeg(i,95,0.85),'jpeg70 x0.85':lambda i:jpeg(i,70,0.85),'jpeg90 x0.5':lambda i:jpeg(i,90,0.5),'crop 90%':lambda i:crop(i,0.9),'crop 75%':lambda i:crop(i,0.75),'mirror':lambda i:i.transpose(Image.FLIP_LEFT_RIGHT)}
-for name,fn in kinds.items():
-    c=[];d=[]
-    for i,img in enumerate(imgs):
-        v=fn(img); c.append(float(feat(v)@F[i])); d.append(hamming(dh(v),Hs[i]))
-    c=np.array(c); print(f'{name:14s} cos min {c.min():.3f} median {np.median(c):.3f}  dhash max {max(d)} median {int(np.median(d))}')
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    import numpy as np
+    import timm.data
+    import torch
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import _lite0
+    from test_datacheck import dhash, hamming
+
+    torch.set_num_threads(1)
+    model = _lite0()
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+
+    def features(image):
+        with torch.no_grad():
+            x = transform(image.convert("RGB"))[None]
+            f = model.forward_head(model.forward_features(x), pre_logits=True)[0].numpy().astype(np.float64)
+        return f / np.linalg.norm(f)
+
+    def jpeg(image, quality, scale):
+        image = image.convert("RGB").resize((int(image.width * scale), int(image.height * scale)), Image.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        buffer.seek(0)
+        return Image.open(buffer)
+
+    def crop(image, share):
+        w, h = image.size
+        side = share ** 0.5
+        cw, ch = int(w * side), int(h * side)
+        return image.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch))
+
+    def image_hash(image):
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "PNG")
+        buffer.seek(0)
+        return dhash(buffer)
+
+    paths = sorted((REPO / "images").glob("*.png"))
+    images = [Image.open(p).convert("RGB") for p in paths]
+    feats = np.array([features(i) for i in images])
+    hashes = [image_hash(i) for i in images]
+    similarity = feats @ feats.T
+    upper = np.triu_indices(len(images), 1)
+    print(f"distinct curated pairs: {len(upper[0])}, max cosine {similarity[upper].max():.3f}, "
+          f"99th percentile {np.quantile(similarity[upper], 0.99):.3f}")
+    for k in np.argsort(-similarity[upper])[:6]:
+        i, j = upper[0][k], upper[1][k]
+        print(f"   {similarity[i, j]:.3f} dHash {hamming(hashes[i], hashes[j])} {paths[i].name} {paths[j].name}")
+    kinds = {"jpeg95 x0.85": lambda i: jpeg(i, 95, 0.85), "jpeg70 x0.85": lambda i: jpeg(i, 70, 0.85),
+             "jpeg90 x0.5": lambda i: jpeg(i, 90, 0.5), "crop 90%": lambda i: crop(i, 0.9),
+             "crop 75%": lambda i: crop(i, 0.75), "mirror": lambda i: i.transpose(Image.FLIP_LEFT_RIGHT)}
+    for name, make in kinds.items():
+        cosines, distances = [], []
+        for position, image in enumerate(images):
+            copy = make(image)
+            cosines.append(float(features(copy) @ feats[position]))
+            distances.append(hamming(image_hash(copy), hashes[position]))
+        cosines = np.array(cosines)
+        print(f"{name:14s} cosine min {cosines.min():.3f} median {np.median(cosines):.3f}  dHash max "
+              f"{max(distances)} median {int(np.median(distances))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -241,7 +241,12 @@ def test_ten_thousand_images_give_sampled_galleries_and_a_complete_csv(monkeypat
                      config.differ_errors_shown]
     assert f"{config.differ_pdf_images} of {discordant} shown" in block.gallery[0].caption
     assert f"lists all {discordant:,}" in block.gallery[0].caption
-    assert f"{discordant - config.differ_html_images:,} more in" in block.rest_note
+    assert f"{discordant - config.differ_html_images:,} more listed below" in block.rest_note
+    # every discordant image is in the HTML: the thumbnails, then a table of the rest
+    assert len(block.listed) == discordant - config.differ_html_images
+    assert {r.file for r in block.listed} | {r.file for r in block.sample_rows} <= {i.file for i in run.index.images}
+    assert len({r.file for r in block.listed}) == len(block.listed)
+    assert f"{discordant - config.differ_html_images:,} images" in block.listed_note
     assert len(differences_table(diffs)) == discordant
     assert differ_section.DIFFERENCES_CSV in block.rest_note
     assert (diffs.pairs[0].first_only, diffs.pairs[0].second_only) == (int(np.sum(a_right & ~b_right)),

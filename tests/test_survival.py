@@ -290,7 +290,36 @@ R, U, NONE = DecisionStatus.RECOMMENDED, DecisionStatus.NO_CLEAR_WINNER, Decisio
     (R, NONE, ("a", None), (0.93, None), (0.07, None), "no candidate meets the constraints any more."),
     (NONE, NONE, (None, None), (None, None), (None, None), "still no candidate meets the constraints."),
     (NONE, R, (None, "b"), (None, None), (None, 1.0), "B meets the constraints and is the pick (P(best) 100 %)."),
-], ids=["holds", "still-no-winner", "no-longer", "becomes", "lead-changes", "none-pass", "still-none", "now-meets"])
+    # the review's two cases: the pick stays A, recommended as given and the only candidate without (B fails a
+    # constraint there); a pick where there was none is not a change of pick
+    (R, DecisionStatus.ONLY_CANDIDATE, ("a", "a"), (0.93, 1.0), (0.07, None),
+     "the pick holds: A's P(best) rises from 93 % to 100 %."),
+    (U, R, ("a", "b"), (0.6, 0.05), (0.4, 0.95), "B becomes the pick (P(best) 95 %; A's falls from 60 % to 5 %)."),
+    (R, R, ("a", "b"), (0.93, 0.05), (0.07, 0.95), "the pick changes to B (P(best) 95 %; A's falls from 93 % to 5 %)."),
+], ids=["holds", "still-no-winner", "no-longer", "becomes", "lead-changes", "none-pass", "still-none", "now-meets",
+        "holds-as-only-candidate", "pick-where-none-was", "pick-changes"])
 def test_every_way_the_pick_can_go_reads_as_one_line(given, without, leaders, p_a, p_b, said):
     line = plain(survival_sentence(_record(given, without, leaders, p_a, p_b)))
     assert line.startswith(f"Without the 3 flagged images (3 duplicates), on the other 27 images, {said}"), line
+
+
+def test_the_page_leaves_out_exactly_the_copies_the_data_check_flagged():
+    """The data check keeps the first of a duplicate group by position (``z/keep.jpg`` can come before ``a/copy.jpg``:
+    paths sort otherwise than strings); the survival line leaves out the image it flagged, never the one it kept."""
+    from types import SimpleNamespace
+
+    from reportgen.report.context import images_left_out
+    from reportgen.results.schema import DataCheck, Flag, FlagReason
+    from reportgen.scoring.survival import LeftOutReason
+
+    flags = (Flag(image="a/copy.jpg", position=1, reason=FlagReason.NEAR_DUPLICATE, other="z/keep.jpg",
+                  other_position=0, similarity=0.95),
+             Flag(image="b/leak.jpg", position=2, reason=FlagReason.TRAIN_EVAL_NEAR_COPY, other="train/x.jpg",
+                  similarity=0.97),
+             Flag(image="c/wrong.jpg", position=3, reason=FlagReason.LABEL_ISSUE, given="cat", suggested="dog",
+                  score=0.02, rank=1))
+    data = DataCheck(images=4, labelled=4, checks=(), flags=flags)
+    left = images_left_out(SimpleNamespace(metrics=SimpleNamespace(data=data)))
+    assert left.images == (("a/copy.jpg", LeftOutReason.DUPLICATE), ("b/leak.jpg", LeftOutReason.LEAKED),
+                           ("c/wrong.jpg", LeftOutReason.LABEL_ERROR))
+    assert images_left_out(SimpleNamespace(metrics=SimpleNamespace(data=None))).images == ()

@@ -233,18 +233,19 @@ def numbered_names(used: "AnnotationNames", reading: LabelReading) -> Optional[N
 def _mostly_imagenet(names, resolver: ImageNetResolver, numbers: Optional[NumberedNames]) -> bool:
     """More than half of the names are ImageNet classes: the set is ImageNet's, and a name that is not is a typo the
     loader names in one line (a user's own classes rarely look like WordNet ids or exact ImageNet names). A number
-    counts as ImageNet's only when the numbers read as ImageNet indices (``numbers``: :func:`numbered_names`)."""
-    indices = numbers is not None and numbers.read_as == LabelSpaceKind.IMAGENET
-    known = 0
-    for name in names:
-        if NUMBER.fullmatch(name.strip()):
-            known += indices
-            continue
+    counts as ImageNet's when the numbers read as ImageNet indices (``numbers``: :func:`numbered_names`) or when they
+    stand beside ImageNet's names (WordNet ids, ImageNet class names): a set that mixes the two is ImageNet's, and
+    its index 5000 a typo, not the user's class."""
+    def imagenet_name(name: str) -> bool:
         try:
             resolver.resolve(name)
-            known += 1
+            return True
         except ValueError:
-            known += bool(WORDNET_LOOKING.fullmatch(name.strip()))  # a WordNet id mistyped
+            return bool(WORDNET_LOOKING.fullmatch(name.strip()))  # a WordNet id mistyped
+
+    named = [imagenet_name(name) for name in names if not NUMBER.fullmatch(name.strip())]
+    indices = numbers is not None and (numbers.read_as == LabelSpaceKind.IMAGENET or any(named))
+    known = sum(named) + indices * sum(bool(NUMBER.fullmatch(name.strip())) for name in names)
     return known * 2 > len(names)
 
 

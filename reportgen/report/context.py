@@ -424,15 +424,16 @@ def single_term_claims() -> frozenset:
 
 
 def images_left_out(results: SavedResults) -> LeftOut:
-    """The flagged images page 1's survival line recomputes the decision without: the data check's duplicates (each
-    group kept once), leaked images (copies and near-copies of training images) and likely label errors, through
-    :func:`~reportgen.scoring.survival.images_to_leave_out`. Nothing (so no line) when no check ran or none flagged."""
+    """The flagged images page 1's survival line recomputes the decision without: the data check's duplicates (the
+    copies it flagged: it keeps the first of each group by position), leaked images (copies and near-copies of
+    training images) and likely label errors, through :func:`~reportgen.scoring.survival.images_to_leave_out`.
+    Nothing (so no line) when no check ran or none flagged."""
     data = results.metrics.data
     if data is None:
         return NOTHING_LEFT_OUT
     return images_to_leave_out(
-        duplicate_groups=[(flag.other, flag.image) for reason in (FlagReason.EXACT_DUPLICATE, FlagReason.NEAR_DUPLICATE)
-                          for flag in data.flagged(reason)],
+        duplicates=[flag.image for reason in (FlagReason.EXACT_DUPLICATE, FlagReason.NEAR_DUPLICATE)
+                    for flag in data.flagged(reason)],
         leaked=[flag.image for reason in (FlagReason.TRAIN_EVAL_COPY, FlagReason.TRAIN_EVAL_NEAR_COPY)
                 for flag in data.flagged(reason)],
         label_errors=[flag.image for flag in data.flagged(FlagReason.LABEL_ISSUE)])

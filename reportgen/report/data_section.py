@@ -158,8 +158,10 @@ def _balance_note(data: DataCheck) -> Sentence:
         return ()
     small = min(filled, key=lambda c: (c.images, c.index))
     empty = [c.name for c in data.classes if not c.images]
-    out = [text(f"The smallest class, {small.name}, has {small.images:,} labelled images: an accuracy (its recall) "
-                f"measured on them has an interval up to ±{pct(small.half_width)} wide"
+    one = small.images == 1
+    out = [text(f"The smallest class, {small.name}, has {small.images:,} labelled image{'' if one else 's'}: an "
+                f"accuracy (its recall) measured on {'it' if one else 'them'} has a 95 % interval up to "
+                f"±{pct(small.half_width)} (half its width)"
                 + (f", and macro-F1 weighs it as much as the largest class ({data.imbalance:g} times its images)"
                    if data.imbalance and data.imbalance > 1 else "") + ".")]
     if empty:

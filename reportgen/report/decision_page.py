@@ -160,7 +160,11 @@ def _survival_verdict(survival: Survival) -> Sentence:
                 text(f": {given.display_name} leads both ways, its P(best) {_moved(given.given, given.without)}"),)
     if survival.verdict_without == DecisionStatus.NONE_PASS or new is None:
         return (text("no candidate meets the constraints any more", flag=True),)
+    was_pick = survival.verdict_given in picked
     if given is not None and new.backbone == given.backbone:
+        if survival.verdict_without in picked and was_pick:  # e.g. recommended as given, the only candidate without
+            return (text("the pick holds", strong=True),
+                    text(f": {given.display_name}'s P(best) {_moved(given.given, given.without)}"),)
         if survival.verdict_without in picked:
             return (text(f"{given.display_name} becomes the pick", flag=True),
                     text(f": its P(best) {_moved(given.given, given.without)}{needs}"),)
@@ -170,9 +174,10 @@ def _survival_verdict(survival: Survival) -> Sentence:
     if given is None:  # nothing met the constraints as given
         what = f"{new.display_name} meets the constraints and " + \
             ("is the pick" if survival.verdict_without in picked else "leads, with no clear winner")
+    elif survival.verdict_without in picked:
+        what = f"the pick changes to {new.display_name}" if was_pick else f"{new.display_name} becomes the pick"
     else:
-        what = f"the pick changes to {new.display_name}" if survival.verdict_without in picked else \
-            f"the lead changes to {new.display_name}, with no clear winner"
+        what = f"the lead changes to {new.display_name}, with no clear winner"
     before = f"; {given.display_name}'s {_moved(given.given, given.without)}" if given is not None else ""
     return (text(what, flag=True), text(f" (P(best) {whole_pct(new.without)}{before})"),)
 
@@ -619,6 +624,11 @@ def _numbers_read(numbered: NumberedNames, space: LabelSpace, examples: str) -> 
     count = len(numbered.numbers)
     own = numbered.read_as == LabelSpaceKind.OWN
     why = NUMBERS_WHY[numbered.reason].format(start=min(numbered.numbers[0], 1), top=numbered.numbers[-1])
+    if numbered.reason == NumbersReason.COUNT:  # a count may miss a few numbers (the rule allows one in ten)
+        present = set(numbered.numbers)
+        missing = [n for n in range(min(numbered.numbers[0], 1), numbered.numbers[-1] + 1) if n not in present]
+        if missing:
+            why += f", with {number_runs(missing, 3)} missing"
     what = f"{NUMBERS_WHERE.get(numbered.source, 'Class names')} {runs}"
     if own:
         classes = (f"your {count:,} classes" if count == len(space.names) else

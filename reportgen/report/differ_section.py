@@ -62,6 +62,9 @@ class PairBlock:
     rest: tuple  # Figure pages of the HTML's other images (unnumbered, not in the PDF)
     rest_note: str
     sample_rows: tuple  # ImageRow of the sample (the Markdown lists them)
+    # ImageRow of every image beyond the HTML's thumbnails (HTML only, a table: every image is in the HTML)
+    listed: tuple = ()
+    listed_note: str = ""
     strata_note: Sentence
     strata: tuple  # StratumRow
     errors: tuple  # Figure pages
@@ -168,7 +171,12 @@ def _block(n: int, pair: PairDifference, index: RunIndex, cache, numbered: Figur
             figures.pair_grid(cache, [i.position for i in chosen], first, second, captions, labels))
     others = [image for k, image in enumerate(pair.images) if k not in set(shown)][
         :max(0, config.differ_html_images - len(chosen))]
-    rest, rest_note = (), ""
+    rest, rest_note, listed, listed_note = (), "", (), ""
+    beyond = [image for k, image in enumerate(pair.images) if k not in set(shown)][len(others):]
+    if beyond:
+        listed = _caption_rows(pair, beyond, index)[2]
+        listed_note = (f"The other {len(beyond):,} images where they differ, without thumbnails (HTML only; a "
+                       f"gallery holds at most differ_html_images = {config.differ_html_images:,})")
     if others:
         captions, labels, _ = _caption_rows(pair, others, index)
         pages = figures.pair_grid(cache, [i.position for i in others], first, second, captions, labels)
@@ -177,7 +185,7 @@ def _block(n: int, pair: PairDifference, index: RunIndex, cache, numbered: Figur
                             "(HTML only).", page, "image/jpeg") for k, page in enumerate(pages))
         left = len(pair.images) - len(chosen) - len(others)
         rest_note = (f"The other {len(others):,} images where they differ (HTML only)"
-                     + (f"; {left:,} more in {DIFFERENCES_CSV}" if left else "") + ".")
+                     + (f"; {left:,} more listed below and in {DIFFERENCES_CSV}" if left else "") + ".")
     errors, errors_note = _errors(pair, entries, cache, numbered, anchor, shown_errors)
     confusions_note = ()
     if index.own_task and pair.basis == Basis.RIGHT_WRONG:
@@ -188,7 +196,7 @@ def _block(n: int, pair: PairDifference, index: RunIndex, cache, numbered: Figur
                                 if pair.confusions else "Both make the same confusions, as often."),)
     return PairBlock(anchor=anchor, title=_title(pair), first=pair.first_display, second=pair.second_display,
                      summary=summary(pair), gallery=gallery,
-                     rest=rest, rest_note=rest_note, sample_rows=rows, strata_note=_strata_note(pair),
+                     rest=rest, rest_note=rest_note, listed=listed, listed_note=listed_note, sample_rows=rows, strata_note=_strata_note(pair),
                      strata=_strata_rows(pair) if pair.first_only + pair.second_only else (), errors=errors,
                      errors_note=errors_note,
                      confusions_note=confusions_note,

@@ -67,16 +67,19 @@ def _groups(duplicate_groups: Iterable[Iterable[str]]) -> list:
     return sorted((sorted(g) for g in merged if len(g) > 1), key=lambda g: g[0])
 
 
-def images_to_leave_out(*, duplicate_groups: Iterable[Iterable[str]] = (), leaked: Iterable[str] = (),
-                        label_errors: Iterable[str] = ()) -> LeftOut:
-    """The flags of the data check as the images to leave out: of each group of duplicates (exact or near, groups
-    sharing an image merged) all but the first by path; every leaked image (a near-copy of a training image); every
+def images_to_leave_out(*, duplicate_groups: Iterable[Iterable[str]] = (), duplicates: Iterable[str] = (),
+                        leaked: Iterable[str] = (), label_errors: Iterable[str] = ()) -> LeftOut:
+    """The flags of the data check as the images to leave out: the copies named in ``duplicates`` (the data check
+    already chose the one of each group it keeps), or, from ``duplicate_groups`` (exact or near, groups sharing an
+    image merged), all but the first of each by path; every leaked image (a near-copy of a training image); every
     likely label error. Deterministic: the same flags give the same images whatever their order."""
     reasons: dict = {}
     for file in leaked:
         reasons.setdefault(file, LeftOutReason.LEAKED)
     for file in label_errors:
         reasons.setdefault(file, LeftOutReason.LABEL_ERROR)
+    for file in duplicates:
+        reasons.setdefault(file, LeftOutReason.DUPLICATE)
     for group in _groups(duplicate_groups):
         for file in group[1:]:
             reasons.setdefault(file, LeftOutReason.DUPLICATE)
