@@ -120,7 +120,10 @@ def test_without_labels_the_images_where_top1_differs_stand_in():
 
 
 def _image(n, wrong, confidence):
+    from reportgen.scoring.differ import WrongSide
+
     return DiscordantImage(file=f"f{n}", position=n, label="x", size=None, background=None, wrong=wrong,
+                           wrong_side={"a": WrongSide.FIRST, "b": WrongSide.SECOND}[wrong],
                            first_prediction="", first_confidence=0.5, first_correct=None, second_prediction="",
                            second_confidence=0.5, second_correct=None, loser_confidence=confidence)
 
@@ -191,6 +194,35 @@ def test_compare_lines_up_two_runs_picks_by_image_content():
     assert diff.role == PairRole.RUNS and diff.compared == 10
     assert (diff.first_only, diff.second_only) == (3, 2)  # the hand count of the run against itself
     assert [i.file for i in diff.newly_wrong()] == ["img1.png", "img4.png", "img2.png"]
+
+
+def test_compare_of_two_runs_picking_the_same_backbone_keeps_the_directions_apart():
+    """Review finding 1: `reportgen compare` of two runs that pick the same backbone (same battery, two data
+    versions) names the same candidate both ways, so which one is wrong is told by side, not by name."""
+    from dataclasses import replace
+
+    from reportgen.scoring.differ import WrongSide, aligned_runs
+    from reportgen.scoring.gate import _regression
+
+    a = _run().index
+    b = _run().index
+    a_entry, b_entry = b.backbones
+    # run B's backbone is also called "a" and predicts what "b" predicts (the hand count above)
+    b = replace(b, backbones=(replace(b_entry, name="a", display_name="A"),))
+    diff = aligned_runs(a, b, "a", "a", errors_shown=0)
+    assert (diff.first, diff.second) == ("a", "a") and (diff.first_only, diff.second_only) == (3, 2)
+    # by hand: 7 (run A wrong, 0.95), 1 (run B wrong, 0.9), 4 (B, 0.8), 5 (A, 0.7), 2 (B, 0.6)
+    assert [i.file for i in diff.images] == ["img7.png", "img1.png", "img4.png", "img5.png", "img2.png"]
+    assert [i.loser_confidence for i in diff.images] == pytest.approx([0.95, 0.9, 0.8, 0.7, 0.6])
+    assert [i.wrong_side for i in diff.images] == [WrongSide.FIRST, WrongSide.SECOND, WrongSide.SECOND,
+                                                   WrongSide.FIRST, WrongSide.SECOND]
+    assert [i.file for i in diff.newly_wrong()] == ["img1.png", "img4.png", "img2.png"]  # right in A, wrong in B
+    assert [i.file for i in diff.newly_right()] == ["img7.png", "img5.png"]
+    # the gallery sample shares its places between the two directions: 2 places, one each, the most confident
+    assert gallery_sample(diff.images, 2) == (0, 1)
+    # the gate's regressions take the same side: a challenger under the champion's name names B's wrong images
+    regression = _regression(a, a_entry, replace(b_entry, name="a"))
+    assert (regression.newly_wrong, regression.files) == (3, ("img1.png", "img4.png", "img2.png"))
 
 
 def test_the_section_s_counts_are_page_one_s():

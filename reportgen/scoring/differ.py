@@ -40,6 +40,13 @@ class Basis(StrEnum):
     DISAGREE = "top-1 predictions differ"  # no image labelled for both: no right or wrong
 
 
+class WrongSide(StrEnum):
+    """Which candidate of a pair is wrong on a discordant image. By side, not by name: `reportgen compare` of two
+    runs that pick the same backbone names one candidate both ways (review finding 1)."""
+    FIRST = "first"
+    SECOND = "second"
+
+
 class PairRole(StrEnum):
     TOP_TWO = "top two"  # the decision's leader (first) and runner-up
     GATE = "gate"  # the champion (first) and one challenger
@@ -53,7 +60,8 @@ class DiscordantImage:
     label: Optional[str]  # the true class (None: not labelled for both)
     size: Optional[str]
     background: Optional[str]
-    wrong: str  # backbone name of the candidate that is wrong ("" when there is no label)
+    wrong: str  # backbone name of the candidate that is wrong ("" when there is no label), for the reader
+    wrong_side: Optional[WrongSide]  # which side is wrong (None when there is no label): what code goes by
     first_prediction: str
     first_confidence: float  # its top-1 probability
     first_correct: Optional[bool]
@@ -119,10 +127,10 @@ class PairDifference:
 
     def newly_wrong(self) -> tuple:
         """Right for the first, wrong for the second (a challenger's regressions against the champion)."""
-        return tuple(image for image in self.images if image.wrong == self.second)
+        return tuple(image for image in self.images if image.wrong_side == WrongSide.SECOND)
 
     def newly_right(self) -> tuple:
-        return tuple(image for image in self.images if image.wrong == self.first)
+        return tuple(image for image in self.images if image.wrong_side == WrongSide.FIRST)
 
 
 @dataclass(frozen=True)
@@ -210,10 +218,11 @@ def _confusions(images, first: Side, second: Side) -> tuple:
 
 def _image(n: int, image: ImageEntry, p: Prediction, q: Prediction, first: Side, second: Side) -> DiscordantImage:
     labelled = p.correct_top1 is not None and q.correct_top1 is not None
-    wrong = (second.name if p.correct_top1 else first.name) if labelled else ""
-    loser = (q if wrong == second.name else p).top1.prob if labelled else min(p.top1.prob, q.top1.prob)
+    side = (WrongSide.SECOND if p.correct_top1 else WrongSide.FIRST) if labelled else None
+    wrong = {WrongSide.FIRST: first.name, WrongSide.SECOND: second.name, None: ""}[side]
+    loser = (q if side == WrongSide.SECOND else p).top1.prob if labelled else min(p.top1.prob, q.top1.prob)
     return DiscordantImage(file=image.file, position=n, label=p.target_name if labelled else None, size=image.size,
-                           background=image.background, wrong=wrong, first_prediction=p.top1.name,
+                           background=image.background, wrong=wrong, wrong_side=side, first_prediction=p.top1.name,
                            first_confidence=float(p.top1.prob), first_correct=p.correct_top1,
                            second_prediction=q.top1.name, second_confidence=float(q.top1.prob),
                            second_correct=q.correct_top1, loser_confidence=float(loser))
@@ -297,12 +306,13 @@ def gallery_sample(images: Sequence[DiscordantImage], limit: int) -> tuple:
         return tuple(range(len(images)))
     groups: dict = {}
     for n, image in enumerate(images):
-        groups.setdefault(image.wrong, []).append(n)
+        groups.setdefault(image.wrong_side, []).append(n)  # by side: both sides may bear one name (compare)
     share = {key: max(1, math.floor(limit * len(members) / len(images))) for key, members in groups.items()}
-    while sum(share.values()) > limit:  # more directions than places: the smallest shares give way
+    while sum(share.values()) > limit:  # more directions than places: the largest share gives way first, so a
+        # direction keeps its one place as long as any other holds more (ties: the later side)
         share[max(share, key=lambda k: (share[k], k))] -= 1
     spare = limit - sum(share.values())
-    for key in sorted(groups, key=lambda k: (-(limit * len(groups[k]) / len(images) - share[k]), k)):
+    for key in sorted(groups, key=lambda k: (-(limit * len(groups[k]) / len(images) - share[k]), k or "")):
         if spare and share[key] < len(groups[key]):
             share[key], spare = share[key] + 1, spare - 1
     chosen = []
