@@ -364,3 +364,17 @@ def test_an_imagenet_run_read_back_from_saved_results_is_checked_without_imagene
     assert sorted((f.given, f.suggested) for f in data.flagged(FlagReason.LABEL_ISSUE)) == [
         ("wasps", "ants"), ("wasps", "bees")]
     assert [c.name for c in data.classes] == ["ants", "bees", "wasps"]
+
+
+def test_the_section_counts_each_reason_in_words_that_agree_with_the_count():
+    """'3 copies of training images', '1 near-copy of a training image': the first user-like run printed '3 copy of
+    a training images'."""
+    from reportgen.report.data_section import _intro
+    from reportgen.report.phrases import plain
+    from reportgen.results.schema import DataCheck, Flag, FlagReason
+
+    flags = tuple(Flag(image=f"c{n}.jpg", position=n, reason=FlagReason.TRAIN_EVAL_COPY, other=f"t{n}.jpg")
+                  for n in range(3)) + (Flag(image="n.jpg", position=3, reason=FlagReason.TRAIN_EVAL_NEAR_COPY,
+                                             other="t9.jpg", similarity=0.95),)
+    said = plain(_intro(DataCheck(images=4, labelled=4, checks=(), flags=flags)))
+    assert "3 copies of training images and 1 near-copy of a training image." in said, said

@@ -24,6 +24,13 @@ REASON_TEXT = {
     FlagReason.TRAIN_EVAL_NEAR_COPY: "near-copy of a training image",
     FlagReason.LABEL_ISSUE: "likely label error",
 }
+REASONS_TEXT = {  # the plural of each, for counts
+    FlagReason.EXACT_DUPLICATE: "exact duplicates",
+    FlagReason.NEAR_DUPLICATE: "near-duplicates",
+    FlagReason.TRAIN_EVAL_COPY: "copies of training images",
+    FlagReason.TRAIN_EVAL_NEAR_COPY: "near-copies of training images",
+    FlagReason.LABEL_ISSUE: "likely label errors",
+}
 THUMB = 112  # pixels of a thumbnail's longer side
 THUMBS_PER_ROW = 6
 
@@ -128,8 +135,9 @@ def flagged_thumbnails(results: SavedResults, flags: list) -> bytes:
 
 
 def _intro(data: DataCheck) -> Sentence:
-    kinds = [(len(data.flagged(r)), REASON_TEXT[r]) for r in FlagReason]
-    found = [f"{count:,} {name}{'s' if count != 1 else ''}" for count, name in kinds if count]
+    kinds = [(len(data.flagged(r)), r) for r in FlagReason]
+    found = [f"{count:,} {REASON_TEXT[reason] if count == 1 else REASONS_TEXT[reason]}" for count, reason in kinds
+             if count]
     unlabelled = data.labelled == 0
     head = (f"The {data.images:,} images were checked for exact and near-duplicates"
             + ("" if unlabelled else ", likely label errors and class balance")
