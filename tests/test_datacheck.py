@@ -364,3 +364,28 @@ def test_an_imagenet_run_read_back_from_saved_results_is_checked_without_imagene
     assert sorted((f.given, f.suggested) for f in data.flagged(FlagReason.LABEL_ISSUE)) == [
         ("wasps", "ants"), ("wasps", "bees")]
     assert [c.name for c in data.classes] == ["ants", "bees", "wasps"]
+
+
+# --- review findings 2, 4 and 5 (unit) ------------------------------------------------------------------------------
+
+def test_a_chained_near_duplicate_shows_the_link_that_joined_it():
+    """a, b, c at angles 0, 0.3, 0.6 rad (threshold 0.9): a~b and b~c (cos 0.3 = 0.95534), a and c not (cos 0.6 =
+    0.82534). c was joined through b: it is shown beside b with cos 0.3, never beside a with 0.8253; a, the first of
+    the group, is kept (not flagged), so leaving out the flagged images keeps one of the three."""
+    from dataclasses import replace
+
+    from reportgen.scoring.datacheck import near_duplicates
+
+    planted = Planted(train=False)
+    index = replace(planted.index, images=planted.index.images[:3])
+    angles = np.array([0.0, 0.3, 0.6])
+    x = np.zeros((3, DIM))
+    x[:, 0], x[:, 1] = np.cos(angles), np.sin(angles)
+    flags = near_duplicates(index, {"a": unit_rows(x)}, planted.config)
+    found = {f.image.rsplit("/", 1)[-1]: (f.other.rsplit("/", 1)[-1], f.similarity) for f in flags}
+    assert set(found) == {"img01.jpg", "img02.jpg"}  # img00 (a) kept
+    assert found["img02.jpg"] == ("img01.jpg", pytest.approx(0.9553, abs=1e-4))  # cos(0.3) by hand
+    # b is as similar to a as to c (cos 0.3 both; which one float rounding decides)
+    assert found["img01.jpg"][0] in ("img00.jpg", "img02.jpg")
+    assert found["img01.jpg"][1] == pytest.approx(0.9553, abs=1e-4)
+    assert all(f.similarity >= planted.config.near_duplicate_cosine for f in flags)

@@ -167,24 +167,31 @@ def exact_duplicates(index: RunIndex) -> list[Flag]:
 
 def near_duplicates(index: RunIndex, features: dict, config: AnalysisConfig) -> list[Flag]:
     """Near-duplicate groups among the images (exact copies stand for their first copy): every member but the first
-    flagged, with the first and their similarity (the mean over the candidates)."""
+    by position flagged (so leaving out every flagged image keeps one of each group), each with the link that joined
+    it: the member it is most similar to (the mean over the candidates, at least ``near_duplicate_cosine``; ties:
+    the earlier one). Why not the first member: a group is joined through chains (a~b, b~c, a not ~ c), and c's
+    similarity to a lies below the threshold, so it would show a number that does not say why c was flagged."""
     images = index.images
     first = {}
     for position, image in enumerate(images):
         first.setdefault(image.sha256, position)
     distinct = np.array(sorted(first.values()), dtype=np.int64)  # one row per content
     spaces = [x[distinct] for x in features.values()]
-    rows, cols, _ = agreed_pairs(spaces, config.near_duplicate_cosine, config.near_duplicate_neighbours)
+    rows, cols, sims = agreed_pairs(spaces, config.near_duplicate_cosine, config.near_duplicate_neighbours)
     group = distinct[_groups(distinct.size, rows, cols)]
+    closest: dict = {}  # row -> (similarity, the other row): pairs come sorted, so the first of a tie stays
+    for a, b, sim in zip(rows.tolist(), cols.tolist(), sims.tolist()):
+        for mine, other in ((a, b), (b, a)):
+            if mine not in closest or sim > closest[mine][0] or (sim == closest[mine][0] and other < closest[mine][1]):
+                closest[mine] = (sim, other)
     flags = []
     for row, position in enumerate(distinct.tolist()):
-        keeper = int(group[row])
-        if keeper == position:
+        if int(group[row]) == position:  # the first of its group (or alone): kept
             continue
-        similarity = float(np.mean([np.dot(x[position].astype(np.float64), x[keeper].astype(np.float64))
-                                    for x in features.values()]))
+        similarity, other = closest[row]
+        linked = int(distinct[other])
         flags.append(Flag(image=images[position].file, position=position, reason=FlagReason.NEAR_DUPLICATE,
-                          other=images[keeper].file, other_position=keeper, similarity=round(similarity, 4)))
+                          other=images[linked].file, other_position=linked, similarity=round(similarity, 4)))
     return flags
 
 
