@@ -244,11 +244,7 @@ def _not_out_of_fold(entry) -> str:
     cross-validated (too few labelled images per class or distinct images for the folds, under two classes) keeps a
     note, and its scored outputs are then the explaining head's, fit on these very images. Its saved log-probabilities
     (log of at least 1e-30, analysis/probe.py) are finite either way, so only the note tells."""
-    if entry.estimand != Estimand.LINEAR_PROBE:
-        return ""
-    if entry.task is None or entry.task.note:
-        return entry.task.note if entry.task is not None else "no probe record"
-    return ""
+    return entry.task.note if entry.estimand == Estimand.LINEAR_PROBE else ""  # a probe always has its task
 
 
 def held_out_probabilities(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
@@ -308,9 +304,8 @@ def label_issues(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
     alone = int(counts[small].sum())
     if small.all():
         return [], DataCheckRun(CheckName.LABEL_ISSUES, RunStatus.SKIPPED,
-                                f"each of the {classes.size} classes has at most {MIN_PER_CLASS} held-out labelled "
-                                f"image{'s' if MIN_PER_CLASS != 1 else ''}: confident learning never flags the only "
-                                f"image of a class"), used, alone
+                                f"each of the {classes.size} classes has one held-out labelled image: confident "
+                                "learning never flags the only image of a class"), used, alone
     sub = probs[np.ix_(positions, classes)]
     sums = sub.sum(axis=1, keepdims=True)
     sub = np.divide(sub, sums, out=np.full_like(sub, 1.0 / classes.size), where=sums > 0)
@@ -334,9 +329,10 @@ def label_issues(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
     basis = (f"{'; '.join(kinds)} ({held}{', averaged' if len(used) > 1 else ''}) on {positions.size} labelled images "
              f"of {classes.size} classes")
     if alone:
-        basis += (f"; {alone} of them {'is' if alone == 1 else 'are'} the only image of {'its' if alone == 1 else 'their'}"
-                  f" class ({int(small.sum())} class{'es' if small.sum() != 1 else ''}), which confident learning "
-                  f"cannot flag: not checked")
+        one = alone == 1
+        basis += (f"; {alone} of them {'is' if one else 'are'} the only image of {'its' if one else 'their'} class "
+                  f"({int(small.sum())} class{'' if one else 'es'}) and {'was' if one else 'were'} not checked "
+                  "(confident learning never flags a class's only image)")
     if left_out:
         basis += f"; left out: {left_out}"
     return flags, DataCheckRun(CheckName.LABEL_ISSUES, RunStatus.DONE, basis, len(flags)), used, alone
