@@ -378,3 +378,104 @@ def test_the_section_counts_each_reason_in_words_that_agree_with_the_count():
                                              other="t9.jpg", similarity=0.95),)
     said = plain(_intro(DataCheck(images=4, labelled=4, checks=(), flags=flags)))
     assert "3 copies of training images and 1 near-copy of a training image." in said, said
+
+
+# --- review findings 2, 4 and 5 (unit) ------------------------------------------------------------------------------
+
+def test_a_chained_near_duplicate_shows_the_link_that_joined_it():
+    """a, b, c at angles 0, 0.3, 0.6 rad (threshold 0.9): a~b and b~c (cos 0.3 = 0.95534), a and c not (cos 0.6 =
+    0.82534). c was joined through b: it is shown beside b with cos 0.3, never beside a with 0.8253; a, the first of
+    the group, is kept (not flagged), so leaving out the flagged images keeps one of the three."""
+    from dataclasses import replace
+
+    from reportgen.scoring.datacheck import near_duplicates
+
+    planted = Planted(train=False)
+    index = replace(planted.index, images=planted.index.images[:3])
+    angles = np.array([0.0, 0.3, 0.6])
+    x = np.zeros((3, DIM))
+    x[:, 0], x[:, 1] = np.cos(angles), np.sin(angles)
+    flags = near_duplicates(index, {"a": unit_rows(x)}, planted.config)
+    found = {f.image.rsplit("/", 1)[-1]: (f.other.rsplit("/", 1)[-1], f.similarity) for f in flags}
+    assert set(found) == {"img01.jpg", "img02.jpg"}  # img00 (a) kept
+    assert found["img02.jpg"] == ("img01.jpg", pytest.approx(0.9553, abs=1e-4))  # cos(0.3) by hand
+    # b is as similar to a as to c (cos 0.3 both; which one float rounding decides)
+    assert found["img01.jpg"][0] in ("img00.jpg", "img02.jpg")
+    assert found["img01.jpg"][1] == pytest.approx(0.9553, abs=1e-4)
+    assert all(f.similarity >= planted.config.near_duplicate_cosine for f in flags)
+
+
+def _singletons_run(big: int, alone: int, swap_alone: bool = True):
+    """``big`` classes of 5 images (image 1 of class 0 labelled class 1 though its held-out probabilities say class
+    0), then ``alone`` classes of one image each (the first two swapped when ``swap_alone``): one probe candidate
+    with out-of-fold probabilities 0.9 on the true class."""
+    from dataclasses import replace
+
+    names = tuple(f"c{k}" for k in range(big + alone))
+    true = [k for k in range(big) for _ in range(5)] + list(range(big, big + alone))
+    given = list(true)
+    if big:
+        given[1] = 1
+    if swap_alone and alone >= 2:
+        given[5 * big], given[5 * big + 1] = given[5 * big + 1], given[5 * big]
+    n = len(true)
+    images = tuple(replace(_entry(i, 0, f"{i:064x}"), file=f"{names[given[i]]}/img{i:02d}.jpg", class_index=given[i],
+                           class_name=names[given[i]]) for i in range(n))
+    probs = np.full((n, len(names)), 0.1 / (len(names) - 1))
+    probs[np.arange(n), true] = 0.9
+    rng = np.random.default_rng(4)
+    arrays = {"a": {keys.PRELOGITS: rng.normal(size=(n, DIM)).astype(np.float32),
+                    keys.LOGITS: np.log(probs).astype(np.float32)}}
+    config = AnalysisConfig(bootstrap_samples=20)
+    entry = replace(_backbone("a", [0] * n), task=TaskRun(estimand=Estimand.LINEAR_PROBE, head_outputs=len(names),
+                                                          classes_used=tuple(range(len(names)))))
+    index = RunIndex(
+        schema_version=SCHEMA_VERSION, versions={}, config=config, seed=0, weights_mode="pretrained", device="cpu",
+        image_set=ImageSetInfo("t", "", n), images=images, skipped_images=(), backbones=(entry,),
+        timings_file="timings.json", battery_file={}, label_space=own_space(names, NamesSource.FOLDERS))
+    return index, arrays, config
+
+
+def test_images_alone_in_their_class_are_counted_not_claimed_clean():
+    """cleanlab never flags the only image of a class: 3 classes x 5 images (one mislabelled) and 6 classes of one
+    image (two swapped). By hand: the mislabelled image of the big classes is flagged; the 6 lone images are said
+    to be unchecked (6 images, 6 classes), whatever their labels."""
+    index, arrays, config = _singletons_run(3, 6)
+    data = check_data(index, lambda n: arrays[n], config)
+    run = data.run_of(CheckName.LABEL_ISSUES)
+    assert run.status == RunStatus.DONE
+    assert [f.image for f in data.flagged(FlagReason.LABEL_ISSUE)] == ["c1/img01.jpg"]
+    assert "6 of them are the only image of their class (6 classes) and were not checked" in run.basis
+    assert data.alone_in_class == 6
+    assert DataCheck.from_json(data.to_json()) == data
+
+
+def test_a_run_of_one_image_per_class_does_not_say_zero_label_errors():
+    """10 classes x 1 image, two swapped: cleanlab can flag none of them, so the check is not 'ran, 0 flagged'."""
+    index, arrays, config = _singletons_run(0, 10)
+    data = check_data(index, lambda n: arrays[n], config)
+    run = data.run_of(CheckName.LABEL_ISSUES)
+    assert run.status == RunStatus.SKIPPED and "only image of a class" in run.basis
+    assert data.alone_in_class == 10 and not data.flagged(FlagReason.LABEL_ISSUE)
+
+
+def test_a_probe_without_cross_validation_is_not_read_for_label_errors():
+    """A probe that was not cross-validated (its task note says why) saved the explaining head's probabilities, fit
+    on these images: finite, so only the note tells. Probe 'a' so: left out with its reason; 'b' still read."""
+    from dataclasses import replace
+
+    planted = Planted(train=False)
+    note = "fewer distinct labelled images than the 5 folds: no cross-validation"
+    a, b = planted.index.backbones
+    planted.index = replace(planted.index, backbones=(replace(a, task=replace(a.task, note=note)), b))
+    data = planted.check()
+    run = data.run_of(CheckName.LABEL_ISSUES)
+    assert data.probabilities_from == ("b",)
+    assert run.status == RunStatus.DONE and f"left out: a: no out-of-fold probabilities ({note})" in run.basis
+    # both without: nothing to read, and the reason says why
+    planted.index = replace(planted.index, backbones=(replace(a, task=replace(a.task, note=note)),
+                                                      replace(b, task=replace(b.task, note=note))))
+    data = planted.check()
+    run = data.run_of(CheckName.LABEL_ISSUES)
+    assert run.status == RunStatus.SKIPPED and "no out-of-fold probabilities" in run.basis and note in run.basis
+    assert not data.flagged(FlagReason.LABEL_ISSUE)

@@ -822,6 +822,9 @@ class DataCheck(JsonRecord):
     features_from: tuple[str, ...] = ()  # candidates whose pooled features were compared (similarity averaged)
     probabilities_from: tuple[str, ...] = ()  # candidates whose held-out probabilities cleanlab read (averaged)
     imbalance: Optional[float] = None  # the largest class's count over the smallest's (None: under two classes)
+    # Held-out labelled images the label check could not flag: the only one of their class (cleanlab never flags a
+    # class's last image), counted so that "0 likely label errors" is not claimed over them.
+    alone_in_class: int = 0
 
     def flagged(self, reason: "FlagReason") -> tuple[Flag, ...]:
         return tuple(f for f in self.flags if f.reason == reason)

@@ -22,6 +22,7 @@ read or changed. cleanlab (with pandas and scikit-learn) is imported only when t
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -36,6 +37,9 @@ from .proportion import exact_interval
 ArraysOf = Callable[[str], dict]
 # Rows of the similarity matrix computed at a time: 1,024 x 10,000 float32 is 40 MB.
 BLOCK_ROWS = 1024
+# cleanlab's min_examples_per_class (its default): it never flags a class's last this many images, so a class of
+# this many or fewer held-out labelled images is not checked at all (ImageNet-labelled runs with one image a class).
+MIN_PER_CLASS = 1
 # The classes named as the smallest in the balance table.
 SMALLEST_SHOWN = 3
 # Whose probabilities confident learning may read, by how the candidate is scored: (usable, why). One table.
@@ -167,24 +171,31 @@ def exact_duplicates(index: RunIndex) -> list[Flag]:
 
 def near_duplicates(index: RunIndex, features: dict, config: AnalysisConfig) -> list[Flag]:
     """Near-duplicate groups among the images (exact copies stand for their first copy): every member but the first
-    flagged, with the first and their similarity (the mean over the candidates)."""
+    by position flagged (so leaving out every flagged image keeps one of each group), each with the link that joined
+    it: the member it is most similar to (the mean over the candidates, at least ``near_duplicate_cosine``; ties:
+    the earlier one). Why not the first member: a group is joined through chains (a~b, b~c, a not ~ c), and c's
+    similarity to a lies below the threshold, so it would show a number that does not say why c was flagged."""
     images = index.images
     first = {}
     for position, image in enumerate(images):
         first.setdefault(image.sha256, position)
     distinct = np.array(sorted(first.values()), dtype=np.int64)  # one row per content
     spaces = [x[distinct] for x in features.values()]
-    rows, cols, _ = agreed_pairs(spaces, config.near_duplicate_cosine, config.near_duplicate_neighbours)
+    rows, cols, sims = agreed_pairs(spaces, config.near_duplicate_cosine, config.near_duplicate_neighbours)
     group = distinct[_groups(distinct.size, rows, cols)]
+    closest: dict = {}  # row -> (similarity, the other row): pairs come sorted, so the first of a tie stays
+    for a, b, sim in zip(rows.tolist(), cols.tolist(), sims.tolist()):
+        for mine, other in ((a, b), (b, a)):
+            if mine not in closest or sim > closest[mine][0] or (sim == closest[mine][0] and other < closest[mine][1]):
+                closest[mine] = (sim, other)
     flags = []
     for row, position in enumerate(distinct.tolist()):
-        keeper = int(group[row])
-        if keeper == position:
+        if int(group[row]) == position:  # the first of its group (or alone): kept
             continue
-        similarity = float(np.mean([np.dot(x[position].astype(np.float64), x[keeper].astype(np.float64))
-                                    for x in features.values()]))
+        similarity, other = closest[row]
+        linked = int(distinct[other])
         flags.append(Flag(image=images[position].file, position=position, reason=FlagReason.NEAR_DUPLICATE,
-                          other=images[keeper].file, other_position=keeper, similarity=round(similarity, 4)))
+                          other=images[linked].file, other_position=linked, similarity=round(similarity, 4)))
     return flags
 
 
@@ -228,52 +239,73 @@ def _degenerate(index: RunIndex, config: AnalysisConfig) -> set:
     return out
 
 
+def _not_out_of_fold(entry) -> str:
+    """Why a probe candidate's saved probabilities are not out-of-fold ("" when they are): a probe that was not
+    cross-validated (too few labelled images per class or distinct images for the folds, under two classes) keeps a
+    note, and its scored outputs are then the explaining head's, fit on these very images. Its saved log-probabilities
+    (log of at least 1e-30, analysis/probe.py) are finite either way, so only the note tells."""
+    return entry.task.note if entry.estimand == Estimand.LINEAR_PROBE else ""  # a probe always has its task
+
+
 def held_out_probabilities(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
-                           leaked: set) -> tuple[Optional[np.ndarray], np.ndarray, tuple, str]:
+                           leaked: set) -> tuple[Optional[np.ndarray], np.ndarray, tuple, str, str]:
     """(probabilities (N, classes) averaged over the usable candidates, rows that are held out for all of them,
-    the candidates, why none when there are none). A probe's rows: its labelled images of the classes it was fit on
-    (elsewhere its scored outputs are the explaining head's, which saw half of them); never a leaked image."""
+    the candidates, why none when there are none, the probes left out for want of out-of-fold probabilities and
+    why). A probe's rows: its labelled images of the classes it was fit on (elsewhere its scored outputs are the
+    explaining head's, which saw half of them); never a leaked image."""
     if index.untrained:
-        return None, np.zeros(0, bool), (), "untrained weights: their probabilities say nothing about the labels"
+        return None, np.zeros(0, bool), (), "untrained weights: their probabilities say nothing about the labels", ""
     truth = np.array([i.class_index if i.class_index is not None else -1 for i in index.images])
     if not (truth >= 0).any():
-        return None, np.zeros(0, bool), (), "the images have no labels: only the duplicate checks run"
+        return None, np.zeros(0, bool), (), "the images have no labels: only the duplicate checks run", ""
     broken = _degenerate(index, config)
     usable = [e for e in index.backbones if HELD_OUT[e.estimand][0] and e.name not in broken]
     if index.own_task:  # the user's classes: only a probe's probabilities are its own out-of-fold ones
         usable = [e for e in usable if e.estimand == Estimand.LINEAR_PROBE]
+    not_held = {e.name: _not_out_of_fold(e) for e in usable if _not_out_of_fold(e)}
+    usable = [e for e in usable if e.name not in not_held]
+    left_out = "; ".join(f"{name}: no out-of-fold probabilities ({why})" for name, why in sorted(not_held.items()))
     if not usable:
         reasons = sorted({HELD_OUT[e.estimand][1] for e in index.backbones if not HELD_OUT[e.estimand][0]})
-        why = "; ".join(reasons) or "no candidate scores the images through a held-out probe or the ImageNet head"
+        why = "; ".join(reasons + ([left_out] if left_out else [])) or \
+            "no candidate scores the images through a held-out probe or the ImageNet head"
         if broken:
             why += f"; {', '.join(sorted(broken))}: degenerate outputs"
-        return None, np.zeros(0, bool), (), f"no held-out probabilities ({why})"
+        return None, np.zeros(0, bool), (), f"no held-out probabilities ({why})", left_out
     rows = (truth >= 0) & np.array([image.file not in leaked for image in index.images])
     probs = []
     for entry in usable:
         logits = arrays_of(entry.name).get(keys.LOGITS)
         if logits is None or logits.shape[0] != len(index.images):
-            return None, np.zeros(0, bool), (), f"{entry.name}: no saved probabilities"
+            return None, np.zeros(0, bool), (), f"{entry.name}: no saved probabilities", left_out
         probs.append(softmax(np.nan_to_num(logits.astype(np.float64), nan=-np.inf, neginf=-1e30)))
-        if entry.estimand == Estimand.LINEAR_PROBE and entry.task is not None:
-            rows &= np.isin(truth, entry.task.classes_used) & np.all(np.isfinite(logits), axis=1)
-    return np.mean(probs, axis=0), rows, tuple(e.name for e in usable), ""
+        if entry.estimand == Estimand.LINEAR_PROBE:
+            rows &= np.isin(truth, entry.task.classes_used)
+    return np.mean(probs, axis=0), rows, tuple(e.name for e in usable), "", left_out
 
 
 def label_issues(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
-                 leaked: set) -> tuple[list[Flag], DataCheckRun, tuple]:
+                 leaked: set) -> tuple[list[Flag], DataCheckRun, tuple, int]:
     """cleanlab's ``find_label_issues`` (prune by noise rate, ranked by self-confidence) on the held-out
     probabilities, over the classes the scored images are labelled with (each row renormalised over them): the flags
-    ranked likeliest first, with the given and the suggested class."""
-    probs, rows, used, why = held_out_probabilities(index, arrays_of, config, leaked)
+    ranked likeliest first, with the given and the suggested class; and how many of the checked images sit in
+    classes too small for cleanlab to flag (at most :data:`MIN_PER_CLASS` images: it never flags a class's last
+    ones), which the basis says, so that "0 flagged" is never claimed over images that could not be flagged."""
+    probs, rows, used, why, left_out = held_out_probabilities(index, arrays_of, config, leaked)
     if probs is None:
-        return [], DataCheckRun(CheckName.LABEL_ISSUES, RunStatus.SKIPPED, why), ()
+        return [], DataCheckRun(CheckName.LABEL_ISSUES, RunStatus.SKIPPED, why), (), 0
     truth = np.array([i.class_index if i.class_index is not None else -1 for i in index.images])
     positions = np.flatnonzero(rows)
-    classes = np.unique(truth[positions])
+    classes, counts = np.unique(truth[positions], return_counts=True)
     if classes.size < 2:
         return [], DataCheckRun(CheckName.LABEL_ISSUES, RunStatus.SKIPPED,
-                                "fewer than two classes among the held-out labelled images"), used
+                                "fewer than two classes among the held-out labelled images"), used, 0
+    small = counts <= MIN_PER_CLASS
+    alone = int(counts[small].sum())
+    if small.all():
+        return [], DataCheckRun(CheckName.LABEL_ISSUES, RunStatus.SKIPPED,
+                                f"each of the {classes.size} classes has one held-out labelled image: confident "
+                                "learning never flags the only image of a class"), used, alone
     sub = probs[np.ix_(positions, classes)]
     sums = sub.sum(axis=1, keepdims=True)
     sub = np.divide(sub, sums, out=np.full_like(sub, 1.0 / classes.size), where=sums > 0)
@@ -281,8 +313,11 @@ def label_issues(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
     from cleanlab.filter import find_label_issues  # pandas and scikit-learn: only here
     from cleanlab.rank import get_label_quality_scores
 
-    ranked = find_label_issues(given, sub, filter_by="prune_by_noise_rate",
-                               return_indices_ranked_by="self_confidence", n_jobs=1)
+    with warnings.catch_warnings():  # "May not flag all label issues in class k": counted and said below
+        warnings.simplefilter("ignore", UserWarning)
+        ranked = find_label_issues(given, sub, filter_by="prune_by_noise_rate",
+                                   return_indices_ranked_by="self_confidence", min_examples_per_class=MIN_PER_CLASS,
+                                   n_jobs=1)
     quality = get_label_quality_scores(given, sub, method="self_confidence")
     name = class_names(index).__getitem__
     flags = [Flag(image=index.images[int(positions[r])].file, position=int(positions[r]), reason=FlagReason.LABEL_ISSUE,
@@ -293,7 +328,14 @@ def label_issues(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig,
     kinds = sorted({HELD_OUT[index.backbone(n).estimand][1] for n in used})
     basis = (f"{'; '.join(kinds)} ({held}{', averaged' if len(used) > 1 else ''}) on {positions.size} labelled images "
              f"of {classes.size} classes")
-    return flags, DataCheckRun(CheckName.LABEL_ISSUES, RunStatus.DONE, basis, len(flags)), used
+    if alone:
+        one = alone == 1
+        basis += (f"; {alone} of them {'is' if one else 'are'} the only image of {'its' if one else 'their'} class "
+                  f"({int(small.sum())} class{'' if one else 'es'}) and {'was' if one else 'were'} not checked "
+                  "(confident learning never flags a class's only image)")
+    if left_out:
+        basis += f"; left out: {left_out}"
+    return flags, DataCheckRun(CheckName.LABEL_ISSUES, RunStatus.DONE, basis, len(flags)), used, alone
 
 
 def widest_half_width(images: int, level: float) -> Optional[float]:
@@ -355,7 +397,7 @@ def check_data(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> 
     else:
         checks.append(DataCheckRun(CheckName.TRAIN_EVAL, RunStatus.SKIPPED, "no --train-images"))
     leaked = {f.image for f in flags if f.reason in (FlagReason.TRAIN_EVAL_COPY, FlagReason.TRAIN_EVAL_NEAR_COPY)}
-    issues, run, used = label_issues(index, arrays_of, config, leaked)
+    issues, run, used, alone = label_issues(index, arrays_of, config, leaked)
     flags += issues
     checks.append(run)
     classes, imbalance = class_balance(index, config)
@@ -367,4 +409,4 @@ def check_data(index: RunIndex, arrays_of: ArraysOf, config: AnalysisConfig) -> 
     return DataCheck(images=n, labelled=sum(i.class_index is not None for i in index.images), checks=tuple(checks),
                      flags=tuple(flags), classes=classes, near_threshold=config.near_duplicate_cosine,
                      features_from=tuple(features) if not skipped else (), probabilities_from=used,
-                     imbalance=imbalance)
+                     imbalance=imbalance, alone_in_class=alone)
