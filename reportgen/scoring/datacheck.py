@@ -113,19 +113,18 @@ def agreed_pairs(queries: list, threshold: float, neighbours: int,
 
 
 def _groups(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(n,) each item's group: the lowest member of its connected component (union-find over the pairs)."""
-    parent = np.arange(n)
+    """(n,) each item's group: the lowest member of its connected component over the pairs (scipy's graph
+    components, not a union-find of our own)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-    for a, b in zip(rows.tolist(), cols.tolist()):
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([root(i) for i in range(n)])
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    graph = coo_matrix((np.ones(len(rows)), (np.asarray(rows), np.asarray(cols))), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    lowest = np.full(labels.max() + 1, n)
+    np.minimum.at(lowest, labels, np.arange(n))
+    return lowest[labels]
 
 
 # --- the checks ---------------------------------------------------------------------------------------------------
