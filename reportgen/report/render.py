@@ -8,6 +8,7 @@ import os
 import re
 import time
 from dataclasses import asdict
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -24,6 +25,9 @@ from .formats import REPORT_FORMATS, parse_formats  # noqa: F401 (both re-export
 from .scale import PER_IMAGE_COLUMNS, beyond_columns, beyond_values, per_image_table
 
 
+# One environment per process: Jinja keeps each template compiled in its environment (and recompiles one whose file
+# changed), and compiling the report's templates takes longer than rendering them.
+@lru_cache(maxsize=None)
 def template_environment() -> jinja2.Environment:
     folder = resources.files("reportgen.templates")
     # autoescape=True escapes every template whatever its file extension.
@@ -66,6 +70,7 @@ def _md_sentence(parts) -> Raw:
     return Raw("".join(out))
 
 
+@lru_cache(maxsize=None)
 def markdown_environment() -> jinja2.Environment:
     env = template_environment()
     env = env.overlay(autoescape=False, finalize=_md_escape)
