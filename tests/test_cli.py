@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import message_lines, run_cli
+from conftest import copy_run, message_lines, run_cli
 
 
 def _every_command():
@@ -115,9 +115,8 @@ def test_run_is_deterministic_and_reuses_unchanged_backbones(tmp_path, small_ima
     assert sizes["chelsea.png"] == "medium"
 
 
-def test_changed_images_recompute_and_foreign_folders_are_refused(tmp_path, small_image_dir, fast_battery):
-    out = tmp_path / "out"
-    assert _run_small(out, small_image_dir, "--config", str(fast_battery)).exit_code == 0
+def test_changed_images_recompute_and_foreign_folders_are_refused(tmp_path, small_image_dir, fast_battery, lite0_small):
+    out = copy_run(lite0_small, tmp_path / "out")  # Lite0 with the fast battery on small_image_dir
     fewer = tmp_path / "fewer"
     fewer.mkdir()
     lines = (small_image_dir / "annotations.csv").read_text().splitlines()

@@ -20,7 +20,7 @@ from reportgen.scoring.ranking import mcnemar
 from reportgen.report.decision_page import decision_page
 from reportgen.report.phrases import plain
 
-from conftest import FAST, run_cli
+from conftest import FAST, LITE0_SMALL, copy_run, run_cli
 
 N = 24
 MACHINE = Machine("cpu", "test cpu", "test cpu", 2, "x")
@@ -630,12 +630,12 @@ def test_the_lite_run_shows_each_models_win_probability_on_page_one(lite_report)
             assert measure["ci_low"] < measure["ci_high"], (criterion, measure)
 
 
-def test_a_cached_backbone_measured_elsewhere_has_its_cost_measured_again(tmp_path, small_image_dir):
+def test_a_cached_backbone_measured_elsewhere_has_its_cost_measured_again(tmp_path, small_image_dir, fast_battery,
+                                                                        lite0_small):
     """Latency from another thread count (or device, CPU, torch) is never ranked beside this run's."""
-    out = tmp_path / "out"
-    args = ("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(small_image_dir),
-            "--out", str(out), "--batch-size", "1", "--no-sanity-check", "--format", "json", "--json")
-    assert run_cli(*args).exit_code == 0
+    out = copy_run(lite0_small, tmp_path / "out")  # a finished run of these arguments
+    args = (*LITE0_SMALL, "--config", str(fast_battery), "--images", str(small_image_dir), "--out", str(out),
+            "--format", "json", "--json")
     cost_file = next((out / "results" / "backbones").glob("*.cost.json"))
     saved = json.loads(cost_file.read_text())
     saved["machine"]["threads"] = 99

@@ -114,12 +114,10 @@ def test_html_makes_no_network_request_in_chromium(lite_report, tmp_path):
     assert not external, external
 
 
-def test_compare_two_runs(lite_report, tmp_path, small_image_dir):
-    from conftest import run_cli
+def test_compare_two_runs(lite_report, lite0_small, tmp_path):
+    from conftest import copy_run, run_cli
 
-    other = tmp_path / "candidate"
-    assert run_cli("run", "--preset", "lite", "--backbone", "efficientnet_lite0", "--images", str(small_image_dir),
-                   "--out", str(other), "--quiet", "--no-sanity-check", "--format", "html").exit_code == 0
+    other = copy_run(lite0_small, tmp_path / "candidate")  # Lite0 alone, on three of the images
     result = run_cli("compare", str(lite_report), str(other / "results"), "--out", str(tmp_path / "cmp"))
     assert result.exit_code == 0, result.output
     html = (tmp_path / "cmp" / "compare.html").read_text()

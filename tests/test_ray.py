@@ -85,17 +85,17 @@ def _data_folders(tmp_path):
     return images
 
 
-def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(cluster, fast_battery, tmp_path,
-                                                                           monkeypatch):
+def test_two_nodes_equal_one_process_with_skips_and_labels(cluster, fast_battery, tmp_path):
     # fast_battery: the shards of corruption and faithfulness samples merge exactly too, but test_shard.py shows
     # that without a cluster
     images = _data_folders(tmp_path)
     common = ("run", "--preset", "lite", "--backbone", "tf_efficientnet_lite0", "--images", str(images),
-              "--batch-size", "2", "--config", str(fast_battery), "--format", "html,json", "--json")
-    single = run_cli(*common, "--out", str(tmp_path / "single"))
+              "--batch-size", "2", "--config", str(fast_battery), "--json")
+    single = run_cli(*common, "--format", "json", "--out", str(tmp_path / "single"))  # its numbers, not its pages
     assert single.exit_code == 0, single.output
     out = tmp_path / "ray"
-    result = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1")
+    result = run_cli(*common, "--format", "html,json", "--out", str(out), "--executor", "ray", "--ray-address", cluster,
+                     "--shard-size", "1")
     assert result.exit_code == 0, result.output
     shards = _json(result)["shards"]
     # shard size 1 rounds up to a whole batch of 2: 3 images -> slices of 2 and 1
@@ -122,24 +122,14 @@ def test_two_nodes_equal_one_process_with_skips_labels_and_a_killed_worker(clust
     assert "(Ray node " in next(iter(hosts)) and next(iter(hosts)) in html
     assert all(len(c["latency_ms_samples"]) >= 3 for c in costs.values())
 
-    # A worker killed mid-shard, as on a lost node, is retried and changes nothing. (Here, not in the first run: the
-    # retry may land on either node, so the check above that both nodes ran shards would depend on luck.)
-    # A rerun reuses finished shards (the failing-shard test below shows it): --fresh reaches the shards.
-    marker = tmp_path / "killed-once"
-    monkeypatch.setenv(FAULT_KILL_ONCE, str(marker))
-    fresh = run_cli(*common, "--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "1",
-                    "--fresh")
-    assert fresh.exit_code == 0, fresh.output
-    assert marker.read_text() == "efficientnet_lite0-0001"  # that shard's first worker was SIGKILLed and retried
-    assert {s["status"] for s in _json(fresh)["shards"]} == {"computed"}
-    assert _metrics(out)["predictions"] == theirs["predictions"]
-    _numbers_equal(_metrics(out), theirs)
 
-
-def test_own_classes_on_ray_equal_one_process_with_the_probe_fit_once(cluster, tmp_path):
+def test_own_classes_on_ray_equal_one_process_after_a_failing_shard_and_a_killed_worker(cluster, tmp_path,
+                                                                                       monkeypatch):
     """Issue 25: an ImageNet backbone on user-named class folders, sharded: the probe is fit once on all images (its
     out-of-fold probabilities, k-NN and LogME equal the single process's exactly) and the merged task scores match.
-    Issue 32: the shards' corruption sample is the single process's, and holds none of the explaining head's images."""
+    Issue 32: the shards' corruption sample is the single process's, and holds none of the explaining head's images.
+    Issue 13, on the same run: a shard that keeps failing ends the run with its name and no report; the next run
+    computes only that shard, and a worker killed in it, as on a lost node, is retried and changes nothing."""
     import subprocess
 
     from conftest import REPO
@@ -155,16 +145,31 @@ def test_own_classes_on_ray_equal_one_process_with_the_probe_fit_once(cluster, t
               "--config", str(battery), "--format", "json", "--json")
     single = run_cli(*common, "--out", str(tmp_path / "single"))
     assert single.exit_code == 0, single.output
-    result = run_cli(*common, "--out", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", cluster,
-                     "--shard-size", "8")
+
+    out = tmp_path / "ray"
+    ray_args = ("--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "8")
+    monkeypatch.setenv(FAULT_FAIL_SHARD, "efficientnet_lite0-0001")
+    failed = run_cli(*common, *ray_args)
+    assert failed.exit_code == ShardsFailed.exit_code == 7
+    assert "efficientnet_lite0-0001" in failed.output and "no report written" in failed.output
+    assert "Traceback" not in failed.output
+    assert not (out / "metrics.json").exists() and not (out / "results" / "results.json").exists()
+
+    monkeypatch.delenv(FAULT_FAIL_SHARD)
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(FAULT_KILL_ONCE, str(marker))
+    result = run_cli(*common, *ray_args)
     assert result.exit_code == 0, result.output
-    assert len(_json(result)["shards"]) == 2
-    ours, theirs = _metrics(tmp_path / "ray"), _metrics(tmp_path / "single")
+    assert marker.read_text() == "efficientnet_lite0-0001"  # that shard's first worker was SIGKILLed and retried
+    statuses = {s["name"]: s["status"] for s in _json(result)["shards"]}
+    assert statuses == {"efficientnet_lite0-0000": "cached", "efficientnet_lite0-0001": "computed"}
+
+    ours, theirs = _metrics(out), _metrics(tmp_path / "single")
     assert ours["task"]["scores"]["efficientnet_lite0"]["estimand"] == "linear probe"
     assert ours["task"] == theirs["task"]  # identical, not approximately: one probe, the same features
     assert ours["predictions"] == theirs["predictions"]
     _numbers_equal(ours, theirs)
-    ray_index = json.loads((tmp_path / "ray" / "results" / "results.json").read_text())
+    ray_index = json.loads((out / "results" / "results.json").read_text())
     one_index = json.loads((tmp_path / "single" / "results" / "results.json").read_text())
     assert ray_index["label_space"] == one_index["label_space"] and ray_index["label_space"]["names"] == ["cats", "coffee"]
     assert ray_index["backbones"][0]["task"] == one_index["backbones"][0]["task"]
@@ -182,33 +187,6 @@ def _small_run(small_image_dir, out, *extra):
     return run_cli("run", "--preset", "lite", "--backbone", "tf_efficientnet_lite0", "--images", str(small_image_dir),
                    "--out", str(out), "--batch-size", "1", "--config", str(battery), "--format", "html", "--json",
                    *extra)
-
-
-@pytest.fixture(scope="module")
-def single_small(small_image_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("single") / "out"
-    result = _small_run(small_image_dir, out)
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def test_a_shard_that_always_fails_ends_the_run_without_a_report(cluster, single_small, small_image_dir, tmp_path,
-                                                                  monkeypatch):
-    monkeypatch.setenv(FAULT_FAIL_SHARD, "efficientnet_lite0-0001")
-    out = tmp_path / "ray"
-    ray_args = ("--executor", "ray", "--ray-address", cluster, "--shard-size", "2")  # 3 images: slices of 2 and 1
-    result = _small_run(small_image_dir, out, *ray_args)
-    assert result.exit_code == ShardsFailed.exit_code == 7
-    assert "efficientnet_lite0-0001" in result.output and "no report written" in result.output
-    assert "Traceback" not in result.output
-    assert not (out / "report.html").exists() and not (out / "results" / "results.json").exists()
-    # the other shards finished and are kept: the next run computes only the missing one
-    monkeypatch.delenv(FAULT_FAIL_SHARD)
-    again = _small_run(small_image_dir, out, *ray_args)
-    assert again.exit_code == 0, again.output
-    statuses = {s["name"]: s["status"] for s in _json(again)["shards"]}
-    assert statuses == {"efficientnet_lite0-0000": "cached", "efficientnet_lite0-0001": "computed"}
-    _numbers_equal(_metrics(out), _metrics(single_small))
 
 
 def _serve(reply: bytes):
@@ -273,7 +251,7 @@ def test_executor_table_in_battery_files(tmp_path):
     assert result.exit_code == 2 and "choose local or ray" in result.output
 
 
-def test_submitit_example_from_the_docs(single_small, small_image_dir, tmp_path):
+def test_submitit_example_from_the_docs(lite0_small, small_image_dir, tmp_path):
     """docs/scaling.md's submitit path, with submitit's local executor (subprocesses instead of Slurm): the slices
     carry the manifest's labels and boxes, and the merged numbers equal one process's."""
     submitit = pytest.importorskip("submitit")
@@ -289,13 +267,13 @@ def test_submitit_example_from_the_docs(single_small, small_image_dir, tmp_path)
             for n, s in enumerate(slices)]
     merge_and_score([job.result() for job in jobs], tmp_path / "report")
     merged = json.loads((tmp_path / "report" / "results" / "results.json").read_text())
-    single = json.loads((single_small / "results" / "results.json").read_text())
+    single = json.loads((lite0_small / "results" / "results.json").read_text())
     assert [(i["file"], i["class_index"], i["box"]) for i in merged["images"]] == \
         [(i["file"], i["class_index"], i["box"]) for i in single["images"]]
     assert merged["image_set"]["labels"] == "manifest" and merged["image_set"]["root_name"] == small_image_dir.name
     assert any(i["class_index"] is not None for i in merged["images"])
     # the same limits, given to the library directly here and by a battery file there: only where they came from differs
-    library, command = _metrics(tmp_path / "report"), _metrics(single_small)
+    library, command = _metrics(tmp_path / "report"), _metrics(lite0_small)
     for row in library["sample_sizes"]:
         assert row.pop("source") == "config"
     for row in command["sample_sizes"]:
