@@ -28,9 +28,12 @@ MISSING = "not measured"
 # Per blanked field the text is checked, not the pictures: the figures are built (every plotting call runs on the
 # blanked value) but not drawn into pixels, which is most of a render's time. Every figure is drawn where every field
 # is blank at once (test_every_kind_blank_at_once_still_renders) and in every other rendering test.
+# The heatmap grids and the last-three-layers figures are not even built per field: they are drawn from the saved
+# arrays and the image index alone (their arguments hold no metrics field), so a blanked metrics.json cannot reach them.
 ONE_PIXEL_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS"
                  b"\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa75\x81\x84\x00\x00\x00\x00IEND"
                  b"\xaeB`\x82")
+FROM_ARRAYS_ONLY = {"object_grid": [ONE_PIXEL_PNG], "depth_grid": [ONE_PIXEL_PNG], "last_three_figure": ONE_PIXEL_PNG}
 
 
 def _record_types(kind, found: set) -> set:
@@ -138,6 +141,8 @@ def _render(results: Path, out: Path, formats=FORMATS, rasterise: bool = True) -
         if not rasterise:  # nothing is drawn, so nothing needs laying out
             patches.enter_context(mock.patch.object(figures, "_png", built_not_drawn))
             patches.enter_context(mock.patch.object(Figure, "tight_layout", lambda self, *args, **kwargs: None))
+            for name, stub in FROM_ARRAYS_ONLY.items():
+                patches.enter_context(mock.patch.object(figures, name, lambda *args, stub=stub, **kwargs: stub))
         written = render_report(results, out, formats=formats)
     assert set(formats) <= set(written)
     if "pdf" in formats:
