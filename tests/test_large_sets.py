@@ -117,9 +117,13 @@ def torch_equal(a, b) -> bool:
 
 
 def test_each_image_is_decoded_once(tmp_path, small_image_dir, monkeypatch):
-    """Validation, display copies, two backbones, the sanity check and slimming: one decode per image."""
+    """Validation, display copies, two backbones, the sanity check and slimming: one decode per image. The corruption
+    sample (at most corruption_max_images, 16 on a CPU) is decoded once more per process, for every backbone: its
+    common crop is kept in memory, not in the run's decoded inputs (its images are known only once the set is read)."""
     import reportgen.inputs.decoding as decoding_module
+    from reportgen.analysis.corruptions import _common_crop_of_file
 
+    _common_crop_of_file.cache_clear()  # crops earlier tests of this process decoded would hide the second decode
     calls = []
     original = decoding_module.decode_rgb
     monkeypatch.setattr(decoding_module, "decode_rgb", lambda path: calls.append(Path(path).name) or original(path))
@@ -130,11 +134,14 @@ def test_each_image_is_decoded_once(tmp_path, small_image_dir, monkeypatch):
                      "--backbone", "tf_efficientnet_lite1", "--images", str(small_image_dir), "--out", str(out),
                      "--quiet", "--format", "html")
     assert result.exit_code == 0, result.output
-    assert sorted(calls) == sorted(p.name for p in small_image_dir.glob("*.png"))
     assert not (out / "results" / ".decoded").exists()  # the scratch cache is removed
     from reportgen.results.store import load_results
 
     saved = load_results(out / "results")
+    sampled = saved.index.backbones[0].corruption.images
+    assert sampled and all(entry.corruption.images == sampled for entry in saved.index.backbones)
+    assert sorted(calls) == sorted([p.name for p in small_image_dir.glob("*.png")]
+                                   + [saved.index.images[position].file for position in sampled])
     for entry in saved.index.backbones:
         assert len(entry.sanity.images) == 2  # sanity_max_images
         assert all(len(step.cam_status[layer]) == 2 for step in entry.sanity.steps for layer in step.cam_status)
