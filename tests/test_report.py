@@ -96,3 +96,26 @@ def test_depth_figure_prefers_real_photos_by_manifest_source():
               image("controlled_small.png", "small", "a real photo despite its name"),
               image("other_large.png", "large", "a real photo"))
     assert _depth_images(SimpleNamespace(images=images), AnalysisConfig()) == [1, 2]
+
+
+
+def test_page_ones_table_never_leaves_its_header_alone_at_the_foot_of_a_page(html, tmp_path):
+    """A long page 1 (leakage, busy-machine and survival lines) used to leave the decision table's header row alone at
+    its foot, the rows on page 2. The run's own table and stylesheet, pushed down one line at a time across a page
+    end: on every page that shows the header, a candidate's row follows it."""
+    from reportgen.report.render import write_pdf
+
+    style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    table = re.search(r'<table id="tab-decision">.*?</table>', html, re.S).group(0)
+    moved = 0
+    # 9.5 pt text, 1.35 leading: about 58 lines fill an A4 page's content box (the header was left alone at 50-56)
+    for lines in range(46, 60):
+        filler = "".join(f"<p style='margin: 0'>line {n}</p>" for n in range(lines))
+        target = tmp_path / f"t{lines}.pdf"
+        write_pdf(f"<html><head><style>{style}</style></head><body>{filler}{table}</body></html>", tmp_path, target)
+        pages = [" ".join(page.extract_text().split()) for page in PdfReader(str(target)).pages]
+        for text in pages:
+            if "P(best)" in text:
+                assert "Lite" in text.split("P(best)", 1)[1], (lines, pages)  # a row: EfficientNet-Lite0 ...
+        moved += len(pages) > 1 and "P(best)" not in pages[0]  # the table went to page 2, header and all
+    assert moved  # some fillers did push the table across the page end
