@@ -122,15 +122,13 @@ def test_a_left_out_image_leaves_the_saved_arrays_and_samples_of_every_candidate
     assert road.shape[0] == 40 and np.all(road[:, 0, 1] == 2.0)
 
 
-def test_a_duplicate_group_keeps_exactly_the_first_by_path():
-    left_out = images_to_leave_out(duplicate_groups=[["b/x.png", "a/y.png", "c.png"], ["d.png", "e.png"],
-                                                     ["e.png", "f.png"]])
-    # {b/x, a/y, c}: a/y.png kept; {d, e} and {e, f} share e: one group, d.png kept
+def test_the_same_flags_in_any_order_give_the_same_images_and_an_image_counts_once():
+    left_out = images_to_leave_out(duplicates=["c.png", "b/x.png", "f.png", "e.png"])
     assert left_out.images == (("b/x.png", LeftOutReason.DUPLICATE), ("c.png", LeftOutReason.DUPLICATE),
                                ("e.png", LeftOutReason.DUPLICATE), ("f.png", LeftOutReason.DUPLICATE))
-    # the same flags in another order give the same images; an image flagged twice counts once, as leaked
-    again = images_to_leave_out(duplicate_groups=[["f.png", "e.png"], ["c.png", "a/y.png", "b/x.png"],
-                                                  ["e.png", "d.png"]], leaked=["c.png"], label_errors=["c.png", "g.png"])
+    # another order gives the same images; an image flagged twice counts once, as leaked before mislabelled
+    again = images_to_leave_out(duplicates=["f.png", "e.png", "b/x.png", "c.png"], leaked=["c.png"],
+                                label_errors=["c.png", "g.png"])
     assert dict(again.images) == {"b/x.png": LeftOutReason.DUPLICATE, "c.png": LeftOutReason.LEAKED,
                                   "e.png": LeftOutReason.DUPLICATE, "f.png": LeftOutReason.DUPLICATE,
                                   "g.png": LeftOutReason.LABEL_ERROR}
@@ -139,8 +137,8 @@ def test_a_duplicate_group_keeps_exactly_the_first_by_path():
 
 def test_collapsed_duplicates_in_a_run_leave_the_others_out():
     run = _run()
-    groups = [[f"img{i}.png" for i in (43, 41, 42)], ["img70.png", "img7.png"]]  # kept: img41 and img7 (by path)
-    _, _, survival = _survival(run, images_to_leave_out(duplicate_groups=groups), gate=None)
+    copies = ["img43.png", "img42.png", "img70.png"]  # the data check kept img41 and img7
+    _, _, survival = _survival(run, images_to_leave_out(duplicates=copies), gate=None)
     assert survival.left_out == ("img42.png", "img43.png", "img70.png") and survival.kept == N - 3
     assert [(c.reason, c.images) for c in survival.counts] == [(LeftOutReason.DUPLICATE, 3)]
 

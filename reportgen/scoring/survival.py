@@ -54,25 +54,13 @@ class LeftOut:
 NOTHING_LEFT_OUT = LeftOut()
 
 
-def _groups(duplicate_groups: Iterable[Iterable[str]]) -> list:
-    """Groups sharing an image merged into one (a near-copy of a near-copy is one group), each sorted by path."""
-    merged: list = []
-    for group in duplicate_groups:
-        group = set(group)
-        overlapping = [g for g in merged if g & group]
-        for g in overlapping:
-            group |= g
-            merged.remove(g)
-        merged.append(group)
-    return sorted((sorted(g) for g in merged if len(g) > 1), key=lambda g: g[0])
-
-
-def images_to_leave_out(*, duplicate_groups: Iterable[Iterable[str]] = (), duplicates: Iterable[str] = (),
-                        leaked: Iterable[str] = (), label_errors: Iterable[str] = ()) -> LeftOut:
+def images_to_leave_out(*, duplicates: Iterable[str] = (), leaked: Iterable[str] = (),
+                        label_errors: Iterable[str] = ()) -> LeftOut:
     """The flags of the data check as the images to leave out: the copies named in ``duplicates`` (the data check
-    already chose the one of each group it keeps), or, from ``duplicate_groups`` (exact or near, groups sharing an
-    image merged), all but the first of each by path; every leaked image (a near-copy of a training image); every
-    likely label error. Deterministic: the same flags give the same images whatever their order."""
+    groups them and chooses the one of each group it keeps: one grouping rule, scoring/datacheck.py); every leaked
+    image (a near-copy of a training image); every likely label error. Deterministic: the same flags give the same
+    images whatever their order; an image flagged for several reasons counts once, as leaked before mislabelled
+    before copied."""
     reasons: dict = {}
     for file in leaked:
         reasons.setdefault(file, LeftOutReason.LEAKED)
@@ -80,9 +68,6 @@ def images_to_leave_out(*, duplicate_groups: Iterable[Iterable[str]] = (), dupli
         reasons.setdefault(file, LeftOutReason.LABEL_ERROR)
     for file in duplicates:
         reasons.setdefault(file, LeftOutReason.DUPLICATE)
-    for group in _groups(duplicate_groups):
-        for file in group[1:]:
-            reasons.setdefault(file, LeftOutReason.DUPLICATE)
     return LeftOut(tuple(sorted(reasons.items())))
 
 
