@@ -171,3 +171,12 @@ def test_latency_timed_on_a_busy_machine_is_a_warning_on_page_one(lite_report, t
     assert warning, html[:3000]
     md = (tmp_path / "report.md").read_text()
     assert "**Latency was timed on a busy machine \\(load average per core: EfficientNet-Lite1 4.0; above " in md
+
+
+@pytest.mark.parametrize("value, shown", [
+    (10400.3, "10,400"),  # a latency interval's upper end on a busy machine: was "1.04e+04"
+    (999.6, "1,000"), (999.4, "999"), (-45678.9, "-45,700"), (123.456, "123"), (0.0955, "0.0955"),
+    (0.000123, "1.23e-04"), (1e300, "1e+300"), (7, "7"), (1234567, "1,234,567"),
+])
+def test_numbers_read_in_digits_with_thousands_separators_not_exponents(value, shown):
+    assert _num(value) == shown

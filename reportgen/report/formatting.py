@@ -14,13 +14,18 @@ def missing(value) -> bool:
 
 
 def num(value, digits: int = 3) -> str:
-    """Three significant digits; integers with thousands separators; "not measured" for a missing value."""
+    """Three significant digits; integers, and values of ``digits`` digits or more before the point, with thousands
+    separators (10,400, not 1.04e+04: a latency interval on a busy machine reaches that far); "not measured" for a
+    missing value."""
     if missing(value):
         return MISSING
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
+    rounded = float(f"{value:.{digits}g}")
+    if 10 ** digits <= abs(rounded) < 1e15:  # beyond, a run has gone wrong: the exponent says so at a glance
+        return f"{int(rounded):,}"
     return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
 
 
