@@ -241,6 +241,10 @@ def test_the_sampled_checks_and_their_arrays_follow_the_kept_images():
     assert out[keys.sanity_cam(0, "x")].tolist() == [10.0, 40.0]
     assert out[keys.CORRUPT_TOP1].tolist() == [[[4]]] and out[keys.CORRUPT_CLEAN].tolist() == [4]
     assert out[keys.hist_counts("x")] is arrays[keys.hist_counts("x")]  # not per image: as saved
+    # every sampled image left out: the check is skipped with that reason, not "not measured" with none
+    emptied = restricted_backbone(entry, (1, 2, 3), 5)
+    assert emptied.corruption.status == RunStatus.SKIPPED and emptied.corruption.images == ()
+    assert emptied.corruption.reason == "none of its 2 sampled images is among those left"
 
 
 def test_the_gate_line_names_a_challenger_that_turns_while_the_verdict_holds():
@@ -294,8 +298,11 @@ R, U, NONE = DecisionStatus.RECOMMENDED, DecisionStatus.NO_CLEAR_WINNER, Decisio
      "the pick holds: A's P(best) rises from 93 % to 100 %."),
     (U, R, ("a", "b"), (0.6, 0.05), (0.4, 0.95), "B becomes the pick (P(best) 95 %; A's falls from 60 % to 5 %)."),
     (R, R, ("a", "b"), (0.93, 0.05), (0.07, 0.95), "the pick changes to B (P(best) 95 %; A's falls from 93 % to 5 %)."),
+    # one candidate both ways: page 1 made no pick over another backbone (its P(best) is 100 % by itself)
+    (DecisionStatus.ONLY_CANDIDATE, DecisionStatus.ONLY_CANDIDATE, ("a", "a"), (1.0, 1.0), (None, None),
+     "A is still the only candidate."),
 ], ids=["holds", "still-no-winner", "no-longer", "becomes", "lead-changes", "none-pass", "still-none", "now-meets",
-        "holds-as-only-candidate", "pick-where-none-was", "pick-changes"])
+        "holds-as-only-candidate", "pick-where-none-was", "pick-changes", "only-candidate-both-ways"])
 def test_every_way_the_pick_can_go_reads_as_one_line(given, without, leaders, p_a, p_b, said):
     line = plain(survival_sentence(_record(given, without, leaders, p_a, p_b)))
     assert line.startswith(f"Without the 3 flagged images (3 duplicates), on the other 27 images, {said}"), line

@@ -153,6 +153,9 @@ def _survival_verdict(survival: Survival) -> Sentence:
     if survival.pick_holds:
         if survival.verdict_given == DecisionStatus.NONE_PASS:
             return (text("still no candidate meets the constraints", strong=True),)
+        if survival.verdict_given == survival.verdict_without == DecisionStatus.ONLY_CANDIDATE:
+            # one candidate either way: page 1 made no pick over another backbone, and its P(best) is 100 % by itself
+            return (text(f"{given.display_name} is still the only candidate", strong=True),)
         if survival.verdict_given in picked:
             return (text("the pick holds", strong=True),
                     text(f": {given.display_name}'s P(best) {_moved(given.given, given.without)}"),)

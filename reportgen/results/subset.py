@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from . import arrays as keys
-from .schema import BackboneResult, Metrics, RunIndex
+from .schema import BackboneResult, Metrics, RunIndex, RunStatus
 
 
 def _renumbered(positions: Sequence[int], new: dict) -> tuple[list, tuple]:
@@ -36,6 +36,16 @@ def _sample_positions(entry: BackboneResult, run: str, count: int) -> Sequence[i
     return getattr(entry, run).images
 
 
+def _sample_kept(run, new: dict):
+    """A hashed-sample run (corruptions, faithfulness) on the kept images; one whose every sampled image was left out
+    is skipped, and says so (else the decision would call it "not measured" for no reason it could name)."""
+    _, images = _renumbered(run.images, new)
+    if run.status == RunStatus.DONE and run.images and not images:
+        return replace(run, status=RunStatus.SKIPPED, images=(),
+                       reason=f"none of its {len(run.images)} sampled images is among those left")
+    return replace(run, images=images)
+
+
 def restricted_backbone(entry: BackboneResult, kept: Sequence[int], count: int) -> BackboneResult:
     """``entry`` (of a run of ``count`` images) on the images at ``kept`` (increasing positions)."""
     new = {position: n for n, position in enumerate(kept)}
@@ -43,8 +53,6 @@ def restricted_backbone(entry: BackboneResult, kept: Sequence[int], count: int) 
     steps = tuple(replace(step, cam_status={layer: tuple(statuses[row] for row in sanity_rows)
                                             for layer, statuses in step.cam_status.items()})
                   for step in entry.sanity.steps)
-    _, corruption = _renumbered(entry.corruption.images, new)
-    _, faithfulness = _renumbered(entry.faithfulness.images, new)
     task = entry.task
     if task is not None:
         task = replace(task, explained_images=tuple(new[p] for p in task.explained_images if p in new))
@@ -55,8 +63,8 @@ def restricted_backbone(entry: BackboneResult, kept: Sequence[int], count: int) 
         predictions=tuple(entry.predictions[p] for p in kept),
         # an empty sample list means every image (older runs): it still does
         sanity=replace(entry.sanity, steps=steps, images=sanity_images if entry.sanity.images else ()),
-        corruption=replace(entry.corruption, images=corruption),
-        faithfulness=replace(entry.faithfulness, images=faithfulness),
+        corruption=_sample_kept(entry.corruption, new),
+        faithfulness=_sample_kept(entry.faithfulness, new),
         task=task)
 
 
