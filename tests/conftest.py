@@ -161,14 +161,17 @@ def small_image_dir(tmp_path_factory) -> Path:
     return folder
 
 
+# The timing budget of the test runs that test something else than the latency (a fifth of the default; the
+# README's lite run, the progress lines and the timing-stage tests keep theirs).
+QUICK_TIMING = "latency_budget_s = 0.2\n"
 FAST = ("[analysis]\nsanity_check = false\ncorruption_max_images = 0\nfaithfulness_max_images = 0\n"
-        "bootstrap_samples = 200\n")
+        "bootstrap_samples = 200\n" + QUICK_TIMING)
 
 
 @pytest.fixture(scope="session")
 def fast_battery(tmp_path_factory) -> Path:
     """A battery file for runs that test something else than the sanity check, corruptions or faithfulness: those
-    off, fewer bootstrap draws (every code path still runs; only the work is smaller)."""
+    off, fewer bootstrap draws, a fifth of the timing budget (every code path still runs; only the work is smaller)."""
     path = tmp_path_factory.mktemp("fast") / "fast.toml"
     path.write_text(FAST)
     return path
@@ -219,9 +222,11 @@ def lite0_small(request, tmp_path_factory, small_image_dir, fast_battery) -> Pat
 @pytest.fixture(scope="session")
 def untrained_run(request, tmp_path_factory, small_image_dir) -> Path:
     """One untrained run of two paper backbones (deeper and attention), every format."""
+    battery = tmp_path_factory.mktemp("untrained-battery") / "battery.toml"
+    battery.write_text("[analysis]\n" + QUICK_TIMING)
     return shared_run(request, tmp_path_factory, "untrained", "run", "--backbone", "resnet50", "--backbone",
                       "deit_small", "--weights", "random", "--images", str(small_image_dir), "--quiet",
-                      "--format", "html,pdf,md,json")
+                      "--config", str(battery), "--format", "html,pdf,md,json")
 
 
 def copy_run(run: Path, target: Path) -> Path:
@@ -268,7 +273,7 @@ def broken_pair_run(request, tmp_path_factory, broken_checkpoint) -> Path:
     format."""
     battery = tmp_path_factory.mktemp("broken-every") / "battery.toml"
     battery.write_text(broken_checkpoint.read_text() + "\n[analysis]\nsanity_max_images = 4\ncorruption_max_images = 4\n"
-                       "faithfulness_max_images = 4\nbootstrap_samples = 200\n")
+                       "faithfulness_max_images = 4\nbootstrap_samples = 200\n" + QUICK_TIMING)
     return shared_run(request, tmp_path_factory, "broken-pair", "run", "--config", str(battery), "--quiet",
                       "--format", "html,pdf,md,json")
 

@@ -38,3 +38,15 @@ def test_latency_is_timed_after_the_analyses_in_interleaved_sessions(tmp_path, s
     assert again.exit_code == 0, again.output
     assert "reusing the 3 sessions" in again.output and "latency session 1 of" not in again.output
     assert json.loads((out / "results" / "cost.json").read_text())["backbones"] == cost
+    assert {c["latency_budget_s"] for c in cost.values()} == {0.2}  # the fast battery's budget, not the default 1 s
+
+    # another timing budget times every candidate again (the analyses are still reused)
+    longer = tmp_path / "longer.toml"
+    longer.write_text(fast_battery.read_text().replace("latency_budget_s = 0.2", "latency_budget_s = 0.3"))
+    retimed = run_cli(*PAIR, "--config", str(longer), "--images", str(small_image_dir), "--out", str(out))
+    assert retimed.exit_code == 0, retimed.output
+    assert "latency session 1 of 3" in retimed.output and "reusing the 3 sessions" not in retimed.output
+    assert retimed.output.count("unchanged since the last run, reusing") == 2
+    assert "or for 0.1 s" in retimed.output  # 0.3 s split over 3 sessions
+    assert {c["latency_budget_s"] for c in json.loads((out / "results" / "cost.json").read_text())[
+        "backbones"].values()} == {0.3}

@@ -452,7 +452,8 @@ def session_costs(plans: Sequence[WeightsPlan], config: AnalysisConfig, device: 
                                                                                    config.batch_size),
                                  units.get(plan.backbone.name)) for plan in plans]
     try:
-        return time_in_sessions(candidates, device, config.latency_sessions, host=host, progress=progress)
+        return time_in_sessions(candidates, device, config.latency_sessions, config.latency_budget_s, host=host,
+                                progress=progress)
     finally:
         release_memory()
 

@@ -32,6 +32,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from ..inputs.config import AnalysisConfig
 from ..results.schema import MAXIMUM_PASSES, PRECISION_REACHED, TIME_BUDGET, Cost, LatencySession, Machine
 from .models import zeros_batch
 
@@ -39,7 +40,7 @@ WARMUP_PASSES = 2  # after the memory measurement's pass: caches, allocator and 
 WARMUP_BUDGET_S = 0.3  # ... at least one, whatever it takes
 LATENCY_CONFIDENCE = 0.95  # the median's interval
 LATENCY_PRECISION = 0.02  # stop once that interval lies within ±2 % of the median ...
-LATENCY_BUDGET_S = 1.0  # ... or once this much time went into timed passes (per model)
+LATENCY_BUDGET_S = AnalysisConfig.latency_budget_s  # ... or once this much time went into timed passes (per model)
 MIN_PASSES = 10  # the precision is first checked here ...
 CHECK_GROWTH = 1.2  # ... and again each time the passes have grown by a fifth
 MIN_REPEATS = 6  # whatever the budget: the fewest passes whose median has a distribution-free 95 % interval

@@ -346,6 +346,10 @@ class AnalysisConfig:
     # machine drift by tens of per cent. At least 2 (one session has no drift to measure); 3 gives a lone
     # candidate's interval t with 2 degrees of freedom (4.3 standard errors) instead of 1 (12.7).
     latency_sessions: int = 3
+    # Each candidate's timed passes stop once the median's interval lies within ±2 % of it or after this many seconds
+    # of passes, split over the sessions (and never below 2 passes a session). Longer narrows the latency interval on
+    # a noisy machine; shorter suits a quick draft or many large candidates.
+    latency_budget_s: float = 1.0
     # "Your data" (scoring/datacheck.py): two images are near-duplicates when the cosine similarity of their pooled
     # pre-logit features (the ones each run already keeps), averaged over the candidates, is at least this. Measured
     # on Lite0 against a 64-bit difference hash (docs/analyses.md, "Your data"): copies re-saved as JPEG at 95 %
@@ -367,6 +371,7 @@ class AnalysisConfig:
         _check_range(self, "bootstrap_samples", 10, integer=True)
         _check_range(self, "bootstrap_min_stratum", 1, integer=True)
         _check_range(self, "latency_sessions", 2, 20, integer=True)
+        _check_range(self, "latency_budget_s", 0, 600, low_open=True)
         _check_range(self, "histogram_bins", 2, integer=True)
         _check_range(self, "weight_quantiles", 2, integer=True)
         _check_range(self, "near_zero_fraction", 0, 1, high_open=True)
@@ -464,7 +469,7 @@ SCORING_SIDE_FIELDS = ("bootstrap_samples", "bootstrap_min_stratum", "spread_lev
                        "differ_errors_shown", "calibration_min_labelled", "label_order_min_gain",
                        "rules", "decision", "gate", "near_duplicate_cosine",
                        "near_duplicate_neighbours")
-EXECUTION_FIELDS = ("batch_size", "latency_sessions")
+EXECUTION_FIELDS = ("batch_size", "latency_sessions", "latency_budget_s")
 
 
 def _check_classified() -> None:

@@ -306,6 +306,7 @@ def timing_stage(plans, entries: list, run: BatteryRun, stems: dict, outcome: Ba
     here = current_machine(settings.device)
     if not run.fresh and all(c is not None and c.machine.fingerprint == here for c in saved.values()) \
             and one_timing_stage(saved.values(), settings.config.latency_sessions) \
+            and all(c.latency_budget_s == settings.config.latency_budget_s for c in saved.values()) \
             and all(outcome.status.get(name) == "cached" for name in names):
         settings.progress(f"latency: reusing the {settings.config.latency_sessions} sessions saved with these "
                           "candidates")
