@@ -48,7 +48,7 @@ def test_mistakes_are_one_line_with_a_hint(tmp_path, text, message):
 def test_flags_override_the_file_and_the_file_is_saved(tmp_path, small_image_dir):
     path = tmp_path / "b.toml"
     path.write_text(f'weights = "random"\nout = "{tmp_path / "from-file"}"\nformats = ["html"]\n'
-                    f'[images]\ndir = "{small_image_dir}"\n[analysis]\nseed = 3\nsanity_check = false\n'
+                    f'[images]\ndir = "{small_image_dir}"\n[analysis]\nseed = 3\nsanity_check = false\nlatency_budget_s = 0.2\n'
                     '[rules]\nslim_cka = 0.7\n[[backbone]]\nid = "efficientnet_lite0"\nfamily = "attention"\n')
     out = tmp_path / "from-flag"
     result = run_cli("run", "--config", str(path), "--seed", "5", "--out", str(out), "--quiet")
@@ -67,7 +67,7 @@ def test_scoring_only_changes_reuse_the_models_work(tmp_path, small_image_dir):
         path = tmp_path / "b.toml"
         path.write_text(f'preset = "lite"\nformats = ["json"]\n[images]\ndir = "{small_image_dir}"\n'
                         f'[analysis]\nsanity_check = false\nspread_level = {spread_level}\nseed = {seed}\n'
-                        'corruption_max_images = 0\nfaithfulness_max_images = 0\n'
+                        'corruption_max_images = 0\nfaithfulness_max_images = 0\nlatency_budget_s = 0.2\n'
                         '[[backbone]]\nid = "efficientnet_lite0"\n')
         result = run_cli("run", "--config", str(path), "--out", str(out), "--json")
         assert result.exit_code == 0, result.output

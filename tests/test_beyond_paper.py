@@ -152,7 +152,7 @@ def test_every_lite_model_gets_all_three_and_its_heatmaps_beat_the_random_map(li
 def test_forced_on_untrained_weights_they_run_on_any_timm_id_and_say_what_it_means(tmp_path, small_image_dir):
     battery = tmp_path / "b.toml"
     battery.write_text("[analysis]\nbeyond_paper_on_untrained = true\ncorruption_max_images = 2\n"
-                       "faithfulness_max_images = 2\nsanity_check = false\n")
+                       "faithfulness_max_images = 2\nsanity_check = false\nlatency_budget_s = 0.2\n")
     out = tmp_path / "out"
     result = run_cli("run", "--config", str(battery), "--backbone", "resnet18", "--weights", "random",
                      "--images", str(small_image_dir), "--out", str(out), "--quiet", "--format", "html,json")

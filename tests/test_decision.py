@@ -20,7 +20,7 @@ from reportgen.scoring.ranking import mcnemar
 from reportgen.report.decision_page import decision_page
 from reportgen.report.phrases import plain
 
-from conftest import FAST, LITE0_SMALL, copy_run, run_cli
+from conftest import FAST, LITE0_SMALL, QUICK_TIMING, copy_run, run_cli
 
 N = 24
 MACHINE = Machine("cpu", "test cpu", "test cpu", 2, "x")
@@ -669,7 +669,8 @@ def same_architecture_run(tmp_path_factory, small_image_dir):
     battery = folder / "battery.toml"
     battery.write_text('[[backbone]]\nid = "efficientnet_lite0"\nname = "stock-a"\n\n'
                        '[[backbone]]\nid = "efficientnet_lite0"\nname = "stock-b"\n\n'
-                       '[[backbone]]\nid = "efficientnet_lite0"\nname = "tuned"\ncheckpoint = "tuned.safetensors"\n')
+                       '[[backbone]]\nid = "efficientnet_lite0"\nname = "tuned"\ncheckpoint = "tuned.safetensors"\n\n'
+                       '[analysis]\n' + QUICK_TIMING)
     out = folder / "out"
     result = run_cli("run", "--config", str(battery), "--images", str(small_image_dir), "--out", str(out),
                      "--batch-size", "1", "--no-sanity-check", "--format", "html,json", "--json")

@@ -128,7 +128,7 @@ def test_each_image_is_decoded_once(tmp_path, small_image_dir, monkeypatch):
     original = decoding_module.decode_rgb
     monkeypatch.setattr(decoding_module, "decode_rgb", lambda path: calls.append(Path(path).name) or original(path))
     battery = tmp_path / "battery.toml"
-    battery.write_text("[analysis]\nsanity_max_images = 2\n")
+    battery.write_text("[analysis]\nsanity_max_images = 2\nlatency_budget_s = 0.2\n")
     out = tmp_path / "out"
     result = run_cli("run", "--config", str(battery), "--preset", "lite", "--backbone", "tf_efficientnet_lite0",
                      "--backbone", "tf_efficientnet_lite1", "--images", str(small_image_dir), "--out", str(out),

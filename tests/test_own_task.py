@@ -213,7 +213,8 @@ def test_corruptions_and_faithfulness_score_a_probe_only_on_images_its_head_did_
     battery = tmp_path / "battery.toml"
     battery.write_text('[[backbone]]\nid = "efficientnet_lite0"\nname = "lite0-probe"\n\n[analysis]\n'
                        "sanity_max_images = 2\ncorruption_max_images = 16\nfaithfulness_max_images = 4\n"
-                       'corruptions = ["gaussian_noise", "brightness"]\nbootstrap_samples = 200\n')
+                       'corruptions = ["gaussian_noise", "brightness"]\nbootstrap_samples = 200\n'
+                       'latency_budget_s = 0.2\n')
     out = tmp_path / "out"
     result = run_cli("run", "--config", str(battery), "--images", str(own_task / "val"), "--out", str(out),
                      "--quiet", "--format", "json")

@@ -31,7 +31,7 @@ def _numbers(record) -> list:
 def test_two_image_shards_merge_to_the_single_run(tmp_path, small_image_dir):
     """Everything on: the sanity check, corruptions and faithfulness sample images by hash, so each shard measures
     exactly its share of the samples and the merge equals the single run."""
-    config = AnalysisConfig(batch_size=2, bootstrap_samples=200)
+    config = AnalysisConfig(batch_size=2, bootstrap_samples=200, latency_budget_s=0.2)
     everything, = image_slices(small_image_dir, 100, config)
     halves = image_slices(small_image_dir, 2, config)
     assert [len(s.records) for s in halves] == [2, 1]
@@ -92,7 +92,8 @@ def test_merge_when_a_shard_skipped_cka_for_a_too_wide_layer(tmp_path, small_ima
     import reportgen.analysis.engine as engine
 
     monkeypatch.setattr(engine, "MAX_CKA_UNITS", 1)
-    config = AnalysisConfig(batch_size=2, sanity_check=False, corruption_max_images=0, faithfulness_max_images=0)
+    config = AnalysisConfig(batch_size=2, sanity_check=False, corruption_max_images=0, faithfulness_max_images=0,
+                            latency_budget_s=0.2)
     halves = image_slices(small_image_dir, 2, config)
     first = run_shard("efficientnet_lite0", halves[0], tmp_path / "s0", config)
     second = run_shard("efficientnet_lite0", halves[1], tmp_path / "s1", config)
