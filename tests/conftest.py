@@ -71,13 +71,13 @@ def pytest_configure(config):
 # worker idles at the end while the other finishes a long file (longest-processing-time-first scheduling). A stale
 # number costs balance only, never a result.
 FILE_SECONDS = {
-    "test_decision.py": 117, "test_ray.py": 99, "test_missing_values.py": 71, "test_degenerate.py": 42,
-    "test_large_sets.py": 40, "test_cli.py": 35, "test_resume.py": 31, "test_own_task.py": 25, "test_shard.py": 22,
-    "test_torch_free.py": 21, "test_missing_values_rest.py": 18, "hostile/test_hostile_render_and_faults.py": 17,
-    "test_engine.py": 16, "test_registry.py": 16, "test_gate.py": 15, "hostile/test_hostile_images.py": 15,
-    "test_battery.py": 14, "test_output_folder.py": 13, "test_beyond_paper.py": 13, "test_progress_lines.py": 12,
-    "test_auto_backbones.py": 11, "test_sanity.py": 9, "test_timing_stage.py": 9, "test_formats.py": 9,
-    "test_datacheck.py": 8, "test_transfer_folds.py": 8,
+    "test_decision.py": 111, "test_ray.py": 63, "test_missing_values.py": 49, "test_degenerate.py": 36,
+    "test_large_sets.py": 34, "test_torch_free.py": 29, "test_cli.py": 27, "test_own_task.py": 22,
+    "test_resume.py": 20, "test_shard.py": 19, "test_engine.py": 16, "test_registry.py": 15,
+    "test_missing_values_rest.py": 14, "hostile/test_hostile_render_and_faults.py": 14,
+    "hostile/test_hostile_images.py": 13, "test_output_folder.py": 13, "test_progress_lines.py": 12,
+    "test_beyond_paper.py": 12, "test_timing_stage.py": 12, "test_battery.py": 11, "test_auto_backbones.py": 11,
+    "test_formats.py": 8, "test_transfer_folds.py": 8,
 }
 # Within a file, the tests of the README's lite run first: the worker that takes the file starts that shared run (the
 # longest) at once, rather than after the file's other tests while the other worker waits on its lock.

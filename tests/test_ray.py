@@ -14,7 +14,8 @@ from conftest import IMAGES, run_cli
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
-from reportgen.pipeline.distributed import FAULT_FAIL_SHARD, FAULT_KILL_ONCE, ShardsFailed  # noqa: E402
+from reportgen.pipeline.distributed import FAULT_FAIL_SHARD, FAULT_KILL_ONCE, ShardsFailed, ray_session  # noqa: E402
+from reportgen.pipeline.request import ExecutorSettings  # noqa: E402
 
 RELATIVE = 1e-9
 
@@ -100,20 +101,24 @@ def test_own_classes_on_two_nodes_equal_one_process_after_a_killed_worker_and_a_
 
     out = tmp_path / "ray"
     ray_args = ("--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "8")
-    marker = tmp_path / "killed-once"
+    marker, failing = tmp_path / "killed-once", tmp_path / "failing-shard"
     monkeypatch.setenv(FAULT_KILL_ONCE, str(marker))
-    monkeypatch.setenv(FAULT_FAIL_SHARD, "efficientnet_lite0-0001")
-    failed = run_cli(*common, "--format", "html,json", *ray_args)
+    monkeypatch.setenv(FAULT_FAIL_SHARD, str(failing))
+    failing.write_text("efficientnet_lite0-0001")
+    # Both runs in one Ray session, joined as --ray-address joins: the second run's tasks reuse the first's workers
+    # (each import of torch and timm in a new worker takes seconds); a run that finds Ray connected leaves it so.
+    with ray_session(ExecutorSettings("ray", cluster, 8), lambda line: None):
+        failed = run_cli(*common, "--format", "html,json", *ray_args)
+        written = [p.name for p in (out / "metrics.json", out / "results" / "results.json") if p.exists()]
+        failing.unlink()  # (the kill marker is there: no worker is killed again)
+        result = run_cli(*common, "--format", "html,json", *ray_args)
     assert failed.exit_code == ShardsFailed.exit_code == 7
     assert marker.read_text() == "efficientnet_lite0-0001"  # that shard's first worker was SIGKILLed ...
     # ... and Ray ran it again: only a second attempt reaches the injected failure
     assert "efficientnet_lite0-0001" in failed.output and "injected failure" in failed.output
     assert "no report written" in failed.output and "Traceback" not in failed.output
-    assert not (out / "metrics.json").exists() and not (out / "results" / "results.json").exists()
+    assert not written
 
-    monkeypatch.delenv(FAULT_FAIL_SHARD)
-    monkeypatch.delenv(FAULT_KILL_ONCE)
-    result = run_cli(*common, "--format", "html,json", *ray_args)
     assert result.exit_code == 0, result.output
     shards = _json(result)["shards"]
     assert {s["name"]: s["status"] for s in shards} == {"efficientnet_lite0-0000": "cached",

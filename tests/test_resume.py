@@ -29,14 +29,17 @@ def _as_a_foreground_command():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start_and_stop_mid_second_backbone(out, images, sig, battery):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    process = subprocess.Popen(_command(out, images, battery), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env, preexec_fn=_as_a_foreground_command)
+def _start(command):
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"), preexec_fn=_as_a_foreground_command)
+
+
+def _stop_once_lite0_is_saved(out, images, sig, battery):
+    """The run, stopped by ``sig`` as soon as Lite0's entry is saved: Lite1 is then in flight."""
+    process = _start(_command(out, images, battery))
     folder = out / "results" / BACKBONES_DIR
     deadline = time.time() + 240
-    # the entry file marks a backbone finished; its .cost.json is written just before it (waiting for any *.json
-    # let a loaded machine kill the run between the two, and Lite0 was then rightly computed again)
+    # the entry file marks a backbone finished (waiting for any *.json would also match a cost file)
     while time.time() < deadline and not [p for p in folder.glob("efficientnet_lite0-*.json")
                                           if not p.name.endswith(COST_SUFFIX)]:
         if process.poll() is not None:
@@ -45,6 +48,23 @@ def _start_and_stop_mid_second_backbone(out, images, sig, battery):
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
     return process.returncode, stderr
+
+
+def _stop_once_lite1_loads(out, images, sig, battery):
+    """The same command again (Lite0 reused), stopped by ``sig`` as soon as it says it loads Lite1."""
+    # without --quiet and --json: its stage lines on stderr tell when
+    command = [part for part in _command(out, images, battery) if part not in ("--quiet", "--json")]
+    process = _start(command)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if "efficientnet_lite1: loading weights" in line:
+            process.send_signal(sig)
+            break
+    else:
+        pytest.fail(f"the run never said it loads Lite1: {''.join(seen)}")
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, "".join(seen) + stderr
 
 
 def _assert_nothing_corrupt(results):
@@ -60,17 +80,23 @@ def _assert_nothing_corrupt(results):
         json.loads((results / "results.json").read_text())
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_interrupted_run_resumes(tmp_path, small_image_dir, fast_battery, sig):
+def test_a_run_interrupted_by_ctrl_c_then_killed_resumes(tmp_path, small_image_dir, fast_battery):
+    """Ctrl-C while Lite1 is in flight, then the same command killed (SIGKILL) while Lite1 is in flight again: each
+    leaves no corrupt file and no report, and loses only Lite1; the third run finishes."""
     out = tmp_path / "out"
-    code, stderr = _start_and_stop_mid_second_backbone(out, small_image_dir, sig, fast_battery)
-    if sig == signal.SIGINT:
-        assert code == 130 and "interrupted" in stderr and "Traceback" not in stderr
-    else:
-        assert code == -signal.SIGKILL
     results = out / "results"
+    code, stderr = _stop_once_lite0_is_saved(out, small_image_dir, signal.SIGINT, fast_battery)
+    assert code == 130 and "interrupted" in stderr and "Traceback" not in stderr
     _assert_nothing_corrupt(results)
     assert not (out / "report.html").exists()
+    saved = sorted(p.name for p in (results / BACKBONES_DIR).glob("efficientnet_lite*"))
+    assert saved and all(name.startswith("efficientnet_lite0-") for name in saved)
+
+    code, stderr = _stop_once_lite1_loads(out, small_image_dir, signal.SIGKILL, fast_battery)
+    assert code == -signal.SIGKILL and "efficientnet_lite0: unchanged since the last run" in stderr
+    _assert_nothing_corrupt(results)
+    assert not (out / "report.html").exists()
+    assert sorted(p.name for p in (results / BACKBONES_DIR).glob("efficientnet_lite*")) == saved
     # the next run in this process: the same command line, without a second interpreter's imports
     done = run_cli(*_command(out, small_image_dir, fast_battery)[3:])
     assert done.exit_code == 0, done.output

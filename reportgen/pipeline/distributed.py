@@ -30,7 +30,9 @@ SHARDS_DIR = "shards"
 MAX_RETRIES = 3
 # Fault injection for the tests, read by the task itself: with KILL_ONCE (a marker file path), the first shard of
 # a second slice (name ending -0001) to start SIGKILLs its own worker, as a lost node would (Ray retries it), and
-# writes its name to the marker; the shard named by FAIL_SHARD raises on every attempt.
+# writes its name to the marker; while the file FAIL_SHARD names holds a shard's name, that shard raises on every
+# attempt. Both are paths, so a test changes the faults between runs without changing the workers' environment
+# (workers are reused only within one runtime environment).
 FAULT_KILL_ONCE = "REPORTGEN_FAULT_KILL_ONCE"
 FAULT_FAIL_SHARD = "REPORTGEN_FAULT_FAIL_SHARD"
 INSTALL_HINT = "--executor ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')."
@@ -105,7 +107,8 @@ def _inject_fault(spec: ShardSpec) -> None:
     if marker and spec.name.endswith("-0001") and not Path(marker).exists():
         Path(marker).write_text(spec.name)
         os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-task, as on a lost node
-    if os.environ.get(FAULT_FAIL_SHARD) == spec.name:
+    failing = os.environ.get(FAULT_FAIL_SHARD)
+    if failing and Path(failing).is_file() and Path(failing).read_text().strip() == spec.name:
         raise RuntimeError(f"injected failure of shard {spec.name}")
 
 
