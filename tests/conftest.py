@@ -279,24 +279,25 @@ def broken_pair_run(request, tmp_path_factory, broken_checkpoint) -> Path:
 
 
 @pytest.fixture(scope="session")
-def folder_set_60(tmp_path_factory) -> Path:
-    """60 photos in class folders named by WordNet id, as a user's validation folder (tools/synthetic_set.py)."""
+def class_folder_set(tmp_path_factory) -> Path:
+    """24 photos in class folders named by WordNet id, as a user's validation folder (tools/synthetic_set.py): more
+    than degenerate_min_images, so the broken pair's warning has enough images to rest on."""
     import subprocess
     import sys
 
     folder = tmp_path_factory.mktemp("folders") / "val"
-    subprocess.run([sys.executable, str(REPO / "tools" / "synthetic_set.py"), str(folder), "--count", "60",
+    subprocess.run([sys.executable, str(REPO / "tools" / "synthetic_set.py"), str(folder), "--count", "24",
                     "--layout", "wnid"], check=True, capture_output=True)
     return folder
 
 
 @pytest.fixture(scope="session")
-def broken_pair_folder_run(request, tmp_path_factory, broken_checkpoint, folder_set_60, fast_battery) -> Path:
+def broken_pair_folder_run(request, tmp_path_factory, broken_checkpoint, class_folder_set, fast_battery) -> Path:
     """The same pair on a class-folder set (sanity check, corruptions and faithfulness off: fast_battery)."""
     battery = tmp_path_factory.mktemp("broken-fast") / "battery.toml"
     battery.write_text(broken_checkpoint.read_text() + "\n" + FAST)
     return shared_run(request, tmp_path_factory, "broken-pair-folders", "run", "--config", str(battery), "--images",
-                      str(folder_set_60), "--quiet", "--format", "md,json")
+                      str(class_folder_set), "--quiet", "--format", "md,json")
 
 
 # --- the user's own task (issue 25) -------------------------------------------------------------------------------

@@ -130,9 +130,9 @@ def test_a_head_that_does_not_match_the_labels_stops_with_both_numbers(tmp_path,
     assert len(lines) == 1 and "3 outputs" in lines[0] and "4 classes" in lines[0], result.output
 
 
-def test_a_custom_head_on_imagenet_folders_asks_for_its_labels(tmp_path, own_task, folder_set_60):
+def test_a_custom_head_on_imagenet_folders_asks_for_its_labels(tmp_path, own_task, class_folder_set):
     result = run_cli("run", "--backbone", "efficientnet_lite0", "--checkpoint",
-                     f"efficientnet_lite0={own_task / 'tuned.safetensors'}", "--images", str(folder_set_60),
+                     f"efficientnet_lite0={own_task / 'tuned.safetensors'}", "--images", str(class_folder_set),
                      "--out", str(tmp_path / "out"))
     # The checkpoint stores its names, so they are the run's classes, and the WordNet-id folders are not among them.
     assert result.exit_code == 3, result.output
@@ -235,8 +235,8 @@ def test_corruptions_and_faithfulness_score_a_probe_only_on_images_its_head_did_
         assert not {index["images"][i]["sha256"] for i in sample} & seen, name
 
 
-def test_training_images_need_the_users_classes(own_task, folder_set_60, tmp_path):
-    result = run_cli("run", "--backbone", "efficientnet_lite0", "--images", str(folder_set_60), "--train-images",
+def test_training_images_need_the_users_classes(own_task, class_folder_set, tmp_path):
+    result = run_cli("run", "--backbone", "efficientnet_lite0", "--images", str(class_folder_set), "--train-images",
                      str(own_task / "train"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2, result.output
     lines = message_lines(result.output)
