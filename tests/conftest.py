@@ -161,8 +161,8 @@ def small_image_dir(tmp_path_factory) -> Path:
     return folder
 
 
-# The timing budget of the test runs that test something else than the latency (a fifth of the default; the
-# README's lite run, the progress lines and the timing-stage tests keep theirs).
+# The timing budget of the test runs that test something else than the latency, a fifth of the default (the README's
+# lite run and the progress-line test time with the default 1 s; the timing-stage test checks that this one is used).
 QUICK_TIMING = "latency_budget_s = 0.2\n"
 FAST = ("[analysis]\nsanity_check = false\ncorruption_max_images = 0\nfaithfulness_max_images = 0\n"
         "bootstrap_samples = 200\n" + QUICK_TIMING)

@@ -27,6 +27,7 @@ def no_model_loads(monkeypatch):
     ("analysis", "size_small_below = 0.5", "size_small_below = 0.5"),
     ("analysis", "spread_level = -0.2", "spread_level = -0.2"),
     ("analysis", "seed = -3", "seed = -3"),
+    ("analysis", "latency_budget_s = 0", "latency_budget_s = 0"),
     ("rules", "slim_cka = -0.1", "slim_cka = -0.1"),
     ("rules", "min_group_size = 0", "min_group_size = 0"),
     ("rules", "min_relative_difference = -1", "min_relative_difference = -1"),

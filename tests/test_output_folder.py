@@ -54,10 +54,10 @@ def test_pruning_removes_only_files_named_like_reportgens(lite_report, tmp_path)
     assert not stale.exists() and foreign.read_text() == "mine"
 
 
-def test_a_second_run_into_the_same_folder_stops_at_once_naming_the_first(tmp_path, small_image_dir):
+def test_a_second_run_into_the_same_folder_stops_at_once_naming_the_first(tmp_path, small_image_dir, fast_battery):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "reportgen.cli", "run", *LITE0_SMALL, "--images", str(small_image_dir),
-               "--out", str(out), "--quiet", "--format", "html"]
+               "--out", str(out), "--quiet", "--format", "html", "--config", str(fast_battery)]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

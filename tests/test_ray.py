@@ -100,7 +100,8 @@ def test_own_classes_on_two_nodes_equal_one_process_after_a_killed_worker_and_a_
     assert single.exit_code == 0, single.output
 
     out = tmp_path / "ray"
-    ray_args = ("--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "8")
+    # a shard size of 7 rounds up to whole batches of 2: slices of 8 images, so every batch is the single run's
+    ray_args = ("--out", str(out), "--executor", "ray", "--ray-address", cluster, "--shard-size", "7")
     marker, failing = tmp_path / "killed-once", tmp_path / "failing-shard"
     monkeypatch.setenv(FAULT_KILL_ONCE, str(marker))
     monkeypatch.setenv(FAULT_FAIL_SHARD, str(failing))
@@ -123,6 +124,7 @@ def test_own_classes_on_two_nodes_equal_one_process_after_a_killed_worker_and_a_
     shards = _json(result)["shards"]
     assert {s["name"]: s["status"] for s in shards} == {"efficientnet_lite0-0000": "cached",
                                                           "efficientnet_lite0-0001": "computed"}
+    assert [s["images"] for s in shards] == [8, 8]  # 7 rounded up to whole batches of 2
     assert len({s["node"] for s in shards}) == 2, shards  # both nodes ran shards
 
     ours, theirs = _metrics(out), _metrics(tmp_path / "single")
@@ -150,6 +152,7 @@ def test_own_classes_on_two_nodes_equal_one_process_after_a_killed_worker_and_a_
     assert set(costs) == {"efficientnet_lite0"} and len(hosts) == 1
     assert "(Ray node " in next(iter(hosts)) and next(iter(hosts)) in html
     assert all(len(c["latency_ms_samples"]) >= 3 for c in costs.values())
+    assert {c["latency_budget_s"] for c in costs.values()} == {0.2}  # the battery's budget reaches the Ray timing task
 
 
 def _small_run(small_image_dir, out, *extra):

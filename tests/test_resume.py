@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -56,13 +57,18 @@ def _stop_once_lite1_loads(out, images, sig, battery):
     command = [part for part in _command(out, images, battery) if part not in ("--quiet", "--json")]
     process = _start(command)
     seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if "efficientnet_lite1: loading weights" in line:
-            process.send_signal(sig)
-            break
-    else:
-        pytest.fail(f"the run never said it loads Lite1: {''.join(seen)}")
+    deadline = threading.Timer(240, process.kill)  # a run that hangs without a word still ends
+    deadline.start()
+    try:
+        for line in process.stderr:
+            seen.append(line)
+            if "efficientnet_lite1: loading weights" in line:
+                process.send_signal(sig)
+                break
+        else:
+            pytest.fail(f"the run never said it loads Lite1: {''.join(seen)}")
+    finally:
+        deadline.cancel()
     _, stderr = process.communicate(timeout=120)
     return process.returncode, "".join(seen) + stderr
 
