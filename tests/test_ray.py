@@ -117,6 +117,7 @@ def test_own_classes_on_two_nodes_equal_one_process_after_a_killed_worker_and_a_
     assert marker.read_text() == "efficientnet_lite0-0001"  # that shard's first worker was SIGKILLed ...
     # ... and Ray ran it again: only a second attempt reaches the injected failure
     assert "efficientnet_lite0-0001" in failed.output and "injected failure" in failed.output
+    assert "1 of 2 shards failed" in failed.output and "an error in the task is not" in failed.output
     assert "no report written" in failed.output and "Traceback" not in failed.output
     assert not written
 

@@ -346,7 +346,9 @@ def run_shards(ray, prepared, settings: ExecutorSettings, progress: Callable[[st
     failed = [s for s in outcome.shards if s.status == "failed"]
     if failed:
         names = ", ".join(s.spec.name for s in failed)
-        raise ShardsFailed(f"{len(failed)} of {len(specs)} shards failed after {MAX_RETRIES} retries: {names} "
+        # Ray retries a task whose worker died (a lost node), not one whose code raised: that error is final.
+        raise ShardsFailed(f"{len(failed)} of {len(specs)} shards failed (a worker that dies is retried up to "
+                           f"{MAX_RETRIES} times; an error in the task is not): {names} "
                            f"({failed[0].error}); no report written. Finished shards are kept in {root}: run the "
                            "same command again to compute only the missing ones.")
     return outcome
